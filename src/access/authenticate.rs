@@ -1,0 +1,238 @@
+//! Bearer JWT authentication (SPEC §2, "Authentication contract"): RS256 or ES256
+//! tokens, verified against the JWKS file of the issuer they name, with `iss`, `aud`,
+//! `exp` and `nbf` checked, mapped to one [`Principal`].
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::principal::{ActorKind, Principal, PurposeOfUse};
+use crate::config::TrustedIssuer;
+use crate::error::ApiError;
+
+struct VerificationKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+struct Issuer {
+    audience: String,
+    keys: Vec<VerificationKey>,
+}
+
+/// Verifies tokens of the configured issuers.
+pub struct Authenticator {
+    issuers: HashMap<String, Issuer>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    actor: String,
+    patient: Option<String>,
+    profession: Option<String>,
+    specialty: Option<String>,
+    organization: Option<String>,
+    name: Option<String>,
+    scope: Option<String>,
+    purpose_of_use: Option<String>,
+    access_reason: Option<String>,
+    client_id: Option<String>,
+    azp: Option<String>,
+}
+
+/// The algorithm a JWK is for: its `alg`, or what its key type implies.
+fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    match (&jwk.common.key_algorithm, &jwk.algorithm) {
+        (Some(KeyAlgorithm::RS256), AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+        (Some(KeyAlgorithm::ES256), AlgorithmParameters::EllipticCurve(ec))
+            if ec.curve == EllipticCurve::P256 =>
+        {
+            Some(Algorithm::ES256)
+        }
+        (None, AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+        (None, AlgorithmParameters::EllipticCurve(ec)) if ec.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        _ => None,
+    }
+}
+
+impl Authenticator {
+    /// Loads every issuer's JWKS file. A missing or malformed file, or one with no
+    /// usable RS256 / ES256 key, stops the start with a clear message.
+    pub fn load(issuers: &[TrustedIssuer]) -> Result<Authenticator, String> {
+        let mut loaded = HashMap::new();
+        for issuer in issuers {
+            let text = std::fs::read_to_string(&issuer.jwks).map_err(|error| {
+                format!(
+                    "cannot read JWKS file {} of issuer {}: {error}",
+                    issuer.jwks.display(),
+                    issuer.issuer
+                )
+            })?;
+            let set: JwkSet = serde_json::from_str(&text).map_err(|error| {
+                format!(
+                    "invalid JWKS file {} of issuer {}: {error}",
+                    issuer.jwks.display(),
+                    issuer.issuer
+                )
+            })?;
+            let mut keys = Vec::new();
+            for jwk in &set.keys {
+                let Some(algorithm) = key_algorithm(jwk) else {
+                    continue;
+                };
+                let key = DecodingKey::from_jwk(jwk).map_err(|error| {
+                    format!(
+                        "unusable key in {} of issuer {}: {error}",
+                        issuer.jwks.display(),
+                        issuer.issuer
+                    )
+                })?;
+                keys.push(VerificationKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                });
+            }
+            if keys.is_empty() {
+                return Err(format!(
+                    "JWKS file {} of issuer {} holds no RS256 or ES256 (P-256) key",
+                    issuer.jwks.display(),
+                    issuer.issuer
+                ));
+            }
+            loaded.insert(
+                issuer.issuer.clone(),
+                Issuer {
+                    audience: issuer.audience.clone(),
+                    keys,
+                },
+            );
+        }
+        Ok(Authenticator { issuers: loaded })
+    }
+
+    /// Authenticates the `Authorization` header's value.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::unauthorized("authentication required: send Authorization: Bearer <token>")
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be a Bearer token")
+            })?;
+        let token_header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::unauthorized("the bearer token is not a well-formed JWT"))?;
+        if !matches!(token_header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(ApiError::unauthorized(
+                "the token's algorithm is not accepted (RS256 or ES256)",
+            ));
+        }
+        // The issuer is read before verification only to choose its keys; the
+        // verification below pins `iss` to that issuer.
+        let issuer_name = unverified_issuer(token)
+            .ok_or_else(|| ApiError::unauthorized("the token names no issuer"))?;
+        let issuer = self
+            .issuers
+            .get(&issuer_name)
+            .ok_or_else(|| ApiError::unauthorized("the token's issuer is not trusted"))?;
+        let mut validation = Validation::new(token_header.alg);
+        validation.set_issuer(&[&issuer_name]);
+        validation.set_audience(&[&issuer.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let candidates = issuer.keys.iter().filter(|key| {
+            key.algorithm == token_header.alg
+                && (token_header.kid.is_none() || key.kid.is_none() || key.kid == token_header.kid)
+        });
+        let mut last_error = None;
+        for candidate in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
+                Ok(data) => return principal_from(data.claims),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let reason = match last_error.as_ref().map(|error| error.kind()) {
+            Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => "the token has expired",
+            Some(jsonwebtoken::errors::ErrorKind::ImmatureSignature) => {
+                "the token is not valid yet (nbf)"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::InvalidAudience) => {
+                "the token is not for this server (aud)"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)) => {
+                "the token lacks a required claim (exp, iss, aud, sub)"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::Json(_)) => {
+                "the token's claims are malformed (actor and sub are required)"
+            }
+            None => "no key of the issuer matches the token",
+            Some(_) => "the token's signature is invalid",
+        };
+        Err(ApiError::unauthorized(reason))
+    }
+}
+
+fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IssuerOnly {
+        iss: String,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<IssuerOnly>(&bytes)
+        .ok()
+        .map(|claims| claims.iss)
+}
+
+fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
+    let actor = ActorKind::parse(&claims.actor);
+    let purpose_of_use = match claims.purpose_of_use.as_deref() {
+        None => PurposeOfUse::Normal,
+        Some(code) => PurposeOfUse::parse(code).ok_or_else(|| {
+            ApiError::unauthorized("purpose_of_use must be normal, bris_de_glace or centre_15")
+        })?,
+    };
+    if matches!(actor, ActorKind::Patient | ActorKind::Representative) && claims.patient.is_none() {
+        return Err(ApiError::unauthorized(
+            "a patient or representative token must carry the patient claim",
+        ));
+    }
+    if actor == ActorKind::Professional && claims.profession.is_none() {
+        return Err(ApiError::unauthorized(
+            "a professional token must carry the profession claim",
+        ));
+    }
+    Ok(Principal {
+        actor,
+        subject: claims.sub,
+        issuer: claims.iss,
+        patient: claims.patient,
+        profession: claims.profession,
+        specialty: claims.specialty,
+        organization: claims.organization,
+        name: claims.name,
+        scopes: claims
+            .scope
+            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        purpose_of_use,
+        access_reason: claims
+            .access_reason
+            .filter(|reason| !reason.trim().is_empty()),
+        client_id: claims.client_id.or(claims.azp),
+    })
+}

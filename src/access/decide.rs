@@ -1,0 +1,236 @@
+//! The decide, narrow and check-rows stages. Default deny: an actor, resource type or
+//! interaction not listed here is refused.
+//!
+//! The coarse actor table (SPEC §2, §3 and R-ACC-12) decides which actor kind may
+//! attempt which interaction on which type. A patient or representative is confined
+//! to the space of the `patient` claim (R-PAT-1, R-PAT-5): searches are narrowed to
+//! that compartment in SQL, single rows are checked against it.
+
+use super::principal::{ActorKind, Principal};
+use crate::fhir::definitions::Interaction::{self, *};
+use crate::store::Narrowing;
+
+/// A decision and the rule that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Rule id (SPEC) that decided.
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn allow(rule: &'static str) -> Verdict {
+        Verdict {
+            allowed: true,
+            rule,
+            reason: String::new(),
+        }
+    }
+
+    fn deny(rule: &'static str, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            allowed: false,
+            rule,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Rule id of the actor table (SPEC §2 / §3, R-ACC-12).
+pub const ACTOR_TABLE: &str = "R-ACC-12";
+/// Rule id confining a patient or representative to their own space.
+pub const OWN_SPACE: &str = "R-PAT-1";
+
+const READS: &[Interaction] = &[Read, Vread, SearchType, HistoryInstance, HistoryType];
+
+/// Interactions an actor kind may attempt on a resource type.
+fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Interaction] {
+    match (actor, resource_type) {
+        // Identity and state of a space (R-ACC-10); created and updated by the
+        // system actor only (SPEC §3).
+        (ActorKind::System, "Patient") => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Create,
+            Update,
+        ],
+        (ActorKind::Professional, "Patient") => READS,
+        (ActorKind::Patient | ActorKind::Representative, "Patient") => READS,
+        // Documents: professionals and patients read and write; the system deposits
+        // (reimbursement history, vaccination certificates) and reads nothing
+        // medical (R-ACC-12).
+        (
+            ActorKind::Professional | ActorKind::Patient | ActorKind::Representative,
+            "DocumentReference",
+        ) => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Create,
+            Update,
+            Patch,
+            Delete,
+        ],
+        (ActorKind::System, "DocumentReference") => &[Create, Update, Patch, Delete],
+        (ActorKind::Professional | ActorKind::Patient | ActorKind::Representative, "Binary") => {
+            &[Read, Vread, Create]
+        }
+        (ActorKind::System, "Binary") => &[Create],
+        // Consents: managed by the patient (R-PAT-3); a professional declares the
+        // patient's consent to be authorised (R-ACC-3).
+        (ActorKind::Patient | ActorKind::Representative, "Consent") => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Create,
+            Update,
+            Delete,
+        ],
+        (ActorKind::Professional, "Consent") => &[Read, Vread, SearchType, Create],
+        // Secure messaging (R-MSG): professionals and patients.
+        (ActorKind::Professional, "Communication") => {
+            &[Read, Vread, SearchType, HistoryInstance, Create]
+        }
+        (ActorKind::Patient | ActorKind::Representative, "Communication") => {
+            &[Read, Vread, SearchType, HistoryInstance, Create, Delete]
+        }
+        // The trace (R-PAT-4, R-ACC-11): read only, never written through the API.
+        (
+            ActorKind::Professional | ActorKind::Patient | ActorKind::Representative,
+            "AuditEvent",
+        ) => &[Read, SearchType],
+        _ => &[],
+    }
+}
+
+/// Decides whether the principal may attempt `interaction` on `resource_type`.
+pub fn decide(principal: &Principal, resource_type: &str, interaction: Interaction) -> Verdict {
+    if let ActorKind::Other(kind) = &principal.actor {
+        return Verdict::deny(
+            ACTOR_TABLE,
+            format!("actor {kind:?} has no access to health data"),
+        );
+    }
+    if allowed_interactions(&principal.actor, resource_type).contains(&interaction) {
+        Verdict::allow(ACTOR_TABLE)
+    } else {
+        Verdict::deny(
+            ACTOR_TABLE,
+            format!(
+                "a {} may not {} {resource_type}",
+                principal.actor.code(),
+                interaction.code()
+            ),
+        )
+    }
+}
+
+/// Row predicates for the principal's searches and histories.
+pub fn narrowing(principal: &Principal) -> Narrowing {
+    match principal.own_patient() {
+        Some(patient) => Narrowing {
+            compartment: Some(vec![patient.to_owned()]),
+        },
+        None => Narrowing::none(),
+    }
+}
+
+/// Whether the principal may see (or write) a row whose compartment is `patients`.
+/// The same predicate as [`narrowing`], one row at a time.
+pub fn check_row(principal: &Principal, patients: &[String]) -> Verdict {
+    match principal.own_patient() {
+        Some(own) if patients.iter().any(|patient| patient == own) => Verdict::allow(OWN_SPACE),
+        Some(_) => Verdict::deny(OWN_SPACE, "outside the caller's own space"),
+        None => Verdict::allow(ACTOR_TABLE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::PurposeOfUse;
+
+    fn principal(actor: ActorKind) -> Principal {
+        Principal {
+            actor,
+            subject: "s".into(),
+            issuer: "i".into(),
+            patient: Some("p1".into()),
+            profession: None,
+            specialty: None,
+            organization: None,
+            name: None,
+            scopes: vec![],
+            purpose_of_use: PurposeOfUse::Normal,
+            access_reason: None,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn only_the_system_creates_patients() {
+        assert!(decide(&principal(ActorKind::System), "Patient", Create).allowed);
+        for actor in [
+            ActorKind::Patient,
+            ActorKind::Professional,
+            ActorKind::Representative,
+        ] {
+            assert!(!decide(&principal(actor), "Patient", Create).allowed);
+        }
+    }
+
+    #[test]
+    fn other_actors_get_nothing() {
+        let insurer = principal(ActorKind::Other("insurer".into()));
+        for kind in [
+            "Patient",
+            "DocumentReference",
+            "Binary",
+            "Consent",
+            "Communication",
+            "AuditEvent",
+        ] {
+            assert_eq!(decide(&insurer, kind, Read).rule, "R-ACC-12");
+            assert!(!decide(&insurer, kind, Read).allowed);
+        }
+    }
+
+    #[test]
+    fn the_system_reads_nothing_medical() {
+        let system = principal(ActorKind::System);
+        assert!(!decide(&system, "DocumentReference", Read).allowed);
+        assert!(!decide(&system, "DocumentReference", SearchType).allowed);
+        assert!(decide(&system, "DocumentReference", Create).allowed);
+    }
+
+    #[test]
+    fn nobody_writes_audit_events() {
+        for actor in [
+            ActorKind::Patient,
+            ActorKind::Professional,
+            ActorKind::System,
+            ActorKind::Representative,
+        ] {
+            for interaction in [Create, Update, Patch, Delete] {
+                assert!(!decide(&principal(actor.clone()), "AuditEvent", interaction).allowed);
+            }
+        }
+    }
+
+    #[test]
+    fn patients_see_only_their_space() {
+        let patient = principal(ActorKind::Patient);
+        assert!(check_row(&patient, &["p1".into()]).allowed);
+        assert!(!check_row(&patient, &["p2".into()]).allowed);
+        assert!(!check_row(&patient, &[]).allowed);
+        assert_eq!(narrowing(&patient).compartment, Some(vec!["p1".to_owned()]));
+    }
+}

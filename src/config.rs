@@ -1,0 +1,276 @@
+//! Typed configuration: defaults, then an optional TOML file, then environment, then
+//! flags (each later source wins). No globals: the resulting [`Config`] is passed to
+//! [`crate::build_server`] explicitly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// An identity provider whose tokens the server accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    /// Exact `iss` claim value.
+    pub issuer: String,
+    /// Path of a JWKS file (RFC 7517) holding the issuer's public keys.
+    pub jwks: PathBuf,
+    /// `aud` value that tokens of this issuer must carry for this server.
+    pub audience: String,
+}
+
+impl std::str::FromStr for TrustedIssuer {
+    type Err = String;
+
+    /// Parses `ISSUER,JWKS_FILE,AUDIENCE`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [issuer, jwks, audience]
+                if !issuer.is_empty() && !jwks.is_empty() && !audience.is_empty() =>
+            {
+                Ok(TrustedIssuer {
+                    issuer: (*issuer).to_owned(),
+                    jwks: PathBuf::from(jwks),
+                    audience: (*audience).to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "expected ISSUER,JWKS_FILE,AUDIENCE but got {text:?}"
+            )),
+        }
+    }
+}
+
+/// The server's settings, fully resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://PATH` (or a plain file path).
+    pub database_url: String,
+    /// Identity providers whose bearer tokens are accepted.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Base URL written in `fullUrl`, `Location` and paging links; when unset, it is
+    /// taken from each request's scheme and `Host` header.
+    pub public_base_url: Option<String>,
+    /// Page size when a search has no `_count`.
+    pub default_page_size: usize,
+    /// Largest `_count` honoured; larger values are capped.
+    pub max_page_size: usize,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            database_url: "sqlite://data/dmp-fhir.sqlite".to_owned(),
+            trusted_issuers: Vec::new(),
+            max_body_bytes: 20 * 1024 * 1024,
+            log_format: LogFormat::Text,
+            public_base_url: None,
+            default_page_size: 20,
+            max_page_size: 500,
+            workers: 0,
+        }
+    }
+}
+
+/// Settings as flags and environment variables. Every field is optional so that a
+/// flag left out does not hide the file's value.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (keys as in the README table).
+    #[arg(long, env = "DMP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "DMP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Database URL: sqlite://PATH [default: sqlite://data/dmp-fhir.sqlite].
+    #[arg(long, env = "DMP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Trusted token issuer as ISSUER,JWKS_FILE,AUDIENCE; repeat for several
+    /// (environment: separate them with ';').
+    #[arg(
+        long = "trusted-issuer",
+        env = "DMP_TRUSTED_ISSUERS",
+        value_delimiter = ';'
+    )]
+    pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Largest request body in bytes [default: 20971520].
+    #[arg(long, env = "DMP_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format [default: text].
+    #[arg(long, env = "DMP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Public base URL for links (default: from each request's Host header).
+    #[arg(long, env = "DMP_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+    /// Page size when a search has no _count [default: 20].
+    #[arg(long, env = "DMP_DEFAULT_PAGE_SIZE")]
+    pub default_page_size: Option<usize>,
+    /// Largest _count honoured [default: 500].
+    #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
+    pub max_page_size: Option<usize>,
+    /// HTTP worker threads, 0 for one per core [default: 0].
+    #[arg(long, env = "DMP_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The configuration file's shape: the same keys as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    #[serde(default)]
+    trusted_issuers: Vec<TrustedIssuer>,
+    max_body_bytes: Option<usize>,
+    log_format: Option<LogFormat>,
+    public_base_url: Option<String>,
+    default_page_size: Option<usize>,
+    max_page_size: Option<usize>,
+    workers: Option<usize>,
+}
+
+impl ConfigArgs {
+    /// Resolves defaults, file, environment and flags into one [`Config`].
+    pub fn resolve(&self) -> Result<Config, String> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let base = Config::default();
+        // A path in the file is relative to the file, not to the working directory.
+        let file_dir = self
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let file_issuers = file.trusted_issuers.into_iter().map(|mut issuer| {
+            if issuer.jwks.is_relative() {
+                issuer.jwks = file_dir.join(&issuer.jwks);
+            }
+            issuer
+        });
+        let trusted_issuers = if self.trusted_issuers.is_empty() {
+            file_issuers.collect()
+        } else {
+            self.trusted_issuers.clone()
+        };
+        let config = Config {
+            listen: self.listen.or(file.listen).unwrap_or(base.listen),
+            database_url: self
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or(base.database_url),
+            trusted_issuers,
+            max_body_bytes: self
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(base.max_body_bytes),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(base.log_format),
+            public_base_url: self
+                .public_base_url
+                .clone()
+                .or(file.public_base_url)
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            default_page_size: self
+                .default_page_size
+                .or(file.default_page_size)
+                .unwrap_or(base.default_page_size),
+            max_page_size: self
+                .max_page_size
+                .or(file.max_page_size)
+                .unwrap_or(base.max_page_size),
+            workers: self.workers.or(file.workers).unwrap_or(base.workers),
+        };
+        if config.default_page_size == 0 || config.max_page_size < config.default_page_size {
+            return Err("page sizes must satisfy 0 < default_page_size <= max_page_size".into());
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read configuration file {}: {error}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|error| format!("invalid configuration file {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_issuer_triple() {
+        let issuer: TrustedIssuer = "https://psc.example,keys/psc.json,dmp".parse().unwrap();
+        assert_eq!(issuer.issuer, "https://psc.example");
+        assert_eq!(issuer.audience, "dmp");
+        assert!(
+            "https://psc.example,keys.json"
+                .parse::<TrustedIssuer>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("dmp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 10\n[[trusted_issuers]]\nissuer = \"i\"\njwks = \"k.json\"\naudience = \"a\"\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(file),
+            max_body_bytes: Some(99),
+            ..ConfigArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.max_body_bytes, 99);
+        assert_eq!(config.trusted_issuers[0].jwks, dir.join("k.json"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("dmp-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let args = ConfigArgs {
+            config: Some(file),
+            ..ConfigArgs::default()
+        };
+        assert!(args.resolve().unwrap_err().contains("lisen"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

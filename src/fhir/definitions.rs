@@ -1,0 +1,496 @@
+//! What this server serves: resource types, their interactions and search parameters
+//! (SPEC §3). The CapabilityStatement, the router and the indexer all read this table,
+//! so they cannot disagree.
+
+/// A FHIR RESTful interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interaction {
+    Read,
+    Vread,
+    Update,
+    Patch,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    Create,
+    SearchType,
+}
+
+impl Interaction {
+    /// The code used in CapabilityStatement and AuditEvent subtype.
+    pub fn code(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::Vread => "vread",
+            Interaction::Update => "update",
+            Interaction::Patch => "patch",
+            Interaction::Delete => "delete",
+            Interaction::HistoryInstance => "history-instance",
+            Interaction::HistoryType => "history-type",
+            Interaction::Create => "create",
+            Interaction::SearchType => "search-type",
+        }
+    }
+
+    /// Whether the interaction writes.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Interaction::Create | Interaction::Update | Interaction::Patch | Interaction::Delete
+        )
+    }
+}
+
+/// Search parameter types supported by the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Token,
+    String,
+    Date,
+    Reference,
+}
+
+impl ParamKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ParamKind::Token => "token",
+            ParamKind::String => "string",
+            ParamKind::Date => "date",
+            ParamKind::Reference => "reference",
+        }
+    }
+}
+
+/// One search parameter: its name, type, the element paths it indexes and, for
+/// references, the resource types it may point at.
+#[derive(Debug)]
+pub struct SearchParamDef {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    /// Dotted element paths from the resource root; arrays are walked through.
+    pub paths: &'static [&'static str],
+    /// For references: the target types indexed (others are ignored).
+    pub targets: &'static [&'static str],
+    /// Canonical URL of the definition (base FHIR or IHE).
+    pub definition: &'static str,
+}
+
+/// A served resource type.
+#[derive(Debug)]
+pub struct ResourceDef {
+    pub name: &'static str,
+    pub interactions: &'static [Interaction],
+    pub params: &'static [SearchParamDef],
+    /// Base FHIR profile for the CapabilityStatement.
+    pub profile: &'static str,
+}
+
+impl ResourceDef {
+    pub fn supports(&self, interaction: Interaction) -> bool {
+        self.interactions.contains(&interaction)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'static SearchParamDef> {
+        self.params.iter().find(|param| param.name == name)
+    }
+
+    /// Reference parameters, for `_include` and `_revinclude`.
+    pub fn reference_params(&self) -> impl Iterator<Item = &'static SearchParamDef> {
+        self.params
+            .iter()
+            .filter(|param| param.kind == ParamKind::Reference)
+    }
+}
+
+use Interaction::*;
+use ParamKind::*;
+
+const fn p(
+    name: &'static str,
+    kind: ParamKind,
+    paths: &'static [&'static str],
+    targets: &'static [&'static str],
+    definition: &'static str,
+) -> SearchParamDef {
+    SearchParamDef {
+        name,
+        kind,
+        paths,
+        targets,
+        definition,
+    }
+}
+
+static PATIENT: ResourceDef = ResourceDef {
+    name: "Patient",
+    interactions: &[
+        Read,
+        Vread,
+        Update,
+        HistoryInstance,
+        HistoryType,
+        Create,
+        SearchType,
+    ],
+    params: &[
+        p(
+            "identifier",
+            Token,
+            &["identifier"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Patient-identifier",
+        ),
+        p(
+            "family",
+            String,
+            &["name.family"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-family",
+        ),
+        p(
+            "given",
+            String,
+            &["name.given"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-given",
+        ),
+        p(
+            "birthdate",
+            Date,
+            &["birthDate"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-birthdate",
+        ),
+        p(
+            "gender",
+            Token,
+            &["gender"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-gender",
+        ),
+        p(
+            "general-practitioner",
+            Reference,
+            &["generalPractitioner"],
+            &["Practitioner", "Organization", "PractitionerRole"],
+            "http://hl7.org/fhir/SearchParameter/Patient-general-practitioner",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/Patient",
+};
+
+static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
+    name: "DocumentReference",
+    interactions: &[
+        Read,
+        Vread,
+        Update,
+        Patch,
+        Delete,
+        HistoryInstance,
+        HistoryType,
+        Create,
+        SearchType,
+    ],
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["subject"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        ),
+        p(
+            "subject",
+            Reference,
+            &["subject"],
+            &["Patient", "Practitioner", "Group", "Device"],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-subject",
+        ),
+        p(
+            "type",
+            Token,
+            &["type"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-type",
+        ),
+        p(
+            "category",
+            Token,
+            &["category"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-category",
+        ),
+        p(
+            "date",
+            Date,
+            &["date"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-date",
+        ),
+        p(
+            "author",
+            Reference,
+            &["author"],
+            &[
+                "Practitioner",
+                "Organization",
+                "PractitionerRole",
+                "Patient",
+                "Device",
+                "RelatedPerson",
+            ],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-author",
+        ),
+        p(
+            "status",
+            Token,
+            &["status"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-status",
+        ),
+        p(
+            "security-label",
+            Token,
+            &["securityLabel"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-security-label",
+        ),
+        p(
+            "identifier",
+            Token,
+            &["masterIdentifier", "identifier"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/DocumentReference",
+};
+
+static BINARY: ResourceDef = ResourceDef {
+    name: "Binary",
+    interactions: &[Read, Vread, Create],
+    params: &[],
+    profile: "http://hl7.org/fhir/StructureDefinition/Binary",
+};
+
+static CONSENT: ResourceDef = ResourceDef {
+    name: "Consent",
+    interactions: &[
+        Read,
+        Vread,
+        Update,
+        Delete,
+        HistoryInstance,
+        HistoryType,
+        Create,
+        SearchType,
+    ],
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["patient"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        ),
+        p(
+            "actor",
+            Reference,
+            &["provision.actor.reference"],
+            &[
+                "Practitioner",
+                "Organization",
+                "PractitionerRole",
+                "Patient",
+                "RelatedPerson",
+                "Group",
+                "CareTeam",
+                "Device",
+            ],
+            "http://hl7.org/fhir/SearchParameter/Consent-actor",
+        ),
+        p(
+            "status",
+            Token,
+            &["status"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Consent-status",
+        ),
+        p(
+            "purpose",
+            Token,
+            &["provision.purpose"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Consent-purpose",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/Consent",
+};
+
+static COMMUNICATION: ResourceDef = ResourceDef {
+    name: "Communication",
+    interactions: &[
+        Read,
+        Vread,
+        Delete,
+        HistoryInstance,
+        HistoryType,
+        Create,
+        SearchType,
+    ],
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["subject"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/Communication-patient",
+        ),
+        p(
+            "sender",
+            Reference,
+            &["sender"],
+            &[
+                "Practitioner",
+                "Organization",
+                "PractitionerRole",
+                "Patient",
+                "Device",
+                "RelatedPerson",
+            ],
+            "http://hl7.org/fhir/SearchParameter/Communication-sender",
+        ),
+        p(
+            "recipient",
+            Reference,
+            &["recipient"],
+            &[
+                "Practitioner",
+                "Organization",
+                "PractitionerRole",
+                "Patient",
+                "Device",
+                "RelatedPerson",
+                "Group",
+                "CareTeam",
+            ],
+            "http://hl7.org/fhir/SearchParameter/Communication-recipient",
+        ),
+        p(
+            "part-of",
+            Reference,
+            &["partOf"],
+            &["Communication"],
+            "http://hl7.org/fhir/SearchParameter/Communication-part-of",
+        ),
+        p(
+            "sent",
+            Date,
+            &["sent"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Communication-sent",
+        ),
+        p(
+            "category",
+            Token,
+            &["category"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Communication-category",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/Communication",
+};
+
+static AUDIT_EVENT: ResourceDef = ResourceDef {
+    name: "AuditEvent",
+    interactions: &[Read, SearchType],
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["agent.who", "entity.what"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+        ),
+        p(
+            "agent",
+            Reference,
+            &["agent.who"],
+            &[
+                "Practitioner",
+                "Organization",
+                "PractitionerRole",
+                "Patient",
+                "Device",
+                "RelatedPerson",
+            ],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-agent",
+        ),
+        p(
+            "date",
+            Date,
+            &["recorded"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+        ),
+        p(
+            "type",
+            Token,
+            &["type"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-type",
+        ),
+        p(
+            "subtype",
+            Token,
+            &["subtype"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-subtype",
+        ),
+        p(
+            "outcome",
+            Token,
+            &["outcome"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome",
+        ),
+        p(
+            "entity",
+            Reference,
+            &["entity.what"],
+            &[
+                "Patient",
+                "DocumentReference",
+                "Binary",
+                "Consent",
+                "Communication",
+            ],
+            "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+};
+
+/// Every served resource type, in CapabilityStatement order.
+pub static RESOURCES: &[&ResourceDef] = &[
+    &PATIENT,
+    &DOCUMENT_REFERENCE,
+    &BINARY,
+    &CONSENT,
+    &COMMUNICATION,
+    &AUDIT_EVENT,
+];
+
+/// The definition of a served type, if it is served.
+pub fn resource(name: &str) -> Option<&'static ResourceDef> {
+    RESOURCES.iter().copied().find(|def| def.name == name)
+}
+
+/// Search parameters every type has, handled on the resource table itself.
+pub const COMMON_PARAMS: &[(&str, ParamKind)] = &[("_id", Token), ("_lastUpdated", Date)];
+
+/// Parameters that may sort results: the date parameters plus `_lastUpdated`.
+pub fn sortable(def: &ResourceDef, name: &str) -> bool {
+    name == "_lastUpdated" || def.param(name).is_some_and(|param| param.kind == Date)
+}

@@ -1,0 +1,30 @@
+//! Pure FHIR domain: resource definitions, search parameters, validation, stored JSON.
+//! No actix, no diesel.
+
+pub mod date;
+pub mod definitions;
+pub mod extract;
+pub mod search;
+pub mod stored;
+pub mod validate;
+
+/// INS-NIR identifier system (FR Core Patient INS).
+pub const INS_NIR_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.8";
+/// Temporary INS-NIA system.
+pub const INS_NIA_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.9";
+/// Test and demo INS-NIR systems.
+pub const INS_NIR_TEST_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.10";
+pub const INS_NIR_DEMO_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.11";
+/// Legacy computed INS-C system.
+pub const INS_C_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.2";
+/// IdNat_PS, the national professional identifier.
+pub const IDNAT_PS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.1";
+
+/// Whether `id` is a valid FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}

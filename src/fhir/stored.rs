@@ -1,0 +1,183 @@
+//! The stored form of a resource: the JSON the client sent, with the server's `id`
+//! and `meta.versionId` / `meta.lastUpdated`. Top-level elements are kept as raw
+//! JSON text, so nothing the client wrote is lost or re-formatted (decimals such as
+//! `3.50` keep their precision); only `id` and `meta` are rewritten.
+
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, IssueCode};
+
+/// A resource as received: its parsed value (for checks and indexing) and its raw
+/// top-level elements (for storage).
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub value: Value,
+    raw: IndexMap<String, Box<RawValue>>,
+}
+
+impl Incoming {
+    /// Parses a request body. Anything but a JSON object is a 400.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                IssueCode::Structure,
+                "the body must be a JSON object (a FHIR resource)",
+            ));
+        }
+        let raw: IndexMap<String, Box<RawValue>> =
+            serde_json::from_slice(body).map_err(|error| {
+                ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
+            })?;
+        Ok(Incoming { value, raw })
+    }
+
+    /// Builds from a value the server made or changed (no raw text to preserve).
+    pub fn from_value(value: Value) -> Self {
+        let raw = match &value {
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, item)| (key.clone(), to_raw(item)))
+                .collect(),
+            _ => IndexMap::new(),
+        };
+        Incoming { value, raw }
+    }
+
+    /// Replaces `value` by `changed`, keeping the raw text of every top-level element
+    /// whose value did not change (used by PATCH).
+    pub fn with_changes(&self, changed: Value) -> Self {
+        let raw = match &changed {
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, item)| {
+                    let kept = self
+                        .raw
+                        .get(key)
+                        .filter(|_| self.value.get(key) == Some(item))
+                        .cloned();
+                    (key.clone(), kept.unwrap_or_else(|| to_raw(item)))
+                })
+                .collect(),
+            _ => IndexMap::new(),
+        };
+        Incoming {
+            value: changed,
+            raw,
+        }
+    }
+
+    pub fn resource_type(&self) -> Option<&str> {
+        self.value.get("resourceType").and_then(Value::as_str)
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.value.get("id").and_then(Value::as_str)
+    }
+
+    /// Sets the id in both views (the stored text is built by [`Self::finish`]).
+    pub fn set_id(&mut self, id: &str) {
+        self.value["id"] = Value::String(id.to_owned());
+        self.raw
+            .insert("id".to_owned(), to_raw(&Value::String(id.to_owned())));
+    }
+
+    /// Rewrites reference strings equal to `from` into `to` everywhere (transaction
+    /// `urn:uuid:` resolution). Touched elements lose their raw text, others keep it.
+    pub fn rewrite_references(&mut self, rewrite: &dyn Fn(&str) -> Option<String>) {
+        let mut changed = self.value.clone();
+        rewrite_in(&mut changed, rewrite);
+        if changed != self.value {
+            *self = self.with_changes(changed);
+        }
+    }
+
+    /// The text to store: `resourceType`, `id`, `meta` (the client's meta with the
+    /// server's `versionId` and `lastUpdated`), then every other element as sent.
+    pub fn finish(&self, version: i64, last_updated: &str) -> String {
+        let mut meta = match self.value.get("meta") {
+            Some(Value::Object(meta)) => meta.clone(),
+            _ => Map::new(),
+        };
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
+        let mut out: IndexMap<&str, Box<RawValue>> = IndexMap::new();
+        if let Some(kind) = self.raw.get("resourceType") {
+            out.insert("resourceType", kind.clone());
+        }
+        if let Some(id) = self.raw.get("id") {
+            out.insert("id", id.clone());
+        }
+        out.insert("meta", to_raw(&Value::Object(meta)));
+        for (key, item) in &self.raw {
+            if !matches!(key.as_str(), "resourceType" | "id" | "meta") {
+                out.insert(key, item.clone());
+            }
+        }
+        serde_json::to_string(&out).expect("raw values serialise")
+    }
+}
+
+fn to_raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a serialised value is valid JSON")
+}
+
+fn rewrite_in(value: &mut Value, rewrite: &dyn Fn(&str) -> Option<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if key == "reference" || key == "url" {
+                    if let Value::String(text) = item
+                        && let Some(new) = rewrite(text)
+                    {
+                        *text = new;
+                    }
+                } else {
+                    rewrite_in(item, rewrite);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_in(item, rewrite)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_decimals_and_unknown_elements_as_sent() {
+        let body = br#"{"resourceType":"Patient","extension":[{"url":"u","valueDecimal":3.50}],"meta":{"tag":[{"code":"t"}],"versionId":"9"}}"#;
+        let mut incoming = Incoming::parse(body).unwrap();
+        incoming.set_id("p1");
+        let text = incoming.finish(2, "2024-01-01T00:00:00.000000Z");
+        assert!(text.contains("3.50"), "{text}");
+        assert!(text.starts_with(r#"{"resourceType":"Patient","id":"p1","meta":{"tag":[{"code":"t"}],"versionId":"2""#), "{text}");
+    }
+
+    #[test]
+    fn changes_keep_untouched_raw_elements() {
+        let incoming = Incoming::parse(
+            br#"{"resourceType":"DocumentReference","status":"current","x":{"v":1.10}}"#,
+        )
+        .unwrap();
+        let mut changed = incoming.value.clone();
+        changed["status"] = Value::String("superseded".into());
+        let text = incoming.with_changes(changed).finish(1, "t");
+        assert!(
+            text.contains("1.10") && text.contains("superseded"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refuses_non_objects() {
+        assert!(Incoming::parse(b"[1]").is_err());
+        assert!(Incoming::parse(b"{").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Checks of incoming resources: R4 structure (through fhir-sdk, in the fhir-check
+//! crate) and the shape SPEC §3 requires of each type.
+
+use serde_json::Value;
+
+use super::extract::{parse_reference, values_at};
+use super::stored::Incoming;
+use super::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
+use crate::error::{ApiError, IssueCode};
+
+/// Runs every check on a resource received for `expected_type`.
+pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
+    match incoming.resource_type() {
+        Some(kind) if kind == expected_type => {}
+        Some(kind) => {
+            return Err(ApiError::bad_request(
+                IssueCode::Invalid,
+                format!("resourceType {kind} does not match the endpoint's type {expected_type}"),
+            )
+            .at("resourceType"));
+        }
+        None => {
+            return Err(
+                ApiError::bad_request(IssueCode::Required, "resourceType is missing")
+                    .at("resourceType"),
+            );
+        }
+    }
+    if let Some(id) = incoming.value.get("id")
+        && !id.as_str().is_some_and(super::is_valid_id)
+    {
+        return Err(
+            ApiError::bad_request(IssueCode::Value, "id must match [A-Za-z0-9-.]{1,64}")
+                .at(format!("{expected_type}.id")),
+        );
+    }
+    let text = incoming.value.to_string();
+    fhir_check::check(expected_type, &text).map_err(|issue| {
+        // serde reports a missing mandatory element at its parent: name the element.
+        let missing = issue
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        match missing {
+            Some(field) => ApiError::bad_request(
+                IssueCode::Required,
+                format!("not a valid R4 {expected_type}: {field} is required"),
+            )
+            .at(format!("{}.{field}", issue.path)),
+            None => ApiError::bad_request(
+                IssueCode::Structure,
+                format!("not a valid R4 {expected_type}: {}", issue.message),
+            )
+            .at(issue.path),
+        }
+    })?;
+    match expected_type {
+        "Patient" => check_patient(&incoming.value),
+        "DocumentReference" => check_document_reference(&incoming.value),
+        "Binary" => require(&incoming.value, "Binary", &["contentType"]),
+        "Consent" => check_consent(&incoming.value),
+        "Communication" => check_communication(&incoming.value),
+        _ => Ok(()),
+    }
+}
+
+fn missing(path: String) -> ApiError {
+    ApiError::unprocessable(IssueCode::Required, format!("{path} is required")).at(path)
+}
+
+fn require(value: &Value, kind: &str, elements: &[&str]) -> Result<(), ApiError> {
+    for element in elements {
+        let present = match value.get(element) {
+            None | Some(Value::Null) => false,
+            Some(Value::Array(items)) => !items.is_empty(),
+            Some(_) => true,
+        };
+        if !present {
+            return Err(missing(format!("{kind}.{element}")));
+        }
+    }
+    Ok(())
+}
+
+/// The reference at `element` must point at a Patient.
+fn require_patient_reference(value: &Value, kind: &str, element: &str) -> Result<(), ApiError> {
+    let reference = value
+        .get(element)
+        .and_then(|target| target.get("reference"))
+        .and_then(Value::as_str);
+    match reference.map(|text| (text, parse_reference(text))) {
+        Some((_, Some((target, _)))) if target == "Patient" => Ok(()),
+        Some((text, _)) if text.starts_with("urn:uuid:") => Ok(()),
+        Some((text, _)) => Err(ApiError::unprocessable(
+            IssueCode::Value,
+            format!("{kind}.{element} must reference a Patient (Patient/id), got {text:?}"),
+        )
+        .at(format!("{kind}.{element}"))),
+        None => Err(missing(format!("{kind}.{element}"))),
+    }
+}
+
+fn check_document_reference(value: &Value) -> Result<(), ApiError> {
+    require(
+        value,
+        "DocumentReference",
+        &["status", "type", "subject", "content"],
+    )?;
+    require_patient_reference(value, "DocumentReference", "subject")?;
+    for (index, content) in values_at(value, "content").into_iter().enumerate() {
+        let attachment = content.get("attachment");
+        let has_payload = attachment.is_some_and(|attachment| {
+            attachment.get("data").is_some() || attachment.get("url").is_some()
+        });
+        if !has_payload {
+            return Err(ApiError::unprocessable(
+                IssueCode::Required,
+                "each content.attachment needs data (inline) or url (a Binary)",
+            )
+            .at(format!("DocumentReference.content[{index}].attachment")));
+        }
+    }
+    Ok(())
+}
+
+fn check_consent(value: &Value) -> Result<(), ApiError> {
+    require(
+        value,
+        "Consent",
+        &["status", "scope", "category", "patient"],
+    )?;
+    require_patient_reference(value, "Consent", "patient")
+}
+
+fn check_communication(value: &Value) -> Result<(), ApiError> {
+    require(value, "Communication", &["status", "subject"])?;
+    require_patient_reference(value, "Communication", "subject")
+}
+
+/// INS identifiers (FR Core Patient INS): a 15-character NIR whose last two digits
+/// are the key `97 - (first 13 digits mod 97)`, Corsica's 2A / 2B counted as 19 / 18.
+fn check_patient(value: &Value) -> Result<(), ApiError> {
+    let ins_systems = [
+        INS_NIR_SYSTEM,
+        INS_NIA_SYSTEM,
+        INS_NIR_TEST_SYSTEM,
+        INS_NIR_DEMO_SYSTEM,
+    ];
+    for (index, identifier) in values_at(value, "identifier").into_iter().enumerate() {
+        let system = identifier.get("system").and_then(Value::as_str);
+        if !system.is_some_and(|system| ins_systems.contains(&system)) {
+            continue;
+        }
+        let number = identifier
+            .get("value")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !is_valid_nir(number) {
+            return Err(ApiError::unprocessable(
+                IssueCode::Value,
+                format!("INS identifier {number:?} is not a valid 15-character NIR with its key"),
+            )
+            .at(format!("Patient.identifier[{index}].value")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `nir` is 13 characters (digits, or 2A / 2B in the department) and a valid
+/// two-digit key.
+pub fn is_valid_nir(nir: &str) -> bool {
+    if nir.len() != 15 || !nir.is_ascii() {
+        return false;
+    }
+    let (body, key) = nir.split_at(13);
+    let numeric = match &body[5..7] {
+        "2A" | "2a" => format!("{}19{}", &body[..5], &body[7..]),
+        "2B" | "2b" => format!("{}18{}", &body[..5], &body[7..]),
+        _ => body.to_owned(),
+    };
+    let (Ok(number), Ok(key)) = (numeric.parse::<u64>(), key.parse::<u64>()) else {
+        return false;
+    };
+    numeric.bytes().all(|b| b.is_ascii_digit()) && key == 97 - number % 97
+}
+
+/// The key of a 13-digit NIR body (for fixtures and the data generator).
+pub fn nir_key(body: &str) -> Option<String> {
+    let number: u64 = body.parse().ok()?;
+    Some(format!("{:02}", 97 - number % 97))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nir_keys() {
+        let body = "1800575123456";
+        let nir = format!("{body}{}", nir_key(body).unwrap());
+        assert!(is_valid_nir(&nir));
+        assert!(!is_valid_nir("180057512345600"));
+        assert!(!is_valid_nir("18005751234"));
+        // Corsica: 2A counts as 19.
+        let corsican = "2800519001001";
+        let key = nir_key("2800519001001").unwrap();
+        assert!(is_valid_nir(&format!(
+            "{}2A{}{key}",
+            &corsican[..5],
+            &corsican[7..]
+        )));
+    }
+}

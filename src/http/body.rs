@@ -1,0 +1,155 @@
+//! Request bodies and media types: the size limit (413), content types (415) and
+//! the Accept / `_format` negotiation (406: JSON only).
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::web;
+use futures_util::StreamExt;
+
+use crate::error::{ApiError, IssueCode};
+
+/// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes.
+pub async fn read_limited(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooLong,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request(
+                IssueCode::Structure,
+                format!("cannot read the body: {error}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The media type of the request body, lower-cased, without parameters.
+pub fn content_type(request: &HttpRequest) -> Option<String> {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+/// Whether a media type is FHIR JSON (or plain JSON, which FHIR servers accept).
+pub fn is_fhir_json(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
+}
+
+/// 415 unless the body is FHIR JSON.
+pub fn require_fhir_json(request: &HttpRequest) -> Result<(), ApiError> {
+    match content_type(request) {
+        Some(media_type) if is_fhir_json(&media_type) => Ok(()),
+        Some(media_type) => Err(unsupported(&format!(
+            "Content-Type {media_type} is not supported: send application/fhir+json"
+        ))),
+        None => Err(unsupported(
+            "Content-Type is required: send application/fhir+json",
+        )),
+    }
+}
+
+pub fn unsupported(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        IssueCode::NotSupported,
+        message,
+    )
+}
+
+fn not_acceptable(message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_ACCEPTABLE, IssueCode::NotSupported, message)
+}
+
+fn is_json_media(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "*/*"
+            | "application/*"
+            | "application/fhir+json"
+            | "application/json"
+            | "application/json+fhir"
+            | "json"
+            | "text/json"
+    )
+}
+
+/// 406 when the client asks for anything but JSON (XML included): through `_format`,
+/// or through an Accept header none of whose ranges allows JSON.
+pub fn negotiate(request: &HttpRequest, binary_read: bool) -> Result<(), ApiError> {
+    let format = form_urlencoded::parse(request.query_string().as_bytes())
+        .find(|(key, _)| key == "_format")
+        .map(|(_, value)| value.to_ascii_lowercase());
+    if let Some(format) = format {
+        let media_type = format.split(';').next().unwrap_or("").trim().to_owned();
+        if !is_json_media(&media_type) {
+            return Err(not_acceptable(format!(
+                "_format={format} is not served: this server speaks JSON only"
+            )));
+        }
+        return Ok(());
+    }
+    let Some(accept) = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let ranges: Vec<String> = accept
+        .split(',')
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|range| !range.is_empty())
+        .collect();
+    if ranges.is_empty() || ranges.iter().any(|range| is_json_media(range)) {
+        return Ok(());
+    }
+    // A Binary may be fetched in its own media type; XML is never served.
+    if binary_read && !ranges.iter().any(|range| range.contains("xml")) {
+        return Ok(());
+    }
+    Err(not_acceptable(format!(
+        "Accept: {accept} is not served: this server speaks application/fhir+json only"
+    )))
+}

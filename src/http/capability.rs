@@ -1,0 +1,99 @@
+//! `GET /metadata`: the CapabilityStatement, generated from the same resource table
+//! as the router and the indexer so that it says exactly what is served.
+
+use serde_json::{Value, json};
+
+use crate::fhir::definitions::{COMMON_PARAMS, Interaction, RESOURCES};
+
+pub fn capability_statement(base_url: &str) -> Value {
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .map(|def| {
+            let interactions: Vec<Value> = def
+                .interactions
+                .iter()
+                .map(|interaction| json!({ "code": interaction.code() }))
+                .collect();
+            let mut params: Vec<Value> = Vec::new();
+            if def.supports(Interaction::SearchType) {
+                for (name, kind) in COMMON_PARAMS {
+                    params.push(json!({
+                        "name": name,
+                        "definition": format!("http://hl7.org/fhir/SearchParameter/Resource-{}", name.trim_start_matches('_')),
+                        "type": kind.code(),
+                    }));
+                }
+                for param in def.params {
+                    params.push(json!({ "name": param.name, "definition": param.definition, "type": param.kind.code() }));
+                }
+            }
+            let includes: Vec<String> = if def.supports(Interaction::SearchType) {
+                def.reference_params().map(|param| format!("{}:{}", def.name, param.name)).collect()
+            } else {
+                Vec::new()
+            };
+            let rev_includes: Vec<String> = if def.supports(Interaction::SearchType) {
+                RESOURCES
+                    .iter()
+                    .filter(|source| source.supports(Interaction::SearchType))
+                    .flat_map(|source| {
+                        source
+                            .reference_params()
+                            .filter(|param| param.targets.contains(&def.name))
+                            .map(move |param| format!("{}:{}", source.name, param.name))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut resource = json!({
+                "type": def.name,
+                "profile": def.profile,
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": def.supports(Interaction::Update),
+                "conditionalCreate": def.supports(Interaction::Create),
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            });
+            if !params.is_empty() {
+                resource["searchParam"] = json!(params);
+            }
+            if !includes.is_empty() {
+                resource["searchInclude"] = json!(includes);
+            }
+            if !rev_includes.is_empty() {
+                resource["searchRevInclude"] = json!(rev_includes);
+            }
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        "publisher": "dmp-fhir-server",
+        "kind": "instance",
+        "software": { "name": "dmp-fhir-server", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": {
+            "description": "FHIR R4 server for the French shared health record (Mon espace santé / DMP)",
+            "url": base_url,
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Bearer JWT (RS256 / ES256) from a trusted issuer is required for every interaction but this one. Search result parameters: _count, _offset (paging), _total=accurate, _sort (_lastUpdated, _id, date parameters), _include, _revinclude, _summary=count, _elements.",
+            "security": {
+                "cors": false,
+                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth" }] }],
+                "description": "Authorization: Bearer <JWT>; claims as described in the server's README (actor, sub, patient, profession, scope, purpose_of_use)."
+            },
+            "resource": resources,
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }],
+        }],
+    })
+}

@@ -1,0 +1,64 @@
+//! actix only: routes, body reading, content negotiation, the pipeline and the
+//! CapabilityStatement. Handlers never touch diesel.
+
+pub mod body;
+pub mod capability;
+pub mod handlers;
+pub mod pipeline;
+
+use actix_web::web;
+
+/// The FHIR JSON media type of every response.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// Registers every route. Literal segments (`_history`, `_search`) come before
+/// `{id}` so that the router, not the handler, names the interaction.
+pub fn routes(config: &mut web::ServiceConfig) {
+    use handlers::*;
+    config
+        .service(
+            web::resource("/metadata")
+                .route(web::get().to(metadata))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/")
+                .route(web::post().to(bundle))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/_search")
+                .route(web::post().to(search_post))
+                .route(web::get().to(search_get))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/_history")
+                .route(web::get().to(history_type))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}/_history/{version}")
+                .route(web::get().to(vread))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}/_history")
+                .route(web::get().to(history_instance))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}/{id}")
+                .route(web::get().to(read))
+                .route(web::put().to(update))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}")
+                .route(web::get().to(search_get))
+                .route(web::post().to(create))
+                .default_service(web::to(method_not_allowed)),
+        );
+}

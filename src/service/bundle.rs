@@ -1,0 +1,395 @@
+//! batch and transaction Bundles. A transaction resolves `urn:uuid:` references,
+//! runs its entries in the FHIR order (DELETE, POST, PUT, PATCH, GET) inside the one
+//! write transaction it is given, and fails whole on the first failing entry. A batch
+//! runs each entry in its own transaction and reports each outcome.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use super::search::{BundleEntry, BundleOut, raw};
+use super::{Ctx, FhirResponse, Operation, execute, write};
+use crate::error::{ApiError, IssueCode};
+use crate::fhir::definitions::{self, Interaction, ResourceDef};
+use crate::fhir::stored::Incoming;
+use crate::store::{Conn, dialect};
+
+/// One classified entry.
+pub struct Entry {
+    pub index: usize,
+    pub def: &'static ResourceDef,
+    pub operation: Operation,
+    /// The `fullUrl` of a POST entry, when it is a `urn:uuid:`.
+    pub placeholder: Option<String>,
+}
+
+/// Kind of Bundle request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    Batch,
+    Transaction,
+}
+
+fn entry_error(index: usize, error: ApiError) -> ApiError {
+    let mut error = error;
+    error.message = format!("Bundle.entry[{index}]: {}", error.message);
+    if error.expression.is_none() {
+        error.expression = Some(format!("Bundle.entry[{index}]"));
+    }
+    error
+}
+
+/// Reads the Bundle's type and classifies every entry.
+pub fn classify(
+    bundle: &Incoming,
+    base_url: &str,
+) -> Result<(BundleKind, Vec<Result<Entry, ApiError>>), ApiError> {
+    if bundle.resource_type() != Some("Bundle") {
+        return Err(ApiError::bad_request(
+            IssueCode::Invalid,
+            "POST / expects a batch or transaction Bundle",
+        )
+        .at("resourceType"));
+    }
+    let kind = match bundle.value.get("type").and_then(Value::as_str) {
+        Some("transaction") => BundleKind::Transaction,
+        Some("batch") => BundleKind::Batch,
+        other => {
+            return Err(ApiError::bad_request(
+                IssueCode::Invalid,
+                format!("Bundle.type must be batch or transaction, got {other:?}"),
+            )
+            .at("Bundle.type"));
+        }
+    };
+    let entries = match bundle.value.get("entry") {
+        None => Vec::new(),
+        Some(Value::Array(entries)) => entries.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                IssueCode::Structure,
+                "Bundle.entry must be an array",
+            )
+            .at("Bundle.entry"));
+        }
+    };
+    let classified = entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            classify_entry(index, &entry, base_url).map_err(|error| entry_error(index, error))
+        })
+        .collect();
+    Ok((kind, classified))
+}
+
+fn classify_entry(index: usize, entry: &Value, base_url: &str) -> Result<Entry, ApiError> {
+    let request = entry
+        .get("request")
+        .ok_or_else(|| ApiError::bad_request(IssueCode::Required, "entry.request is required"))?;
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let url = request.get("url").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request(IssueCode::Required, "entry.request.url is required")
+    })?;
+    let url = url
+        .strip_prefix(base_url)
+        .map(|rest| rest.trim_start_matches('/'))
+        .unwrap_or(url);
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    let type_name = segments.first().copied().unwrap_or("");
+    let def = definitions::resource(type_name)
+        .ok_or_else(|| ApiError::not_found(format!("resource type {type_name:?} is not served")))?;
+    let body = || -> Result<Incoming, ApiError> {
+        let resource = entry.get("resource").ok_or_else(|| {
+            ApiError::bad_request(IssueCode::Required, "entry.resource is required")
+        })?;
+        let text = serde_json::to_vec(resource).expect("a value serialises");
+        Incoming::parse(&text)
+    };
+    let if_match = request
+        .get("ifMatch")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let operation = match (method, segments.as_slice()) {
+        ("POST", [_]) => Operation::Create {
+            body: body()?,
+            if_none_exist: request
+                .get("ifNoneExist")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        ("GET", [_]) => Operation::Search {
+            params,
+            strict: false,
+        },
+        ("GET", [_, "_history"]) => Operation::HistoryType { params },
+        ("GET", [_, id]) => Operation::Read {
+            id: (*id).to_owned(),
+        },
+        ("GET", [_, id, "_history"]) => Operation::HistoryInstance {
+            id: (*id).to_owned(),
+            params,
+        },
+        ("GET", [_, id, "_history", version]) => Operation::Vread {
+            id: (*id).to_owned(),
+            version: (*version).to_owned(),
+        },
+        ("PUT", [_, id]) => Operation::Update {
+            id: (*id).to_owned(),
+            body: body()?,
+            if_match,
+        },
+        ("DELETE", [_, id]) => Operation::Delete {
+            id: (*id).to_owned(),
+        },
+        ("PATCH", [_, id]) => Operation::Patch {
+            id: (*id).to_owned(),
+            patch: patch_from_binary(entry)?,
+            if_match,
+        },
+        ("PUT" | "DELETE" | "PATCH", [_]) => {
+            return Err(ApiError::method_not_allowed(format!(
+                "conditional {method} is not supported"
+            )));
+        }
+        ("GET" | "POST" | "PUT" | "DELETE" | "PATCH", _) => {
+            return Err(ApiError::bad_request(
+                IssueCode::NotSupported,
+                format!("unsupported entry URL {url:?}"),
+            ));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                IssueCode::Invalid,
+                format!(
+                    "entry.request.method must be GET, POST, PUT, PATCH or DELETE, got {method:?}"
+                ),
+            ));
+        }
+    };
+    if !def.supports(operation.interaction()) {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} does not support {}",
+            def.name,
+            operation.interaction().code()
+        )));
+    }
+    let placeholder = entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .filter(|url| url.starts_with("urn:uuid:") && method == "POST")
+        .map(str::to_owned);
+    Ok(Entry {
+        index,
+        def,
+        operation,
+        placeholder,
+    })
+}
+
+/// FHIR carries a PATCH in a Bundle as a Binary of type application/json-patch+json.
+fn patch_from_binary(entry: &Value) -> Result<Value, ApiError> {
+    let resource = entry.get("resource").ok_or_else(|| {
+        ApiError::bad_request(IssueCode::Required, "a PATCH entry needs a Binary resource")
+    })?;
+    let is_patch = resource.get("resourceType").and_then(Value::as_str) == Some("Binary")
+        && resource.get("contentType").and_then(Value::as_str)
+            == Some("application/json-patch+json");
+    let data = resource
+        .get("data")
+        .and_then(Value::as_str)
+        .filter(|_| is_patch)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                IssueCode::Invalid,
+                "a PATCH entry needs a Binary of type application/json-patch+json with data",
+            )
+        })?;
+    let bytes = STANDARD.decode(data).map_err(|_| {
+        ApiError::bad_request(IssueCode::Invalid, "the PATCH Binary's data is not base64")
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::bad_request(
+            IssueCode::Invalid,
+            format!("the PATCH document is not JSON: {error}"),
+        )
+    })
+}
+
+fn order(interaction: Interaction) -> u8 {
+    match interaction {
+        Interaction::Delete => 0,
+        Interaction::Create => 1,
+        Interaction::Update => 2,
+        Interaction::Patch => 3,
+        _ => 4,
+    }
+}
+
+fn response_entry(base_url: &str, response: FhirResponse) -> BundleEntry {
+    let status = format!(
+        "{} {}",
+        response.status.as_u16(),
+        response.status.canonical_reason().unwrap_or("")
+    );
+    let mut summary = json!({ "status": status.trim_end() });
+    if let Some(location) = &response.location {
+        summary["location"] = json!(location);
+    }
+    if let Some(version) = response.version {
+        summary["etag"] = json!(format!("W/\"{version}\""));
+    }
+    if let Some(modified) = &response.last_modified {
+        summary["lastModified"] = json!(modified);
+    }
+    let full_url = response.location.as_ref().map(|location| {
+        let resource = location.split("/_history/").next().unwrap_or(location);
+        format!("{base_url}/{resource}")
+    });
+    BundleEntry {
+        full_url,
+        resource: response.body.map(raw),
+        response: Some(summary),
+        ..BundleEntry::default()
+    }
+}
+
+fn error_entry(error: &ApiError) -> BundleEntry {
+    BundleEntry {
+        response: Some(json!({
+            "status": format!("{}", error.status.as_u16()),
+            "outcome": error.outcome(),
+        })),
+        ..BundleEntry::default()
+    }
+}
+
+/// Runs a transaction inside the caller's write transaction. `authorize` is the
+/// decide stage for one entry.
+pub fn transaction(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    entries: Vec<Entry>,
+    authorize: &dyn Fn(&ResourceDef, Interaction) -> Result<(), ApiError>,
+) -> Result<FhirResponse, ApiError> {
+    let count = entries.len();
+    for entry in &entries {
+        authorize(entry.def, entry.operation.interaction())
+            .map_err(|error| entry_error(entry.index, error))?;
+    }
+    // Give every urn:uuid POST its id (or its existing match), then point every
+    // reference at it.
+    let mut assigned: HashMap<String, String> = HashMap::new();
+    let mut reuse: HashMap<usize, FhirResponse> = HashMap::new();
+    let mut planned_ids: HashMap<usize, String> = HashMap::new();
+    for entry in &entries {
+        let Operation::Create { if_none_exist, .. } = &entry.operation else {
+            continue;
+        };
+        let existing = match if_none_exist {
+            Some(query) => write::existing_match(conn, ctx, entry.def, query)
+                .map_err(|error| entry_error(entry.index, error))?,
+            None => None,
+        };
+        let target = match &existing {
+            Some(found) => found
+                .location
+                .as_deref()
+                .and_then(|location| location.split("/_history/").next())
+                .unwrap_or_default()
+                .to_owned(),
+            None => format!("{}/{}", entry.def.name, uuid::Uuid::new_v4()),
+        };
+        if let Some(found) = existing {
+            reuse.insert(entry.index, found);
+        }
+        if let Some(placeholder) = &entry.placeholder {
+            assigned.insert(placeholder.clone(), target.clone());
+        }
+        planned_ids.insert(
+            entry.index,
+            target.rsplit('/').next().unwrap_or_default().to_owned(),
+        );
+    }
+    let rewrite = |reference: &str| assigned.get(reference).cloned();
+    let mut entries = entries;
+    for entry in &mut entries {
+        match &mut entry.operation {
+            Operation::Create { body, .. } | Operation::Update { body, .. } => {
+                body.rewrite_references(&rewrite)
+            }
+            _ => {}
+        }
+    }
+    entries.sort_by_key(|entry| (order(entry.operation.interaction()), entry.index));
+    let mut responses: Vec<Option<BundleEntry>> = (0..count).map(|_| None).collect();
+    for entry in entries {
+        let index = entry.index;
+        let response = if let Some(done) = reuse.remove(&index) {
+            done
+        } else if let Operation::Create { body, .. } = entry.operation {
+            let id = planned_ids.get(&index).cloned().unwrap_or_default();
+            write::create_with_id(conn, ctx, entry.def, &id, body)
+                .map_err(|error| entry_error(index, error))?
+        } else {
+            execute(conn, ctx, entry.def, entry.operation)
+                .map_err(|error| entry_error(index, error))?
+        };
+        responses[index] = Some(response_entry(ctx.base_url, response));
+    }
+    let mut bundle = BundleOut::new("transaction-response");
+    bundle.entry = responses
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    Ok(FhirResponse {
+        status: StatusCode::OK,
+        body: Some(bundle.to_json()),
+        version: None,
+        last_modified: None,
+        location: None,
+    })
+}
+
+/// Runs a batch: each entry on its own, in its own write transaction.
+pub fn batch(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    entries: Vec<Result<Entry, ApiError>>,
+    authorize: &dyn Fn(&ResourceDef, Interaction) -> Result<(), ApiError>,
+) -> Result<FhirResponse, ApiError> {
+    let mut bundle = BundleOut::new("batch-response");
+    for entry in entries {
+        let result = entry.and_then(|entry| {
+            authorize(entry.def, entry.operation.interaction())?;
+            let def = entry.def;
+            let operation = entry.operation;
+            if operation.interaction().is_write() {
+                dialect::write_transaction(conn, |conn| execute(conn, ctx, def, operation))
+            } else {
+                execute(conn, ctx, def, operation)
+            }
+        });
+        bundle.entry.push(match result {
+            Ok(response) => response_entry(ctx.base_url, response),
+            Err(error) => error_entry(&error),
+        });
+    }
+    Ok(FhirResponse {
+        status: StatusCode::OK,
+        body: Some(bundle.to_json()),
+        version: None,
+        last_modified: None,
+        location: None,
+    })
+}

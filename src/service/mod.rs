@@ -1,0 +1,166 @@
+//! The FHIR interactions, executed on one database connection under the decisions of
+//! the access stages. Synchronous: the pipeline runs them on the blocking pool, inside
+//! a write transaction for writes, and a transaction Bundle runs many in one.
+
+pub mod bundle;
+pub mod history;
+pub mod read;
+pub mod search;
+pub mod write;
+
+use actix_web::http::StatusCode;
+use serde_json::Value;
+
+use crate::access::Principal;
+use crate::error::ApiError;
+use crate::fhir::definitions::{Interaction, ResourceDef};
+use crate::fhir::search::PageLimits;
+use crate::fhir::stored::Incoming;
+use crate::store::{Conn, Narrowing};
+
+/// What an interaction needs to know of its request.
+pub struct Ctx<'a> {
+    pub principal: &'a Principal,
+    /// The narrowing stage's output for this principal.
+    pub narrowing: &'a Narrowing,
+    /// Base URL for `fullUrl`, `Location` and links, without a trailing slash.
+    pub base_url: &'a str,
+    pub limits: PageLimits,
+}
+
+/// One classified interaction on one resource type.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    Read {
+        id: String,
+    },
+    Vread {
+        id: String,
+        version: String,
+    },
+    Create {
+        body: Incoming,
+        if_none_exist: Option<String>,
+    },
+    Update {
+        id: String,
+        body: Incoming,
+        if_match: Option<String>,
+    },
+    Patch {
+        id: String,
+        patch: Value,
+        if_match: Option<String>,
+    },
+    Delete {
+        id: String,
+    },
+    Search {
+        params: Vec<(String, String)>,
+        strict: bool,
+    },
+    HistoryInstance {
+        id: String,
+        params: Vec<(String, String)>,
+    },
+    HistoryType {
+        params: Vec<(String, String)>,
+    },
+}
+
+impl Operation {
+    pub fn interaction(&self) -> Interaction {
+        match self {
+            Operation::Read { .. } => Interaction::Read,
+            Operation::Vread { .. } => Interaction::Vread,
+            Operation::Create { .. } => Interaction::Create,
+            Operation::Update { .. } => Interaction::Update,
+            Operation::Patch { .. } => Interaction::Patch,
+            Operation::Delete { .. } => Interaction::Delete,
+            Operation::Search { .. } => Interaction::SearchType,
+            Operation::HistoryInstance { .. } => Interaction::HistoryInstance,
+            Operation::HistoryType { .. } => Interaction::HistoryType,
+        }
+    }
+
+    /// The resource id the operation names, if any.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Operation::Read { id }
+            | Operation::Vread { id, .. }
+            | Operation::Update { id, .. }
+            | Operation::Patch { id, .. }
+            | Operation::Delete { id }
+            | Operation::HistoryInstance { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The answer of one interaction, before HTTP shaping.
+#[derive(Debug, Clone)]
+pub struct FhirResponse {
+    pub status: StatusCode,
+    /// JSON text of the body (a resource, a Bundle or an OperationOutcome).
+    pub body: Option<String>,
+    /// Version of the resource returned or written (ETag).
+    pub version: Option<i64>,
+    pub last_modified: Option<String>,
+    /// `Type/id/_history/v` of a created or updated resource (relative).
+    pub location: Option<String>,
+}
+
+impl FhirResponse {
+    fn body(status: StatusCode, body: String) -> FhirResponse {
+        FhirResponse {
+            status,
+            body: Some(body),
+            version: None,
+            last_modified: None,
+            location: None,
+        }
+    }
+}
+
+/// Runs one operation.
+pub fn execute(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    operation: Operation,
+) -> Result<FhirResponse, ApiError> {
+    match operation {
+        Operation::Read { id } => read::read(conn, ctx, def, &id),
+        Operation::Vread { id, version } => read::vread(conn, ctx, def, &id, &version),
+        Operation::Create {
+            body,
+            if_none_exist,
+        } => write::create(conn, ctx, def, body, if_none_exist.as_deref()),
+        Operation::Update { id, body, if_match } => {
+            write::update(conn, ctx, def, &id, body, if_match.as_deref())
+        }
+        Operation::Patch {
+            id,
+            patch,
+            if_match,
+        } => write::patch(conn, ctx, def, &id, &patch, if_match.as_deref()),
+        Operation::Delete { id } => write::delete(conn, ctx, def, &id),
+        Operation::Search { params, strict } => search::search(conn, ctx, def, &params, strict),
+        Operation::HistoryInstance { id, params } => {
+            history::history(conn, ctx, def, Some(&id), &params)
+        }
+        Operation::HistoryType { params } => history::history(conn, ctx, def, None, &params),
+    }
+}
+
+/// Parses an `If-Match` value (`W/"3"`, `"3"` or `3`) into a version number.
+pub fn parse_if_match(value: &str) -> Result<i64, ApiError> {
+    let trimmed = value.trim();
+    let trimmed = trimmed.strip_prefix("W/").unwrap_or(trimmed);
+    trimmed.trim_matches('"').parse::<i64>().map_err(|_| {
+        ApiError::bad_request(
+            crate::error::IssueCode::Invalid,
+            format!("If-Match must be an ETag like W/\"1\", got {value:?}"),
+        )
+    })
+}

@@ -1,0 +1,404 @@
+//! create (with `If-None-Exist`), update (with `If-Match`), JSON Patch and logical
+//! delete. Each runs inside the caller's write transaction.
+
+use actix_web::http::StatusCode;
+use chrono::Utc;
+use serde_json::Value;
+
+use super::read::visible_current;
+use super::{Ctx, FhirResponse, parse_if_match};
+use crate::access;
+use crate::error::{ApiError, IssueCode};
+use crate::fhir::date::fhir_instant;
+use crate::fhir::definitions::ResourceDef;
+use crate::fhir::extract::{self, IndexEntries};
+use crate::fhir::search as fhir_search;
+use crate::fhir::stored::Incoming;
+use crate::fhir::validate;
+use crate::store::{self, Conn, ResourceRow};
+
+/// The version a write produces, the history method and the answer's status.
+struct Planned {
+    version: i64,
+    method: &'static str,
+    status: StatusCode,
+}
+
+/// Writes `incoming` as version `version` of `def/id` after the access and
+/// referential checks, and answers with the stored resource.
+fn store_version(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &ResourceDef,
+    id: &str,
+    incoming: &Incoming,
+    plan: Planned,
+) -> Result<FhirResponse, ApiError> {
+    let Planned {
+        version,
+        method,
+        status,
+    } = plan;
+    let index = extract::index(def, &incoming.value);
+    let verdict = access::check_row(ctx.principal, &index.patients);
+    if !verdict.allowed {
+        return Err(ApiError::forbidden(format!(
+            "cannot write {} into this space: {}",
+            def.name, verdict.reason
+        ))
+        .by_rule(verdict.rule));
+    }
+    // A resource of a patient's space must point at an existing, live Patient.
+    if def.name != "Patient" {
+        for patient in &index.patients {
+            let live = store::resources::current(conn, "Patient", patient)?
+                .is_some_and(|row| !row.deleted);
+            if !live {
+                return Err(ApiError::unprocessable(
+                    IssueCode::Value,
+                    format!("Patient/{patient} does not exist"),
+                ));
+            }
+        }
+    }
+    let last_updated = fhir_instant(Utc::now());
+    let content = incoming.finish(version, &last_updated);
+    store::resources::write(
+        conn,
+        &store::resources::NewVersion {
+            res_type: def.name,
+            res_id: id,
+            version_id: version,
+            last_updated: &last_updated,
+            deleted: false,
+            method,
+            content: &content,
+            index: &index,
+        },
+    )?;
+    Ok(FhirResponse {
+        status,
+        body: Some(content),
+        version: Some(version),
+        last_modified: Some(last_updated),
+        location: Some(format!("{}/{id}/_history/{version}", def.name)),
+    })
+}
+
+/// The rows an `If-None-Exist` query matches, as the caller may see them.
+fn conditional_matches(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    query: &str,
+) -> Result<Vec<ResourceRow>, ApiError> {
+    let query = query.trim_start_matches('?');
+    let query = query.split_once('?').map_or(query, |(_, params)| params);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if pairs.is_empty() {
+        return Err(ApiError::bad_request(
+            IssueCode::Invalid,
+            "If-None-Exist has no search parameters",
+        ));
+    }
+    let mut request = fhir_search::parse(
+        def,
+        &pairs,
+        true,
+        fhir_search::PageLimits { default: 2, max: 2 },
+    )?;
+    request.count = 2;
+    Ok(store::search::run(conn, &request, ctx.narrowing)?.rows)
+}
+
+pub fn create(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    mut incoming: Incoming,
+    if_none_exist: Option<&str>,
+) -> Result<FhirResponse, ApiError> {
+    validate::check(def.name, &incoming)?;
+    if let Some(query) = if_none_exist
+        && let Some(existing) = existing_match(conn, ctx, def, query)?
+    {
+        return Ok(existing);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    incoming.set_id(&id);
+    store_version(
+        conn,
+        ctx,
+        def,
+        &id,
+        &incoming,
+        Planned {
+            version: 1,
+            method: "POST",
+            status: StatusCode::CREATED,
+        },
+    )
+}
+
+/// `If-None-Exist`: the one resource the query matches (answered 200 instead of a
+/// create), none, or a 412 when it matches several.
+pub fn existing_match(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    query: &str,
+) -> Result<Option<FhirResponse>, ApiError> {
+    let mut matches = conditional_matches(conn, ctx, def, query)?;
+    match matches.len() {
+        0 => Ok(None),
+        1 => {
+            let existing = matches.pop().expect("one match");
+            Ok(Some(FhirResponse {
+                status: StatusCode::OK,
+                location: Some(format!(
+                    "{}/{}/_history/{}",
+                    def.name, existing.res_id, existing.version_id
+                )),
+                version: Some(existing.version_id),
+                last_modified: Some(existing.last_updated),
+                body: Some(existing.content),
+            }))
+        }
+        _ => Err(ApiError::precondition_failed(format!(
+            "If-None-Exist matches more than one {}",
+            def.name
+        ))),
+    }
+}
+
+/// Create with a client-chosen id: in transactions, where a `urn:uuid` entry has been
+/// given its id beforehand.
+pub fn create_with_id(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+    mut incoming: Incoming,
+) -> Result<FhirResponse, ApiError> {
+    validate::check(def.name, &incoming)?;
+    incoming.set_id(id);
+    store_version(
+        conn,
+        ctx,
+        def,
+        id,
+        &incoming,
+        Planned {
+            version: 1,
+            method: "POST",
+            status: StatusCode::CREATED,
+        },
+    )
+}
+
+fn check_if_match(
+    current: Option<&ResourceRow>,
+    if_match: Option<&str>,
+    def: &ResourceDef,
+    id: &str,
+) -> Result<(), ApiError> {
+    let Some(if_match) = if_match else {
+        return Ok(());
+    };
+    let expected = parse_if_match(if_match)?;
+    match current {
+        Some(row) if row.version_id == expected => Ok(()),
+        Some(row) => Err(ApiError::precondition_failed(format!(
+            "{}/{id} is at version {}, not {expected}",
+            def.name, row.version_id
+        ))),
+        None => Err(ApiError::precondition_failed(format!(
+            "{}/{id} does not exist",
+            def.name
+        ))),
+    }
+}
+
+pub fn update(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+    incoming: Incoming,
+    if_match: Option<&str>,
+) -> Result<FhirResponse, ApiError> {
+    match incoming.id() {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_request(
+                IssueCode::Invalid,
+                format!("the resource's id {body_id:?} does not match the URL's id {id:?}"),
+            )
+            .at(format!("{}.id", def.name)));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                IssueCode::Required,
+                "an update must carry the resource's id",
+            )
+            .at(format!("{}.id", def.name)));
+        }
+    }
+    validate::check(def.name, &incoming)?;
+    if !crate::fhir::is_valid_id(id) {
+        return Err(ApiError::bad_request(
+            IssueCode::Value,
+            format!("invalid id {id:?}"),
+        ));
+    }
+    let current = match visible_current(conn, ctx, def, id) {
+        Ok(row) => Some(row),
+        Err(error) if error.status == StatusCode::NOT_FOUND && error.rule.is_none() => None,
+        Err(error) => return Err(error),
+    };
+    check_if_match(current.as_ref(), if_match, def, id)?;
+    let (version, status) = match &current {
+        Some(row) => (row.version_id + 1, StatusCode::OK),
+        None => (1, StatusCode::CREATED),
+    };
+    store_version(
+        conn,
+        ctx,
+        def,
+        id,
+        &incoming,
+        Planned {
+            version,
+            method: "PUT",
+            status,
+        },
+    )
+}
+
+/// Elements a DocumentReference PATCH may change (ANS PDSm, SPEC §3).
+const DOCUMENT_PATCHABLE: &[&str] = &["/status", "/securityLabel"];
+
+pub fn patch(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+    patch_document: &Value,
+    if_match: Option<&str>,
+) -> Result<FhirResponse, ApiError> {
+    let operations: json_patch::Patch =
+        serde_json::from_value(patch_document.clone()).map_err(|error| {
+            ApiError::bad_request(
+                IssueCode::Invalid,
+                format!("not a JSON Patch document: {error}"),
+            )
+        })?;
+    if def.name == "DocumentReference" {
+        for operation in &operations.0 {
+            let path = operation_path(operation);
+            let allowed = DOCUMENT_PATCHABLE
+                .iter()
+                .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+            if !allowed && !matches!(operation, json_patch::PatchOperation::Test(_)) {
+                return Err(ApiError::unprocessable(
+                    IssueCode::NotSupported,
+                    format!("a DocumentReference PATCH may change only status and securityLabel, not {path}"),
+                )
+                .at(format!("DocumentReference{}", path.replace('/', "."))));
+            }
+        }
+    }
+    let current = visible_current(conn, ctx, def, id)?;
+    if current.deleted {
+        return Err(ApiError::gone(format!("{}/{id} was deleted", def.name)));
+    }
+    check_if_match(Some(&current), if_match, def, id)?;
+    let stored = Incoming::parse(current.content.as_bytes())?;
+    let mut patched = stored.value.clone();
+    json_patch::patch(&mut patched, &operations).map_err(|error| {
+        ApiError::unprocessable(
+            IssueCode::Processing,
+            format!("the patch cannot be applied: {error}"),
+        )
+    })?;
+    if patched.get("id").and_then(Value::as_str) != Some(id)
+        || patched.get("resourceType") != stored.value.get("resourceType")
+    {
+        return Err(ApiError::unprocessable(
+            IssueCode::Invalid,
+            "a patch may not change id or resourceType",
+        ));
+    }
+    let changed = stored.with_changes(patched);
+    validate::check(def.name, &changed)?;
+    store_version(
+        conn,
+        ctx,
+        def,
+        id,
+        &changed,
+        Planned {
+            version: current.version_id + 1,
+            method: "PATCH",
+            status: StatusCode::OK,
+        },
+    )
+}
+
+fn operation_path(operation: &json_patch::PatchOperation) -> String {
+    use json_patch::PatchOperation::*;
+    match operation {
+        Add(op) => op.path.to_string(),
+        Remove(op) => op.path.to_string(),
+        Replace(op) => op.path.to_string(),
+        Move(op) => op.path.to_string(),
+        Copy(op) => op.path.to_string(),
+        Test(op) => op.path.to_string(),
+    }
+}
+
+pub fn delete(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+) -> Result<FhirResponse, ApiError> {
+    let current = visible_current(conn, ctx, def, id)?;
+    if current.deleted {
+        return Ok(FhirResponse {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            version: Some(current.version_id),
+            last_modified: Some(current.last_updated),
+            location: None,
+        });
+    }
+    let compartment = store::resources::compartment_of(conn, current.pk)?;
+    let last_updated = fhir_instant(Utc::now());
+    let version = current.version_id + 1;
+    store::resources::write(
+        conn,
+        &store::resources::NewVersion {
+            res_type: def.name,
+            res_id: id,
+            version_id: version,
+            last_updated: &last_updated,
+            deleted: true,
+            method: "DELETE",
+            content: "",
+            index: &IndexEntries {
+                patients: compartment,
+                ..IndexEntries::default()
+            },
+        },
+    )?;
+    Ok(FhirResponse {
+        status: StatusCode::NO_CONTENT,
+        body: None,
+        version: Some(version),
+        last_modified: Some(last_updated),
+        location: None,
+    })
+}

@@ -1,0 +1,342 @@
+//! Resource versions and their search index.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Text};
+
+use super::dialect::{Conn, bool_literal};
+use super::sql::{CountRow, Sql};
+use crate::fhir::extract::IndexEntries;
+
+/// The current version of a resource.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ResourceRow {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub res_type: String,
+    #[diesel(sql_type = Text)]
+    pub res_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub version_id: i64,
+    #[diesel(sql_type = Text)]
+    pub last_updated: String,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+}
+
+/// The columns of [`ResourceRow`], for queries aliasing `resources` as `r`.
+pub const RESOURCE_COLUMNS: &str =
+    "r.pk, r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted, r.content";
+
+/// One version from the history.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct VersionRow {
+    #[diesel(sql_type = Text)]
+    pub res_type: String,
+    #[diesel(sql_type = Text)]
+    pub res_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub version_id: i64,
+    #[diesel(sql_type = Text)]
+    pub last_updated: String,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    #[diesel(sql_type = Text)]
+    pub method: String,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+}
+
+const VERSION_COLUMNS: &str =
+    "h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.method, h.content";
+
+/// The current version of `res_type/res_id`, deleted or not.
+pub fn current(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+) -> diesel::QueryResult<Option<ResourceRow>> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.res_type = "
+    ));
+    sql.text(res_type).push(" AND r.res_id = ").text(res_id);
+    Ok(sql.load(conn)?.pop())
+}
+
+/// Patients in whose compartment the current version of a resource lies.
+pub fn compartment_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct PatientRow {
+        #[diesel(sql_type = Text)]
+        patient_id: String,
+    }
+    let mut sql = Sql::new("SELECT patient_id FROM resource_compartment WHERE resource_pk = ");
+    sql.int(pk);
+    Ok(sql
+        .load::<PatientRow>(conn)?
+        .into_iter()
+        .map(|row| row.patient_id)
+        .collect())
+}
+
+/// One version of `res_type/res_id`.
+pub fn version(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+    version_id: i64,
+) -> diesel::QueryResult<Option<VersionRow>> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_versions h WHERE h.res_type = "
+    ));
+    sql.text(res_type)
+        .push(" AND h.res_id = ")
+        .text(res_id)
+        .push(" AND h.version_id = ")
+        .int(version_id);
+    Ok(sql.load(conn)?.pop())
+}
+
+/// A new version to write.
+pub struct NewVersion<'a> {
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    pub version_id: i64,
+    pub last_updated: &'a str,
+    pub deleted: bool,
+    /// POST, PUT, PATCH or DELETE.
+    pub method: &'a str,
+    pub content: &'a str,
+    pub index: &'a IndexEntries,
+}
+
+/// Writes a version: the current row, its search index and the history row. Call it
+/// inside a write transaction.
+pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct PkRow {
+        #[diesel(sql_type = BigInt)]
+        pk: i64,
+    }
+    let current_content = if version.deleted { "" } else { version.content };
+    let mut upsert = Sql::new(
+        "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES (",
+    );
+    upsert
+        .text(version.res_type)
+        .push(", ")
+        .text(version.res_id)
+        .push(", ")
+        .int(version.version_id)
+        .push(", ")
+        .text(version.last_updated)
+        .push(&format!(", {}, ", bool_literal(version.deleted)))
+        .text(current_content)
+        .push(
+            ") ON CONFLICT (res_type, res_id) DO UPDATE SET version_id = excluded.version_id, \
+             last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content \
+             RETURNING pk",
+        );
+    let pk = upsert
+        .load::<PkRow>(conn)?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?
+        .pk;
+    for table in [
+        "search_token",
+        "search_string",
+        "search_date",
+        "search_reference",
+        "resource_compartment",
+    ] {
+        let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk = "));
+        clear.int(pk);
+        clear.execute(conn)?;
+    }
+    // A deletion keeps its compartment (so its owner is told 410, not 404) and
+    // nothing else: the service passes compartment-only entries.
+    write_index(conn, pk, version.index)?;
+    let mut history = Sql::new(
+        "INSERT INTO resource_versions (res_type, res_id, version_id, last_updated, deleted, method, content) VALUES (",
+    );
+    history
+        .text(version.res_type)
+        .push(", ")
+        .text(version.res_id)
+        .push(", ")
+        .int(version.version_id)
+        .push(", ")
+        .text(version.last_updated)
+        .push(&format!(", {}, ", bool_literal(version.deleted)))
+        .text(version.method)
+        .push(", ")
+        .text(current_content)
+        .push(")");
+    history.execute(conn)?;
+    Ok(pk)
+}
+
+/// Inserts rows in batches: `columns` names the table and columns, `rows` gives each
+/// row's values after the resource key.
+fn insert_rows(
+    conn: &mut Conn,
+    pk: i64,
+    columns: &str,
+    rows: Vec<Vec<Option<String>>>,
+) -> diesel::QueryResult<()> {
+    for chunk in rows.chunks(200) {
+        let mut sql = Sql::new(&format!("INSERT INTO {columns} VALUES "));
+        for (index, row) in chunk.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").int(pk);
+            for value in row {
+                sql.push(", ");
+                match value {
+                    Some(value) => sql.text(value.as_str()),
+                    None => sql.push("NULL"),
+                };
+            }
+            sql.push(")");
+        }
+        sql.execute(conn)?;
+    }
+    Ok(())
+}
+
+fn write_index(conn: &mut Conn, pk: i64, index: &IndexEntries) -> diesel::QueryResult<()> {
+    let tokens = index
+        .tokens
+        .iter()
+        .map(|entry| {
+            vec![
+                Some(entry.param.to_owned()),
+                entry.system.clone(),
+                Some(entry.code.clone()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        pk,
+        "search_token (resource_pk, param, system, code)",
+        tokens,
+    )?;
+    let strings = index
+        .strings
+        .iter()
+        .map(|entry| {
+            vec![
+                Some(entry.param.to_owned()),
+                Some(entry.normalized.clone()),
+                Some(entry.exact.clone()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        pk,
+        "search_string (resource_pk, param, normalized, exact)",
+        strings,
+    )?;
+    let dates = index
+        .dates
+        .iter()
+        .map(|entry| {
+            vec![
+                Some(entry.param.to_owned()),
+                Some(entry.range.low.clone()),
+                Some(entry.range.high.clone()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        pk,
+        "search_date (resource_pk, param, low, high)",
+        dates,
+    )?;
+    let references = index
+        .references
+        .iter()
+        .map(|entry| {
+            vec![
+                Some(entry.param.to_owned()),
+                Some(entry.target_type.clone()),
+                Some(entry.target_id.clone()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        pk,
+        "search_reference (resource_pk, param, target_type, target_id)",
+        references,
+    )?;
+    let patients = index
+        .patients
+        .iter()
+        .map(|patient| vec![Some(patient.clone())])
+        .collect();
+    insert_rows(
+        conn,
+        pk,
+        "resource_compartment (resource_pk, patient_id)",
+        patients,
+    )?;
+    Ok(())
+}
+
+/// Which versions a history request covers.
+pub struct HistoryQuery<'a> {
+    pub res_type: &'a str,
+    /// `Some` for instance history.
+    pub res_id: Option<&'a str>,
+    /// `_since`, in the index format.
+    pub since: Option<String>,
+    pub count: usize,
+    pub offset: usize,
+    /// Only resources whose current version lies in these patients' compartments.
+    pub compartment: Option<&'a [String]>,
+}
+
+fn history_where(query: &HistoryQuery<'_>) -> Sql {
+    let mut sql = Sql::new(" WHERE h.res_type = ");
+    sql.text(query.res_type);
+    if let Some(id) = query.res_id {
+        sql.push(" AND h.res_id = ").text(id);
+    }
+    if let Some(since) = &query.since {
+        sql.push(" AND h.last_updated >= ").text(since.as_str());
+    }
+    if let Some(patients) = query.compartment {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM resources r JOIN resource_compartment c ON c.resource_pk = r.pk \
+             WHERE r.res_type = h.res_type AND r.res_id = h.res_id AND c.patient_id IN ",
+        );
+        sql.text_list(patients.iter().map(String::as_str)).push(")");
+    }
+    sql
+}
+
+/// A page of history, newest first, and the total number of versions it covers.
+pub fn history(
+    conn: &mut Conn,
+    query: &HistoryQuery<'_>,
+) -> diesel::QueryResult<(Vec<VersionRow>, i64)> {
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM resource_versions h");
+    count.append(history_where(query));
+    let total = count.load::<CountRow>(conn)?.pop().map_or(0, |row| row.n);
+    let mut page = Sql::new(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_versions h"
+    ));
+    page.append(history_where(query))
+        .push(" ORDER BY h.last_updated DESC, h.version_id DESC LIMIT ")
+        .int(query.count as i64)
+        .push(" OFFSET ")
+        .int(query.offset as i64);
+    Ok((page.load(conn)?, total))
+}

@@ -1,0 +1,351 @@
+//! Compiles a parsed search and the access narrowing into one SQL query, so that
+//! pages are full and totals exact for what the caller may see.
+
+use super::dialect::Conn;
+use super::resources::{RESOURCE_COLUMNS, ResourceRow};
+use super::sql::{CountRow, Sql};
+use crate::fhir::date::DateRange;
+use crate::fhir::search::{
+    Criterion, Include, Prefix, SearchRequest, SortKey, StringMode, SystemMatch,
+};
+
+/// Row predicates the access pipeline adds to every query: they come from the rules,
+/// never from the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    /// When set, only resources in these patients' compartments.
+    pub compartment: Option<Vec<String>>,
+}
+
+impl Narrowing {
+    /// No narrowing (the caller's rights cover every row of the type).
+    pub fn none() -> Self {
+        Narrowing::default()
+    }
+
+    fn apply(&self, sql: &mut Sql, alias: &str) {
+        if let Some(patients) = &self.compartment {
+            sql.push(&format!(
+                " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE patient_id IN "
+            ));
+            sql.text_list(patients.iter().map(String::as_str)).push(")");
+        }
+    }
+}
+
+/// One page of results with the total when asked or known.
+pub struct SearchPage {
+    pub rows: Vec<ResourceRow>,
+    pub total: Option<i64>,
+    /// Whether rows beyond this page exist.
+    pub has_more: bool,
+}
+
+fn date_condition(sql: &mut Sql, low: &str, high: &str, prefix: Prefix, range: &DateRange) {
+    match prefix {
+        Prefix::Eq => {
+            sql.push(&format!("({low} >= ")).text(range.low.as_str());
+            sql.push(&format!(" AND {high} <= "))
+                .text(range.high.as_str())
+                .push(")");
+        }
+        Prefix::Ne => {
+            sql.push(&format!("({low} < ")).text(range.low.as_str());
+            sql.push(&format!(" OR {high} > "))
+                .text(range.high.as_str())
+                .push(")");
+        }
+        Prefix::Gt => {
+            sql.push(&format!("{high} > ")).text(range.high.as_str());
+        }
+        Prefix::Ge => {
+            sql.push(&format!("{high} >= ")).text(range.low.as_str());
+        }
+        Prefix::Lt => {
+            sql.push(&format!("{low} < ")).text(range.low.as_str());
+        }
+        Prefix::Le => {
+            sql.push(&format!("{low} <= ")).text(range.high.as_str());
+        }
+    }
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Appends ` AND <criterion>` for rows of alias `alias`.
+fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
+    match criterion {
+        Criterion::Id(ids) => {
+            sql.push(&format!(" AND {alias}.res_id IN "));
+            sql.text_list(ids.iter().map(String::as_str));
+        }
+        Criterion::LastUpdated(values) => {
+            sql.push(" AND (");
+            for (index, (prefix, range)) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                let column = format!("{alias}.last_updated");
+                date_condition(sql, &column, &column, *prefix, range);
+            }
+            sql.push(")");
+        }
+        Criterion::Token {
+            param,
+            values,
+            negated,
+        } => {
+            sql.push(&format!(
+                " AND {alias}.pk {}IN (SELECT resource_pk FROM search_token WHERE param = ",
+                if *negated { "NOT " } else { "" }
+            ));
+            sql.text(*param).push(" AND (");
+            for (index, value) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(1 = 1");
+                if let Some(code) = &value.code {
+                    sql.push(" AND code = ").text(code.as_str());
+                }
+                match &value.system {
+                    SystemMatch::Any => {}
+                    SystemMatch::Absent => {
+                        sql.push(" AND system IS NULL");
+                    }
+                    SystemMatch::Is(system) => {
+                        sql.push(" AND system = ").text(system.as_str());
+                    }
+                }
+                sql.push(")");
+            }
+            sql.push("))");
+        }
+        Criterion::String {
+            param,
+            mode,
+            values,
+        } => {
+            sql.push(&format!(
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_string WHERE param = "
+            ));
+            sql.text(*param).push(" AND (");
+            for (index, value) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                match mode {
+                    StringMode::Exact => {
+                        sql.push("exact = ").text(value.as_str());
+                    }
+                    StringMode::StartsWith => {
+                        let pattern =
+                            format!("{}%", like_escape(&crate::fhir::extract::normalize(value)));
+                        sql.push("normalized LIKE ")
+                            .text(pattern)
+                            .push(" ESCAPE '\\'");
+                    }
+                    StringMode::Contains => {
+                        let pattern =
+                            format!("%{}%", like_escape(&crate::fhir::extract::normalize(value)));
+                        sql.push("normalized LIKE ")
+                            .text(pattern)
+                            .push(" ESCAPE '\\'");
+                    }
+                }
+            }
+            sql.push("))");
+        }
+        Criterion::Date { param, values } => {
+            sql.push(&format!(
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_date WHERE param = "
+            ));
+            sql.text(*param).push(" AND (");
+            for (index, (prefix, range)) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                date_condition(sql, "low", "high", *prefix, range);
+            }
+            sql.push("))");
+        }
+        Criterion::Reference { param, values } => {
+            sql.push(&format!(
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_reference WHERE param = "
+            ));
+            sql.text(*param).push(" AND (");
+            for (index, (target_type, target_id)) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(target_id = ").text(target_id.as_str());
+                if let Some(target_type) = target_type {
+                    sql.push(" AND target_type = ").text(target_type.as_str());
+                }
+                sql.push(")");
+            }
+            sql.push("))");
+        }
+        Criterion::Chain {
+            param,
+            target,
+            inner,
+        } => {
+            let target_alias = format!("{alias}c");
+            sql.push(&format!(
+                " AND {alias}.pk IN (SELECT sr.resource_pk FROM search_reference sr \
+                 JOIN resources {target_alias} ON {target_alias}.res_type = sr.target_type \
+                 AND {target_alias}.res_id = sr.target_id AND {target_alias}.deleted = {} \
+                 WHERE sr.param = ",
+                super::dialect::bool_literal(false)
+            ));
+            sql.text(*param)
+                .push(" AND sr.target_type = ")
+                .text(*target);
+            self::criterion(sql, &target_alias, inner);
+            sql.push(")");
+        }
+    }
+}
+
+/// `FROM … WHERE …` for the main results.
+fn from_where(request: &SearchRequest, narrowing: &Narrowing, sort_join: Option<&str>) -> Sql {
+    let mut sql = Sql::new(" FROM resources r");
+    if let Some(param) = sort_join {
+        sql.push(" LEFT JOIN search_date sd ON sd.resource_pk = r.pk AND sd.param = ")
+            .text(param);
+    }
+    sql.push(" WHERE r.res_type = ").text(request.resource.name);
+    sql.push(&format!(
+        " AND r.deleted = {}",
+        super::dialect::bool_literal(false)
+    ));
+    for item in &request.criteria {
+        criterion(&mut sql, "r", item);
+    }
+    narrowing.apply(&mut sql, "r");
+    sql
+}
+
+/// Runs the search: one page, and the total when `_total=accurate`, `_summary=count`,
+/// or when the page shows that nothing is left beyond it.
+pub fn run(
+    conn: &mut Conn,
+    request: &SearchRequest,
+    narrowing: &Narrowing,
+) -> diesel::QueryResult<SearchPage> {
+    let count_total = |conn: &mut Conn| -> diesel::QueryResult<i64> {
+        let mut count = Sql::new("SELECT COUNT(*) AS n");
+        count.append(from_where(request, narrowing, None));
+        Ok(count.load::<CountRow>(conn)?.pop().map_or(0, |row| row.n))
+    };
+    if request.summary_count || request.count == 0 {
+        return Ok(SearchPage {
+            rows: Vec::new(),
+            total: Some(count_total(conn)?),
+            has_more: false,
+        });
+    }
+    let sort_param = request.sort.iter().find_map(|sort| match sort.key {
+        SortKey::Date(param) => Some(param),
+        _ => None,
+    });
+    let mut page = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}"));
+    page.append(from_where(request, narrowing, sort_param));
+    page.push(" ORDER BY ");
+    for sort in &request.sort {
+        let column = match sort.key {
+            SortKey::LastUpdated => "r.last_updated",
+            SortKey::Id => "r.res_id",
+            SortKey::Date(_) => "sd.low",
+        };
+        page.push(&format!(
+            "{column} {}, ",
+            if sort.descending { "DESC" } else { "ASC" }
+        ));
+    }
+    page.push("r.pk ASC LIMIT ")
+        .int(request.count as i64 + 1)
+        .push(" OFFSET ")
+        .int(request.offset as i64);
+    let mut rows: Vec<ResourceRow> = page.load(conn)?;
+    let has_more = rows.len() > request.count;
+    rows.truncate(request.count);
+    let total = if request.total_accurate {
+        Some(count_total(conn)?)
+    } else if !has_more && (request.offset == 0 || !rows.is_empty()) {
+        Some((request.offset + rows.len()) as i64)
+    } else {
+        None
+    };
+    Ok(SearchPage {
+        rows,
+        total,
+        has_more,
+    })
+}
+
+/// Resources that `include.param` of the given rows points at (`_include`).
+pub fn included(
+    conn: &mut Conn,
+    pks: &[i64],
+    include: &Include,
+) -> diesel::QueryResult<Vec<ResourceRow>> {
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!(
+        "SELECT DISTINCT {RESOURCE_COLUMNS} FROM search_reference sr JOIN resources r \
+         ON r.res_type = sr.target_type AND r.res_id = sr.target_id AND r.deleted = {} WHERE sr.param = ",
+        super::dialect::bool_literal(false)
+    ));
+    sql.text(include.param.name);
+    if let Some(target) = &include.target_type {
+        sql.push(" AND sr.target_type = ").text(target.as_str());
+    }
+    sql.push(" AND sr.resource_pk IN (");
+    for (index, pk) in pks.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.int(*pk);
+    }
+    sql.push(") ORDER BY r.pk LIMIT 1000");
+    sql.load(conn)
+}
+
+/// Resources of `include.source` whose `include.param` points at one of `targets`
+/// (`_revinclude`), narrowed like a search.
+pub fn rev_included(
+    conn: &mut Conn,
+    target_type: &str,
+    target_ids: &[&str],
+    include: &Include,
+    narrowing: &Narrowing,
+) -> diesel::QueryResult<Vec<ResourceRow>> {
+    if target_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.res_type = "
+    ));
+    sql.text(include.source.name);
+    sql.push(&format!(
+        " AND r.deleted = {}",
+        super::dialect::bool_literal(false)
+    ));
+    sql.push(" AND r.pk IN (SELECT resource_pk FROM search_reference WHERE param = ")
+        .text(include.param.name)
+        .push(" AND target_type = ")
+        .text(target_type)
+        .push(" AND target_id IN ")
+        .text_list(target_ids.iter().copied())
+        .push(")");
+    narrowing.apply(&mut sql, "r");
+    sql.push(" ORDER BY r.pk LIMIT 1000");
+    sql.load(conn)
+}

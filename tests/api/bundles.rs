@@ -1,0 +1,221 @@
+//! batch and transaction Bundles (SPEC §3): urn:uuid references resolved, each entry
+//! authorised on its own, a transaction all or nothing.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{document, nir, patient};
+use crate::support::{As, TestApp};
+
+fn post_bundle(app: &TestApp, who: &As, bundle: &Value) -> crate::support::Reply {
+    app.post("", who, bundle)
+}
+
+#[test]
+fn a_transaction_resolves_urn_uuid_references() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let mut doc = document(&patient_id, "11488-4", "2024-01-01");
+    doc["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": "urn:uuid:7d2a1e51-0000-4000-8000-000000000002" } }]);
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "fullUrl": "urn:uuid:7d2a1e51-0000-4000-8000-000000000001", "resource": doc, "request": { "method": "POST", "url": "DocumentReference" } },
+            { "fullUrl": "urn:uuid:7d2a1e51-0000-4000-8000-000000000002",
+              "resource": { "resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQK", "securityContext": { "reference": format!("Patient/{patient_id}") } },
+              "request": { "method": "POST", "url": "Binary" } },
+            { "request": { "method": "GET", "url": format!("Patient/{patient_id}") } }
+        ]
+    });
+    let reply = post_bundle(&app, &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let response = reply.json();
+    assert_eq!(response["type"], "transaction-response");
+    let entries = response["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0]["response"]["status"], "201 Created");
+    assert_eq!(entries[1]["response"]["status"], "201 Created");
+    assert_eq!(entries[2]["response"]["status"], "200 OK");
+    let binary_id = entries[1]["resource"]["id"].as_str().unwrap();
+    let stored = entries[0]["resource"].clone();
+    assert_eq!(
+        stored["content"][0]["attachment"]["url"],
+        format!("Binary/{binary_id}")
+    );
+    let document_id = stored["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("DocumentReference/{document_id}"), &As::doctor())
+            .json(),
+        stored
+    );
+}
+
+#[test]
+fn a_failing_entry_rolls_the_whole_transaction_back() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let before = app.stored_rows("resources");
+    let versions_before = app.stored_rows("resource_versions");
+    let mut broken = document(&patient_id, "11488-4", "2024-01-01");
+    broken.as_object_mut().unwrap().remove("type");
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": document(&patient_id, "11488-4", "2024-01-01"), "request": { "method": "POST", "url": "DocumentReference" } },
+            { "resource": broken, "request": { "method": "POST", "url": "DocumentReference" } }
+        ]
+    });
+    let reply = post_bundle(&app, &As::doctor(), &bundle);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("Bundle.entry[1]"), "{}", reply.body);
+    assert_eq!(
+        app.stored_rows("resources"),
+        before,
+        "nothing of the transaction is stored"
+    );
+    assert_eq!(app.stored_rows("resource_versions"), versions_before);
+    assert_eq!(
+        app.stored_rows("search_token"),
+        app.stored_rows("search_token")
+    );
+}
+
+#[test]
+fn every_transaction_entry_is_authorised_on_its_own() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let before = app.stored_rows("resources");
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": document(&patient_id, "11488-4", "2024-01-01"), "request": { "method": "POST", "url": "DocumentReference" } },
+            { "resource": patient(&nir(), "Faux", "Patient", "2000-01-01"), "request": { "method": "POST", "url": "Patient" } }
+        ]
+    });
+    let reply = post_bundle(&app, &As::doctor(), &bundle);
+    assert_eq!(
+        reply.status, 403,
+        "a professional may not create a Patient: {}",
+        reply.body
+    );
+    assert!(reply.body.contains("R-ACC-12"));
+    assert_eq!(app.stored_rows("resources"), before);
+    // A patient's transaction cannot read another space either.
+    let other = app.create(
+        &As::System,
+        &patient(&nir(), "Autre", "Personne", "1970-01-01"),
+    );
+    let reading = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "request": { "method": "GET", "url": format!("Patient/{other}") } } ] });
+    let reply = post_bundle(&app, &As::Patient(patient_id.clone()), &reading);
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(!reply.body.contains("Autre"));
+}
+
+#[test]
+fn a_batch_reports_each_entry() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let other = app.create(
+        &As::System,
+        &patient(&nir(), "Autre", "Personne", "1970-01-01"),
+    );
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "batch",
+        "entry": [
+            { "resource": document(&patient_id, "11488-4", "2024-01-01"), "request": { "method": "POST", "url": "DocumentReference" } },
+            { "resource": { "resourceType": "DocumentReference" }, "request": { "method": "POST", "url": "DocumentReference" } },
+            { "request": { "method": "GET", "url": format!("DocumentReference?patient={patient_id}") } },
+            { "request": { "method": "GET", "url": format!("Patient/{other}") } },
+            { "request": { "method": "GET", "url": "Observation/1" } }
+        ]
+    });
+    let reply = post_bundle(&app, &As::Patient(patient_id.clone()), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let response = reply.json();
+    assert_eq!(response["type"], "batch-response");
+    let statuses: Vec<&str> = response["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["201 Created", "400", "200 OK", "404", "404"]);
+    assert_eq!(
+        response["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(response["entry"][2]["resource"]["total"], 1);
+    assert!(!reply.body.contains("Autre"));
+}
+
+#[test]
+fn a_transaction_patch_uses_a_json_patch_binary() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let document_id = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let operations = json!([{ "op": "replace", "path": "/status", "value": "entered-in-error" }]);
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{
+            "resource": { "resourceType": "Binary", "contentType": "application/json-patch+json", "data": STANDARD.encode(operations.to_string()) },
+            "request": { "method": "PATCH", "url": format!("DocumentReference/{document_id}") }
+        }]
+    });
+    let reply = post_bundle(&app, &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        app.get(&format!("DocumentReference/{document_id}"), &As::doctor())
+            .json()["status"],
+        "entered-in-error"
+    );
+}
+
+#[test]
+fn a_transaction_conditional_create_reuses_the_match() {
+    let app = TestApp::new();
+    let number = nir();
+    let existing = app.create(
+        &As::System,
+        &patient(&number, "Martin", "Claire", "1980-05-01"),
+    );
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "fullUrl": "urn:uuid:00000000-0000-4000-8000-00000000000a", "resource": patient(&number, "Martin", "Claire", "1980-05-01"),
+              "request": { "method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.250.1.213.1.4.8|{number}") } },
+            { "resource": document("placeholder", "11488-4", "2024-01-01"), "request": { "method": "POST", "url": "DocumentReference" } }
+        ]
+    });
+    let mut bundle = bundle;
+    bundle["entry"][1]["resource"]["subject"]["reference"] =
+        json!("urn:uuid:00000000-0000-4000-8000-00000000000a");
+    let reply = post_bundle(&app, &As::System, &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let response = reply.json();
+    assert_eq!(response["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(
+        response["entry"][1]["resource"]["subject"]["reference"],
+        format!("Patient/{existing}")
+    );
+    assert_eq!(app.stored_rows("resources"), 2);
+}

@@ -1,0 +1,124 @@
+//! `GET /metadata` says exactly what the server does.
+
+use crate::support::{As, TestApp};
+
+#[test]
+fn the_capability_statement_is_r4_and_lists_what_is_served() {
+    let app = TestApp::new();
+    let reply = app.get("metadata", &As::Nobody);
+    assert_eq!(reply.status, 200);
+    fhir_check::check("CapabilityStatement", &reply.body).expect("a valid R4 CapabilityStatement");
+    let statement = reply.json();
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    assert_eq!(statement["format"], serde_json::json!(["json"]));
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|resource| resource["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "Patient",
+            "DocumentReference",
+            "Binary",
+            "Consent",
+            "Communication",
+            "AuditEvent"
+        ]
+    );
+    let audit = resources
+        .iter()
+        .find(|resource| resource["type"] == "AuditEvent")
+        .unwrap();
+    let codes: Vec<&str> = audit["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["read", "search-type"]);
+    let document = resources
+        .iter()
+        .find(|resource| resource["type"] == "DocumentReference")
+        .unwrap();
+    let params: Vec<&str> = document["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "_id",
+        "_lastUpdated",
+        "patient",
+        "type",
+        "category",
+        "date",
+        "author",
+        "status",
+        "security-label",
+        "identifier",
+    ] {
+        assert!(
+            params.contains(&expected),
+            "{expected} missing from {params:?}"
+        );
+    }
+    assert!(
+        document["searchInclude"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|include| include == "DocumentReference:patient")
+    );
+}
+
+#[test]
+fn what_the_capability_statement_omits_is_refused() {
+    let app = TestApp::new();
+    let statement = app.get("metadata", &As::Nobody).json();
+    let binary = statement["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Binary")
+        .unwrap()
+        .clone();
+    let codes: Vec<&str> = binary["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert!(!codes.contains(&"delete"));
+    assert_eq!(app.delete("Binary/x", &As::doctor()).status, 405);
+    assert!(!codes.contains(&"search-type"));
+    assert_eq!(app.get("Binary", &As::doctor()).status, 405);
+}
+
+#[test]
+fn search_and_error_outputs_are_valid_r4() {
+    use crate::support::fixtures::{document, nir, patient};
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    for path in [
+        format!(
+            "DocumentReference?patient={patient_id}&_include=DocumentReference:patient&_total=accurate"
+        ),
+        format!("Patient/{patient_id}/_history"),
+        "Patient?_summary=count".to_owned(),
+    ] {
+        let reply = app.get(&path, &As::doctor());
+        assert_eq!(reply.status, 200);
+        fhir_check::check("Bundle", &reply.body)
+            .unwrap_or_else(|issue| panic!("{path}: {issue:?}"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests over real HTTP: one test binary, one server per test, each with
+//! its own SQLite file and tokens signed by keys generated at test time.
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod bundles;
+mod capability;
+mod crud;
+mod history;
+mod search;

@@ -1,0 +1,72 @@
+//! Builders for the resources the tests store.
+
+use dmp_fhir_server::fhir::validate::nir_key;
+use serde_json::{Value, json};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh, valid INS-NIR (15 characters with its key).
+pub fn nir() -> String {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id() % 1000) * 1_000_000;
+    let body = format!("1800575{:06}", n % 1_000_000);
+    format!("{body}{}", nir_key(&body).expect("digits"))
+}
+
+pub const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
+pub const LOINC: &str = "http://loinc.org";
+
+pub fn patient(nir: &str, family: &str, given: &str, birth_date: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{ "use": "official", "system": INS, "value": nir }],
+        "name": [{ "use": "official", "family": family, "given": [given] }],
+        "gender": "female",
+        "birthDate": birth_date,
+    })
+}
+
+/// A document of `patient_id`; `day` (YYYY-MM-DD) becomes the `date` instant.
+pub fn document(patient_id: &str, loinc: &str, day: &str) -> Value {
+    let date = format!("{day}T10:00:00+01:00");
+    json!({
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "type": { "coding": [{ "system": LOINC, "code": loinc }] },
+        "category": [{ "coding": [{ "system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10" }] }],
+        "subject": { "reference": format!("Patient/{patient_id}") },
+        "date": date,
+        "author": [{ "reference": "Practitioner/pr-810000000001" }],
+        "content": [{ "attachment": { "contentType": "application/pdf", "data": "JVBERi0xLjQK" } }],
+    })
+}
+
+pub fn consent(patient_id: &str, actor: &str) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": format!("Patient/{patient_id}") },
+        "provision": {
+            "type": "permit",
+            "actor": [{
+                "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP" }] },
+                "reference": { "reference": actor }
+            }]
+        }
+    })
+}
+
+pub fn communication(patient_id: &str, sent: &str) -> Value {
+    json!({
+        "resourceType": "Communication",
+        "status": "completed",
+        "subject": { "reference": format!("Patient/{patient_id}") },
+        "sender": { "reference": "Practitioner/pr-810000000001" },
+        "recipient": [{ "reference": format!("Patient/{patient_id}") }],
+        "sent": sent,
+        "payload": [{ "contentString": "Bonjour" }],
+    })
+}

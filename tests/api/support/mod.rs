@@ -1,0 +1,432 @@
+//! Test harness: a real server on a free loopback port with its own SQLite file,
+//! signing keys generated at test time, and a small blocking HTTP client.
+
+#![allow(dead_code)]
+
+pub mod fixtures;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dmp_fhir_server::config::TrustedIssuer;
+use dmp_fhir_server::{AppState, Config, build_server};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use openssl::bn::BigNumContext;
+use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use serde_json::{Value, json};
+
+pub const ISSUER: &str = "https://issuer.test";
+pub const SECOND_ISSUER: &str = "https://hospital-idp.test";
+pub const AUDIENCE: &str = "dmp-fhir-server";
+
+/// A signing key and its public JWK.
+pub struct TestKey {
+    pub kid: &'static str,
+    pub algorithm: Algorithm,
+    pub private_pem: Vec<u8>,
+    pub jwk: Value,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn rsa_key(kid: &'static str) -> TestKey {
+    let rsa = Rsa::generate(2048).expect("RSA key");
+    let jwk = json!({
+        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+        "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec()),
+    });
+    TestKey {
+        kid,
+        algorithm: Algorithm::RS256,
+        private_pem: rsa.private_key_to_pem().expect("PEM"),
+        jwk,
+    }
+}
+
+fn ec_key(kid: &'static str) -> TestKey {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
+    let key = EcKey::generate(&group).expect("EC key");
+    let mut ctx = BigNumContext::new().expect("ctx");
+    let point = key
+        .public_key()
+        .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .expect("point");
+    let jwk = json!({
+        "kty": "EC", "kid": kid, "alg": "ES256", "use": "sig", "crv": "P-256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    let pkcs8 = PKey::from_ec_key(key)
+        .expect("pkey")
+        .private_key_to_pem_pkcs8()
+        .expect("PEM");
+    TestKey {
+        kid,
+        algorithm: Algorithm::ES256,
+        private_pem: pkcs8,
+        jwk,
+    }
+}
+
+/// Keys generated once per test run: the trusted issuer's RSA and EC keys, the
+/// second issuer's key, and a key nobody trusts.
+pub struct Keys {
+    pub rsa: TestKey,
+    pub ec: TestKey,
+    pub second_issuer: TestKey,
+    pub untrusted: TestKey,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys {
+        rsa: rsa_key("rsa-1"),
+        ec: ec_key("ec-1"),
+        second_issuer: ec_key("hospital-1"),
+        untrusted: rsa_key("rsa-1"),
+    })
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// Signs `claims` with `key`.
+pub fn sign(key: &TestKey, claims: &Value) -> String {
+    let mut header = Header::new(key.algorithm);
+    header.kid = Some(key.kid.to_owned());
+    let encoding = match key.algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&key.private_pem).expect("RSA PEM"),
+        _ => EncodingKey::from_ec_pem(&key.private_pem).expect("EC PEM"),
+    };
+    jsonwebtoken::encode(&header, claims, &encoding).expect("token")
+}
+
+/// Standard claims for the trusted issuer, valid for an hour.
+pub fn base_claims(actor: &str, sub: &str) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "actor": actor,
+        "iat": now(), "nbf": now() - 5, "exp": now() + 3600,
+    })
+}
+
+/// Who a request is made as.
+#[derive(Clone, Debug)]
+pub enum As {
+    Nobody,
+    System,
+    Professional {
+        id_nat_ps: String,
+        profession: String,
+    },
+    Patient(String),
+    Representative(String),
+    Other(String),
+    Token(String),
+}
+
+impl As {
+    pub fn doctor() -> As {
+        As::Professional {
+            id_nat_ps: "810000000001".into(),
+            profession: "10".into(),
+        }
+    }
+
+    pub fn token(&self) -> Option<String> {
+        let claims = match self {
+            As::Nobody => return None,
+            As::Token(token) => return Some(token.clone()),
+            As::System => {
+                let mut claims = base_claims("system", "insurer-feed");
+                claims["scope"] =
+                    json!("system/Patient.cruds system/DocumentReference.c system/Binary.c");
+                claims
+            }
+            As::Professional {
+                id_nat_ps,
+                profession,
+            } => {
+                let mut claims = base_claims("professional", id_nat_ps);
+                claims["profession"] = json!(profession);
+                claims
+            }
+            As::Patient(patient) => {
+                let mut claims = base_claims("patient", &format!("user-{patient}"));
+                claims["patient"] = json!(patient);
+                claims
+            }
+            As::Representative(patient) => {
+                let mut claims = base_claims("representative", &format!("parent-of-{patient}"));
+                claims["patient"] = json!(patient);
+                claims
+            }
+            As::Other(actor) => base_claims(actor, "someone"),
+        };
+        Some(sign(&keys().rsa, &claims))
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The OperationOutcome's first issue code.
+    pub fn issue_code(&self) -> String {
+        let outcome = self.json();
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{}", self.body);
+        outcome["issue"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn id(&self) -> String {
+        self.json()["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub base: String,
+    pub dir: PathBuf,
+    agent: ureq::Agent,
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn temp_dir(label: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("dmp-test-{}-{label}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        Self::with(|_| {})
+    }
+
+    /// Starts a server after `adjust` has changed its configuration.
+    pub fn with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = temp_dir("app");
+        let keys = keys();
+        let jwks = dir.join("issuer.jwks.json");
+        std::fs::write(
+            &jwks,
+            json!({ "keys": [keys.rsa.jwk, keys.ec.jwk] }).to_string(),
+        )
+        .expect("jwks");
+        let second = dir.join("hospital.jwks.json");
+        std::fs::write(
+            &second,
+            json!({ "keys": [keys.second_issuer.jwk] }).to_string(),
+        )
+        .expect("jwks");
+        let mut config = Config {
+            database_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
+            trusted_issuers: vec![
+                TrustedIssuer {
+                    issuer: ISSUER.into(),
+                    jwks,
+                    audience: AUDIENCE.into(),
+                },
+                TrustedIssuer {
+                    issuer: SECOND_ISSUER.into(),
+                    jwks: second,
+                    audience: "hospital-dmp".into(),
+                },
+            ],
+            workers: 1,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = AppState::new(config).expect("app state");
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                build_server(state, listener)
+                    .expect("server")
+                    .await
+                    .expect("serve");
+            });
+        });
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        TestApp { base, dir, agent }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Call<'_> {
+        Call {
+            app: self,
+            method: method.to_owned(),
+            url: if path.starts_with("http") {
+                path.to_owned()
+            } else {
+                format!("{}/{}", self.base, path.trim_start_matches('/'))
+            },
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str, who: &As) -> Reply {
+        self.request("GET", path).as_(who).send(None)
+    }
+
+    pub fn post(&self, path: &str, who: &As, body: &Value) -> Reply {
+        self.request("POST", path)
+            .as_(who)
+            .fhir()
+            .send(Some(body.to_string()))
+    }
+
+    pub fn put(&self, path: &str, who: &As, body: &Value) -> Reply {
+        self.request("PUT", path)
+            .as_(who)
+            .fhir()
+            .send(Some(body.to_string()))
+    }
+
+    pub fn delete(&self, path: &str, who: &As) -> Reply {
+        self.request("DELETE", path).as_(who).send(None)
+    }
+
+    /// Creates and returns the new id, failing the test on anything but 201.
+    pub fn create(&self, who: &As, body: &Value) -> String {
+        let kind = body["resourceType"].as_str().expect("resourceType");
+        let reply = self.post(kind, who, body);
+        assert_eq!(reply.status, 201, "create {kind}: {}", reply.body);
+        reply.id()
+    }
+
+    /// The number of rows of a table, read straight from the database file: what
+    /// the store really holds, not what the API shows.
+    pub fn stored_rows(&self, table: &str) -> i64 {
+        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let path = self.dir.join("db.sqlite");
+        let mut conn =
+            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database");
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .load::<Count>(&mut conn)
+            .expect("count")[0]
+            .n
+    }
+}
+
+/// A request being built.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Call<'_> {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn as_(self, who: &As) -> Self {
+        match who.token() {
+            Some(token) => self.header("Authorization", &format!("Bearer {token}")),
+            None => self,
+        }
+    }
+
+    pub fn fhir(self) -> Self {
+        self.header("Content-Type", "application/fhir+json")
+    }
+
+    pub fn send(self, body: Option<String>) -> Reply {
+        self.send_bytes(body.map(String::into_bytes))
+    }
+
+    pub fn send_bytes(self, body: Option<Vec<u8>>) -> Reply {
+        let agent = &self.app.agent;
+        let response = match (self.method.as_str(), body) {
+            ("GET" | "DELETE", None) => {
+                let mut request = if self.method == "GET" {
+                    agent.get(&self.url)
+                } else {
+                    agent.delete(&self.url)
+                };
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
+                request.call()
+            }
+            (method, body) => {
+                let mut request = match method {
+                    "POST" => agent.post(&self.url),
+                    "PUT" => agent.put(&self.url),
+                    "PATCH" => agent.patch(&self.url),
+                    other => panic!("method {other} with a body"),
+                };
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
+                request.send(body.unwrap_or_default())
+            }
+        };
+        let mut response = response.expect("HTTP exchange");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
