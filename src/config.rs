@@ -260,6 +260,30 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// The README's configuration table documents every flag and its variable.
+    #[test]
+    fn the_readme_documents_every_setting() {
+        use clap::Args as _;
+        let readme = include_str!("../README.md");
+        let command = ConfigArgs::augment_args(clap::Command::new("dmp-fhir-server"));
+        for argument in command.get_arguments() {
+            let Some(long) = argument.get_long() else {
+                continue;
+            };
+            assert!(
+                readme.contains(&format!("| `--{long}` |")),
+                "--{long} is missing from the README table"
+            );
+            if let Some(env) = argument.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    readme.contains(&format!("`{env}`")),
+                    "{env} is missing from the README table"
+                );
+            }
+        }
+    }
+
     #[test]
     fn unknown_file_keys_are_refused() {
         let dir = std::env::temp_dir().join(format!("dmp-config-bad-{}", std::process::id()));

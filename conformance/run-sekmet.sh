@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the third-party sekmet-fhir harness (PyPI) against this server, built from the
+# tree: its conformance_smoke scenario and our own DMP scenarios. Reports land in
+# conformance/reports/; the run fails if a step fails that expected-failures.txt does
+# not list with its reason.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+work="$here/work"
+venv="$here/.venv"
+sekmet_version="0.1.1"
+
+rm -rf "$work" && mkdir -p "$work"
+if [ ! -x "$venv/bin/sekmet" ] || ! "$venv/bin/pip" show sekmet-fhir 2>/dev/null | grep -q "^Version: $sekmet_version$"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "sekmet-fhir==$sekmet_version"
+fi
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+issuer="$work/issuer"
+python3 "$root/scripts/dev-issuer.py" --dir "$issuer" init > /dev/null
+token() { python3 "$root/scripts/dev-issuer.py" --dir "$issuer" token --lifetime 7200 "$@"; }
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+
+"$root/target/release/dmp-fhir-server" \
+    --listen "127.0.0.1:$port" \
+    --database-url "sqlite://$work/dmp.sqlite" \
+    --trusted-issuer "https://dev-issuer.localhost,$issuer/jwks.json,dmp-fhir-server" \
+    > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    curl -sf "$base/metadata" > /dev/null && break
+    sleep 0.1
+done
+
+nir=$(python3 -c '
+import random
+body = "2" + "85" + "06" + "75" + f"{random.randint(1, 999):03d}" + f"{random.randint(1, 999):03d}"
+print(body + f"{97 - int(body) % 97:02d}")')
+
+cat > "$work/settings.yaml" <<YAML
+data_dir: $work/sekmet-data
+base_url: http://127.0.0.1:1/fhir
+peers:
+  dmp-system:
+    base_url: $base
+    auth: {type: bearer, token: "$(token --actor system --sub insurer-feed --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')"}
+  dmp-doctor:
+    base_url: $base
+    auth: {type: bearer, token: "$(token --actor professional --sub 810000000001 --profession 10 --specialty SM54)"}
+  dmp-anonymous:
+    base_url: $base
+YAML
+
+cd "$work"
+status=0
+run() {
+    local name=$1 peer=$2
+    shift 2
+    "$venv/bin/sekmet" scenario run "$name" --peer "$peer" --no-serve --config "$work/settings.yaml" \
+        --report-dir "$work/reports-$(basename "$name" .yaml)" "$@" > "$work/$(basename "$name" .yaml).log" 2>&1 || true
+    cp "$work"/reports-"$(basename "$name" .yaml)"/*/results.json "$here/reports/$(basename "$name" .yaml).json"
+}
+mkdir -p "$here/reports"
+run conformance_smoke dmp-system
+run "$here/scenarios/dmp_document_deposit.yaml" dmp-doctor --var "nir=$nir"
+python3 "$here/summarise.py" "$here/reports" "$here/expected-failures.txt" > "$here/reports/SUMMARY.md" || status=$?
+cat "$here/reports/SUMMARY.md"
+exit $status
