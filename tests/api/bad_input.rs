@@ -82,6 +82,33 @@ fn an_invalid_date_names_its_element() {
 }
 
 #[test]
+fn elements_r4_does_not_define_are_a_400_with_the_path() {
+    let app = TestApp::new();
+    let mut body = patient(&nir(), "Martin", "Claire", "1980-05-01");
+    body["notAnElement"] = json!(true);
+    let outcome = refused(
+        &app,
+        app.post("Patient", &As::System, &body),
+        400,
+        "structure",
+    );
+    assert_eq!(outcome["issue"][0]["expression"][0], "Patient.notAnElement");
+    let mut body = patient(&nir(), "Martin", "Claire", "1980-05-01");
+    body["name"][0]["nickname"] = json!("Clo");
+    let outcome = refused(
+        &app,
+        app.post("Patient", &As::System, &body),
+        400,
+        "structure",
+    );
+    assert_eq!(
+        outcome["issue"][0]["expression"][0],
+        "Patient.name.0.nickname"
+    );
+    assert_eq!(app.stored_rows("resources"), 0);
+}
+
+#[test]
 fn profile_rules_are_a_422_with_the_path() {
     let app = TestApp::new();
     let outcome = refused(

@@ -197,7 +197,7 @@ fn json_patch_changes_status_and_security_label_only() {
         &document(&patient_id, "11488-4", "2024-01-01"),
     );
     let path = format!("DocumentReference/{id}");
-    let label = json!([{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS" }]);
+    let label = json!([{ "coding": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS" }] }]);
     let reply = patch(
         &app,
         &path,
@@ -210,7 +210,14 @@ fn json_patch_changes_status_and_security_label_only() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let patched = reply.json();
     assert_eq!(patched["status"], "superseded");
-    assert_eq!(patched["securityLabel"][0]["code"], "MASQUE_PS");
+    assert_eq!(
+        patched["securityLabel"][0]["coding"][0]["code"],
+        "MASQUE_PS"
+    );
+    let masked = app
+        .get("DocumentReference?security-label=MASQUE_PS", &As::doctor())
+        .json();
+    assert_eq!(masked["total"], 1, "the patched label is indexed");
     assert_eq!(patched["meta"]["versionId"], "2");
     let refused = patch(
         &app,

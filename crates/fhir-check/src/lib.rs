@@ -62,12 +62,43 @@ pub fn check(resource_type: &str, json: &str) -> Result<(), StructureIssue> {
     }
 }
 
-fn check_as<T: serde::de::DeserializeOwned>(
+fn check_as<T: serde::de::DeserializeOwned + serde::Serialize>(
     resource_type: &str,
     json: &str,
 ) -> Result<(), StructureIssue> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+    // fhir-sdk ignores elements it does not know; R4 does not allow them (extensions
+    // are the way to carry more), so the first one ignored is reported.
+    let mut unknown: Option<String> = None;
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
+        if unknown.is_none() {
+            unknown = Some(path.to_string());
+        }
+    };
+    let tracking = serde_ignored::Deserializer::new(&mut deserializer, &mut note_unknown);
+    let result = serde_path_to_error::deserialize::<_, T>(tracking);
+    if let Ok(typed) = &result {
+        // The resource's own elements go through a buffered (tagged) path that
+        // serde_ignored cannot see: compare them with what the typed value writes back.
+        let unknown_top = top_level_unknown(json, typed);
+        if let Some((key, true)) = &unknown_top {
+            return Err(StructureIssue {
+                path: format!("{resource_type}.{key}"),
+                message: format!("`{key}` is empty: FHIR JSON does not allow empty elements"),
+            });
+        }
+        if let Some(location) = unknown_top.map(|(key, _)| key).or(unknown) {
+            let location: Vec<&str> = location.split('.').filter(|step| *step != "?").collect();
+            let element = location.last().copied().unwrap_or_default().to_owned();
+            return Err(StructureIssue {
+                path: format!("{resource_type}.{}", location.join(".")),
+                message: format!(
+                    "unknown element `{element}`: R4 does not define it here (use an extension)"
+                ),
+            });
+        }
+    }
+    match result {
         Ok(_) => Ok(()),
         Err(error) => {
             let location = error.path().to_string();
@@ -82,6 +113,25 @@ fn check_as<T: serde::de::DeserializeOwned>(
             })
         }
     }
+}
+
+/// A top-level element of `json` that the typed value does not write back, and
+/// whether it was merely empty (`null`, `[]`, `{}`).
+fn top_level_unknown<T: serde::Serialize>(json: &str, typed: &T) -> Option<(String, bool)> {
+    let sent: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).ok()?;
+    let kept = serde_json::to_value(typed).ok()?;
+    let kept = kept.as_object()?;
+    sent.iter()
+        .find(|(key, _)| !kept.contains_key(key.as_str()) && key.as_str() != "resourceType")
+        .map(|(key, value)| {
+            let empty = match value {
+                serde_json::Value::Null => true,
+                serde_json::Value::Array(items) => items.is_empty(),
+                serde_json::Value::Object(map) => map.is_empty(),
+                _ => false,
+            };
+            (key.clone(), empty)
+        })
 }
 
 #[cfg(test)]
@@ -119,5 +169,49 @@ mod tests {
     #[test]
     fn refuses_unknown_types() {
         assert!(check("Observation", r#"{"resourceType":"Observation"}"#).is_err());
+    }
+}
+
+#[cfg(test)]
+mod unknown_elements {
+    use super::*;
+
+    #[test]
+    fn an_element_r4_does_not_define_is_refused() {
+        let issue = check(
+            "Patient",
+            r#"{"resourceType":"Patient","notAnElement":true}"#,
+        )
+        .unwrap_err();
+        assert!(issue.message.contains("notAnElement"), "{issue:?}");
+    }
+
+    #[test]
+    fn a_nested_unknown_element_is_located() {
+        let issue = check(
+            "Patient",
+            r#"{"resourceType":"Patient","name":[{"family":"A","nickname":"B"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(issue.path, "Patient.name.0.nickname");
+    }
+
+    #[test]
+    fn primitive_extensions_are_accepted() {
+        let patient = r#"{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"http://example.org/y","valueString":"v"}]}}"#;
+        assert_eq!(check("Patient", patient), Ok(()));
+    }
+
+    #[test]
+    fn empty_elements_are_named_as_such() {
+        let issue = check("Patient", r#"{"resourceType":"Patient","name":[]}"#).unwrap_err();
+        assert_eq!(issue.path, "Patient.name");
+        assert!(issue.message.contains("empty"), "{issue:?}");
+    }
+
+    #[test]
+    fn extensions_are_accepted() {
+        let patient = r#"{"resourceType":"Patient","extension":[{"url":"http://example.org/x","valueDecimal":3.50}]}"#;
+        assert_eq!(check("Patient", patient), Ok(()));
     }
 }
