@@ -40,13 +40,20 @@ import random
 body = "2" + "85" + "06" + "75" + f"{random.randint(1, 999):03d}" + f"{random.randint(1, 999):03d}"
 print(body + f"{97 - int(body) % 97:02d}")')
 
+system_token=$(token --actor system --sub insurer-feed --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')
+# The smoke's paging step needs two Patients; its second one comes from a transaction
+# that also posts an Observation, which this server does not serve. A store with data
+# in it is the normal case, so one Patient is there before the harness starts.
+curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system_token" -H 'Content-Type: application/fhir+json' \
+    -d '{"resourceType":"Patient","name":[{"family":"Existant","given":["Patient"]}],"gender":"male"}' > /dev/null
+
 cat > "$work/settings.yaml" <<YAML
 data_dir: $work/sekmet-data
 base_url: http://127.0.0.1:1/fhir
 peers:
   dmp-system:
     base_url: $base
-    auth: {type: bearer, token: "$(token --actor system --sub insurer-feed --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')"}
+    auth: {type: bearer, token: "$system_token"}
   dmp-doctor:
     base_url: $base
     auth: {type: bearer, token: "$(token --actor professional --sub 810000000001 --profession 10 --specialty SM54)"}

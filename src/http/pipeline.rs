@@ -168,6 +168,7 @@ async fn stages(
     // for a batch); a single write gets one.
     let needs_transaction =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());
+    let is_bundle = matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let work = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
         let ctx = Ctx {
@@ -194,6 +195,8 @@ async fn stages(
     };
     let response = if needs_transaction {
         state.db.transaction(work).await?
+    } else if is_bundle {
+        state.db.write(work).await?
     } else {
         state.db.run(work).await?
     };

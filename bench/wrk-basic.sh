@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Throughput of the release build on this machine with wrk (Debian package `wrk`):
+# an authenticated GET of one DocumentReference, a search by patient, and a POST
+# creating a DocumentReference. Usage: bench/wrk-basic.sh [seconds] [connections]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+seconds=${1:-10}
+connections=${2:-16}
+command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" init > /dev/null
+token() { python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" token --lifetime 7200 "$@"; }
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+DMP_LOG=warn "$root/target/release/dmp-fhir-server" --listen "127.0.0.1:$port" \
+    --database-url "sqlite://$work/bench.sqlite" \
+    --trusted-issuer "https://dev-issuer.localhost,$work/issuer/jwks.json,dmp-fhir-server" > "$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do curl -sf "$base/metadata" > /dev/null && break; sleep 0.1; done
+
+system=$(token --actor system --sub insurer-feed)
+doctor=$(token --actor professional --sub 810000000001 --profession 10)
+patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
+    -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench","given":["Mark"]}],"birthDate":"1985-06-15"}' \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+document="{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
+for _ in $(seq 1 50); do
+    curl -sf -X POST "$base/DocumentReference" -H "Authorization: Bearer $doctor" -H 'Content-Type: application/fhir+json' -d "$document" > "$work/last.json"
+done
+document_id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/last.json")
+
+echo "machine: $(nproc) cores, $(uname -m); wrk -t2 -c$connections -d${seconds}s; $(date -u +%Y-%m-%d)"
+run() {
+    local label=$1; shift
+    echo "== $label"
+    BENCH_TOKEN=$doctor BENCH_BODY=$document wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@" | grep -E "Requests/sec|Latency |50%|99%|Non-2xx|Socket errors"
+}
+run "GET DocumentReference/{id} (authenticated professional)" -s "$here/get.lua" "$base/DocumentReference/$document_id"
+run "GET DocumentReference?patient={id}&_count=20 (authenticated professional)" -s "$here/get.lua" "$base/DocumentReference?patient=$patient&_count=20"
+run "POST DocumentReference (authenticated professional)" -s "$here/post.lua" "$base/DocumentReference"
+run "GET /metadata (no authentication, no database: the machine's ceiling)" "$base/metadata"
