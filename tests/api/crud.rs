@@ -471,3 +471,44 @@ fn consents_and_communications_round_trip() {
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["entry"][0]["resource"]["id"], message_id.as_str());
 }
+
+#[test]
+fn concurrent_updates_with_the_same_if_match_have_exactly_one_winner() {
+    let (app, id) = with_patient();
+    let body = app.get(&format!("Patient/{id}"), &As::System).json();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|n| {
+                let app = &app;
+                let id = &id;
+                let mut body = body.clone();
+                body["name"][0]["given"] = json!([format!("Writer{n}")]);
+                scope.spawn(move || {
+                    app.request("PUT", &format!("Patient/{id}"))
+                        .as_(&As::System)
+                        .fhir()
+                        .header("If-Match", "W/\"1\"")
+                        .send(Some(body.to_string()))
+                        .status
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 412).count(),
+        7,
+        "{statuses:?}"
+    );
+    let current = app.get(&format!("Patient/{id}"), &As::System).json();
+    assert_eq!(current["meta"]["versionId"], "2");
+    assert_eq!(app.stored_rows("resource_versions"), 2);
+}

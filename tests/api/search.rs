@@ -468,3 +468,44 @@ fn a_patient_search_is_narrowed_in_the_query_with_exact_totals() {
     );
     assert_eq!(own["entry"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn last_updated_and_id_lists() {
+    let p = population();
+    let doctor = As::doctor();
+    let helene = p.app.get(&format!("Patient/{}", p.helene), &doctor).json();
+    let stamp = helene["meta"]["lastUpdated"].as_str().unwrap().to_owned();
+    let encoded = stamp.replace('+', "%2B");
+    assert_eq!(
+        ids(&search(
+            &p.app,
+            &format!("Patient?_lastUpdated={encoded}"),
+            &doctor
+        )),
+        vec![p.helene.clone()]
+    );
+    assert_eq!(
+        ids(&search(
+            &p.app,
+            &format!("Patient?_lastUpdated=gt{encoded}"),
+            &doctor
+        )),
+        vec![p.jules.clone()]
+    );
+    assert_eq!(
+        ids(&search(
+            &p.app,
+            &format!("Patient?_lastUpdated=le{encoded}"),
+            &doctor
+        )),
+        vec![p.helene.clone()]
+    );
+    let both = ids(&search(
+        &p.app,
+        &format!("Patient?_id={},{}&_sort=_id", p.helene, p.jules),
+        &doctor,
+    ));
+    let mut expected = vec![p.helene.clone(), p.jules.clone()];
+    expected.sort();
+    assert_eq!(both, expected);
+}
