@@ -76,6 +76,8 @@ pub struct Config {
     pub max_page_size: usize,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Habilitation matrix file replacing the shipped one (R-ACC-6).
+    pub habilitation_matrix: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -90,6 +92,7 @@ impl Default for Config {
             default_page_size: 20,
             max_page_size: 500,
             workers: 0,
+            habilitation_matrix: None,
         }
     }
 }
@@ -133,6 +136,9 @@ pub struct ConfigArgs {
     /// HTTP worker threads, 0 for one per core [default: 0].
     #[arg(long, env = "DMP_WORKERS")]
     pub workers: Option<usize>,
+    /// Habilitation matrix (JSON) replacing the shipped fhir-profiles/habilitation-matrix.json.
+    #[arg(long, env = "DMP_HABILITATION_MATRIX")]
+    pub habilitation_matrix: Option<PathBuf>,
 }
 
 /// The configuration file's shape: the same keys as the flags, in snake_case.
@@ -149,6 +155,7 @@ struct ConfigFile {
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
     workers: Option<usize>,
+    habilitation_matrix: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -207,6 +214,15 @@ impl ConfigArgs {
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
             workers: self.workers.or(file.workers).unwrap_or(base.workers),
+            habilitation_matrix: self.habilitation_matrix.clone().or_else(|| {
+                file.habilitation_matrix.map(|path| {
+                    if path.is_relative() {
+                        file_dir.join(path)
+                    } else {
+                        path
+                    }
+                })
+            }),
         };
         if config.default_page_size == 0 || config.max_page_size < config.default_page_size {
             return Err("page sizes must satisfy 0 < default_page_size <= max_page_size".into());

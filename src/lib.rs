@@ -22,6 +22,8 @@ pub use config::Config;
 pub struct AppState {
     pub db: store::Db,
     pub authenticator: access::Authenticator,
+    /// The habilitation matrix (R-ACC-6).
+    pub matrix: std::sync::Arc<access::Matrix>,
     pub config: Config,
 }
 
@@ -29,10 +31,12 @@ impl AppState {
     /// Opens the database (migrating it) and loads the issuers' keys.
     pub fn new(config: Config) -> Result<AppState, String> {
         let authenticator = access::Authenticator::load(&config.trusted_issuers)?;
+        let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
         let db = store::Db::open(&config.database_url)?;
         Ok(AppState {
             db,
             authenticator,
+            matrix: std::sync::Arc::new(matrix),
             config,
         })
     }

@@ -1,14 +1,12 @@
-//! The decide, narrow and check-rows stages. Default deny: an actor, resource type or
-//! interaction not listed here is refused.
+//! The decide stage. Default deny: an actor, resource type or interaction not listed
+//! here is refused.
 //!
 //! The coarse actor table (SPEC §2, §3 and R-ACC-12) decides which actor kind may
-//! attempt which interaction on which type. A patient or representative is confined
-//! to the space of the `patient` claim (R-PAT-1, R-PAT-5): searches are narrowed to
-//! that compartment in SQL, single rows are checked against it.
+//! attempt which interaction on which type; the rules about one space and one row are
+//! the gate's (`gate.rs`, `rules/`).
 
 use super::principal::{ActorKind, Principal};
 use crate::fhir::definitions::Interaction::{self, *};
-use crate::store::Narrowing;
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +18,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn allow(rule: &'static str) -> Verdict {
+    pub fn allow(rule: &'static str) -> Verdict {
         Verdict {
             allowed: true,
             rule,
@@ -28,7 +26,7 @@ impl Verdict {
         }
     }
 
-    fn deny(rule: &'static str, reason: impl Into<String>) -> Verdict {
+    pub fn deny(rule: &'static str, reason: impl Into<String>) -> Verdict {
         Verdict {
             allowed: false,
             rule,
@@ -133,26 +131,6 @@ pub fn decide(principal: &Principal, resource_type: &str, interaction: Interacti
     }
 }
 
-/// Row predicates for the principal's searches and histories.
-pub fn narrowing(principal: &Principal) -> Narrowing {
-    match principal.own_patient() {
-        Some(patient) => Narrowing {
-            compartment: Some(vec![patient.to_owned()]),
-        },
-        None => Narrowing::none(),
-    }
-}
-
-/// Whether the principal may see (or write) a row whose compartment is `patients`.
-/// The same predicate as [`narrowing`], one row at a time.
-pub fn check_row(principal: &Principal, patients: &[String]) -> Verdict {
-    match principal.own_patient() {
-        Some(own) if patients.iter().any(|patient| patient == own) => Verdict::allow(OWN_SPACE),
-        Some(_) => Verdict::deny(OWN_SPACE, "outside the caller's own space"),
-        None => Verdict::allow(ACTOR_TABLE),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,14 +201,5 @@ mod tests {
                 assert!(!decide(&principal(actor.clone()), "AuditEvent", interaction).allowed);
             }
         }
-    }
-
-    #[test]
-    fn patients_see_only_their_space() {
-        let patient = principal(ActorKind::Patient);
-        assert!(check_row(&patient, &["p1".into()]).allowed);
-        assert!(!check_row(&patient, &["p2".into()]).allowed);
-        assert!(!check_row(&patient, &[]).allowed);
-        assert_eq!(narrowing(&patient).compartment, Some(vec!["p1".to_owned()]));
     }
 }

@@ -4,8 +4,14 @@
 
 pub mod authenticate;
 pub mod decide;
+pub mod gate;
+pub mod matrix;
 pub mod principal;
+pub mod rules;
+pub mod space;
 
 pub use authenticate::Authenticator;
-pub use decide::{Verdict, check_row, decide, narrowing};
+pub use decide::{Verdict, decide};
+pub use gate::Gate;
+pub use matrix::Matrix;
 pub use principal::{ActorKind, Principal, PurposeOfUse};

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::FHIR_JSON;
 use super::body::negotiate;
 use crate::AppState;
-use crate::access::{self, Principal};
+use crate::access::{self, Gate, Principal};
 use crate::audit::{self, AuditRecord};
 use crate::error::{ApiError, information_outcome};
 use crate::fhir::definitions::{Interaction, ResourceDef};
@@ -155,8 +155,9 @@ async fn stages(
         authorize(def, operation.interaction())?;
     }
 
-    // narrow: row predicates for every query of this principal.
-    let narrowing = access::narrowing(&principal);
+    // narrow and check rows: the gate compiles the rules into each query and
+    // decides the rows that cannot be narrowed (service/, access/gate.rs).
+    let matrix = std::sync::Arc::clone(&state.matrix);
 
     // store + check rows.
     let base = base_url(state, request);
@@ -171,9 +172,9 @@ async fn stages(
     let is_bundle = matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let work = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
+        let gate = Gate::new(&principal, &matrix);
         let ctx = Ctx {
-            principal: &principal,
-            narrowing: &narrowing,
+            gate: &gate,
             base_url: &context_base,
             limits,
         };

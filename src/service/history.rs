@@ -55,13 +55,14 @@ pub fn history(
     if let Some(id) = id {
         visible_current(conn, ctx, def, id)?;
     }
+    let narrowing = ctx.gate.history_narrowing(def, id.is_some())?;
     let query = store::resources::HistoryQuery {
         res_type: def.name,
         res_id: id,
         since,
         count,
         offset,
-        compartment: ctx.narrowing.compartment.as_deref(),
+        compartment: narrowing.compartment.as_deref(),
     };
     let (rows, total) = store::resources::history(conn, &query)?;
     let mut bundle = BundleOut::new("history");

@@ -11,18 +11,17 @@ pub mod write;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use crate::access::Principal;
+use crate::access::Gate;
 use crate::error::ApiError;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::search::PageLimits;
 use crate::fhir::stored::Incoming;
-use crate::store::{Conn, Narrowing};
+use crate::store::Conn;
 
 /// What an interaction needs to know of its request.
 pub struct Ctx<'a> {
-    pub principal: &'a Principal,
-    /// The narrowing stage's output for this principal.
-    pub narrowing: &'a Narrowing,
+    /// The narrow and check-rows stages for this request's principal.
+    pub gate: &'a Gate<'a>,
     /// Base URL for `fullUrl`, `Location` and links, without a trailing slash.
     pub base_url: &'a str,
     pub limits: PageLimits,

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 
 use super::{Ctx, FhirResponse};
-use crate::access;
 use crate::error::ApiError;
 use crate::fhir::definitions::ResourceDef;
 use crate::store::{self, Conn, ResourceRow};
@@ -18,11 +17,7 @@ pub fn visible_current(
 ) -> Result<ResourceRow, ApiError> {
     let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
     let row = store::resources::current(conn, def.name, id)?.ok_or_else(not_found)?;
-    let compartment = store::resources::compartment_of(conn, row.pk)?;
-    let verdict = access::check_row(ctx.principal, &compartment);
-    if !verdict.allowed {
-        return Err(not_found().by_rule(verdict.rule));
-    }
+    ctx.gate.check_read(conn, &row)?;
     Ok(row)
 }
 

@@ -11,7 +11,6 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{Ctx, FhirResponse};
-use crate::access;
 use crate::error::ApiError;
 use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::ResourceDef;
@@ -131,11 +130,6 @@ fn full_url(ctx: &Ctx<'_>, row: &ResourceRow) -> String {
     format!("{}/{}/{}", ctx.base_url, row.res_type, row.res_id)
 }
 
-fn row_visible(conn: &mut Conn, ctx: &Ctx<'_>, row: &ResourceRow) -> Result<bool, ApiError> {
-    let compartment = store::resources::compartment_of(conn, row.pk)?;
-    Ok(access::check_row(ctx.principal, &compartment).allowed)
-}
-
 pub fn search(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -144,7 +138,9 @@ pub fn search(
     strict: bool,
 ) -> Result<FhirResponse, ApiError> {
     let request = fhir_search::parse(def, params, strict, ctx.limits)?;
-    let page = store::search::run(conn, &request, ctx.narrowing)?;
+    // narrow: the rules become predicates of the query before it runs.
+    let narrowing = ctx.gate.search_narrowing(conn, &request)?;
+    let page = store::search::run(conn, &request, &narrowing)?;
     let mut bundle = BundleOut::new("searchset");
     bundle.total = page.total;
     bundle.link.push(BundleLink {
@@ -189,16 +185,12 @@ pub fn search(
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for include in &request.revincludes {
         extra.extend(store::search::rev_included(
-            conn,
-            def.name,
-            &id_refs,
-            include,
-            ctx.narrowing,
+            conn, def.name, &id_refs, include,
         )?);
     }
     for row in extra {
         if !seen.insert((row.res_type.clone(), row.res_id.clone()))
-            || !row_visible(conn, ctx, &row)?
+            || !ctx.gate.visible(conn, &row)?
         {
             continue;
         }

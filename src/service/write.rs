@@ -7,10 +7,9 @@ use serde_json::Value;
 
 use super::read::visible_current;
 use super::{Ctx, FhirResponse, parse_if_match};
-use crate::access;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::fhir_instant;
-use crate::fhir::definitions::ResourceDef;
+use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::extract::{self, IndexEntries};
 use crate::fhir::search as fhir_search;
 use crate::fhir::stored::Incoming;
@@ -18,10 +17,13 @@ use crate::fhir::validate;
 use crate::store::{self, Conn, ResourceRow};
 
 /// The version a write produces, the history method and the answer's status.
-struct Planned {
+struct Planned<'r> {
     version: i64,
     method: &'static str,
     status: StatusCode,
+    interaction: Interaction,
+    /// The current row, for an update or patch.
+    existing: Option<&'r ResourceRow>,
 }
 
 /// Writes `incoming` as version `version` of `def/id` after the access and
@@ -32,22 +34,16 @@ fn store_version(
     def: &ResourceDef,
     id: &str,
     incoming: &Incoming,
-    plan: Planned,
+    plan: Planned<'_>,
 ) -> Result<FhirResponse, ApiError> {
     let Planned {
         version,
         method,
         status,
+        interaction,
+        existing,
     } = plan;
     let index = extract::index(def, &incoming.value);
-    let verdict = access::check_row(ctx.principal, &index.patients);
-    if !verdict.allowed {
-        return Err(ApiError::forbidden(format!(
-            "cannot write {} into this space: {}",
-            def.name, verdict.reason
-        ))
-        .by_rule(verdict.rule));
-    }
     // A resource of a patient's space must point at an existing, live Patient.
     if def.name != "Patient" {
         for patient in &index.patients {
@@ -61,8 +57,23 @@ fn store_version(
             }
         }
     }
+    ctx.gate.check_write(
+        conn,
+        def,
+        interaction,
+        existing,
+        &index.patients,
+        Some(&incoming.value),
+    )?;
     let last_updated = fhir_instant(Utc::now());
     let content = incoming.finish(version, &last_updated);
+    let principal = ctx.gate.principal;
+    let author = (version == 1).then(|| store::Author {
+        actor: principal.actor.code().to_owned(),
+        subject: principal.subject.clone(),
+        organization: principal.organization.clone(),
+        created_at: last_updated.clone(),
+    });
     store::resources::write(
         conn,
         &store::resources::NewVersion {
@@ -74,6 +85,7 @@ fn store_version(
             method,
             content: &content,
             index: &index,
+            author: author.as_ref(),
         },
     )?;
     Ok(FhirResponse {
@@ -110,7 +122,8 @@ fn conditional_matches(
         fhir_search::PageLimits { default: 2, max: 2 },
     )?;
     request.count = 2;
-    Ok(store::search::run(conn, &request, ctx.narrowing)?.rows)
+    let narrowing = ctx.gate.search_narrowing(conn, &request)?;
+    Ok(store::search::run(conn, &request, &narrowing)?.rows)
 }
 
 pub fn create(
@@ -138,6 +151,8 @@ pub fn create(
             version: 1,
             method: "POST",
             status: StatusCode::CREATED,
+            interaction: Interaction::Create,
+            existing: None,
         },
     )
 }
@@ -194,6 +209,8 @@ pub fn create_with_id(
             version: 1,
             method: "POST",
             status: StatusCode::CREATED,
+            interaction: Interaction::Create,
+            existing: None,
         },
     )
 }
@@ -273,6 +290,12 @@ pub fn update(
             version,
             method: "PUT",
             status,
+            interaction: if current.is_some() {
+                Interaction::Update
+            } else {
+                Interaction::Create
+            },
+            existing: current.as_ref(),
         },
     )
 }
@@ -343,6 +366,8 @@ pub fn patch(
             version: current.version_id + 1,
             method: "PATCH",
             status: StatusCode::OK,
+            interaction: Interaction::Patch,
+            existing: Some(&current),
         },
     )
 }
@@ -376,6 +401,14 @@ pub fn delete(
         });
     }
     let compartment = store::resources::compartment_of(conn, current.pk)?;
+    ctx.gate.check_write(
+        conn,
+        def,
+        Interaction::Delete,
+        Some(&current),
+        &compartment,
+        None,
+    )?;
     let last_updated = fhir_instant(Utc::now());
     let version = current.version_id + 1;
     store::resources::write(
@@ -392,6 +425,7 @@ pub fn delete(
                 patients: compartment,
                 ..IndexEntries::default()
             },
+            author: None,
         },
     )?;
     Ok(FhirResponse {

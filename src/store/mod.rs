@@ -1,6 +1,7 @@
 //! Storage on diesel: connection pool, migrations, resource versions, the search
 //! index and search SQL. The store never sees a token: it gets a narrowed query.
 
+pub mod access;
 pub mod dialect;
 pub mod resources;
 pub mod search;
@@ -15,8 +16,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::error::ApiError;
 
 pub use dialect::Conn;
-pub use resources::{ResourceRow, VersionRow};
-pub use search::Narrowing;
+pub use resources::{Author, ResourceRow, VersionRow};
+pub use search::{Narrowing, TypeFilter};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

@@ -110,6 +110,30 @@ pub struct NewVersion<'a> {
     pub method: &'a str,
     pub content: &'a str,
     pub index: &'a IndexEntries,
+    /// Who deposits it: recorded with the first version only.
+    pub author: Option<&'a Author>,
+}
+
+/// The authenticated depositor of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Author {
+    #[diesel(sql_type = Text)]
+    pub actor: String,
+    #[diesel(sql_type = Text)]
+    pub subject: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub organization: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub created_at: String,
+}
+
+/// The depositor of a resource, if recorded.
+pub fn author_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<Author>> {
+    let mut sql = Sql::new(
+        "SELECT actor, subject, organization, created_at FROM resource_author WHERE resource_pk = ",
+    );
+    sql.int(pk);
+    Ok(sql.load(conn)?.pop())
 }
 
 /// Writes a version: the current row, its search index and the history row. Call it
@@ -154,6 +178,27 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
         let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk = "));
         clear.int(pk);
         clear.execute(conn)?;
+    }
+    if let Some(author) = version.author {
+        let mut record = Sql::new(
+            "INSERT INTO resource_author (resource_pk, actor, subject, organization, created_at) VALUES (",
+        );
+        record
+            .int(pk)
+            .push(", ")
+            .text(author.actor.as_str())
+            .push(", ")
+            .text(author.subject.as_str())
+            .push(", ");
+        match &author.organization {
+            Some(organization) => record.text(organization.as_str()),
+            None => record.push("NULL"),
+        };
+        record
+            .push(", ")
+            .text(author.created_at.as_str())
+            .push(") ON CONFLICT (resource_pk) DO NOTHING");
+        record.execute(conn)?;
     }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.

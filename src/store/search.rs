@@ -9,12 +9,29 @@ use crate::fhir::search::{
     Criterion, Include, Prefix, SearchRequest, SortKey, StringMode, SystemMatch,
 };
 
+/// Which document types a search may return (R-ACC-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeFilter {
+    /// Any type but these `(system, code)`.
+    Excluding(Vec<(String, String)>),
+    /// Only these.
+    Only(Vec<(String, String)>),
+}
+
 /// Row predicates the access pipeline adds to every query: they come from the rules,
 /// never from the client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Narrowing {
     /// When set, only resources in these patients' compartments.
     pub compartment: Option<Vec<String>>,
+    /// DocumentReference types the caller may read (R-ACC-6).
+    pub document_types: Option<TypeFilter>,
+    /// Rows carrying one of these security-label codes are hidden (R-ACC-7, R-PAT-5)…
+    pub hidden_labels: Vec<String>,
+    /// …except those this professional deposited (R-ACC-7).
+    pub hidden_labels_author: Option<String>,
+    /// INVISIBLE_PATIENT rows deposited after this instant are hidden (R-PAT-1).
+    pub invisible_patient_since: Option<String>,
 }
 
 impl Narrowing {
@@ -29,6 +46,49 @@ impl Narrowing {
                 " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE patient_id IN "
             ));
             sql.text_list(patients.iter().map(String::as_str)).push(")");
+        }
+        let type_match = |sql: &mut Sql, types: &[(String, String)]| {
+            sql.push("(SELECT resource_pk FROM search_token WHERE param = 'type' AND (1 = 0");
+            for (system, code) in types {
+                sql.push(" OR (system = ")
+                    .text(system.as_str())
+                    .push(" AND code = ")
+                    .text(code.as_str())
+                    .push(")");
+            }
+            sql.push("))");
+        };
+        match &self.document_types {
+            Some(TypeFilter::Excluding(types)) if !types.is_empty() => {
+                sql.push(&format!(" AND {alias}.pk NOT IN "));
+                type_match(sql, types);
+            }
+            Some(TypeFilter::Only(types)) => {
+                sql.push(&format!(" AND {alias}.pk IN "));
+                type_match(sql, types);
+            }
+            _ => {}
+        }
+        if !self.hidden_labels.is_empty() {
+            sql.push(&format!(
+                " AND ({alias}.pk NOT IN (SELECT resource_pk FROM search_token WHERE param = 'security-label' AND code IN "
+            ));
+            sql.text_list(self.hidden_labels.iter().map(String::as_str))
+                .push(")");
+            if let Some(author) = &self.hidden_labels_author {
+                sql.push(&format!(
+                    " OR {alias}.pk IN (SELECT resource_pk FROM resource_author WHERE actor = 'professional' AND subject = "
+                ));
+                sql.text(author.as_str()).push(")");
+            }
+            sql.push(")");
+        }
+        if let Some(since) = &self.invisible_patient_since {
+            sql.push(&format!(
+                " AND ({alias}.pk NOT IN (SELECT resource_pk FROM search_token WHERE param = 'security-label' AND code = 'INVISIBLE_PATIENT') \
+                 OR {alias}.pk IN (SELECT resource_pk FROM resource_author WHERE created_at <= "
+            ));
+            sql.text(since.as_str()).push("))");
         }
     }
 }
@@ -319,13 +379,12 @@ pub fn included(
 }
 
 /// Resources of `include.source` whose `include.param` points at one of `targets`
-/// (`_revinclude`), narrowed like a search.
+/// (`_revinclude`); the caller checks each row.
 pub fn rev_included(
     conn: &mut Conn,
     target_type: &str,
     target_ids: &[&str],
     include: &Include,
-    narrowing: &Narrowing,
 ) -> diesel::QueryResult<Vec<ResourceRow>> {
     if target_ids.is_empty() {
         return Ok(Vec::new());
@@ -345,7 +404,6 @@ pub fn rev_included(
         .push(" AND target_id IN ")
         .text_list(target_ids.iter().copied())
         .push(")");
-    narrowing.apply(&mut sql, "r");
     sql.push(" ORDER BY r.pk LIMIT 1000");
     sql.load(conn)
 }

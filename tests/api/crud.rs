@@ -215,7 +215,10 @@ fn json_patch_changes_status_and_security_label_only() {
         "MASQUE_PS"
     );
     let masked = app
-        .get("DocumentReference?security-label=MASQUE_PS", &As::doctor())
+        .get(
+            &format!("DocumentReference?patient={patient_id}&security-label=MASQUE_PS"),
+            &As::doctor(),
+        )
         .json();
     assert_eq!(masked["total"], 1, "the patched label is indexed");
     assert_eq!(patched["meta"]["versionId"], "2");
@@ -336,8 +339,11 @@ fn binary_as_json_and_in_its_own_media_type() {
             .status,
         404
     );
-    let json_binary =
+    // A professional's Binary belongs to a space (its security context).
+    let mut json_binary =
         json!({ "resourceType": "Binary", "contentType": "text/plain", "data": "aGVsbG8=" });
+    assert_eq!(app.post("Binary", &As::doctor(), &json_binary).status, 403);
+    json_binary["securityContext"] = json!({ "reference": format!("Patient/{patient_id}") });
     assert_eq!(app.post("Binary", &As::doctor(), &json_binary).status, 201);
 }
 

@@ -17,6 +17,11 @@ pub fn nir() -> String {
 pub const INS: &str = "urn:oid:1.2.250.1.213.1.4.8";
 pub const LOINC: &str = "http://loinc.org";
 
+pub const IDNAT_PS: &str = "urn:oid:1.2.250.1.71.4.2.1";
+/// IdNat_PS of `As::doctor()`, the médecin traitant of every fixture patient.
+pub const DOCTOR_IDNAT: &str = "810000000001";
+
+/// A patient whose médecin traitant is `As::doctor()`.
 pub fn patient(nir: &str, family: &str, given: &str, birth_date: &str) -> Value {
     json!({
         "resourceType": "Patient",
@@ -24,6 +29,7 @@ pub fn patient(nir: &str, family: &str, given: &str, birth_date: &str) -> Value 
         "name": [{ "use": "official", "family": family, "given": [given] }],
         "gender": "female",
         "birthDate": birth_date,
+        "generalPractitioner": [{ "identifier": { "system": IDNAT_PS, "value": DOCTOR_IDNAT } }],
     })
 }
 

@@ -1,0 +1,453 @@
+//! The gate: narrow and check rows for one request, with the rules of `rules/`. It
+//! loads what the rules need of a space once per request and patient.
+//!
+//! Status codes: a refusal about the space the caller named (blocked, authorisation
+//! missing, emergency opposed) is 403 with the rule; a single resource the caller may
+//! not see is 404, so that its existence does not leak.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chrono::{DateTime, Months, Utc};
+use serde_json::Value;
+
+use super::decide::{OWN_SPACE, Verdict};
+use super::matrix::{DocumentType, Matrix, TypeAccess};
+use super::principal::{ActorKind, Principal};
+use super::rules::patient::{INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
+use super::rules::professional::{self, MASQUE_PS, SpaceAccess};
+use super::space::SpaceFacts;
+use crate::error::ApiError;
+use crate::fhir::IDNAT_PS_SYSTEM;
+use crate::fhir::date::index_format;
+use crate::fhir::definitions::{self, Interaction, ResourceDef};
+use crate::fhir::extract::values_at;
+use crate::fhir::search::{Criterion, PageLimits, SearchRequest};
+use crate::store::{self, Conn, Narrowing, ResourceRow, TypeFilter};
+
+/// The access stages' state for one request.
+pub struct Gate<'a> {
+    pub principal: &'a Principal,
+    matrix: &'a Matrix,
+    now: DateTime<Utc>,
+    spaces: RefCell<HashMap<String, Rc<SpaceFacts>>>,
+}
+
+fn refused(verdict: Verdict) -> ApiError {
+    ApiError::forbidden(verdict.reason).by_rule(verdict.rule)
+}
+
+fn hidden(resource: &str, verdict: &Verdict) -> ApiError {
+    ApiError::not_found(format!("{resource} is not known")).by_rule(verdict.rule)
+}
+
+/// The type codings and security-label codes of a stored DocumentReference.
+fn document_facts(content: &str) -> (Vec<DocumentType>, Vec<String>) {
+    let Ok(value) = serde_json::from_str::<Value>(content) else {
+        return (Vec::new(), Vec::new());
+    };
+    let types = values_at(&value, "type.coding")
+        .into_iter()
+        .filter_map(|coding| {
+            Some((
+                coding.get("system")?.as_str()?.to_owned(),
+                coding.get("code")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let labels = values_at(&value, "securityLabel.coding")
+        .into_iter()
+        .filter_map(|coding| {
+            coding
+                .get("code")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    (types, labels)
+}
+
+impl<'a> Gate<'a> {
+    pub fn new(principal: &'a Principal, matrix: &'a Matrix) -> Gate<'a> {
+        Gate {
+            principal,
+            matrix,
+            now: Utc::now(),
+            spaces: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn space(&self, conn: &mut Conn, patient: &str) -> Result<Rc<SpaceFacts>, ApiError> {
+        if let Some(facts) = self.spaces.borrow().get(patient) {
+            return Ok(Rc::clone(facts));
+        }
+        let (stored_patient, consents) = store::access::space_documents(conn, patient)?;
+        let facts = Rc::new(SpaceFacts::from_documents(
+            stored_patient.as_deref(),
+            &consents,
+        ));
+        self.spaces
+            .borrow_mut()
+            .insert(patient.to_owned(), Rc::clone(&facts));
+        Ok(facts)
+    }
+
+    /// R-ACC-2 to R-ACC-5 for a professional on a space (403 when refused).
+    fn professional_space(&self, conn: &mut Conn, patient: &str) -> Result<SpaceAccess, ApiError> {
+        let facts = self.space(conn, patient)?;
+        if !facts.exists {
+            return Err(ApiError::not_found(format!(
+                "Patient/{patient} is not known"
+            )));
+        }
+        professional::space_access(self.principal, &facts).map_err(refused)
+    }
+
+    /// One month before now: INVISIBLE_PATIENT lapses for documents deposited before.
+    fn month_ago(&self) -> String {
+        index_format(
+            self.now
+                .checked_sub_months(Months::new(1))
+                .unwrap_or(self.now),
+        )
+    }
+
+    /// The narrowing of a patient or representative: their space, and the labels
+    /// hidden from them (R-PAT-1, R-PAT-5).
+    fn holder_narrowing(&self, patient: &str, def: &ResourceDef) -> Narrowing {
+        let mut narrowing = Narrowing {
+            compartment: Some(vec![patient.to_owned()]),
+            ..Narrowing::default()
+        };
+        if def.name == "DocumentReference" {
+            narrowing.invisible_patient_since = Some(self.month_ago());
+            if self.principal.actor == ActorKind::Representative {
+                narrowing.hidden_labels = vec![INVISIBLE_REPRESENTANTS_LEGAUX.to_owned()];
+            }
+        }
+        narrowing
+    }
+
+    /// The one patient a professional's search names (`patient`, `subject`, or a
+    /// chain into Patient). `Ok(None)`: the chain matches no patient.
+    fn named_patient(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<Option<String>, ApiError> {
+        let missing = || {
+            refused(Verdict::deny(
+                "R-ACC-3",
+                "a professional's search must name one patient (patient=, subject= or patient.identifier=): access is decided per space",
+            ))
+        };
+        let mut named: Vec<Option<String>> = Vec::new();
+        for criterion in &request.criteria {
+            match criterion {
+                Criterion::Reference { param, values }
+                    if matches!(*param, "patient" | "subject") =>
+                {
+                    if values.len() != 1
+                        || values[0].0.as_deref().is_some_and(|kind| kind != "Patient")
+                    {
+                        return Err(missing());
+                    }
+                    named.push(Some(values[0].1.clone()));
+                }
+                Criterion::Chain {
+                    param,
+                    target,
+                    inner,
+                } if matches!(*param, "patient" | "subject") && *target == "Patient" => {
+                    let patient_def = definitions::resource("Patient").expect("Patient is served");
+                    let mut lookup = crate::fhir::search::parse(
+                        patient_def,
+                        &[],
+                        false,
+                        PageLimits { default: 2, max: 2 },
+                    )?;
+                    lookup.criteria.push((**inner).clone());
+                    let rows = store::search::run(conn, &lookup, &Narrowing::none())?.rows;
+                    match rows.as_slice() {
+                        [] => named.push(None),
+                        [one] => named.push(Some(one.res_id.clone())),
+                        _ => return Err(missing()),
+                    }
+                }
+                _ => {}
+            }
+        }
+        match named.as_slice() {
+            [] => Err(missing()),
+            [one] => Ok(one.clone()),
+            several if several.iter().all(|item| item == &several[0]) => Ok(several[0].clone()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The narrowing of a search (the narrow stage).
+    pub fn search_narrowing(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<Narrowing, ApiError> {
+        let def = request.resource;
+        match &self.principal.actor {
+            ActorKind::Patient | ActorKind::Representative => {
+                let patient = self.principal.own_patient().unwrap_or_default().to_owned();
+                Ok(self.holder_narrowing(&patient, def))
+            }
+            // Identity and state of any space (R-ACC-10).
+            ActorKind::Professional if def.name == "Patient" => Ok(Narrowing::none()),
+            ActorKind::Professional => {
+                let Some(patient) = self.named_patient(conn, request)? else {
+                    return Ok(Narrowing {
+                        compartment: Some(Vec::new()),
+                        ..Narrowing::default()
+                    });
+                };
+                let access = self.professional_space(conn, &patient)?;
+                let mut narrowing = Narrowing {
+                    compartment: Some(vec![patient]),
+                    ..Narrowing::default()
+                };
+                if def.name == "DocumentReference" {
+                    narrowing.document_types = Some(
+                        match professional::r_acc_6_matrix(self.principal, self.matrix)
+                            .map_err(refused)?
+                        {
+                            TypeAccess::AllExcept(types) => TypeFilter::Excluding(types.clone()),
+                            TypeAccess::Only(types) => TypeFilter::Only(types.clone()),
+                        },
+                    );
+                    if !access.sees_masked {
+                        narrowing.hidden_labels = vec![MASQUE_PS.to_owned()];
+                        narrowing.hidden_labels_author = Some(self.principal.subject.clone());
+                    }
+                }
+                Ok(narrowing)
+            }
+            ActorKind::System => Ok(Narrowing::none()),
+            ActorKind::Other(_) => Ok(Narrowing {
+                compartment: Some(Vec::new()),
+                ..Narrowing::default()
+            }),
+        }
+    }
+
+    /// The narrowing of a history (instance histories are checked on the resource).
+    pub fn history_narrowing(
+        &self,
+        def: &ResourceDef,
+        instance: bool,
+    ) -> Result<Narrowing, ApiError> {
+        match &self.principal.actor {
+            ActorKind::Patient | ActorKind::Representative => {
+                let patient = self.principal.own_patient().unwrap_or_default().to_owned();
+                Ok(Narrowing {
+                    compartment: Some(vec![patient]),
+                    ..Narrowing::default()
+                })
+            }
+            ActorKind::Professional if !instance && def.name != "Patient" => {
+                Err(refused(Verdict::deny(
+                    "R-ACC-3",
+                    "a professional reads histories one resource at a time: access is decided per space",
+                )))
+            }
+            _ => Ok(Narrowing::none()),
+        }
+    }
+
+    /// Check rows: may the caller see this row? `Err` is 404 for a hidden row and 403
+    /// for a refusal about the space.
+    pub fn check_read(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
+        let resource = format!("{}/{}", row.res_type, row.res_id);
+        let compartment = store::resources::compartment_of(conn, row.pk)?;
+        match &self.principal.actor {
+            ActorKind::Patient | ActorKind::Representative => {
+                let own = self.principal.own_patient().unwrap_or_default();
+                if !compartment.iter().any(|patient| patient == own) {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
+                    ));
+                }
+                if row.res_type == "DocumentReference" && !row.deleted {
+                    let (_, labels) = document_facts(&row.content);
+                    let deposited =
+                        store::resources::author_of(conn, row.pk)?.map(|author| author.created_at);
+                    let representative = self.principal.actor == ActorKind::Representative;
+                    if let Some(verdict) = r_pat_hidden(
+                        representative,
+                        &labels,
+                        deposited.as_deref(),
+                        &self.month_ago(),
+                    ) {
+                        return Err(hidden(&resource, &verdict));
+                    }
+                }
+                Ok(())
+            }
+            ActorKind::Professional if row.res_type == "Patient" => Ok(()),
+            ActorKind::Professional => {
+                let Some(patient) = compartment.first() else {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny("R-ACC-3", "the resource belongs to no space"),
+                    ));
+                };
+                let access = self.professional_space(conn, patient)?;
+                if row.res_type == "DocumentReference" && !row.deleted {
+                    let (types, labels) = document_facts(&row.content);
+                    let depositor = store::resources::author_of(conn, row.pk)?
+                        .filter(|author| author.actor == "professional")
+                        .map(|author| author.subject);
+                    professional::document_visible(
+                        self.principal,
+                        self.matrix,
+                        &access,
+                        &types,
+                        &labels,
+                        depositor.as_deref(),
+                    )
+                    .map_err(|verdict| hidden(&resource, &verdict))?;
+                }
+                Ok(())
+            }
+            ActorKind::System => Ok(()),
+            ActorKind::Other(_) => Err(hidden(
+                &resource,
+                &Verdict::deny("R-ACC-12", "no access to health data"),
+            )),
+        }
+    }
+
+    /// Whether an included row may be shown (same rules as [`Self::check_read`]).
+    pub fn visible(&self, conn: &mut Conn, row: &ResourceRow) -> Result<bool, ApiError> {
+        match self.check_read(conn, row) {
+            Ok(()) => Ok(true),
+            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// May the caller write this resource into the space(s) `patients`? `existing` is
+    /// the current row for an update, patch or delete (already checked readable).
+    pub fn check_write(
+        &self,
+        conn: &mut Conn,
+        def: &ResourceDef,
+        interaction: Interaction,
+        existing: Option<&ResourceRow>,
+        patients: &[String],
+        resource: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let depositor = match existing {
+            Some(row) => store::resources::author_of(conn, row.pk)?,
+            None => None,
+        };
+        match &self.principal.actor {
+            ActorKind::Patient | ActorKind::Representative => {
+                let own = self.principal.own_patient().unwrap_or_default();
+                if !patients.iter().any(|patient| patient == own) {
+                    return Err(refused(Verdict::deny(
+                        OWN_SPACE,
+                        "cannot write into another space",
+                    )));
+                }
+                // R-PAT-2: never change or delete what a professional deposited, but
+                // mask and unmask it (PATCH of securityLabel).
+                let deposited_by_other = depositor.as_ref().is_some_and(|author| {
+                    author.actor == "professional" || author.actor == "system"
+                });
+                if def.name == "DocumentReference"
+                    && deposited_by_other
+                    && interaction != Interaction::Patch
+                {
+                    return Err(refused(Verdict::deny(
+                        "R-PAT-2",
+                        "the patient cannot change or delete a document a professional deposited",
+                    )));
+                }
+                Ok(())
+            }
+            ActorKind::Professional => {
+                if existing.is_some() {
+                    if let Some(verdict) =
+                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
+                    {
+                        return Err(refused(verdict));
+                    }
+                    return Ok(());
+                }
+                let Some(patient) = patients.first() else {
+                    return Err(refused(Verdict::deny(
+                        "R-ACC-3",
+                        "the resource must belong to a patient's space",
+                    )));
+                };
+                let facts = self.space(conn, patient)?;
+                match def.name {
+                    // R-ACC-8: deposit when authorised or in emergency; a blocked
+                    // professional may still deposit.
+                    "DocumentReference" | "Binary" => {
+                        if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
+                            return Ok(());
+                        }
+                        professional::space_access(self.principal, &facts)
+                            .map(|_| ())
+                            .map_err(refused)
+                    }
+                    // R-ACC-3: a professional declares the patient's consent to
+                    // themselves: a permit naming them, nothing else; not when blocked.
+                    "Consent" => {
+                        if let Some(verdict) = professional::r_acc_2_blocked(self.principal, &facts)
+                        {
+                            return Err(refused(verdict));
+                        }
+                        if !declares_own_consent(resource, &self.principal.subject) {
+                            return Err(refused(Verdict::deny(
+                                "R-ACC-3",
+                                "a professional may only declare the patient's consent to themselves: a permit Consent whose one actor is their IdNat_PS, with no purpose",
+                            )));
+                        }
+                        Ok(())
+                    }
+                    _ => professional::space_access(self.principal, &facts)
+                        .map(|_| ())
+                        .map_err(refused),
+                }
+            }
+            ActorKind::System => {
+                if existing.is_some()
+                    && let Some(verdict) =
+                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
+                {
+                    return Err(refused(verdict));
+                }
+                Ok(())
+            }
+            ActorKind::Other(_) => Err(refused(Verdict::deny(
+                "R-ACC-12",
+                "no access to health data",
+            ))),
+        }
+    }
+}
+
+/// A Consent a professional may create (R-ACC-3): permit, one actor (their
+/// IdNat_PS), no purpose.
+fn declares_own_consent(resource: Option<&Value>, id_nat_ps: &str) -> bool {
+    let Some(consent) = resource else {
+        return false;
+    };
+    let permit = consent.pointer("/provision/type").and_then(Value::as_str) != Some("deny");
+    let actors = values_at(consent, "provision.actor.reference.identifier");
+    let names_self = actors.len() == 1
+        && actors[0].get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
+        && actors[0].get("value").and_then(Value::as_str) == Some(id_nat_ps);
+    let no_purpose = values_at(consent, "provision.purpose").is_empty();
+    permit && names_self && no_purpose
+}

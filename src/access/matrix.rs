@@ -1,0 +1,287 @@
+//! The habilitation matrix (R-ACC-6): which document types each profession (and,
+//! where the matrix says so, specialty) may read. Data, loaded at start from
+//! `fhir-profiles/habilitation-matrix.json` (compiled in) or from the file the
+//! configuration names; a malformed file stops the start with a clear message.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The shipped matrix, used when the configuration names none.
+const SHIPPED: &str = include_str!("../../fhir-profiles/habilitation-matrix.json");
+
+/// Professions of TRE_G15-ProfessionSante (the codes a rule may name).
+const TRE_G15: &[&str] = &[
+    "10", "21", "26", "28", "31", "32", "40", "50", "60", "69", "70", "80", "81", "82", "83", "84",
+    "85", "86", "91", "92", "94", "95", "96", "98",
+];
+
+/// A document type: `(system, code)`.
+pub type DocumentType = (String, String);
+
+/// What a rule lets its profession read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeAccess {
+    /// Every document type except these.
+    AllExcept(Vec<DocumentType>),
+    /// Only these document types.
+    Only(Vec<DocumentType>),
+}
+
+impl TypeAccess {
+    /// Whether a document whose type codings are `types` may be read.
+    pub fn allows(&self, types: &[DocumentType]) -> bool {
+        match self {
+            TypeAccess::AllExcept(excluded) => !types.iter().any(|kind| excluded.contains(kind)),
+            TypeAccess::Only(listed) => types.iter().any(|kind| listed.contains(kind)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MatrixFile {
+    title: String,
+    source: String,
+    version: String,
+    document_types: BTreeMap<String, String>,
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    profession: String,
+    specialty: Option<String>,
+    #[serde(default)]
+    display: String,
+    allow: String,
+    types: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    profession: String,
+    specialty: Option<String>,
+    access: TypeAccess,
+}
+
+/// The loaded matrix.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub title: String,
+    pub source: String,
+    pub version: String,
+    rules: Vec<Rule>,
+}
+
+fn split_type(token: &str) -> Option<DocumentType> {
+    let (system, code) = token.split_once('|')?;
+    (!system.is_empty() && !code.is_empty()).then(|| (system.to_owned(), code.to_owned()))
+}
+
+impl Matrix {
+    /// Loads the matrix from `path`, or the shipped one.
+    pub fn load(path: Option<&Path>) -> Result<Matrix, String> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    format!(
+                        "cannot read the habilitation matrix {}: {error}",
+                        path.display()
+                    )
+                })?;
+                Matrix::parse(&text).map_err(|error| {
+                    format!("invalid habilitation matrix {}: {error}", path.display())
+                })
+            }
+            None => Matrix::parse(SHIPPED)
+                .map_err(|error| format!("invalid shipped habilitation matrix: {error}")),
+        }
+    }
+
+    /// Parses and checks a matrix: known professions, declared document types, one
+    /// rule per profession and specialty.
+    pub fn parse(text: &str) -> Result<Matrix, String> {
+        let file: MatrixFile = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        for token in file.document_types.keys() {
+            if split_type(token).is_none() {
+                return Err(format!(
+                    "document type {token:?} is not written system|code"
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        let mut rules = Vec::new();
+        for (index, rule) in file.rules.into_iter().enumerate() {
+            let at = format!("rules[{index}] ({} {})", rule.profession, rule.display);
+            if !TRE_G15.contains(&rule.profession.as_str()) {
+                return Err(format!(
+                    "{at}: profession {:?} is not a TRE_G15 code",
+                    rule.profession
+                ));
+            }
+            if !seen.insert((rule.profession.clone(), rule.specialty.clone())) {
+                return Err(format!(
+                    "{at}: a second rule for the same profession and specialty"
+                ));
+            }
+            let mut types = Vec::new();
+            for token in &rule.types {
+                if !file.document_types.contains_key(token) {
+                    return Err(format!(
+                        "{at}: type {token:?} is not declared in documentTypes"
+                    ));
+                }
+                types.push(split_type(token).expect("checked above"));
+            }
+            let access = match rule.allow.as_str() {
+                "all-except" => TypeAccess::AllExcept(types),
+                "listed" => TypeAccess::Only(types),
+                other => {
+                    return Err(format!(
+                        "{at}: allow must be \"all-except\" or \"listed\", not {other:?}"
+                    ));
+                }
+            };
+            rules.push(Rule {
+                profession: rule.profession,
+                specialty: rule.specialty,
+                access,
+            });
+        }
+        Ok(Matrix {
+            title: file.title,
+            source: file.source,
+            version: file.version,
+            rules,
+        })
+    }
+
+    /// The access of a profession and specialty: the rule for that specialty if the
+    /// matrix has one, else the profession's. `None` (no rule): no document at all
+    /// (R-ACC-12).
+    pub fn access(&self, profession: &str, specialty: Option<&str>) -> Option<&TypeAccess> {
+        let specific = specialty.and_then(|specialty| {
+            self.rules.iter().find(|rule| {
+                rule.profession == profession && rule.specialty.as_deref() == Some(specialty)
+            })
+        });
+        specific
+            .or_else(|| {
+                self.rules
+                    .iter()
+                    .find(|rule| rule.profession == profession && rule.specialty.is_none())
+            })
+            .map(|rule| &rule.access)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOINC: &str = "http://loinc.org";
+    const A05: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
+
+    fn kind(system: &str, code: &str) -> Vec<DocumentType> {
+        vec![(system.to_owned(), code.to_owned())]
+    }
+
+    #[test]
+    fn the_shipped_matrix_follows_the_published_summaries() {
+        let matrix = Matrix::load(None).unwrap();
+        let doctor = matrix.access("10", None).unwrap();
+        assert!(doctor.allows(&kind(LOINC, "68599-0")));
+        assert!(!doctor.allows(&kind(A05, "ATTEST-RESID")));
+        let dentist = matrix.access("40", None).unwrap();
+        for code in ["80788-3", "75496-0", "83981-1", "83901-9", "68599-0"] {
+            assert!(!dentist.allows(&kind(LOINC, code)), "dentist {code}");
+        }
+        assert!(!dentist.allows(&kind(A05, "EXPPAT_3")));
+        assert!(dentist.allows(&kind(LOINC, "11488-4")));
+        assert!(
+            !matrix
+                .access("80", None)
+                .unwrap()
+                .allows(&kind(LOINC, "15508-5"))
+        );
+        let pharmacist = matrix.access("21", None).unwrap();
+        assert!(pharmacist.allows(&kind(LOINC, "11502-2")));
+        assert!(pharmacist.allows(&kind(LOINC, "57833-6")));
+        assert!(!pharmacist.allows(&kind(LOINC, "68599-0")));
+        assert!(
+            matrix.access("26", None).is_none(),
+            "a profession without a rule reads nothing"
+        );
+    }
+
+    #[test]
+    fn a_specialty_rule_wins_over_the_profession_rule() {
+        let matrix = Matrix::parse(&format!(
+            r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a"}},"rules":[
+            {{"profession":"10","allow":"all-except","types":[]}},
+            {{"profession":"10","specialty":"SM03","allow":"listed","types":["{LOINC}|1-1"]}}]}}"#
+        ))
+        .unwrap();
+        assert!(
+            matrix
+                .access("10", Some("SM03"))
+                .unwrap()
+                .allows(&kind(LOINC, "1-1"))
+        );
+        assert!(
+            !matrix
+                .access("10", Some("SM03"))
+                .unwrap()
+                .allows(&kind(LOINC, "2-2"))
+        );
+        assert!(
+            matrix
+                .access("10", Some("SM54"))
+                .unwrap()
+                .allows(&kind(LOINC, "2-2"))
+        );
+    }
+
+    #[test]
+    fn malformed_matrices_are_refused_with_the_reason() {
+        let base = |rules: &str| {
+            format!(
+                r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a"}},"rules":[{rules}]}}"#
+            )
+        };
+        let cases = [
+            (
+                base(r#"{"profession":"99","allow":"listed","types":[]}"#),
+                "TRE_G15",
+            ),
+            (
+                base(&format!(
+                    r#"{{"profession":"10","allow":"listed","types":["{LOINC}|9-9"]}}"#
+                )),
+                "not declared",
+            ),
+            (
+                base(r#"{"profession":"10","allow":"some","types":[]}"#),
+                "allow must be",
+            ),
+            (
+                base(
+                    r#"{"profession":"10","allow":"listed","types":[]},{"profession":"10","allow":"listed","types":[]}"#,
+                ),
+                "second rule",
+            ),
+            (
+                base(r#"{"profession":"10","allow":"listed","types":[],"extra":1}"#),
+                "unknown field",
+            ),
+            ("{".to_owned(), "EOF"),
+        ];
+        for (text, expected) in cases {
+            let error = Matrix::parse(&text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        }
+    }
+}

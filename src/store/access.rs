@@ -1,0 +1,42 @@
+//! What the access rules need to know of a patient's space: the Patient and the
+//! Consents of its compartment, as stored JSON.
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+
+use super::dialect::{Conn, bool_literal};
+use super::sql::Sql;
+
+#[derive(QueryableByName)]
+struct ContentRow {
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+/// The stored Patient (if live) and the live Consents of its space.
+pub fn space_documents(
+    conn: &mut Conn,
+    patient_id: &str,
+) -> diesel::QueryResult<(Option<String>, Vec<String>)> {
+    let mut patient =
+        Sql::new("SELECT r.content FROM resources r WHERE r.res_type = 'Patient' AND r.res_id = ");
+    patient
+        .text(patient_id)
+        .push(&format!(" AND r.deleted = {}", bool_literal(false)));
+    let patient = patient
+        .load::<ContentRow>(conn)?
+        .pop()
+        .map(|row| row.content);
+    let mut consents = Sql::new(&format!(
+        "SELECT r.content FROM resources r WHERE r.res_type = 'Consent' AND r.deleted = {} \
+         AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE patient_id = ",
+        bool_literal(false)
+    ));
+    consents.text(patient_id).push(")");
+    let consents = consents
+        .load::<ContentRow>(conn)?
+        .into_iter()
+        .map(|row| row.content)
+        .collect();
+    Ok((patient, consents))
+}
