@@ -76,3 +76,64 @@ pub fn communication(patient_id: &str, sent: &str) -> Value {
         "payload": [{ "contentString": "Bonjour" }],
     })
 }
+
+fn consent_with(
+    patient_id: &str,
+    kind: &str,
+    actor: Option<(&str, &str)>,
+    purpose: Option<&str>,
+) -> Value {
+    let mut consent = json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": format!("Patient/{patient_id}") },
+        "provision": { "type": kind }
+    });
+    if let Some((system, value)) = actor {
+        consent["provision"]["actor"] = json!([{
+            "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP" }] },
+            "reference": { "identifier": { "system": system, "value": value } }
+        }]);
+    }
+    if let Some(purpose) = purpose {
+        consent["provision"]["purpose"] = json!([{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose }]);
+    }
+    consent
+}
+
+/// A permit Consent naming a professional by IdNat_PS (R-ACC-3).
+pub fn permit_professional(patient_id: &str, id_nat_ps: &str) -> Value {
+    consent_with(patient_id, "permit", Some((IDNAT_PS, id_nat_ps)), None)
+}
+
+/// A deny Consent blocking a professional (R-ACC-2).
+pub fn block_professional(patient_id: &str, id_nat_ps: &str) -> Value {
+    consent_with(patient_id, "deny", Some((IDNAT_PS, id_nat_ps)), None)
+}
+
+/// A deny Consent blocking an organisation by FINESS (R-ACC-2).
+pub fn block_organization(patient_id: &str, finess: &str) -> Value {
+    consent_with(
+        patient_id,
+        "deny",
+        Some(("urn:oid:1.2.250.1.71.4.2.2", finess)),
+        None,
+    )
+}
+
+/// A space-wide emergency setting: `BTG`, `ETREAT` or `MASKED`, permit or deny.
+pub fn emergency_setting(patient_id: &str, kind: &str, purpose: &str) -> Value {
+    consent_with(patient_id, kind, None, Some(purpose))
+}
+
+/// A document carrying a TRE_A07 visibility label.
+pub fn labelled_document(patient_id: &str, loinc: &str, day: &str, label: &str) -> Value {
+    let mut document = document(patient_id, loinc, day);
+    document["securityLabel"] = json!([{ "coding": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": label
+    }] }]);
+    document
+}

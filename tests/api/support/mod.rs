@@ -145,6 +145,28 @@ impl As {
         }
     }
 
+    /// A professional with a profession, optional organisation and access mode.
+    pub fn professional(
+        id_nat_ps: &str,
+        profession: &str,
+        organization: Option<&str>,
+        purpose: Option<&str>,
+        reason: Option<&str>,
+    ) -> As {
+        let mut claims = base_claims("professional", id_nat_ps);
+        claims["profession"] = json!(profession);
+        if let Some(organization) = organization {
+            claims["organization"] = json!(organization);
+        }
+        if let Some(purpose) = purpose {
+            claims["purpose_of_use"] = json!(purpose);
+        }
+        if let Some(reason) = reason {
+            claims["access_reason"] = json!(reason);
+        }
+        As::Token(sign(&keys().rsa, &claims))
+    }
+
     pub fn token(&self) -> Option<String> {
         let claims = match self {
             As::Nobody => return None,

@@ -1,0 +1,771 @@
+//! Access rules as tables (SPEC §5 and §6): for each rule, the actors it lets in and
+//! those it keeps out, through every data path. A rule's tests carry its id in their
+//! names (`r_acc_6_…`).
+
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{
+    DOCTOR_IDNAT, INS, block_organization, block_professional, document, emergency_setting,
+    labelled_document, nir, patient, permit_professional,
+};
+use crate::support::{As, Reply, TestApp};
+
+const COLLEAGUE: &str = "810000000002";
+const STRANGER: &str = "810000000003";
+
+/// A space whose médecin traitant is `As::doctor()`, holding a consultation report,
+/// a psychiatric synthesis and a masked consultation report, all deposited by the
+/// médecin traitant.
+struct Space {
+    app: TestApp,
+    patient: String,
+    nir: String,
+    consultation: String,
+    psychiatric: String,
+    masked: String,
+}
+
+fn space() -> Space {
+    let app = TestApp::new();
+    let nir = nir();
+    let patient = app.create(
+        &As::System,
+        &patient(&nir, "Martin", "Claire", "1980-05-01"),
+    );
+    let gp = As::doctor();
+    let consultation = app.create(&gp, &document(&patient, "11488-4", "2024-01-01"));
+    let psychiatric = app.create(&gp, &document(&patient, "68599-0", "2024-01-02"));
+    let mut masked = labelled_document(&patient, "11488-4", "2024-01-03", "MASQUE_PS");
+    masked["masterIdentifier"] =
+        json!({ "system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.42" });
+    let masked = app.create(&gp, &masked);
+    Space {
+        app,
+        patient,
+        nir,
+        consultation,
+        psychiatric,
+        masked,
+    }
+}
+
+impl Space {
+    fn as_patient(&self) -> As {
+        As::Patient(self.patient.clone())
+    }
+
+    /// The patient stores a Consent.
+    fn consent(&self, consent: &Value) {
+        self.app.create(&self.as_patient(), consent);
+    }
+
+    fn read(&self, who: &As, id: &str) -> Reply {
+        self.app.get(&format!("DocumentReference/{id}"), who)
+    }
+
+    /// Ids of the documents a search by patient returns, with its exact total.
+    fn documents(&self, who: &As) -> (Vec<String>, i64) {
+        let reply = self.app.get(
+            &format!(
+                "DocumentReference?patient={}&_total=accurate&_count=50",
+                self.patient
+            ),
+            who,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let bundle = reply.json();
+        (match_ids(&bundle), bundle["total"].as_i64().unwrap())
+    }
+}
+
+fn match_ids(bundle: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|entry| entry["search"]["mode"] == "match")
+                .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&String]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|id| (*id).clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn doctor(id: &str) -> As {
+    As::professional(id, "10", None, None, None)
+}
+
+fn assert_refused(reply: &Reply, status: u16, rule: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert!(
+        reply.body.contains(&format!("rule {rule}")),
+        "expected {rule}: {}",
+        reply.body
+    );
+}
+
+// ---------------------------------------------------------------- R-ACC-3
+
+#[test]
+fn r_acc_3_an_unauthorised_professional_is_refused_on_every_path() {
+    let s = space();
+    let stranger = doctor(STRANGER);
+    assert_refused(&s.read(&stranger, &s.consultation), 403, "R-ACC-3");
+    assert!(
+        s.read(&stranger, &s.consultation)
+            .body
+            .contains("authorisation missing")
+    );
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference/{}/_history/1", s.consultation),
+            &stranger,
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference/{}/_history", s.consultation),
+            &stranger,
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference?patient={}", s.patient),
+            &stranger,
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference?patient={}&_summary=count", s.patient),
+            &stranger,
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference?patient.identifier={INS}%7C{}", s.nir),
+            &stranger,
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app
+            .get(&format!("Consent?patient={}", s.patient), &stranger),
+        403,
+        "R-ACC-3",
+    );
+    // Identity and state stay readable (R-ACC-10), but no document comes with them.
+    let reply = s.app.get(
+        &format!(
+            "Patient?identifier={INS}|{}&_revinclude=DocumentReference:patient",
+            s.nir
+        ),
+        &stranger,
+    );
+    assert_eq!(reply.status, 200);
+    let bundle = reply.json();
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 1, "{bundle}");
+    assert_eq!(bundle["entry"][0]["resource"]["resourceType"], "Patient");
+    // Transactions and batches decide each entry with the same rules.
+    let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "request": { "method": "GET", "url": format!("DocumentReference/{}", s.consultation) } } ] });
+    assert_refused(&s.app.post("", &stranger, &transaction), 403, "R-ACC-3");
+    let mut batch = transaction.clone();
+    batch["type"] = json!("batch");
+    batch["entry"].as_array_mut().unwrap().push(json!({ "request": { "method": "GET", "url": format!("DocumentReference?patient={}", s.patient) } }));
+    let reply = s.app.post("", &stranger, &batch);
+    assert_eq!(reply.status, 200);
+    for entry in reply.json()["entry"].as_array().unwrap() {
+        assert_eq!(entry["response"]["status"], "403", "{entry}");
+        assert!(entry.get("resource").is_none());
+    }
+    // A search that names no patient is refused: access is decided per space.
+    assert_refused(
+        &s.app.get("DocumentReference?status=current", &As::doctor()),
+        403,
+        "R-ACC-3",
+    );
+}
+
+#[test]
+fn r_acc_3_the_general_practitioner_and_a_permit_consent_authorise() {
+    let s = space();
+    assert_eq!(s.read(&As::doctor(), &s.consultation).status, 200);
+    let colleague = doctor(COLLEAGUE);
+    assert_refused(&s.read(&colleague, &s.consultation), 403, "R-ACC-3");
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    assert_eq!(s.read(&colleague, &s.consultation).status, 200);
+    let (ids, total) = s.documents(&colleague);
+    assert_eq!(ids, sorted(&[&s.consultation, &s.psychiatric]));
+    assert_eq!(total, 2);
+}
+
+#[test]
+fn r_acc_3_a_professional_declares_the_patients_consent_to_themselves_only() {
+    let s = space();
+    let stranger = doctor(STRANGER);
+    assert_refused(
+        &s.app.post(
+            "Consent",
+            &stranger,
+            &permit_professional(&s.patient, COLLEAGUE),
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.post(
+            "Consent",
+            &stranger,
+            &block_professional(&s.patient, STRANGER),
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_refused(
+        &s.app.post(
+            "Consent",
+            &stranger,
+            &emergency_setting(&s.patient, "permit", "MASKED"),
+        ),
+        403,
+        "R-ACC-3",
+    );
+    assert_eq!(
+        s.app
+            .post(
+                "Consent",
+                &stranger,
+                &permit_professional(&s.patient, STRANGER)
+            )
+            .status,
+        201
+    );
+    assert_eq!(s.read(&stranger, &s.consultation).status, 200);
+}
+
+// ---------------------------------------------------------------- R-ACC-2
+
+#[test]
+fn r_acc_2_a_blocked_professional_is_refused_in_every_mode() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    s.consent(&block_professional(&s.patient, COLLEAGUE));
+    for colleague in [
+        doctor(COLLEAGUE),
+        As::professional(
+            COLLEAGUE,
+            "10",
+            None,
+            Some("bris_de_glace"),
+            Some("arrêt cardiaque"),
+        ),
+        As::professional(COLLEAGUE, "10", None, Some("centre_15"), None),
+    ] {
+        assert_refused(&s.read(&colleague, &s.consultation), 403, "R-ACC-2");
+        assert_refused(
+            &s.app.get(
+                &format!("DocumentReference?patient={}", s.patient),
+                &colleague,
+            ),
+            403,
+            "R-ACC-2",
+        );
+    }
+    // Nor may they declare a consent to get round the block.
+    assert_refused(
+        &s.app.post(
+            "Consent",
+            &doctor(COLLEAGUE),
+            &permit_professional(&s.patient, COLLEAGUE),
+        ),
+        403,
+        "R-ACC-2",
+    );
+    // Others are not affected.
+    assert_eq!(s.read(&As::doctor(), &s.consultation).status, 200);
+}
+
+#[test]
+fn r_acc_2_the_general_practitioner_cannot_be_blocked() {
+    let s = space();
+    s.consent(&block_professional(&s.patient, DOCTOR_IDNAT));
+    assert_eq!(s.read(&As::doctor(), &s.consultation).status, 200);
+}
+
+#[test]
+fn r_acc_2_an_organisation_can_be_blocked() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    s.consent(&block_organization(&s.patient, "330000001"));
+    let in_blocked_clinic = As::professional(COLLEAGUE, "10", Some("330000001"), None, None);
+    assert_refused(&s.read(&in_blocked_clinic, &s.consultation), 403, "R-ACC-2");
+    let elsewhere = As::professional(COLLEAGUE, "10", Some("750000001"), None, None);
+    assert_eq!(s.read(&elsewhere, &s.consultation).status, 200);
+}
+
+// ---------------------------------------------------------------- R-ACC-4, R-ACC-5
+
+#[test]
+fn r_acc_4_bris_de_glace_needs_a_reason_and_no_opposition() {
+    let s = space();
+    let emergency = As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("patient inconscient aux urgences"),
+    );
+    assert_eq!(s.read(&emergency, &s.consultation).status, 200);
+    let (ids, total) = s.documents(&emergency);
+    assert_eq!(
+        ids,
+        sorted(&[&s.consultation, &s.psychiatric]),
+        "masked documents stay hidden in an emergency"
+    );
+    assert_eq!(total, 2);
+    let no_reason = As::professional(STRANGER, "10", None, Some("bris_de_glace"), None);
+    assert_refused(&s.read(&no_reason, &s.consultation), 403, "R-ACC-4");
+    s.consent(&emergency_setting(&s.patient, "deny", "BTG"));
+    assert_refused(&s.read(&emergency, &s.consultation), 403, "R-ACC-4");
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference?patient={}", s.patient),
+            &emergency,
+        ),
+        403,
+        "R-ACC-4",
+    );
+}
+
+#[test]
+fn r_acc_5_centre_15_unless_the_patient_opposed_it() {
+    let s = space();
+    let samu = As::professional(STRANGER, "10", None, Some("centre_15"), None);
+    s.consent(&emergency_setting(&s.patient, "deny", "BTG"));
+    assert_eq!(
+        s.read(&samu, &s.consultation).status,
+        200,
+        "opposing bris de glace does not oppose centre 15"
+    );
+    s.consent(&emergency_setting(&s.patient, "deny", "ETREAT"));
+    assert_refused(&s.read(&samu, &s.consultation), 403, "R-ACC-5");
+}
+
+// ---------------------------------------------------------------- R-ACC-6
+
+#[test]
+fn r_acc_6_the_matrix_filters_inside_the_query() {
+    let s = space();
+    let dentist = As::professional(COLLEAGUE, "40", None, None, None);
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    // Allowed type in, excluded type out, on every path.
+    assert_eq!(s.read(&dentist, &s.consultation).status, 200);
+    assert_refused(&s.read(&dentist, &s.psychiatric), 404, "R-ACC-6");
+    assert_eq!(
+        s.app
+            .get(
+                &format!("DocumentReference/{}/_history/1", s.psychiatric),
+                &dentist
+            )
+            .status,
+        404
+    );
+    assert_eq!(
+        s.app
+            .get(
+                &format!("DocumentReference/{}/_history", s.psychiatric),
+                &dentist
+            )
+            .status,
+        404
+    );
+    let (ids, total) = s.documents(&dentist);
+    assert_eq!(ids, vec![s.consultation.clone()]);
+    assert_eq!(total, 1, "the total counts what the caller may see");
+    let count = s
+        .app
+        .get(
+            &format!("DocumentReference?patient={}&_summary=count", s.patient),
+            &dentist,
+        )
+        .json();
+    assert_eq!(count["total"], 1);
+    let chained = s
+        .app
+        .get(
+            &format!(
+                "DocumentReference?patient.identifier={INS}%7C{}&_total=accurate",
+                s.nir
+            ),
+            &dentist,
+        )
+        .json();
+    assert_eq!(chained["total"], 1);
+    let revinclude = s
+        .app
+        .get(
+            &format!(
+                "Patient?_id={}&_revinclude=DocumentReference:patient",
+                s.patient
+            ),
+            &dentist,
+        )
+        .json();
+    let included: Vec<&str> = revinclude["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["resource"]["id"].as_str())
+        .collect();
+    assert!(
+        included.contains(&s.consultation.as_str()) && !included.contains(&s.psychiatric.as_str()),
+        "{included:?}"
+    );
+    // The médecin reads the psychiatric synthesis.
+    assert_eq!(s.read(&As::doctor(), &s.psychiatric).status, 200);
+}
+
+#[test]
+fn r_acc_6_pages_are_full_under_the_matrix() {
+    let s = space();
+    let pharmacist = As::professional(COLLEAGUE, "21", None, None, None);
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let mut biology = Vec::new();
+    for day in 1..=3 {
+        biology.push(s.app.create(
+            &As::doctor(),
+            &document(&s.patient, "11502-2", &format!("2024-02-0{day}")),
+        ));
+    }
+    let mut seen = Vec::new();
+    let mut url = format!(
+        "DocumentReference?patient={}&_count=1&_total=accurate",
+        s.patient
+    );
+    loop {
+        let bundle = s.app.get(&url, &pharmacist).json();
+        assert_eq!(bundle["total"], 3);
+        let page = match_ids(&bundle);
+        assert_eq!(page.len(), 1, "every page is full: {bundle}");
+        seen.extend(page);
+        match bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+        {
+            Some(link) => url = link["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    seen.sort();
+    biology.sort();
+    assert_eq!(
+        seen, biology,
+        "the pharmacist sees biology, not the consultation or the psychiatric synthesis"
+    );
+}
+
+#[test]
+fn r_acc_6_a_profession_outside_the_matrix_reads_no_document() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let audioprosthetist = As::professional(COLLEAGUE, "26", None, None, None);
+    assert_refused(
+        &s.app.get(
+            &format!("DocumentReference?patient={}", s.patient),
+            &audioprosthetist,
+        ),
+        403,
+        "R-ACC-6",
+    );
+    assert_refused(&s.read(&audioprosthetist, &s.consultation), 404, "R-ACC-6");
+}
+
+// ---------------------------------------------------------------- R-ACC-7
+
+#[test]
+fn r_acc_7_masked_documents_are_seen_by_their_author_and_the_general_practitioner_only() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let colleague = doctor(COLLEAGUE);
+    assert_refused(&s.read(&colleague, &s.masked), 404, "R-ACC-7");
+    let (ids, total) = s.documents(&colleague);
+    assert!(!ids.contains(&s.masked));
+    assert_eq!(total, 2);
+    let revinclude = s.app.get(
+        &format!(
+            "Patient?_id={}&_revinclude=DocumentReference:patient",
+            s.patient
+        ),
+        &colleague,
+    );
+    assert!(!revinclude.body.contains(&s.masked));
+    // The médecin traitant (here also the author) sees it; so does the patient.
+    assert_eq!(s.read(&As::doctor(), &s.masked).status, 200);
+    assert_eq!(s.read(&s.as_patient(), &s.masked).status, 200);
+    // The colleague sees a masked document they deposited themselves.
+    let own = s.app.create(
+        &colleague,
+        &labelled_document(&s.patient, "11488-4", "2024-03-01", "MASQUE_PS"),
+    );
+    assert_eq!(s.read(&colleague, &own).status, 200);
+    assert!(s.documents(&colleague).0.contains(&own));
+}
+
+#[test]
+fn r_acc_7_masked_documents_in_an_emergency_only_when_the_patient_allows() {
+    let s = space();
+    let emergency = As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("urgence vitale"),
+    );
+    assert_eq!(s.read(&emergency, &s.masked).status, 404);
+    s.consent(&emergency_setting(&s.patient, "permit", "MASKED"));
+    assert_eq!(s.read(&emergency, &s.masked).status, 200);
+    assert_eq!(s.documents(&emergency).1, 3);
+}
+
+#[test]
+fn r_acc_7_conditional_create_does_not_reveal_a_masked_match() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let mut duplicate = document(&s.patient, "11488-4", "2024-01-03");
+    duplicate["masterIdentifier"] =
+        json!({ "system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.42" });
+    let reply = s
+        .app
+        .request("POST", "DocumentReference")
+        .as_(&doctor(COLLEAGUE))
+        .fhir()
+        .header(
+            "If-None-Exist",
+            &format!(
+                "patient={}&identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.999.42",
+                s.patient
+            ),
+        )
+        .send(Some(duplicate.to_string()));
+    assert_eq!(
+        reply.status, 201,
+        "the hidden match is not returned: {}",
+        reply.body
+    );
+    assert_ne!(reply.id(), s.masked);
+}
+
+// ---------------------------------------------------------------- R-ACC-8, R-ACC-9
+
+#[test]
+fn r_acc_8_deposit_when_authorised_in_an_emergency_or_blocked() {
+    let s = space();
+    let body = document(&s.patient, "11488-4", "2024-04-01");
+    assert_refused(
+        &s.app.post("DocumentReference", &doctor(STRANGER), &body),
+        403,
+        "R-ACC-3",
+    );
+    let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("urgence"));
+    assert_eq!(
+        s.app.post("DocumentReference", &emergency, &body).status,
+        201
+    );
+    s.consent(&block_professional(&s.patient, COLLEAGUE));
+    let reply = s.app.post("DocumentReference", &doctor(COLLEAGUE), &body);
+    assert_eq!(
+        reply.status, 201,
+        "a blocked professional may still deposit: {}",
+        reply.body
+    );
+    assert_refused(&s.read(&doctor(COLLEAGUE), &reply.id()), 403, "R-ACC-2");
+}
+
+#[test]
+fn r_acc_9_only_the_author_changes_or_deletes_a_document() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let colleague = doctor(COLLEAGUE);
+    let mut body = s.read(&colleague, &s.consultation).json();
+    body["status"] = json!("superseded");
+    assert_refused(
+        &s.app.put(
+            &format!("DocumentReference/{}", s.consultation),
+            &colleague,
+            &body,
+        ),
+        403,
+        "R-ACC-9",
+    );
+    assert_refused(
+        &s.app
+            .delete(&format!("DocumentReference/{}", s.consultation), &colleague),
+        403,
+        "R-ACC-9",
+    );
+    let patch = s
+        .app
+        .request("PATCH", &format!("DocumentReference/{}", s.consultation))
+        .as_(&colleague)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(
+            json!([{ "op": "replace", "path": "/status", "value": "superseded" }]).to_string(),
+        ));
+    assert_refused(&patch, 403, "R-ACC-9");
+    assert_eq!(
+        s.read(&As::doctor(), &s.consultation).json()["status"],
+        "current"
+    );
+    assert_eq!(
+        s.app
+            .put(
+                &format!("DocumentReference/{}", s.consultation),
+                &As::doctor(),
+                &body
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        s.app
+            .delete(
+                &format!("DocumentReference/{}", s.consultation),
+                &As::doctor()
+            )
+            .status,
+        204
+    );
+}
+
+#[test]
+fn r_acc_9_a_system_changes_the_documents_of_its_organisation() {
+    let s = space();
+    let system = |organization: &str| {
+        let mut claims = crate::support::base_claims("system", &format!("feed-{organization}"));
+        claims["organization"] = json!(organization);
+        As::Token(crate::support::sign(&crate::support::keys().rsa, &claims))
+    };
+    let id = s.app.create(
+        &system("750000001"),
+        &document(&s.patient, "11502-2", "2024-05-01"),
+    );
+    assert_refused(
+        &s.app
+            .delete(&format!("DocumentReference/{id}"), &system("330000001")),
+        403,
+        "R-ACC-9",
+    );
+    assert_eq!(
+        s.app
+            .delete(&format!("DocumentReference/{id}"), &system("750000001"))
+            .status,
+        204
+    );
+}
+
+// ---------------------------------------------------------------- R-PAT-1, R-PAT-2, R-PAT-5
+
+#[test]
+fn r_pat_1_a_document_awaiting_its_announcement_is_hidden_from_the_patient() {
+    let s = space();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.patient, "11502-2", "2024-06-01", "INVISIBLE_PATIENT"),
+    );
+    assert_refused(&s.read(&s.as_patient(), &pending), 404, "R-PAT-1");
+    let (ids, total) = s.documents(&s.as_patient());
+    assert!(!ids.contains(&pending));
+    assert_eq!(total, 3);
+    assert_eq!(
+        s.read(&As::doctor(), &pending).status,
+        200,
+        "professionals see it"
+    );
+    assert_eq!(s.read(&s.as_patient(), &s.consultation).status, 200);
+}
+
+#[test]
+fn r_pat_2_the_patient_masks_but_never_deletes_a_professionals_document() {
+    let s = space();
+    let me = s.as_patient();
+    assert_refused(
+        &s.app
+            .delete(&format!("DocumentReference/{}", s.consultation), &me),
+        403,
+        "R-PAT-2",
+    );
+    let body = s.read(&me, &s.consultation).json();
+    assert_refused(
+        &s.app
+            .put(&format!("DocumentReference/{}", s.consultation), &me, &body),
+        403,
+        "R-PAT-2",
+    );
+    let mask = json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": "MASQUE_PS" }] }] }]);
+    let reply = s
+        .app
+        .request("PATCH", &format!("DocumentReference/{}", s.consultation))
+        .as_(&me)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(mask.to_string()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    assert_eq!(
+        s.read(&doctor(COLLEAGUE), &s.consultation).status,
+        404,
+        "masked by the patient (R-ACC-7)"
+    );
+    // Their own documents, the patient deletes.
+    let mut own = document(&s.patient, "11488-4", "2024-07-01");
+    own["category"] =
+        json!([{ "coding": [{ "system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "90" }] }]);
+    let id = s.app.create(&me, &own);
+    assert_eq!(
+        s.app.delete(&format!("DocumentReference/{id}"), &me).status,
+        204
+    );
+}
+
+#[test]
+fn r_pat_5_documents_hidden_from_legal_representatives() {
+    let s = space();
+    let hidden = s.app.create(
+        &As::doctor(),
+        &labelled_document(
+            &s.patient,
+            "11488-4",
+            "2024-08-01",
+            "INVISIBLE_REPRESENTANTS_LEGAUX",
+        ),
+    );
+    let parent = As::Representative(s.patient.clone());
+    assert_refused(&s.read(&parent, &hidden), 404, "R-PAT-5");
+    assert!(!s.documents(&parent).0.contains(&hidden));
+    assert_eq!(s.read(&parent, &s.consultation).status, 200);
+    assert_eq!(
+        s.read(&s.as_patient(), &hidden).status,
+        200,
+        "the patient sees it"
+    );
+}
