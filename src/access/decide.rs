@@ -118,7 +118,10 @@ pub fn decide(principal: &Principal, resource_type: &str, interaction: Interacti
         );
     }
     if allowed_interactions(&principal.actor, resource_type).contains(&interaction) {
-        Verdict::allow(ACTOR_TABLE)
+        match super::rules::scopes::r_acc_13_scopes(principal, resource_type, interaction) {
+            Some(refusal) => refusal,
+            None => Verdict::allow(ACTOR_TABLE),
+        }
     } else {
         Verdict::deny(
             ACTOR_TABLE,

@@ -704,6 +704,37 @@ fn r_pat_1_a_document_awaiting_its_announcement_is_hidden_from_the_patient() {
 }
 
 #[test]
+fn r_pat_1_the_label_lapses_one_month_after_deposit() {
+    let s = space();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.patient, "11502-2", "2024-06-01", "INVISIBLE_PATIENT"),
+    );
+    let backdate = |days: i64| {
+        let instant =
+            (chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        let changed = s.app.execute_sql(&format!(
+            "UPDATE resource_author SET created_at = '{instant}' WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{pending}')"
+        ));
+        assert_eq!(changed, 1);
+    };
+    backdate(20);
+    assert_eq!(
+        s.read(&s.as_patient(), &pending).status,
+        404,
+        "20 days after deposit"
+    );
+    assert!(!s.documents(&s.as_patient()).0.contains(&pending));
+    backdate(32);
+    assert_eq!(
+        s.read(&s.as_patient(), &pending).status,
+        200,
+        "32 days after deposit"
+    );
+    assert!(s.documents(&s.as_patient()).0.contains(&pending));
+}
+
+#[test]
 fn r_pat_2_the_patient_masks_but_never_deletes_a_professionals_document() {
     let s = space();
     let me = s.as_patient();
@@ -767,5 +798,91 @@ fn r_pat_5_documents_hidden_from_legal_representatives() {
         s.read(&s.as_patient(), &hidden).status,
         200,
         "the patient sees it"
+    );
+}
+
+// ---------------------------------------------------------------- R-ACC-13
+
+fn scoped(mut claims: Value, scope: &str) -> As {
+    claims["scope"] = json!(scope);
+    As::Token(crate::support::sign(&crate::support::keys().rsa, &claims))
+}
+
+#[test]
+fn r_acc_13_scopes_narrow_an_app_the_patient_authorised() {
+    let s = space();
+    let mut claims = crate::support::base_claims("patient", "app-user");
+    claims["patient"] = json!(s.patient);
+    let app = scoped(
+        claims.clone(),
+        "launch/patient openid patient/DocumentReference.rs",
+    );
+    assert_eq!(s.read(&app, &s.consultation).status, 200);
+    assert_eq!(s.documents(&app).1, 3);
+    assert_refused(
+        &s.app.post(
+            "DocumentReference",
+            &app,
+            &document(&s.patient, "11488-4", "2024-09-01"),
+        ),
+        403,
+        "R-ACC-13",
+    );
+    assert_refused(
+        &s.app.get(&format!("Consent?patient={}", s.patient), &app),
+        403,
+        "R-ACC-13",
+    );
+    assert_refused(
+        &s.app
+            .delete(&format!("DocumentReference/{}", s.consultation), &app),
+        403,
+        "R-ACC-13",
+    );
+    // Scopes never widen: a patient app granted everything still cannot create a Patient.
+    let everything = scoped(claims, "patient/*.cruds");
+    assert_refused(
+        &s.app
+            .post("Patient", &everything, &patient(&nir(), "A", "B", "1990")),
+        403,
+        "R-ACC-12",
+    );
+}
+
+#[test]
+fn r_acc_13_scopes_narrow_a_professional_and_a_system() {
+    let s = space();
+    let mut claims = crate::support::base_claims("professional", DOCTOR_IDNAT);
+    claims["profession"] = json!("10");
+    let reader = scoped(claims, "user/DocumentReference.r");
+    assert_eq!(s.read(&reader, &s.consultation).status, 200);
+    assert_refused(
+        &s.app
+            .get(&format!("DocumentReference?patient={}", s.patient), &reader),
+        403,
+        "R-ACC-13",
+    );
+    let feed = scoped(
+        crate::support::base_claims("system", "vaccination-feed"),
+        "system/DocumentReference.c",
+    );
+    assert_eq!(
+        s.app
+            .post(
+                "DocumentReference",
+                &feed,
+                &document(&s.patient, "11369-6", "2024-09-02")
+            )
+            .status,
+        201
+    );
+    assert_refused(
+        &s.app.post(
+            "Binary",
+            &feed,
+            &json!({ "resourceType": "Binary", "contentType": "text/plain", "data": "eA==" }),
+        ),
+        403,
+        "R-ACC-13",
     );
 }

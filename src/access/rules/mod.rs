@@ -2,3 +2,4 @@
 
 pub mod patient;
 pub mod professional;
+pub mod scopes;

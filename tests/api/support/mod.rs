@@ -371,6 +371,20 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs a statement on the database file, for tests that must make time pass
+    /// (e.g. backdate a deposit) without sleeping.
+    pub fn execute_sql(&self, statement: &str) -> usize {
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+        let path = self.dir.join("db.sqlite");
+        let mut conn =
+            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database");
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .expect("statement")
+    }
+}
+
 /// A request being built.
 pub struct Call<'a> {
     app: &'a TestApp,
