@@ -260,9 +260,55 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// A Binary is read by whoever may read a DocumentReference pointing at it
+    /// (SPEC §3). One that no document points at yet is read by its depositor, and by
+    /// the patient of its security context.
+    fn check_binary(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
+        let resource = format!("Binary/{}", row.res_id);
+        let documents = store::access::documents_pointing_at(conn, &row.res_id)?;
+        let mut refusal = None;
+        for document in &documents {
+            match self.check_read(conn, document) {
+                Ok(()) => return Ok(()),
+                Err(error) if error.rule.is_some() => refusal = refusal.or(error.rule),
+                Err(error) if error.status.as_u16() == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if !documents.is_empty() {
+            let rule = refusal.unwrap_or("R-ACC-3");
+            return Err(hidden(
+                &resource,
+                &Verdict::deny(rule, "no document pointing at this content is readable"),
+            ));
+        }
+        let depositor = store::resources::author_of(conn, row.pk)?;
+        let deposited_by_caller = depositor.is_some_and(|author| {
+            author.actor == self.principal.actor.code() && author.subject == self.principal.subject
+        });
+        let own_space = self.principal.own_patient().is_some_and(|own| {
+            store::resources::compartment_of(conn, row.pk)
+                .is_ok_and(|patients| patients.iter().any(|patient| patient == own))
+        });
+        if deposited_by_caller || own_space {
+            Ok(())
+        } else {
+            Err(hidden(
+                &resource,
+                &Verdict::deny(
+                    "R-ACC-3",
+                    "content not yet attached to a document is read by its depositor only",
+                ),
+            ))
+        }
+    }
+
     /// Check rows: may the caller see this row? `Err` is 404 for a hidden row and 403
     /// for a refusal about the space.
     pub fn check_read(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
+        if row.res_type == "Binary" && !matches!(self.principal.actor, ActorKind::Other(_)) {
+            return self.check_binary(conn, row);
+        }
         let resource = format!("{}/{}", row.res_type, row.res_id);
         let compartment = store::resources::compartment_of(conn, row.pk)?;
         match &self.principal.actor {

@@ -73,6 +73,9 @@ pub struct SearchParamDef {
     pub targets: &'static [&'static str],
     /// Canonical URL of the definition (base FHIR or IHE).
     pub definition: &'static str,
+    /// Indexed for the access rules only: not searchable, not in the
+    /// CapabilityStatement.
+    pub internal: bool,
 }
 
 /// A served resource type.
@@ -90,14 +93,19 @@ impl ResourceDef {
         self.interactions.contains(&interaction)
     }
 
+    /// A search parameter clients may use.
     pub fn param(&self, name: &str) -> Option<&'static SearchParamDef> {
-        self.params.iter().find(|param| param.name == name)
+        self.public_params().find(|param| param.name == name)
+    }
+
+    /// The parameters clients may use (every indexed one but the internal ones).
+    pub fn public_params(&self) -> impl Iterator<Item = &'static SearchParamDef> {
+        self.params.iter().filter(|param| !param.internal)
     }
 
     /// Reference parameters, for `_include` and `_revinclude`.
     pub fn reference_params(&self) -> impl Iterator<Item = &'static SearchParamDef> {
-        self.params
-            .iter()
+        self.public_params()
             .filter(|param| param.kind == ParamKind::Reference)
     }
 }
@@ -118,8 +126,13 @@ const fn p(
         paths,
         targets,
         definition,
+        internal: false,
     }
 }
+
+/// The Binary a DocumentReference's content points at: indexed so that a Binary is
+/// readable by whoever may read a document pointing at it (SPEC §3).
+pub const CONTENT_BINARY: &str = "content-binary";
 
 static PATIENT: ResourceDef = ResourceDef {
     name: "Patient",
@@ -263,6 +276,14 @@ static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
             &[],
             "http://hl7.org/fhir/SearchParameter/clinical-identifier",
         ),
+        SearchParamDef {
+            name: CONTENT_BINARY,
+            kind: Reference,
+            paths: &["content.attachment.url"],
+            targets: &["Binary"],
+            definition: "",
+            internal: true,
+        },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/DocumentReference",
 };

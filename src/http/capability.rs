@@ -23,7 +23,7 @@ pub fn capability_statement(base_url: &str) -> Value {
                         "type": kind.code(),
                     }));
                 }
-                for param in def.params {
+                for param in def.public_params() {
                     params.push(json!({ "name": param.name, "definition": param.definition, "type": param.kind.code() }));
                 }
             }

@@ -40,3 +40,21 @@ pub fn space_documents(
         .collect();
     Ok((patient, consents))
 }
+
+/// The live DocumentReferences whose content points at `Binary/binary_id`.
+pub fn documents_pointing_at(
+    conn: &mut Conn,
+    binary_id: &str,
+) -> diesel::QueryResult<Vec<super::ResourceRow>> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
+         AND r.pk IN (SELECT resource_pk FROM search_reference WHERE param = ",
+        super::resources::RESOURCE_COLUMNS,
+        bool_literal(false)
+    ));
+    sql.text(crate::fhir::definitions::CONTENT_BINARY)
+        .push(" AND target_type = 'Binary' AND target_id = ")
+        .text(binary_id)
+        .push(") ORDER BY r.pk LIMIT 100");
+    sql.load(conn)
+}

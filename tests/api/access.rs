@@ -886,3 +886,78 @@ fn r_acc_13_scopes_narrow_a_professional_and_a_system() {
         "R-ACC-13",
     );
 }
+
+// ---------------------------------------------------------------- Binary (SPEC §3)
+
+/// Deposits a document of `loinc` whose content is a Binary, as the médecin traitant.
+fn document_with_binary(s: &Space, loinc: &str, label: Option<&str>) -> (String, String) {
+    let binary = json!({ "resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQK",
+        "securityContext": { "reference": format!("Patient/{}", s.patient) } });
+    let binary_id = s.app.create(&As::doctor(), &binary);
+    let mut body = match label {
+        Some(label) => labelled_document(&s.patient, loinc, "2024-10-01", label),
+        None => document(&s.patient, loinc, "2024-10-01"),
+    };
+    body["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": format!("Binary/{binary_id}") } }]);
+    (s.app.create(&As::doctor(), &body), binary_id)
+}
+
+#[test]
+fn binary_content_follows_the_document_that_points_at_it() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let dentist = As::professional(COLLEAGUE, "40", None, None, None);
+    let (_, consultation) = document_with_binary(&s, "11488-4", None);
+    let (_, psychiatric) = document_with_binary(&s, "68599-0", None);
+    let (_, masked) = document_with_binary(&s, "11488-4", Some("MASQUE_PS"));
+    let read = |who: &As, id: &str| s.app.get(&format!("Binary/{id}"), who).status;
+    assert_eq!(read(&dentist, &consultation), 200);
+    assert_eq!(
+        read(&dentist, &psychiatric),
+        404,
+        "R-ACC-6 through the document"
+    );
+    assert_eq!(read(&dentist, &masked), 404, "R-ACC-7 through the document");
+    assert_eq!(read(&As::doctor(), &psychiatric), 200);
+    assert_eq!(read(&As::doctor(), &masked), 200);
+    assert_eq!(read(&s.as_patient(), &masked), 200);
+    assert_eq!(
+        read(&doctor(STRANGER), &consultation),
+        404,
+        "R-ACC-3 through the document"
+    );
+    assert_eq!(
+        read(&As::Patient("another-space".into()), &consultation),
+        404
+    );
+    assert_eq!(
+        s.app
+            .get(&format!("Binary/{psychiatric}/_history/1"), &dentist)
+            .status,
+        404,
+        "vread too"
+    );
+}
+
+#[test]
+fn binary_content_not_yet_attached_is_read_by_its_depositor_only() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let binary = json!({ "resourceType": "Binary", "contentType": "text/plain", "data": "eA==",
+        "securityContext": { "reference": format!("Patient/{}", s.patient) } });
+    let id = s.app.create(&As::doctor(), &binary);
+    assert_eq!(
+        s.app.get(&format!("Binary/{id}"), &As::doctor()).status,
+        200
+    );
+    assert_eq!(
+        s.app
+            .get(&format!("Binary/{id}"), &doctor(COLLEAGUE))
+            .status,
+        404
+    );
+    assert_eq!(
+        s.app.get(&format!("Binary/{id}"), &s.as_patient()).status,
+        200
+    );
+}
