@@ -186,6 +186,28 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// R-ACC-10 / TD0.2: for a professional reading a Patient, the status of their
+    /// authorisation on that space: `VALIDE`, `INTERDIT` (blocked) or `NON_EXISTE`.
+    /// `None` for other callers.
+    pub fn authorisation_status(
+        &self,
+        conn: &mut Conn,
+        patient: &str,
+    ) -> Result<Option<&'static str>, ApiError> {
+        if self.principal.actor != ActorKind::Professional {
+            return Ok(None);
+        }
+        let facts = self.space(conn, patient)?;
+        let status = if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
+            "INTERDIT"
+        } else if professional::r_acc_3_authorised(self.principal, &facts).is_some() {
+            "VALIDE"
+        } else {
+            "NON_EXISTE"
+        };
+        Ok(Some(status))
+    }
+
     /// The narrowing of a search (the narrow stage).
     pub fn search_narrowing(
         &self,

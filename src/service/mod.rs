@@ -152,6 +152,27 @@ pub fn execute(
     }
 }
 
+/// The resource as this caller sees it: a professional reading a Patient is told the
+/// status of their authorisation on that space (R-ACC-10, DMP TD0.2).
+pub fn present(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    res_type: &str,
+    res_id: &str,
+    content: String,
+) -> Result<String, ApiError> {
+    if res_type != "Patient" || content.is_empty() {
+        return Ok(content);
+    }
+    match ctx.gate.authorisation_status(conn, res_id)? {
+        Some(status) => Ok(crate::fhir::stored::with_extension(
+            &content,
+            &serde_json::json!({ "url": crate::fhir::stored::AUTHORISATION_EXTENSION, "valueCode": status }),
+        )),
+        None => Ok(content),
+    }
+}
+
 /// Parses an `If-Match` value (`W/"3"`, `"3"` or `3`) into a version number.
 pub fn parse_if_match(value: &str) -> Result<i64, ApiError> {
     let trimmed = value.trim();

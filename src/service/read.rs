@@ -31,9 +31,10 @@ pub fn read(
     if row.deleted {
         return Err(ApiError::gone(format!("{}/{id} was deleted", def.name)));
     }
+    let body = super::present(conn, ctx, def.name, id, row.content)?;
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(row.content),
+        body: Some(body),
         version: Some(row.version_id),
         last_modified: Some(row.last_updated),
         location: None,
@@ -58,9 +59,10 @@ pub fn vread(
             def.name
         )));
     }
+    let body = super::present(conn, ctx, def.name, id, row.content)?;
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(row.content),
+        body: Some(body),
         version: Some(row.version_id),
         last_modified: Some(row.last_updated),
         location: None,

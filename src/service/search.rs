@@ -171,10 +171,11 @@ pub fn search(
         None => content,
     };
     for row in page.rows {
+        let content = super::present(conn, ctx, &row.res_type, &row.res_id, row.content.clone())?;
         bundle.entry.push(BundleEntry {
             full_url: Some(full_url(ctx, &row)),
             search: Some(json!({ "mode": "match" })),
-            resource: Some(raw(shape(row.content))),
+            resource: Some(raw(shape(content))),
             ..BundleEntry::default()
         });
     }
@@ -197,7 +198,13 @@ pub fn search(
         bundle.entry.push(BundleEntry {
             full_url: Some(full_url(ctx, &row)),
             search: Some(json!({ "mode": "include" })),
-            resource: Some(raw(row.content)),
+            resource: Some(raw(super::present(
+                conn,
+                ctx,
+                &row.res_type,
+                &row.res_id,
+                row.content.clone(),
+            )?)),
             ..BundleEntry::default()
         });
     }

@@ -260,6 +260,59 @@ fn r_acc_3_a_professional_declares_the_patients_consent_to_themselves_only() {
     assert_eq!(s.read(&stranger, &s.consultation).status, 200);
 }
 
+// ---------------------------------------------------------------- R-ACC-10
+
+fn authorisation(reply: &Reply) -> Vec<String> {
+    let resource = reply.json();
+    let resource = if resource["resourceType"] == "Bundle" {
+        resource["entry"][0]["resource"].clone()
+    } else {
+        resource
+    };
+    resource["extension"]
+        .as_array()
+        .map(|extensions| {
+            extensions
+                .iter()
+                .filter(|extension| {
+                    extension["url"]
+                        == "https://dmp-fhir-server.fr/fhir/StructureDefinition/dmp-authorisation"
+                })
+                .map(|extension| extension["valueCode"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn r_acc_10_any_professional_reads_identity_and_is_told_their_authorisation() {
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    s.consent(&block_professional(&s.patient, "810000000009"));
+    let by_ins = format!("Patient?identifier={INS}|{}", s.nir);
+    for (who, expected) in [
+        (As::doctor(), "VALIDE"),
+        (doctor(COLLEAGUE), "VALIDE"),
+        (doctor(STRANGER), "NON_EXISTE"),
+        (doctor("810000000009"), "INTERDIT"),
+    ] {
+        let search = s.app.get(&by_ins, &who);
+        assert_eq!(search.status, 200);
+        assert_eq!(authorisation(&search), vec![expected.to_owned()], "{who:?}");
+        let read = s.app.get(&format!("Patient/{}", s.patient), &who);
+        assert_eq!(authorisation(&read), vec![expected.to_owned()]);
+    }
+    // The stored Patient is unchanged, and other callers are not told anything.
+    assert!(authorisation(&s.app.get(&format!("Patient/{}", s.patient), &As::System)).is_empty());
+    assert!(
+        authorisation(
+            &s.app
+                .get(&format!("Patient/{}", s.patient), &s.as_patient())
+        )
+        .is_empty()
+    );
+}
+
 // ---------------------------------------------------------------- R-ACC-2
 
 #[test]

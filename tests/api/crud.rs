@@ -39,7 +39,7 @@ fn create_answers_201_with_location_etag_and_the_stored_resource() {
             .unwrap()
             .starts_with("application/fhir+json")
     );
-    let read = app.get(&format!("Patient/{id}"), &As::doctor());
+    let read = app.get(&format!("Patient/{id}"), &As::System);
     assert_eq!(read.status, 200);
     assert_eq!(read.json(), body);
     assert_eq!(read.header("etag"), Some("W/\"1\""));
