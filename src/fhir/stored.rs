@@ -146,6 +146,29 @@ fn rewrite_in(value: &mut Value, rewrite: &dyn Fn(&str) -> Option<String>) {
     }
 }
 
+/// The server's own extensions (documented in the README).
+pub const AUTHORISATION_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/dmp-authorisation";
+
+/// Appends an extension to a stored resource's text, keeping every other element's
+/// raw text (a caller-specific view: the stored resource is unchanged).
+pub fn with_extension(content: &str, extension: &Value) -> String {
+    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
+        return content.to_owned();
+    };
+    let mut extensions: Vec<Box<RawValue>> = map
+        .get("extension")
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default();
+    extensions.push(to_raw(extension));
+    let text = serde_json::to_string(&extensions).expect("raw values serialise");
+    map.insert(
+        "extension".to_owned(),
+        RawValue::from_string(text).expect("valid JSON"),
+    );
+    serde_json::to_string(&map).expect("raw values serialise")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,27 +203,4 @@ mod tests {
         assert!(Incoming::parse(b"[1]").is_err());
         assert!(Incoming::parse(b"{").is_err());
     }
-}
-
-/// The server's own extensions (documented in the README).
-pub const AUTHORISATION_EXTENSION: &str =
-    "https://dmp-fhir-server.fr/fhir/StructureDefinition/dmp-authorisation";
-
-/// Appends an extension to a stored resource's text, keeping every other element's
-/// raw text (a caller-specific view: the stored resource is unchanged).
-pub fn with_extension(content: &str, extension: &Value) -> String {
-    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
-        return content.to_owned();
-    };
-    let mut extensions: Vec<Box<RawValue>> = map
-        .get("extension")
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .unwrap_or_default();
-    extensions.push(to_raw(extension));
-    let text = serde_json::to_string(&extensions).expect("raw values serialise");
-    map.insert(
-        "extension".to_owned(),
-        RawValue::from_string(text).expect("valid JSON"),
-    );
-    serde_json::to_string(&map).expect("raw values serialise")
 }
