@@ -78,6 +78,14 @@ pub struct Config {
     pub workers: usize,
     /// Habilitation matrix file replacing the shipped one (R-ACC-6).
     pub habilitation_matrix: Option<PathBuf>,
+    /// TLS: the server's certificate chain and private key (PEM); HTTPS when both set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: CA certificates (PEM) whose client certificates identify
+    /// professionals.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Professional directory (JSON) that client certificates are looked up in.
+    pub professional_directory: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +101,10 @@ impl Default for Config {
             max_page_size: 500,
             workers: 0,
             habilitation_matrix: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            professional_directory: None,
         }
     }
 }
@@ -139,6 +151,18 @@ pub struct ConfigArgs {
     /// Habilitation matrix (JSON) replacing the shipped fhir-profiles/habilitation-matrix.json.
     #[arg(long, env = "DMP_HABILITATION_MATRIX")]
     pub habilitation_matrix: Option<PathBuf>,
+    /// Server certificate chain (PEM): serve HTTPS (with --tls-key).
+    #[arg(long, env = "DMP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "DMP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of professionals' client certificates (mutual TLS).
+    #[arg(long, env = "DMP_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Professional directory (JSON) for client certificates.
+    #[arg(long, env = "DMP_PROFESSIONAL_DIRECTORY")]
+    pub professional_directory: Option<PathBuf>,
 }
 
 /// The configuration file's shape: the same keys as the flags, in snake_case.
@@ -156,6 +180,10 @@ struct ConfigFile {
     max_page_size: Option<usize>,
     workers: Option<usize>,
     habilitation_matrix: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    professional_directory: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -214,21 +242,52 @@ impl ConfigArgs {
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
             workers: self.workers.or(file.workers).unwrap_or(base.workers),
-            habilitation_matrix: self.habilitation_matrix.clone().or_else(|| {
-                file.habilitation_matrix.map(|path| {
-                    if path.is_relative() {
-                        file_dir.join(path)
-                    } else {
-                        path
-                    }
-                })
-            }),
+            habilitation_matrix: pick_path(
+                &self.habilitation_matrix,
+                file.habilitation_matrix,
+                &file_dir,
+            ),
+            tls_cert: pick_path(&self.tls_cert, file.tls_cert, &file_dir),
+            tls_key: pick_path(&self.tls_key, file.tls_key, &file_dir),
+            tls_client_ca: pick_path(&self.tls_client_ca, file.tls_client_ca, &file_dir),
+            professional_directory: pick_path(
+                &self.professional_directory,
+                file.professional_directory,
+                &file_dir,
+            ),
         };
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
+        if config.tls_client_ca.is_some()
+            && (config.tls_cert.is_none() || config.professional_directory.is_none())
+        {
+            return Err(
+                "--tls-client-ca needs --tls-cert, --tls-key and --professional-directory".into(),
+            );
+        }
         if config.default_page_size == 0 || config.max_page_size < config.default_page_size {
             return Err("page sizes must satisfy 0 < default_page_size <= max_page_size".into());
         }
         Ok(config)
     }
+}
+
+/// A path from the flags, else from the file (relative to the file's folder).
+fn pick_path(
+    flag: &Option<PathBuf>,
+    from_file: Option<PathBuf>,
+    file_dir: &Path,
+) -> Option<PathBuf> {
+    flag.clone().or_else(|| {
+        from_file.map(|path| {
+            if path.is_relative() {
+                file_dir.join(path)
+            } else {
+                path
+            }
+        })
+    })
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, String> {
@@ -298,6 +357,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let half = ConfigArgs {
+            tls_cert: Some("server.crt".into()),
+            ..ConfigArgs::default()
+        };
+        assert!(half.resolve().unwrap_err().contains("--tls-key"));
+        let no_directory = ConfigArgs {
+            tls_cert: Some("server.crt".into()),
+            tls_key: Some("server.key".into()),
+            tls_client_ca: Some("ca.crt".into()),
+            ..ConfigArgs::default()
+        };
+        assert!(
+            no_directory
+                .resolve()
+                .unwrap_err()
+                .contains("--professional-directory")
+        );
     }
 
     #[test]

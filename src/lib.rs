@@ -15,6 +15,7 @@ pub mod store;
 use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, web};
+use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod, SslVerifyMode};
 
 pub use config::Config;
 
@@ -30,7 +31,10 @@ pub struct AppState {
 impl AppState {
     /// Opens the database (migrating it) and loads the issuers' keys.
     pub fn new(config: Config) -> Result<AppState, String> {
-        let authenticator = access::Authenticator::load(&config.trusted_issuers)?;
+        let mut authenticator = access::Authenticator::load(&config.trusted_issuers)?;
+        if let Some(path) = &config.professional_directory {
+            authenticator = authenticator.with_directory(access::directory::Directory::load(path)?);
+        }
         let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
         let db = store::Db::open(&config.database_url)?;
         Ok(AppState {
@@ -42,20 +46,68 @@ impl AppState {
     }
 }
 
+/// The TLS acceptor: the server's certificate, and with a client CA, client
+/// certificates requested and verified (a client may still come without one and use
+/// a bearer token).
+fn tls_acceptor(config: &Config) -> Result<Option<SslAcceptorBuilder>, String> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let failed =
+        |what: &str, error: openssl::error::ErrorStack| format!("TLS: cannot use {what}: {error}");
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| failed("OpenSSL", e))?;
+    builder
+        .set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| failed(&key.display().to_string(), e))?;
+    builder
+        .set_certificate_chain_file(cert)
+        .map_err(|e| failed(&cert.display().to_string(), e))?;
+    builder
+        .check_private_key()
+        .map_err(|e| failed("the key with the certificate", e))?;
+    if let Some(ca) = &config.tls_client_ca {
+        builder
+            .set_ca_file(ca)
+            .map_err(|e| failed(&ca.display().to_string(), e))?;
+        let names = openssl::x509::X509Name::load_client_ca_file(ca)
+            .map_err(|e| failed(&ca.display().to_string(), e))?;
+        builder.set_client_ca_list(names);
+        builder.set_verify(SslVerifyMode::PEER);
+    }
+    Ok(Some(builder))
+}
+
+/// Records the verified client certificate of a TLS connection for the pipeline.
+fn on_connect(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    use actix_tls::accept::openssl::TlsStream;
+    if let Some(stream) = connection.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>()
+        && let Some(certificate) = stream.ssl().peer_certificate()
+        && let Some(identity) = access::directory::ClientCertificate::from_x509(&certificate)
+    {
+        data.insert(identity);
+    }
+}
+
 /// Builds the HTTP server on an already bound listener (tests bind port 0).
 pub fn build_server(
     state: AppState,
     listener: TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.config.workers;
+    let tls = tls_acceptor(&state.config).map_err(std::io::Error::other)?;
     let state = web::Data::new(state);
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(http::routes)
             .default_service(web::to(http::handlers::not_found))
     })
-    .listen(listener)?;
+    .on_connect(on_connect);
+    let mut server = match tls {
+        Some(acceptor) => server.listen_openssl(listener, acceptor)?,
+        None => server.listen(listener)?,
+    };
     if workers > 0 {
         server = server.workers(workers);
     }

@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgo
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::directory::{ClientCertificate, Directory};
 use super::principal::{ActorKind, Principal, PurposeOfUse};
 use crate::config::TrustedIssuer;
 use crate::error::ApiError;
@@ -25,9 +26,11 @@ struct Issuer {
     keys: Vec<VerificationKey>,
 }
 
-/// Verifies tokens of the configured issuers.
+/// Verifies tokens of the configured issuers, and maps verified client certificates
+/// to professionals through the directory.
 pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
+    directory: Option<Directory>,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +120,58 @@ impl Authenticator {
                 },
             );
         }
-        Ok(Authenticator { issuers: loaded })
+        Ok(Authenticator {
+            issuers: loaded,
+            directory: None,
+        })
+    }
+
+    /// Adds the professional directory that client certificates are looked up in.
+    pub fn with_directory(mut self, directory: Directory) -> Authenticator {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Authenticates a request: its bearer token if it has one, else the client
+    /// certificate the TLS layer verified (mutual TLS, SPEC §2).
+    pub fn authenticate_request(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<Principal, ApiError> {
+        match (authorization, certificate) {
+            (None, Some(certificate)) => self.professional_of_certificate(certificate),
+            _ => self.authenticate(authorization),
+        }
+    }
+
+    fn professional_of_certificate(
+        &self,
+        certificate: &ClientCertificate,
+    ) -> Result<Principal, ApiError> {
+        let entry = self
+            .directory
+            .as_ref()
+            .and_then(|directory| directory.find(&certificate.id_nat_ps))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the client certificate's holder is not in the professional directory",
+                )
+            })?;
+        Ok(Principal {
+            actor: ActorKind::Professional,
+            subject: entry.id_nat_ps.clone(),
+            issuer: "mutual-tls".to_owned(),
+            patient: None,
+            profession: Some(entry.profession.clone()),
+            specialty: entry.specialty.clone(),
+            organization: entry.organization.clone(),
+            name: entry.name.clone(),
+            scopes: Vec::new(),
+            purpose_of_use: PurposeOfUse::Normal,
+            access_reason: None,
+            client_id: None,
+        })
     }
 
     /// Authenticates the `Authorization` header's value.

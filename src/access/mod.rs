@@ -4,6 +4,7 @@
 
 pub mod authenticate;
 pub mod decide;
+pub mod directory;
 pub mod gate;
 pub mod matrix;
 pub mod principal;

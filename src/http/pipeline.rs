@@ -127,7 +127,10 @@ async fn stages(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let principal = state.authenticator.authenticate(authorization)?;
+    let certificate = request.conn_data::<crate::access::directory::ClientCertificate>();
+    let principal = state
+        .authenticator
+        .authenticate_request(authorization, certificate)?;
     tracing::debug!(actor = principal.actor.code(), "authenticated");
     *principal_out = Some(principal.clone());
 

@@ -10,4 +10,5 @@ mod bundles;
 mod capability;
 mod crud;
 mod history;
+mod mtls;
 mod search;
