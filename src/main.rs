@@ -80,6 +80,9 @@ fn serve(config: dmp_fhir_server::Config) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if cfg!(feature = "bench-rules-off") {
+        tracing::warn!("built with bench-rules-off: the access rules are OFF; for benchmarks only");
+    }
     tracing::info!(%listen, "serving FHIR R4");
     let result =
         actix_web::rt::System::new().block_on(async move { build_server(state, listener)?.await });
