@@ -130,7 +130,7 @@ pub fn create(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     def: &'static ResourceDef,
-    mut incoming: Incoming,
+    incoming: Incoming,
     if_none_exist: Option<&str>,
 ) -> Result<FhirResponse, ApiError> {
     validate::check(def.name, &incoming)?;
@@ -139,13 +139,23 @@ pub fn create(
     {
         return Ok(existing);
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    incoming.set_id(&id);
+    insert(conn, ctx, def, &uuid::Uuid::new_v4().to_string(), incoming)
+}
+
+/// Stores a checked resource as version 1 of `def/id`.
+fn insert(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+    mut incoming: Incoming,
+) -> Result<FhirResponse, ApiError> {
+    incoming.set_id(id);
     store_version(
         conn,
         ctx,
         def,
-        &id,
+        id,
         &incoming,
         Planned {
             version: 1,
@@ -195,24 +205,10 @@ pub fn create_with_id(
     ctx: &Ctx<'_>,
     def: &'static ResourceDef,
     id: &str,
-    mut incoming: Incoming,
+    incoming: Incoming,
 ) -> Result<FhirResponse, ApiError> {
     validate::check(def.name, &incoming)?;
-    incoming.set_id(id);
-    store_version(
-        conn,
-        ctx,
-        def,
-        id,
-        &incoming,
-        Planned {
-            version: 1,
-            method: "POST",
-            status: StatusCode::CREATED,
-            interaction: Interaction::Create,
-            existing: None,
-        },
-    )
+    insert(conn, ctx, def, id, incoming)
 }
 
 fn check_if_match(

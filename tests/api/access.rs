@@ -79,16 +79,7 @@ impl Space {
 }
 
 fn match_ids(bundle: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .filter(|entry| entry["search"]["mode"] == "match")
-                .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut ids = crate::support::match_ids(bundle);
     ids.sort();
     ids
 }

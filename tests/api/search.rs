@@ -10,16 +10,7 @@ use crate::support::fixtures::{INS, LOINC, document, nir, patient};
 use crate::support::{As, TestApp};
 
 fn ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .filter(|entry| entry["search"]["mode"] == "match")
-                .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::support::match_ids(bundle)
 }
 
 fn search(app: &TestApp, query: &str, who: &As) -> Value {

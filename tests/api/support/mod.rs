@@ -201,6 +201,20 @@ impl As {
     }
 }
 
+/// Ids of a searchset's `match` entries, in Bundle order.
+pub fn match_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|entry| entry["search"]["mode"] == "match")
+                .map(|entry| entry["resource"]["id"].as_str().expect("id").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
