@@ -25,6 +25,8 @@ pub struct AppState {
     pub authenticator: access::Authenticator,
     /// The habilitation matrix (R-ACC-6).
     pub matrix: std::sync::Arc<access::Matrix>,
+    /// Parsed space facts, revalidated by each space's access version.
+    pub spaces: std::sync::Arc<access::space_cache::SpaceCache>,
     pub config: Config,
 }
 
@@ -41,6 +43,7 @@ impl AppState {
             db,
             authenticator,
             matrix: std::sync::Arc::new(matrix),
+            spaces: std::sync::Arc::new(access::space_cache::SpaceCache::new(100_000)),
             config,
         })
     }

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use chrono::{DateTime, Months, Utc};
 use serde_json::Value;
@@ -18,6 +18,7 @@ use super::principal::{ActorKind, Principal};
 use super::rules::patient::{INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
 use super::rules::professional::{self, MASQUE_PS, SpaceAccess};
 use super::space::SpaceFacts;
+use super::space_cache::SpaceCache;
 use crate::error::ApiError;
 use crate::fhir::IDNAT_PS_SYSTEM;
 use crate::fhir::date::index_format;
@@ -30,8 +31,9 @@ use crate::store::{self, Conn, Narrowing, ResourceRow, TypeFilter};
 pub struct Gate<'a> {
     pub principal: &'a Principal,
     matrix: &'a Matrix,
+    cache: &'a SpaceCache,
     now: DateTime<Utc>,
-    spaces: RefCell<HashMap<String, Rc<SpaceFacts>>>,
+    spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
 }
 
 fn refused(verdict: Verdict) -> ApiError {
@@ -69,27 +71,40 @@ fn document_facts(content: &str) -> (Vec<DocumentType>, Vec<String>) {
 }
 
 impl<'a> Gate<'a> {
-    pub fn new(principal: &'a Principal, matrix: &'a Matrix) -> Gate<'a> {
+    pub fn new(principal: &'a Principal, matrix: &'a Matrix, cache: &'a SpaceCache) -> Gate<'a> {
         Gate {
             principal,
             matrix,
+            cache,
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
         }
     }
 
-    fn space(&self, conn: &mut Conn, patient: &str) -> Result<Rc<SpaceFacts>, ApiError> {
+    /// What the rules read of a space: from this request's memo, else from the shared
+    /// cache if the space's access version has not moved, else from the store.
+    fn space(&self, conn: &mut Conn, patient: &str) -> Result<Arc<SpaceFacts>, ApiError> {
         if let Some(facts) = self.spaces.borrow().get(patient) {
-            return Ok(Rc::clone(facts));
+            return Ok(Arc::clone(facts));
         }
-        let (stored_patient, consents) = store::access::space_documents(conn, patient)?;
-        let facts = Rc::new(SpaceFacts::from_documents(
-            stored_patient.as_deref(),
-            &consents,
-        ));
+        // The version is read before the documents: a write in between leaves newer
+        // facts under the older version, which the next request misses.
+        let version = store::access::space_version(conn, patient)?;
+        let facts = match self.cache.get(patient, version) {
+            Some(facts) => facts,
+            None => {
+                let (stored_patient, consents) = store::access::space_documents(conn, patient)?;
+                let facts = Arc::new(SpaceFacts::from_documents(
+                    stored_patient.as_deref(),
+                    &consents,
+                ));
+                self.cache.put(patient, version, Arc::clone(&facts));
+                facts
+            }
+        };
         self.spaces
             .borrow_mut()
-            .insert(patient.to_owned(), Rc::clone(&facts));
+            .insert(patient.to_owned(), Arc::clone(&facts));
         Ok(facts)
     }
 

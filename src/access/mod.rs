@@ -10,6 +10,7 @@ pub mod matrix;
 pub mod principal;
 pub mod rules;
 pub mod space;
+pub mod space_cache;
 
 pub use authenticate::Authenticator;
 pub use decide::{Verdict, decide};

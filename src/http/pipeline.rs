@@ -161,6 +161,7 @@ async fn stages(
     // narrow and check rows: the gate compiles the rules into each query and
     // decides the rows that cannot be narrowed (service/, access/gate.rs).
     let matrix = std::sync::Arc::clone(&state.matrix);
+    let spaces = std::sync::Arc::clone(&state.spaces);
 
     // store + check rows.
     let base = base_url(state, request);
@@ -175,7 +176,7 @@ async fn stages(
     let is_bundle = matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let work = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
-        let gate = Gate::new(&principal, &matrix);
+        let gate = Gate::new(&principal, &matrix, &spaces);
         let ctx = Ctx {
             gate: &gate,
             base_url: &context_base,

@@ -13,6 +13,21 @@ struct ContentRow {
     content: String,
 }
 
+/// The access version of a space (0 before any write to its Patient or Consents).
+pub fn space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct VersionRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        version: i64,
+    }
+    let mut sql = Sql::new("SELECT version FROM space_access WHERE patient_id = ");
+    sql.text(patient_id);
+    Ok(sql
+        .load::<VersionRow>(conn)?
+        .pop()
+        .map_or(0, |row| row.version))
+}
+
 /// The stored Patient (if live) and the live Consents of its space.
 pub fn space_documents(
     conn: &mut Conn,

@@ -200,6 +200,15 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
             .push(") ON CONFLICT (resource_pk) DO NOTHING");
         record.execute(conn)?;
     }
+    if matches!(version.res_type, "Patient" | "Consent") {
+        for patient in &version.index.patients {
+            let mut bump = Sql::new("INSERT INTO space_access (patient_id, version) VALUES (");
+            bump.text(patient.as_str()).push(
+                ", 1) ON CONFLICT (patient_id) DO UPDATE SET version = space_access.version + 1",
+            );
+            bump.execute(conn)?;
+        }
+    }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.
     write_index(conn, pk, version.index)?;
