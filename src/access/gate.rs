@@ -485,6 +485,9 @@ impl<'a> Gate<'a> {
                     // R-ACC-8: deposit when authorised or in emergency; a blocked
                     // professional may still deposit.
                     "DocumentReference" | "Binary" => {
+                        if let Some(verdict) = professional::r_acc_1_space_state(&facts) {
+                            return Err(refused(verdict));
+                        }
                         if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
                             return Ok(());
                         }

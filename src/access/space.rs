@@ -31,11 +31,18 @@ pub struct ConsentFacts {
     pub purposes: Vec<String>,
 }
 
+/// The extension of Patient carrying the space's state (`pending`, `active`,
+/// `opposed`, `closed`; R-LIFE, R-ACC-1).
+pub const SPACE_STATE_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state";
+
 /// What the rules know of a space.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpaceFacts {
     /// Whether the Patient exists (and is not deleted).
     pub exists: bool,
+    /// The space's state, when the Patient carries one.
+    pub state: Option<String>,
     /// IdNat_PS of the declared médecin traitant(s).
     pub general_practitioners: Vec<String>,
     pub consents: Vec<ConsentFacts>,
@@ -63,8 +70,16 @@ impl SpaceFacts {
             .filter(|consent| consent.get("status").and_then(Value::as_str) == Some("active"))
             .map(|consent| consent_facts(&consent))
             .collect();
+        let state = values_at(&patient, "extension")
+            .into_iter()
+            .find(|extension| {
+                extension.get("url").and_then(Value::as_str) == Some(SPACE_STATE_EXTENSION)
+            })
+            .and_then(|extension| extension.get("valueCode").and_then(Value::as_str))
+            .map(str::to_owned);
         SpaceFacts {
             exists: true,
+            state,
             general_practitioners,
             consents,
         }

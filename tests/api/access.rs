@@ -103,6 +103,65 @@ fn assert_refused(reply: &Reply, status: u16, rule: &str) {
     );
 }
 
+// ---------------------------------------------------------------- R-ACC-1
+
+#[test]
+fn r_acc_1_a_closed_or_opposed_space_is_refused_in_every_mode() {
+    let s = space();
+    let mut stored = s
+        .app
+        .get(&format!("Patient/{}", s.patient), &As::System)
+        .json();
+    let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("urgence"));
+    let samu = As::professional(STRANGER, "10", None, Some("centre_15"), None);
+    for (state, open) in [
+        ("pending", true),
+        ("active", true),
+        ("opposed", false),
+        ("closed", false),
+    ] {
+        stored["extension"] = json!([{ "url": "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state", "valueCode": state }]);
+        let reply = s
+            .app
+            .put(&format!("Patient/{}", s.patient), &As::System, &stored);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        stored = reply.json();
+        for who in [As::doctor(), emergency.clone(), samu.clone()] {
+            let reply = s.read(&who, &s.consultation);
+            if open {
+                assert_eq!(reply.status, 200, "{state}: {}", reply.body);
+            } else {
+                assert_refused(&reply, 403, "R-ACC-1");
+                assert_refused(
+                    &s.app
+                        .get(&format!("DocumentReference?patient={}", s.patient), &who),
+                    403,
+                    "R-ACC-1",
+                );
+            }
+        }
+        let deposit = s.app.post(
+            "DocumentReference",
+            &As::doctor(),
+            &document(&s.patient, "11488-4", "2024-11-01"),
+        );
+        if open {
+            assert_eq!(deposit.status, 201, "{state}: {}", deposit.body);
+        } else {
+            assert_refused(&deposit, 403, "R-ACC-1");
+        }
+        // The state is visible in the identity answer (R-LIFE-4).
+        let found = s
+            .app
+            .get(
+                &format!("Patient?identifier={INS}|{}", s.nir),
+                &doctor(STRANGER),
+            )
+            .json();
+        assert!(found.to_string().contains(state));
+    }
+}
+
 // ---------------------------------------------------------------- R-ACC-3
 
 #[test]

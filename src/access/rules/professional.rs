@@ -29,6 +29,19 @@ pub struct SpaceAccess {
     pub sees_masked: bool,
 }
 
+/// R-ACC-1: a closed or opposed space is refused to professionals, whatever the
+/// mode (emergency included), for reading and for feeding.
+pub fn r_acc_1_space_state(facts: &SpaceFacts) -> Option<Verdict> {
+    match facts.state.as_deref() {
+        Some("closed") => Some(Verdict::deny("R-ACC-1", "the patient's space is closed")),
+        Some("opposed") => Some(Verdict::deny(
+            "R-ACC-1",
+            "the patient opposed the opening of their space",
+        )),
+        _ => None,
+    }
+}
+
 /// R-ACC-2: a professional (or organisation) the patient blocked is refused
 /// everything, in every mode; the médecin traitant cannot be blocked.
 pub fn r_acc_2_blocked(principal: &Principal, facts: &SpaceFacts) -> Option<Verdict> {
@@ -90,8 +103,11 @@ pub fn r_acc_5_centre_15(facts: &SpaceFacts) -> Result<Mode, Verdict> {
     Ok(Mode::Centre15)
 }
 
-/// R-ACC-2 to R-ACC-5 in order: may this professional read the space, and how.
+/// R-ACC-1 to R-ACC-5 in order: may this professional read the space, and how.
 pub fn space_access(principal: &Principal, facts: &SpaceFacts) -> Result<SpaceAccess, Verdict> {
+    if let Some(refusal) = r_acc_1_space_state(facts) {
+        return Err(refusal);
+    }
     if let Some(refusal) = r_acc_2_blocked(principal, facts) {
         return Err(refusal);
     }
