@@ -57,7 +57,11 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
             Update,
         ],
         (ActorKind::Professional, "Patient") => READS,
-        (ActorKind::Patient | ActorKind::Representative, "Patient") => READS,
+        // R-PAT-3: the patient declares the médecin traitant (PATCH of
+        // generalPractitioner only).
+        (ActorKind::Patient | ActorKind::Representative, "Patient") => {
+            &[Read, Vread, SearchType, HistoryInstance, HistoryType, Patch]
+        }
         // Documents: professionals and patients read and write; the system deposits
         // (reimbursement history, vaccination certificates) and reads nothing
         // medical (R-ACC-12).

@@ -140,6 +140,7 @@ static PATIENT: ResourceDef = ResourceDef {
         Read,
         Vread,
         Update,
+        Patch,
         HistoryInstance,
         HistoryType,
         Create,

@@ -296,8 +296,15 @@ pub fn update(
     )
 }
 
-/// Elements a DocumentReference PATCH may change (ANS PDSm, SPEC §3).
-const DOCUMENT_PATCHABLE: &[&str] = &["/status", "/securityLabel"];
+/// Elements a PATCH may change: a DocumentReference's status and labels (ANS PDSm,
+/// SPEC §3), a Patient's declared médecin traitant (R-PAT-3).
+fn patchable(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "DocumentReference" => &["/status", "/securityLabel"],
+        "Patient" => &["/generalPractitioner"],
+        _ => &[],
+    }
+}
 
 pub fn patch(
     conn: &mut Conn,
@@ -314,19 +321,22 @@ pub fn patch(
                 format!("not a JSON Patch document: {error}"),
             )
         })?;
-    if def.name == "DocumentReference" {
-        for operation in &operations.0 {
-            let path = operation_path(operation);
-            let allowed = DOCUMENT_PATCHABLE
-                .iter()
-                .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
-            if !allowed && !matches!(operation, json_patch::PatchOperation::Test(_)) {
-                return Err(ApiError::unprocessable(
-                    IssueCode::NotSupported,
-                    format!("a DocumentReference PATCH may change only status and securityLabel, not {path}"),
-                )
-                .at(format!("DocumentReference{}", path.replace('/', "."))));
-            }
+    let allowed_paths = patchable(def.name);
+    for operation in &operations.0 {
+        let path = operation_path(operation);
+        let allowed = allowed_paths
+            .iter()
+            .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+        if !allowed && !matches!(operation, json_patch::PatchOperation::Test(_)) {
+            return Err(ApiError::unprocessable(
+                IssueCode::NotSupported,
+                format!(
+                    "a {} PATCH may change only {}, not {path}",
+                    def.name,
+                    allowed_paths.join(", ")
+                ),
+            )
+            .at(format!("{}{}", def.name, path.replace('/', "."))));
         }
     }
     let current = visible_current(conn, ctx, def, id)?;

@@ -882,6 +882,43 @@ fn r_pat_2_the_patient_masks_but_never_deletes_a_professionals_document() {
 }
 
 #[test]
+fn r_pat_3_the_patient_declares_the_general_practitioner() {
+    let s = space();
+    let declare = |who: &As, patient: &str, operations: Value| {
+        s.app
+            .request("PATCH", &format!("Patient/{patient}"))
+            .as_(who)
+            .header("Content-Type", "application/json-patch+json")
+            .send(Some(operations.to_string()))
+    };
+    let new_gp = json!([{ "op": "replace", "path": "/generalPractitioner", "value": [
+        { "identifier": { "system": "urn:oid:1.2.250.1.71.4.2.1", "value": COLLEAGUE } }] }]);
+    // Only the patient (or a representative) of this space, and only that element.
+    assert_refused(
+        &declare(&doctor(COLLEAGUE), &s.patient, new_gp.clone()),
+        403,
+        "R-ACC-12",
+    );
+    assert_eq!(
+        declare(
+            &As::Patient("another-space".into()),
+            &s.patient,
+            new_gp.clone()
+        )
+        .status,
+        404
+    );
+    let rename = json!([{ "op": "replace", "path": "/name/0/family", "value": "Autre" }]);
+    assert_eq!(declare(&s.as_patient(), &s.patient, rename).status, 422);
+    let reply = declare(&s.as_patient(), &s.patient, new_gp);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The new médecin traitant sees the masked document; the former one, no longer
+    // authorised, is refused.
+    assert_eq!(s.read(&doctor(COLLEAGUE), &s.masked).status, 200);
+    assert_refused(&s.read(&As::doctor(), &s.consultation), 403, "R-ACC-3");
+}
+
+#[test]
 fn r_pat_5_documents_hidden_from_legal_representatives() {
     let s = space();
     let hidden = s.app.create(
