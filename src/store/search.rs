@@ -40,6 +40,10 @@ impl Narrowing {
         Narrowing::default()
     }
 
+    /// Appends the predicates. The compartment is a semi-join on its index; the other
+    /// predicates are correlated `EXISTS` probes on `resource_pk`, so their cost follows
+    /// the candidate rows (one space's documents), not every document of a type or
+    /// label in the store.
     fn apply(&self, sql: &mut Sql, alias: &str) {
         if let Some(patients) = &self.compartment {
             sql.push(&format!(
@@ -47,12 +51,14 @@ impl Narrowing {
             ));
             sql.text_list(patients.iter().map(String::as_str)).push(")");
         }
-        let type_match = |sql: &mut Sql, types: &[(String, String)]| {
-            sql.push("(SELECT resource_pk FROM search_token WHERE param = 'type' AND (1 = 0");
+        let type_probe = |sql: &mut Sql, types: &[(String, String)]| {
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND (1 = 0"
+            ));
             for (system, code) in types {
-                sql.push(" OR (system = ")
+                sql.push(" OR (t.system = ")
                     .text(system.as_str())
-                    .push(" AND code = ")
+                    .push(" AND t.code = ")
                     .text(code.as_str())
                     .push(")");
             }
@@ -60,24 +66,24 @@ impl Narrowing {
         };
         match &self.document_types {
             Some(TypeFilter::Excluding(types)) if !types.is_empty() => {
-                sql.push(&format!(" AND {alias}.pk NOT IN "));
-                type_match(sql, types);
+                sql.push(" AND NOT ");
+                type_probe(sql, types);
             }
             Some(TypeFilter::Only(types)) => {
-                sql.push(&format!(" AND {alias}.pk IN "));
-                type_match(sql, types);
+                sql.push(" AND ");
+                type_probe(sql, types);
             }
             _ => {}
         }
         if !self.hidden_labels.is_empty() {
             sql.push(&format!(
-                " AND ({alias}.pk NOT IN (SELECT resource_pk FROM search_token WHERE param = 'security-label' AND code IN "
+                " AND (NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'security-label' AND t.code IN "
             ));
             sql.text_list(self.hidden_labels.iter().map(String::as_str))
                 .push(")");
             if let Some(author) = &self.hidden_labels_author {
                 sql.push(&format!(
-                    " OR {alias}.pk IN (SELECT resource_pk FROM resource_author WHERE actor = 'professional' AND subject = "
+                    " OR EXISTS (SELECT 1 FROM resource_author a WHERE a.resource_pk = {alias}.pk AND a.actor = 'professional' AND a.subject = "
                 ));
                 sql.text(author.as_str()).push(")");
             }
@@ -85,8 +91,8 @@ impl Narrowing {
         }
         if let Some(since) = &self.invisible_patient_since {
             sql.push(&format!(
-                " AND ({alias}.pk NOT IN (SELECT resource_pk FROM search_token WHERE param = 'security-label' AND code = 'INVISIBLE_PATIENT') \
-                 OR {alias}.pk IN (SELECT resource_pk FROM resource_author WHERE created_at <= "
+                " AND (NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'security-label' AND t.code = 'INVISIBLE_PATIENT') \
+                 OR EXISTS (SELECT 1 FROM resource_author a WHERE a.resource_pk = {alias}.pk AND a.created_at <= "
             ));
             sql.text(since.as_str()).push("))");
         }
