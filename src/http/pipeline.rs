@@ -122,7 +122,8 @@ async fn stages(
         request.method() == actix_web::http::Method::GET && request.path().starts_with("/Binary/");
     negotiate(request, binary_read)?;
 
-    // authenticate: a valid bearer token or nothing (401).
+    // authenticate: a valid bearer token, or a verified client certificate of a
+    // professional in the directory; nothing else (401).
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -163,7 +164,8 @@ async fn stages(
     let matrix = std::sync::Arc::clone(&state.matrix);
     let spaces = std::sync::Arc::clone(&state.spaces);
 
-    // store + check rows.
+    // store: the interaction runs on the blocking pool, narrowed and row-checked by
+    // the gate it builds for this principal.
     let base = base_url(state, request);
     let limits = PageLimits {
         default: state.config.default_page_size,
