@@ -518,3 +518,27 @@ fn concurrent_updates_with_the_same_if_match_have_exactly_one_winner() {
     assert_eq!(current["meta"]["versionId"], "2");
     assert_eq!(app.stored_rows("resource_versions"), 2);
 }
+
+#[test]
+fn prefer_return_minimal_and_operation_outcome() {
+    let app = TestApp::new();
+    let body = patient(&nir(), "Martin", "Claire", "1980-05-01").to_string();
+    let minimal = app
+        .request("POST", "Patient")
+        .as_(&As::System)
+        .fhir()
+        .header("Prefer", "return=minimal")
+        .send(Some(body.clone()));
+    assert_eq!(minimal.status, 201);
+    assert!(minimal.body.is_empty(), "{}", minimal.body);
+    assert!(minimal.header("location").is_some() && minimal.header("etag").is_some());
+    let outcome = app
+        .request("POST", "Patient")
+        .as_(&As::System)
+        .fhir()
+        .header("Prefer", "return=OperationOutcome")
+        .send(Some(body));
+    assert_eq!(outcome.status, 201);
+    assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
+    assert_eq!(app.stored_rows("resources"), 2);
+}
