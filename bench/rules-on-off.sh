@@ -16,21 +16,17 @@ trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --features bench-rules-off --target-dir "$root/target/bench-rules-off"
-python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" init > /dev/null
-token() { python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" token --lifetime 7200 "$@"; }
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+token() { dev_token "$@"; }
 system=$(token --actor system --sub insurer-feed)
 doctor=$(token --actor professional --sub 810000000001 --profession 10)
 
 measure() {
     local label=$1 binary=$2
-    local port base patient document_id
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    base="http://127.0.0.1:$port"
+    local patient document_id
     rm -f "$work"/bench.sqlite*
-    DMP_LOG=warn "$binary" --listen "127.0.0.1:$port" --database-url "sqlite://$work/bench.sqlite" \
-        --trusted-issuer "https://dev-issuer.localhost,$work/issuer/jwks.json,dmp-fhir-server" > "$work/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 1 100); do curl -sf "$base/metadata" > /dev/null && break; sleep 0.1; done
+    start_server "$binary" "$work/bench.sqlite" "$work/server.log"
     patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
         -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')

@@ -9,23 +9,19 @@ seconds=${1:-10}
 connections=${2:-16}
 command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" init > /dev/null
-token() { python3 "$root/scripts/dev-issuer.py" --dir "$work/issuer" token --lifetime 7200 "$@"; }
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-DMP_LOG=warn "$root/target/release/dmp-fhir-server" --listen "127.0.0.1:$port" \
-    --database-url "sqlite://$work/bench.sqlite" \
-    --trusted-issuer "https://dev-issuer.localhost,$work/issuer/jwks.json,dmp-fhir-server" > "$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do curl -sf "$base/metadata" > /dev/null && break; sleep 0.1; done
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+token() { dev_token "$@"; }
+start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/server.log"
 
 system=$(token --actor system --sub insurer-feed)
 doctor=$(token --actor professional --sub 810000000001 --profession 10)
 patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
-    -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench","given":["Mark"]}],"birthDate":"1985-06-15"}' \
+    -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench","given":["Mark"]}],"birthDate":"1985-06-15","generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 document="{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
 for _ in $(seq 1 50); do

@@ -17,23 +17,12 @@ if [ ! -x "$venv/bin/sekmet" ] || ! "$venv/bin/pip" show sekmet-fhir 2>/dev/null
 fi
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-issuer="$work/issuer"
-python3 "$root/scripts/dev-issuer.py" --dir "$issuer" init > /dev/null
-token() { python3 "$root/scripts/dev-issuer.py" --dir "$issuer" token --lifetime 7200 "$@"; }
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-
-"$root/target/release/dmp-fhir-server" \
-    --listen "127.0.0.1:$port" \
-    --database-url "sqlite://$work/dmp.sqlite" \
-    --trusted-issuer "https://dev-issuer.localhost,$issuer/jwks.json,dmp-fhir-server" \
-    > "$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "$base/metadata" > /dev/null && break
-    sleep 0.1
-done
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+token() { dev_token "$@"; }
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null || true' EXIT
+DMP_LOG=info start_server "$root/target/release/dmp-fhir-server" "$work/dmp.sqlite" "$work/server.log"
 
 nir=$(python3 -c '
 import random

@@ -1,0 +1,30 @@
+# Helpers sourced by the bench and conformance scripts: a development issuer, tokens,
+# and a release server on a free loopback port. Source it after setting $root.
+
+# dev_issuer DIR: a development issuer (key and JWKS) in DIR.
+dev_issuer() {
+    python3 "$root/scripts/dev-issuer.py" --dir "$1" init > /dev/null
+    DEV_ISSUER_DIR=$1
+}
+
+# dev_token ARGS…: a token of the development issuer (see scripts/dev-issuer.py).
+dev_token() {
+    python3 "$root/scripts/dev-issuer.py" --dir "$DEV_ISSUER_DIR" token --lifetime 7200 "$@"
+}
+
+# start_server BINARY DATABASE_FILE LOG_FILE: starts BINARY on a free port, trusting
+# the development issuer; sets $server (pid) and $base, and waits until it answers.
+start_server() {
+    local binary=$1 database=$2 log=$3 port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    base="http://127.0.0.1:$port"
+    DMP_LOG=${DMP_LOG:-warn} "$binary" --listen "127.0.0.1:$port" --database-url "sqlite://$database" \
+        --trusted-issuer "https://dev-issuer.localhost,$DEV_ISSUER_DIR/jwks.json,dmp-fhir-server" > "$log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 100); do
+        curl -sf "$base/metadata" > /dev/null && return 0
+        sleep 0.1
+    done
+    echo "the server did not start; see $log" >&2
+    return 1
+}
