@@ -252,6 +252,9 @@ impl<'a> Gate<'a> {
                     compartment: Some(vec![patient]),
                     ..Narrowing::default()
                 };
+                if def.name == "Communication" {
+                    narrowing.participant = Some(self.principal.subject.clone());
+                }
                 if def.name == "DocumentReference" {
                     narrowing.document_types = Some(
                         match professional::r_acc_6_matrix(self.principal, self.matrix)
@@ -388,6 +391,18 @@ impl<'a> Gate<'a> {
                     ));
                 };
                 let access = self.professional_space(conn, patient)?;
+                if row.res_type == "Communication"
+                    && !row.deleted
+                    && !is_participant(&row.content, &self.principal.subject)
+                {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny(
+                            "R-MSG-5",
+                            "messages are read by their conversation's participants only",
+                        ),
+                    ));
+                }
                 if row.res_type == "DocumentReference" && !row.deleted {
                     let (types, labels) = document_facts(&row.content);
                     let depositor = store::resources::author_of(conn, row.pk)?
@@ -530,6 +545,21 @@ impl<'a> Gate<'a> {
             ))),
         }
     }
+}
+
+/// Whether the professional sent or receives this message (R-MSG-5).
+fn is_participant(content: &str, id_nat_ps: &str) -> bool {
+    let Ok(message) = serde_json::from_str::<Value>(content) else {
+        return false;
+    };
+    ["sender.identifier", "recipient.identifier"]
+        .iter()
+        .any(|path| {
+            values_at(&message, path).into_iter().any(|identifier| {
+                identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
+                    && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
+            })
+        })
 }
 
 /// A Consent a professional may create (R-ACC-3): permit, one actor (their

@@ -130,6 +130,10 @@ const fn p(
     }
 }
 
+/// The identifiers (IdNat_PS) of a message's sender and recipients: R-MSG-5 opens a
+/// conversation to its participants only.
+pub const PARTICIPANT: &str = "participant";
+
 /// The Binary a DocumentReference's content points at: indexed so that a Binary is
 /// readable by whoever may read a document pointing at it (SPEC §3).
 pub const CONTENT_BINARY: &str = "content-binary";
@@ -420,6 +424,14 @@ static COMMUNICATION: ResourceDef = ResourceDef {
             &[],
             "http://hl7.org/fhir/SearchParameter/Communication-category",
         ),
+        SearchParamDef {
+            name: PARTICIPANT,
+            kind: Token,
+            paths: &["sender.identifier", "recipient.identifier"],
+            targets: &[],
+            definition: "",
+            internal: true,
+        },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/Communication",
 };

@@ -32,6 +32,8 @@ pub struct Narrowing {
     pub hidden_labels_author: Option<String>,
     /// INVISIBLE_PATIENT rows deposited after this instant are hidden (R-PAT-1).
     pub invisible_patient_since: Option<String>,
+    /// Only messages whose sender or a recipient has this IdNat_PS (R-MSG-5).
+    pub participant: Option<String>,
 }
 
 impl Narrowing {
@@ -88,6 +90,15 @@ impl Narrowing {
                 sql.text(author.as_str()).push(")");
             }
             sql.push(")");
+        }
+        if let Some(participant) = &self.participant {
+            sql.push(&format!(
+                " AND EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'participant' AND t.system = "
+            ));
+            sql.text(crate::fhir::IDNAT_PS_SYSTEM)
+                .push(" AND t.code = ")
+                .text(participant.as_str())
+                .push(")");
         }
         if let Some(since) = &self.invisible_patient_since {
             sql.push(&format!(

@@ -1027,6 +1027,60 @@ fn r_acc_13_scopes_narrow_a_professional_and_a_system() {
     );
 }
 
+// ---------------------------------------------------------------- R-MSG-5
+
+#[test]
+fn r_msg_5_messages_are_read_by_their_participants_only() {
+    use crate::support::fixtures::message_from;
+    let s = space();
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    let from_gp = s.app.create(
+        &As::doctor(),
+        &message_from(&s.patient, DOCTOR_IDNAT, "2024-12-01T09:00:00Z"),
+    );
+    let from_colleague = s.app.create(
+        &doctor(COLLEAGUE),
+        &message_from(&s.patient, COLLEAGUE, "2024-12-02T09:00:00Z"),
+    );
+    let search = |who: &As| {
+        let bundle = s
+            .app
+            .get(
+                &format!("Communication?patient={}&_total=accurate", s.patient),
+                who,
+            )
+            .json();
+        (match_ids(&bundle), bundle["total"].as_i64().unwrap())
+    };
+    // Each professional sees their own conversation, not the other's, whatever their
+    // authorisation (the médecin traitant included).
+    assert_eq!(search(&As::doctor()), (vec![from_gp.clone()], 1));
+    assert_eq!(
+        search(&doctor(COLLEAGUE)),
+        (vec![from_colleague.clone()], 1)
+    );
+    assert_refused(
+        &s.app
+            .get(&format!("Communication/{from_colleague}"), &As::doctor()),
+        404,
+        "R-MSG-5",
+    );
+    assert_refused(
+        &s.app
+            .get(&format!("Communication/{from_gp}"), &doctor(COLLEAGUE)),
+        404,
+        "R-MSG-5",
+    );
+    assert_eq!(
+        s.app
+            .get(&format!("Communication/{from_gp}"), &As::doctor())
+            .status,
+        200
+    );
+    // The patient reads both.
+    assert_eq!(search(&s.as_patient()).1, 2);
+}
+
 // ---------------------------------------------------------------- Binary (SPEC §3)
 
 /// Deposits a document of `loinc` whose content is a Binary, as the médecin traitant.

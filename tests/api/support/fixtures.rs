@@ -70,7 +70,7 @@ pub fn communication(patient_id: &str, sent: &str) -> Value {
         "resourceType": "Communication",
         "status": "completed",
         "subject": { "reference": format!("Patient/{patient_id}") },
-        "sender": { "reference": "Practitioner/pr-810000000001" },
+        "sender": { "reference": "Practitioner/pr-810000000001", "identifier": { "system": IDNAT_PS, "value": DOCTOR_IDNAT } },
         "recipient": [{ "reference": format!("Patient/{patient_id}") }],
         "sent": sent,
         "payload": [{ "contentString": "Bonjour" }],
@@ -136,4 +136,11 @@ pub fn labelled_document(patient_id: &str, loinc: &str, day: &str, label: &str) 
         "code": label
     }] }]);
     document
+}
+
+/// A message from the professional `from` (IdNat_PS) to the patient.
+pub fn message_from(patient_id: &str, from: &str, sent: &str) -> Value {
+    let mut message = communication(patient_id, sent);
+    message["sender"] = json!({ "identifier": { "system": IDNAT_PS, "value": from } });
+    message
 }
