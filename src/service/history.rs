@@ -71,17 +71,7 @@ pub fn history(
         Some(id) => format!("{}/{}/{id}/_history", ctx.base_url, def.name),
         None => format!("{}/{}/_history", ctx.base_url, def.name),
     };
-    let link = |offset: usize| {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in &link_params {
-            query.append_pair(key, value);
-        }
-        query.append_pair("_count", &count.to_string());
-        if offset > 0 {
-            query.append_pair("_offset", &offset.to_string());
-        }
-        format!("{path}?{}", query.finish())
-    };
+    let link = |offset: usize| super::search::paging_url(&path, &link_params, count, offset);
     bundle.link.push(BundleLink {
         relation: "self",
         url: link(offset),
@@ -103,7 +93,7 @@ pub fn history(
             other => (other, format!("{}/{}", row.res_type, row.res_id), "200 OK"),
         };
         bundle.entry.push(BundleEntry {
-            full_url: Some(format!("{}/{}/{}", ctx.base_url, row.res_type, row.res_id)),
+            full_url: Some(super::search::full_url(ctx, &row.res_type, &row.res_id)),
             resource: (!row.deleted).then(|| raw(row.content)),
             request: Some(json!({ "method": method, "url": url })),
             response: Some(json!({

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::ResourceDef;
 use crate::fhir::search::{self as fhir_search, SearchRequest};
-use crate::store::{self, Conn, ResourceRow};
+use crate::store::{self, Conn};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,28 +106,36 @@ fn subset(content: &str, elements: &[String]) -> String {
     serde_json::to_string(&map).expect("raw values serialise")
 }
 
-/// The URL of this search with the given offset.
-fn page_url(ctx: &Ctx<'_>, request: &SearchRequest, offset: usize) -> String {
+/// A paging link: the parameters the request was understood with, its page size
+/// (unless they name it) and the page's offset.
+pub(super) fn paging_url(
+    path: &str,
+    params: &[(String, String)],
+    count: usize,
+    offset: usize,
+) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in &request.link_params {
+    for (key, value) in params {
         query.append_pair(key, value);
     }
-    if !request.link_params.iter().any(|(key, _)| key == "_count") {
-        query.append_pair("_count", &request.count.to_string());
+    if !params.iter().any(|(key, _)| key == "_count") {
+        query.append_pair("_count", &count.to_string());
     }
     if offset > 0 {
         query.append_pair("_offset", &offset.to_string());
     }
-    format!(
-        "{}/{}?{}",
-        ctx.base_url,
-        request.resource.name,
-        query.finish()
-    )
+    format!("{path}?{}", query.finish())
 }
 
-fn full_url(ctx: &Ctx<'_>, row: &ResourceRow) -> String {
-    format!("{}/{}/{}", ctx.base_url, row.res_type, row.res_id)
+/// The URL of this search with the given offset.
+fn page_url(ctx: &Ctx<'_>, request: &SearchRequest, offset: usize) -> String {
+    let path = format!("{}/{}", ctx.base_url, request.resource.name);
+    paging_url(&path, &request.link_params, request.count, offset)
+}
+
+/// The `fullUrl` of a stored resource.
+pub(super) fn full_url(ctx: &Ctx<'_>, res_type: &str, res_id: &str) -> String {
+    format!("{}/{res_type}/{res_id}", ctx.base_url)
 }
 
 pub fn search(
@@ -173,7 +181,7 @@ pub fn search(
     for row in page.rows {
         let content = super::present(conn, ctx, &row.res_type, &row.res_id, row.content.clone())?;
         bundle.entry.push(BundleEntry {
-            full_url: Some(full_url(ctx, &row)),
+            full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
             search: Some(json!({ "mode": "match" })),
             resource: Some(raw(shape(content))),
             ..BundleEntry::default()
@@ -196,7 +204,7 @@ pub fn search(
             continue;
         }
         bundle.entry.push(BundleEntry {
-            full_url: Some(full_url(ctx, &row)),
+            full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
             search: Some(json!({ "mode": "include" })),
             resource: Some(raw(super::present(
                 conn,

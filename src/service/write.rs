@@ -115,13 +115,12 @@ fn conditional_matches(
             "If-None-Exist has no search parameters",
         ));
     }
-    let mut request = fhir_search::parse(
+    let request = fhir_search::parse(
         def,
         &pairs,
         true,
         fhir_search::PageLimits { default: 2, max: 2 },
     )?;
-    request.count = 2;
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
     Ok(store::search::run(conn, &request, &narrowing)?.rows)
 }

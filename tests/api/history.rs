@@ -45,7 +45,9 @@ fn instance_history_lists_versions_newest_first() {
         .iter()
         .find(|link| link["relation"] == "next")
         .unwrap();
-    let rest = app.get(next["url"].as_str().unwrap(), &As::doctor()).json();
+    let next_url = next["url"].as_str().unwrap();
+    assert_eq!(next_url.matches("_count=").count(), 1, "{next_url}");
+    let rest = app.get(next_url, &As::doctor()).json();
     assert_eq!(rest["entry"][0]["resource"]["meta"]["versionId"], "1");
 }
 

@@ -1,8 +1,6 @@
 //! Test harness: a real server on a free loopback port with its own SQLite file,
 //! signing keys generated at test time, and a small blocking HTTP client.
 
-#![allow(dead_code)]
-
 pub mod fixtures;
 
 use std::collections::HashMap;
