@@ -54,6 +54,49 @@ impl std::str::FromStr for TrustedIssuer {
     }
 }
 
+/// Where notifications to patients are delivered (R-AUD-4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum NotificationChannelSetting {
+    /// A record in the server's log (development).
+    Log,
+    /// One JSON line per notification appended to a file (development, tests).
+    File(PathBuf),
+    /// An HTTP(S) POST of the notification, signed with HMAC-SHA256, to a gateway
+    /// that sends the e-mail or SMS (a deployment).
+    Webhook(String),
+}
+
+impl std::str::FromStr for NotificationChannelSetting {
+    type Err = String;
+
+    /// Parses `log`, `file:PATH` or `webhook:URL`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "log" {
+            Ok(NotificationChannelSetting::Log)
+        } else if let Some(path) = text.strip_prefix("file:").filter(|path| !path.is_empty()) {
+            Ok(NotificationChannelSetting::File(PathBuf::from(path)))
+        } else if let Some(url) = text
+            .strip_prefix("webhook:")
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        {
+            Ok(NotificationChannelSetting::Webhook(url.to_owned()))
+        } else {
+            Err(format!(
+                "expected log, file:PATH or webhook:http(s)://URL but got {text:?}"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for NotificationChannelSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 /// The server's settings, fully resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -86,6 +129,15 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Professional directory (JSON) that client certificates are looked up in.
     pub professional_directory: Option<PathBuf>,
+    /// Commit the trace of many requests together (one fsync for a group) rather than
+    /// one transaction per request. Both are durable before the response (R-AUD-2).
+    pub audit_group_commit: bool,
+    /// Delivery channel of notifications (R-AUD-4).
+    pub notification_channel: NotificationChannelSetting,
+    /// HMAC-SHA256 key of the webhook channel (a file, so it stays out of `ps`).
+    pub notification_webhook_secret_file: Option<PathBuf>,
+    /// First retry delay of a failed delivery; each retry doubles it (capped at 1 h).
+    pub notification_retry_base_ms: u64,
 }
 
 impl Default for Config {
@@ -105,6 +157,10 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             professional_directory: None,
+            audit_group_commit: true,
+            notification_channel: NotificationChannelSetting::Log,
+            notification_webhook_secret_file: None,
+            notification_retry_base_ms: 2000,
         }
     }
 }
@@ -163,6 +219,19 @@ pub struct ConfigArgs {
     /// Professional directory (JSON) for client certificates.
     #[arg(long, env = "DMP_PROFESSIONAL_DIRECTORY")]
     pub professional_directory: Option<PathBuf>,
+    /// Commit the trace of concurrent requests together (true) or one by one (false)
+    /// [default: true].
+    #[arg(long, env = "DMP_AUDIT_GROUP_COMMIT", action = clap::ArgAction::Set)]
+    pub audit_group_commit: Option<bool>,
+    /// Notification delivery: log, file:PATH or webhook:URL [default: log].
+    #[arg(long, env = "DMP_NOTIFICATION_CHANNEL")]
+    pub notification_channel: Option<NotificationChannelSetting>,
+    /// File holding the webhook's HMAC-SHA256 key.
+    #[arg(long, env = "DMP_NOTIFICATION_WEBHOOK_SECRET_FILE")]
+    pub notification_webhook_secret_file: Option<PathBuf>,
+    /// First retry delay of a failed notification delivery, in ms [default: 2000].
+    #[arg(long, env = "DMP_NOTIFICATION_RETRY_BASE_MS")]
+    pub notification_retry_base_ms: Option<u64>,
 }
 
 /// The configuration file's shape: the same keys as the flags, in snake_case.
@@ -184,6 +253,10 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     professional_directory: Option<PathBuf>,
+    audit_group_commit: Option<bool>,
+    notification_channel: Option<NotificationChannelSetting>,
+    notification_webhook_secret_file: Option<PathBuf>,
+    notification_retry_base_ms: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -255,7 +328,35 @@ impl ConfigArgs {
                 file.professional_directory,
                 &file_dir,
             ),
+            audit_group_commit: self
+                .audit_group_commit
+                .or(file.audit_group_commit)
+                .unwrap_or(base.audit_group_commit),
+            notification_channel: self
+                .notification_channel
+                .clone()
+                .or(file.notification_channel)
+                .unwrap_or(base.notification_channel),
+            notification_webhook_secret_file: pick_path(
+                &self.notification_webhook_secret_file,
+                file.notification_webhook_secret_file,
+                &file_dir,
+            ),
+            notification_retry_base_ms: self
+                .notification_retry_base_ms
+                .or(file.notification_retry_base_ms)
+                .unwrap_or(base.notification_retry_base_ms),
         };
+        if matches!(
+            config.notification_channel,
+            NotificationChannelSetting::Webhook(_)
+        ) && config.notification_webhook_secret_file.is_none()
+        {
+            return Err(
+                "--notification-channel webhook:URL needs --notification-webhook-secret-file"
+                    .into(),
+            );
+        }
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod notify;
 pub mod service;
 pub mod store;
 
@@ -27,6 +28,10 @@ pub struct AppState {
     pub matrix: std::sync::Arc<access::Matrix>,
     /// Parsed space facts, revalidated by each space's access version.
     pub spaces: std::sync::Arc<access::space_cache::SpaceCache>,
+    /// The group committer of the trace (R-AUD-2).
+    pub audit: audit::writer::AuditWriter,
+    /// Wakes the notification delivery worker after a write queued notifications.
+    pub notifications: notify::Wakeup,
     pub config: Config,
 }
 
@@ -39,11 +44,26 @@ impl AppState {
         }
         let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
         let db = store::Db::open(&config.database_url)?;
+        let channel = notify::channel::from_config(&config)?;
+        let (notifications, wakeups) = notify::Wakeup::new();
+        notify::delivery::start(
+            db.clone(),
+            channel,
+            config.notification_retry_base_ms,
+            wakeups,
+        );
+        let audit = audit::writer::AuditWriter::start(
+            db.clone(),
+            config.audit_group_commit,
+            notifications.clone(),
+        );
         Ok(AppState {
             db,
             authenticator,
             matrix: std::sync::Arc::new(matrix),
             spaces: std::sync::Arc::new(access::space_cache::SpaceCache::new(100_000)),
+            audit,
+            notifications,
             config,
         })
     }

@@ -22,6 +22,9 @@ enum Command {
     Serve,
     /// Create or migrate the database, then exit.
     Migrate,
+    /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
+    /// link of each broken chain.
+    AuditVerify,
 }
 
 fn init_logging(format: LogFormat) {
@@ -55,7 +58,39 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::AuditVerify => audit_verify(&config),
         Command::Serve => serve(config),
+    }
+}
+
+fn audit_verify(config: &dmp_fhir_server::Config) -> std::process::ExitCode {
+    let db = match dmp_fhir_server::store::Db::open(&config.database_url) {
+        Ok(db) => db,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match db.read_blocking(dmp_fhir_server::audit::chain::verify) {
+        Ok(report) => {
+            println!(
+                "{} events in {} chains checked",
+                report.events, report.chains
+            );
+            if report.broken.is_empty() {
+                println!("every chain holds");
+                std::process::ExitCode::SUCCESS
+            } else {
+                for link in &report.broken {
+                    println!("BROKEN {link}");
+                }
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

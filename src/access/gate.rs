@@ -19,6 +19,7 @@ use super::rules::patient::{INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
 use super::rules::professional::{self, MASQUE_PS, SpaceAccess};
 use super::space::SpaceFacts;
 use super::space_cache::SpaceCache;
+use crate::audit::TouchedLog;
 use crate::error::ApiError;
 use crate::fhir::IDNAT_PS_SYSTEM;
 use crate::fhir::date::index_format;
@@ -34,6 +35,8 @@ pub struct Gate<'a> {
     cache: &'a SpaceCache,
     now: DateTime<Utc>,
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
+    /// The spaces this request concerns and what it writes, for its trace.
+    pub touched: TouchedLog,
 }
 
 fn refused(verdict: Verdict) -> ApiError {
@@ -78,7 +81,14 @@ impl<'a> Gate<'a> {
             cache,
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
+            touched: TouchedLog::default(),
         }
+    }
+
+    /// Shares the request's [`TouchedLog`] with the pipeline.
+    pub fn with_touched(mut self, touched: TouchedLog) -> Gate<'a> {
+        self.touched = touched;
+        self
     }
 
     /// What the rules read of a space: from this request's memo, else from the shared
@@ -236,10 +246,14 @@ impl<'a> Gate<'a> {
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
+                self.touched.patient(&patient);
                 Ok(self.holder_narrowing(&patient, def))
             }
             // Identity and state of any space (R-ACC-10).
             ActorKind::Professional if def.name == "Patient" => Ok(Narrowing::none()),
+            ActorKind::Professional if def.name == "AuditEvent" => {
+                self.trace_narrowing(conn, request)
+            }
             ActorKind::Professional => {
                 let Some(patient) = self.named_patient(conn, request)? else {
                     return Ok(Narrowing {
@@ -247,6 +261,7 @@ impl<'a> Gate<'a> {
                         ..Narrowing::default()
                     });
                 };
+                self.touched.patient(&patient);
                 let access = self.professional_space(conn, &patient)?;
                 let mut narrowing = Narrowing {
                     compartment: Some(vec![patient]),
@@ -277,6 +292,47 @@ impl<'a> Gate<'a> {
                 ..Narrowing::default()
             }),
         }
+    }
+
+    /// R-ACC-11: a professional reads the trace of their own actions; the médecin
+    /// traitant of an open space also reads all of that space's trace.
+    fn trace_narrowing(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<Narrowing, ApiError> {
+        let named = match self.named_patient(conn, request) {
+            Ok(named) => named,
+            // No patient named: the professional's own actions, in every space.
+            Err(error) if error.rule == Some("R-ACC-3") => {
+                return Ok(Narrowing {
+                    participant: Some(self.principal.subject.clone()),
+                    ..Narrowing::default()
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(patient) = named else {
+            return Ok(Narrowing {
+                compartment: Some(Vec::new()),
+                ..Narrowing::default()
+            });
+        };
+        self.touched.patient(&patient);
+        let whole_trace = self.reads_whole_trace(conn, &patient)?;
+        Ok(Narrowing {
+            compartment: Some(vec![patient]),
+            participant: (!whole_trace).then(|| self.principal.subject.clone()),
+            ..Narrowing::default()
+        })
+    }
+
+    /// Whether this professional is the médecin traitant of an open space (R-ACC-11).
+    fn reads_whole_trace(&self, conn: &mut Conn, patient: &str) -> Result<bool, ApiError> {
+        let facts = self.space(conn, patient)?;
+        Ok(facts.exists
+            && facts.is_general_practitioner(&self.principal.subject)
+            && professional::r_acc_1_space_state(&facts).is_none())
     }
 
     /// The narrowing of a history (instance histories are checked on the resource).
@@ -357,6 +413,9 @@ impl<'a> Gate<'a> {
         }
         let resource = format!("{}/{}", row.res_type, row.res_id);
         let compartment = store::resources::compartment_of(conn, row.pk)?;
+        for patient in &compartment {
+            self.touched.patient(patient);
+        }
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let own = self.principal.own_patient().unwrap_or_default();
@@ -383,6 +442,24 @@ impl<'a> Gate<'a> {
                 Ok(())
             }
             ActorKind::Professional if row.res_type == "Patient" => Ok(()),
+            // R-ACC-11: their own actions; the médecin traitant, the whole trace.
+            ActorKind::Professional if row.res_type == "AuditEvent" => {
+                if is_agent(&row.content, &self.principal.subject) {
+                    return Ok(());
+                }
+                for patient in &compartment {
+                    if self.reads_whole_trace(conn, patient)? {
+                        return Ok(());
+                    }
+                }
+                Err(hidden(
+                    &resource,
+                    &Verdict::deny(
+                        "R-ACC-11",
+                        "a professional reads the trace of their own actions only",
+                    ),
+                ))
+            }
             ActorKind::Professional => {
                 let Some(patient) = compartment.first() else {
                     return Err(hidden(
@@ -450,6 +527,9 @@ impl<'a> Gate<'a> {
     ) -> Result<(), ApiError> {
         if cfg!(feature = "bench-rules-off") {
             return Ok(());
+        }
+        for patient in patients {
+            self.touched.patient(patient);
         }
         let depositor = match existing {
             Some(row) => store::resources::author_of(conn, row.pk)?,
@@ -559,6 +639,19 @@ fn is_participant(content: &str, id_nat_ps: &str) -> bool {
                 identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
                     && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
             })
+        })
+}
+
+/// Whether the professional is the user agent of this AuditEvent (R-ACC-11).
+fn is_agent(content: &str, id_nat_ps: &str) -> bool {
+    let Ok(event) = serde_json::from_str::<Value>(content) else {
+        return false;
+    };
+    values_at(&event, "agent.who.identifier")
+        .into_iter()
+        .any(|identifier| {
+            identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
+                && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
         })
 }
 

@@ -1,26 +1,181 @@
-//! The audit stage: one record per interaction, for success, refusal and error alike.
-//! Records go to the `audit` tracing target; they never carry tokens or resource
-//! contents, only who did what to which resource, the outcome and the deciding rule.
+//! The trace (SPEC §8): an AuditEvent in IHE BALP shape for every interaction,
+//! allowed, refused or failed, one per patient concerned (R-AUD-1); durable before the
+//! response (R-AUD-2): a write's events commit in the write's own transaction, every
+//! other request's through the group committer ([`writer`]); immutable and chained per
+//! patient (R-AUD-3, [`chain`]); and the notifications they cause (R-AUD-4,
+//! [`crate::notify`]).
+//!
+//! A structured log record per request also goes to the `audit` tracing target; like
+//! the events, it never carries tokens or document contents.
+
+pub mod chain;
+pub mod event;
+pub mod writer;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use crate::access::Principal;
+use crate::error::ApiError;
+use crate::fhir::definitions::{self, Interaction};
+use crate::fhir::extract;
+use crate::store::Conn;
 
-/// What the pipeline knows of an interaction once it has been answered.
-#[derive(Debug)]
-pub struct AuditRecord<'a> {
-    pub request_id: &'a str,
-    pub principal: Option<&'a Principal>,
-    /// Interaction code (`read`, `search-type`, `transaction`, …).
-    pub interaction: &'a str,
-    pub resource_type: Option<&'a str>,
-    pub resource_id: Option<&'a str>,
-    pub status: u16,
-    /// Rule that decided a refusal, if any.
-    pub rule: Option<&'a str>,
+/// What the pipeline knows of a request, for its trace.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The request's `X-Request-Id` (the client's if well-formed, else generated).
+    pub request_id: String,
+    pub method: String,
+    pub principal: Option<Principal>,
+    /// The FHIR interaction code (`read`, `search-type`, `transaction`…); empty when
+    /// the request was refused before it was classified.
+    pub interaction: &'static str,
+    pub resource_type: Option<&'static str>,
+    pub resource_id: Option<String>,
+    /// The query string of a search.
+    pub query: Option<String>,
+    pub client_address: Option<String>,
+    /// The server's base URL.
+    pub server: String,
 }
 
-/// Writes the record.
-pub fn record(entry: &AuditRecord<'_>) {
-    let (actor, subject, purpose) = match entry.principal {
+/// How the request ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u16,
+    /// The rule that refused it.
+    pub rule: Option<&'static str>,
+    /// The server's own message for a refusal or error (never client content).
+    pub detail: Option<String>,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.status < 400
+    }
+}
+
+/// A resource the request wrote.
+#[derive(Debug, Clone)]
+pub struct WriteFact {
+    pub res_type: &'static str,
+    pub res_id: String,
+    pub interaction: Interaction,
+    /// The spaces it belongs to.
+    pub patients: Vec<String>,
+    /// A document the patient may not see yet (`INVISIBLE_PATIENT`): its deposit is
+    /// not announced to them.
+    pub hidden_from_patient: bool,
+}
+
+/// The spaces a request concerned and what it wrote, as the access stages saw them.
+#[derive(Debug, Clone, Default)]
+pub struct Touched {
+    pub patients: BTreeSet<String>,
+    pub writes: Vec<WriteFact>,
+}
+
+/// [`Touched`], filled in by the gate on the database thread and read by the
+/// pipeline afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct TouchedLog(Arc<Mutex<Touched>>);
+
+impl TouchedLog {
+    fn with<T>(&self, work: impl FnOnce(&mut Touched) -> T) -> T {
+        let mut touched = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut touched)
+    }
+
+    /// The request concerned this patient's space.
+    pub fn patient(&self, patient: &str) {
+        if !patient.is_empty() {
+            self.with(|touched| {
+                if !touched.patients.contains(patient) {
+                    touched.patients.insert(patient.to_owned());
+                }
+            });
+        }
+    }
+
+    /// The request wrote this resource.
+    pub fn write(&self, fact: WriteFact) {
+        self.with(|touched| {
+            touched.patients.extend(fact.patients.iter().cloned());
+            touched.writes.push(fact);
+        });
+    }
+
+    /// Forgets the writes (their transaction was rolled back).
+    pub fn rolled_back(&self) {
+        self.with(|touched| touched.writes.clear());
+    }
+
+    pub fn snapshot(&self) -> Touched {
+        self.with(|touched| touched.clone())
+    }
+}
+
+/// Everything needed to write a request's trace.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub trace: Trace,
+    pub outcome: Outcome,
+    pub touched: Touched,
+}
+
+/// Writes the request's events (one per patient concerned, or one concerning no
+/// patient) and queues the notifications they cause. Call it inside a write
+/// transaction. Returns the number of notifications queued.
+pub fn persist(conn: &mut Conn, record: &Record, recorded: &str) -> Result<usize, ApiError> {
+    let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
+    let patients: Vec<Option<&str>> = if record.touched.patients.is_empty() {
+        vec![None]
+    } else {
+        record
+            .touched
+            .patients
+            .iter()
+            .map(|p| Some(p.as_str()))
+            .collect()
+    };
+    for patient in patients {
+        let id = uuid::Uuid::new_v4().to_string();
+        let value = event::build(
+            &record.trace,
+            &record.outcome,
+            &record.touched,
+            patient,
+            &id,
+            recorded,
+        );
+        let content = value.to_string();
+        let index = extract::index(def, &value);
+        chain::append(
+            conn,
+            &crate::store::audit::NewAuditEvent {
+                id: &id,
+                recorded,
+                content: &content,
+                index: &index,
+                chain_key: patient.unwrap_or(""),
+                request_id: &record.trace.request_id,
+            },
+        )?;
+    }
+    if record.outcome.success() {
+        crate::notify::queue(conn, record, recorded)
+    } else {
+        Ok(0)
+    }
+}
+
+/// The log record of a request (the `audit` tracing target).
+pub fn log(record: &Record) {
+    let (actor, subject, purpose) = match &record.trace.principal {
         Some(principal) => (
             principal.actor.code().to_owned(),
             principal.subject.as_str(),
@@ -30,15 +185,15 @@ pub fn record(entry: &AuditRecord<'_>) {
     };
     tracing::info!(
         target: "audit",
-        request_id = entry.request_id,
+        request_id = record.trace.request_id,
         actor = %actor,
         subject,
         purpose_of_use = purpose,
-        interaction = entry.interaction,
-        resource_type = entry.resource_type.unwrap_or(""),
-        resource_id = entry.resource_id.unwrap_or(""),
-        status = entry.status,
-        rule = entry.rule.unwrap_or(""),
+        interaction = record.trace.interaction,
+        resource_type = record.trace.resource_type.unwrap_or(""),
+        resource_id = record.trace.resource_id.as_deref().unwrap_or(""),
+        status = record.outcome.status,
+        rule = record.outcome.rule.unwrap_or(""),
         "access"
     );
 }

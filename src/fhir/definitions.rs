@@ -130,8 +130,8 @@ const fn p(
     }
 }
 
-/// The identifiers (IdNat_PS) of a message's sender and recipients: R-MSG-5 opens a
-/// conversation to its participants only.
+/// The identifiers (IdNat_PS) of a message's sender and recipients (R-MSG-5 opens a
+/// conversation to its participants only) and of an AuditEvent's agents (R-ACC-11).
 pub const PARTICIPANT: &str = "participant";
 
 /// The Binary a DocumentReference's content points at: indexed so that a Binary is
@@ -502,6 +502,15 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
             ],
             "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
         ),
+        // The agents' IdNat_PS: R-ACC-11 opens a trace to the professional who acted.
+        SearchParamDef {
+            name: PARTICIPANT,
+            kind: Token,
+            paths: &["agent.who.identifier"],
+            targets: &[],
+            definition: "",
+            internal: true,
+        },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/AuditEvent",
 };

@@ -540,5 +540,12 @@ pub fn parse(
             request.link_params.push((key.clone(), value.clone()));
         }
     }
+    // The trace reads newest first (R-PAT-4).
+    if request.sort.is_empty() && def.name == "AuditEvent" {
+        request.sort.push(Sort {
+            key: SortKey::LastUpdated,
+            descending: true,
+        });
+    }
     Ok(request)
 }

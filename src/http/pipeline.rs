@@ -19,13 +19,15 @@ use tracing::Instrument;
 use super::FHIR_JSON;
 use super::body::negotiate;
 use crate::AppState;
-use crate::access::{self, Gate, Principal};
-use crate::audit::{self, AuditRecord};
+use crate::access::{self, Gate};
+use crate::audit::{self, Outcome, Record, TouchedLog, Trace};
 use crate::error::{ApiError, information_outcome};
+use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::search::PageLimits;
 use crate::fhir::stored::Incoming;
 use crate::service::{self, Ctx, FhirResponse, Operation, bundle};
+use chrono::Utc;
 
 /// A classified request.
 pub enum Call {
@@ -42,7 +44,27 @@ impl Call {
     fn interaction_code(&self) -> &'static str {
         match self {
             Call::Resource { operation, .. } => operation.interaction().code(),
-            Call::Bundle(_) => "batch/transaction",
+            Call::Bundle(incoming)
+                if incoming.value.get("type").and_then(Value::as_str) == Some("transaction") =>
+            {
+                "transaction"
+            }
+            Call::Bundle(_) => "batch",
+        }
+    }
+
+    /// The query of a search, as the trace records it.
+    fn query(&self) -> Option<String> {
+        match self {
+            Call::Resource {
+                operation: Operation::Search { params, .. },
+                ..
+            } => Some(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(params)
+                    .finish(),
+            ),
+            _ => None,
         }
     }
 }
@@ -58,69 +80,107 @@ pub fn base_url(state: &AppState, request: &HttpRequest) -> String {
     }
 }
 
+/// The request's id: the client's `X-Request-Id` when it is a short token, else a
+/// new UUID. It is echoed in the response and recorded in the trace.
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// The header carrying the request id.
+pub const REQUEST_ID: &str = "X-Request-Id";
+
 /// Runs one request through every stage.
 pub async fn run(
     state: &AppState,
     request: &HttpRequest,
     classify: impl FnOnce() -> Result<Call, ApiError>,
 ) -> HttpResponse {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = request_id(request);
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.path());
     async {
-        let mut principal: Option<Principal> = None;
-        let mut call_code = "unknown";
-        let mut target: (Option<&'static str>, Option<String>) = (None, None);
-        let result = stages(
-            state,
-            request,
-            classify,
-            &mut principal,
-            &mut call_code,
-            &mut target,
-        )
-        .await;
-        let (response, status, rule) = match result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                (response, status, None)
+        let mut trace = Trace {
+            request_id: request_id.clone(),
+            method: request.method().to_string(),
+            client_address: request.peer_addr().map(|address| address.ip().to_string()),
+            server: base_url(state, request),
+            ..Trace::default()
+        };
+        let touched = TouchedLog::default();
+        let result = stages(state, request, classify, &mut trace, &touched).await;
+        let (mut response, outcome, traced) = match result {
+            Ok((response, traced)) => {
+                let outcome = Outcome {
+                    status: response.status().as_u16(),
+                    rule: None,
+                    detail: None,
+                };
+                (response, outcome, traced)
             }
-            Err(error) => {
+            Err((error, traced)) => {
                 tracing::info!(
                     status = error.status.as_u16(),
                     rule = error.rule.unwrap_or(""),
                     "refused or failed"
                 );
-                (error.error_response(), error.status.as_u16(), error.rule)
+                let outcome = Outcome {
+                    status: error.status.as_u16(),
+                    rule: error.rule,
+                    detail: Some(error.message.clone()),
+                };
+                (error.error_response(), outcome, traced)
             }
         };
-        // audit
-        audit::record(&AuditRecord {
-            request_id: &request_id,
-            principal: principal.as_ref(),
-            interaction: call_code,
-            resource_type: target.0,
-            resource_id: target.1.as_deref(),
-            status,
-            rule,
-        });
+        // audit: durable before the response leaves (R-AUD-2). Writes were traced in
+        // their own transaction; everything else goes through the group committer.
+        let record = Record {
+            trace,
+            outcome,
+            touched: touched.snapshot(),
+        };
+        audit::log(&record);
+        if !traced && let Err(error) = state.audit.record(record).await {
+            tracing::error!(%error, "the trace could not be written; the answer is withheld");
+            response = ApiError::internal(
+                "the access could not be traced, so its result is withheld; try again",
+            )
+            .error_response();
+        }
+        if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static("x-request-id"), value);
+        }
         response
     }
     .instrument(span)
     .await
 }
 
+/// The stages; the flag says whether the trace was already written with the
+/// request's own write transaction.
 async fn stages(
     state: &AppState,
     request: &HttpRequest,
     classify: impl FnOnce() -> Result<Call, ApiError>,
-    principal_out: &mut Option<Principal>,
-    call_code: &mut &'static str,
-    target: &mut (Option<&'static str>, Option<String>),
-) -> Result<HttpResponse, ApiError> {
+    trace: &mut Trace,
+    touched: &TouchedLog,
+) -> Result<(HttpResponse, bool), (ApiError, bool)> {
+    let untraced = |error: ApiError| (error, false);
     // negotiate: JSON only (406 otherwise).
     let binary_read =
         request.method() == actix_web::http::Method::GET && request.path().starts_with("/Binary/");
-    negotiate(request, binary_read)?;
+    negotiate(request, binary_read).map_err(untraced)?;
 
     // authenticate: a valid bearer token, or a verified client certificate of a
     // professional in the directory; nothing else (401).
@@ -131,15 +191,18 @@ async fn stages(
     let certificate = request.conn_data::<crate::access::directory::ClientCertificate>();
     let principal = state
         .authenticator
-        .authenticate_request(authorization, certificate)?;
+        .authenticate_request(authorization, certificate)
+        .map_err(untraced)?;
     tracing::debug!(actor = principal.actor.code(), "authenticated");
-    *principal_out = Some(principal.clone());
+    trace.principal = Some(principal.clone());
 
     // classify: the route and body become an operation.
-    let call = classify()?;
-    *call_code = call.interaction_code();
+    let call = classify().map_err(untraced)?;
+    trace.interaction = call.interaction_code();
+    trace.query = call.query();
     if let Call::Resource { def, operation } = &call {
-        *target = (Some(def.name), operation.id().map(str::to_owned));
+        trace.resource_type = Some(def.name);
+        trace.resource_id = operation.id().map(str::to_owned);
     }
 
     // decide: coarse rules; default deny (403 naming the rule).
@@ -156,7 +219,7 @@ async fn stages(
         }
     };
     if let Call::Resource { def, operation } = &call {
-        authorize(def, operation.interaction())?;
+        authorize(def, operation.interaction()).map_err(untraced)?;
     }
 
     // narrow and check rows: the gate compiles the rules into each query and
@@ -171,14 +234,13 @@ async fn stages(
         default: state.config.default_page_size,
         max: state.config.max_page_size,
     };
-    // A Bundle manages its own transactions (one for a transaction, one per entry
-    // for a batch); a single write gets one.
-    let needs_transaction =
+    let single_write =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());
-    let is_bundle = matches!(&call, Call::Bundle(_));
+    let writes = single_write || matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
-    let work = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
-        let gate = Gate::new(&principal, &matrix, &spaces);
+    let gate_touched = touched.clone();
+    let run_call = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
+        let gate = Gate::new(&principal, &matrix, &spaces).with_touched(gate_touched);
         let ctx = Ctx {
             gate: &gate,
             base_url: &context_base,
@@ -200,16 +262,85 @@ async fn stages(
             }
         }
     };
-    let response = if needs_transaction {
-        state.db.transaction(work).await?
-    } else if is_bundle {
-        state.db.write(work).await?
+    let response = if writes {
+        // A write and its trace commit together; a refused or failed write is traced
+        // in a transaction of its own, still before the answer.
+        let trace = trace.clone();
+        let touched = touched.clone();
+        let wakeup = state.notifications.clone();
+        let written = state
+            .db
+            .write(move |conn| {
+                let traced = |conn: &mut crate::store::Conn,
+                              response: &Result<FhirResponse, ApiError>|
+                 -> Result<usize, ApiError> {
+                    let outcome = match response {
+                        Ok(response) => Outcome {
+                            status: response.status.as_u16(),
+                            rule: None,
+                            detail: None,
+                        },
+                        Err(error) => Outcome {
+                            status: error.status.as_u16(),
+                            rule: error.rule,
+                            detail: Some(error.message.clone()),
+                        },
+                    };
+                    let record = Record {
+                        trace: trace.clone(),
+                        outcome,
+                        touched: touched.snapshot(),
+                    };
+                    audit::persist(conn, &record, &fhir_instant(Utc::now()))
+                };
+                let result = if single_write {
+                    crate::store::dialect::write_transaction(conn, |conn| {
+                        let response = run_call(conn)?;
+                        let answer = Ok(response);
+                        let notifications = traced(conn, &answer)?;
+                        answer.map(|response| (response, notifications))
+                    })
+                } else {
+                    // A transaction Bundle commits inside; a batch commits per entry.
+                    run_call(conn).and_then(|response| {
+                        crate::store::dialect::write_transaction(conn, |conn| {
+                            let answer = Ok(response);
+                            let notifications = traced(conn, &answer)?;
+                            answer.map(|response| (response, notifications))
+                        })
+                    })
+                };
+                match result {
+                    Ok((response, notifications)) => {
+                        if notifications > 0 {
+                            wakeup.wake();
+                        }
+                        Ok(Ok(response))
+                    }
+                    Err(error) => {
+                        touched.rolled_back();
+                        let failed = Err(error.clone());
+                        let traced = crate::store::dialect::write_transaction(conn, |conn| {
+                            traced(conn, &failed)
+                        })
+                        .is_ok();
+                        Ok(Err((error, traced)))
+                    }
+                }
+            })
+            .await
+            .map_err(untraced)?;
+        match written {
+            Ok(response) => (response, true),
+            Err(failure) => return Err(failure),
+        }
     } else {
-        state.db.run(work).await?
+        (state.db.run(run_call).await.map_err(untraced)?, false)
     };
 
     // shape.
-    Ok(shape(request, &base, response, binary_read))
+    let (response, traced) = response;
+    Ok((shape(request, &base, response, binary_read), traced))
 }
 
 /// `Last-Modified` wants an HTTP date; the store keeps RFC 3339.

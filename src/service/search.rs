@@ -179,6 +179,10 @@ pub fn search(
         None => content,
     };
     for row in page.rows {
+        // Identity answers concern each patient found (their trace shows the lookup).
+        if row.res_type == "Patient" {
+            ctx.gate.touched.patient(&row.res_id);
+        }
         let content = super::present(conn, ctx, &row.res_type, &row.res_id, row.content.clone())?;
         bundle.entry.push(BundleEntry {
             full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),

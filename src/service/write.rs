@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::read::visible_current;
 use super::{Ctx, FhirResponse, parse_if_match};
+use crate::audit::WriteFact;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{Interaction, ResourceDef};
@@ -88,6 +89,13 @@ fn store_version(
             author: author.as_ref(),
         },
     )?;
+    ctx.gate.touched.write(WriteFact {
+        res_type: def.name,
+        res_id: id.to_owned(),
+        interaction,
+        patients: index.patients.clone(),
+        hidden_from_patient: hidden_from_patient(&incoming.value),
+    });
     Ok(FhirResponse {
         status,
         body: Some(content),
@@ -95,6 +103,14 @@ fn store_version(
         last_modified: Some(last_updated),
         location: Some(format!("{}/{id}/_history/{version}", def.name)),
     })
+}
+
+/// A document the patient may not see yet (R-PAT-1): its writes are not announced
+/// to them (R-AUD-4).
+fn hidden_from_patient(resource: &Value) -> bool {
+    extract::values_at(resource, "securityLabel.coding")
+        .into_iter()
+        .any(|coding| coding.get("code").and_then(Value::as_str) == Some("INVISIBLE_PATIENT"))
 }
 
 /// The rows an `If-None-Exist` query matches, as the caller may see them.
@@ -416,6 +432,15 @@ pub fn delete(
     )?;
     let last_updated = fhir_instant(Utc::now());
     let version = current.version_id + 1;
+    let hidden = serde_json::from_str::<Value>(&current.content)
+        .is_ok_and(|value| hidden_from_patient(&value));
+    ctx.gate.touched.write(WriteFact {
+        res_type: def.name,
+        res_id: id.to_owned(),
+        interaction: Interaction::Delete,
+        patients: compartment.clone(),
+        hidden_from_patient: hidden,
+    });
     store::resources::write(
         conn,
         &store::resources::NewVersion {

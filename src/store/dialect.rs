@@ -15,6 +15,10 @@ pub fn placeholder(_n: usize) -> &'static str {
     "?"
 }
 
+/// Row lock for a read that a write in the same transaction depends on. SQLite's
+/// write transactions are exclusive already.
+pub const FOR_UPDATE: &str = "";
+
 /// The SQL literal for a boolean.
 pub fn bool_literal(value: bool) -> &'static str {
     if value { "1" } else { "0" }

@@ -2,6 +2,7 @@
 //! index and search SQL. The store never sees a token: it gets a narrowed query.
 
 pub mod access;
+pub mod audit;
 pub mod dialect;
 pub mod resources;
 pub mod search;
@@ -117,15 +118,42 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let writer = Arc::clone(&self.writer);
-        self.run(move |conn| {
-            // A poisoned lock only means another writer panicked; the database
-            // itself rolled that transaction back.
-            let _turn = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(conn)
+        let db = self.clone();
+        actix_web::rt::task::spawn_blocking(move || db.write_blocking(work))
+            .await
+            .map_err(|_| ApiError::internal("database task failed"))?
+    }
+
+    /// [`Db::write`] on the calling thread (background workers).
+    pub fn write_blocking<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        let mut conn = self.connection()?;
+        // A poisoned lock only means another writer panicked; the database itself
+        // rolled that transaction back.
+        let _turn = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&mut conn)
+    }
+
+    /// A read on the calling thread (background workers, commands).
+    pub fn read_blocking<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        let mut conn = self.connection()?;
+        work(&mut conn)
+    }
+
+    fn connection(
+        &self,
+    ) -> Result<diesel::r2d2::PooledConnection<ConnectionManager<Conn>>, ApiError> {
+        self.pool.get().map_err(|error| {
+            tracing::error!(%error, "no database connection");
+            ApiError::internal("database unavailable")
         })
-        .await
     }
 }

@@ -261,7 +261,11 @@ fn insert_rows(
     Ok(())
 }
 
-fn write_index(conn: &mut Conn, pk: i64, index: &IndexEntries) -> diesel::QueryResult<()> {
+pub(super) fn write_index(
+    conn: &mut Conn,
+    pk: i64,
+    index: &IndexEntries,
+) -> diesel::QueryResult<()> {
     let tokens = index
         .tokens
         .iter()

@@ -32,7 +32,8 @@ pub struct Narrowing {
     pub hidden_labels_author: Option<String>,
     /// INVISIBLE_PATIENT rows deposited after this instant are hidden (R-PAT-1).
     pub invisible_patient_since: Option<String>,
-    /// Only messages whose sender or a recipient has this IdNat_PS (R-MSG-5).
+    /// Only messages whose sender or a recipient has this IdNat_PS (R-MSG-5), or
+    /// AuditEvents whose agent has it (R-ACC-11).
     pub participant: Option<String>,
 }
 
@@ -345,10 +346,16 @@ pub fn run(
             if sort.descending { "DESC" } else { "ASC" }
         ));
     }
-    page.push("r.pk ASC LIMIT ")
-        .int(request.count as i64 + 1)
-        .push(" OFFSET ")
-        .int(request.offset as i64);
+    // Ties keep insertion order in the direction of the first sort key.
+    let newest_first = request.sort.first().is_some_and(|sort| sort.descending);
+    page.push(if newest_first {
+        "r.pk DESC LIMIT "
+    } else {
+        "r.pk ASC LIMIT "
+    })
+    .int(request.count as i64 + 1)
+    .push(" OFFSET ")
+    .int(request.offset as i64);
     let mut rows: Vec<ResourceRow> = page.load(conn)?;
     let has_more = rows.len() > request.count;
     rows.truncate(request.count);

@@ -164,7 +164,7 @@ fn tokens_without_required_claims_are_refused() {
 #[test]
 fn a_refused_token_stores_nothing() {
     let app = TestApp::new();
-    let before = app.stored_rows("resources");
+    let before = app.data_rows();
     let mut claims = base_claims("system", "feed");
     claims["exp"] = json!(now() - 3600);
     let reply = app.post(
@@ -175,7 +175,7 @@ fn a_refused_token_stores_nothing() {
     assert_eq!(reply.status, 401);
     let reply = app.post("Patient", &As::Nobody, &patient(&nir(), "A", "B", "1990"));
     assert_eq!(reply.status, 401);
-    assert_eq!(app.stored_rows("resources"), before);
+    assert_eq!(app.data_rows(), before);
     assert_eq!(
         app.get("metadata", &As::Nobody).status,
         200,
@@ -209,7 +209,7 @@ fn only_the_system_creates_and_updates_patients() {
         assert_eq!(reply.status, 403, "{who:?}: {}", reply.body);
         assert!(reply.body.contains("R-ACC-12"));
     }
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
     let id = app.create(&As::System, &body);
     let mut updated = body.clone();
     updated["id"] = json!(id);

@@ -40,7 +40,7 @@ fn malformed_json_is_a_400() {
             .send(Some(body.to_owned()));
         refused(&app, reply, 400, "structure");
     }
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn a_wrong_resource_type_is_a_400() {
         "invalid",
     );
     assert_eq!(outcome["issue"][0]["expression"][0], "resourceType");
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn an_invalid_date_names_its_element() {
         "structure",
     );
     assert_eq!(outcome["issue"][0]["expression"][0], "Patient.gender");
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn elements_r4_does_not_define_are_a_400_with_the_path() {
         outcome["issue"][0]["expression"][0],
         "Patient.name.0.nickname"
     );
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn profile_rules_are_a_422_with_the_path() {
         422,
         "value",
     );
-    assert_eq!(app.stored_rows("resources"), 1);
+    assert_eq!(app.data_rows(), 1);
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn a_body_over_the_limit_is_a_413() {
         413,
         "too-long",
     );
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
     app.create(
         &As::System,
         &patient(&nir(), "Martin", "Claire", "1980-05-01"),
@@ -217,7 +217,7 @@ fn a_wrong_media_type_is_a_415() {
         .as_(&As::System)
         .send(Some(body));
     refused(&app, reply, 415, "not-supported");
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -320,5 +320,5 @@ fn bad_bundles_are_refused_whole() {
     );
     let bad_method = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [{ "request": { "method": "HEAD", "url": "Patient" } }] });
     refused(&app, app.post("", &As::System, &bad_method), 400, "invalid");
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }

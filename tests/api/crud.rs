@@ -166,7 +166,7 @@ fn conditional_create_returns_the_existing_match() {
         .send(Some(body.to_string()));
     assert_eq!(second.status, 200, "{}", second.body);
     assert_eq!(second.id(), first.id());
-    assert_eq!(app.stored_rows("resources"), 1);
+    assert_eq!(app.data_rows(), 1);
     // Two matches: 412, nothing created.
     app.create(
         &As::System,
@@ -179,7 +179,7 @@ fn conditional_create_returns_the_existing_match() {
         .header("If-None-Exist", "family=Martin")
         .send(Some(body.to_string()));
     assert_eq!(ambiguous.status, 412, "{}", ambiguous.body);
-    assert_eq!(app.stored_rows("resources"), 2);
+    assert_eq!(app.data_rows(), 2);
 }
 
 fn patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> crate::support::Reply {
@@ -432,7 +432,7 @@ fn a_document_must_point_at_an_existing_patient() {
         &document("nobody", "11488-4", "2024-01-01"),
     );
     assert_eq!(reply.status, 422, "{}", reply.body);
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn audit_events_are_never_written_through_the_api() {
         app.delete("AuditEvent/x", &As::Patient("p".into())).status,
         405
     );
-    assert_eq!(app.stored_rows("resources"), 0);
+    assert_eq!(app.data_rows(), 0);
 }
 
 #[test]
@@ -540,5 +540,5 @@ fn prefer_return_minimal_and_operation_outcome() {
         .send(Some(body));
     assert_eq!(outcome.status, 201);
     assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
-    assert_eq!(app.stored_rows("resources"), 2);
+    assert_eq!(app.data_rows(), 2);
 }

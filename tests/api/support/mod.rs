@@ -384,6 +384,12 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Stored resources other than the trace: every request, a refused one included,
+    /// leaves AuditEvents (R-AUD-1); "stores nothing" means no other row.
+    pub fn data_rows(&self) -> i64 {
+        self.stored_rows("resources WHERE res_type <> 'AuditEvent'")
+    }
+
     /// Runs a statement on the database file, for tests that must make time pass
     /// (e.g. backdate a deposit) without sleeping.
     pub fn execute_sql(&self, statement: &str) -> usize {

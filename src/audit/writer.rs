@@ -1,0 +1,106 @@
+//! The group committer: the trace of every request that did not write (reads,
+//! searches, refusals, errors) is committed here before its response is sent
+//! (R-AUD-2). Requests arriving while a commit runs wait for the next one, which
+//! commits all of them in one transaction: one fsync for a group instead of one per
+//! request. With grouping off, each request's events get their own transaction.
+
+use std::sync::mpsc;
+use std::thread;
+
+use chrono::Utc;
+use tokio::sync::oneshot;
+
+use super::Record;
+use crate::error::ApiError;
+use crate::fhir::date::fhir_instant;
+use crate::notify::Wakeup;
+use crate::store::{Db, dialect};
+
+/// The most requests one commit takes.
+const MAX_GROUP: usize = 512;
+
+struct Job {
+    record: Record,
+    done: oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// Handle on the committer thread.
+#[derive(Clone)]
+pub struct AuditWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl AuditWriter {
+    /// Starts the committer thread. It stops when the last handle is dropped.
+    pub fn start(db: Db, group_commit: bool, wakeup: Wakeup) -> AuditWriter {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("audit-commit".into())
+            .spawn(move || commit_loop(&db, &queue, group_commit, &wakeup))
+            .expect("the audit committer thread starts");
+        AuditWriter { jobs }
+    }
+
+    /// Commits the request's events; returns once they are durable.
+    pub async fn record(&self, record: Record) -> Result<(), ApiError> {
+        let (done, committed) = oneshot::channel();
+        self.jobs
+            .send(Job { record, done })
+            .map_err(|_| ApiError::internal("the trace writer has stopped"))?;
+        committed
+            .await
+            .map_err(|_| ApiError::internal("the trace writer has stopped"))?
+    }
+}
+
+fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup: &Wakeup) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        if group_commit {
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        match commit(db, &group) {
+            Ok(notifications) => {
+                if notifications > 0 {
+                    wakeup.wake();
+                }
+                for job in group {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            // One bad record must not fail its neighbours: retry them one by one.
+            Err(_) if group.len() > 1 => {
+                for job in group {
+                    let result = commit(db, std::slice::from_ref(&job));
+                    if matches!(result, Ok(n) if n > 0) {
+                        wakeup.wake();
+                    }
+                    let _ = job.done.send(result.map(|_| ()));
+                }
+            }
+            Err(error) => {
+                for job in group {
+                    let _ = job.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn commit(db: &Db, group: &[Job]) -> Result<usize, ApiError> {
+    db.write_blocking(|conn| {
+        dialect::write_transaction(conn, |conn| {
+            let recorded = fhir_instant(Utc::now());
+            let mut notifications = 0;
+            for job in group {
+                notifications += super::persist(conn, &job.record, &recorded)?;
+            }
+            Ok(notifications)
+        })
+    })
+}

@@ -1,0 +1,266 @@
+//! Notifications to the patient (R-AUD-4): a Communication from the service in the
+//! patient's space, category `notification`, written in the same transaction as the
+//! trace of its cause, plus an outbox row that [`delivery`] sends through the
+//! configured [`channel`] and retries, never blocking or failing the request.
+//!
+//! Causes: a professional (or a feeding system) deposits or changes a document; a
+//! professional sends a message; a professional accesses the space for the first
+//! time; any `bris_de_glace` or `centre_15` access; a professional declares the
+//! patient's consent. A document labelled `INVISIBLE_PATIENT` is not announced: the
+//! patient is not to learn of it before the announcement consultation (R-PAT-1).
+
+pub mod channel;
+pub mod delivery;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::access::{ActorKind, PurposeOfUse};
+use crate::audit::Record;
+use crate::error::ApiError;
+use crate::fhir::definitions::{self, Interaction};
+use crate::fhir::extract;
+use crate::store::{self, Conn};
+
+/// `Communication.category` of notifications.
+pub const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/communication-category";
+/// `Communication.topic` of notifications: why the patient is told.
+pub const KIND_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/CodeSystem/notification-kind";
+/// The service as a message sender.
+pub const SERVICE_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/sid/service";
+
+/// Why the patient is notified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    DocumentDeposited,
+    DocumentChanged,
+    NewMessage,
+    FirstAccess,
+    EmergencyAccess,
+    ConsentDeclared,
+}
+
+impl Kind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::DocumentDeposited => "document-deposited",
+            Kind::DocumentChanged => "document-changed",
+            Kind::NewMessage => "new-message",
+            Kind::FirstAccess => "first-access",
+            Kind::EmergencyAccess => "emergency-access",
+            Kind::ConsentDeclared => "consent-declared",
+        }
+    }
+}
+
+/// One notification to write.
+struct Notice {
+    kind: Kind,
+    patient: String,
+    text: String,
+    about: Option<String>,
+}
+
+fn actor_name(record: &Record) -> String {
+    let Some(principal) = &record.trace.principal else {
+        return String::new();
+    };
+    match (&principal.actor, &principal.name) {
+        (ActorKind::Professional, Some(name)) => name.clone(),
+        (ActorKind::Professional, None) => {
+            format!(
+                "un professionnel de santé (identifiant {})",
+                principal.subject
+            )
+        }
+        (_, Some(name)) => name.clone(),
+        _ => "un service".to_owned(),
+    }
+}
+
+/// What this request tells the patient, per SPEC R-AUD-4.
+fn notices(conn: &mut Conn, record: &Record, now: &str) -> Result<Vec<Notice>, ApiError> {
+    let Some(principal) = &record.trace.principal else {
+        return Ok(Vec::new());
+    };
+    let who = actor_name(record);
+    let mut notices = Vec::new();
+    let professional = principal.actor == ActorKind::Professional;
+    let feeds = professional || principal.actor == ActorKind::System;
+    // Identity lookups (R-ACC-10) are not accesses to the space's content.
+    let space_content = record.trace.resource_type != Some("Patient");
+    if professional && space_content {
+        for patient in &record.touched.patients {
+            if principal.purpose_of_use != PurposeOfUse::Normal {
+                let mode = match principal.purpose_of_use {
+                    PurposeOfUse::Centre15 => "centre 15 (SAMU)",
+                    _ => "bris de glace",
+                };
+                let reason = principal
+                    .access_reason
+                    .as_deref()
+                    .map(|reason| format!(" Motif : {reason}."))
+                    .unwrap_or_default();
+                notices.push(Notice {
+                    kind: Kind::EmergencyAccess,
+                    patient: patient.clone(),
+                    text: format!(
+                        "Accès en urgence ({mode}) à votre profil Mon espace santé par {who}.{reason}"
+                    ),
+                    about: None,
+                });
+            }
+            if store::audit::first_access(conn, patient, &principal.subject, now)? {
+                notices.push(Notice {
+                    kind: Kind::FirstAccess,
+                    patient: patient.clone(),
+                    text: format!(
+                        "Pour la première fois, {who} a accédé à votre profil Mon espace santé."
+                    ),
+                    about: None,
+                });
+            }
+        }
+    }
+    for write in &record.touched.writes {
+        let reference = format!("{}/{}", write.res_type, write.res_id);
+        let notice = match (write.res_type, write.interaction) {
+            ("DocumentReference", Interaction::Create) if feeds && !write.hidden_from_patient => {
+                Some((
+                    Kind::DocumentDeposited,
+                    format!(
+                        "Un nouveau document a été ajouté à votre profil Mon espace santé par {who}."
+                    ),
+                ))
+            }
+            (
+                "DocumentReference",
+                Interaction::Update | Interaction::Patch | Interaction::Delete,
+            ) if feeds && !write.hidden_from_patient => Some((
+                Kind::DocumentChanged,
+                format!("Un document de votre profil Mon espace santé a été modifié par {who}."),
+            )),
+            ("Communication", Interaction::Create) if professional => Some((
+                Kind::NewMessage,
+                format!(
+                    "Vous avez reçu un nouveau message de {who} dans votre messagerie Mon espace santé."
+                ),
+            )),
+            ("Consent", Interaction::Create) if professional => Some((
+                Kind::ConsentDeclared,
+                format!(
+                    "{who} a déclaré votre consentement pour accéder à votre profil Mon espace santé."
+                ),
+            )),
+            _ => None,
+        };
+        if let Some((kind, text)) = notice {
+            for patient in &write.patients {
+                notices.push(Notice {
+                    kind,
+                    patient: patient.clone(),
+                    text: text.clone(),
+                    about: Some(reference.clone()),
+                });
+            }
+        }
+    }
+    Ok(notices)
+}
+
+/// The notification as a Communication from the service to the patient.
+fn communication(notice: &Notice, id: &str, now: &str) -> Value {
+    let mut message = json!({
+        "resourceType": "Communication",
+        "id": id,
+        "meta": { "versionId": "1", "lastUpdated": now },
+        "status": "completed",
+        "category": [{ "coding": [{ "system": CATEGORY_SYSTEM, "code": "notification", "display": "Notification" }] }],
+        "subject": { "reference": format!("Patient/{}", notice.patient) },
+        "topic": { "coding": [{ "system": KIND_SYSTEM, "code": notice.kind.code() }] },
+        "sent": now,
+        "recipient": [{ "reference": format!("Patient/{}", notice.patient) }],
+        "sender": {
+            "identifier": { "system": SERVICE_SYSTEM, "value": "mon-espace-sante" },
+            "display": "Mon espace santé"
+        },
+        "payload": [{ "contentString": notice.text }]
+    });
+    if let Some(about) = &notice.about {
+        message["about"] = json!([{ "reference": about }]);
+    }
+    message
+}
+
+/// Writes the notifications `record` causes and queues their delivery. Call it
+/// inside the transaction that records the cause. Returns how many were queued.
+pub fn queue(conn: &mut Conn, record: &Record, now: &str) -> Result<usize, ApiError> {
+    let notices = notices(conn, record, now)?;
+    let def = definitions::resource("Communication").expect("Communication is served");
+    for notice in &notices {
+        let id = uuid::Uuid::new_v4().to_string();
+        let value = communication(notice, &id, now);
+        let content = value.to_string();
+        let index = extract::index(def, &value);
+        let author = store::Author {
+            actor: "service".into(),
+            subject: "notifications".into(),
+            organization: None,
+            created_at: now.to_owned(),
+        };
+        store::resources::write(
+            conn,
+            &store::resources::NewVersion {
+                res_type: "Communication",
+                res_id: &id,
+                version_id: 1,
+                last_updated: now,
+                deleted: false,
+                method: "POST",
+                content: &content,
+                index: &index,
+                author: Some(&author),
+            },
+        )?;
+        let payload = json!({
+            "notification": format!("Communication/{id}"),
+            "patient": format!("Patient/{}", notice.patient),
+            "kind": notice.kind.code(),
+            "text": notice.text,
+            "sent": now
+        });
+        store::audit::enqueue_notification(
+            conn,
+            &id,
+            &notice.patient,
+            notice.kind.code(),
+            &payload.to_string(),
+            now,
+        )?;
+    }
+    Ok(notices.len())
+}
+
+/// Wakes the delivery worker when notifications were committed (it also polls).
+#[derive(Clone)]
+pub struct Wakeup(Arc<Mutex<Option<mpsc::Sender<()>>>>);
+
+impl Wakeup {
+    pub fn new() -> (Wakeup, mpsc::Receiver<()>) {
+        let (sender, receiver) = mpsc::channel();
+        (Wakeup(Arc::new(Mutex::new(Some(sender)))), receiver)
+    }
+
+    pub fn wake(&self) {
+        if let Some(sender) = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+        {
+            let _ = sender.send(());
+        }
+    }
+}
