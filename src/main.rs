@@ -24,7 +24,11 @@ enum Command {
     Migrate,
     /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
     /// link of each broken chain.
-    AuditVerify,
+    AuditVerify {
+        /// Database to check (default: the server's --database-url).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -58,13 +62,15 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
-        Command::AuditVerify => audit_verify(&config),
+        Command::AuditVerify { database_url } => {
+            audit_verify(database_url.as_deref().unwrap_or(&config.database_url))
+        }
         Command::Serve => serve(config),
     }
 }
 
-fn audit_verify(config: &dmp_fhir_server::Config) -> std::process::ExitCode {
-    let db = match dmp_fhir_server::store::Db::open(&config.database_url) {
+fn audit_verify(database_url: &str) -> std::process::ExitCode {
+    let db = match dmp_fhir_server::store::Db::open(database_url) {
         Ok(db) => db,
         Err(message) => {
             eprintln!("error: {message}");

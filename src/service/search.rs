@@ -145,7 +145,21 @@ pub fn search(
     params: &[(String, String)],
     strict: bool,
 ) -> Result<FhirResponse, ApiError> {
-    let request = fhir_search::parse(def, params, strict, ctx.limits)?;
+    let mut request = fhir_search::parse(def, params, strict, ctx.limits)?;
+    // The trace grows with every request, reading it included: its paging links
+    // keep to the events recorded before the first page, so pages neither repeat
+    // nor skip events.
+    if def.name == "AuditEvent"
+        && !request
+            .link_params
+            .iter()
+            .any(|(name, _)| name == "_lastUpdated")
+    {
+        let snapshot = crate::fhir::date::fhir_instant(chrono::Utc::now());
+        request
+            .link_params
+            .push(("_lastUpdated".to_owned(), format!("le{snapshot}")));
+    }
     // narrow: the rules become predicates of the query before it runs.
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
     let page = store::search::run(conn, &request, &narrowing)?;

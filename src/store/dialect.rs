@@ -44,7 +44,7 @@ pub fn sqlite_path(url: &str) -> Result<String, String> {
 /// losing at most the last commits on a power cut. Writers wait for each other.
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+        "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
 }
 

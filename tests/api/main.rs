@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod audit;
 mod auth;
 mod bad_input;
 mod bundles;
@@ -11,4 +12,5 @@ mod capability;
 mod crud;
 mod history;
 mod mtls;
+mod notify;
 mod search;

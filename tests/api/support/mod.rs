@@ -390,6 +390,50 @@ impl TestApp {
         self.stored_rows("resources WHERE res_type <> 'AuditEvent'")
     }
 
+    /// The AuditEvents of one request (by its X-Request-Id), as stored.
+    pub fn audit_events(&self, request_id: &str) -> Vec<Value> {
+        self.query_texts(&format!(
+            "SELECT r.content AS text FROM audit_chain c JOIN resources r ON r.pk = c.resource_pk \
+             WHERE c.request_id = '{}' ORDER BY c.chain_key",
+            request_id.replace('\'', "")
+        ))
+        .iter()
+        .map(|text| serde_json::from_str(text).expect("stored JSON"))
+        .collect()
+    }
+
+    /// The first column (text) of each row of a query on the database file.
+    pub fn query_texts(&self, query: &str) -> Vec<String> {
+        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        #[derive(QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            text: String,
+        }
+        let mut conn = SqliteConnection::establish(self.db_path().to_str().expect("utf-8 path"))
+            .expect("open database");
+        diesel::sql_query(query)
+            .load::<Text>(&mut conn)
+            .expect("query")
+            .into_iter()
+            .map(|row| row.text)
+            .collect()
+    }
+
+    /// Runs a statement, returning the database's refusal instead of panicking.
+    pub fn try_execute_sql(&self, statement: &str) -> Result<usize, String> {
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+        let mut conn = SqliteConnection::establish(self.db_path().to_str().expect("utf-8 path"))
+            .expect("open database");
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .map_err(|error| error.to_string())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("db.sqlite")
+    }
+
     /// Runs a statement on the database file, for tests that must make time pass
     /// (e.g. backdate a deposit) without sleeping.
     pub fn execute_sql(&self, statement: &str) -> usize {

@@ -1,0 +1,819 @@
+//! The trace (SPEC §8): an AuditEvent for every interaction, refused ones included
+//! (R-AUD-1), durable before the answer even if the server is killed (R-AUD-2),
+//! immutable and chained (R-AUD-3); who reads it (R-PAT-4, R-ACC-11).
+
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{
+    DOCTOR_IDNAT, block_professional, document, nir, patient, permit_professional,
+};
+use crate::support::{As, Reply, TestApp, match_ids};
+
+const COLLEAGUE: &str = "810000000002";
+const STRANGER: &str = "810000000003";
+
+fn colleague() -> As {
+    As::Professional {
+        id_nat_ps: COLLEAGUE.into(),
+        profession: "10".into(),
+    }
+}
+
+/// An app with one patient (médecin traitant `As::doctor()`) and one document the
+/// médecin traitant deposited.
+fn space() -> (TestApp, String, String) {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let document_id = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    (app, patient_id, document_id)
+}
+
+/// Sends a request with a known X-Request-Id.
+fn traced(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    who: &As,
+    body: Option<&Value>,
+    request_id: &str,
+) -> Reply {
+    let mut call = app
+        .request(method, path)
+        .as_(who)
+        .header("X-Request-Id", request_id);
+    if body.is_some() {
+        call = call.header(
+            "Content-Type",
+            if method == "PATCH" {
+                "application/json-patch+json"
+            } else {
+                "application/fhir+json"
+            },
+        );
+    }
+    call.send(body.map(Value::to_string))
+}
+
+fn code_at<'a>(event: &'a Value, pointer: &str) -> &'a str {
+    event.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The entity references of an event.
+fn entities(event: &Value) -> Vec<String> {
+    event["entity"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .filter_map(|entity| entity.pointer("/what/reference").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn request_id_entity(event: &Value) -> String {
+    event["entity"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .find(|entity| entity.pointer("/type/code") == Some(&json!("XrequestId")))
+        .and_then(|entity| entity.pointer("/what/identifier/value"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------- R-AUD-1
+
+/// (method, path, body, status, subtype, action)
+type Interaction<'a> = (&'a str, String, Option<Value>, u16, &'a str, &'a str);
+/// (who, method, path, body, status, rule)
+type Refusal<'a> = (
+    As,
+    &'a str,
+    &'a str,
+    Option<&'a Value>,
+    u16,
+    Option<&'a str>,
+);
+
+#[test]
+fn r_aud_1_every_interaction_writes_its_event_with_its_codes() {
+    let (app, patient_id, document_id) = space();
+    let gp = As::doctor();
+    let new_document = document(&patient_id, "11488-4", "2024-02-01");
+    let mut updated = app
+        .get(&format!("DocumentReference/{document_id}"), &gp)
+        .json();
+    updated["description"] = json!("relu");
+    let status_patch = json!([{ "op": "replace", "path": "/status", "value": "superseded" }]);
+    let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "resource": document(&patient_id, "11488-4", "2024-03-01"), "request": { "method": "POST", "url": "DocumentReference" } }
+    ]});
+    let batch = json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+        { "request": { "method": "GET", "url": format!("DocumentReference/{document_id}") } }
+    ]});
+    let search = format!("DocumentReference?patient={patient_id}&type=http://loinc.org|11488-4");
+    let table: Vec<Interaction> = vec![
+        (
+            "GET",
+            format!("DocumentReference/{document_id}"),
+            None,
+            200,
+            "read",
+            "R",
+        ),
+        (
+            "GET",
+            format!("DocumentReference/{document_id}/_history/1"),
+            None,
+            200,
+            "vread",
+            "R",
+        ),
+        ("GET", search.clone(), None, 200, "search-type", "E"),
+        (
+            "POST",
+            "DocumentReference".into(),
+            Some(new_document),
+            201,
+            "create",
+            "C",
+        ),
+        (
+            "PUT",
+            format!("DocumentReference/{document_id}"),
+            Some(updated),
+            200,
+            "update",
+            "U",
+        ),
+        (
+            "PATCH",
+            format!("DocumentReference/{document_id}"),
+            Some(status_patch),
+            200,
+            "patch",
+            "U",
+        ),
+        (
+            "GET",
+            format!("DocumentReference/{document_id}/_history"),
+            None,
+            200,
+            "history-instance",
+            "R",
+        ),
+        (
+            "POST",
+            String::new(),
+            Some(transaction),
+            200,
+            "transaction",
+            "E",
+        ),
+        ("POST", String::new(), Some(batch), 200, "batch", "E"),
+        (
+            "DELETE",
+            format!("DocumentReference/{document_id}"),
+            None,
+            204,
+            "delete",
+            "D",
+        ),
+    ];
+    for (index, (method, path, body, status, subtype, action)) in table.into_iter().enumerate() {
+        let request_id = format!("interaction-{index}-{subtype}");
+        let reply = traced(&app, method, &path, &gp, body.as_ref(), &request_id);
+        assert_eq!(reply.status, status, "{subtype}: {}", reply.body);
+        assert_eq!(reply.header("x-request-id"), Some(request_id.as_str()));
+        let events = app.audit_events(&request_id);
+        assert_eq!(events.len(), 1, "{subtype}: one event for one patient");
+        let event = &events[0];
+        fhir_check::check("AuditEvent", &event.to_string())
+            .unwrap_or_else(|issue| panic!("{subtype}: not a valid R4 AuditEvent: {issue:?}"));
+        assert_eq!(code_at(event, "/type/code"), "rest");
+        assert_eq!(code_at(event, "/subtype/0/code"), subtype);
+        assert_eq!(code_at(event, "/action"), action, "{subtype}");
+        assert_eq!(code_at(event, "/outcome"), "0", "{subtype}");
+        assert!(
+            entities(event).contains(&format!("Patient/{patient_id}")),
+            "{subtype}: {event}"
+        );
+        assert_eq!(request_id_entity(event), request_id);
+        assert_eq!(
+            code_at(event, "/agent/0/who/identifier/value"),
+            DOCTOR_IDNAT
+        );
+        assert_eq!(
+            code_at(event, "/agent/0/purposeOfUse/0/coding/0/code"),
+            "normal"
+        );
+        assert_eq!(code_at(event, "/agent/1/type/coding/0/code"), "110153");
+        assert_eq!(code_at(event, "/agent/1/network/address"), "127.0.0.1");
+        if matches!(subtype, "read" | "vread" | "update" | "patch" | "delete") {
+            assert!(
+                entities(event).contains(&format!("DocumentReference/{document_id}")),
+                "{subtype}: {event}"
+            );
+        }
+        if subtype == "search-type" {
+            let query = event["entity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|entity| entity["query"].as_str())
+                .expect("the search's query entity");
+            let query = String::from_utf8(STANDARD.decode(query).unwrap()).unwrap();
+            assert!(query.contains(&format!("patient={patient_id}")), "{query}");
+        }
+        if subtype == "create" {
+            let created = reply.json()["id"].as_str().unwrap().to_owned();
+            assert!(entities(event).contains(&format!("DocumentReference/{created}")));
+        }
+    }
+}
+
+#[test]
+fn r_aud_1_refusals_and_failures_are_traced_with_the_deciding_rule() {
+    let (app, patient_id, document_id) = space();
+    app.create(
+        &As::Patient(patient_id.clone()),
+        &block_professional(&patient_id, STRANGER),
+    );
+    let blocked = As::Professional {
+        id_nat_ps: STRANGER.into(),
+        profession: "10".into(),
+    };
+    let read = format!("DocumentReference/{document_id}");
+    let search = format!("DocumentReference?patient={patient_id}");
+    let malformed = json!("not a resource");
+    let cases: Vec<Refusal> = vec![
+        (blocked.clone(), "GET", &search, None, 403, Some("R-ACC-2")),
+        (colleague(), "GET", &search, None, 403, Some("R-ACC-3")),
+        (colleague(), "GET", &read, None, 403, Some("R-ACC-3")),
+        (As::System, "GET", &read, None, 403, Some("ACTOR-TABLE")),
+        (
+            As::doctor(),
+            "POST",
+            "DocumentReference",
+            Some(&malformed),
+            400,
+            None,
+        ),
+    ];
+    for (index, (who, method, path, body, status, rule)) in cases.into_iter().enumerate() {
+        let request_id = format!("refused-{index}");
+        let reply = traced(&app, method, path, &who, body, &request_id);
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        let events = app.audit_events(&request_id);
+        assert_eq!(events.len(), 1, "{path} as {who:?}");
+        let event = &events[0];
+        fhir_check::check("AuditEvent", &event.to_string()).expect("a valid R4 AuditEvent");
+        assert_eq!(code_at(event, "/outcome"), "4", "{event}");
+        assert!(
+            code_at(event, "/outcomeDesc").starts_with(&status.to_string()),
+            "{event}"
+        );
+        if let Some(rule) = rule {
+            if rule == "ACTOR-TABLE" {
+                assert!(!code_at(event, "/extension/0/valueString").is_empty());
+            } else {
+                assert_eq!(code_at(event, "/extension/0/valueString"), rule, "{event}");
+                // The refused access shows in the patient's trace.
+                assert!(entities(event).contains(&format!("Patient/{patient_id}")));
+            }
+        }
+    }
+    // No credentials: traced too, with no patient (the caller is not known).
+    let reply = traced(&app, "GET", &read, &As::Nobody, None, "anonymous-1");
+    assert_eq!(reply.status, 401);
+    let events = app.audit_events("anonymous-1");
+    assert_eq!(events.len(), 1);
+    assert_eq!(code_at(&events[0], "/outcome"), "4");
+    assert_eq!(
+        code_at(&events[0], "/agent/0/who/display"),
+        "unauthenticated caller"
+    );
+    assert!(
+        !entities(&events[0])
+            .iter()
+            .any(|e| e.starts_with("Patient/"))
+    );
+}
+
+#[test]
+fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
+    let app = TestApp::new();
+    let first = app.create(
+        &As::System,
+        &patient(&nir(), "Durand", "Anne", "1970-01-01"),
+    );
+    let second = app.create(
+        &As::System,
+        &patient(&nir(), "Durand", "Paul", "1972-01-01"),
+    );
+    let reply = traced(
+        &app,
+        "GET",
+        "Patient?family=Durand",
+        &As::doctor(),
+        None,
+        "two-patients",
+    );
+    assert_eq!(match_ids(&reply.json()).len(), 2);
+    let events = app.audit_events("two-patients");
+    let mut concerned: Vec<String> = events
+        .iter()
+        .map(|event| entities(event)[0].clone())
+        .collect();
+    concerned.sort();
+    let mut expected = vec![format!("Patient/{first}"), format!("Patient/{second}")];
+    expected.sort();
+    assert_eq!(concerned, expected);
+}
+
+#[test]
+fn r_aud_1_the_access_mode_and_its_reason_are_recorded() {
+    let (app, patient_id, document_id) = space();
+    let emergency = As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("patient inconscient aux urgences"),
+    );
+    let reply = traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &emergency,
+        None,
+        "emergency-1",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let event = &app.audit_events("emergency-1")[0];
+    assert_eq!(
+        code_at(event, "/purposeOfEvent/0/coding/0/code"),
+        "bris_de_glace"
+    );
+    assert_eq!(
+        code_at(event, "/purposeOfEvent/0/text"),
+        "patient inconscient aux urgences"
+    );
+    assert_eq!(
+        code_at(event, "/agent/0/purposeOfUse/0/coding/0/code"),
+        "bris_de_glace"
+    );
+    let samu = As::professional(STRANGER, "10", None, Some("centre_15"), None);
+    traced(
+        &app,
+        "GET",
+        &format!("DocumentReference?patient={patient_id}"),
+        &samu,
+        None,
+        "samu-1",
+    );
+    assert_eq!(
+        code_at(
+            &app.audit_events("samu-1")[0],
+            "/purposeOfEvent/0/coding/0/code"
+        ),
+        "centre_15"
+    );
+}
+
+// ---------------------------------------------------------------- R-PAT-4, R-ACC-11
+
+/// Ids of the events a trace search returns, and its total.
+fn trace(app: &TestApp, query: &str, who: &As) -> (Vec<Value>, i64) {
+    let reply = app.get(
+        &format!("AuditEvent?{query}&_total=accurate&_count=500"),
+        who,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let bundle = reply.json();
+    let events = bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry["resource"].clone())
+        .collect();
+    (events, bundle["total"].as_i64().unwrap())
+}
+
+fn agent_ids(events: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = events
+        .iter()
+        .map(|event| code_at(event, "/agent/0/who/identifier/value").to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn r_pat_4_the_patient_reads_the_whole_trace_of_their_space_newest_first() {
+    let (app, patient_id, document_id) = space();
+    let me = As::Patient(patient_id.clone());
+    app.create(&me, &permit_professional(&patient_id, COLLEAGUE));
+    app.get(&format!("DocumentReference/{document_id}"), &colleague());
+    app.get(&format!("DocumentReference/{document_id}"), &As::doctor());
+    let (events, total) = trace(&app, &format!("patient={patient_id}"), &me);
+    assert_eq!(total as usize, events.len());
+    // Everyone's actions on the space: the médecin traitant's, the colleague's, the
+    // patient's own.
+    let agents = agent_ids(&events);
+    assert!(agents.contains(&DOCTOR_IDNAT.to_owned()) && agents.contains(&COLLEAGUE.to_owned()));
+    assert!(events.iter().any(|event| {
+        code_at(event, "/agent/0/who/reference") == format!("Patient/{patient_id}")
+    }));
+    let recorded: Vec<&str> = events.iter().map(|e| code_at(e, "/recorded")).collect();
+    let mut newest_first = recorded.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(recorded, newest_first);
+    // Paged, with a next link that keeps the order.
+    let page = app
+        .get(&format!("AuditEvent?patient={patient_id}&_count=2"), &me)
+        .json();
+    assert_eq!(match_ids(&page).len(), 2);
+    let next = page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|link| link["relation"] == "next")
+        .expect("a next link")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = app.get(&next, &me).json();
+    let second_ids = match_ids(&second);
+    assert_eq!(second_ids.len(), 2);
+    assert!(!second_ids.iter().any(|id| match_ids(&page).contains(id)));
+    // The representative has the patient's right; another patient sees only theirs.
+    let (as_representative, _) = trace(
+        &app,
+        &format!("patient={patient_id}"),
+        &As::Representative(patient_id.clone()),
+    );
+    assert!(as_representative.len() >= events.len());
+    let other = app.create(&As::System, &patient(&nir(), "Autre", "Léa", "1990-01-01"));
+    let (theirs, _) = trace(&app, &format!("patient={patient_id}"), &As::Patient(other));
+    assert!(theirs.is_empty());
+    let one = events[0]["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("AuditEvent/{one}"), &me).status, 200);
+    assert_eq!(
+        app.get(
+            &format!("AuditEvent/{one}"),
+            &As::Patient("someone-else".into())
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn r_acc_11_a_professional_reads_their_own_trace_and_the_medecin_traitant_all() {
+    let (app, patient_id, document_id) = space();
+    let me = As::Patient(patient_id.clone());
+    app.create(&me, &permit_professional(&patient_id, COLLEAGUE));
+    traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &colleague(),
+        None,
+        "colleague-read",
+    );
+    traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &As::doctor(),
+        None,
+        "gp-read",
+    );
+    let colleague_event = app.audit_events("colleague-read")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gp_event = app.audit_events("gp-read")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The colleague: their own actions only, by search and by id.
+    let (events, total) = trace(&app, &format!("patient={patient_id}"), &colleague());
+    assert_eq!(agent_ids(&events), vec![COLLEAGUE.to_owned()]);
+    assert_eq!(total as usize, events.len());
+    assert_eq!(
+        app.get(&format!("AuditEvent/{colleague_event}"), &colleague())
+            .status,
+        200
+    );
+    let hidden = app.get(&format!("AuditEvent/{gp_event}"), &colleague());
+    assert_eq!(hidden.status, 404);
+    assert!(hidden.body.contains("R-ACC-11"), "{}", hidden.body);
+    // Without a patient: their own actions in every space.
+    let (own, _) = trace(&app, "outcome=0", &colleague());
+    assert!(!own.is_empty());
+    assert_eq!(agent_ids(&own), vec![COLLEAGUE.to_owned()]);
+    // Through _revinclude: the same rule decides the included events.
+    let bundle = app
+        .get(
+            &format!("Patient?_id={patient_id}&_revinclude=AuditEvent:patient"),
+            &colleague(),
+        )
+        .json();
+    let included: Vec<Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
+        .map(|entry| entry["resource"].clone())
+        .collect();
+    assert!(!included.is_empty());
+    assert_eq!(agent_ids(&included), vec![COLLEAGUE.to_owned()]);
+    // The médecin traitant: the whole trace of the space.
+    let (all, _) = trace(&app, &format!("patient={patient_id}"), &As::doctor());
+    let agents = agent_ids(&all);
+    assert!(agents.contains(&COLLEAGUE.to_owned()) && agents.contains(&DOCTOR_IDNAT.to_owned()));
+    assert_eq!(
+        app.get(&format!("AuditEvent/{colleague_event}"), &As::doctor())
+            .status,
+        200
+    );
+    // A professional with no part in the space sees none of it.
+    let stranger = As::Professional {
+        id_nat_ps: STRANGER.into(),
+        profession: "10".into(),
+    };
+    let (none, total) = trace(&app, &format!("patient={patient_id}"), &stranger);
+    assert!(none.is_empty() && total == 0);
+    // The system reads no trace (R-ACC-12).
+    assert_eq!(
+        app.get(&format!("AuditEvent?patient={patient_id}"), &As::System)
+            .status,
+        403
+    );
+}
+
+// ---------------------------------------------------------------- R-AUD-3
+
+#[test]
+fn r_aud_3_no_path_changes_or_deletes_an_event() {
+    let (app, patient_id, document_id) = space();
+    traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &As::doctor(),
+        None,
+        "to-keep",
+    );
+    let event = app.audit_events("to-keep")[0].clone();
+    let id = event["id"].as_str().unwrap().to_owned();
+    let me = As::Patient(patient_id.clone());
+    let mut changed = event.clone();
+    changed["outcome"] = json!("4");
+    assert_eq!(
+        app.put(&format!("AuditEvent/{id}"), &me, &changed).status,
+        405
+    );
+    assert_eq!(app.delete(&format!("AuditEvent/{id}"), &me).status, 405);
+    let patch = json!([{ "op": "replace", "path": "/outcome", "value": "4" }]);
+    let reply = app
+        .request("PATCH", &format!("AuditEvent/{id}"))
+        .as_(&me)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(patch.to_string()));
+    assert_eq!(reply.status, 405);
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "resource": changed, "request": { "method": "PUT", "url": format!("AuditEvent/{id}") } }
+    ]});
+    let reply = app.post("", &me, &bundle);
+    assert!(reply.status >= 400, "{}", reply.body);
+    // Nor SQL: the database refuses.
+    assert!(
+        app.try_execute_sql(&format!(
+            "UPDATE resources SET content = '{{}}' WHERE res_type = 'AuditEvent' AND res_id = '{id}'"
+        ))
+        .unwrap_err()
+        .contains("immutable")
+    );
+    assert!(
+        app.try_execute_sql("DELETE FROM resources WHERE res_type = 'AuditEvent'")
+            .unwrap_err()
+            .contains("immutable")
+    );
+    assert!(
+        app.try_execute_sql("DELETE FROM audit_chain")
+            .unwrap_err()
+            .contains("immutable")
+    );
+    assert_eq!(app.audit_events("to-keep")[0], event);
+}
+
+/// Runs `dmp-fhir-server audit-verify` on the app's database.
+fn verify(app: &TestApp) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("audit-verify")
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", app.db_path().display()))
+        .output()
+        .expect("run audit-verify");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn r_aud_3_the_chain_check_finds_a_changed_or_removed_event() {
+    let (app, patient_id, document_id) = space();
+    for index in 0..5 {
+        traced(
+            &app,
+            "GET",
+            &format!("DocumentReference/{document_id}"),
+            &As::doctor(),
+            None,
+            &format!("chained-{index}"),
+        );
+    }
+    let (holds, report) = verify(&app);
+    assert!(holds, "{report}");
+    assert!(report.contains("every chain holds"), "{report}");
+    // Someone with the database file changes an event's outcome.
+    let target = app.audit_events("chained-2")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.execute_sql("DROP TRIGGER audit_event_no_update");
+    app.execute_sql(&format!(
+        "UPDATE resources SET content = replace(content, '\"outcome\":\"0\"', '\"outcome\":\"4\"') WHERE res_id = '{target}'"
+    ));
+    let (holds, report) = verify(&app);
+    assert!(!holds);
+    assert!(
+        report.contains(&format!("AuditEvent/{target}")) && report.contains("was changed"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("Patient/{patient_id}")),
+        "{report}"
+    );
+    // Someone removes the newest event of another space's chain.
+    let (app, _, document_id) = space();
+    traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &As::doctor(),
+        None,
+        "newest",
+    );
+    let newest = app.audit_events("newest")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.execute_sql("DROP TRIGGER audit_chain_no_delete");
+    app.execute_sql("DROP TRIGGER audit_event_no_delete");
+    app.execute_sql(&format!(
+        "DELETE FROM audit_chain WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{newest}')"
+    ));
+    app.execute_sql(&format!("DELETE FROM resources WHERE res_id = '{newest}'"));
+    let (holds, report) = verify(&app);
+    assert!(!holds);
+    assert!(report.contains("events were removed"), "{report}");
+}
+
+// ---------------------------------------------------------------- R-AUD-2
+
+/// Kills the server with SIGKILL in the middle of a load and checks that every
+/// request that got an answer left its trace.
+#[test]
+fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let (app, _patient_id, document_id) = space();
+    // A second server process on the same files, which the test kills.
+    let dir = crate::support::temp_dir("killed");
+    let db = dir.join("db.sqlite");
+    app.execute_sql(&format!("VACUUM INTO '{}'", db.display()));
+    let jwks = dir.join("issuer.jwks.json");
+    let keys = crate::support::keys();
+    std::fs::write(&jwks, json!({ "keys": [keys.rsa.jwk] }).to_string()).expect("jwks");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .arg("--trusted-issuer")
+        .arg(format!(
+            "{},{},{}",
+            crate::support::ISSUER,
+            jwks.display(),
+            crate::support::AUDIENCE
+        ))
+        .arg("--workers")
+        .arg("2")
+        .env("DMP_LOG", "error")
+        .spawn()
+        .expect("start the server");
+    let base = format!("http://127.0.0.1:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        agent.get(&format!("{base}/metadata")).call().is_ok()
+    });
+    assert!(ready, "the server did not start");
+    let token = As::doctor().token().unwrap();
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (agent, answered, stop) = (agent.clone(), answered.clone(), stop.clone());
+            let url = format!("{base}/DocumentReference/{document_id}");
+            let token = token.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let request_id = format!("load-{worker}-{n}");
+                    let reply = agent
+                        .get(&url)
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .header("X-Request-Id", &request_id)
+                        .call();
+                    match reply {
+                        Ok(mut response) if response.status() == 200 => {
+                            // Answered means the whole body arrived.
+                            if response.body_mut().read_to_string().is_ok() {
+                                answered.lock().unwrap().push(request_id);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.kill().expect("SIGKILL the server");
+    server.wait().expect("reap the server");
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.join().expect("load thread");
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 50, "too little load: {}", answered.len());
+    // Every answered request has its event in the file the killed server left.
+    let traced_ids: std::collections::HashSet<String> = {
+        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            request_id: String,
+        }
+        let mut conn = SqliteConnection::establish(db.to_str().unwrap()).expect("open");
+        diesel::sql_query("SELECT request_id FROM audit_chain WHERE request_id LIKE 'load-%'")
+            .load::<Row>(&mut conn)
+            .expect("query")
+            .into_iter()
+            .map(|row| row.request_id)
+            .collect()
+    };
+    let lost: Vec<&String> = answered
+        .iter()
+        .filter(|id| !traced_ids.contains(*id))
+        .collect();
+    eprintln!(
+        "SIGKILL under load: {} answered, {} traced (incl. unanswered in flight), {} lost",
+        answered.len(),
+        traced_ids.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "answered but not traced: {lost:?}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,358 @@
+//! Notifications to the patient (R-AUD-4): a Communication from the service in the
+//! space, and delivery through the configured channel, retried, never in the way of
+//! the request.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{
+    DOCTOR_IDNAT, document, labelled_document, message_from, nir, patient, permit_professional,
+};
+use crate::support::{As, TestApp, temp_dir};
+use dmp_fhir_server::config::NotificationChannelSetting;
+
+const COLLEAGUE: &str = "810000000002";
+const STRANGER: &str = "810000000003";
+const NOTIFICATION: &str =
+    "http://terminology.hl7.org/CodeSystem/communication-category|notification";
+
+/// Waits (without a time assertion) until `ready` holds, for at most 20 s.
+fn eventually<T>(mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not delivered in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The kinds of the notifications in the patient's space, oldest first.
+fn notification_kinds(app: &TestApp, patient_id: &str) -> Vec<String> {
+    let reply = app.get(
+        &format!(
+            "Communication?patient={patient_id}&category={NOTIFICATION}&_sort=sent&_count=100"
+        ),
+        &As::Patient(patient_id.to_owned()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| {
+            entry["resource"]["topic"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn with_file_channel() -> (TestApp, PathBuf, String) {
+    let outbox = temp_dir("notifications").join("delivered.jsonl");
+    let path = outbox.clone();
+    let app = TestApp::with(move |config| {
+        config.notification_channel = NotificationChannelSetting::File(path);
+        config.notification_retry_base_ms = 50;
+    });
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    (app, outbox, patient_id)
+}
+
+fn delivered(file: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn r_aud_4_the_patient_is_told_of_each_event_the_spec_lists_and_of_nothing_else() {
+    let (app, file, patient_id) = with_file_channel();
+    let me = As::Patient(patient_id.clone());
+    let gp = As::doctor();
+    // The médecin traitant deposits a document: a deposit, and a first access.
+    app.create(&gp, &document(&patient_id, "11488-4", "2024-01-01"));
+    assert_eq!(
+        notification_kinds(&app, &patient_id),
+        vec!["first-access", "document-deposited"]
+    );
+    // A second deposit: no second "first access".
+    let second = app.create(&gp, &document(&patient_id, "11488-4", "2024-01-02"));
+    assert_eq!(notification_kinds(&app, &patient_id).len(), 3);
+    // A document pending its announcement consultation is not announced (R-PAT-1).
+    app.create(
+        &gp,
+        &labelled_document(&patient_id, "11488-4", "2024-01-03", "INVISIBLE_PATIENT"),
+    );
+    assert_eq!(notification_kinds(&app, &patient_id).len(), 3);
+    // A change by a professional.
+    let patch = json!([{ "op": "replace", "path": "/status", "value": "superseded" }]);
+    let reply = app
+        .request("PATCH", &format!("DocumentReference/{second}"))
+        .as_(&gp)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(patch.to_string()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        notification_kinds(&app, &patient_id).last().unwrap(),
+        "document-changed"
+    );
+    // A message from a professional.
+    app.create(
+        &gp,
+        &message_from(&patient_id, DOCTOR_IDNAT, "2024-12-01T09:00:00Z"),
+    );
+    assert_eq!(
+        notification_kinds(&app, &patient_id).last().unwrap(),
+        "new-message"
+    );
+    // A professional declares the patient's consent: told, and a first access.
+    let colleague = As::Professional {
+        id_nat_ps: COLLEAGUE.into(),
+        profession: "10".into(),
+    };
+    app.create(&colleague, &permit_professional(&patient_id, COLLEAGUE));
+    let kinds = notification_kinds(&app, &patient_id);
+    assert!(
+        kinds.ends_with(&["first-access".into(), "consent-declared".into()]),
+        "{kinds:?}"
+    );
+    // Each emergency access is told, with its mode and reason.
+    let emergency = As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("malaise au cabinet"),
+    );
+    let before = notification_kinds(&app, &patient_id).len();
+    for _ in 0..2 {
+        let reply = app.get(
+            &format!("DocumentReference?patient={patient_id}"),
+            &emergency,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let kinds = notification_kinds(&app, &patient_id);
+    assert_eq!(
+        kinds[before..],
+        ["emergency-access", "first-access", "emergency-access"]
+    );
+    // The patient's own actions and identity lookups tell nothing.
+    let before = notification_kinds(&app, &patient_id).len();
+    app.get(&format!("DocumentReference?patient={patient_id}"), &me);
+    app.get(&format!("Patient/{patient_id}"), &colleague);
+    assert_eq!(notification_kinds(&app, &patient_id).len(), before);
+    // Every notification reaches the channel, with the text the patient reads.
+    let all = eventually(|| {
+        let lines = delivered(&file);
+        (lines.len() == before).then_some(lines)
+    });
+    let emergency_line = all
+        .iter()
+        .find(|line| line["kind"] == "emergency-access")
+        .expect("an emergency notification");
+    assert_eq!(emergency_line["patient"], format!("Patient/{patient_id}"));
+    assert!(
+        emergency_line["text"]
+            .as_str()
+            .unwrap()
+            .contains("malaise au cabinet")
+    );
+    // Notifications are the patient's: professionals do not read them (R-MSG-5).
+    let seen_by_gp = app
+        .get(
+            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_total=accurate"),
+            &gp,
+        )
+        .json();
+    assert_eq!(seen_by_gp["total"], 0);
+    // And the notification is a valid R4 Communication from the service.
+    let one = app
+        .get(
+            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=1"),
+            &me,
+        )
+        .json();
+    let resource = one["entry"][0]["resource"].to_string();
+    fhir_check::check("Communication", &resource).expect("a valid R4 Communication");
+    assert!(resource.contains("Mon espace santé"));
+}
+
+/// A gateway that answers 503 to the first `failures` requests, then 204, and keeps
+/// what it received.
+struct Gateway {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// A request's headers (lower-case names) and body.
+type Received = (Vec<(String, String)>, String);
+
+fn gateway(failures: usize) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = received.clone();
+    std::thread::spawn(move || {
+        for (count, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut length = 0;
+            let mut line = String::new();
+            reader.read_line(&mut line).ok();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.trim_end().split_once(": ") {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.parse().unwrap_or(0);
+                    }
+                    headers.push((name.to_ascii_lowercase(), value.to_owned()));
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).ok();
+            log.lock()
+                .unwrap()
+                .push((headers, String::from_utf8_lossy(&body).into_owned()));
+            let status = if count < failures {
+                "503 Service Unavailable"
+            } else {
+                "204 No Content"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    Gateway { url, received }
+}
+
+#[test]
+fn r_aud_4_the_webhook_is_signed_and_retried_until_delivered() {
+    let gateway = gateway(2);
+    let secret_file = temp_dir("webhook").join("secret");
+    std::fs::write(&secret_file, "a-shared-secret-of-32-bytes-long\n").unwrap();
+    let (url, secret) = (gateway.url.clone(), secret_file.clone());
+    let app = TestApp::with(move |config| {
+        config.notification_channel = NotificationChannelSetting::Webhook(url);
+        config.notification_webhook_secret_file = Some(secret);
+        config.notification_retry_base_ms = 50;
+    });
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let deposit = app.post(
+        "DocumentReference",
+        &As::System,
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    assert_eq!(deposit.status, 201, "{}", deposit.body);
+    let received = eventually(|| {
+        let received = gateway.received.lock().unwrap().clone();
+        (received.len() >= 3).then_some(received)
+    });
+    // Two failures, then the same notification delivered.
+    assert_eq!(received.len(), 3, "delivered once, after two retries");
+    assert!(received.iter().all(|(_, body)| body == &received[0].1));
+    let payload: Value = serde_json::from_str(&received[2].1).unwrap();
+    assert_eq!(payload["kind"], "document-deposited");
+    assert_eq!(payload["patient"], format!("Patient/{patient_id}"));
+    // The signature is the HMAC-SHA256 of "timestamp.body" under the shared secret.
+    for (headers, body) in &received {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default()
+        };
+        let timestamp = header("x-notification-timestamp");
+        let key = openssl::pkey::PKey::hmac(b"a-shared-secret-of-32-bytes-long").unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+        signer
+            .update(format!("{timestamp}.{body}").as_bytes())
+            .unwrap();
+        let expected: String = signer
+            .sign_to_vec()
+            .unwrap()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(
+            header("x-notification-signature"),
+            format!("sha256={expected}")
+        );
+    }
+    let state = eventually(|| {
+        let rows = app.query_texts(
+            "SELECT attempts || ' ' || COALESCE(delivered_at, '-') AS text FROM notification_outbox",
+        );
+        rows.first().filter(|row| !row.ends_with('-')).cloned()
+    });
+    assert!(state.starts_with("3 "), "{state}");
+}
+
+#[test]
+fn r_aud_4_a_delivery_failure_never_fails_the_request() {
+    // Nothing listens on this port.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let secret_file = temp_dir("webhook-down").join("secret");
+    std::fs::write(&secret_file, "a-shared-secret-of-32-bytes-long").unwrap();
+    let app = TestApp::with(move |config| {
+        config.notification_channel =
+            NotificationChannelSetting::Webhook(format!("http://{closed}/notify"));
+        config.notification_webhook_secret_file = Some(secret_file);
+        config.notification_retry_base_ms = 50;
+    });
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let deposit = app.post(
+        "DocumentReference",
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    assert_eq!(deposit.status, 201, "{}", deposit.body);
+    // The notification stays queued with its error, and is tried again.
+    let errors = eventually(|| {
+        let rows = app.query_texts(
+            "SELECT attempts || ' ' || last_error AS text FROM notification_outbox WHERE delivered_at IS NULL AND attempts >= 2",
+        );
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert!(errors[0].contains("webhook"), "{errors:?}");
+    // The server keeps serving.
+    assert_eq!(
+        app.get(&format!("Patient/{patient_id}"), &As::doctor())
+            .status,
+        200
+    );
+}
