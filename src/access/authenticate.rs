@@ -3,6 +3,7 @@
 //! `exp` and `nbf` checked, mapped to one [`Principal`].
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,10 +32,66 @@ struct Issuer {
 pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
     directory: Option<Directory>,
+    verified: VerifiedTokens,
+}
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+const LEEWAY: u64 = 30;
+
+/// Tokens whose signature and claims were verified, by the SHA-256 of their text:
+/// a client sends the same token with every request until it expires, and an RSA
+/// verification costs more than the rest of a cached read. A hit still checks `exp`
+/// and `nbf` against the clock; only the signature check is saved, and the same text
+/// always carries the same signature.
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], VerifiedToken>>,
+}
+
+#[derive(Clone)]
+struct VerifiedToken {
+    principal: Principal,
+    exp: u64,
+    nbf: Option<u64>,
+}
+
+/// Entries kept at most; the map is emptied when full (tokens are re-verified).
+const VERIFIED_TOKENS_MAX: usize = 50_000;
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        VerifiedTokens {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], VerifiedToken>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The principal of a token verified before and still within its validity.
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<Principal> {
+        let entry = self.lock().get(key).cloned()?;
+        let current = now <= entry.exp + LEEWAY && entry.nbf.is_none_or(|nbf| nbf <= now + LEEWAY);
+        current.then_some(entry.principal)
+    }
+
+    fn put(&self, key: [u8; 32], token: VerifiedToken) {
+        let mut entries = self.lock();
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            entries.clear();
+        }
+        entries.insert(key, token);
+    }
 }
 
 #[derive(Deserialize)]
 struct Claims {
+    /// Required (the validation refuses a token without it); optional here so that
+    /// its absence is reported as such.
+    exp: Option<f64>,
+    nbf: Option<f64>,
     sub: String,
     iss: String,
     actor: String,
@@ -123,6 +180,7 @@ impl Authenticator {
         Ok(Authenticator {
             issuers: loaded,
             directory: None,
+            verified: VerifiedTokens::new(),
         })
     }
 
@@ -187,6 +245,11 @@ impl Authenticator {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be a Bearer token")
             })?;
+        let key = openssl::sha::sha256(token.as_bytes());
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(principal) = self.verified.get(&key, now) {
+            return Ok(principal);
+        }
         let token_header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("the bearer token is not a well-formed JWT"))?;
         if !matches!(token_header.alg, Algorithm::RS256 | Algorithm::ES256) {
@@ -207,7 +270,7 @@ impl Authenticator {
         validation.set_audience(&[&issuer.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = LEEWAY;
         let candidates = issuer.keys.iter().filter(|key| {
             key.algorithm == token_header.alg
                 && (token_header.kid.is_none() || key.kid.is_none() || key.kid == token_header.kid)
@@ -215,7 +278,23 @@ impl Authenticator {
         let mut last_error = None;
         for candidate in candidates {
             match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
-                Ok(data) => return principal_from(data.claims),
+                Ok(data) => {
+                    // NumericDate may be fractional; whole seconds are enough here.
+                    let (exp, nbf) = (
+                        data.claims.exp.unwrap_or(0.0) as u64,
+                        data.claims.nbf.map(|nbf| nbf as u64),
+                    );
+                    let principal = principal_from(data.claims)?;
+                    self.verified.put(
+                        key,
+                        VerifiedToken {
+                            principal: principal.clone(),
+                            exp,
+                            nbf,
+                        },
+                    );
+                    return Ok(principal);
+                }
                 Err(error) => last_error = Some(error),
             }
         }
@@ -289,4 +368,49 @@ fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
             .filter(|reason| !reason.trim().is_empty()),
         client_id: claims.client_id.or(claims.azp),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        principal_from(Claims {
+            exp: None,
+            nbf: None,
+            sub: "810000000001".into(),
+            iss: "https://issuer.test".into(),
+            actor: "professional".into(),
+            patient: None,
+            profession: Some("10".into()),
+            specialty: None,
+            organization: None,
+            name: None,
+            scope: None,
+            purpose_of_use: None,
+            access_reason: None,
+            client_id: None,
+            azp: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_expired_or_before_nbf() {
+        let cache = VerifiedTokens::new();
+        let key = [7u8; 32];
+        cache.put(
+            key,
+            VerifiedToken {
+                principal: principal(),
+                exp: 1_000,
+                nbf: Some(500),
+            },
+        );
+        assert!(cache.get(&key, 900).is_some());
+        assert!(cache.get(&key, 1_000 + LEEWAY).is_some());
+        assert!(cache.get(&key, 1_001 + LEEWAY).is_none(), "expired");
+        assert!(cache.get(&key, 400).is_none(), "not valid yet");
+        assert!(cache.get(&[8u8; 32], 900).is_none(), "another token");
+    }
 }

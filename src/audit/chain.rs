@@ -29,15 +29,36 @@ pub fn link_hash(prev_hash: &str, content: &str) -> String {
         .collect()
 }
 
-/// Appends an event to its chain. Call it inside a write transaction.
-pub fn append(conn: &mut Conn, event: &NewAuditEvent<'_>) -> Result<(), ApiError> {
-    let head = stored::chain_head(conn, event.chain_key)?;
-    let (seq, prev_hash) = match head {
-        Some(head) => (head.seq + 1, head.hash),
-        None => (1, GENESIS.to_owned()),
-    };
-    let hash = link_hash(&prev_hash, event.content);
-    stored::append(conn, event, seq, &prev_hash, &hash)?;
+/// Appends events to their chains, in order. Call it inside a write transaction.
+pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(), ApiError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = events.iter().map(|event| event.chain_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let heads = stored::chain_heads(conn, &keys)?;
+    // Where each chain stands, moved forward as the events are linked.
+    let mut tips: std::collections::HashMap<String, (i64, String)> = heads
+        .into_iter()
+        .map(|(key, head)| (key, (head.seq, head.hash)))
+        .collect();
+    let mut links = Vec::with_capacity(events.len());
+    for event in events {
+        let (seq, prev_hash) = tips
+            .get(event.chain_key)
+            .cloned()
+            .unwrap_or_else(|| (0, GENESIS.to_owned()));
+        let hash = link_hash(&prev_hash, event.content);
+        tips.insert(event.chain_key.to_owned(), (seq + 1, hash.clone()));
+        links.push(stored::Link {
+            event,
+            seq: seq + 1,
+            prev_hash,
+            hash,
+        });
+    }
+    stored::append_links(conn, &links)?;
     Ok(())
 }
 

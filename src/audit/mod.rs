@@ -15,8 +15,11 @@ pub mod writer;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use chrono::Utc;
+
 use crate::access::Principal;
 use crate::error::ApiError;
+use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{self, Interaction};
 use crate::fhir::extract;
 use crate::store::Conn;
@@ -127,11 +130,30 @@ pub struct Record {
     pub touched: Touched,
 }
 
-/// Writes the request's events (one per patient concerned, or one concerning no
-/// patient) and queues the notifications they cause. Call it inside a write
-/// transaction. Returns the number of notifications queued.
-pub fn persist(conn: &mut Conn, record: &Record, recorded: &str) -> Result<usize, ApiError> {
+/// One event, built and indexed, waiting for its place in a chain.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub id: String,
+    /// The patient whose chain takes it ('' for none).
+    pub chain_key: String,
+    pub content: String,
+    pub index: extract::IndexEntries,
+}
+
+/// A request's events, built outside the commit (on the request's own thread) so
+/// that the committer only writes.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub record: Record,
+    pub recorded: String,
+    pub events: Vec<PreparedEvent>,
+}
+
+/// Builds the request's events: one per patient concerned, or one concerning no
+/// patient.
+pub fn prepare(record: Record) -> Prepared {
     let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
+    let recorded = fhir_instant(Utc::now());
     let patients: Vec<Option<&str>> = if record.touched.patients.is_empty() {
         vec![None]
     } else {
@@ -142,35 +164,77 @@ pub fn persist(conn: &mut Conn, record: &Record, recorded: &str) -> Result<usize
             .map(|p| Some(p.as_str()))
             .collect()
     };
-    for patient in patients {
-        let id = uuid::Uuid::new_v4().to_string();
-        let value = event::build(
-            &record.trace,
-            &record.outcome,
-            &record.touched,
-            patient,
-            &id,
-            recorded,
-        );
-        let content = value.to_string();
-        let index = extract::index(def, &value);
-        chain::append(
-            conn,
-            &crate::store::audit::NewAuditEvent {
-                id: &id,
-                recorded,
-                content: &content,
-                index: &index,
-                chain_key: patient.unwrap_or(""),
-                request_id: &record.trace.request_id,
-            },
-        )?;
+    let events = patients
+        .into_iter()
+        .map(|patient| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let value = event::build(
+                &record.trace,
+                &record.outcome,
+                &record.touched,
+                patient,
+                &id,
+                &recorded,
+            );
+            PreparedEvent {
+                index: extract::index(def, &value),
+                content: value.to_string(),
+                chain_key: patient.unwrap_or("").to_owned(),
+                id,
+            }
+        })
+        .collect();
+    Prepared {
+        record,
+        recorded,
+        events,
     }
-    if record.outcome.success() {
-        crate::notify::queue(conn, record, recorded)
+}
+
+/// Appends the events of these requests to their chains and queues the
+/// notifications they cause, with a few statements for the whole group. Call it
+/// inside a write transaction. Returns the number of notifications queued.
+pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<usize, ApiError> {
+    let events = group
+        .iter()
+        .flat_map(|prepared| {
+            prepared
+                .events
+                .iter()
+                .map(|event| crate::store::audit::NewAuditEvent {
+                    id: &event.id,
+                    recorded: &prepared.recorded,
+                    content: &event.content,
+                    index: &event.index,
+                    chain_key: &event.chain_key,
+                    request_id: &prepared.record.trace.request_id,
+                })
+        })
+        .collect();
+    chain::append_all(conn, events)?;
+    let succeeded: Vec<&Prepared> = group
+        .iter()
+        .copied()
+        .filter(|prepared| prepared.record.outcome.success())
+        .collect();
+    let accesses: Vec<(&str, &str)> = succeeded
+        .iter()
+        .flat_map(|prepared| crate::notify::accesses(&prepared.record))
+        .collect();
+    let Some(first) = group.first() else {
+        return Ok(0);
+    };
+    let first_accesses = if accesses.is_empty() {
+        Default::default()
     } else {
-        Ok(0)
+        crate::store::audit::first_accesses(conn, &accesses, &first.recorded)?
+    };
+    let mut notifications = 0;
+    for prepared in succeeded {
+        notifications +=
+            crate::notify::queue(conn, &prepared.record, &prepared.recorded, &first_accesses)?;
     }
+    Ok(notifications)
 }
 
 /// The log record of a request (the `audit` tracing target).

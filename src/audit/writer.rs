@@ -7,12 +7,10 @@
 use std::sync::mpsc;
 use std::thread;
 
-use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::Record;
+use super::Prepared;
 use crate::error::ApiError;
-use crate::fhir::date::fhir_instant;
 use crate::notify::Wakeup;
 use crate::store::{Db, dialect};
 
@@ -20,7 +18,7 @@ use crate::store::{Db, dialect};
 const MAX_GROUP: usize = 512;
 
 struct Job {
-    record: Record,
+    prepared: Prepared,
     done: oneshot::Sender<Result<(), ApiError>>,
 }
 
@@ -42,10 +40,10 @@ impl AuditWriter {
     }
 
     /// Commits the request's events; returns once they are durable.
-    pub async fn record(&self, record: Record) -> Result<(), ApiError> {
+    pub async fn record(&self, prepared: Prepared) -> Result<(), ApiError> {
         let (done, committed) = oneshot::channel();
         self.jobs
-            .send(Job { record, done })
+            .send(Job { prepared, done })
             .map_err(|_| ApiError::internal("the trace writer has stopped"))?;
         committed
             .await
@@ -95,12 +93,8 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup:
 fn commit(db: &Db, group: &[Job]) -> Result<usize, ApiError> {
     db.write_blocking(|conn| {
         dialect::write_transaction(conn, |conn| {
-            let recorded = fhir_instant(Utc::now());
-            let mut notifications = 0;
-            for job in group {
-                notifications += super::persist(conn, &job.record, &recorded)?;
-            }
-            Ok(notifications)
+            let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
+            super::persist(conn, &prepared)
         })
     })
 }

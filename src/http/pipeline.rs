@@ -22,12 +22,10 @@ use crate::AppState;
 use crate::access::{self, Gate};
 use crate::audit::{self, Outcome, Record, TouchedLog, Trace};
 use crate::error::{ApiError, information_outcome};
-use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::search::PageLimits;
 use crate::fhir::stored::Incoming;
 use crate::service::{self, Ctx, FhirResponse, Operation, bundle};
-use chrono::Utc;
 
 /// A classified request.
 pub enum Call {
@@ -149,7 +147,7 @@ pub async fn run(
             touched: touched.snapshot(),
         };
         audit::log(&record);
-        if !traced && let Err(error) = state.audit.record(record).await {
+        if !traced && let Err(error) = state.audit.record(audit::prepare(record)).await {
             tracing::error!(%error, "the trace could not be written; the answer is withheld");
             response = ApiError::internal(
                 "the access could not be traced, so its result is withheld; try again",
@@ -291,7 +289,7 @@ async fn stages(
                         outcome,
                         touched: touched.snapshot(),
                     };
-                    audit::persist(conn, &record, &fhir_instant(Utc::now()))
+                    audit::persist(conn, &[&audit::prepare(record)])
                 };
                 let result = if single_write {
                     crate::store::dialect::write_transaction(conn, |conn| {

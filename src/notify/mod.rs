@@ -12,6 +12,7 @@
 pub mod channel;
 pub mod delivery;
 
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -80,10 +81,31 @@ fn actor_name(record: &Record) -> String {
     }
 }
 
-/// What this request tells the patient, per SPEC R-AUD-4.
-fn notices(conn: &mut Conn, record: &Record, now: &str) -> Result<Vec<Notice>, ApiError> {
+/// The accesses of a professional to spaces' content this request made: the first
+/// of each (patient, professional) pair is told to the patient. Identity lookups
+/// (R-ACC-10) are not accesses to a space's content.
+pub fn accesses(record: &Record) -> Vec<(&str, &str)> {
+    match &record.trace.principal {
+        Some(principal)
+            if principal.actor == ActorKind::Professional
+                && record.trace.resource_type != Some("Patient") =>
+        {
+            record
+                .touched
+                .patients
+                .iter()
+                .map(|patient| (patient.as_str(), principal.subject.as_str()))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What this request tells the patient, per SPEC R-AUD-4; `first_accesses` are the
+/// (patient, professional) pairs seen for the first time in this commit.
+fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<Notice> {
     let Some(principal) = &record.trace.principal else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let who = actor_name(record);
     let mut notices = Vec::new();
@@ -112,7 +134,7 @@ fn notices(conn: &mut Conn, record: &Record, now: &str) -> Result<Vec<Notice>, A
                     about: None,
                 });
             }
-            if store::audit::first_access(conn, patient, &principal.subject, now)? {
+            if first_accesses.contains(&(patient.clone(), principal.subject.clone())) {
                 notices.push(Notice {
                     kind: Kind::FirstAccess,
                     patient: patient.clone(),
@@ -167,7 +189,7 @@ fn notices(conn: &mut Conn, record: &Record, now: &str) -> Result<Vec<Notice>, A
             }
         }
     }
-    Ok(notices)
+    notices
 }
 
 /// The notification as a Communication from the service to the patient.
@@ -196,8 +218,13 @@ fn communication(notice: &Notice, id: &str, now: &str) -> Value {
 
 /// Writes the notifications `record` causes and queues their delivery. Call it
 /// inside the transaction that records the cause. Returns how many were queued.
-pub fn queue(conn: &mut Conn, record: &Record, now: &str) -> Result<usize, ApiError> {
-    let notices = notices(conn, record, now)?;
+pub fn queue(
+    conn: &mut Conn,
+    record: &Record,
+    now: &str,
+    first_accesses: &HashSet<(String, String)>,
+) -> Result<usize, ApiError> {
+    let notices = notices(record, first_accesses);
     let def = definitions::resource("Communication").expect("Communication is served");
     for notice in &notices {
         let id = uuid::Uuid::new_v4().to_string();

@@ -44,7 +44,7 @@ pub fn space_documents(
         .map(|row| row.content);
     let mut consents = Sql::new(&format!(
         "SELECT r.content FROM resources r WHERE r.res_type = 'Consent' AND r.deleted = {} \
-         AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE patient_id = ",
+         AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'Consent' AND patient_id = ",
         bool_literal(false)
     ));
     consents.text(patient_id).push(")");
@@ -63,7 +63,7 @@ pub fn documents_pointing_at(
 ) -> diesel::QueryResult<Vec<super::ResourceRow>> {
     let mut sql = Sql::new(&format!(
         "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
-         AND r.pk IN (SELECT resource_pk FROM search_reference WHERE param = ",
+         AND r.pk IN (SELECT resource_pk FROM search_reference WHERE res_type = 'DocumentReference' AND param = ",
         super::resources::RESOURCE_COLUMNS,
         bool_literal(false)
     ));

@@ -2,10 +2,12 @@
 //! accesses of professionals, and the notification outbox.
 
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Text};
 
 use super::dialect::{self, Conn};
-use super::resources::write_index;
+use std::collections::{HashMap, HashSet};
+
+use super::resources::write_indexes;
 use super::sql::Sql;
 use crate::fhir::extract::IndexEntries;
 
@@ -29,67 +31,146 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-/// The head of `chain_key`, locked until the transaction ends where the backend can.
-pub fn chain_head(conn: &mut Conn, chain_key: &str) -> diesel::QueryResult<Option<ChainHead>> {
-    let mut sql = Sql::new("SELECT seq, hash FROM audit_chain_head WHERE chain_key = ");
-    sql.text(chain_key).push(dialect::FOR_UPDATE);
-    Ok(sql.load(conn)?.pop())
+/// The heads of these chains, locked until the transaction ends where the backend
+/// can.
+pub fn chain_heads(
+    conn: &mut Conn,
+    chain_keys: &[&str],
+) -> diesel::QueryResult<HashMap<String, ChainHead>> {
+    #[derive(QueryableByName)]
+    struct HeadRow {
+        #[diesel(sql_type = Text)]
+        chain_key: String,
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+        #[diesel(sql_type = Text)]
+        hash: String,
+    }
+    let mut heads = HashMap::new();
+    for chunk in chain_keys.chunks(500) {
+        let mut sql =
+            Sql::new("SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ");
+        sql.text_list(chunk.iter().copied())
+            .push(dialect::FOR_UPDATE);
+        for row in sql.load::<HeadRow>(conn)? {
+            heads.insert(
+                row.chain_key,
+                ChainHead {
+                    seq: row.seq,
+                    hash: row.hash,
+                },
+            );
+        }
+    }
+    Ok(heads)
 }
 
-/// Appends an event after `prev` with the link hash `hash`. Call it inside a write
-/// transaction, after [`chain_head`].
-pub fn append(
-    conn: &mut Conn,
-    event: &NewAuditEvent<'_>,
-    seq: i64,
-    prev_hash: &str,
-    hash: &str,
-) -> diesel::QueryResult<()> {
+/// An event with its place in its chain.
+pub struct Link<'a> {
+    pub event: NewAuditEvent<'a>,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Appends linked events: a handful of multi-row statements for a whole group of
+/// requests. Call it inside a write transaction, after [`chain_heads`].
+pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     #[derive(QueryableByName)]
     struct PkRow {
         #[diesel(sql_type = BigInt)]
         pk: i64,
+        #[diesel(sql_type = Text)]
+        res_id: String,
     }
-    let mut insert = Sql::new(
-        "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES ('AuditEvent', ",
-    );
-    insert
-        .text(event.id)
-        .push(", 1, ")
-        .text(event.recorded)
-        .push(&format!(", {}, ", dialect::bool_literal(false)))
-        .text(event.content)
-        .push(") RETURNING pk");
-    let pk = insert
-        .load::<PkRow>(conn)?
-        .pop()
-        .ok_or(diesel::result::Error::NotFound)?
-        .pk;
-    write_index(conn, pk, event.index)?;
-    let mut link = Sql::new(
-        "INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) VALUES (",
-    );
-    link.int(pk)
-        .push(", ")
-        .text(event.chain_key)
-        .push(", ")
-        .int(seq)
-        .push(", ")
-        .text(event.request_id)
-        .push(", ")
-        .text(prev_hash)
-        .push(", ")
-        .text(hash)
-        .push(")");
-    link.execute(conn)?;
-    let mut head = Sql::new("INSERT INTO audit_chain_head (chain_key, seq, hash) VALUES (");
-    head.text(event.chain_key)
-        .push(", ")
-        .int(seq)
-        .push(", ")
-        .text(hash)
-        .push(") ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash");
-    head.execute(conn)?;
+    let mut pks: HashMap<String, i64> = HashMap::with_capacity(links.len());
+    for chunk in links.chunks(200) {
+        let mut insert = Sql::new(
+            "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES ",
+        );
+        for (index, link) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert
+                .push("('AuditEvent', ")
+                .text(link.event.id)
+                .push(", 1, ")
+                .text(link.event.recorded)
+                .push(&format!(", {}, ", dialect::bool_literal(false)))
+                .text(link.event.content)
+                .push(")");
+        }
+        insert.push(" RETURNING pk, res_id");
+        pks.extend(
+            insert
+                .load::<PkRow>(conn)?
+                .into_iter()
+                .map(|row| (row.res_id, row.pk)),
+        );
+    }
+    let pk_of = |link: &Link<'_>| {
+        pks.get(link.event.id)
+            .copied()
+            .ok_or(diesel::result::Error::NotFound)
+    };
+    let mut indexed = Vec::with_capacity(links.len());
+    for link in links {
+        indexed.push((pk_of(link)?, "AuditEvent", link.event.index));
+    }
+    write_indexes(conn, &indexed)?;
+    for chunk in links.chunks(200) {
+        let mut insert = Sql::new(
+            "INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) VALUES ",
+        );
+        for (index, link) in chunk.iter().enumerate() {
+            if index > 0 {
+                insert.push(", ");
+            }
+            insert
+                .push("(")
+                .int(pk_of(link)?)
+                .push(", ")
+                .text(link.event.chain_key)
+                .push(", ")
+                .int(link.seq)
+                .push(", ")
+                .text(link.event.request_id)
+                .push(", ")
+                .text(link.prev_hash.as_str())
+                .push(", ")
+                .text(link.hash.as_str())
+                .push(")");
+        }
+        insert.execute(conn)?;
+    }
+    // The last link of each chain becomes its head (one row per chain: a row may
+    // not be upserted twice in one statement).
+    let mut last: HashMap<&str, &Link<'_>> = HashMap::new();
+    for link in links {
+        last.insert(link.event.chain_key, link);
+    }
+    let heads: Vec<&Link<'_>> = last.into_values().collect();
+    for chunk in heads.chunks(200) {
+        let mut upsert = Sql::new("INSERT INTO audit_chain_head (chain_key, seq, hash) VALUES ");
+        for (index, link) in chunk.iter().enumerate() {
+            if index > 0 {
+                upsert.push(", ");
+            }
+            upsert
+                .push("(")
+                .text(link.event.chain_key)
+                .push(", ")
+                .int(link.seq)
+                .push(", ")
+                .text(link.hash.as_str())
+                .push(")");
+        }
+        upsert.push(
+            " ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        );
+        upsert.execute(conn)?;
+    }
     Ok(())
 }
 
@@ -180,21 +261,44 @@ pub fn unlinked_events(conn: &mut Conn) -> diesel::QueryResult<Vec<String>> {
     .collect())
 }
 
-/// Records that `subject` accessed `patient`'s space; `true` the first time.
-pub fn first_access(
+/// Records that these professionals accessed these spaces; returns the pairs
+/// `(patient, subject)` seen for the first time.
+pub fn first_accesses(
     conn: &mut Conn,
-    patient: &str,
-    subject: &str,
+    accesses: &[(&str, &str)],
     at: &str,
-) -> diesel::QueryResult<bool> {
-    let mut sql = Sql::new("INSERT INTO first_access (patient_id, subject, accessed_at) VALUES (");
-    sql.text(patient)
-        .push(", ")
-        .text(subject)
-        .push(", ")
-        .text(at)
-        .push(") ON CONFLICT (patient_id, subject) DO NOTHING");
-    Ok(sql.execute(conn)? == 1)
+) -> diesel::QueryResult<HashSet<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct PairRow {
+        #[diesel(sql_type = Text)]
+        patient_id: String,
+        #[diesel(sql_type = Text)]
+        subject: String,
+    }
+    let mut first = HashSet::new();
+    for chunk in accesses.chunks(200) {
+        let mut sql =
+            Sql::new("INSERT INTO first_access (patient_id, subject, accessed_at) VALUES ");
+        for (index, (patient, subject)) in chunk.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .text(*patient)
+                .push(", ")
+                .text(*subject)
+                .push(", ")
+                .text(at)
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (patient_id, subject) DO NOTHING RETURNING patient_id, subject");
+        first.extend(
+            sql.load::<PairRow>(conn)?
+                .into_iter()
+                .map(|row| (row.patient_id, row.subject)),
+        );
+    }
+    Ok(first)
 }
 
 /// Queues a notification for delivery.
@@ -271,17 +375,4 @@ pub fn delivery_result(
     sql.push(" WHERE id = ").int(id);
     sql.execute(conn)?;
     Ok(())
-}
-
-/// Delivery state of the outbox, for operators and tests.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct OutboxRow {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = Text)]
-    pub kind: String,
-    #[diesel(sql_type = BigInt)]
-    pub attempts: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub delivered_at: Option<String>,
 }

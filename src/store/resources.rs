@@ -211,7 +211,7 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
     }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.
-    write_index(conn, pk, version.index)?;
+    write_index(conn, pk, version.res_type, version.index)?;
     let mut history = Sql::new(
         "INSERT INTO resource_versions (res_type, res_id, version_id, last_updated, deleted, method, content) VALUES (",
     );
@@ -232,22 +232,19 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
     Ok(pk)
 }
 
-/// Inserts rows in batches: `columns` names the table and columns, `rows` gives each
-/// row's values after the resource key.
-fn insert_rows(
-    conn: &mut Conn,
-    pk: i64,
-    columns: &str,
-    rows: Vec<Vec<Option<String>>>,
-) -> diesel::QueryResult<()> {
+/// One index row: the resource's key and type, then the table's own values.
+type IndexRow<'a> = (i64, &'a str, Vec<Option<String>>);
+
+/// Inserts rows in batches of 200 (`columns` names the table and its columns).
+fn insert_rows(conn: &mut Conn, columns: &str, rows: &[IndexRow<'_>]) -> diesel::QueryResult<()> {
     for chunk in rows.chunks(200) {
         let mut sql = Sql::new(&format!("INSERT INTO {columns} VALUES "));
-        for (index, row) in chunk.iter().enumerate() {
+        for (index, (pk, res_type, values)) in chunk.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
             }
-            sql.push("(").int(pk);
-            for value in row {
+            sql.push("(").int(*pk).push(", ").text(*res_type);
+            for value in values {
                 sql.push(", ");
                 match value {
                     Some(value) => sql.text(value.as_str()),
@@ -264,86 +261,98 @@ fn insert_rows(
 pub(super) fn write_index(
     conn: &mut Conn,
     pk: i64,
+    res_type: &str,
     index: &IndexEntries,
 ) -> diesel::QueryResult<()> {
-    let tokens = index
-        .tokens
-        .iter()
-        .map(|entry| {
-            vec![
-                Some(entry.param.to_owned()),
-                entry.system.clone(),
-                Some(entry.code.clone()),
-            ]
-        })
-        .collect();
+    write_indexes(conn, &[(pk, res_type, index)])
+}
+
+/// Writes the index of several resources with one statement per table.
+pub(super) fn write_indexes(
+    conn: &mut Conn,
+    resources: &[(i64, &str, &IndexEntries)],
+) -> diesel::QueryResult<()> {
+    let mut tokens = Vec::new();
+    let mut strings = Vec::new();
+    let mut dates = Vec::new();
+    let mut references = Vec::new();
+    let mut patients = Vec::new();
+    for &(pk, res_type, index) in resources {
+        tokens.extend(index.tokens.iter().map(|entry| {
+            (
+                pk,
+                res_type,
+                vec![
+                    Some(entry.param.to_owned()),
+                    entry.system.clone(),
+                    Some(entry.code.clone()),
+                ],
+            )
+        }));
+        strings.extend(index.strings.iter().map(|entry| {
+            (
+                pk,
+                res_type,
+                vec![
+                    Some(entry.param.to_owned()),
+                    Some(entry.normalized.clone()),
+                    Some(entry.exact.clone()),
+                ],
+            )
+        }));
+        dates.extend(index.dates.iter().map(|entry| {
+            (
+                pk,
+                res_type,
+                vec![
+                    Some(entry.param.to_owned()),
+                    Some(entry.range.low.clone()),
+                    Some(entry.range.high.clone()),
+                ],
+            )
+        }));
+        references.extend(index.references.iter().map(|entry| {
+            (
+                pk,
+                res_type,
+                vec![
+                    Some(entry.param.to_owned()),
+                    Some(entry.target_type.clone()),
+                    Some(entry.target_id.clone()),
+                ],
+            )
+        }));
+        patients.extend(
+            index
+                .patients
+                .iter()
+                .map(|patient| (pk, res_type, vec![Some(patient.clone())])),
+        );
+    }
     insert_rows(
         conn,
-        pk,
-        "search_token (resource_pk, param, system, code)",
-        tokens,
+        "search_token (resource_pk, res_type, param, system, code)",
+        &tokens,
     )?;
-    let strings = index
-        .strings
-        .iter()
-        .map(|entry| {
-            vec![
-                Some(entry.param.to_owned()),
-                Some(entry.normalized.clone()),
-                Some(entry.exact.clone()),
-            ]
-        })
-        .collect();
     insert_rows(
         conn,
-        pk,
-        "search_string (resource_pk, param, normalized, exact)",
-        strings,
+        "search_string (resource_pk, res_type, param, normalized, exact)",
+        &strings,
     )?;
-    let dates = index
-        .dates
-        .iter()
-        .map(|entry| {
-            vec![
-                Some(entry.param.to_owned()),
-                Some(entry.range.low.clone()),
-                Some(entry.range.high.clone()),
-            ]
-        })
-        .collect();
     insert_rows(
         conn,
-        pk,
-        "search_date (resource_pk, param, low, high)",
-        dates,
+        "search_date (resource_pk, res_type, param, low, high)",
+        &dates,
     )?;
-    let references = index
-        .references
-        .iter()
-        .map(|entry| {
-            vec![
-                Some(entry.param.to_owned()),
-                Some(entry.target_type.clone()),
-                Some(entry.target_id.clone()),
-            ]
-        })
-        .collect();
     insert_rows(
         conn,
-        pk,
-        "search_reference (resource_pk, param, target_type, target_id)",
-        references,
+        "search_reference (resource_pk, res_type, param, target_type, target_id)",
+        &references,
     )?;
-    let patients = index
-        .patients
-        .iter()
-        .map(|patient| vec![Some(patient.clone())])
-        .collect();
     insert_rows(
         conn,
-        pk,
-        "resource_compartment (resource_pk, patient_id)",
-        patients,
+        "resource_compartment (resource_pk, res_type, patient_id)",
+        &patients,
     )?;
     Ok(())
 }

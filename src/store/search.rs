@@ -47,11 +47,12 @@ impl Narrowing {
     /// predicates are correlated `EXISTS` probes on `resource_pk`, so their cost follows
     /// the candidate rows (one space's documents), not every document of a type or
     /// label in the store.
-    fn apply(&self, sql: &mut Sql, alias: &str) {
+    fn apply(&self, sql: &mut Sql, alias: &str, res_type: &str) {
         if let Some(patients) = &self.compartment {
             sql.push(&format!(
-                " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE patient_id IN "
+                " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = "
             ));
+            sql.text(res_type).push(" AND patient_id IN ");
             sql.text_list(patients.iter().map(String::as_str)).push(")");
         }
         let type_probe = |sql: &mut Sql, types: &[(String, String)]| {
@@ -154,8 +155,8 @@ fn like_escape(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// Appends ` AND <criterion>` for rows of alias `alias`.
-fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
+/// Appends ` AND <criterion>` for rows of alias `alias`, of type `res_type`.
+fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) {
     match criterion {
         Criterion::Id(ids) => {
             sql.push(&format!(" AND {alias}.res_id IN "));
@@ -178,9 +179,10 @@ fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
             negated,
         } => {
             sql.push(&format!(
-                " AND {alias}.pk {}IN (SELECT resource_pk FROM search_token WHERE param = ",
+                " AND {alias}.pk {}IN (SELECT resource_pk FROM search_token WHERE res_type = ",
                 if *negated { "NOT " } else { "" }
             ));
+            sql.text(res_type).push(" AND param = ");
             sql.text(*param).push(" AND (");
             for (index, value) in values.iter().enumerate() {
                 if index > 0 {
@@ -209,8 +211,9 @@ fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
             values,
         } => {
             sql.push(&format!(
-                " AND {alias}.pk IN (SELECT resource_pk FROM search_string WHERE param = "
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_string WHERE res_type = "
             ));
+            sql.text(res_type).push(" AND param = ");
             sql.text(*param).push(" AND (");
             for (index, value) in values.iter().enumerate() {
                 if index > 0 {
@@ -240,8 +243,9 @@ fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
         }
         Criterion::Date { param, values } => {
             sql.push(&format!(
-                " AND {alias}.pk IN (SELECT resource_pk FROM search_date WHERE param = "
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_date WHERE res_type = "
             ));
+            sql.text(res_type).push(" AND param = ");
             sql.text(*param).push(" AND (");
             for (index, (prefix, range)) in values.iter().enumerate() {
                 if index > 0 {
@@ -253,8 +257,9 @@ fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
         }
         Criterion::Reference { param, values } => {
             sql.push(&format!(
-                " AND {alias}.pk IN (SELECT resource_pk FROM search_reference WHERE param = "
+                " AND {alias}.pk IN (SELECT resource_pk FROM search_reference WHERE res_type = "
             ));
+            sql.text(res_type).push(" AND param = ");
             sql.text(*param).push(" AND (");
             for (index, (target_type, target_id)) in values.iter().enumerate() {
                 if index > 0 {
@@ -278,13 +283,15 @@ fn criterion(sql: &mut Sql, alias: &str, criterion: &Criterion) {
                 " AND {alias}.pk IN (SELECT sr.resource_pk FROM search_reference sr \
                  JOIN resources {target_alias} ON {target_alias}.res_type = sr.target_type \
                  AND {target_alias}.res_id = sr.target_id AND {target_alias}.deleted = {} \
-                 WHERE sr.param = ",
+                 WHERE sr.res_type = ",
                 super::dialect::bool_literal(false)
             ));
-            sql.text(*param)
+            sql.text(res_type)
+                .push(" AND sr.param = ")
+                .text(*param)
                 .push(" AND sr.target_type = ")
                 .text(*target);
-            self::criterion(sql, &target_alias, inner);
+            self::criterion(sql, &target_alias, target, inner);
             sql.push(")");
         }
     }
@@ -303,9 +310,9 @@ fn from_where(request: &SearchRequest, narrowing: &Narrowing, sort_join: Option<
         super::dialect::bool_literal(false)
     ));
     for item in &request.criteria {
-        criterion(&mut sql, "r", item);
+        criterion(&mut sql, "r", request.resource.name, item);
     }
-    narrowing.apply(&mut sql, "r");
+    narrowing.apply(&mut sql, "r", request.resource.name);
     sql
 }
 
@@ -421,7 +428,9 @@ pub fn rev_included(
         " AND r.deleted = {}",
         super::dialect::bool_literal(false)
     ));
-    sql.push(" AND r.pk IN (SELECT resource_pk FROM search_reference WHERE param = ")
+    sql.push(" AND r.pk IN (SELECT resource_pk FROM search_reference WHERE res_type = ")
+        .text(include.source.name)
+        .push(" AND param = ")
         .text(include.param.name)
         .push(" AND target_type = ")
         .text(target_type)

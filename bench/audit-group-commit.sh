@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The cost of the durable trace (R-AUD-2): an authorised professional's audited GET of
+# a document and search of a patient's documents, with wrk, against the release build
+# with the trace's group commit on (--audit-group-commit true, the default) and off
+# (one transaction per request). Every answered request has its AuditEvent committed
+# before the answer in both cases.
+# Usage: bench/audit-group-commit.sh [seconds] [connections…]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+seconds=${1:-10}
+shift || true
+connections=("${@:-16}")
+[ ${#connections[@]} -gt 0 ] || connections=(16)
+command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+system=$(dev_token --actor system --sub insurer-feed)
+doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
+
+measure() {
+    local group=$1 patient document_id
+    rm -f "$work"/bench.sqlite*
+    start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/server.log" --audit-group-commit "$group"
+    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
+        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    for _ in $(seq 1 50); do
+        curl -sf -X POST "$base/DocumentReference" -H "Authorization: Bearer $doctor" -H 'Content-Type: application/fhir+json' \
+            -d "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}" > "$work/last.json"
+    done
+    document_id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/last.json")
+    for c in "${connections[@]}"; do
+        for target in "DocumentReference/$document_id" "DocumentReference?patient=$patient&_count=20"; do
+            echo "== group commit $group, -c$c: GET $target"
+            BENCH_TOKEN=$doctor wrk -t2 -c"$c" -d"${seconds}s" --latency -s "$here/get.lua" "$base/$target" | grep -E "Requests/sec|50%|99%|Non-2xx"
+        done
+    done
+    local events
+    events=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from audit_chain").fetchone()[0])' "$work/bench.sqlite")
+    echo "   AuditEvents stored: $events"
+    kill $server; wait $server 2>/dev/null || true; server=""
+}
+
+echo "machine: $(nproc) cores; wrk -t2 -d${seconds}s; $(date -u +%Y-%m-%d)"
+measure true
+measure false

@@ -1,0 +1,11 @@
+ALTER TABLE resource_compartment DROP CONSTRAINT resource_compartment_pkey;
+ALTER TABLE resource_compartment ADD PRIMARY KEY (patient_id, resource_pk);
+ALTER TABLE search_token DROP COLUMN res_type;
+ALTER TABLE search_string DROP COLUMN res_type;
+ALTER TABLE search_date DROP COLUMN res_type;
+ALTER TABLE search_reference DROP COLUMN res_type;
+ALTER TABLE resource_compartment DROP COLUMN res_type;
+CREATE INDEX search_token_lookup ON search_token (param, code, system);
+CREATE INDEX search_string_lookup ON search_string (param, normalized);
+CREATE INDEX search_date_lookup ON search_date (param, low, high);
+CREATE INDEX search_reference_target ON search_reference (target_id, target_type, param);

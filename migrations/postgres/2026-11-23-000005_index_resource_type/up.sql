@@ -1,0 +1,26 @@
+-- See the SQLite migration of the same name: index rows carry their resource's type.
+ALTER TABLE search_token ADD COLUMN res_type TEXT;
+UPDATE search_token x SET res_type = r.res_type FROM resources r WHERE r.pk = x.resource_pk;
+ALTER TABLE search_token ALTER COLUMN res_type SET NOT NULL;
+ALTER TABLE search_string ADD COLUMN res_type TEXT;
+UPDATE search_string x SET res_type = r.res_type FROM resources r WHERE r.pk = x.resource_pk;
+ALTER TABLE search_string ALTER COLUMN res_type SET NOT NULL;
+ALTER TABLE search_date ADD COLUMN res_type TEXT;
+UPDATE search_date x SET res_type = r.res_type FROM resources r WHERE r.pk = x.resource_pk;
+ALTER TABLE search_date ALTER COLUMN res_type SET NOT NULL;
+ALTER TABLE search_reference ADD COLUMN res_type TEXT;
+UPDATE search_reference x SET res_type = r.res_type FROM resources r WHERE r.pk = x.resource_pk;
+ALTER TABLE search_reference ALTER COLUMN res_type SET NOT NULL;
+ALTER TABLE resource_compartment ADD COLUMN res_type TEXT;
+UPDATE resource_compartment x SET res_type = r.res_type FROM resources r WHERE r.pk = x.resource_pk;
+ALTER TABLE resource_compartment ALTER COLUMN res_type SET NOT NULL;
+DROP INDEX search_token_lookup;
+CREATE INDEX search_token_lookup ON search_token (res_type, param, code, system);
+DROP INDEX search_string_lookup;
+CREATE INDEX search_string_lookup ON search_string (res_type, param, normalized);
+DROP INDEX search_date_lookup;
+CREATE INDEX search_date_lookup ON search_date (res_type, param, low, high);
+DROP INDEX search_reference_target;
+CREATE INDEX search_reference_target ON search_reference (res_type, param, target_id, target_type);
+ALTER TABLE resource_compartment DROP CONSTRAINT resource_compartment_pkey;
+ALTER TABLE resource_compartment ADD PRIMARY KEY (patient_id, res_type, resource_pk);
