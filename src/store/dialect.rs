@@ -39,12 +39,13 @@ pub fn sqlite_path(url: &str) -> Result<String, String> {
     Ok(path.to_owned())
 }
 
-/// Per-connection settings. WAL lets readers run beside the single writer; NORMAL
-/// synchronous mode in WAL survives a process crash (the durability the trace needs),
-/// losing at most the last commits on a power cut. Writers wait for each other.
+/// Per-connection settings. WAL lets readers run beside the single writer. FULL
+/// synchronous mode fsyncs the WAL at every commit, so that a committed trace survives
+/// a power cut as well as a killed process (R-AUD-2); the trace's group commit pays
+/// that fsync once for many requests. Writers wait for each other.
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     conn.batch_execute(
-        "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )
 }
 
