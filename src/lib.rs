@@ -5,10 +5,12 @@
 
 pub mod access;
 pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod http;
+pub mod lifecycle;
 pub mod notify;
 pub mod service;
 pub mod store;
@@ -32,12 +34,23 @@ pub struct AppState {
     pub audit: audit::writer::AuditWriter,
     /// Wakes the notification delivery worker after a write queued notifications.
     pub notifications: notify::Wakeup,
+    /// The time the rules see (R-LIFE, R-PAT-1).
+    pub clock: std::sync::Arc<dyn clock::Clock>,
     pub config: Config,
 }
 
 impl AppState {
-    /// Opens the database (migrating it) and loads the issuers' keys.
+    /// Opens the database (migrating it), loads the issuers' keys and starts the
+    /// background workers, on the system clock.
     pub fn new(config: Config) -> Result<AppState, String> {
+        Self::with_clock(config, std::sync::Arc::new(clock::SystemClock))
+    }
+
+    /// [`AppState::new`] with another clock (tests move time forward).
+    pub fn with_clock(
+        config: Config,
+        clock: std::sync::Arc<dyn clock::Clock>,
+    ) -> Result<AppState, String> {
         let mut authenticator = access::Authenticator::load(&config.trusted_issuers)?;
         if let Some(path) = &config.professional_directory {
             authenticator = authenticator.with_directory(access::directory::Directory::load(path)?);
@@ -64,6 +77,7 @@ impl AppState {
             spaces: std::sync::Arc::new(access::space_cache::SpaceCache::new(100_000)),
             audit,
             notifications,
+            clock,
             config,
         })
     }

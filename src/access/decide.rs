@@ -59,9 +59,17 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
         (ActorKind::Professional, "Patient") => READS,
         // R-PAT-3: the patient declares the médecin traitant (PATCH of
         // generalPractitioner only).
-        (ActorKind::Patient | ActorKind::Representative, "Patient") => {
-            &[Read, Vread, SearchType, HistoryInstance, HistoryType, Patch]
-        }
+        // R-LIFE: the holder runs the lifecycle operations ($activate, $oppose,
+        // $close, $reopen).
+        (ActorKind::Patient | ActorKind::Representative, "Patient") => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Patch,
+            Operation,
+        ],
         // Documents: professionals and patients read and write; the system deposits
         // (reimbursement history, vaccination certificates) and reads nothing
         // medical (R-ACC-12).
@@ -101,9 +109,16 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
         (ActorKind::Professional, "Communication") => {
             &[Read, Vread, SearchType, HistoryInstance, Create]
         }
-        (ActorKind::Patient | ActorKind::Representative, "Communication") => {
-            &[Read, Vread, SearchType, HistoryInstance, Create, Delete]
-        }
+        // R-MSG-4: the holder saves an attachment as a document ($save-attachment).
+        (ActorKind::Patient | ActorKind::Representative, "Communication") => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            Create,
+            Delete,
+            Operation,
+        ],
         // The trace (R-PAT-4, R-ACC-11): read only, never written through the API.
         (
             ActorKind::Professional | ActorKind::Patient | ActorKind::Representative,

@@ -26,6 +26,7 @@ use crate::fhir::date::index_format;
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
 use crate::fhir::extract::values_at;
 use crate::fhir::search::{Criterion, PageLimits, SearchRequest};
+use crate::lifecycle::State;
 use crate::store::{self, Conn, Narrowing, ResourceRow, TypeFilter};
 
 /// The access stages' state for one request.
@@ -85,6 +86,17 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// Sets the time the rules see (the application's clock).
+    pub fn at(mut self, now: DateTime<Utc>) -> Gate<'a> {
+        self.now = now;
+        self
+    }
+
+    /// The time the rules see.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
     /// Shares the request's [`TouchedLog`] with the pipeline.
     pub fn with_touched(mut self, touched: TouchedLog) -> Gate<'a> {
         self.touched = touched;
@@ -103,10 +115,11 @@ impl<'a> Gate<'a> {
         let facts = match self.cache.get(patient, version) {
             Some(facts) => facts,
             None => {
-                let (stored_patient, consents) = store::access::space_documents(conn, patient)?;
+                let documents = store::access::space_documents(conn, patient)?;
                 let facts = Arc::new(SpaceFacts::from_documents(
-                    stored_patient.as_deref(),
-                    &consents,
+                    documents.patient.as_deref(),
+                    &documents.consents,
+                    documents.lifecycle.as_ref(),
                 ));
                 self.cache.put(patient, version, Arc::clone(&facts));
                 facts
@@ -126,7 +139,7 @@ impl<'a> Gate<'a> {
                 "Patient/{patient} is not known"
             )));
         }
-        professional::space_access(self.principal, &facts).map_err(refused)
+        professional::space_access(self.principal, &facts, self.now).map_err(refused)
     }
 
     /// One month before now: INVISIBLE_PATIENT lapses for documents deposited before.
@@ -211,6 +224,40 @@ impl<'a> Gate<'a> {
         }
     }
 
+    /// Forgets what this request read of a space (it has just changed it).
+    pub fn forget(&self, patient: &str) {
+        self.spaces.borrow_mut().remove(patient);
+    }
+
+    /// The state of a space at the gate's time (R-LIFE-4).
+    pub fn space_state(&self, conn: &mut Conn, patient: &str) -> Result<State, ApiError> {
+        Ok(self.space(conn, patient)?.state_at(self.now))
+    }
+
+    /// The rules of a patient's or representative's own space: a representative loses
+    /// access at the person's majority (R-LIFE-5); a closed or opposed space holds
+    /// nothing to read or feed (R-LIFE-3, R-LIFE-2) until it is reopened or activated.
+    fn holder_space(&self, conn: &mut Conn, patient: &str, data: bool) -> Result<(), ApiError> {
+        let facts = self.space(conn, patient)?;
+        if let Some(verdict) = holder_rules(self.principal, &facts, self.now, data) {
+            return Err(refused(verdict));
+        }
+        Ok(())
+    }
+
+    /// R-LIFE-5 for operations on a space, which the holder may run whatever its state.
+    pub fn check_holder_operation(&self, conn: &mut Conn, patient: &str) -> Result<(), ApiError> {
+        let own = self.principal.own_patient().unwrap_or_default();
+        if own != patient {
+            return Err(hidden(
+                &format!("Patient/{patient}"),
+                &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
+            ));
+        }
+        self.touched.patient(patient);
+        self.holder_space(conn, patient, false)
+    }
+
     /// R-ACC-10 / TD0.2: for a professional reading a Patient, the status of their
     /// authorisation on that space: `VALIDE`, `INTERDIT` (blocked) or `NON_EXISTE`.
     /// `None` for other callers.
@@ -247,6 +294,7 @@ impl<'a> Gate<'a> {
             ActorKind::Patient | ActorKind::Representative => {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
                 self.touched.patient(&patient);
+                self.holder_space(conn, &patient, def.name != "Patient")?;
                 Ok(self.holder_narrowing(&patient, def))
             }
             // Identity and state of any space (R-ACC-10).
@@ -332,7 +380,7 @@ impl<'a> Gate<'a> {
         let facts = self.space(conn, patient)?;
         Ok(facts.exists
             && facts.is_general_practitioner(&self.principal.subject)
-            && professional::r_acc_1_space_state(&facts).is_none())
+            && professional::r_acc_1_space_state(&facts, self.now).is_none())
     }
 
     /// The narrowing of a history (instance histories are checked on the resource).
@@ -425,6 +473,7 @@ impl<'a> Gate<'a> {
                         &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
                     ));
                 }
+                self.holder_space(conn, own, row.res_type != "Patient")?;
                 if row.res_type == "DocumentReference" && !row.deleted {
                     let (_, labels) = document_facts(&row.content);
                     let deposited =
@@ -544,6 +593,7 @@ impl<'a> Gate<'a> {
                         "cannot write into another space",
                     )));
                 }
+                self.holder_space(conn, own, true)?;
                 // R-PAT-2: never change or delete what a professional deposited, but
                 // mask and unmask it (PATCH of securityLabel).
                 let deposited_by_other = depositor.as_ref().is_some_and(|author| {
@@ -580,13 +630,13 @@ impl<'a> Gate<'a> {
                     // R-ACC-8: deposit when authorised or in emergency; a blocked
                     // professional may still deposit.
                     "DocumentReference" | "Binary" => {
-                        if let Some(verdict) = professional::r_acc_1_space_state(&facts) {
+                        if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
                             return Err(refused(verdict));
                         }
                         if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
                             return Ok(());
                         }
-                        professional::space_access(self.principal, &facts)
+                        professional::space_access(self.principal, &facts, self.now)
                             .map(|_| ())
                             .map_err(refused)
                     }
@@ -605,7 +655,7 @@ impl<'a> Gate<'a> {
                         }
                         Ok(())
                     }
-                    _ => professional::space_access(self.principal, &facts)
+                    _ => professional::space_access(self.principal, &facts, self.now)
                         .map(|_| ())
                         .map_err(refused),
                 }
@@ -640,6 +690,41 @@ fn is_participant(content: &str, id_nat_ps: &str) -> bool {
                     && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
             })
         })
+}
+
+/// The lifecycle rules of a holder's own space; `data`: the request reads or feeds the
+/// space's content (not its Patient, whose state the holder may always see).
+fn holder_rules(
+    principal: &Principal,
+    facts: &SpaceFacts,
+    now: DateTime<Utc>,
+    data: bool,
+) -> Option<Verdict> {
+    if principal.actor == ActorKind::Representative
+        && facts
+            .birth_date
+            .as_deref()
+            .is_none_or(|birth_date| crate::lifecycle::of_age(birth_date, now))
+    {
+        return Some(Verdict::deny(
+            "R-LIFE-5",
+            "a representative's access ends on the represented person's 18th birthday",
+        ));
+    }
+    if !data {
+        return None;
+    }
+    match facts.state_at(now) {
+        State::Closed => Some(Verdict::deny(
+            "R-LIFE-3",
+            "the space is closed: only $reopen is possible",
+        )),
+        State::Opposed => Some(Verdict::deny(
+            "R-LIFE-2",
+            "the person opposed the creation of the space: $activate opens it",
+        )),
+        State::Pending | State::Active => None,
+    }
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).

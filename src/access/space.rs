@@ -3,8 +3,12 @@
 
 use serde_json::Value;
 
+use chrono::{DateTime, Utc};
+
 use crate::fhir::IDNAT_PS_SYSTEM;
 use crate::fhir::extract::values_at;
+use crate::lifecycle::{Lifecycle, State};
+use crate::store::lifecycle::LifecycleRow;
 
 /// FINESS (organisation) identifier system.
 pub const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
@@ -31,26 +35,27 @@ pub struct ConsentFacts {
     pub purposes: Vec<String>,
 }
 
-/// The extension of Patient carrying the space's state (`pending`, `active`,
-/// `opposed`, `closed`; R-LIFE, R-ACC-1).
-pub const SPACE_STATE_EXTENSION: &str =
-    "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state";
-
 /// What the rules know of a space.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpaceFacts {
     /// Whether the Patient exists (and is not deleted).
     pub exists: bool,
-    /// The space's state, when the Patient carries one.
-    pub state: Option<String>,
+    /// The space's lifecycle (R-LIFE); `None` for a space that predates it (open).
+    pub lifecycle: Option<Lifecycle>,
+    /// `Patient.birthDate`, for majority (R-LIFE-5).
+    pub birth_date: Option<String>,
     /// IdNat_PS of the declared médecin traitant(s).
     pub general_practitioners: Vec<String>,
     pub consents: Vec<ConsentFacts>,
 }
 
 impl SpaceFacts {
-    /// Parses the stored Patient and Consents of a space.
-    pub fn from_documents(patient: Option<&str>, consents: &[String]) -> SpaceFacts {
+    /// Parses the stored Patient, Consents and lifecycle of a space.
+    pub fn from_documents(
+        patient: Option<&str>,
+        consents: &[String],
+        lifecycle: Option<&LifecycleRow>,
+    ) -> SpaceFacts {
         let Some(patient) = patient.and_then(|text| serde_json::from_str::<Value>(text).ok())
         else {
             return SpaceFacts::default();
@@ -70,19 +75,24 @@ impl SpaceFacts {
             .filter(|consent| consent.get("status").and_then(Value::as_str) == Some("active"))
             .map(|consent| consent_facts(&consent))
             .collect();
-        let state = values_at(&patient, "extension")
-            .into_iter()
-            .find(|extension| {
-                extension.get("url").and_then(Value::as_str) == Some(SPACE_STATE_EXTENSION)
-            })
-            .and_then(|extension| extension.get("valueCode").and_then(Value::as_str))
+        let birth_date = patient
+            .get("birthDate")
+            .and_then(Value::as_str)
             .map(str::to_owned);
         SpaceFacts {
             exists: true,
-            state,
+            lifecycle: lifecycle.and_then(Lifecycle::from_row),
+            birth_date,
             general_practitioners,
             consents,
         }
+    }
+
+    /// The space's state at `now` (a space without a lifecycle record is open).
+    pub fn state_at(&self, now: DateTime<Utc>) -> State {
+        self.lifecycle
+            .as_ref()
+            .map_or(State::Active, |lifecycle| lifecycle.state_at(now))
     }
 
     pub fn is_general_practitioner(&self, id_nat_ps: &str) -> bool {

@@ -14,6 +14,9 @@ pub enum Interaction {
     HistoryType,
     Create,
     SearchType,
+    /// A named operation (`$activate`, `$save-attachment`…), declared apart from
+    /// the RESTful interactions in the CapabilityStatement.
+    Operation,
 }
 
 impl Interaction {
@@ -29,6 +32,7 @@ impl Interaction {
             Interaction::HistoryType => "history-type",
             Interaction::Create => "create",
             Interaction::SearchType => "search-type",
+            Interaction::Operation => "operation",
         }
     }
 
@@ -36,7 +40,11 @@ impl Interaction {
     pub fn is_write(self) -> bool {
         matches!(
             self,
-            Interaction::Create | Interaction::Update | Interaction::Patch | Interaction::Delete
+            Interaction::Create
+                | Interaction::Update
+                | Interaction::Patch
+                | Interaction::Delete
+                | Interaction::Operation
         )
     }
 }
@@ -86,11 +94,33 @@ pub struct ResourceDef {
     pub params: &'static [SearchParamDef],
     /// Base FHIR profile for the CapabilityStatement.
     pub profile: &'static str,
+    /// Operations on an instance (`$name`), each with its OperationDefinition.
+    pub operations: &'static [OperationDef],
+}
+
+/// A named operation on instances of a type.
+#[derive(Debug)]
+pub struct OperationDef {
+    /// Without the `$`.
+    pub name: &'static str,
+    /// The OperationDefinition's id (served at `OperationDefinition/{id}`).
+    pub definition: &'static str,
 }
 
 impl ResourceDef {
     pub fn supports(&self, interaction: Interaction) -> bool {
-        self.interactions.contains(&interaction)
+        match interaction {
+            Interaction::Operation => !self.operations.is_empty(),
+            _ => self.interactions.contains(&interaction),
+        }
+    }
+
+    /// The operation `$name`, if the type has it.
+    pub fn operation(&self, name: &str) -> Option<&'static OperationDef> {
+        let name = name.strip_prefix('$').unwrap_or(name);
+        self.operations
+            .iter()
+            .find(|operation| operation.name == name)
     }
 
     /// A search parameter clients may use.
@@ -195,6 +225,24 @@ static PATIENT: ResourceDef = ResourceDef {
         ),
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/Patient",
+    operations: &[
+        OperationDef {
+            name: "activate",
+            definition: "Patient-activate",
+        },
+        OperationDef {
+            name: "oppose",
+            definition: "Patient-oppose",
+        },
+        OperationDef {
+            name: "close",
+            definition: "Patient-close",
+        },
+        OperationDef {
+            name: "reopen",
+            definition: "Patient-reopen",
+        },
+    ],
 };
 
 static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
@@ -291,6 +339,7 @@ static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
         },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/DocumentReference",
+    operations: &[],
 };
 
 static BINARY: ResourceDef = ResourceDef {
@@ -298,6 +347,7 @@ static BINARY: ResourceDef = ResourceDef {
     interactions: &[Read, Vread, Create],
     params: &[],
     profile: "http://hl7.org/fhir/StructureDefinition/Binary",
+    operations: &[],
 };
 
 static CONSENT: ResourceDef = ResourceDef {
@@ -352,6 +402,7 @@ static CONSENT: ResourceDef = ResourceDef {
         ),
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/Consent",
+    operations: &[],
 };
 
 static COMMUNICATION: ResourceDef = ResourceDef {
@@ -434,6 +485,10 @@ static COMMUNICATION: ResourceDef = ResourceDef {
         },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/Communication",
+    operations: &[OperationDef {
+        name: "save-attachment",
+        definition: "Communication-save-attachment",
+    }],
 };
 
 static AUDIT_EVENT: ResourceDef = ResourceDef {
@@ -513,6 +568,7 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
         },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+    operations: &[],
 };
 
 /// Every served resource type, in CapabilityStatement order.

@@ -196,6 +196,60 @@ pub async fn history_instance(
     .await
 }
 
+/// `POST [type]/[id]/$name`: the operation's inputs are the query's parameters and,
+/// when there is a body, the Parameters resource's `valueX` primitives.
+pub async fn operation(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (type_name, id, name) = path.into_inner();
+    let received = body(&state, &request, payload).await;
+    run(&state, &request, || {
+        if !name.starts_with('$') {
+            return Err(ApiError::not_found(format!(
+                "no such endpoint: {}",
+                request.path()
+            )));
+        }
+        let received = received?;
+        let mut params = query_pairs(&request);
+        if !received.is_empty() {
+            require_fhir_json(&request)?;
+            let parameters = Incoming::parse(&received)?;
+            if parameters.resource_type() != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueCode::Invalid,
+                    "an operation's body must be a Parameters resource",
+                ));
+            }
+            for parameter in parameters.value["parameter"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(key) = parameter["name"].as_str() else {
+                    continue;
+                };
+                let value = parameter.as_object().and_then(|fields| {
+                    fields.iter().find_map(|(field, value)| {
+                        field.strip_prefix("value").map(|_| match value {
+                            Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        })
+                    })
+                });
+                if let Some(value) = value {
+                    params.push((key.to_owned(), value));
+                }
+            }
+        }
+        resource_call(&type_name, Operation::Invoke { id, name, params })
+    })
+    .await
+}
+
 /// A Binary posted in its own media type becomes a Binary resource; the
 /// `X-Security-Context` header (FHIR R4 §2.42) names the resource whose access
 /// rules it follows.

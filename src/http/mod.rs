@@ -48,6 +48,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/{type}/{id}/{operation}")
+                .route(web::post().to(operation))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/{type}/{id}")
                 .route(web::get().to(read))
                 .route(web::put().to(update))

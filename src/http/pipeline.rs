@@ -176,8 +176,11 @@ async fn stages(
 ) -> Result<(HttpResponse, bool), (ApiError, bool)> {
     let untraced = |error: ApiError| (error, false);
     // negotiate: JSON only (406 otherwise).
-    let binary_read =
-        request.method() == actix_web::http::Method::GET && request.path().starts_with("/Binary/");
+    // A Binary read, or the proof of opposition, may be answered in its own media type.
+    let binary_read = (request.method() == actix_web::http::Method::GET
+        && request.path().starts_with("/Binary/"))
+        || (request.method() == actix_web::http::Method::POST
+            && request.path().ends_with("/$oppose"));
     negotiate(request, binary_read).map_err(untraced)?;
 
     // authenticate: a valid bearer token, or a verified client certificate of a
@@ -237,8 +240,11 @@ async fn stages(
     let writes = single_write || matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let gate_touched = touched.clone();
+    let now = state.clock.now();
     let run_call = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
-        let gate = Gate::new(&principal, &matrix, &spaces).with_touched(gate_touched);
+        let gate = Gate::new(&principal, &matrix, &spaces)
+            .with_touched(gate_touched)
+            .at(now);
         let ctx = Ctx {
             gate: &gate,
             base_url: &context_base,

@@ -31,6 +31,8 @@ pub const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/communi
 pub const KIND_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/CodeSystem/notification-kind";
 /// The service as a message sender.
 pub const SERVICE_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/sid/service";
+/// The depositor (`resource_author.actor`) of what the service writes itself.
+pub const SERVICE_ACTOR: &str = "service";
 
 /// Why the patient is notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub enum Kind {
     FirstAccess,
     EmergencyAccess,
     ConsentDeclared,
+    /// The service's welcome message when a space opens (R-MSG-2).
+    Welcome,
 }
 
 impl Kind {
@@ -52,6 +56,7 @@ impl Kind {
             Kind::FirstAccess => "first-access",
             Kind::EmergencyAccess => "emergency-access",
             Kind::ConsentDeclared => "consent-declared",
+            Kind::Welcome => "welcome",
         }
     }
 }
@@ -225,49 +230,73 @@ pub fn queue(
     first_accesses: &HashSet<(String, String)>,
 ) -> Result<usize, ApiError> {
     let notices = notices(record, first_accesses);
-    let def = definitions::resource("Communication").expect("Communication is served");
     for notice in &notices {
-        let id = uuid::Uuid::new_v4().to_string();
-        let value = communication(notice, &id, now);
-        let content = value.to_string();
-        let index = extract::index(def, &value);
-        let author = store::Author {
-            actor: "service".into(),
-            subject: "notifications".into(),
-            organization: None,
-            created_at: now.to_owned(),
-        };
-        store::resources::write(
-            conn,
-            &store::resources::NewVersion {
-                res_type: "Communication",
-                res_id: &id,
-                version_id: 1,
-                last_updated: now,
-                deleted: false,
-                method: "POST",
-                content: &content,
-                index: &index,
-                author: Some(&author),
-            },
-        )?;
-        let payload = json!({
-            "notification": format!("Communication/{id}"),
-            "patient": format!("Patient/{}", notice.patient),
-            "kind": notice.kind.code(),
-            "text": notice.text,
-            "sent": now
-        });
-        store::audit::enqueue_notification(
-            conn,
-            &id,
-            &notice.patient,
-            notice.kind.code(),
-            &payload.to_string(),
-            now,
-        )?;
+        send(conn, notice, now)?;
     }
     Ok(notices.len())
+}
+
+/// R-MSG-2: the service's welcome message, sent when a space opens. The patient may
+/// answer it (R-MSG-1). Call it inside the transaction that opens the space.
+pub fn welcome(conn: &mut Conn, patient: &str, now: &str) -> Result<(), ApiError> {
+    send(
+        conn,
+        &Notice {
+            kind: Kind::Welcome,
+            patient: patient.to_owned(),
+            text: "Bienvenue dans Mon espace santé. Vous pouvez y retrouver vos documents \
+                   de santé, échanger avec vos professionnels de santé et décider qui \
+                   accède à vos informations."
+                .to_owned(),
+            about: None,
+        },
+        now,
+    )
+}
+
+/// Writes one notification and queues its delivery.
+fn send(conn: &mut Conn, notice: &Notice, now: &str) -> Result<(), ApiError> {
+    let def = definitions::resource("Communication").expect("Communication is served");
+    let id = uuid::Uuid::new_v4().to_string();
+    let value = communication(notice, &id, now);
+    let content = value.to_string();
+    let index = extract::index(def, &value);
+    let author = store::Author {
+        actor: SERVICE_ACTOR.into(),
+        subject: "notifications".into(),
+        organization: None,
+        created_at: now.to_owned(),
+    };
+    store::resources::write(
+        conn,
+        &store::resources::NewVersion {
+            res_type: "Communication",
+            res_id: &id,
+            version_id: 1,
+            last_updated: now,
+            deleted: false,
+            method: "POST",
+            content: &content,
+            index: &index,
+            author: Some(&author),
+        },
+    )?;
+    let payload = json!({
+        "notification": format!("Communication/{id}"),
+        "patient": format!("Patient/{}", notice.patient),
+        "kind": notice.kind.code(),
+        "text": notice.text,
+        "sent": now
+    });
+    store::audit::enqueue_notification(
+        conn,
+        &id,
+        &notice.patient,
+        notice.kind.code(),
+        &payload.to_string(),
+        now,
+    )?;
+    Ok(())
 }
 
 /// Wakes the delivery worker when notifications were committed (it also polls).

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod history;
+pub mod operations;
 pub mod read;
 pub mod search;
 pub mod write;
@@ -65,6 +66,12 @@ pub enum Operation {
     HistoryType {
         params: Vec<(String, String)>,
     },
+    /// `POST [type]/[id]/$name`, with the query's and the Parameters body's values.
+    Invoke {
+        id: String,
+        name: String,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl Operation {
@@ -79,6 +86,7 @@ impl Operation {
             Operation::Search { .. } => Interaction::SearchType,
             Operation::HistoryInstance { .. } => Interaction::HistoryInstance,
             Operation::HistoryType { .. } => Interaction::HistoryType,
+            Operation::Invoke { .. } => Interaction::Operation,
         }
     }
 
@@ -90,7 +98,8 @@ impl Operation {
             | Operation::Update { id, .. }
             | Operation::Patch { id, .. }
             | Operation::Delete { id }
-            | Operation::HistoryInstance { id, .. } => Some(id),
+            | Operation::HistoryInstance { id, .. }
+            | Operation::Invoke { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -149,11 +158,15 @@ pub fn execute(
             history::history(conn, ctx, def, Some(&id), &params)
         }
         Operation::HistoryType { params } => history::history(conn, ctx, def, None, &params),
+        Operation::Invoke { id, name, params } => {
+            operations::invoke(conn, ctx, def, &id, &name, &params)
+        }
     }
 }
 
-/// The resource as this caller sees it: a professional reading a Patient is told the
-/// status of their authorisation on that space (R-ACC-10, DMP TD0.2).
+/// The resource as this caller sees it: a Patient shows its space's state
+/// (R-LIFE-4), and a professional reading it is told the status of their
+/// authorisation on that space (R-ACC-10, DMP TD0.2).
 pub fn present(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -164,13 +177,18 @@ pub fn present(
     if res_type != "Patient" || content.is_empty() {
         return Ok(content);
     }
-    match ctx.gate.authorisation_status(conn, res_id)? {
-        Some(status) => Ok(crate::fhir::stored::with_extension(
+    let state = ctx.gate.space_state(conn, res_id)?;
+    let mut content = crate::fhir::stored::with_extension(
+        &content,
+        &serde_json::json!({ "url": crate::lifecycle::SPACE_STATE_EXTENSION, "valueCode": state.code() }),
+    );
+    if let Some(status) = ctx.gate.authorisation_status(conn, res_id)? {
+        content = crate::fhir::stored::with_extension(
             &content,
             &serde_json::json!({ "url": crate::fhir::stored::AUTHORISATION_EXTENSION, "valueCode": status }),
-        )),
-        None => Ok(content),
+        );
     }
+    Ok(content)
 }
 
 /// Parses an `If-Match` value (`W/"3"`, `"3"` or `3`) into a version number.

@@ -13,8 +13,10 @@ use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::extract::{self, IndexEntries};
 use crate::fhir::search as fhir_search;
+use crate::fhir::stored::AUTHORISATION_EXTENSION;
 use crate::fhir::stored::Incoming;
 use crate::fhir::validate;
+use crate::lifecycle::{SPACE_NOTIFIED_EXTENSION, SPACE_STATE_EXTENSION, State};
 use crate::store::{self, Conn, ResourceRow};
 
 /// The version a write produces, the history method and the answer's status.
@@ -67,6 +69,15 @@ fn store_version(
         Some(&incoming.value),
     )?;
     let last_updated = fhir_instant(Utc::now());
+    // The space's state and the caller's authorisation are the server's to show
+    // (R-LIFE-4, R-ACC-10): a client echoing a Patient it read does not store them.
+    let stripped;
+    let incoming = if def.name == "Patient" {
+        stripped = without_presented_extensions(incoming);
+        &stripped
+    } else {
+        incoming
+    };
     let content = incoming.finish(version, &last_updated);
     let principal = ctx.gate.principal;
     let author = (version == 1).then(|| store::Author {
@@ -89,6 +100,24 @@ fn store_version(
             author: author.as_ref(),
         },
     )?;
+    // R-LIFE-1: a new space is pending from the notification date the feeding
+    // system gives (or now).
+    if def.name == "Patient" && version == 1 {
+        let now = fhir_instant(ctx.gate.now());
+        let notified_at = notified_at(&incoming.value).unwrap_or_else(|| now.clone());
+        store::lifecycle::put(
+            conn,
+            &store::lifecycle::LifecycleRow {
+                patient_id: id.to_owned(),
+                state: State::Pending.code().to_owned(),
+                notified_at,
+                changed_at: now,
+                closed_at: None,
+                purged_at: None,
+                welcomed_at: None,
+            },
+        )?;
+    }
     ctx.gate.touched.write(WriteFact {
         res_type: def.name,
         res_id: id.to_owned(),
@@ -96,13 +125,56 @@ fn store_version(
         patients: index.patients.clone(),
         hidden_from_patient: hidden_from_patient(&incoming.value),
     });
+    let body = super::present(conn, ctx, def.name, id, content)?;
     Ok(FhirResponse {
         status,
-        body: Some(content),
+        body: Some(body),
         version: Some(version),
         last_modified: Some(last_updated),
         location: Some(format!("{}/{id}/_history/{version}", def.name)),
     })
+}
+
+/// The Patient without the extensions the server adds when it presents one.
+fn without_presented_extensions(incoming: &Incoming) -> Incoming {
+    let presented = [SPACE_STATE_EXTENSION, AUTHORISATION_EXTENSION];
+    let Some(Value::Array(extensions)) = incoming.value.get("extension") else {
+        return incoming.clone();
+    };
+    let kept: Vec<Value> = extensions
+        .iter()
+        .filter(|extension| {
+            !extension
+                .get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|url| presented.contains(&url))
+        })
+        .cloned()
+        .collect();
+    if kept.len() == extensions.len() {
+        return incoming.clone();
+    }
+    let mut changed = incoming.value.clone();
+    let object = changed.as_object_mut().expect("a resource is an object");
+    if kept.is_empty() {
+        object.remove("extension");
+    } else {
+        object.insert("extension".into(), Value::Array(kept));
+    }
+    incoming.with_changes(changed)
+}
+
+/// The notification date a feeding system gives a new Patient (R-LIFE-1), in the
+/// index format.
+fn notified_at(patient: &Value) -> Option<String> {
+    extract::values_at(patient, "extension")
+        .into_iter()
+        .find(|extension| {
+            extension.get("url").and_then(Value::as_str) == Some(SPACE_NOTIFIED_EXTENSION)
+        })
+        .and_then(|extension| extension.get("valueDateTime").and_then(Value::as_str))
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+        .map(|time| fhir_instant(time.with_timezone(&Utc)))
 }
 
 /// A document the patient may not see yet (R-PAT-1): its writes are not announced

@@ -28,11 +28,17 @@ pub fn space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<i
         .map_or(0, |row| row.version))
 }
 
-/// The stored Patient (if live) and the live Consents of its space.
-pub fn space_documents(
-    conn: &mut Conn,
-    patient_id: &str,
-) -> diesel::QueryResult<(Option<String>, Vec<String>)> {
+/// What the rules read of a space.
+pub struct SpaceDocuments {
+    /// The stored Patient, if live.
+    pub patient: Option<String>,
+    /// The live Consents of the space.
+    pub consents: Vec<String>,
+    pub lifecycle: Option<super::lifecycle::LifecycleRow>,
+}
+
+/// The stored Patient (if live), the live Consents and the lifecycle of a space.
+pub fn space_documents(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<SpaceDocuments> {
     let mut patient =
         Sql::new("SELECT r.content FROM resources r WHERE r.res_type = 'Patient' AND r.res_id = ");
     patient
@@ -53,7 +59,11 @@ pub fn space_documents(
         .into_iter()
         .map(|row| row.content)
         .collect();
-    Ok((patient, consents))
+    Ok(SpaceDocuments {
+        patient,
+        consents,
+        lifecycle: super::lifecycle::get(conn, patient_id)?,
+    })
 }
 
 /// The live DocumentReferences whose content points at `Binary/binary_id`.

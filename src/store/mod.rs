@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod dialect;
+pub mod lifecycle;
 pub mod resources;
 pub mod search;
 pub mod sql;

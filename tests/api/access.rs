@@ -30,7 +30,8 @@ fn space() -> Space {
     let nir = nir();
     let patient = app.create(
         &As::System,
-        &patient(&nir, "Martin", "Claire", "1980-05-01"),
+        // A minor, so that the representative tests have a representative.
+        &patient(&nir, "Martin", "Claire", "2012-05-01"),
     );
     let gp = As::doctor();
     let consultation = app.create(&gp, &document(&patient, "11488-4", "2024-01-01"));
@@ -108,24 +109,24 @@ fn assert_refused(reply: &Reply, status: u16, rule: &str) {
 #[test]
 fn r_acc_1_a_closed_or_opposed_space_is_refused_in_every_mode() {
     let s = space();
-    let mut stored = s
-        .app
-        .get(&format!("Patient/{}", s.patient), &As::System)
-        .json();
     let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("urgence"));
     let samu = As::professional(STRANGER, "10", None, Some("centre_15"), None);
-    for (state, open) in [
-        ("pending", true),
-        ("active", true),
-        ("opposed", false),
-        ("closed", false),
+    // The patient moves their space through its states (R-LIFE): pending at creation,
+    // opposed, active again, closed.
+    for (operation, state, open) in [
+        (None, "pending", true),
+        (Some("$oppose"), "opposed", false),
+        (Some("$activate"), "active", true),
+        (Some("$close"), "closed", false),
     ] {
-        stored["extension"] = json!([{ "url": "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state", "valueCode": state }]);
-        let reply = s
-            .app
-            .put(&format!("Patient/{}", s.patient), &As::System, &stored);
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        stored = reply.json();
+        if let Some(operation) = operation {
+            let reply = s.app.post(
+                &format!("Patient/{}/{operation}", s.patient),
+                &s.as_patient(),
+                &json!({ "resourceType": "Parameters" }),
+            );
+            assert_eq!(reply.status, 200, "{operation}: {}", reply.body);
+        }
         for who in [As::doctor(), emergency.clone(), samu.clone()] {
             let reply = s.read(&who, &s.consultation);
             if open {
@@ -158,7 +159,17 @@ fn r_acc_1_a_closed_or_opposed_space_is_refused_in_every_mode() {
                 &doctor(STRANGER),
             )
             .json();
-        assert!(found.to_string().contains(state));
+        let extension = found["entry"][0]["resource"]["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|extension| {
+                extension["url"]
+                    == "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state"
+            })
+            .cloned()
+            .expect("the space-state extension");
+        assert_eq!(extension["valueCode"], state);
     }
 }
 

@@ -29,7 +29,7 @@ fn space() -> (TestApp, String, String) {
     let app = TestApp::new();
     let patient_id = app.create(
         &As::System,
-        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+        &patient(&nir(), "Martin", "Claire", "2012-05-01"),
     );
     let document_id = app.create(
         &As::doctor(),

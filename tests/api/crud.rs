@@ -349,7 +349,9 @@ fn binary_as_json_and_in_its_own_media_type() {
 
 #[test]
 fn a_patient_reads_their_own_space_and_nothing_else() {
-    let (app, mine) = with_patient();
+    let app = TestApp::new();
+    // A minor: their representative acts on their space (R-PAT-5, R-LIFE-5).
+    let mine = app.create(&As::System, &patient(&nir(), "Martin", "Léo", "2015-03-01"));
     let theirs = app.create(
         &As::System,
         &patient(&nir(), "Autre", "Personne", "1970-01-01"),

@@ -1,10 +1,13 @@
 //! Rules for professionals (SPEC §5), in SPEC order. Each function is named by the
 //! rule it implements and refuses with a [`Verdict`] naming it.
 
+use chrono::{DateTime, Utc};
+
 use crate::access::decide::Verdict;
 use crate::access::matrix::{DocumentType, Matrix, TypeAccess};
 use crate::access::principal::{Principal, PurposeOfUse};
 use crate::access::space::{PURPOSE_BTG, PURPOSE_ETREAT, PURPOSE_MASKED, SpaceFacts};
+use crate::lifecycle::State;
 
 /// The security label that masks a document from professionals (TRE_A07).
 pub const MASQUE_PS: &str = "MASQUE_PS";
@@ -31,14 +34,14 @@ pub struct SpaceAccess {
 
 /// R-ACC-1: a closed or opposed space is refused to professionals, whatever the
 /// mode (emergency included), for reading and for feeding.
-pub fn r_acc_1_space_state(facts: &SpaceFacts) -> Option<Verdict> {
-    match facts.state.as_deref() {
-        Some("closed") => Some(Verdict::deny("R-ACC-1", "the patient's space is closed")),
-        Some("opposed") => Some(Verdict::deny(
+pub fn r_acc_1_space_state(facts: &SpaceFacts, now: DateTime<Utc>) -> Option<Verdict> {
+    match facts.state_at(now) {
+        State::Closed => Some(Verdict::deny("R-ACC-1", "the patient's space is closed")),
+        State::Opposed => Some(Verdict::deny(
             "R-ACC-1",
             "the patient opposed the opening of their space",
         )),
-        _ => None,
+        State::Pending | State::Active => None,
     }
 }
 
@@ -104,8 +107,12 @@ pub fn r_acc_5_centre_15(facts: &SpaceFacts) -> Result<Mode, Verdict> {
 }
 
 /// R-ACC-1 to R-ACC-5 in order: may this professional read the space, and how.
-pub fn space_access(principal: &Principal, facts: &SpaceFacts) -> Result<SpaceAccess, Verdict> {
-    if let Some(refusal) = r_acc_1_space_state(facts) {
+pub fn space_access(
+    principal: &Principal,
+    facts: &SpaceFacts,
+    now: DateTime<Utc>,
+) -> Result<SpaceAccess, Verdict> {
+    if let Some(refusal) = r_acc_1_space_state(facts, now) {
         return Err(refusal);
     }
     if let Some(refusal) = r_acc_2_blocked(principal, facts) {

@@ -16,7 +16,8 @@ fn permission(interaction: Interaction) -> char {
         | Interaction::Vread
         | Interaction::HistoryInstance
         | Interaction::HistoryType => 'r',
-        Interaction::Update | Interaction::Patch => 'u',
+        // An operation changes the instance it runs on.
+        Interaction::Update | Interaction::Patch | Interaction::Operation => 'u',
         Interaction::Delete => 'd',
         Interaction::SearchType => 's',
     }
