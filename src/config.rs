@@ -138,6 +138,8 @@ pub struct Config {
     pub notification_webhook_secret_file: Option<PathBuf>,
     /// First retry delay of a failed delivery; each retry doubles it (capped at 1 h).
     pub notification_retry_base_ms: u64,
+    /// How often the lifecycle job runs (42-day openings, 10-year purges).
+    pub lifecycle_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -161,6 +163,7 @@ impl Default for Config {
             notification_channel: NotificationChannelSetting::Log,
             notification_webhook_secret_file: None,
             notification_retry_base_ms: 2000,
+            lifecycle_interval_ms: 60_000,
         }
     }
 }
@@ -232,6 +235,9 @@ pub struct ConfigArgs {
     /// First retry delay of a failed notification delivery, in ms [default: 2000].
     #[arg(long, env = "DMP_NOTIFICATION_RETRY_BASE_MS")]
     pub notification_retry_base_ms: Option<u64>,
+    /// How often the lifecycle job runs, in ms [default: 60000].
+    #[arg(long, env = "DMP_LIFECYCLE_INTERVAL_MS")]
+    pub lifecycle_interval_ms: Option<u64>,
 }
 
 /// The configuration file's shape: the same keys as the flags, in snake_case.
@@ -257,6 +263,7 @@ struct ConfigFile {
     notification_channel: Option<NotificationChannelSetting>,
     notification_webhook_secret_file: Option<PathBuf>,
     notification_retry_base_ms: Option<u64>,
+    lifecycle_interval_ms: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -346,6 +353,11 @@ impl ConfigArgs {
                 .notification_retry_base_ms
                 .or(file.notification_retry_base_ms)
                 .unwrap_or(base.notification_retry_base_ms),
+            lifecycle_interval_ms: self
+                .lifecycle_interval_ms
+                .or(file.lifecycle_interval_ms)
+                .unwrap_or(base.lifecycle_interval_ms)
+                .max(10),
         };
         if matches!(
             config.notification_channel,

@@ -70,6 +70,12 @@ impl AppState {
             config.audit_group_commit,
             notifications.clone(),
         );
+        lifecycle::jobs::start(
+            db.clone(),
+            std::sync::Arc::clone(&clock),
+            std::time::Duration::from_millis(config.lifecycle_interval_ms),
+            notifications.clone(),
+        );
         Ok(AppState {
             db,
             authenticator,

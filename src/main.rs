@@ -24,6 +24,9 @@ enum Command {
     Migrate,
     /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
     /// link of each broken chain.
+    /// Run the lifecycle job once: open the pending spaces due (42 days after
+    /// notification) and purge the closed spaces past retention (10 years).
+    Lifecycle,
     AuditVerify {
         /// Database to check (default: the server's --database-url).
         #[arg(long)]
@@ -62,10 +65,34 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Lifecycle => lifecycle(&config.database_url),
         Command::AuditVerify { database_url } => {
             audit_verify(database_url.as_deref().unwrap_or(&config.database_url))
         }
         Command::Serve => serve(config),
+    }
+}
+
+fn lifecycle(database_url: &str) -> std::process::ExitCode {
+    let db = match dmp_fhir_server::store::Db::open(database_url) {
+        Ok(db) => db,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match dmp_fhir_server::lifecycle::jobs::run_once(&db, chrono::Utc::now()) {
+        Ok(report) => {
+            println!(
+                "{} spaces opened, {} closed spaces purged ({} resources removed)",
+                report.opened, report.purged, report.resources_removed
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

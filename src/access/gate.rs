@@ -594,6 +594,11 @@ impl<'a> Gate<'a> {
                     )));
                 }
                 self.holder_space(conn, own, true)?;
+                // R-MSG-1: the patient answers within a conversation a professional
+                // (or the service) started; they never start one.
+                if def.name == "Communication" && interaction == Interaction::Create {
+                    self.check_reply(conn, own, resource)?;
+                }
                 // R-PAT-2: never change or delete what a professional deposited, but
                 // mask and unmask it (PATCH of securityLabel).
                 let deposited_by_other = depositor.as_ref().is_some_and(|author| {
@@ -690,6 +695,73 @@ fn is_participant(content: &str, id_nat_ps: &str) -> bool {
                     && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
             })
         })
+}
+
+impl Gate<'_> {
+    /// R-MSG-1: a holder's message must answer (`inResponseTo` or `partOf`) a message
+    /// of their space whose conversation a professional or the service started.
+    fn check_reply(
+        &self,
+        conn: &mut Conn,
+        own: &str,
+        message: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let refusal = |reason: &str| refused(Verdict::deny("R-MSG-1", reason.to_owned()));
+        let Some(message) = message else {
+            return Err(refusal("a message must answer a conversation"));
+        };
+        let mut answered = conversation_links(message);
+        if answered.is_empty() {
+            return Err(refusal(
+                "only a professional starts a conversation: answer a message with inResponseTo or partOf",
+            ));
+        }
+        // Walk up to the conversation's first message (a few hops at most).
+        for _ in 0..16 {
+            let Some(id) = answered.pop() else { break };
+            let Some(row) =
+                store::resources::current(conn, "Communication", &id)?.filter(|row| !row.deleted)
+            else {
+                return Err(refusal("the message answered is not known"));
+            };
+            if !store::resources::compartment_of(conn, row.pk)?
+                .iter()
+                .any(|patient| patient == own)
+            {
+                return Err(refusal("the message answered is not known"));
+            }
+            let parent: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
+            let up = conversation_links(&parent);
+            if up.is_empty() {
+                let starter = store::resources::author_of(conn, row.pk)?
+                    .map(|author| author.actor)
+                    .unwrap_or_default();
+                return if matches!(
+                    starter.as_str(),
+                    "professional" | crate::notify::SERVICE_ACTOR
+                ) {
+                    Ok(())
+                } else {
+                    Err(refusal(
+                        "only a conversation a professional or the service started can be answered",
+                    ))
+                };
+            }
+            answered = up;
+        }
+        Err(refusal("the conversation could not be traced to its start"))
+    }
+}
+
+/// The Communication ids a message answers or belongs to.
+fn conversation_links(message: &Value) -> Vec<String> {
+    ["inResponseTo", "partOf"]
+        .iter()
+        .flat_map(|path| values_at(message, path))
+        .filter_map(|reference| reference.get("reference").and_then(Value::as_str))
+        .filter_map(|reference| reference.strip_prefix("Communication/"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The lifecycle rules of a holder's own space; `data`: the request reads or feeds the

@@ -1,1 +1,113 @@
-//! placeholder
+//! The lifecycle job, run on a schedule by the server and once by the `lifecycle`
+//! command: it records the opening of pending spaces 42 days after their notification
+//! and sends their welcome message (R-LIFE-1, R-MSG-2), and purges closed spaces 10
+//! years after their closure (R-LIFE-3), AuditEvents excepted (R-AUD-3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Months, Utc};
+
+use super::{ACTIVATION_DELAY, RETENTION_YEARS, State};
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::fhir::date::fhir_instant;
+use crate::notify::Wakeup;
+use crate::store::{Db, dialect, lifecycle as stored};
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub opened: usize,
+    pub purged: usize,
+    pub resources_removed: usize,
+}
+
+/// Spaces handled per transaction.
+const BATCH: i64 = 200;
+
+/// Runs the job once at `now`.
+pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
+    let mut report = Report::default();
+    let stamp = fhir_instant(now);
+    let notified_before = fhir_instant(now - ACTIVATION_DELAY);
+    loop {
+        let opened = db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| {
+                let due = stored::due_activations(conn, &notified_before, BATCH)?;
+                for patient in &due {
+                    let Some(mut row) = stored::get(conn, patient)? else {
+                        continue;
+                    };
+                    row.state = State::Active.code().to_owned();
+                    row.changed_at = stamp.clone();
+                    if row.welcomed_at.is_none() {
+                        crate::notify::welcome(conn, patient, &stamp)?;
+                        row.welcomed_at = Some(stamp.clone());
+                    }
+                    stored::put(conn, &row)?;
+                }
+                Ok(due.len())
+            })
+        })?;
+        report.opened += opened;
+        if opened < BATCH as usize {
+            break;
+        }
+    }
+    let closed_before = now
+        .checked_sub_months(Months::new(12 * RETENTION_YEARS))
+        .map(fhir_instant)
+        .unwrap_or_default();
+    loop {
+        let (purged, removed) = db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| {
+                let due = stored::due_purges(conn, &closed_before, BATCH)?;
+                let mut removed = 0;
+                for patient in &due {
+                    let Some(mut row) = stored::get(conn, patient)? else {
+                        continue;
+                    };
+                    removed += stored::purge_space(conn, patient)?;
+                    row.purged_at = Some(stamp.clone());
+                    stored::put(conn, &row)?;
+                }
+                Ok((due.len(), removed))
+            })
+        })?;
+        report.purged += purged;
+        report.resources_removed += removed;
+        if purged < BATCH as usize {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the job every `interval` on a thread of its own.
+pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) {
+    std::thread::Builder::new()
+        .name("lifecycle".into())
+        .spawn(move || {
+            loop {
+                match run_once(&db, clock.now()) {
+                    Ok(report) => {
+                        if report.opened > 0 {
+                            wakeup.wake();
+                        }
+                        if report != Report::default() {
+                            tracing::info!(
+                                opened = report.opened,
+                                purged = report.purged,
+                                removed = report.resources_removed,
+                                "lifecycle job"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "lifecycle job failed; next run retries"),
+                }
+                std::thread::sleep(interval);
+            }
+        })
+        .expect("the lifecycle thread starts");
+}

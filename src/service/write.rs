@@ -506,6 +506,27 @@ pub fn delete(
     let version = current.version_id + 1;
     let hidden = serde_json::from_str::<Value>(&current.content)
         .is_ok_and(|value| hidden_from_patient(&value));
+    // R-MSG-3, R-PAT-2: what the patient deletes (a message, their own document) is
+    // gone at once and for good, history included.
+    if ctx.gate.principal.own_patient().is_some()
+        && matches!(def.name, "Communication" | "DocumentReference")
+    {
+        store::lifecycle::remove_resource(conn, def.name, id)?;
+        ctx.gate.touched.write(WriteFact {
+            res_type: def.name,
+            res_id: id.to_owned(),
+            interaction: Interaction::Delete,
+            patients: compartment,
+            hidden_from_patient: hidden,
+        });
+        return Ok(FhirResponse {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            version: None,
+            last_modified: None,
+            location: None,
+        });
+    }
     ctx.gate.touched.write(WriteFact {
         res_type: def.name,
         res_id: id.to_owned(),
