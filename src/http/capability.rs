@@ -5,6 +5,42 @@ use serde_json::{Value, json};
 
 use crate::fhir::definitions::{COMMON_PARAMS, Interaction, RESOURCES};
 
+/// Canonical URL of the OperationDefinitions (each also served at
+/// `GET [base]/OperationDefinition/{id}`).
+pub const OPERATION_DEFINITION_BASE: &str = "https://dmp-fhir-server.fr/fhir/OperationDefinition/";
+
+/// The OperationDefinitions of the operations the server runs.
+const OPERATION_DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "Patient-activate",
+        include_str!("../../fhir-profiles/operations/Patient-activate.json"),
+    ),
+    (
+        "Patient-oppose",
+        include_str!("../../fhir-profiles/operations/Patient-oppose.json"),
+    ),
+    (
+        "Patient-close",
+        include_str!("../../fhir-profiles/operations/Patient-close.json"),
+    ),
+    (
+        "Patient-reopen",
+        include_str!("../../fhir-profiles/operations/Patient-reopen.json"),
+    ),
+    (
+        "Communication-save-attachment",
+        include_str!("../../fhir-profiles/operations/Communication-save-attachment.json"),
+    ),
+];
+
+/// The OperationDefinition `id`, as JSON text.
+pub fn operation_definition(id: &str) -> Option<&'static str> {
+    OPERATION_DEFINITIONS
+        .iter()
+        .find(|(known, _)| *known == id)
+        .map(|(_, text)| *text)
+}
+
 pub fn capability_statement(base_url: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
@@ -66,6 +102,16 @@ pub fn capability_statement(base_url: &str) -> Value {
             }
             if !rev_includes.is_empty() {
                 resource["searchRevInclude"] = json!(rev_includes);
+            }
+            if !def.operations.is_empty() {
+                resource["operation"] = json!(def
+                    .operations
+                    .iter()
+                    .map(|operation| json!({
+                        "name": operation.name,
+                        "definition": format!("{OPERATION_DEFINITION_BASE}{}", operation.definition),
+                    }))
+                    .collect::<Vec<_>>());
             }
             resource
         })

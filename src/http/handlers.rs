@@ -87,6 +87,24 @@ pub async fn metadata(state: State, request: HttpRequest) -> HttpResponse {
         .body(super::capability::capability_statement(&base).to_string())
 }
 
+/// `GET /OperationDefinition/{id}`: the definitions the CapabilityStatement names,
+/// public like the CapabilityStatement.
+pub async fn operation_definition(
+    request: HttpRequest,
+    path: web::Path<(String,)>,
+) -> HttpResponse {
+    if let Err(failure) = super::body::negotiate(&request, false) {
+        return error(failure);
+    }
+    let (id,) = path.into_inner();
+    match super::capability::operation_definition(&id) {
+        Some(text) => HttpResponse::Ok().content_type(FHIR_JSON).body(text),
+        None => error(ApiError::not_found(format!(
+            "OperationDefinition/{id} is not known"
+        ))),
+    }
+}
+
 pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     error(ApiError::method_not_allowed(format!(
         "{} is not allowed on {}",

@@ -122,3 +122,40 @@ fn search_and_error_outputs_are_valid_r4() {
             .unwrap_or_else(|issue| panic!("{path}: {issue:?}"));
     }
 }
+
+#[test]
+fn every_operation_is_declared_with_its_served_definition() {
+    let app = TestApp::new();
+    let statement = app.get("metadata", &As::Nobody).json();
+    let mut declared = Vec::new();
+    for resource in statement["rest"][0]["resource"].as_array().unwrap() {
+        for operation in resource["operation"].as_array().into_iter().flatten() {
+            let name = operation["name"].as_str().unwrap();
+            let url = operation["definition"].as_str().unwrap();
+            let id = url.rsplit('/').next().unwrap();
+            let reply = app.get(&format!("OperationDefinition/{id}"), &As::Nobody);
+            assert_eq!(reply.status, 200, "{id}");
+            fhir_check::check("OperationDefinition", &reply.body)
+                .unwrap_or_else(|issue| panic!("{id}: {issue:?}"));
+            let definition = reply.json();
+            assert_eq!(definition["url"], url);
+            assert_eq!(definition["code"], name);
+            assert_eq!(definition["resource"][0], resource["type"]);
+            declared.push(format!("{}/${name}", resource["type"].as_str().unwrap()));
+        }
+    }
+    assert_eq!(
+        declared,
+        [
+            "Patient/$activate",
+            "Patient/$oppose",
+            "Patient/$close",
+            "Patient/$reopen",
+            "Communication/$save-attachment"
+        ]
+    );
+    assert_eq!(
+        app.get("OperationDefinition/nothing", &As::Nobody).status,
+        404
+    );
+}

@@ -11,6 +11,8 @@ mod bundles;
 mod capability;
 mod crud;
 mod history;
+mod lifecycle;
+mod messaging;
 mod mtls;
 mod notify;
 mod search;

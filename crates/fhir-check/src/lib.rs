@@ -11,7 +11,7 @@
 
 use fhir_sdk::r4b::resources::{
     AuditEvent, Binary, Bundle, CapabilityStatement, Communication, Consent, DocumentReference,
-    OperationOutcome, Patient,
+    OperationDefinition, OperationOutcome, Patient,
 };
 
 /// One structural problem, with the element path where it was found.
@@ -38,6 +38,7 @@ pub const OUTPUT_TYPES: &[&str] = &[
     "OperationOutcome",
     "CapabilityStatement",
     "AuditEvent",
+    "OperationDefinition",
 ];
 
 /// Checks that `json` is a structurally valid R4 resource of `resource_type`.
@@ -55,6 +56,7 @@ pub fn check(resource_type: &str, json: &str) -> Result<(), StructureIssue> {
         "OperationOutcome" => check_as::<OperationOutcome>(resource_type, json),
         "CapabilityStatement" => check_as::<CapabilityStatement>(resource_type, json),
         "AuditEvent" => check_as::<AuditEvent>(resource_type, json),
+        "OperationDefinition" => check_as::<OperationDefinition>(resource_type, json),
         other => Err(StructureIssue {
             path: other.to_owned(),
             message: format!("resource type {other} is not accepted by this server"),

@@ -218,7 +218,10 @@ pub fn match_ids(bundle: &Value) -> Vec<String> {
 pub struct Reply {
     pub status: u16,
     pub headers: HashMap<String, String>,
+    /// The body as text (empty when it is not UTF-8).
     pub body: String,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -253,6 +256,8 @@ pub struct TestApp {
     pub base: String,
     pub dir: PathBuf,
     agent: ureq::Agent,
+    /// The time the server's rules see; [`TestApp::advance`] moves it forward.
+    clock: std::sync::Arc<dmp_fhir_server::clock::OffsetClock>,
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -305,7 +310,8 @@ impl TestApp {
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = AppState::new(config).expect("app state");
+        let clock = std::sync::Arc::new(dmp_fhir_server::clock::OffsetClock::default());
+        let state = AppState::with_clock(config, clock.clone()).expect("app state");
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 build_server(state, listener)
@@ -318,7 +324,12 @@ impl TestApp {
             .http_status_as_error(false)
             .build()
             .into();
-        TestApp { base, dir, agent }
+        TestApp {
+            base,
+            dir,
+            agent,
+            clock,
+        }
     }
 
     pub fn request(&self, method: &str, path: &str) -> Call<'_> {
@@ -384,6 +395,12 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Moves the time the server's rules see forward (42 days, 18 years…), without
+    /// sleeping.
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.clock.advance(by);
+    }
+
     /// Stored resources other than the trace: every request, a refused one included,
     /// leaves AuditEvents (R-AUD-1); "stores nothing" means no other row.
     pub fn data_rows(&self) -> i64 {
@@ -515,16 +532,18 @@ impl Call<'_> {
                 )
             })
             .collect();
-        let body = response
+        let bytes = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
-            .read_to_string()
+            .read_to_vec()
             .unwrap_or_default();
+        let body = String::from_utf8(bytes.clone()).unwrap_or_default();
         Reply {
             status,
             headers,
             body,
+            bytes,
         }
     }
 }

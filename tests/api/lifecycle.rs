@@ -1,0 +1,379 @@
+//! The lifecycle of a space (SPEC §4, R-LIFE-1…5), with the server's clock moved
+//! forward instead of sleeping.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::TimeDelta;
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{INS, document, nir, patient};
+use crate::support::{As, Reply, TestApp};
+
+const STATE: &str = "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state";
+
+/// A server whose lifecycle job runs every 50 ms.
+fn app() -> TestApp {
+    TestApp::with(|config| config.lifecycle_interval_ms = 50)
+}
+
+fn state(app: &TestApp, patient_id: &str) -> String {
+    let reply = app.get(&format!("Patient/{patient_id}"), &As::System);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|extension| extension["url"] == STATE)
+        .and_then(|extension| extension["valueCode"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn operation(app: &TestApp, patient_id: &str, name: &str, who: &As) -> Reply {
+    app.post(
+        &format!("Patient/{patient_id}/${name}"),
+        who,
+        &json!({ "resourceType": "Parameters" }),
+    )
+}
+
+fn refused(reply: &Reply, status: u16, rule: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert!(
+        reply.body.contains(&format!("rule {rule}")),
+        "{}",
+        reply.body
+    );
+}
+
+/// The topics of the service's messages in the space.
+fn service_topics(app: &TestApp, patient_id: &str) -> Vec<String> {
+    let reply = app.get(
+        &format!("Communication?patient={patient_id}&_count=100"),
+        &As::Patient(patient_id.to_owned()),
+    );
+    reply.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| entry["resource"]["topic"]["coding"][0]["code"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn eventually(mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(20), "not within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn new_space(app: &TestApp, birth_date: &str) -> (String, String) {
+    let number = nir();
+    let id = app.create(
+        &As::System,
+        &patient(&number, "Durand", "Hélène", birth_date),
+    );
+    (id, number)
+}
+
+// ---------------------------------------------------------------- R-LIFE-1
+
+#[test]
+fn r_life_1_a_space_opens_by_itself_42_days_after_notification() {
+    let app = app();
+    let (id, _) = new_space(&app, "1975-02-03");
+    assert_eq!(state(&app, &id), "pending");
+    assert!(service_topics(&app, &id).is_empty());
+    app.advance(TimeDelta::days(41));
+    assert_eq!(state(&app, &id), "pending");
+    app.advance(TimeDelta::days(2));
+    assert_eq!(state(&app, &id), "active");
+    // The job records it and the service welcomes the person (R-MSG-2), once.
+    eventually(|| service_topics(&app, &id) == ["welcome"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(service_topics(&app, &id), ["welcome"]);
+    // A notification date given by the feeding system counts instead of the creation.
+    let mut notified = patient(&nir(), "Petit", "Jean", "1960-01-01");
+    notified["extension"] = json!([{
+        "url": "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-notified",
+        "valueDateTime": "2020-01-01T00:00:00Z"
+    }]);
+    let early = app.create(&As::System, &notified);
+    assert_eq!(state(&app, &early), "active");
+    // The person may open it earlier.
+    let (eager, _) = new_space(&app, "1980-01-01");
+    let reply = operation(&app, &eager, "activate", &As::Patient(eager.clone()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains("\"active\""));
+    assert_eq!(service_topics(&app, &eager), ["welcome"]);
+    // The state the feeding system writes is not stored (the server keeps it).
+    let mut echoed = app.get(&format!("Patient/{eager}"), &As::System).json();
+    echoed["extension"] = json!([{ "url": STATE, "valueCode": "closed" }]);
+    assert_eq!(
+        app.put(&format!("Patient/{eager}"), &As::System, &echoed)
+            .status,
+        200
+    );
+    assert_eq!(state(&app, &eager), "active");
+}
+
+// ---------------------------------------------------------------- R-LIFE-2
+
+#[test]
+fn r_life_2_opposition_returns_a_pdf_proof_and_can_be_reversed() {
+    let app = app();
+    let (id, number) = new_space(&app, "1975-02-03");
+    let me = As::Patient(id.clone());
+    // Only the holder opposes.
+    refused(
+        &operation(&app, &id, "oppose", &As::doctor()),
+        403,
+        "R-ACC-12",
+    );
+    refused(
+        &operation(&app, &id, "oppose", &As::System),
+        403,
+        "R-ACC-12",
+    );
+    assert_eq!(
+        operation(&app, &id, "oppose", &As::Patient("someone-else".into())).status,
+        404
+    );
+    let reply = operation(&app, &id, "oppose", &me);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let binary = reply.json();
+    assert_eq!(binary["resourceType"], "Binary");
+    assert_eq!(binary["contentType"], "application/pdf");
+    let pdf = STANDARD.decode(binary["data"].as_str().unwrap()).unwrap();
+    let text = lopdf::Document::load_mem(&pdf)
+        .expect("a PDF")
+        .extract_text(&[1])
+        .expect("its text");
+    let today = chrono::Utc::now().format("%d/%m/%Y").to_string();
+    for expected in [
+        "DURAND Hélène",
+        number.as_str(),
+        today.as_str(),
+        "opposition",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text:?}");
+    }
+    // Asked as a PDF, the proof comes as one.
+    let raw = app
+        .request("POST", &format!("Patient/{id}/$oppose"))
+        .as_(&me)
+        .header("Accept", "application/pdf")
+        .send(None);
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.header("content-type"), Some("application/pdf"));
+    assert!(raw.bytes.starts_with(b"%PDF-"));
+    assert_eq!(state(&app, &id), "opposed");
+    // Opposed: professionals are refused (R-ACC-1); the person sees only their
+    // Patient, and may reverse their choice at any time.
+    refused(
+        &app.get(&format!("DocumentReference?patient={id}"), &me),
+        403,
+        "R-LIFE-2",
+    );
+    assert_eq!(app.get(&format!("Patient/{id}"), &me).status, 200);
+    app.advance(TimeDelta::days(60));
+    assert_eq!(
+        state(&app, &id),
+        "opposed",
+        "an opposed space never opens by itself"
+    );
+    assert_eq!(operation(&app, &id, "activate", &me).status, 200);
+    assert_eq!(state(&app, &id), "active");
+    // A space in use is closed, not opposed.
+    app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
+    refused(&operation(&app, &id, "oppose", &me), 409, "R-LIFE-2");
+}
+
+// ---------------------------------------------------------------- R-LIFE-3
+
+#[test]
+fn r_life_3_a_closed_space_is_archived_and_reopened() {
+    let app = app();
+    let (id, _) = new_space(&app, "1975-02-03");
+    let me = As::Patient(id.clone());
+    let document_id = app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
+    assert_eq!(operation(&app, &id, "close", &me).status, 200);
+    assert_eq!(state(&app, &id), "closed");
+    // Nobody reads or feeds it, not even in an emergency; the patient only reopens.
+    let emergency = As::professional(
+        "810000000003",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("urgence"),
+    );
+    refused(
+        &app.get(&format!("DocumentReference/{document_id}"), &emergency),
+        403,
+        "R-ACC-1",
+    );
+    refused(
+        &app.get(&format!("DocumentReference/{document_id}"), &me),
+        403,
+        "R-LIFE-3",
+    );
+    refused(
+        &app.post(
+            "DocumentReference",
+            &me,
+            &document(&id, "11488-4", "2024-02-01"),
+        ),
+        403,
+        "R-LIFE-3",
+    );
+    refused(&operation(&app, &id, "activate", &me), 409, "R-LIFE-3");
+    // Reopened: the archived data is back.
+    assert_eq!(operation(&app, &id, "reopen", &me).status, 200);
+    assert_eq!(
+        app.get(&format!("DocumentReference/{document_id}"), &me)
+            .status,
+        200
+    );
+    refused(&operation(&app, &id, "reopen", &me), 409, "R-LIFE-3");
+}
+
+fn data_of(app: &TestApp, patient_id: &str) -> i64 {
+    app.stored_rows(&format!(
+        "resource_compartment WHERE patient_id = '{patient_id}' AND res_type NOT IN ('Patient', 'AuditEvent')"
+    ))
+}
+
+#[test]
+fn r_life_3_deletion_purges_at_once_and_retention_after_ten_years() {
+    let app = app();
+    let (deleted, _) = new_space(&app, "1975-02-03");
+    let me = As::Patient(deleted.clone());
+    app.create(&As::doctor(), &document(&deleted, "11488-4", "2024-01-01"));
+    assert!(data_of(&app, &deleted) > 0);
+    let events_before = app.stored_rows("audit_chain");
+    let reply = app.post(
+        &format!("Patient/{deleted}/$close"),
+        &me,
+        &json!({ "resourceType": "Parameters", "parameter": [{ "name": "delete", "valueBoolean": true }] }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(data_of(&app, &deleted), 0, "the archive is purged at once");
+    assert!(
+        app.stored_rows("audit_chain") > events_before,
+        "the trace stays"
+    );
+    // Reopened after a deletion: an empty, active space.
+    assert_eq!(operation(&app, &deleted, "reopen", &me).status, 200);
+    assert_eq!(
+        app.get(
+            &format!("DocumentReference?patient={deleted}&_total=accurate"),
+            &me
+        )
+        .json()["total"],
+        0
+    );
+    // A closed space is kept ten years, then purged by the lifecycle job.
+    let (kept, _) = new_space(&app, "1975-02-03");
+    app.create(&As::doctor(), &document(&kept, "11488-4", "2024-01-01"));
+    assert_eq!(
+        operation(&app, &kept, "close", &As::Patient(kept.clone())).status,
+        200
+    );
+    app.advance(TimeDelta::days(365 * 10 - 5));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(data_of(&app, &kept) > 0, "kept for ten years");
+    app.advance(TimeDelta::days(10));
+    eventually(|| data_of(&app, &kept) == 0);
+    let events: i64 = app.stored_rows(&format!("audit_chain WHERE chain_key = '{kept}'"));
+    assert!(events > 0, "AuditEvents outlive the purge");
+}
+
+#[test]
+fn r_life_3_the_lifecycle_command_purges_what_is_due() {
+    let app = TestApp::new();
+    let (id, _) = new_space(&app, "1975-02-03");
+    app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
+    assert_eq!(
+        operation(&app, &id, "close", &As::Patient(id.clone())).status,
+        200
+    );
+    // Eleven years ago, as far as the file says.
+    app.execute_sql(&format!(
+        "UPDATE space_lifecycle SET closed_at = '2015-01-01T00:00:00.000000Z' WHERE patient_id = '{id}'"
+    ));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", app.db_path().display()))
+        .arg("lifecycle")
+        .output()
+        .expect("run the lifecycle command");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("1 closed spaces purged"), "{printed}");
+    assert_eq!(data_of(&app, &id), 0);
+}
+
+// ---------------------------------------------------------------- R-LIFE-4
+
+#[test]
+fn r_life_4_the_state_shows_in_identity_answers() {
+    let app = TestApp::new();
+    let (id, number) = new_space(&app, "1975-02-03");
+    let found = app
+        .get(&format!("Patient?identifier={INS}|{number}"), &As::doctor())
+        .json();
+    let resource = &found["entry"][0]["resource"];
+    assert_eq!(resource["id"], id.as_str());
+    let states: Vec<&Value> = resource["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|extension| extension["url"] == STATE)
+        .collect();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0]["valueCode"], "pending");
+    fhir_check::check("Patient", &resource.to_string()).expect("a valid R4 Patient");
+}
+
+// ---------------------------------------------------------------- R-LIFE-5
+
+#[test]
+fn r_life_5_representatives_lose_access_on_the_18th_birthday() {
+    let app = TestApp::new();
+    // Eighteen in two days.
+    let birth = (chrono::Utc::now() + TimeDelta::days(2))
+        .date_naive()
+        .checked_sub_months(chrono::Months::new(18 * 12))
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let (id, _) = new_space(&app, &birth);
+    let document_id = app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
+    let parent = As::Representative(id.clone());
+    let read = |who: &As| app.get(&format!("DocumentReference/{document_id}"), who);
+    assert_eq!(read(&parent).status, 200);
+    app.advance(TimeDelta::days(3));
+    refused(&read(&parent), 403, "R-LIFE-5");
+    refused(
+        &app.get(&format!("DocumentReference?patient={id}"), &parent),
+        403,
+        "R-LIFE-5",
+    );
+    refused(
+        &app.post(
+            "DocumentReference",
+            &parent,
+            &document(&id, "11488-4", "2024-02-01"),
+        ),
+        403,
+        "R-LIFE-5",
+    );
+    refused(&operation(&app, &id, "close", &parent), 403, "R-LIFE-5");
+    // The space stays open, for the person.
+    assert_eq!(read(&As::Patient(id.clone())).status, 200);
+}
