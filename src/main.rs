@@ -57,7 +57,10 @@ fn main() -> std::process::ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => match dmp_fhir_server::store::Db::open(&config.database_url) {
             Ok(_) => {
-                tracing::info!(database = %config.database_url, "database is up to date");
+                tracing::info!(
+                    database = %dmp_fhir_server::store::redacted(&config.database_url),
+                    "database is up to date"
+                );
                 std::process::ExitCode::SUCCESS
             }
             Err(message) => {

@@ -51,7 +51,7 @@ pub fn chain_heads(
         let mut sql =
             Sql::new("SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ");
         sql.text_list(chunk.iter().copied())
-            .push(dialect::FOR_UPDATE);
+            .push(dialect::for_update(conn));
         for row in sql.load::<HeadRow>(conn)? {
             heads.insert(
                 row.chain_key,

@@ -1,33 +1,46 @@
-//! The only place that knows which SQL backend is in use.
+//! The only place that knows which SQL backend is in use: SQLite (the embedded
+//! default) or PostgreSQL (production), chosen from the database URL's scheme.
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
 
 use crate::error::ApiError;
 
-/// The connection type.
-pub type Conn = SqliteConnection;
+/// A connection to the backend the database URL names.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
 /// The backend type.
-pub type Backend = Sqlite;
+pub type Backend = <Conn as diesel::Connection>::Backend;
 
-/// The placeholder of the `n`-th (1-based) bind parameter.
-pub fn placeholder(_n: usize) -> &'static str {
-    "?"
+/// The backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Sqlite,
 }
 
-/// Row lock for a read that a write in the same transaction depends on. SQLite's
-/// write transactions are exclusive already.
-pub const FOR_UPDATE: &str = "";
-
-/// The SQL literal for a boolean.
-pub fn bool_literal(value: bool) -> &'static str {
-    if value { "1" } else { "0" }
+/// A parsed database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    /// What the backend's driver is given: the PostgreSQL URL, or the SQLite path.
+    pub location: String,
 }
 
-/// Turns `sqlite://path`, `sqlite:path` or a plain path into a file path.
-pub fn sqlite_path(url: &str) -> Result<String, String> {
+/// `postgres://…` / `postgresql://…`, or `sqlite://PATH`, `sqlite:PATH` or a plain
+/// path.
+pub fn target(url: &str) -> Result<Target, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("PostgreSQL is not available in this build; use sqlite://PATH".into());
+        return Ok(Target {
+            kind: Kind::Postgres,
+            location: url.to_owned(),
+        });
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -36,24 +49,95 @@ pub fn sqlite_path(url: &str) -> Result<String, String> {
     if path.is_empty() {
         return Err(format!("no database path in {url:?}"));
     }
-    Ok(path.to_owned())
+    Ok(Target {
+        kind: Kind::Sqlite,
+        location: path.to_owned(),
+    })
 }
 
-/// Per-connection settings. WAL lets readers run beside the single writer. FULL
-/// synchronous mode fsyncs the WAL at every commit, so that a committed trace survives
-/// a power cut as well as a killed process (R-AUD-2); the trace's group commit pays
-/// that fsync once for many requests. Writers wait for each other.
+/// Opens one connection of the target's backend, with the driver's own error.
+pub fn connect(target: &Target) -> Result<Conn, String> {
+    match target.kind {
+        Kind::Postgres => PgConnection::establish(&target.location)
+            .map(Conn::Postgresql)
+            .map_err(|error| format!("cannot connect to PostgreSQL: {error}")),
+        Kind::Sqlite => SqliteConnection::establish(&target.location)
+            .map(Conn::Sqlite)
+            .map_err(|error| format!("cannot open SQLite database {}: {error}", target.location)),
+    }
+}
+
+/// The backend of a connection.
+pub fn kind(conn: &Conn) -> Kind {
+    match conn {
+        Conn::Postgresql(_) => Kind::Postgres,
+        Conn::Sqlite(_) => Kind::Sqlite,
+    }
+}
+
+/// SQL as this module's callers write it (`?` placeholders), for the connection's
+/// backend: PostgreSQL numbers its placeholders (`$1`, `$2`…). The callers never put
+/// a `?` anywhere else: every value is bound.
+pub fn placeholders(conn: &Conn, text: &str) -> String {
+    match kind(conn) {
+        Kind::Sqlite => text.to_owned(),
+        Kind::Postgres => {
+            let mut out = String::with_capacity(text.len() + 16);
+            let mut n = 0;
+            for c in text.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The placeholder of a bind parameter, as callers write it.
+pub fn placeholder(_n: usize) -> &'static str {
+    "?"
+}
+
+/// The SQL literal for a boolean (both backends read `TRUE` and `FALSE`).
+pub fn bool_literal(value: bool) -> &'static str {
+    if value { "TRUE" } else { "FALSE" }
+}
+
+/// Row lock for a read that a write in the same transaction depends on. SQLite's
+/// writers are serialised already.
+pub fn for_update(conn: &Conn) -> &'static str {
+    match kind(conn) {
+        Kind::Postgres => " FOR UPDATE",
+        Kind::Sqlite => "",
+    }
+}
+
+/// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
+/// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
+/// survives a power cut as well as a killed process (R-AUD-2), and the trace's group
+/// commit pays that fsync once for many requests. PostgreSQL's defaults already
+/// commit durably (`synchronous_commit = on`).
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
-    conn.batch_execute(
-        "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )
+    match conn {
+        Conn::Sqlite(sqlite) => sqlite.batch_execute(
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        ),
+        Conn::Postgresql(_) => Ok(()),
+    }
 }
 
-/// A write transaction. SQLite's IMMEDIATE takes the write lock at the start, so two
-/// writers never deadlock upgrading a read lock.
+/// A write transaction. Writers of one server queue on the store's writer lock
+/// before they get here, so a SQLite transaction never has to upgrade a read lock
+/// against another writer of the process; PostgreSQL runs read-committed with row
+/// locks (`for_update`) where a write depends on a read.
 pub fn write_transaction<T, F>(conn: &mut Conn, work: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut Conn) -> Result<T, ApiError>,
 {
-    conn.immediate_transaction(work)
+    conn.transaction(work)
 }

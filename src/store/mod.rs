@@ -12,7 +12,7 @@ pub mod sql;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{CustomizeConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::ApiError;
@@ -22,6 +22,7 @@ pub use resources::{Author, ResourceRow, VersionRow};
 pub use search::{Narrowing, TypeFilter};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
@@ -33,10 +34,35 @@ impl From<diesel::result::Error> for ApiError {
 /// The database: a pool of connections, used from a blocking thread pool.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<Conn>>,
+    pool: Pool<Manager>,
     /// Writers queue here rather than in SQLite's busy handler, which sleeps and
     /// retries: a FIFO hand-over keeps the tail latency of writes low.
     writer: Arc<Mutex<()>>,
+}
+
+/// Opens connections of the backend the URL names, with the driver's own errors.
+#[derive(Debug)]
+struct Manager(dialect::Target);
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        dialect::connect(&self.0).map_err(|message| {
+            diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(message))
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut Conn) -> bool {
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -49,22 +75,31 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for ConnectionSetup {
 }
 
 impl Db {
-    /// Opens (creating the file and its folder if needed) and migrates the database.
+    /// Opens (creating a SQLite file and its folder if needed) and migrates the
+    /// database. A PostgreSQL URL that does not connect fails with libpq's error.
     pub fn open(database_url: &str) -> Result<Db, String> {
-        let path = dialect::sqlite_path(database_url)?;
-        if path != ":memory:"
-            && let Some(folder) = Path::new(&path).parent()
-            && !folder.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(folder)
-                .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+        let target = dialect::target(database_url)?;
+        match target.kind {
+            dialect::Kind::Sqlite => {
+                let path = &target.location;
+                if path != ":memory:"
+                    && let Some(folder) = Path::new(path).parent()
+                    && !folder.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(folder)
+                        .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+                }
+            }
+            // Fail with the driver's message, before the pool retries in silence.
+            dialect::Kind::Postgres => drop(dialect::connect(&target)?),
         }
-        let manager = ConnectionManager::<Conn>::new(path.clone());
         let pool = Pool::builder()
             .max_size(8)
+            // Connections open as load needs them (PostgreSQL counts them).
+            .min_idle(Some(1))
             .connection_customizer(Box::new(ConnectionSetup))
-            .build(manager)
-            .map_err(|error| format!("cannot open database {path}: {error}"))?;
+            .build(Manager(target.clone()))
+            .map_err(|error| format!("cannot open database {}: {error}", redacted(database_url)))?;
         let db = Db {
             pool,
             writer: Arc::new(Mutex::new(())),
@@ -79,7 +114,11 @@ impl Db {
             .pool
             .get()
             .map_err(|error| format!("cannot connect to the database: {error}"))?;
-        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+        let migrations = match dialect::kind(&conn) {
+            dialect::Kind::Sqlite => SQLITE_MIGRATIONS,
+            dialect::Kind::Postgres => POSTGRES_MIGRATIONS,
+        };
+        conn.run_pending_migrations(migrations)
             .map(|_| ())
             .map_err(|error| format!("migration failed: {error}"))
     }
@@ -149,12 +188,24 @@ impl Db {
         work(&mut conn)
     }
 
-    fn connection(
-        &self,
-    ) -> Result<diesel::r2d2::PooledConnection<ConnectionManager<Conn>>, ApiError> {
+    fn connection(&self) -> Result<diesel::r2d2::PooledConnection<Manager>, ApiError> {
         self.pool.get().map_err(|error| {
             tracing::error!(%error, "no database connection");
             ApiError::internal("database unavailable")
         })
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }

@@ -71,9 +71,11 @@ impl Sql {
 
     fn boxed(
         self,
+        conn: &Conn,
     ) -> diesel::query_builder::BoxedSqlQuery<'static, Backend, diesel::query_builder::SqlQuery>
     {
-        let mut query = diesel::sql_query(self.text).into_boxed::<Backend>();
+        let text = dialect::placeholders(conn, &self.text);
+        let mut query = diesel::sql_query(text).into_boxed::<Backend>();
         for bind in self.binds {
             query = match bind {
                 Bind::Text(value) => query.bind::<Text, _>(value),
@@ -88,12 +90,12 @@ impl Sql {
         self,
         conn: &mut Conn,
     ) -> QueryResult<Vec<T>> {
-        self.boxed().load(conn)
+        self.boxed(conn).load(conn)
     }
 
     /// Runs a statement, returning the number of rows changed.
     pub fn execute(self, conn: &mut Conn) -> QueryResult<usize> {
-        self.boxed().execute(conn)
+        self.boxed(conn).execute(conn)
     }
 }
 

@@ -627,7 +627,7 @@ fn verify(app: &TestApp) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
         .arg("audit-verify")
         .arg("--database-url")
-        .arg(format!("sqlite://{}", app.db_path().display()))
+        .arg(&app.database_url)
         .output()
         .expect("run audit-verify");
     (
@@ -661,7 +661,11 @@ fn r_aud_3_the_chain_check_finds_a_changed_or_removed_event() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.execute_sql("DROP TRIGGER audit_event_no_update");
+    if app.is_postgres() {
+        app.execute_sql("DROP TRIGGER audit_event_immutable ON resources");
+    } else {
+        app.execute_sql("DROP TRIGGER audit_event_no_update");
+    }
     app.execute_sql(&format!(
         "UPDATE resources SET content = replace(content, '\"outcome\":\"0\"', '\"outcome\":\"4\"') WHERE res_id = '{target}'"
     ));
@@ -689,8 +693,13 @@ fn r_aud_3_the_chain_check_finds_a_changed_or_removed_event() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.execute_sql("DROP TRIGGER audit_chain_no_delete");
-    app.execute_sql("DROP TRIGGER audit_event_no_delete");
+    if app.is_postgres() {
+        app.execute_sql("DROP TRIGGER audit_chain_immutable ON audit_chain");
+        app.execute_sql("DROP TRIGGER audit_event_immutable ON resources");
+    } else {
+        app.execute_sql("DROP TRIGGER audit_chain_no_delete");
+        app.execute_sql("DROP TRIGGER audit_event_no_delete");
+    }
     app.execute_sql(&format!(
         "DELETE FROM audit_chain WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{newest}')"
     ));
@@ -710,10 +719,16 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
     use std::sync::{Arc, Mutex};
 
     let (app, _patient_id, document_id) = space();
-    // A second server process on the same files, which the test kills.
+    // A second server process, which the test kills: on a copy of the SQLite file
+    // (the in-process server keeps the original), or on the same PostgreSQL database.
     let dir = crate::support::temp_dir("killed");
-    let db = dir.join("db.sqlite");
-    app.execute_sql(&format!("VACUUM INTO '{}'", db.display()));
+    let database_url = if app.is_postgres() {
+        app.database_url.clone()
+    } else {
+        let db = dir.join("db.sqlite");
+        app.execute_sql(&format!("VACUUM INTO '{}'", db.display()));
+        format!("sqlite://{}", db.display())
+    };
     let jwks = dir.join("issuer.jwks.json");
     let keys = crate::support::keys();
     std::fs::write(&jwks, json!({ "keys": [keys.rsa.jwk] }).to_string()).expect("jwks");
@@ -725,7 +740,7 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(&database_url)
         .arg("--trusted-issuer")
         .arg(format!(
             "{},{},{}",
@@ -788,15 +803,16 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
     }
     let answered = answered.lock().unwrap().clone();
     assert!(answered.len() > 50, "too little load: {}", answered.len());
-    // Every answered request has its event in the file the killed server left.
+    // Every answered request has its event in the database the killed server left.
     let traced_ids: std::collections::HashSet<String> = {
-        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        use diesel::{QueryableByName, RunQueryDsl};
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Text)]
             request_id: String,
         }
-        let mut conn = SqliteConnection::establish(db.to_str().unwrap()).expect("open");
+        let target = dmp_fhir_server::store::dialect::target(&database_url).expect("URL");
+        let mut conn = dmp_fhir_server::store::dialect::connect(&target).expect("open");
         diesel::sql_query("SELECT request_id FROM audit_chain WHERE request_id LIKE 'load-%'")
             .load::<Row>(&mut conn)
             .expect("query")

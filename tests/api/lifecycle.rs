@@ -308,7 +308,7 @@ fn r_life_3_the_lifecycle_command_purges_what_is_due() {
     ));
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
         .arg("--database-url")
-        .arg(format!("sqlite://{}", app.db_path().display()))
+        .arg(&app.database_url)
         .arg("lifecycle")
         .output()
         .expect("run the lifecycle command");

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dmp_fhir_server::config::TrustedIssuer;
+use dmp_fhir_server::store::dialect;
 use dmp_fhir_server::{AppState, Config, build_server};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use openssl::bn::BigNumContext;
@@ -254,7 +255,9 @@ impl Reply {
 /// A running server with its own database.
 pub struct TestApp {
     pub base: String,
-    pub dir: PathBuf,
+    /// The server's database: a SQLite file in the test's folder, or a fresh PostgreSQL database
+    /// when `DMP_TEST_POSTGRES_URL` names a server.
+    pub database_url: String,
     agent: ureq::Agent,
     /// The time the server's rules see; [`TestApp::advance`] moves it forward.
     clock: std::sync::Arc<dmp_fhir_server::clock::OffsetClock>,
@@ -267,6 +270,32 @@ pub fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dmp-test-{}-{label}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// The database of one test: with `DMP_TEST_POSTGRES_URL` (a URL of the server's
+/// maintenance database), a new PostgreSQL database; else a SQLite file in `dir`.
+fn test_database(dir: &std::path::Path) -> String {
+    let Ok(admin) = std::env::var("DMP_TEST_POSTGRES_URL") else {
+        return format!("sqlite://{}", dir.join("db.sqlite").display());
+    };
+    use diesel::RunQueryDsl;
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("dmp_test_{}_{n}", std::process::id());
+    let target = dialect::target(&admin).expect("DMP_TEST_POSTGRES_URL");
+    let mut conn = dialect::connect(&target).expect("connect to DMP_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create the test database");
+    match admin.rfind('/') {
+        Some(slash) if slash > "postgres://".len() => {
+            let (server, rest) = admin.split_at(slash);
+            let query = rest.find('?').map_or("", |at| &rest[at..]);
+            format!("{server}/{name}{query}")
+        }
+        _ => {
+            panic!("DMP_TEST_POSTGRES_URL must name a database: postgres://user@host:port/postgres")
+        }
+    }
 }
 
 impl TestApp {
@@ -290,8 +319,9 @@ impl TestApp {
             json!({ "keys": [keys.second_issuer.jwk] }).to_string(),
         )
         .expect("jwks");
+        let database_url = test_database(&dir);
         let mut config = Config {
-            database_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
+            database_url: database_url.clone(),
             trusted_issuers: vec![
                 TrustedIssuer {
                     issuer: ISSUER.into(),
@@ -326,7 +356,7 @@ impl TestApp {
             .into();
         TestApp {
             base,
-            dir,
+            database_url,
             agent,
             clock,
         }
@@ -375,22 +405,30 @@ impl TestApp {
         reply.id()
     }
 
-    /// The number of rows of a table, read straight from the database file: what
-    /// the store really holds, not what the API shows.
+    /// The number of rows of a table, read straight from the database: what the
+    /// store really holds, not what the API shows.
     pub fn stored_rows(&self, table: &str) -> i64 {
-        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        use diesel::{QueryableByName, RunQueryDsl};
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let path = self.dir.join("db.sqlite");
-        let mut conn =
-            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database");
         diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-            .load::<Count>(&mut conn)
+            .load::<Count>(&mut self.connect())
             .expect("count")[0]
             .n
+    }
+
+    /// A connection of its own to the test's database.
+    pub fn connect(&self) -> dmp_fhir_server::store::Conn {
+        let target = dialect::target(&self.database_url).expect("database URL");
+        dialect::connect(&target).expect("open the test database")
+    }
+
+    /// Whether this run's database is PostgreSQL (`DMP_TEST_POSTGRES_URL`).
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
     }
 }
 
@@ -419,18 +457,16 @@ impl TestApp {
         .collect()
     }
 
-    /// The first column (text) of each row of a query on the database file.
+    /// The first column (text) of each row of a query on the database.
     pub fn query_texts(&self, query: &str) -> Vec<String> {
-        use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+        use diesel::{QueryableByName, RunQueryDsl};
         #[derive(QueryableByName)]
         struct Text {
             #[diesel(sql_type = diesel::sql_types::Text)]
             text: String,
         }
-        let mut conn = SqliteConnection::establish(self.db_path().to_str().expect("utf-8 path"))
-            .expect("open database");
         diesel::sql_query(query)
-            .load::<Text>(&mut conn)
+            .load::<Text>(&mut self.connect())
             .expect("query")
             .into_iter()
             .map(|row| row.text)
@@ -439,28 +475,16 @@ impl TestApp {
 
     /// Runs a statement, returning the database's refusal instead of panicking.
     pub fn try_execute_sql(&self, statement: &str) -> Result<usize, String> {
-        use diesel::{Connection, RunQueryDsl, SqliteConnection};
-        let mut conn = SqliteConnection::establish(self.db_path().to_str().expect("utf-8 path"))
-            .expect("open database");
+        use diesel::RunQueryDsl;
         diesel::sql_query(statement)
-            .execute(&mut conn)
+            .execute(&mut self.connect())
             .map_err(|error| error.to_string())
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.join("db.sqlite")
-    }
-
-    /// Runs a statement on the database file, for tests that must make time pass
-    /// (e.g. backdate a deposit) without sleeping.
+    /// Runs a statement on the database, for tests that must change what the server
+    /// cannot (tampering with the trace, an old closure date).
     pub fn execute_sql(&self, statement: &str) -> usize {
-        use diesel::{Connection, RunQueryDsl, SqliteConnection};
-        let path = self.dir.join("db.sqlite");
-        let mut conn =
-            SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database");
-        diesel::sql_query(statement)
-            .execute(&mut conn)
-            .expect("statement")
+        self.try_execute_sql(statement).expect("statement")
     }
 }
 
