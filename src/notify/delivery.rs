@@ -17,6 +17,8 @@ use crate::store::{Db, audit as stored};
 const POLL: Duration = Duration::from_millis(500);
 const BATCH: i64 = 100;
 const MAX_DELAY_MS: u64 = 3_600_000;
+/// How long a claimed notification is left to the instance that claimed it.
+const LEASE: TimeDelta = TimeDelta::minutes(5);
 
 /// The delay before attempt `attempts + 1`.
 pub fn retry_delay(base_ms: u64, attempts: i64) -> Duration {
@@ -43,8 +45,19 @@ pub fn start(db: Db, channel: Arc<dyn Channel>, retry_base_ms: u64, wakeups: mps
 
 /// Sends every notification due now; returns how many were delivered.
 pub fn deliver_due(db: &Db, channel: &dyn Channel, retry_base_ms: u64) -> usize {
-    let now = fhir_instant(Utc::now());
-    let due = match db.read_blocking(|conn| Ok(stored::due_notifications(conn, &now, BATCH)?)) {
+    let now = Utc::now();
+    let lease_until = fhir_instant(now + LEASE);
+    let now = fhir_instant(now);
+    let due = match db.write_blocking(|conn| {
+        crate::store::dialect::write_transaction(conn, |conn| {
+            Ok(stored::claim_due_notifications(
+                conn,
+                &now,
+                &lease_until,
+                BATCH,
+            )?)
+        })
+    }) {
         Ok(due) => due,
         Err(error) => {
             tracing::warn!(%error, "cannot read the notification outbox");

@@ -262,6 +262,9 @@ pub fn existing_match(
     def: &'static ResourceDef,
     query: &str,
 ) -> Result<Option<FhirResponse>, ApiError> {
+    // Conditional creates of the same query take turns, across instances, until
+    // the end of the transaction: two never both find nothing and both create.
+    store::dialect::lock(conn, &format!("{}?{query}", def.name))?;
     let mut matches = conditional_matches(conn, ctx, def, query)?;
     match matches.len() {
         0 => Ok(None),
@@ -353,6 +356,8 @@ pub fn update(
             format!("invalid id {id:?}"),
         ));
     }
+    // Writers of the same resource take turns, across instances.
+    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
     let current = match visible_current(conn, ctx, def, id) {
         Ok(row) => Some(row),
         Err(error) if error.status == StatusCode::NOT_FOUND && error.rule.is_none() => None,
@@ -426,6 +431,8 @@ pub fn patch(
             .at(format!("{}{}", def.name, path.replace('/', "."))));
         }
     }
+    // Writers of the same resource take turns, across instances.
+    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
     let current = visible_current(conn, ctx, def, id)?;
     if current.deleted {
         return Err(ApiError::gone(format!("{}/{id} was deleted", def.name)));
@@ -483,6 +490,8 @@ pub fn delete(
     def: &'static ResourceDef,
     id: &str,
 ) -> Result<FhirResponse, ApiError> {
+    // Writers of the same resource take turns, across instances.
+    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
     let current = visible_current(conn, ctx, def, id)?;
     if current.deleted {
         return Ok(FhirResponse {

@@ -341,16 +341,27 @@ pub struct PendingNotification {
 }
 
 /// Notifications due at `now`, oldest first.
-pub fn due_notifications(
+/// Claims the notifications due at `now` (oldest first) until `lease_until`: another
+/// instance skips them meanwhile, and takes them back if this one dies before
+/// recording the delivery. Call it inside a write transaction.
+pub fn claim_due_notifications(
     conn: &mut Conn,
     now: &str,
+    lease_until: &str,
     limit: i64,
 ) -> diesel::QueryResult<Vec<PendingNotification>> {
-    let mut sql = Sql::new(
-        "SELECT id, payload, attempts FROM notification_outbox WHERE delivered_at IS NULL AND next_attempt_at <= ",
+    let mut sql = Sql::new("UPDATE notification_outbox SET next_attempt_at = ");
+    sql.text(lease_until).push(
+        " WHERE id IN (SELECT id FROM notification_outbox WHERE delivered_at IS NULL AND next_attempt_at <= ",
     );
-    sql.text(now).push(" ORDER BY id LIMIT ").int(limit);
-    sql.load(conn)
+    sql.text(now)
+        .push(" ORDER BY id LIMIT ")
+        .int(limit)
+        .push(dialect::skip_locked(conn))
+        .push(") RETURNING id, payload, attempts");
+    let mut claimed: Vec<PendingNotification> = sql.load(conn)?;
+    claimed.sort_by_key(|notification| notification.id);
+    Ok(claimed)
 }
 
 /// Marks a delivery done, or failed with the time of the next attempt.

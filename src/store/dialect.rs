@@ -117,6 +117,33 @@ pub fn for_update(conn: &Conn) -> &'static str {
     }
 }
 
+/// Serialises, until the end of the transaction, the writers that name the same
+/// `key` across every server instance: PostgreSQL takes a transaction-scoped
+/// advisory lock; SQLite's writers are serialised already (one writer lock per
+/// process, one writer per database file).
+pub fn lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::Text;
+    match conn {
+        Conn::Postgresql(pg) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<Text, _>(key)
+                .execute(pg)?;
+            Ok(())
+        }
+        Conn::Sqlite(_) => Ok(()),
+    }
+}
+
+/// `FOR UPDATE SKIP LOCKED` where the backend has it: instances share out rows
+/// (outbox deliveries, due lifecycle changes) instead of doing them twice.
+pub fn skip_locked(conn: &Conn) -> &'static str {
+    match kind(conn) {
+        Kind::Postgres => " FOR UPDATE SKIP LOCKED",
+        Kind::Sqlite => "",
+    }
+}
+
 /// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
 /// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
 /// survives a power cut as well as a killed process (R-AUD-2), and the trace's group

@@ -5,7 +5,7 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Text};
 
-use super::dialect::Conn;
+use super::dialect::{self, Conn};
 use super::sql::Sql;
 
 /// A space's lifecycle as stored.
@@ -96,7 +96,10 @@ pub fn due_activations(
     let mut sql = Sql::new(
         "SELECT patient_id FROM space_lifecycle WHERE state = 'pending' AND notified_at <= ",
     );
-    sql.text(notified_before).push(" LIMIT ").int(limit);
+    sql.text(notified_before)
+        .push(" LIMIT ")
+        .int(limit)
+        .push(dialect::skip_locked(conn));
     Ok(sql
         .load::<PatientRow>(conn)?
         .into_iter()
@@ -113,7 +116,10 @@ pub fn due_purges(
     let mut sql = Sql::new(
         "SELECT patient_id FROM space_lifecycle WHERE state = 'closed' AND purged_at IS NULL AND closed_at <= ",
     );
-    sql.text(closed_before).push(" LIMIT ").int(limit);
+    sql.text(closed_before)
+        .push(" LIMIT ")
+        .int(limit)
+        .push(dialect::skip_locked(conn));
     Ok(sql
         .load::<PatientRow>(conn)?
         .into_iter()

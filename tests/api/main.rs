@@ -11,6 +11,7 @@ mod bundles;
 mod capability;
 mod crud;
 mod history;
+mod instances;
 mod lifecycle;
 mod messaging;
 mod mtls;

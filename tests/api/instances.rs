@@ -1,0 +1,240 @@
+//! Several stateless server instances on one PostgreSQL database: concurrent
+//! `If-Match` updates lose nothing, concurrent conditional creates make one resource,
+//! and every patient's trace still chains. Runs when the suite runs on PostgreSQL
+//! (`DMP_TEST_POSTGRES_URL`, as `.ci/run` does); SQLite is one process's database.
+
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::support::fixtures::{document, nir, patient};
+use crate::support::{AUDIENCE, As, ISSUER, TestApp, keys, temp_dir};
+
+/// A server process on `database_url`; killed when dropped.
+struct Instance {
+    base: String,
+    child: Child,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn instance(database_url: &str) -> Instance {
+    let dir = temp_dir("instance");
+    let jwks = dir.join("issuer.jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [keys().rsa.jwk] }).to_string()).expect("jwks");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--trusted-issuer")
+        .arg(format!("{ISSUER},{},{AUDIENCE}", jwks.display()))
+        .arg("--workers")
+        .arg("2")
+        .env("DMP_LOG", "error")
+        .spawn()
+        .expect("start an instance");
+    let base = format!("http://127.0.0.1:{port}");
+    let agent = agent();
+    let ready = (0..400).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        agent.get(&format!("{base}/metadata")).call().is_ok()
+    });
+    assert!(ready, "an instance did not start");
+    Instance { base, child }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// One request: status, ETag and body.
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    who: &As,
+    headers: &[(&str, String)],
+    body: Option<String>,
+) -> (u16, Option<String>, String) {
+    let token = format!("Bearer {}", who.token().unwrap());
+    let response = match (method, body) {
+        ("GET", _) => {
+            let mut request = agent.get(url).header("Authorization", &token);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            request.call()
+        }
+        (_, body) => {
+            let mut request = match method {
+                "PUT" => agent.put(url),
+                _ => agent.post(url),
+            }
+            .header("Authorization", &token)
+            .header("Content-Type", "application/fhir+json");
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            request.send(body.unwrap_or_default())
+        }
+    };
+    let mut response = response.expect("HTTP exchange");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, etag, body)
+}
+
+#[test]
+fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
+    let app = TestApp::new();
+    if !app.is_postgres() {
+        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+        return;
+    }
+    let instances = [instance(&app.database_url), instance(&app.database_url)];
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let document_id = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+
+    // Concurrent If-Match updates of one document through both instances: each
+    // writer reads, changes and writes back with the version it read.
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let base = instances[writer % 2].base.clone();
+            let outcomes = Arc::clone(&outcomes);
+            let url = format!("{base}/DocumentReference/{document_id}");
+            std::thread::spawn(move || {
+                let agent = agent();
+                for round in 0..10 {
+                    let (status, etag, body) = call(&agent, "GET", &url, &As::doctor(), &[], None);
+                    assert_eq!(status, 200, "{body}");
+                    let mut resource: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    resource["description"] = json!(format!("writer {writer} round {round}"));
+                    let (status, _, body) = call(
+                        &agent,
+                        "PUT",
+                        &url,
+                        &As::doctor(),
+                        &[("If-Match", etag.unwrap())],
+                        Some(resource.to_string()),
+                    );
+                    outcomes.lock().unwrap().push((status, body));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    let outcomes = outcomes.lock().unwrap().clone();
+    let succeeded = outcomes.iter().filter(|(status, _)| *status == 200).count();
+    let stale = outcomes.iter().filter(|(status, _)| *status == 412).count();
+    assert_eq!(
+        succeeded + stale,
+        outcomes.len(),
+        "only 200 or 412: {:?}",
+        outcomes
+            .iter()
+            .filter(|(status, _)| !matches!(status, 200 | 412))
+            .collect::<Vec<_>>()
+    );
+    assert!(succeeded > 0);
+    // No lost update: every success is a version of its own.
+    let current = app
+        .get(&format!("DocumentReference/{document_id}"), &As::doctor())
+        .json();
+    assert_eq!(
+        current["meta"]["versionId"],
+        (1 + succeeded).to_string(),
+        "{succeeded} updates succeeded"
+    );
+    assert_eq!(
+        app.stored_rows(&format!("resource_versions WHERE res_id = '{document_id}'")),
+        1 + succeeded as i64
+    );
+
+    // Concurrent conditional creates of the same person through both instances.
+    let number = nir();
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let creators: Vec<_> = (0..8)
+        .map(|creator| {
+            let base = instances[creator % 2].base.clone();
+            let created = Arc::clone(&created);
+            let body = patient(&number, "Durand", "Paul", "1970-01-01").to_string();
+            let query = format!("identifier=urn:oid:1.2.250.1.213.1.4.8|{number}");
+            std::thread::spawn(move || {
+                let agent = agent();
+                let (status, _, body) = call(
+                    &agent,
+                    "POST",
+                    &format!("{base}/Patient"),
+                    &As::System,
+                    &[("If-None-Exist", query)],
+                    Some(body),
+                );
+                let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                created.lock().unwrap().push((status, id));
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.join().expect("creator");
+    }
+    let created = created.lock().unwrap().clone();
+    assert_eq!(
+        created.iter().filter(|(status, _)| *status == 201).count(),
+        1,
+        "{created:?}"
+    );
+    assert!(
+        created
+            .iter()
+            .all(|(status, _)| matches!(status, 200 | 201))
+    );
+    assert!(created.iter().all(|(_, id)| id == &created[0].1));
+    assert_eq!(
+        app.stored_rows(&format!(
+            "search_token WHERE res_type = 'Patient' AND param = 'identifier' AND code = '{number}'"
+        )),
+        1
+    );
+
+    // Every trace written by the three instances still chains.
+    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("audit-verify")
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .output()
+        .expect("run audit-verify");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("every chain holds"), "{printed}");
+}
