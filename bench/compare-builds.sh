@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Two builds of the server side by side on this machine, alternating runs so that
+# both see the same conditions: the médecin traitant's audited GET of a document
+# (wrk -t2 -c16, 8 s) and /metadata (5 s), twice each.
+# Usage: bench/compare-builds.sh BINARY_A BINARY_B
+# (e.g. a release build of an earlier commit, made with
+#  `git worktree add /tmp/a COMMIT && CARGO_TARGET_DIR=/tmp/a-target cargo build --release`)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+[ $# = 2 ] || { echo "usage: $0 BINARY_A BINARY_B" >&2; exit 2; }
+command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+system=$(dev_token --actor system --sub insurer-feed)
+doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
+measure() {
+    local label=$1 binary=$2 patient id get metadata
+    rm -f "$work"/bench.sqlite*
+    start_server "$binary" "$work/bench.sqlite" "$work/server.log"
+    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
+        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    id=$(curl -sf -X POST "$base/DocumentReference" -H "Authorization: Bearer $doctor" -H 'Content-Type: application/fhir+json' \
+        -d "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}" \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    get=$(BENCH_TOKEN=$doctor wrk -t2 -c16 -d8s -s "$here/get.lua" "$base/DocumentReference/$id" | awk '/Requests\/sec/ {print $2}')
+    metadata=$(wrk -t2 -c16 -d5s "$base/metadata" | awk '/Requests\/sec/ {print $2}')
+    echo "$label: GET $get req/s, /metadata $metadata req/s"
+    kill $server; wait $server 2>/dev/null || true; server=""
+}
+echo "machine: $(nproc) cores; $(date -u +%Y-%m-%d)"
+for _ in 1 2; do
+    measure A "$1"
+    measure B "$2"
+done
