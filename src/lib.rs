@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod generate;
 pub mod http;
 pub mod lifecycle;
 pub mod notify;

@@ -24,6 +24,18 @@ enum Command {
     Migrate,
     /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
     /// link of each broken chain.
+    /// Load synthetic spaces for scale measurements (ids `gen-{seed}-{n}`).
+    Generate {
+        /// Number of spaces (patients).
+        #[arg(long)]
+        patients: u64,
+        /// Documents per space.
+        #[arg(long, default_value_t = 20)]
+        documents_per_patient: u64,
+        /// Seed of the run (different seeds give different ids).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the lifecycle job once: open the pending spaces due (42 days after
     /// notification) and purge the closed spaces past retention (10 years).
     Lifecycle,
@@ -69,10 +81,63 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Lifecycle => lifecycle(&config.database_url),
+        Command::Generate {
+            patients,
+            documents_per_patient,
+            seed,
+        } => generate(
+            &config.database_url,
+            &dmp_fhir_server::generate::Options {
+                patients,
+                documents_per_patient,
+                seed,
+            },
+        ),
         Command::AuditVerify { database_url } => {
             audit_verify(database_url.as_deref().unwrap_or(&config.database_url))
         }
         Command::Serve => serve(config),
+    }
+}
+
+fn generate(
+    database_url: &str,
+    options: &dmp_fhir_server::generate::Options,
+) -> std::process::ExitCode {
+    let db = match dmp_fhir_server::store::Db::open(database_url) {
+        Ok(db) => db,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let bar = indicatif::ProgressBar::new(options.patients);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} spaces, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    match dmp_fhir_server::generate::run(&db, options, |done| bar.set_position(done)) {
+        Ok(report) => {
+            bar.finish();
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            println!(
+                "{} spaces, {} documents, {} resources in {seconds:.1} s ({:.0} documents/s, {:.0} resources/s)",
+                report.patients,
+                report.documents,
+                report.resources,
+                report.documents as f64 / seconds,
+                report.resources as f64 / seconds
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            bar.abandon();
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

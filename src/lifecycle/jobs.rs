@@ -106,6 +106,9 @@ pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) 
                     }
                     Err(error) => tracing::warn!(%error, "lifecycle job failed; next run retries"),
                 }
+                if let Err(error) = db.refresh_statistics(false) {
+                    tracing::warn!(%error, "cannot refresh the planner's statistics");
+                }
                 std::thread::sleep(interval);
             }
         })

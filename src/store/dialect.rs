@@ -144,6 +144,20 @@ pub fn skip_locked(conn: &Conn) -> &'static str {
     }
 }
 
+/// Keeps the planner's statistics current. Without them SQLite walks every row of a
+/// type (its `res_type` index looks selective) instead of starting from a space's
+/// compartment: 40 ms instead of 0.3 ms for a patient's page at 100,000 documents.
+/// `thorough` (after a bulk load) analyses every table; otherwise SQLite analyses
+/// the tables whose size has changed much. PostgreSQL's autovacuum analyses by
+/// itself; a bulk load asks for it at once.
+pub fn refresh_statistics(conn: &mut Conn, thorough: bool) -> diesel::QueryResult<()> {
+    match (conn, thorough) {
+        (Conn::Sqlite(sqlite), false) => sqlite.batch_execute("PRAGMA optimize=0x10002;"),
+        (conn, true) => conn.batch_execute("ANALYZE;"),
+        (Conn::Postgresql(_), false) => Ok(()),
+    }
+}
+
 /// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
 /// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
 /// survives a power cut as well as a killed process (R-AUD-2), and the trace's group

@@ -105,6 +105,8 @@ impl Db {
             writer: Arc::new(Mutex::new(())),
         };
         db.migrate()?;
+        db.refresh_statistics(false)
+            .map_err(|error| format!("cannot analyse the database: {error}"))?;
         Ok(db)
     }
 
@@ -121,6 +123,11 @@ impl Db {
         conn.run_pending_migrations(migrations)
             .map(|_| ())
             .map_err(|error| format!("migration failed: {error}"))
+    }
+
+    /// Refreshes the planner's statistics (see [`dialect::refresh_statistics`]).
+    pub fn refresh_statistics(&self, thorough: bool) -> Result<(), ApiError> {
+        self.write_blocking(|conn| Ok(dialect::refresh_statistics(conn, thorough)?))
     }
 
     /// Runs `work` with a connection on the blocking pool.

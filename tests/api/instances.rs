@@ -238,3 +238,57 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
     assert!(output.status.success(), "{printed}");
     assert!(printed.contains("every chain holds"), "{printed}");
 }
+
+/// The data generator (`dmp-fhir-server generate`) writes spaces the server serves
+/// under its rules, on either backend.
+#[test]
+fn generated_spaces_are_served_under_the_rules() {
+    let app = TestApp::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .arg("generate")
+        .arg("--patients")
+        .arg("30")
+        .arg("--documents-per-patient")
+        .arg("6")
+        .arg("--seed")
+        .arg("7")
+        .output()
+        .expect("run the generator");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("30 spaces, 180 documents"), "{printed}");
+    // Space 4's médecin traitant (IdNat_PS 810000000004) sees its six documents;
+    // a professional with no part in it is refused.
+    let gp = As::Professional {
+        id_nat_ps: "810000000004".into(),
+        profession: "10".into(),
+    };
+    let bundle = app
+        .get(
+            "DocumentReference?patient=gen-7-4&_count=20&_total=accurate",
+            &gp,
+        )
+        .json();
+    assert_eq!(bundle["total"], 6, "{bundle}");
+    let stranger = As::Professional {
+        id_nat_ps: "810000009999".into(),
+        profession: "10".into(),
+    };
+    assert_eq!(
+        app.get("DocumentReference?patient=gen-7-4", &stranger)
+            .status,
+        403
+    );
+    // The patient finds their space by INS like any other.
+    let patient = app.get("Patient/gen-7-4", &As::System).json();
+    let nir = patient["identifier"][0]["value"].as_str().unwrap();
+    let found = app
+        .get(
+            &format!("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}"),
+            &gp,
+        )
+        .json();
+    assert_eq!(found["entry"][0]["resource"]["id"], "gen-7-4");
+}
