@@ -100,16 +100,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The database of a command, or the exit code after saying why it did not open.
+fn open_database(database_url: &str) -> Result<dmp_fhir_server::store::Db, std::process::ExitCode> {
+    dmp_fhir_server::store::Db::open(database_url).map_err(|message| {
+        eprintln!("error: {message}");
+        std::process::ExitCode::FAILURE
+    })
+}
+
 fn generate(
     database_url: &str,
     options: &dmp_fhir_server::generate::Options,
 ) -> std::process::ExitCode {
-    let db = match dmp_fhir_server::store::Db::open(database_url) {
+    let db = match open_database(database_url) {
         Ok(db) => db,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let bar = indicatif::ProgressBar::new(options.patients);
     bar.set_style(
@@ -142,12 +147,9 @@ fn generate(
 }
 
 fn lifecycle(database_url: &str) -> std::process::ExitCode {
-    let db = match dmp_fhir_server::store::Db::open(database_url) {
+    let db = match open_database(database_url) {
         Ok(db) => db,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match dmp_fhir_server::lifecycle::jobs::run_once(&db, chrono::Utc::now()) {
         Ok(report) => {
@@ -165,12 +167,9 @@ fn lifecycle(database_url: &str) -> std::process::ExitCode {
 }
 
 fn audit_verify(database_url: &str) -> std::process::ExitCode {
-    let db = match dmp_fhir_server::store::Db::open(database_url) {
+    let db = match open_database(database_url) {
         Ok(db) => db,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match db.read_blocking(dmp_fhir_server::audit::chain::verify) {
         Ok(report) => {

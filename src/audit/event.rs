@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::{Outcome, Touched, Trace};
-use crate::access::{ActorKind, Principal, PurposeOfUse};
+use crate::access::{ActorKind, Principal};
 use crate::fhir::IDNAT_PS_SYSTEM;
 
 /// The deciding rule of a refusal, machine-readable beside `outcomeDesc`.
@@ -55,8 +55,15 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({ "system": system, "code": code, "display": display })
 }
 
-fn mode_coding(purpose: PurposeOfUse) -> Value {
-    json!({ "system": ACCESS_MODE_SYSTEM, "code": purpose.code() })
+/// The access mode as a CodeableConcept, with the emergency reason as its text.
+fn access_mode(principal: &Principal) -> Value {
+    let mut mode = json!({
+        "coding": [{ "system": ACCESS_MODE_SYSTEM, "code": principal.purpose_of_use.code() }]
+    });
+    if let Some(reason) = &principal.access_reason {
+        mode["text"] = json!(reason);
+    }
+    mode
 }
 
 /// The user agent: who asked, as authenticated.
@@ -83,15 +90,7 @@ fn user_agent(trace: &Trace, writes: bool) -> Value {
         agent.insert("name".into(), json!(name));
     }
     agent.insert("requestor".into(), json!(true));
-    let mut purpose = serde_json::Map::new();
-    purpose.insert(
-        "coding".into(),
-        json!([mode_coding(principal.purpose_of_use)]),
-    );
-    if let Some(reason) = &principal.access_reason {
-        purpose.insert("text".into(), json!(reason));
-    }
-    agent.insert("purposeOfUse".into(), json!([purpose]));
+    agent.insert("purposeOfUse".into(), json!([access_mode(principal)]));
     Value::Object(agent)
 }
 
@@ -218,15 +217,7 @@ pub fn build(
         event.insert("outcomeDesc".into(), json!(description));
     }
     if let Some(principal) = &trace.principal {
-        let mut purpose = serde_json::Map::new();
-        purpose.insert(
-            "coding".into(),
-            json!([mode_coding(principal.purpose_of_use)]),
-        );
-        if let Some(reason) = &principal.access_reason {
-            purpose.insert("text".into(), json!(reason));
-        }
-        event.insert("purposeOfEvent".into(), json!([purpose]));
+        event.insert("purposeOfEvent".into(), json!([access_mode(principal)]));
     }
     let writes = matches!(action, "C" | "U" | "D");
     event.insert(

@@ -54,6 +54,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A request answered with `status`.
+    pub fn answered(status: u16) -> Outcome {
+        Outcome {
+            status,
+            rule: None,
+            detail: None,
+        }
+    }
+
+    /// A request refused or failed with `error`.
+    pub fn failed(error: &ApiError) -> Outcome {
+        Outcome {
+            status: error.status.as_u16(),
+            rule: error.rule,
+            detail: Some(error.message.clone()),
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.status < 400
     }

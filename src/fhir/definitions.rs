@@ -96,6 +96,9 @@ pub struct ResourceDef {
     pub profile: &'static str,
     /// Operations on an instance (`$name`), each with its OperationDefinition.
     pub operations: &'static [OperationDef],
+    /// A log that grows while it is read (the trace): searched newest first by
+    /// default, its paging links pinned to the instant of the first page.
+    pub log: bool,
 }
 
 /// A named operation on instances of a type.
@@ -243,6 +246,7 @@ static PATIENT: ResourceDef = ResourceDef {
             definition: "Patient-reopen",
         },
     ],
+    log: false,
 };
 
 static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
@@ -340,6 +344,7 @@ static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/DocumentReference",
     operations: &[],
+    log: false,
 };
 
 static BINARY: ResourceDef = ResourceDef {
@@ -348,6 +353,7 @@ static BINARY: ResourceDef = ResourceDef {
     params: &[],
     profile: "http://hl7.org/fhir/StructureDefinition/Binary",
     operations: &[],
+    log: false,
 };
 
 static CONSENT: ResourceDef = ResourceDef {
@@ -403,6 +409,7 @@ static CONSENT: ResourceDef = ResourceDef {
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/Consent",
     operations: &[],
+    log: false,
 };
 
 static COMMUNICATION: ResourceDef = ResourceDef {
@@ -489,6 +496,7 @@ static COMMUNICATION: ResourceDef = ResourceDef {
         name: "save-attachment",
         definition: "Communication-save-attachment",
     }],
+    log: false,
 };
 
 static AUDIT_EVENT: ResourceDef = ResourceDef {
@@ -569,6 +577,8 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/AuditEvent",
     operations: &[],
+    // The trace grows with every request, reading it included (R-PAT-4).
+    log: true,
 };
 
 /// Every served resource type, in CapabilityStatement order.

@@ -540,8 +540,8 @@ pub fn parse(
             request.link_params.push((key.clone(), value.clone()));
         }
     }
-    // The trace reads newest first (R-PAT-4).
-    if request.sort.is_empty() && def.name == "AuditEvent" {
+    // A log reads newest first (the trace, R-PAT-4).
+    if request.sort.is_empty() && def.log {
         request.sort.push(Sort {
             key: SortKey::LastUpdated,
             descending: true,

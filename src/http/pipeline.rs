@@ -118,11 +118,7 @@ pub async fn run(
         let result = stages(state, request, classify, &mut trace, &touched).await;
         let (mut response, outcome, traced) = match result {
             Ok((response, traced)) => {
-                let outcome = Outcome {
-                    status: response.status().as_u16(),
-                    rule: None,
-                    detail: None,
-                };
+                let outcome = Outcome::answered(response.status().as_u16());
                 (response, outcome, traced)
             }
             Err((error, traced)) => {
@@ -131,11 +127,7 @@ pub async fn run(
                     rule = error.rule.unwrap_or(""),
                     "refused or failed"
                 );
-                let outcome = Outcome {
-                    status: error.status.as_u16(),
-                    rule: error.rule,
-                    detail: Some(error.message.clone()),
-                };
+                let outcome = Outcome::failed(&error);
                 (error.error_response(), outcome, traced)
             }
         };
@@ -275,21 +267,7 @@ async fn stages(
         let written = state
             .db
             .write(move |conn| {
-                let traced = |conn: &mut crate::store::Conn,
-                              response: &Result<FhirResponse, ApiError>|
-                 -> Result<usize, ApiError> {
-                    let outcome = match response {
-                        Ok(response) => Outcome {
-                            status: response.status.as_u16(),
-                            rule: None,
-                            detail: None,
-                        },
-                        Err(error) => Outcome {
-                            status: error.status.as_u16(),
-                            rule: error.rule,
-                            detail: Some(error.message.clone()),
-                        },
-                    };
+                let traced = |conn: &mut crate::store::Conn, outcome: Outcome| {
                     let record = Record {
                         trace: trace.clone(),
                         outcome,
@@ -297,20 +275,20 @@ async fn stages(
                     };
                     audit::persist(conn, &[&audit::prepare(record)])
                 };
+                let answered = |conn: &mut crate::store::Conn, response: FhirResponse| {
+                    let notifications = traced(conn, Outcome::answered(response.status.as_u16()))?;
+                    Ok((response, notifications))
+                };
                 let result = if single_write {
                     crate::store::dialect::write_transaction(conn, |conn| {
                         let response = run_call(conn)?;
-                        let answer = Ok(response);
-                        let notifications = traced(conn, &answer)?;
-                        answer.map(|response| (response, notifications))
+                        answered(conn, response)
                     })
                 } else {
                     // A transaction Bundle commits inside; a batch commits per entry.
                     run_call(conn).and_then(|response| {
                         crate::store::dialect::write_transaction(conn, |conn| {
-                            let answer = Ok(response);
-                            let notifications = traced(conn, &answer)?;
-                            answer.map(|response| (response, notifications))
+                            answered(conn, response)
                         })
                     })
                 };
@@ -323,9 +301,8 @@ async fn stages(
                     }
                     Err(error) => {
                         touched.rolled_back();
-                        let failed = Err(error.clone());
                         let traced = crate::store::dialect::write_transaction(conn, |conn| {
-                            traced(conn, &failed)
+                            traced(conn, Outcome::failed(&error))
                         })
                         .is_ok();
                         Ok(Err((error, traced)))

@@ -14,7 +14,6 @@ pub mod delivery;
 
 use std::collections::HashSet;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -301,22 +300,16 @@ fn send(conn: &mut Conn, notice: &Notice, now: &str) -> Result<(), ApiError> {
 
 /// Wakes the delivery worker when notifications were committed (it also polls).
 #[derive(Clone)]
-pub struct Wakeup(Arc<Mutex<Option<mpsc::Sender<()>>>>);
+pub struct Wakeup(mpsc::Sender<()>);
 
 impl Wakeup {
     pub fn new() -> (Wakeup, mpsc::Receiver<()>) {
         let (sender, receiver) = mpsc::channel();
-        (Wakeup(Arc::new(Mutex::new(Some(sender)))), receiver)
+        (Wakeup(sender), receiver)
     }
 
     pub fn wake(&self) {
-        if let Some(sender) = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-        {
-            let _ = sender.send(());
-        }
+        // The worker gone (the server stopping) is not the waker's concern.
+        let _ = self.0.send(());
     }
 }

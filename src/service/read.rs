@@ -21,6 +21,19 @@ pub fn visible_current(
     Ok(row)
 }
 
+/// [`visible_current`] for a write: the writers of one resource take turns, across
+/// server instances, until the transaction ends (a stale `If-Match` is then a 412,
+/// never a lost update).
+pub fn writable_current(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &ResourceDef,
+    id: &str,
+) -> Result<ResourceRow, ApiError> {
+    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
+    visible_current(conn, ctx, def, id)
+}
+
 pub fn read(
     conn: &mut Conn,
     ctx: &Ctx<'_>,

@@ -146,10 +146,10 @@ pub fn search(
     strict: bool,
 ) -> Result<FhirResponse, ApiError> {
     let mut request = fhir_search::parse(def, params, strict, ctx.limits)?;
-    // The trace grows with every request, reading it included: its paging links
-    // keep to the events recorded before the first page, so pages neither repeat
-    // nor skip events.
-    if def.name == "AuditEvent"
+    // A log grows while it is read (the trace grows with every request): its paging
+    // links keep to the entries recorded before the first page, so pages neither
+    // repeat nor skip entries.
+    if def.log
         && !request
             .link_params
             .iter()

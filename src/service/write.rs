@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::read::visible_current;
+use super::read::writable_current;
 use super::{Ctx, FhirResponse, parse_if_match};
 use crate::audit::WriteFact;
 use crate::error::{ApiError, IssueCode};
@@ -356,9 +356,7 @@ pub fn update(
             format!("invalid id {id:?}"),
         ));
     }
-    // Writers of the same resource take turns, across instances.
-    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
-    let current = match visible_current(conn, ctx, def, id) {
+    let current = match writable_current(conn, ctx, def, id) {
         Ok(row) => Some(row),
         Err(error) if error.status == StatusCode::NOT_FOUND && error.rule.is_none() => None,
         Err(error) => return Err(error),
@@ -431,9 +429,7 @@ pub fn patch(
             .at(format!("{}{}", def.name, path.replace('/', "."))));
         }
     }
-    // Writers of the same resource take turns, across instances.
-    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
-    let current = visible_current(conn, ctx, def, id)?;
+    let current = writable_current(conn, ctx, def, id)?;
     if current.deleted {
         return Err(ApiError::gone(format!("{}/{id} was deleted", def.name)));
     }
@@ -490,9 +486,7 @@ pub fn delete(
     def: &'static ResourceDef,
     id: &str,
 ) -> Result<FhirResponse, ApiError> {
-    // Writers of the same resource take turns, across instances.
-    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
-    let current = visible_current(conn, ctx, def, id)?;
+    let current = writable_current(conn, ctx, def, id)?;
     if current.deleted {
         return Ok(FhirResponse {
             status: StatusCode::NO_CONTENT,

@@ -13,6 +13,17 @@ struct ContentRow {
     content: String,
 }
 
+/// Moves a space's access version on, in the transaction of a change to what the
+/// rules read of it (its Patient, Consents or lifecycle): every server's cached facts
+/// of the space become stale.
+pub fn bump_space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<()> {
+    let mut bump = Sql::new("INSERT INTO space_access (patient_id, version) VALUES (");
+    bump.text(patient_id)
+        .push(", 1) ON CONFLICT (patient_id) DO UPDATE SET version = space_access.version + 1");
+    bump.execute(conn)?;
+    Ok(())
+}
+
 /// The access version of a space (0 before any write to its Patient or Consents).
 pub fn space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<i64> {
     #[derive(QueryableByName)]

@@ -8,7 +8,7 @@ use super::dialect::{self, Conn};
 use std::collections::{HashMap, HashSet};
 
 use super::resources::write_indexes;
-use super::sql::Sql;
+use super::sql::{Sql, multi_row};
 use crate::fhir::extract::IndexEntries;
 
 /// An AuditEvent ready to be appended: its stored JSON and what indexes it.
@@ -84,24 +84,19 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
         res_id: String,
     }
     let mut pks: HashMap<String, i64> = HashMap::with_capacity(links.len());
-    for chunk in links.chunks(200) {
-        let mut insert = Sql::new(
-            "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES ",
-        );
-        for (index, link) in chunk.iter().enumerate() {
-            if index > 0 {
-                insert.push(", ");
-            }
-            insert
-                .push("('AuditEvent', ")
+    for insert in multi_row(
+        "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES ",
+        links,
+        " RETURNING pk, res_id",
+        |sql, link| {
+            sql.push("'AuditEvent', ")
                 .text(link.event.id)
                 .push(", 1, ")
                 .text(link.event.recorded)
                 .push(&format!(", {}, ", dialect::bool_literal(false)))
-                .text(link.event.content)
-                .push(")");
-        }
-        insert.push(" RETURNING pk, res_id");
+                .text(link.event.content);
+        },
+    ) {
         pks.extend(
             insert
                 .load::<PkRow>(conn)?
@@ -109,27 +104,25 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
                 .map(|row| (row.res_id, row.pk)),
         );
     }
-    let pk_of = |link: &Link<'_>| {
-        pks.get(link.event.id)
-            .copied()
-            .ok_or(diesel::result::Error::NotFound)
-    };
-    let mut indexed = Vec::with_capacity(links.len());
-    for link in links {
-        indexed.push((pk_of(link)?, "AuditEvent", link.event.index));
-    }
+    let linked = links
+        .iter()
+        .map(|link| {
+            pks.get(link.event.id)
+                .map(|pk| (*pk, link))
+                .ok_or(diesel::result::Error::NotFound)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let indexed: Vec<_> = linked
+        .iter()
+        .map(|(pk, link)| (*pk, "AuditEvent", link.event.index))
+        .collect();
     write_indexes(conn, &indexed)?;
-    for chunk in links.chunks(200) {
-        let mut insert = Sql::new(
-            "INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) VALUES ",
-        );
-        for (index, link) in chunk.iter().enumerate() {
-            if index > 0 {
-                insert.push(", ");
-            }
-            insert
-                .push("(")
-                .int(pk_of(link)?)
+    for insert in multi_row(
+        "INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) VALUES ",
+        &linked,
+        "",
+        |sql, (pk, link)| {
+            sql.int(*pk)
                 .push(", ")
                 .text(link.event.chain_key)
                 .push(", ")
@@ -139,9 +132,9 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
                 .push(", ")
                 .text(link.prev_hash.as_str())
                 .push(", ")
-                .text(link.hash.as_str())
-                .push(")");
-        }
+                .text(link.hash.as_str());
+        },
+    ) {
         insert.execute(conn)?;
     }
     // The last link of each chain becomes its head (one row per chain: a row may
@@ -151,24 +144,18 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
         last.insert(link.event.chain_key, link);
     }
     let heads: Vec<&Link<'_>> = last.into_values().collect();
-    for chunk in heads.chunks(200) {
-        let mut upsert = Sql::new("INSERT INTO audit_chain_head (chain_key, seq, hash) VALUES ");
-        for (index, link) in chunk.iter().enumerate() {
-            if index > 0 {
-                upsert.push(", ");
-            }
-            upsert
-                .push("(")
-                .text(link.event.chain_key)
+    for upsert in multi_row(
+        "INSERT INTO audit_chain_head (chain_key, seq, hash) VALUES ",
+        &heads,
+        " ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        |sql, link| {
+            sql.text(link.event.chain_key)
                 .push(", ")
                 .int(link.seq)
                 .push(", ")
-                .text(link.hash.as_str())
-                .push(")");
-        }
-        upsert.push(
-            " ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        );
+                .text(link.hash.as_str());
+        },
+    ) {
         upsert.execute(conn)?;
     }
     Ok(())
@@ -276,24 +263,21 @@ pub fn first_accesses(
         subject: String,
     }
     let mut first = HashSet::new();
-    for chunk in accesses.chunks(200) {
-        let mut sql =
-            Sql::new("INSERT INTO first_access (patient_id, subject, accessed_at) VALUES ");
-        for (index, (patient, subject)) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push(", ");
-            }
-            sql.push("(")
-                .text(*patient)
+    for insert in multi_row(
+        "INSERT INTO first_access (patient_id, subject, accessed_at) VALUES ",
+        accesses,
+        " ON CONFLICT (patient_id, subject) DO NOTHING RETURNING patient_id, subject",
+        |sql, (patient, subject)| {
+            sql.text(*patient)
                 .push(", ")
                 .text(*subject)
                 .push(", ")
-                .text(at)
-                .push(")");
-        }
-        sql.push(" ON CONFLICT (patient_id, subject) DO NOTHING RETURNING patient_id, subject");
+                .text(at);
+        },
+    ) {
         first.extend(
-            sql.load::<PairRow>(conn)?
+            insert
+                .load::<PairRow>(conn)?
                 .into_iter()
                 .map(|row| (row.patient_id, row.subject)),
         );

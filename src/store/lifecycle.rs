@@ -70,21 +70,34 @@ pub fn put(conn: &mut Conn, row: &LifecycleRow) -> diesel::QueryResult<()> {
          welcomed_at = excluded.welcomed_at",
     );
     sql.execute(conn)?;
-    bump_access(conn, &row.patient_id)
+    super::access::bump_space_version(conn, &row.patient_id)
 }
 
-fn bump_access(conn: &mut Conn, patient: &str) -> diesel::QueryResult<()> {
-    let mut bump = Sql::new("INSERT INTO space_access (patient_id, version) VALUES (");
-    bump.text(patient)
-        .push(", 1) ON CONFLICT (patient_id) DO UPDATE SET version = space_access.version + 1");
-    bump.execute(conn)?;
-    Ok(())
-}
-
-#[derive(QueryableByName)]
-struct PatientRow {
-    #[diesel(sql_type = Text)]
-    patient_id: String,
+/// Spaces matching `condition` up to `cutoff` (an instant), shared out between
+/// instances.
+fn due(
+    conn: &mut Conn,
+    condition: &str,
+    cutoff: &str,
+    limit: i64,
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct PatientRow {
+        #[diesel(sql_type = Text)]
+        patient_id: String,
+    }
+    let mut sql = Sql::new(&format!(
+        "SELECT patient_id FROM space_lifecycle WHERE {condition} <= "
+    ));
+    sql.text(cutoff)
+        .push(" LIMIT ")
+        .int(limit)
+        .push(dialect::skip_locked(conn));
+    Ok(sql
+        .load::<PatientRow>(conn)?
+        .into_iter()
+        .map(|row| row.patient_id)
+        .collect())
 }
 
 /// Pending spaces notified at or before `notified_before` (due to open by themselves).
@@ -93,18 +106,12 @@ pub fn due_activations(
     notified_before: &str,
     limit: i64,
 ) -> diesel::QueryResult<Vec<String>> {
-    let mut sql = Sql::new(
-        "SELECT patient_id FROM space_lifecycle WHERE state = 'pending' AND notified_at <= ",
-    );
-    sql.text(notified_before)
-        .push(" LIMIT ")
-        .int(limit)
-        .push(dialect::skip_locked(conn));
-    Ok(sql
-        .load::<PatientRow>(conn)?
-        .into_iter()
-        .map(|row| row.patient_id)
-        .collect())
+    due(
+        conn,
+        "state = 'pending' AND notified_at",
+        notified_before,
+        limit,
+    )
 }
 
 /// Closed spaces not purged yet whose closure is at or before `closed_before`.
@@ -113,18 +120,12 @@ pub fn due_purges(
     closed_before: &str,
     limit: i64,
 ) -> diesel::QueryResult<Vec<String>> {
-    let mut sql = Sql::new(
-        "SELECT patient_id FROM space_lifecycle WHERE state = 'closed' AND purged_at IS NULL AND closed_at <= ",
-    );
-    sql.text(closed_before)
-        .push(" LIMIT ")
-        .int(limit)
-        .push(dialect::skip_locked(conn));
-    Ok(sql
-        .load::<PatientRow>(conn)?
-        .into_iter()
-        .map(|row| row.patient_id)
-        .collect())
+    due(
+        conn,
+        "state = 'closed' AND purged_at IS NULL AND closed_at",
+        closed_before,
+        limit,
+    )
 }
 
 /// Removes every resource of a space but its Patient and its AuditEvents (which
@@ -154,7 +155,7 @@ pub fn purge_space(conn: &mut Conn, patient: &str) -> diesel::QueryResult<usize>
     let mut accesses = Sql::new("DELETE FROM first_access WHERE patient_id = ");
     accesses.text(patient);
     accesses.execute(conn)?;
-    bump_access(conn, patient)?;
+    super::access::bump_space_version(conn, patient)?;
     Ok(removed)
 }
 

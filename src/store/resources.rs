@@ -4,7 +4,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
 
 use super::dialect::{Conn, bool_literal};
-use super::sql::{CountRow, Sql};
+use super::sql::{CountRow, Sql, multi_row};
 use crate::fhir::extract::IndexEntries;
 
 /// The current version of a resource.
@@ -202,11 +202,7 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
     }
     if matches!(version.res_type, "Patient" | "Consent") {
         for patient in &version.index.patients {
-            let mut bump = Sql::new("INSERT INTO space_access (patient_id, version) VALUES (");
-            bump.text(patient.as_str()).push(
-                ", 1) ON CONFLICT (patient_id) DO UPDATE SET version = space_access.version + 1",
-            );
-            bump.execute(conn)?;
+            super::access::bump_space_version(conn, patient)?;
         }
     }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
@@ -235,15 +231,14 @@ pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i
 /// One index row: the resource's key and type, then the table's own values.
 type IndexRow<'a> = (i64, &'a str, Vec<Option<String>>);
 
-/// Inserts rows in batches of 200 (`columns` names the table and its columns).
+/// Inserts index rows (`columns` names the table and its columns).
 fn insert_rows(conn: &mut Conn, columns: &str, rows: &[IndexRow<'_>]) -> diesel::QueryResult<()> {
-    for chunk in rows.chunks(200) {
-        let mut sql = Sql::new(&format!("INSERT INTO {columns} VALUES "));
-        for (index, (pk, res_type, values)) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push(", ");
-            }
-            sql.push("(").int(*pk).push(", ").text(*res_type);
+    for insert in multi_row(
+        &format!("INSERT INTO {columns} VALUES "),
+        rows,
+        "",
+        |sql, (pk, res_type, values)| {
+            sql.int(*pk).push(", ").text(*res_type);
             for value in values {
                 sql.push(", ");
                 match value {
@@ -251,9 +246,9 @@ fn insert_rows(conn: &mut Conn, columns: &str, rows: &[IndexRow<'_>]) -> diesel:
                     None => sql.push("NULL"),
                 };
             }
-            sql.push(")");
-        }
-        sql.execute(conn)?;
+        },
+    ) {
+        insert.execute(conn)?;
     }
     Ok(())
 }

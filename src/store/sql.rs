@@ -99,6 +99,29 @@ impl Sql {
     }
 }
 
+/// Multi-row statements: `head (…), (…) tail` over `items`, at most 200 rows each;
+/// `row` appends one item's values, comma-separated, inside the parentheses.
+pub fn multi_row<T>(
+    head: &str,
+    items: &[T],
+    tail: &str,
+    mut row: impl FnMut(&mut Sql, &T),
+) -> Vec<Sql> {
+    items
+        .chunks(200)
+        .map(|chunk| {
+            let mut sql = Sql::new(head);
+            for (index, item) in chunk.iter().enumerate() {
+                sql.push(if index == 0 { "(" } else { ", (" });
+                row(&mut sql, item);
+                sql.push(")");
+            }
+            sql.push(tail);
+            sql
+        })
+        .collect()
+}
+
 /// A single `COUNT(*) AS n` result.
 #[derive(QueryableByName)]
 pub struct CountRow {

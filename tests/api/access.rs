@@ -8,7 +8,7 @@ use crate::support::fixtures::{
     DOCTOR_IDNAT, INS, block_organization, block_professional, document, emergency_setting,
     labelled_document, nir, patient, permit_professional,
 };
-use crate::support::{As, Reply, TestApp};
+use crate::support::{As, Reply, TestApp, assert_refused};
 
 const COLLEAGUE: &str = "810000000002";
 const STRANGER: &str = "810000000003";
@@ -93,15 +93,6 @@ fn sorted(ids: &[&String]) -> Vec<String> {
 
 fn doctor(id: &str) -> As {
     As::professional(id, "10", None, None, None)
-}
-
-fn assert_refused(reply: &Reply, status: u16, rule: &str) {
-    assert_eq!(reply.status, status, "{}", reply.body);
-    assert!(
-        reply.body.contains(&format!("rule {rule}")),
-        "expected {rule}: {}",
-        reply.body
-    );
 }
 
 // ---------------------------------------------------------------- R-ACC-1

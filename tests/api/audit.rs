@@ -2,8 +2,6 @@
 //! (R-AUD-1), durable before the answer even if the server is killed (R-AUD-2),
 //! immutable and chained (R-AUD-3); who reads it (R-PAT-4, R-ACC-11).
 
-use std::process::Command;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -11,7 +9,7 @@ use serde_json::{Value, json};
 use crate::support::fixtures::{
     DOCTOR_IDNAT, block_professional, document, nir, patient, permit_professional,
 };
-use crate::support::{As, Reply, TestApp, match_ids};
+use crate::support::{As, Reply, ServerProcess, TestApp, match_ids, run_command};
 
 const COLLEAGUE: &str = "810000000002";
 const STRANGER: &str = "810000000003";
@@ -624,20 +622,7 @@ fn r_aud_3_no_path_changes_or_deletes_an_event() {
 
 /// Runs `dmp-fhir-server audit-verify` on the app's database.
 fn verify(app: &TestApp) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("audit-verify")
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .output()
-        .expect("run audit-verify");
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    run_command(&["audit-verify", "--database-url", &app.database_url])
 }
 
 #[test]
@@ -729,40 +714,12 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         app.execute_sql(&format!("VACUUM INTO '{}'", db.display()));
         format!("sqlite://{}", db.display())
     };
-    let jwks = dir.join("issuer.jwks.json");
-    let keys = crate::support::keys();
-    std::fs::write(&jwks, json!({ "keys": [keys.rsa.jwk] }).to_string()).expect("jwks");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--database-url")
-        .arg(&database_url)
-        .arg("--trusted-issuer")
-        .arg(format!(
-            "{},{},{}",
-            crate::support::ISSUER,
-            jwks.display(),
-            crate::support::AUDIENCE
-        ))
-        .arg("--workers")
-        .arg("2")
-        .env("DMP_LOG", "error")
-        .spawn()
-        .expect("start the server");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server = ServerProcess::start(&database_url);
+    let base = server.base.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let ready = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        agent.get(&format!("{base}/metadata")).call().is_ok()
-    });
-    assert!(ready, "the server did not start");
     let token = As::doctor().token().unwrap();
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -795,8 +752,7 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    server.kill().expect("SIGKILL the server");
-    server.wait().expect("reap the server");
+    server.kill();
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.join().expect("load thread");

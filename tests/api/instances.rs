@@ -3,56 +3,12 @@
 //! and every patient's trace still chains. Runs when the suite runs on PostgreSQL
 //! (`DMP_TEST_POSTGRES_URL`, as `.ci/run` does); SQLite is one process's database.
 
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
 use crate::support::fixtures::{document, nir, patient};
-use crate::support::{AUDIENCE, As, ISSUER, TestApp, keys, temp_dir};
-
-/// A server process on `database_url`; killed when dropped.
-struct Instance {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn instance(database_url: &str) -> Instance {
-    let dir = temp_dir("instance");
-    let jwks = dir.join("issuer.jwks.json");
-    std::fs::write(&jwks, json!({ "keys": [keys().rsa.jwk] }).to_string()).expect("jwks");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--database-url")
-        .arg(database_url)
-        .arg("--trusted-issuer")
-        .arg(format!("{ISSUER},{},{AUDIENCE}", jwks.display()))
-        .arg("--workers")
-        .arg("2")
-        .env("DMP_LOG", "error")
-        .spawn()
-        .expect("start an instance");
-    let base = format!("http://127.0.0.1:{port}");
-    let agent = agent();
-    let ready = (0..400).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        agent.get(&format!("{base}/metadata")).call().is_ok()
-    });
-    assert!(ready, "an instance did not start");
-    Instance { base, child }
-}
+use crate::support::{As, ServerProcess, TestApp, run_command};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -110,7 +66,10 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
         eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
         return;
     }
-    let instances = [instance(&app.database_url), instance(&app.database_url)];
+    let instances = [
+        ServerProcess::start(&app.database_url),
+        ServerProcess::start(&app.database_url),
+    ];
     let patient_id = app.create(
         &As::System,
         &patient(&nir(), "Martin", "Claire", "1980-05-01"),
@@ -228,14 +187,8 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
     );
 
     // Every trace written by the three instances still chains.
-    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("audit-verify")
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .output()
-        .expect("run audit-verify");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{printed}");
+    let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
+    assert!(holds, "{printed}");
     assert!(printed.contains("every chain holds"), "{printed}");
 }
 
@@ -244,20 +197,18 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
 #[test]
 fn generated_spaces_are_served_under_the_rules() {
     let app = TestApp::new();
-    let output = Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .arg("generate")
-        .arg("--patients")
-        .arg("30")
-        .arg("--documents-per-patient")
-        .arg("6")
-        .arg("--seed")
-        .arg("7")
-        .output()
-        .expect("run the generator");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{printed}");
+    let (succeeded, printed) = run_command(&[
+        "--database-url",
+        &app.database_url,
+        "generate",
+        "--patients",
+        "30",
+        "--documents-per-patient",
+        "6",
+        "--seed",
+        "7",
+    ]);
+    assert!(succeeded, "{printed}");
     assert!(printed.contains("30 spaces, 180 documents"), "{printed}");
     // Space 4's médecin traitant (IdNat_PS 810000000004) sees its six documents;
     // a professional with no part in it is refused.

@@ -1,7 +1,7 @@
 //! The lifecycle of a space (SPEC §4, R-LIFE-1…5), with the server's clock moved
 //! forward instead of sleeping.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{INS, document, nir, patient};
-use crate::support::{As, Reply, TestApp};
+use crate::support::{As, Reply, TestApp, assert_refused, eventually, run_command};
 
 const STATE: &str = "https://dmp-fhir-server.fr/fhir/StructureDefinition/space-state";
 
@@ -39,15 +39,6 @@ fn operation(app: &TestApp, patient_id: &str, name: &str, who: &As) -> Reply {
     )
 }
 
-fn refused(reply: &Reply, status: u16, rule: &str) {
-    assert_eq!(reply.status, status, "{}", reply.body);
-    assert!(
-        reply.body.contains(&format!("rule {rule}")),
-        "{}",
-        reply.body
-    );
-}
-
 /// The topics of the service's messages in the space.
 fn service_topics(app: &TestApp, patient_id: &str) -> Vec<String> {
     let reply = app.get(
@@ -62,14 +53,6 @@ fn service_topics(app: &TestApp, patient_id: &str) -> Vec<String> {
         .filter_map(|entry| entry["resource"]["topic"]["coding"][0]["code"].as_str())
         .map(str::to_owned)
         .collect()
-}
-
-fn eventually(mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < Duration::from_secs(20), "not within 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn new_space(app: &TestApp, birth_date: &str) -> (String, String) {
@@ -94,7 +77,7 @@ fn r_life_1_a_space_opens_by_itself_42_days_after_notification() {
     app.advance(TimeDelta::days(2));
     assert_eq!(state(&app, &id), "active");
     // The job records it and the service welcomes the person (R-MSG-2), once.
-    eventually(|| service_topics(&app, &id) == ["welcome"]);
+    eventually(|| (service_topics(&app, &id) == ["welcome"]).then_some(()));
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(service_topics(&app, &id), ["welcome"]);
     // A notification date given by the feeding system counts instead of the creation.
@@ -130,12 +113,12 @@ fn r_life_2_opposition_returns_a_pdf_proof_and_can_be_reversed() {
     let (id, number) = new_space(&app, "1975-02-03");
     let me = As::Patient(id.clone());
     // Only the holder opposes.
-    refused(
+    assert_refused(
         &operation(&app, &id, "oppose", &As::doctor()),
         403,
         "R-ACC-12",
     );
-    refused(
+    assert_refused(
         &operation(&app, &id, "oppose", &As::System),
         403,
         "R-ACC-12",
@@ -175,7 +158,7 @@ fn r_life_2_opposition_returns_a_pdf_proof_and_can_be_reversed() {
     assert_eq!(state(&app, &id), "opposed");
     // Opposed: professionals are refused (R-ACC-1); the person sees only their
     // Patient, and may reverse their choice at any time.
-    refused(
+    assert_refused(
         &app.get(&format!("DocumentReference?patient={id}"), &me),
         403,
         "R-LIFE-2",
@@ -191,7 +174,7 @@ fn r_life_2_opposition_returns_a_pdf_proof_and_can_be_reversed() {
     assert_eq!(state(&app, &id), "active");
     // A space in use is closed, not opposed.
     app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
-    refused(&operation(&app, &id, "oppose", &me), 409, "R-LIFE-2");
+    assert_refused(&operation(&app, &id, "oppose", &me), 409, "R-LIFE-2");
 }
 
 // ---------------------------------------------------------------- R-LIFE-3
@@ -212,17 +195,17 @@ fn r_life_3_a_closed_space_is_archived_and_reopened() {
         Some("bris_de_glace"),
         Some("urgence"),
     );
-    refused(
+    assert_refused(
         &app.get(&format!("DocumentReference/{document_id}"), &emergency),
         403,
         "R-ACC-1",
     );
-    refused(
+    assert_refused(
         &app.get(&format!("DocumentReference/{document_id}"), &me),
         403,
         "R-LIFE-3",
     );
-    refused(
+    assert_refused(
         &app.post(
             "DocumentReference",
             &me,
@@ -231,7 +214,7 @@ fn r_life_3_a_closed_space_is_archived_and_reopened() {
         403,
         "R-LIFE-3",
     );
-    refused(&operation(&app, &id, "activate", &me), 409, "R-LIFE-3");
+    assert_refused(&operation(&app, &id, "activate", &me), 409, "R-LIFE-3");
     // Reopened: the archived data is back.
     assert_eq!(operation(&app, &id, "reopen", &me).status, 200);
     assert_eq!(
@@ -239,7 +222,7 @@ fn r_life_3_a_closed_space_is_archived_and_reopened() {
             .status,
         200
     );
-    refused(&operation(&app, &id, "reopen", &me), 409, "R-LIFE-3");
+    assert_refused(&operation(&app, &id, "reopen", &me), 409, "R-LIFE-3");
 }
 
 fn data_of(app: &TestApp, patient_id: &str) -> i64 {
@@ -288,7 +271,7 @@ fn r_life_3_deletion_purges_at_once_and_retention_after_ten_years() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(data_of(&app, &kept) > 0, "kept for ten years");
     app.advance(TimeDelta::days(10));
-    eventually(|| data_of(&app, &kept) == 0);
+    eventually(|| (data_of(&app, &kept) == 0).then_some(()));
     let events: i64 = app.stored_rows(&format!("audit_chain WHERE chain_key = '{kept}'"));
     assert!(events > 0, "AuditEvents outlive the purge");
 }
@@ -306,14 +289,8 @@ fn r_life_3_the_lifecycle_command_purges_what_is_due() {
     app.execute_sql(&format!(
         "UPDATE space_lifecycle SET closed_at = '2015-01-01T00:00:00.000000Z' WHERE patient_id = '{id}'"
     ));
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .arg("lifecycle")
-        .output()
-        .expect("run the lifecycle command");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{printed}");
+    let (succeeded, printed) = run_command(&["--database-url", &app.database_url, "lifecycle"]);
+    assert!(succeeded, "{printed}");
     assert!(printed.contains("1 closed spaces purged"), "{printed}");
     assert_eq!(data_of(&app, &id), 0);
 }
@@ -358,13 +335,13 @@ fn r_life_5_representatives_lose_access_on_the_18th_birthday() {
     let read = |who: &As| app.get(&format!("DocumentReference/{document_id}"), who);
     assert_eq!(read(&parent).status, 200);
     app.advance(TimeDelta::days(3));
-    refused(&read(&parent), 403, "R-LIFE-5");
-    refused(
+    assert_refused(&read(&parent), 403, "R-LIFE-5");
+    assert_refused(
         &app.get(&format!("DocumentReference?patient={id}"), &parent),
         403,
         "R-LIFE-5",
     );
-    refused(
+    assert_refused(
         &app.post(
             "DocumentReference",
             &parent,
@@ -373,7 +350,58 @@ fn r_life_5_representatives_lose_access_on_the_18th_birthday() {
         403,
         "R-LIFE-5",
     );
-    refused(&operation(&app, &id, "close", &parent), 403, "R-LIFE-5");
+    assert_refused(&operation(&app, &id, "close", &parent), 403, "R-LIFE-5");
     // The space stays open, for the person.
     assert_eq!(read(&As::Patient(id.clone())).status, 200);
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn bad_operation_input_is_a_400_and_changes_nothing() {
+    let app = TestApp::new();
+    let (id, _) = new_space(&app, "1975-02-03");
+    let me = As::Patient(id.clone());
+    let before = app.stored_rows("space_lifecycle WHERE state = 'pending'");
+    for (path, body) in [
+        (
+            format!("Patient/{id}/$close"),
+            json!({ "resourceType": "Patient" }),
+        ),
+        (
+            format!("Patient/{id}/$close?delete=maybe"),
+            json!({ "resourceType": "Parameters" }),
+        ),
+    ] {
+        let reply = app.post(&path, &me, &body);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        assert_eq!(
+            reply.issue_code(),
+            if path.contains("maybe") {
+                "value"
+            } else {
+                "invalid"
+            }
+        );
+    }
+    let malformed = app
+        .request("POST", &format!("Patient/{id}/$close"))
+        .as_(&me)
+        .fhir()
+        .send(Some("{".into()));
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    assert_eq!(
+        app.post(
+            &format!("Patient/{id}/$unknown"),
+            &me,
+            &json!({ "resourceType": "Parameters" })
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        app.stored_rows("space_lifecycle WHERE state = 'pending'"),
+        before
+    );
+    assert_eq!(state(&app, &id), "pending");
 }

@@ -3,16 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{DOCTOR_IDNAT, message_from, nir, patient};
-use crate::support::{As, Reply, TestApp};
-
-fn refused(reply: &Reply, status: u16, rule: &str) {
-    assert_eq!(reply.status, status, "{}", reply.body);
-    assert!(
-        reply.body.contains(&format!("rule {rule}")),
-        "{}",
-        reply.body
-    );
-}
+use crate::support::{As, TestApp, assert_refused};
 
 /// A space (médecin traitant `As::doctor()`) and a message the médecin traitant sent.
 fn conversation() -> (TestApp, String, String) {
@@ -50,7 +41,7 @@ fn r_msg_1_only_a_professional_starts_a_conversation() {
     let (app, patient_id, doctors) = conversation();
     let me = As::Patient(patient_id.clone());
     // The patient cannot start one…
-    refused(
+    assert_refused(
         &app.post(
             "Communication",
             &me,
@@ -80,7 +71,7 @@ fn r_msg_1_only_a_professional_starts_a_conversation() {
         &As::doctor(),
         &message_from(&other, DOCTOR_IDNAT, "2024-12-01T09:00:00Z"),
     );
-    refused(
+    assert_refused(
         &app.post(
             "Communication",
             &me,
@@ -89,7 +80,7 @@ fn r_msg_1_only_a_professional_starts_a_conversation() {
         403,
         "R-MSG-1",
     );
-    refused(
+    assert_refused(
         &app.post(
             "Communication",
             &me,

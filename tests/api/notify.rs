@@ -6,35 +6,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{
     DOCTOR_IDNAT, document, labelled_document, message_from, nir, patient, permit_professional,
 };
-use crate::support::{As, TestApp, temp_dir};
+use crate::support::{As, TestApp, eventually, temp_dir};
 use dmp_fhir_server::config::NotificationChannelSetting;
 
 const COLLEAGUE: &str = "810000000002";
 const STRANGER: &str = "810000000003";
 const NOTIFICATION: &str =
     "http://terminology.hl7.org/CodeSystem/communication-category|notification";
-
-/// Waits (without a time assertion) until `ready` holds, for at most 20 s.
-fn eventually<T>(mut ready: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not delivered in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The kinds of the notifications in the patient's space, oldest first.
 fn notification_kinds(app: &TestApp, patient_id: &str) -> Vec<String> {

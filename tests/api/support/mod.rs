@@ -571,3 +571,101 @@ impl Call<'_> {
         }
     }
 }
+
+/// Asserts a refusal: its status and the rule named in its OperationOutcome.
+pub fn assert_refused(reply: &Reply, status: u16, rule: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert!(
+        reply.body.contains(&format!("rule {rule}")),
+        "expected {rule}: {}",
+        reply.body
+    );
+}
+
+/// Waits (without a time assertion) until `ready` gives a value, for at most 20 s:
+/// for what the server does in the background (deliveries, the lifecycle job).
+pub fn eventually<T>(mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "not within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A server process of the test binary's build on `database_url`, trusting the test
+/// issuer; killed when dropped.
+pub struct ServerProcess {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub fn start(database_url: &str) -> ServerProcess {
+        let dir = temp_dir("process");
+        let jwks = dir.join("issuer.jwks.json");
+        std::fs::write(&jwks, json!({ "keys": [keys().rsa.jwk] }).to_string()).expect("jwks");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--database-url")
+            .arg(database_url)
+            .arg("--trusted-issuer")
+            .arg(format!("{ISSUER},{},{AUDIENCE}", jwks.display()))
+            .arg("--workers")
+            .arg("2")
+            .env("DMP_LOG", "error")
+            .spawn()
+            .expect("start a server process");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let ready = (0..400).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            agent.get(&format!("{base}/metadata")).call().is_ok()
+        });
+        assert!(ready, "the server process did not start");
+        ServerProcess { base, child }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the server binary with `args` (a command such as `audit-verify`): whether it
+/// succeeded, and what it printed.
+pub fn run_command(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .args(args)
+        .output()
+        .expect("run the server binary");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
