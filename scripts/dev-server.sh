@@ -12,15 +12,20 @@ dev_token() {
     python3 "$root/scripts/dev-issuer.py" --dir "$DEV_ISSUER_DIR" token --lifetime 7200 "$@"
 }
 
-# start_server BINARY DATABASE_FILE LOG_FILE [FLAGS…]: starts BINARY on a free port,
+# start_server BINARY DATABASE LOG_FILE [FLAGS…]: starts BINARY on a free port, on
+# DATABASE (a SQLite file, or a URL such as postgres://…),
 # trusting the development issuer, with any further FLAGS; sets $server (pid) and
 # $base, and waits until it answers.
 start_server() {
     local binary=$1 database=$2 log=$3 port
     shift 3
+    case $database in
+        *://*) ;;
+        *) database="sqlite://$database" ;;
+    esac
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     base="http://127.0.0.1:$port"
-    DMP_LOG=${DMP_LOG:-warn} "$binary" --listen "127.0.0.1:$port" --database-url "sqlite://$database" \
+    DMP_LOG=${DMP_LOG:-warn} "$binary" --listen "127.0.0.1:$port" --database-url "$database" \
         --trusted-issuer "https://dev-issuer.localhost,$DEV_ISSUER_DIR/jwks.json,dmp-fhir-server" "$@" > "$log" 2>&1 &
     server=$!
     for _ in $(seq 1 100); do

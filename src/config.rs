@@ -102,7 +102,7 @@ impl TryFrom<String> for NotificationChannelSetting {
 pub struct Config {
     /// Address and port to listen on.
     pub listen: SocketAddr,
-    /// Database URL: `sqlite://PATH` (or a plain file path).
+    /// Database URL: `sqlite://PATH` (or a plain file path) or `postgres://…`.
     pub database_url: String,
     /// Identity providers whose bearer tokens are accepted.
     pub trusted_issuers: Vec<TrustedIssuer>,
@@ -140,6 +140,9 @@ pub struct Config {
     pub notification_retry_base_ms: u64,
     /// How often the lifecycle job runs (42-day openings, 10-year purges).
     pub lifecycle_interval_ms: u64,
+    /// Log the database's plan of every query (diagnosis of slow searches; costs a
+    /// planning round trip per query).
+    pub log_query_plans: bool,
 }
 
 impl Default for Config {
@@ -164,6 +167,7 @@ impl Default for Config {
             notification_webhook_secret_file: None,
             notification_retry_base_ms: 2000,
             lifecycle_interval_ms: 60_000,
+            log_query_plans: false,
         }
     }
 }
@@ -178,7 +182,7 @@ pub struct ConfigArgs {
     /// Address and port to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "DMP_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Database URL: sqlite://PATH [default: sqlite://data/dmp-fhir.sqlite].
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite://data/dmp-fhir.sqlite].
     #[arg(long, env = "DMP_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Trusted token issuer as ISSUER,JWKS_FILE,AUDIENCE; repeat for several
@@ -238,6 +242,9 @@ pub struct ConfigArgs {
     /// How often the lifecycle job runs, in ms [default: 60000].
     #[arg(long, env = "DMP_LIFECYCLE_INTERVAL_MS")]
     pub lifecycle_interval_ms: Option<u64>,
+    /// Log each query's plan (target `dmp_fhir_server::plan`) [default: false].
+    #[arg(long, env = "DMP_LOG_QUERY_PLANS", action = clap::ArgAction::Set)]
+    pub log_query_plans: Option<bool>,
 }
 
 /// The configuration file's shape: the same keys as the flags, in snake_case.
@@ -264,6 +271,7 @@ struct ConfigFile {
     notification_webhook_secret_file: Option<PathBuf>,
     notification_retry_base_ms: Option<u64>,
     lifecycle_interval_ms: Option<u64>,
+    log_query_plans: Option<bool>,
 }
 
 impl ConfigArgs {
@@ -358,6 +366,10 @@ impl ConfigArgs {
                 .or(file.lifecycle_interval_ms)
                 .unwrap_or(base.lifecycle_interval_ms)
                 .max(10),
+            log_query_plans: self
+                .log_query_plans
+                .or(file.log_query_plans)
+                .unwrap_or(base.log_query_plans),
         };
         if matches!(
             config.notification_channel,

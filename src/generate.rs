@@ -23,6 +23,8 @@ pub struct Options {
     pub documents_per_patient: u64,
     /// Distinguishes runs: ids are `gen-{seed}-{n}`.
     pub seed: u64,
+    /// Writers side by side (PostgreSQL; SQLite has one writer at a time).
+    pub jobs: u64,
 }
 
 /// What was written.
@@ -90,44 +92,61 @@ fn general_practitioner(n: u64) -> String {
     format!("8100{:08}", n % 5_000)
 }
 
+/// A resource waiting for its batch.
+struct Pending {
+    res_type: &'static str,
+    id: String,
+    content: String,
+    index: extract::IndexEntries,
+    author: store::Author,
+}
+
+/// Collects a transaction's resources, written together by [`Writer::flush`].
 struct Writer<'a> {
     conn: &'a mut Conn,
     now: String,
+    pending: Vec<Pending>,
     resources: u64,
 }
 
 impl Writer<'_> {
-    fn put(
-        &mut self,
-        def: &ResourceDef,
-        id: &str,
-        mut value: Value,
-        by: &str,
-    ) -> Result<(), ApiError> {
+    fn put(&mut self, def: &'static ResourceDef, id: &str, mut value: Value, by: &str) {
         value["id"] = json!(id);
         value["meta"] = json!({ "versionId": "1", "lastUpdated": self.now });
-        let index = extract::index(def, &value);
-        let author = store::Author {
-            actor: "professional".into(),
-            subject: by.to_owned(),
-            organization: None,
-            created_at: self.now.clone(),
-        };
-        store::resources::write(
-            self.conn,
-            &store::resources::NewVersion {
-                res_type: def.name,
-                res_id: id,
+        self.pending.push(Pending {
+            res_type: def.name,
+            id: id.to_owned(),
+            index: extract::index(def, &value),
+            content: value.to_string(),
+            author: store::Author {
+                actor: "professional".into(),
+                subject: by.to_owned(),
+                organization: None,
+                created_at: self.now.clone(),
+            },
+        });
+    }
+
+    /// Writes the collected resources through the store's bulk write path.
+    fn flush(&mut self) -> Result<(), ApiError> {
+        let versions: Vec<store::resources::NewVersion<'_>> = self
+            .pending
+            .iter()
+            .map(|pending| store::resources::NewVersion {
+                res_type: pending.res_type,
+                res_id: &pending.id,
                 version_id: 1,
                 last_updated: &self.now,
                 deleted: false,
                 method: "POST",
-                content: &value.to_string(),
-                index: &index,
-                author: Some(&author),
-            },
-        )?;
-        self.resources += 1;
+                content: &pending.content,
+                index: &pending.index,
+                author: Some(&pending.author),
+            })
+            .collect();
+        store::resources::write_all(self.conn, &versions)?;
+        self.resources += versions.len() as u64;
+        self.pending.clear();
         Ok(())
     }
 }
@@ -145,7 +164,7 @@ fn space(writer: &mut Writer<'_>, options: &Options, n: u64) -> Result<u64, ApiE
         "birthDate": format!("{}-{:02}-{:02}", 1930 + random.next() % 90, 1 + random.next() % 12, 1 + random.next() % 28),
         "generalPractitioner": [{ "identifier": { "system": crate::fhir::IDNAT_PS_SYSTEM, "value": gp } }]
     });
-    writer.put(def("Patient"), &id, patient, "insurer-feed")?;
+    writer.put(def("Patient"), &id, patient, "insurer-feed");
     store::lifecycle::put(
         writer.conn,
         &store::lifecycle::LifecycleRow {
@@ -185,7 +204,7 @@ fn space(writer: &mut Writer<'_>, options: &Options, n: u64) -> Result<u64, ApiE
             &format!("{id}-d{d}"),
             document,
             &gp,
-        )?;
+        );
     }
     if n.is_multiple_of(3) {
         let consent = json!({
@@ -199,7 +218,7 @@ fn space(writer: &mut Writer<'_>, options: &Options, n: u64) -> Result<u64, ApiE
                 "reference": { "identifier": { "system": crate::fhir::IDNAT_PS_SYSTEM, "value": general_practitioner(n + 1) } }
             }] }
         });
-        writer.put(def("Consent"), &format!("{id}-c"), consent, &gp)?;
+        writer.put(def("Consent"), &format!("{id}-c"), consent, &gp);
     }
     let message = json!({
         "resourceType": "Communication",
@@ -210,38 +229,79 @@ fn space(writer: &mut Writer<'_>, options: &Options, n: u64) -> Result<u64, ApiE
         "sent": writer.now,
         "payload": [{ "contentString": "Vos résultats sont dans votre espace." }]
     });
-    writer.put(def("Communication"), &format!("{id}-m"), message, &gp)?;
+    writer.put(def("Communication"), &format!("{id}-m"), message, &gp);
     Ok(options.documents_per_patient)
 }
 
-/// Generates the spaces, calling `progress` with the number of spaces written so far.
-pub fn run(db: &Db, options: &Options, mut progress: impl FnMut(u64)) -> Result<Report, ApiError> {
+/// Generates the spaces, calling `progress` with the number of spaces each committed
+/// transaction wrote.
+/// With several jobs, each writes its own slice of spaces on its own connection.
+pub fn run(db: &Db, options: &Options, progress: impl Fn(u64) + Sync) -> Result<Report, ApiError> {
+    let jobs = options.jobs.clamp(1, 8);
+    let slice = options.patients.div_ceil(jobs);
+    let reports = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs)
+            .map(|job| {
+                let range =
+                    (job * slice).min(options.patients)..((job + 1) * slice).min(options.patients);
+                let progress = &progress;
+                scope.spawn(move || write_spaces(db, options, range, progress))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(ApiError::internal("generator thread failed")))
+            })
+            .collect::<Vec<_>>()
+    });
     let mut report = Report::default();
-    let mut next = 0;
-    while next < options.patients {
-        let end = (next + SPACES_PER_TRANSACTION).min(options.patients);
+    for part in reports {
+        let part = part?;
+        report.patients += part.patients;
+        report.documents += part.documents;
+        report.resources += part.resources;
+    }
+    // A bulk load changes the tables' sizes at once: the planner needs to know.
+    db.refresh_statistics(true)?;
+    Ok(report)
+}
+
+/// Writes spaces `range`, many per transaction.
+fn write_spaces(
+    db: &Db,
+    options: &Options,
+    range: std::ops::Range<u64>,
+    progress: &(impl Fn(u64) + Sync),
+) -> Result<Report, ApiError> {
+    let mut report = Report::default();
+    let mut next = range.start;
+    while next < range.end {
+        let end = (next + SPACES_PER_TRANSACTION).min(range.end);
         let (documents, resources) = db.write_blocking(|conn| {
             dialect::write_transaction(conn, |conn| {
                 let mut writer = Writer {
                     conn,
                     now: fhir_instant(Utc::now()),
+                    pending: Vec::new(),
                     resources: 0,
                 };
                 let mut documents = 0;
                 for n in next..end {
                     documents += space(&mut writer, options, n)?;
                 }
+                writer.flush()?;
                 Ok((documents, writer.resources))
             })
         })?;
         report.patients += end - next;
         report.documents += documents;
         report.resources += resources;
+        progress(end - next);
         next = end;
-        progress(next);
     }
-    // A bulk load changes the tables' sizes at once: the planner needs to know.
-    db.refresh_statistics(true)?;
     Ok(report)
 }
 

@@ -58,6 +58,7 @@ impl AppState {
         }
         let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
         let db = store::Db::open(&config.database_url)?;
+        store::sql::log_query_plans(config.log_query_plans);
         let channel = notify::channel::from_config(&config)?;
         let (notifications, wakeups) = notify::Wakeup::new();
         notify::delivery::start(

@@ -22,9 +22,7 @@ enum Command {
     Serve,
     /// Create or migrate the database, then exit.
     Migrate,
-    /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
-    /// link of each broken chain.
-    /// Load synthetic spaces for scale measurements (ids `gen-{seed}-{n}`).
+    /// Load synthetic spaces for scale measurements (ids `gen-SEED-N`).
     Generate {
         /// Number of spaces (patients).
         #[arg(long)]
@@ -35,10 +33,15 @@ enum Command {
         /// Seed of the run (different seeds give different ids).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Writers side by side, each on its own connection (PostgreSQL; at most 8).
+        #[arg(long, default_value_t = 1)]
+        jobs: u64,
     },
     /// Run the lifecycle job once: open the pending spaces due (42 days after
     /// notification) and purge the closed spaces past retention (10 years).
     Lifecycle,
+    /// Check the trace's hash chains (R-AUD-3); exit status 1 names the first broken
+    /// link of each broken chain.
     AuditVerify {
         /// Database to check (default: the server's --database-url).
         #[arg(long)]
@@ -85,12 +88,14 @@ fn main() -> std::process::ExitCode {
             patients,
             documents_per_patient,
             seed,
+            jobs,
         } => generate(
             &config.database_url,
             &dmp_fhir_server::generate::Options {
                 patients,
                 documents_per_patient,
                 seed,
+                jobs,
             },
         ),
         Command::AuditVerify { database_url } => {
@@ -124,7 +129,7 @@ fn generate(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    match dmp_fhir_server::generate::run(&db, options, |done| bar.set_position(done)) {
+    match dmp_fhir_server::generate::run(&db, options, |written| bar.inc(written)) {
         Ok(report) => {
             bar.finish();
             let seconds = started.elapsed().as_secs_f64().max(0.001);

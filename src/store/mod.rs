@@ -35,9 +35,11 @@ impl From<diesel::result::Error> for ApiError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Manager>,
-    /// Writers queue here rather than in SQLite's busy handler, which sleeps and
-    /// retries: a FIFO hand-over keeps the tail latency of writes low.
-    writer: Arc<Mutex<()>>,
+    /// SQLite's writers queue here rather than in its busy handler, which sleeps and
+    /// retries: a FIFO hand-over keeps the tail latency of writes low. PostgreSQL's
+    /// writers run side by side, settled by row and advisory locks as between
+    /// instances.
+    writer: Option<Arc<Mutex<()>>>,
 }
 
 /// Opens connections of the backend the URL names, with the driver's own errors.
@@ -102,7 +104,10 @@ impl Db {
             .map_err(|error| format!("cannot open database {}: {error}", redacted(database_url)))?;
         let db = Db {
             pool,
-            writer: Arc::new(Mutex::new(())),
+            writer: match target.kind {
+                dialect::Kind::Sqlite => Some(Arc::new(Mutex::new(()))),
+                dialect::Kind::Postgres => None,
+            },
         };
         db.migrate()?;
         db.refresh_statistics(false)
@@ -159,7 +164,7 @@ impl Db {
     }
 
     /// Runs `work`, which opens its own write transactions (a batch opens one per
-    /// entry), as the only writer.
+    /// entry), as the only writer of this process on SQLite.
     pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
@@ -179,10 +184,11 @@ impl Db {
         let mut conn = self.connection()?;
         // A poisoned lock only means another writer panicked; the database itself
         // rolled that transaction back.
-        let _turn = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = self.writer.as_ref().map(|writer| {
+            writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
         work(&mut conn)
     }
 

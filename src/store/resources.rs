@@ -139,93 +139,164 @@ pub fn author_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<Author>
 /// Writes a version: the current row, its search index and the history row. Call it
 /// inside a write transaction.
 pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i64> {
+    let pks = write_all(conn, std::slice::from_ref(version))?;
+    pks.first().copied().ok_or(diesel::result::Error::NotFound)
+}
+
+/// Writes several versions of distinct resources with a few multi-row statements per
+/// table (a bulk load, a transaction Bundle's entries), returning their row keys in
+/// order. Call it inside a write transaction.
+pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryResult<Vec<i64>> {
     #[derive(QueryableByName)]
     struct PkRow {
         #[diesel(sql_type = BigInt)]
         pk: i64,
+        #[diesel(sql_type = Text)]
+        res_type: String,
+        #[diesel(sql_type = Text)]
+        res_id: String,
     }
-    let current_content = if version.deleted { "" } else { version.content };
-    let mut upsert = Sql::new(
-        "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES (",
-    );
-    upsert
-        .text(version.res_type)
-        .push(", ")
-        .text(version.res_id)
-        .push(", ")
-        .int(version.version_id)
-        .push(", ")
-        .text(version.last_updated)
-        .push(&format!(", {}, ", bool_literal(version.deleted)))
-        .text(current_content)
-        .push(
-            ") ON CONFLICT (res_type, res_id) DO UPDATE SET version_id = excluded.version_id, \
-             last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content \
-             RETURNING pk",
-        );
-    let pk = upsert
-        .load::<PkRow>(conn)?
-        .pop()
-        .ok_or(diesel::result::Error::NotFound)?
-        .pk;
-    for table in [
-        "search_token",
-        "search_string",
-        "search_date",
-        "search_reference",
-        "resource_compartment",
-    ] {
-        let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk = "));
-        clear.int(pk);
-        clear.execute(conn)?;
+    // One statement cannot upsert the same row twice (PostgreSQL refuses it): the
+    // versions of one resource go one by one, in order.
+    let mut keys = std::collections::HashSet::new();
+    if !versions.iter().all(|v| keys.insert((v.res_type, v.res_id))) {
+        return versions
+            .iter()
+            .map(|version| write(conn, version))
+            .collect();
     }
-    if let Some(author) = version.author {
-        let mut record = Sql::new(
-            "INSERT INTO resource_author (resource_pk, actor, subject, organization, created_at) VALUES (",
-        );
-        record
-            .int(pk)
-            .push(", ")
-            .text(author.actor.as_str())
-            .push(", ")
-            .text(author.subject.as_str())
-            .push(", ");
-        match &author.organization {
-            Some(organization) => record.text(organization.as_str()),
-            None => record.push("NULL"),
-        };
-        record
-            .push(", ")
-            .text(author.created_at.as_str())
-            .push(") ON CONFLICT (resource_pk) DO NOTHING");
+    let stored = |version: &NewVersion<'_>| -> String {
+        if version.deleted {
+            String::new()
+        } else {
+            version.content.to_owned()
+        }
+    };
+    let mut pk_of = std::collections::HashMap::new();
+    for upsert in multi_row(
+        "INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) VALUES ",
+        versions,
+        " ON CONFLICT (res_type, res_id) DO UPDATE SET version_id = excluded.version_id, \
+         last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content \
+         RETURNING pk, res_type, res_id",
+        |sql, version| {
+            sql.text(version.res_type)
+                .push(", ")
+                .text(version.res_id)
+                .push(", ")
+                .int(version.version_id)
+                .push(", ")
+                .text(version.last_updated)
+                .push(&format!(", {}, ", bool_literal(version.deleted)))
+                .text(stored(version));
+        },
+    ) {
+        for row in upsert.load::<PkRow>(conn)? {
+            pk_of.insert((row.res_type, row.res_id), row.pk);
+        }
+    }
+    let pks = versions
+        .iter()
+        .map(|version| {
+            pk_of
+                .get(&(version.res_type.to_owned(), version.res_id.to_owned()))
+                .copied()
+                .ok_or(diesel::result::Error::NotFound)
+        })
+        .collect::<diesel::QueryResult<Vec<i64>>>()?;
+    // A first version is written only where no row was (a purge cascades to the
+    // index): only later versions have index rows to replace.
+    let replaced: Vec<i64> = versions
+        .iter()
+        .zip(&pks)
+        .filter(|(version, _)| version.version_id > 1)
+        .map(|(_, pk)| *pk)
+        .collect();
+    if !replaced.is_empty() {
+        for table in [
+            "search_token",
+            "search_string",
+            "search_date",
+            "search_reference",
+            "resource_compartment",
+        ] {
+            for chunk in replaced.chunks(500) {
+                let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk IN ("));
+                for (index, pk) in chunk.iter().enumerate() {
+                    if index > 0 {
+                        clear.push(", ");
+                    }
+                    clear.int(*pk);
+                }
+                clear.push(")");
+                clear.execute(conn)?;
+            }
+        }
+    }
+    let authors: Vec<(i64, &Author)> = versions
+        .iter()
+        .zip(&pks)
+        .filter_map(|(version, pk)| version.author.map(|author| (*pk, author)))
+        .collect();
+    for record in multi_row(
+        "INSERT INTO resource_author (resource_pk, actor, subject, organization, created_at) VALUES ",
+        &authors,
+        " ON CONFLICT (resource_pk) DO NOTHING",
+        |sql, (pk, author)| {
+            sql.int(*pk)
+                .push(", ")
+                .text(author.actor.as_str())
+                .push(", ")
+                .text(author.subject.as_str())
+                .push(", ");
+            match &author.organization {
+                Some(organization) => sql.text(organization.as_str()),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ").text(author.created_at.as_str());
+        },
+    ) {
         record.execute(conn)?;
     }
-    if matches!(version.res_type, "Patient" | "Consent") {
-        for patient in &version.index.patients {
-            super::access::bump_space_version(conn, patient)?;
-        }
+    let mut spaces_changed: Vec<&String> = versions
+        .iter()
+        .filter(|version| matches!(version.res_type, "Patient" | "Consent"))
+        .flat_map(|version| &version.index.patients)
+        .collect();
+    spaces_changed.sort();
+    spaces_changed.dedup();
+    for patient in spaces_changed {
+        super::access::bump_space_version(conn, patient)?;
     }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.
-    write_index(conn, pk, version.res_type, version.index)?;
-    let mut history = Sql::new(
-        "INSERT INTO resource_versions (res_type, res_id, version_id, last_updated, deleted, method, content) VALUES (",
-    );
-    history
-        .text(version.res_type)
-        .push(", ")
-        .text(version.res_id)
-        .push(", ")
-        .int(version.version_id)
-        .push(", ")
-        .text(version.last_updated)
-        .push(&format!(", {}, ", bool_literal(version.deleted)))
-        .text(version.method)
-        .push(", ")
-        .text(current_content)
-        .push(")");
-    history.execute(conn)?;
-    Ok(pk)
+    let indexed: Vec<(i64, &str, &IndexEntries)> = versions
+        .iter()
+        .zip(&pks)
+        .map(|(version, pk)| (*pk, version.res_type, version.index))
+        .collect();
+    write_indexes(conn, &indexed)?;
+    for history in multi_row(
+        "INSERT INTO resource_versions (res_type, res_id, version_id, last_updated, deleted, method, content) VALUES ",
+        versions,
+        "",
+        |sql, version| {
+            sql.text(version.res_type)
+                .push(", ")
+                .text(version.res_id)
+                .push(", ")
+                .int(version.version_id)
+                .push(", ")
+                .text(version.last_updated)
+                .push(&format!(", {}, ", bool_literal(version.deleted)))
+                .text(version.method)
+                .push(", ")
+                .text(stored(version));
+        },
+    ) {
+        history.execute(conn)?;
+    }
+    Ok(pks)
 }
 
 /// One index row: the resource's key and type, then the table's own values.
@@ -251,15 +322,6 @@ fn insert_rows(conn: &mut Conn, columns: &str, rows: &[IndexRow<'_>]) -> diesel:
         insert.execute(conn)?;
     }
     Ok(())
-}
-
-pub(super) fn write_index(
-    conn: &mut Conn,
-    pk: i64,
-    res_type: &str,
-    index: &IndexEntries,
-) -> diesel::QueryResult<()> {
-    write_indexes(conn, &[(pk, res_type, index)])
 }
 
 /// Writes the index of several resources with one statement per table.

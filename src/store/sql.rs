@@ -1,5 +1,7 @@
 //! A small builder for dynamic SQL with bind parameters, run through diesel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use diesel::query_dsl::RunQueryDsl;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryResult, QueryableByName};
@@ -90,7 +92,55 @@ impl Sql {
         self,
         conn: &mut Conn,
     ) -> QueryResult<Vec<T>> {
+        if LOG_QUERY_PLANS.load(Ordering::Relaxed) && self.text.starts_with("SELECT") {
+            self.log_plan(conn);
+        }
         self.boxed(conn).load(conn)
+    }
+
+    /// Logs the plan the database chose for this query, with its text (placeholders,
+    /// never the bound values: no health data in the log).
+    fn log_plan(&self, conn: &mut Conn) {
+        let mut explain = self.clone();
+        let postgres = matches!(dialect::kind(conn), dialect::Kind::Postgres);
+        explain.text = format!(
+            "{}{}",
+            if postgres {
+                "EXPLAIN "
+            } else {
+                "EXPLAIN QUERY PLAN "
+            },
+            self.text
+        );
+        let lines = if postgres {
+            explain
+                .boxed(conn)
+                .load::<PostgresPlanLine>(conn)
+                .map(|lines| {
+                    lines
+                        .into_iter()
+                        .map(|line| without_literals(&line.line))
+                        .collect::<Vec<_>>()
+                })
+        } else {
+            explain
+                .boxed(conn)
+                .load::<SqlitePlanLine>(conn)
+                .map(|lines| lines.into_iter().map(|line| line.detail).collect())
+        };
+        match lines {
+            Ok(plan) => {
+                tracing::info!(
+                    target: "dmp_fhir_server::plan",
+                    statement = %self.text,
+                    plan = %plan.join(" | "),
+                    "query plan"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(target: "dmp_fhir_server::plan", %error, "no query plan")
+            }
+        }
     }
 
     /// Runs a statement, returning the number of rows changed.
@@ -122,9 +172,75 @@ pub fn multi_row<T>(
         .collect()
 }
 
+/// Whether [`Sql::load`] logs the plan of each query (`--log-query-plans`).
+static LOG_QUERY_PLANS: AtomicBool = AtomicBool::new(false);
+
+/// Turns query-plan logging on or off for the process.
+pub fn log_query_plans(on: bool) {
+    LOG_QUERY_PLANS.store(on, Ordering::Relaxed);
+}
+
+/// A PostgreSQL plan line with its string literals masked: a custom plan shows the
+/// bound values (patient ids, INS numbers), which stay out of the log.
+fn without_literals(line: &str) -> String {
+    let mut masked = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            masked.push(c);
+            continue;
+        }
+        // Skip to the closing quote; a doubled quote is an escaped one.
+        while let Some(inner) = chars.next() {
+            if inner == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        }
+        masked.push_str("'…'");
+    }
+    masked
+}
+
+/// One step of SQLite's `EXPLAIN QUERY PLAN`.
+#[derive(QueryableByName)]
+struct SqlitePlanLine {
+    #[diesel(sql_type = Text)]
+    detail: String,
+}
+
+/// One line of PostgreSQL's `EXPLAIN`.
+#[derive(QueryableByName)]
+struct PostgresPlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
 /// A single `COUNT(*) AS n` result.
 #[derive(QueryableByName)]
 pub struct CountRow {
     #[diesel(sql_type = BigInt)]
     pub n: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_literals;
+
+    #[test]
+    fn plan_lines_lose_their_values() {
+        assert_eq!(
+            without_literals(
+                "Index Cond: ((patient_id = 'gen-1-4'::text) AND (code = 'l''x'::text))"
+            ),
+            "Index Cond: ((patient_id = '…'::text) AND (code = '…'::text))"
+        );
+        assert_eq!(
+            without_literals("Seq Scan on resources r"),
+            "Seq Scan on resources r"
+        );
+    }
 }

@@ -16,4 +16,5 @@ mod lifecycle;
 mod messaging;
 mod mtls;
 mod notify;
+mod plans;
 mod search;

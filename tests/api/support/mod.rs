@@ -603,13 +603,22 @@ pub fn eventually<T>(mut ready: impl FnMut() -> Option<T>) -> T {
 pub struct ServerProcess {
     pub base: String,
     child: std::process::Child,
+    log: PathBuf,
 }
 
 impl ServerProcess {
     pub fn start(database_url: &str) -> ServerProcess {
+        ServerProcess::start_with(database_url, &[], &[("DMP_LOG", "error")])
+    }
+
+    /// A server process with further flags and environment variables; what it prints
+    /// goes to a file, read back by [`ServerProcess::output`].
+    pub fn start_with(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let dir = temp_dir("process");
         let jwks = dir.join("issuer.jwks.json");
         std::fs::write(&jwks, json!({ "keys": [keys().rsa.jwk] }).to_string()).expect("jwks");
+        let log = dir.join("server.log");
+        let output = std::fs::File::create(&log).expect("server log");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
@@ -623,7 +632,10 @@ impl ServerProcess {
             .arg(format!("{ISSUER},{},{AUDIENCE}", jwks.display()))
             .arg("--workers")
             .arg("2")
-            .env("DMP_LOG", "error")
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(output.try_clone().expect("server log"))
+            .stderr(output)
             .spawn()
             .expect("start a server process");
         let base = format!("http://127.0.0.1:{port}");
@@ -636,7 +648,12 @@ impl ServerProcess {
             agent.get(&format!("{base}/metadata")).call().is_ok()
         });
         assert!(ready, "the server process did not start");
-        ServerProcess { base, child }
+        ServerProcess { base, child, log }
+    }
+
+    /// What the process has printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL, and reap.

@@ -1,0 +1,152 @@
+//! The hot paths run on indexes: on a generated store, the queries of a médecin
+//! traitant's day (their patient's page of documents with its total, a document, the
+//! patient found by INS) and everything the server runs beside them are planned
+//! without a full scan of any table. The server logs its plans with
+//! `--log-query-plans`; on PostgreSQL the planner is told to avoid sequential scans
+//! (`enable_seqscan=off`), so that one still chosen on this small store means that no
+//! index serves the query (at ten million documents the same plans are measured by
+//! `bench/scale.sh`).
+
+use serde_json::Value;
+
+use crate::support::{As, ServerProcess, TestApp, run_command};
+
+fn get(agent: &ureq::Agent, url: &str, who: &As) -> Value {
+    let mut response = agent
+        .get(url)
+        .header("Authorization", &format!("Bearer {}", who.token().unwrap()))
+        .call()
+        .expect("request");
+    assert_eq!(response.status(), 200, "{url}");
+    serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON")
+}
+
+/// (statement, plan) of every plan the process logged.
+fn logged_plans(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "dmp_fhir_server::plan")
+        .filter_map(|event| {
+            Some((
+                event["fields"]["statement"].as_str()?.to_owned(),
+                event["fields"]["plan"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Steps of a plan that read a whole table (or a whole index).
+fn full_scans(plan: &str, postgres: bool) -> Vec<String> {
+    plan.split(" | ")
+        .map(str::trim)
+        .filter(|step| {
+            if postgres {
+                step.contains("Seq Scan")
+            } else {
+                step.starts_with("SCAN ")
+            }
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn hot_paths_are_planned_on_indexes() {
+    let app = TestApp::new();
+    let (succeeded, printed) = run_command(&[
+        "--database-url",
+        &app.database_url,
+        "generate",
+        "--patients",
+        "400",
+        "--documents-per-patient",
+        "10",
+        "--seed",
+        "3",
+    ]);
+    assert!(succeeded, "{printed}");
+    let server = ServerProcess::start_with(
+        &app.database_url,
+        &["--log-query-plans", "true", "--log-format", "json"],
+        &[
+            ("DMP_LOG", "warn,dmp_fhir_server::plan=info"),
+            ("PGOPTIONS", "-c enable_seqscan=off"),
+        ],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    // Space 4's médecin traitant (IdNat_PS 810000000004).
+    let gp = As::Professional {
+        id_nat_ps: "810000000004".into(),
+        profession: "10".into(),
+    };
+    let page = get(
+        &agent,
+        &format!(
+            "{}/DocumentReference?patient=gen-3-4&_count=5&_total=accurate",
+            server.base
+        ),
+        &gp,
+    );
+    assert_eq!(page["total"], 10, "{page}");
+    get(
+        &agent,
+        &format!("{}/DocumentReference/gen-3-4-d0", server.base),
+        &gp,
+    );
+    let patient = get(&agent, &format!("{}/Patient/gen-3-4", server.base), &gp);
+    let nir = patient["identifier"][0]["value"].as_str().unwrap();
+    let found = get(
+        &agent,
+        &format!(
+            "{}/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}",
+            server.base
+        ),
+        &gp,
+    );
+    assert_eq!(found["entry"][0]["resource"]["id"], "gen-3-4");
+
+    let plans = logged_plans(&server.output());
+    // The page and its total both start from the space's compartment.
+    let searches: Vec<&(String, String)> = plans
+        .iter()
+        .filter(|(statement, _)| {
+            statement.contains("FROM resources r WHERE r.res_type = ")
+                && statement.contains("resource_compartment")
+        })
+        .collect();
+    assert!(
+        searches.len() >= 2,
+        "the page and its count were not logged: {plans:#?}"
+    );
+    assert!(
+        plans.len() >= 8,
+        "too few plans logged to judge: {plans:#?}"
+    );
+    let scans: Vec<(String, Vec<String>)> = plans
+        .iter()
+        .map(|(statement, plan)| (statement.clone(), full_scans(plan, app.is_postgres())))
+        .filter(|(_, scans)| !scans.is_empty())
+        .collect();
+    assert!(scans.is_empty(), "full scans on a hot path: {scans:#?}");
+}
+
+#[test]
+fn a_full_scan_is_recognised_in_either_plan_format() {
+    // The check above must be able to fail: a plan of each backend with a full scan.
+    assert_eq!(
+        full_scans("SCAN r | SEARCH t USING INDEX x (a=?)", false),
+        vec!["SCAN r"]
+    );
+    assert!(full_scans("SEARCH r USING INTEGER PRIMARY KEY (rowid=?)", false).is_empty());
+    assert_eq!(
+        full_scans(
+            "Aggregate | ->  Seq Scan on resources r |       Filter: (res_type = '…'::text)",
+            true
+        ),
+        vec!["->  Seq Scan on resources r"]
+    );
+}
