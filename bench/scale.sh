@@ -85,7 +85,7 @@ fi
 
 results=$work/results-$backend.md
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB, $(uname -m); $backend; wrk -t2 -c$connections -d${seconds}s; $(date -u +%Y-%m-%d)" | tee -a "$results"
-echo "| documents | resources (with the trace) | load (this step) | store size | requests/s | p50 | p95 | p99 | full scans in plans |" | tee -a "$results"
+echo "| documents | resources stored | load of the step | store size | requests/s | p50 | p95 | p99 | full scans in plans |" | tee -a "$results"
 echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$results"
 
 loaded_patients=$( [ -s "$work/loaded-$backend" ] && cat "$work/loaded-$backend" || echo 0 )
