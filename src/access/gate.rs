@@ -660,6 +660,20 @@ impl<'a> Gate<'a> {
                         }
                         Ok(())
                     }
+                    // R-MSG-5 reads a message's participants from its sender and
+                    // recipients: a professional writes only as themselves, or they
+                    // could speak for a colleague (and lose sight of their own message).
+                    "Communication" => {
+                        professional::space_access(self.principal, &facts, self.now)
+                            .map_err(refused)?;
+                        if !names_sender(resource, &self.principal.subject) {
+                            return Err(refused(Verdict::deny(
+                                "R-MSG-5",
+                                "a professional's message names them as its sender (sender.identifier, IdNat_PS)",
+                            )));
+                        }
+                        Ok(())
+                    }
                     _ => professional::space_access(self.principal, &facts, self.now)
                         .map(|_| ())
                         .map_err(refused),
@@ -680,6 +694,18 @@ impl<'a> Gate<'a> {
             ))),
         }
     }
+}
+
+/// Whether a message's sender is the professional with this IdNat_PS.
+fn names_sender(message: Option<&Value>, id_nat_ps: &str) -> bool {
+    message.is_some_and(|message| {
+        values_at(message, "sender.identifier")
+            .into_iter()
+            .any(|identifier| {
+                identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
+                    && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
+            })
+    })
 }
 
 /// Whether the professional sent or receives this message (R-MSG-5).

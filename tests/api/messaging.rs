@@ -221,3 +221,37 @@ fn r_msg_4_an_attachment_is_saved_as_a_patient_document() {
         404
     );
 }
+
+#[test]
+fn r_msg_5_a_professional_writes_only_as_themselves() {
+    let (app, patient_id, _) = conversation();
+    let before = app.data_rows();
+    // In the name of a colleague, or in no one's name: refused, nothing stored.
+    assert_refused(
+        &app.post(
+            "Communication",
+            &As::doctor(),
+            &message_from(&patient_id, "810000000002", "2024-12-03T09:00:00Z"),
+        ),
+        403,
+        "R-MSG-5",
+    );
+    let mut anonymous = message_from(&patient_id, DOCTOR_IDNAT, "2024-12-03T09:00:00Z");
+    anonymous["sender"] = json!({ "reference": "Practitioner/example" });
+    assert_refused(
+        &app.post("Communication", &As::doctor(), &anonymous),
+        403,
+        "R-MSG-5",
+    );
+    assert_eq!(app.data_rows(), before);
+    // In their own name: stored, and the sender reads it back.
+    let own = app.create(
+        &As::doctor(),
+        &message_from(&patient_id, DOCTOR_IDNAT, "2024-12-03T09:00:00Z"),
+    );
+    assert_eq!(
+        app.get(&format!("Communication/{own}"), &As::doctor())
+            .status,
+        200
+    );
+}

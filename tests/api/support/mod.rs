@@ -423,7 +423,11 @@ impl TestApp {
     /// A connection of its own to the test's database.
     pub fn connect(&self) -> dmp_fhir_server::store::Conn {
         let target = dialect::target(&self.database_url).expect("database URL");
-        dialect::connect(&target).expect("open the test database")
+        let mut conn = dialect::connect(&target).expect("open the test database");
+        // The server's own settings, its busy timeout among them: the server may be
+        // writing (its trace, its lifecycle job) when a test reads or changes rows.
+        dialect::prepare_connection(&mut conn).expect("connection settings");
+        conn
     }
 
     /// Whether this run's database is PostgreSQL (`DMP_TEST_POSTGRES_URL`).
