@@ -213,6 +213,7 @@ fn space(writer: &mut Writer<'_>, options: &Options, n: u64) -> Result<u64, ApiE
             "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
             "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
             "patient": { "reference": format!("Patient/{id}") },
+            "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" }] },
             "provision": { "type": "permit", "actor": [{
                 "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP" }] },
                 "reference": { "identifier": { "system": crate::fhir::IDNAT_PS_SYSTEM, "value": general_practitioner(n + 1) } }

@@ -129,6 +129,14 @@ fn check_consent(value: &Value) -> Result<(), ApiError> {
         "Consent",
         &["status", "scope", "category", "patient"],
     )?;
+    // FHIR invariant ppc-1: a Consent says which policy it applies.
+    if value.get("policy").is_none() && value.get("policyRule").is_none() {
+        return Err(ApiError::unprocessable(
+            IssueCode::Invariant,
+            "Consent needs policy or policyRule (FHIR invariant ppc-1), e.g. policyRule v3-ActCode OPTIN",
+        )
+        .at("Consent.policyRule"));
+    }
     require_patient_reference(value, "Consent", "patient")
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::fixtures::{document, nir, patient};
+use crate::support::fixtures::{document, nir, patient, permit_professional};
 use crate::support::{As, Reply, TestApp};
 
 /// Sends a bad request and checks the answer, that nothing was stored and that the
@@ -157,6 +157,16 @@ fn profile_rules_are_a_422_with_the_path() {
         422,
         "value",
     );
+    // FHIR invariant ppc-1: a Consent names its policy or policy rule.
+    let mut consent = permit_professional(&patient_id, "810000000001");
+    consent.as_object_mut().unwrap().remove("policyRule");
+    let outcome = refused(
+        &app,
+        app.post("Consent", &As::Patient(patient_id.clone()), &consent),
+        422,
+        "invariant",
+    );
+    assert_eq!(outcome["issue"][0]["expression"][0], "Consent.policyRule");
     assert_eq!(app.data_rows(), 1);
 }
 

@@ -55,6 +55,7 @@ pub fn consent(patient_id: &str, actor: &str) -> Value {
         "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
         "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
         "patient": { "reference": format!("Patient/{patient_id}") },
+        "policyRule": policy_rule("permit"),
         "provision": {
             "type": "permit",
             "actor": [{
@@ -77,6 +78,13 @@ pub fn communication(patient_id: &str, sent: &str) -> Value {
     })
 }
 
+/// The policy a Consent applies (FHIR invariant ppc-1): opting in to a permit, out
+/// with a deny.
+pub fn policy_rule(kind: &str) -> Value {
+    let code = if kind == "deny" { "OPTOUT" } else { "OPTIN" };
+    json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code }] })
+}
+
 fn consent_with(
     patient_id: &str,
     kind: &str,
@@ -89,6 +97,7 @@ fn consent_with(
         "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
         "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
         "patient": { "reference": format!("Patient/{patient_id}") },
+        "policyRule": policy_rule(kind),
         "provision": { "type": kind }
     });
     if let Some((system, value)) = actor {

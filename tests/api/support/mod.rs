@@ -567,13 +567,33 @@ impl Call<'_> {
             .read_to_vec()
             .unwrap_or_default();
         let body = String::from_utf8(bytes.clone()).unwrap_or_default();
-        Reply {
+        let reply = Reply {
             status,
             headers,
             body,
             bytes,
-        }
+        };
+        capture(&reply);
+        reply
     }
+}
+
+/// With `DMP_TEST_CAPTURE_DIR` set, every FHIR JSON answer of the suite is saved
+/// there, one file each, for the third-party validators (conformance/run-validators.sh).
+fn capture(reply: &Reply) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(dir) = std::env::var("DMP_TEST_CAPTURE_DIR") else {
+        return;
+    };
+    let fhir_json = reply
+        .header("content-type")
+        .is_some_and(|kind| kind.starts_with("application/fhir+json"));
+    if !fhir_json || reply.body.is_empty() {
+        return;
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{}-{n}.json", std::process::id());
+    std::fs::write(std::path::Path::new(&dir).join(name), &reply.body).expect("capture");
 }
 
 /// Asserts a refusal: its status and the rule named in its OperationOutcome.
