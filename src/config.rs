@@ -132,6 +132,9 @@ pub struct Config {
     /// Commit the trace of many requests together (one fsync for a group) rather than
     /// one transaction per request. Both are durable before the response (R-AUD-2).
     pub audit_group_commit: bool,
+    /// SQLite: commit concurrent writes together (one fsync for a group), each answered
+    /// once its group is durable. PostgreSQL runs writers side by side regardless.
+    pub write_group_commit: bool,
     /// Delivery channel of notifications (R-AUD-4).
     pub notification_channel: NotificationChannelSetting,
     /// HMAC-SHA256 key of the webhook channel (a file, so it stays out of `ps`).
@@ -163,6 +166,7 @@ impl Default for Config {
             tls_client_ca: None,
             professional_directory: None,
             audit_group_commit: true,
+            write_group_commit: true,
             notification_channel: NotificationChannelSetting::Log,
             notification_webhook_secret_file: None,
             notification_retry_base_ms: 2000,
@@ -230,6 +234,10 @@ pub struct ConfigArgs {
     /// [default: true].
     #[arg(long, env = "DMP_AUDIT_GROUP_COMMIT", action = clap::ArgAction::Set)]
     pub audit_group_commit: Option<bool>,
+    /// SQLite: commit concurrent writes together (true) or one by one (false)
+    /// [default: true].
+    #[arg(long, env = "DMP_WRITE_GROUP_COMMIT", action = clap::ArgAction::Set)]
+    pub write_group_commit: Option<bool>,
     /// Notification delivery: log, file:PATH or webhook:URL [default: log].
     #[arg(long, env = "DMP_NOTIFICATION_CHANNEL")]
     pub notification_channel: Option<NotificationChannelSetting>,
@@ -267,6 +275,7 @@ struct ConfigFile {
     tls_client_ca: Option<PathBuf>,
     professional_directory: Option<PathBuf>,
     audit_group_commit: Option<bool>,
+    write_group_commit: Option<bool>,
     notification_channel: Option<NotificationChannelSetting>,
     notification_webhook_secret_file: Option<PathBuf>,
     notification_retry_base_ms: Option<u64>,
@@ -347,6 +356,10 @@ impl ConfigArgs {
                 .audit_group_commit
                 .or(file.audit_group_commit)
                 .unwrap_or(base.audit_group_commit),
+            write_group_commit: self
+                .write_group_commit
+                .or(file.write_group_commit)
+                .unwrap_or(base.write_group_commit),
             notification_channel: self
                 .notification_channel
                 .clone()

@@ -57,7 +57,7 @@ impl AppState {
             authenticator = authenticator.with_directory(access::directory::Directory::load(path)?);
         }
         let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
-        let db = store::Db::open(&config.database_url)?;
+        let mut db = store::Db::open(&config.database_url)?;
         store::sql::log_query_plans(config.log_query_plans);
         let channel = notify::channel::from_config(&config)?;
         let (notifications, wakeups) = notify::Wakeup::new();
@@ -78,6 +78,11 @@ impl AppState {
             std::time::Duration::from_millis(config.lifecycle_interval_ms),
             notifications.clone(),
         );
+        // Requests' writes go through the group committer; the background workers
+        // above write on their own.
+        if config.write_group_commit {
+            db.start_group_commit();
+        }
         Ok(AppState {
             db,
             authenticator,

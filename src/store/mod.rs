@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod dialect;
+mod group_commit;
 pub mod lifecycle;
 pub mod resources;
 pub mod search;
@@ -40,6 +41,8 @@ pub struct Db {
     /// writers run side by side, settled by row and advisory locks as between
     /// instances.
     writer: Option<Arc<Mutex<()>>>,
+    /// SQLite's write group commit, when started ([`Db::start_group_commit`]).
+    group: Option<group_commit::GroupCommitter>,
 }
 
 /// Opens connections of the backend the URL names, with the driver's own errors.
@@ -108,6 +111,7 @@ impl Db {
                 dialect::Kind::Sqlite => Some(Arc::new(Mutex::new(()))),
                 dialect::Kind::Postgres => None,
             },
+            group: None,
         };
         db.migrate()?;
         db.refresh_statistics(false)
@@ -163,13 +167,25 @@ impl Db {
             .await
     }
 
+    /// Commits concurrent writes together on SQLite (one fsync for a group; see
+    /// `group_commit`). PostgreSQL's writers already run side by side.
+    pub fn start_group_commit(&mut self) {
+        if self.writer.is_some() && self.group.is_none() {
+            self.group = Some(group_commit::GroupCommitter::start(self.clone()));
+        }
+    }
+
     /// Runs `work`, which opens its own write transactions (a batch opens one per
-    /// entry), as the only writer of this process on SQLite.
+    /// entry), as the only writer of this process on SQLite; with group commit, in a
+    /// savepoint of a transaction shared with the writes that came at the same time.
     pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        if let Some(group) = &self.group {
+            return group.write(work).await;
+        }
         let db = self.clone();
         actix_web::rt::task::spawn_blocking(move || db.write_blocking(work))
             .await

@@ -544,3 +544,80 @@ fn prefer_return_minimal_and_operation_outcome() {
     assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
     assert_eq!(app.data_rows(), 2);
 }
+
+/// Concurrent deposits, half of them refused inside their write (a professional with
+/// no part in the space, R-ACC-3): every accepted one is stored, every refused one
+/// leaves nothing, and each is traced. With write group commit (the default on
+/// SQLite) they share transactions, each in its own savepoint; without it, each has
+/// its own transaction: the same outcome either way.
+fn concurrent_writes_succeed_or_fail_alone(app: TestApp) {
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let before = app.data_rows();
+    let stranger = As::Professional {
+        id_nat_ps: "810000009999".into(),
+        profession: "10".into(),
+    };
+    let outcomes: Vec<(bool, u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|n| {
+                let (app, patient_id, stranger) = (&app, &patient_id, &stranger);
+                scope.spawn(move || {
+                    let allowed = n % 2 == 0;
+                    let who = if allowed {
+                        As::doctor()
+                    } else {
+                        stranger.clone()
+                    };
+                    let request_id = format!("group-{n}");
+                    let reply = app
+                        .request("POST", "DocumentReference")
+                        .as_(&who)
+                        .fhir()
+                        .header("X-Request-Id", &request_id)
+                        .send(Some(
+                            document(patient_id, "11488-4", "2024-01-01").to_string(),
+                        ));
+                    (allowed, reply.status, request_id)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    for (allowed, status, _) in &outcomes {
+        assert_eq!(*status, if *allowed { 201 } else { 403 }, "{outcomes:?}");
+    }
+    assert_eq!(
+        app.stored_rows("resources WHERE res_type = 'DocumentReference'"),
+        12
+    );
+    assert_eq!(
+        app.stored_rows("resource_author WHERE subject = '810000009999'"),
+        0,
+        "a refused deposit leaves nothing"
+    );
+    assert!(app.data_rows() >= before + 12);
+    for (_, status, request_id) in &outcomes {
+        let events = app.audit_events(request_id);
+        assert_eq!(events.len(), 1, "{request_id}");
+        let code = events[0]["outcome"].as_str().unwrap();
+        assert_eq!(code, if *status == 201 { "0" } else { "4" }, "{request_id}");
+    }
+}
+
+#[test]
+fn concurrent_writes_succeed_or_fail_alone_with_group_commit() {
+    concurrent_writes_succeed_or_fail_alone(TestApp::new());
+}
+
+#[test]
+fn concurrent_writes_succeed_or_fail_alone_one_by_one() {
+    concurrent_writes_succeed_or_fail_alone(TestApp::with(|config| {
+        config.write_group_commit = false
+    }));
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Audited deposits (POST DocumentReference by the médecin traitant, each with its
+# AuditEvent and the patient's notification in the same commit) with wrk, against the
+# release build on SQLite with write group commit on (--write-group-commit true, the
+# default: concurrent writes share one transaction and one fsync, each in its own
+# savepoint) and off (one transaction per write). Every 201 follows its durable commit
+# in both cases; the documents stored are counted against the 201s wrk saw.
+# Usage: bench/write-group-commit.sh [seconds] [connections…]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+seconds=${1:-10}
+shift || true
+connections=("${@:-16}")
+command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+source "$root/scripts/dev-server.sh"
+dev_issuer "$work/issuer"
+system=$(dev_token --actor system --sub insurer-feed)
+doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
+
+measure() {
+    local group=$1 connections=$2 patient document threads=2
+    [ "$connections" = 1 ] && threads=1
+    rm -f "$work"/bench.sqlite*
+    start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/server.log" --write-group-commit "$group"
+    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
+        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    document="{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
+    line=$(BENCH_METHOD=POST BENCH_TOKEN=$doctor BENCH_BODY=$document \
+        wrk -t"$threads" -c"$connections" -d"${seconds}s" -s "$here/call.lua" "$base/DocumentReference" | grep '^requests/s')
+    kill $server; wait $server 2> /dev/null || true; server=""
+    stored=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from resources where res_type = '"'"'DocumentReference'"'"'").fetchone()[0])' "$work/bench.sqlite")
+    echo "| $group | $connections | $line | $stored stored |"
+}
+
+echo "machine: $(nproc) cores; wrk ${seconds}s; $(date -u +%Y-%m-%d)"
+echo "| group commit | conns | wrk | documents |"
+echo "|---|---|---|---|"
+for c in "${connections[@]}"; do
+    measure true "$c"
+    measure false "$c"
+done

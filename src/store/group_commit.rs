@@ -1,0 +1,124 @@
+//! Group commit of writes on SQLite. SQLite has one writer at a time and, with
+//! `synchronous=FULL`, one fsync per commit: committed one by one, concurrent writes
+//! queue on the disk. The committer thread takes the writes waiting in its queue, runs
+//! each in a savepoint of one transaction (each write's own transactions become
+//! nested savepoints: a write that fails rolls back alone), commits once, and only
+//! then answers each write — so every answer still follows its durable commit
+//! (R-AUD-2), and a failed commit fails every write of the group.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread;
+
+use diesel::Connection;
+use tokio::sync::oneshot;
+
+use super::Db;
+use super::dialect::Conn;
+use crate::error::ApiError;
+
+/// Writes committed together at most.
+const MAX_GROUP: usize = 64;
+
+type Work = Box<dyn FnOnce(&mut Conn) -> Box<dyn Any + Send> + Send>;
+
+/// One write waiting for its group.
+pub(super) struct WriteJob {
+    work: Work,
+    done: oneshot::Sender<Result<Box<dyn Any + Send>, ApiError>>,
+}
+
+/// The committer's queue.
+#[derive(Clone)]
+pub(super) struct GroupCommitter {
+    jobs: mpsc::Sender<WriteJob>,
+}
+
+impl GroupCommitter {
+    /// Starts the committer thread on `db` (whose own writes bypass it).
+    pub(super) fn start(db: Db) -> GroupCommitter {
+        let (jobs, queue) = mpsc::channel::<WriteJob>();
+        thread::Builder::new()
+            .name("write-commit".into())
+            .spawn(move || commit_loop(&db, &queue))
+            .expect("the write committer thread starts");
+        GroupCommitter { jobs }
+    }
+
+    /// Runs `work` in the next group; returns its result once the group is durable.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, committed) = oneshot::channel();
+        let work: Work = Box::new(move |conn| Box::new(work(conn)));
+        self.jobs
+            .send(WriteJob { work, done })
+            .map_err(|_| ApiError::internal("the write committer has stopped"))?;
+        let result = committed
+            .await
+            .map_err(|_| ApiError::internal("the write committer has stopped"))??;
+        *result
+            .downcast::<Result<T, ApiError>>()
+            .map_err(|_| ApiError::internal("write result of another type"))?
+    }
+}
+
+fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let (works, dones): (Vec<Work>, Vec<_>) =
+            group.into_iter().map(|job| (job.work, job.done)).unzip();
+        match commit_group(db, works) {
+            Ok(results) => {
+                for (done, result) in dones.into_iter().zip(results) {
+                    let _ = done.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                for done in dones {
+                    let _ = done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction, a savepoint per write; the results in order once committed.
+fn commit_group(db: &Db, works: Vec<Work>) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
+    db.write_blocking(|conn| {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let mut results = Vec::with_capacity(works.len());
+                for work in works {
+                    // The write's result, success or failure, is a value: its
+                    // savepoint is released either way, its own failed
+                    // transactions having rolled back their savepoints already.
+                    results.push(
+                        conn.transaction::<_, diesel::result::Error, _>(|conn| Ok(work(conn)))?,
+                    );
+                }
+                Ok(results)
+            })
+        }));
+        match outcome {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a group of writes could not commit");
+                Err(ApiError::internal("database error"))
+            }
+            Err(_) => {
+                tracing::error!("a write panicked; its group was rolled back");
+                Err(ApiError::internal("write failed"))
+            }
+        }
+    })
+}
