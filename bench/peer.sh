@@ -6,7 +6,9 @@
 # page carries a next link), each at 1, 16 and 64 connections (wrk), our server with
 # its access rules and audit trace on (the patient's médecin traitant's token), the
 # peer as it ships (no authentication). The two servers take turns on each measurement.
-# Our /metadata (no database, no token) gives the machine's ceiling.
+# Our GET /healthz (no database, no token, no trace) gives the machine's ceiling. The
+# deposits go to a second patient on each server, so that the search measured next
+# still pages over the same 60 documents.
 #
 # Usage: bench/peer.sh [seconds per measurement, default 10]
 # The peer is built once into PEER_CACHE (default ~/.cache/dmp-fhir-bench), with the
@@ -78,14 +80,17 @@ post() { # post BASE TOKEN TYPE BODY
 document_for() {
     echo "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$1\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
 }
+second_body=${patient_body/285067512345639/185067512345689}
 our_patient=$(post "$ours" "$system" Patient "$patient_body" | id_of)
 their_patient=$(post "$theirs" "" Patient "$patient_body" | id_of)
-our_document=$(document_for "$our_patient")
-their_document=$(document_for "$their_patient")
+our_deposits=$(post "$ours" "$system" Patient "$second_body" | id_of)
+their_deposits=$(post "$theirs" "" Patient "$second_body" | id_of)
 for _ in $(seq 1 60); do
-    our_id=$(post "$ours" "$doctor" DocumentReference "$our_document" | id_of)
-    their_id=$(post "$theirs" "" DocumentReference "$their_document" | id_of)
+    our_id=$(post "$ours" "$doctor" DocumentReference "$(document_for "$our_patient")" | id_of)
+    their_id=$(post "$theirs" "" DocumentReference "$(document_for "$their_patient")" | id_of)
 done
+our_document=$(document_for "$our_deposits")
+their_document=$(document_for "$their_deposits")
 # Both answer the search with the 60 documents and a next link, or the comparison is void.
 for check in "$ours $doctor $our_patient" "$theirs - $their_patient"; do
     read -r url token patient <<< "$check"
@@ -109,7 +114,7 @@ for connections in 1 16 64; do
     measure "search by patient, first page of 20" peer "$connections" "$theirs/DocumentReference?patient=$their_patient&_count=20"
     measure "POST DocumentReference" ours "$connections" "$ours/DocumentReference" POST "$doctor" "$our_document"
     measure "POST DocumentReference" peer "$connections" "$theirs/DocumentReference" POST "" "$their_document"
-    measure "GET /metadata (ceiling)" ours "$connections" "$ours/metadata"
+    measure "GET /healthz (ceiling: no database, no token)" ours "$connections" "$ours/healthz"
 done
 rss() { awk '/VmHWM/ { printf "%.0f MB", $2 / 1024 }' "/proc/$1/status"; }
 our_rss=$(rss "$server")

@@ -41,6 +41,33 @@ pub fn operation_definition(id: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
+/// The CapabilityStatement's text for a base URL, built once per base URL (and per
+/// day, its `date`): it depends on nothing else. The cache holds a few base URLs; the
+/// `Host` header is the client's, so past that the text is built each time rather
+/// than kept.
+pub fn capability_statement_text(base_url: &str) -> std::sync::Arc<str> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock, RwLock};
+    type Cache = RwLock<HashMap<(String, String), Arc<str>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| RwLock::new(HashMap::new()));
+    let key = (
+        base_url.to_owned(),
+        chrono::Utc::now().format("%Y-%m-%d").to_string(),
+    );
+    if let Some(text) = cache.read().ok().and_then(|map| map.get(&key).cloned()) {
+        return text;
+    }
+    let text: Arc<str> = capability_statement(base_url).to_string().into();
+    if let Ok(mut map) = cache.write() {
+        map.retain(|(_, day), _| *day == key.1);
+        if map.len() < 16 {
+            map.insert(key, Arc::clone(&text));
+        }
+    }
+    text
+}
+
 pub fn capability_statement(base_url: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()

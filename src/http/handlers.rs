@@ -84,7 +84,13 @@ pub async fn metadata(state: State, request: HttpRequest) -> HttpResponse {
     let base = super::pipeline::base_url(&state, &request);
     HttpResponse::Ok()
         .content_type(FHIR_JSON)
-        .body(super::capability::capability_statement(&base).to_string())
+        .body(super::capability::capability_statement_text(&base).to_string())
+}
+
+/// `GET /healthz`: the process answers (for load balancers and orchestrators). No
+/// database, no token, no trace: it says nothing about anyone.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 /// `GET /OperationDefinition/{id}`: the definitions the CapabilityStatement names,

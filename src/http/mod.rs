@@ -22,6 +22,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/healthz")
+                .route(web::get().to(healthz))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/OperationDefinition/{id}")
                 .route(web::get().to(operation_definition))
                 .default_service(web::to(method_not_allowed)),

@@ -159,3 +159,32 @@ fn every_operation_is_declared_with_its_served_definition() {
         404
     );
 }
+
+#[test]
+fn the_capability_statement_follows_each_requests_base_url() {
+    // Built once per base URL and kept: two hosts get each their own.
+    let app = TestApp::new();
+    for host in ["dmp-a.example", "dmp-b.example", "dmp-a.example"] {
+        let statement = app
+            .request("GET", "metadata")
+            .header("Host", host)
+            .send(None)
+            .json();
+        assert_eq!(
+            statement["implementation"]["url"],
+            format!("http://{host}"),
+            "{statement}"
+        );
+    }
+}
+
+#[test]
+fn healthz_answers_without_a_token_and_traces_nothing() {
+    let app = TestApp::new();
+    let events = app.stored_rows("audit_chain");
+    let reply = app.get("healthz", &As::Nobody);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "ok");
+    assert_eq!(app.request("POST", "healthz").send(None).status, 405);
+    assert_eq!(app.stored_rows("audit_chain"), events);
+}
