@@ -93,7 +93,7 @@ run() {
         --report-dir "$work/reports-$report" "$@" > "$work/$report.log" 2>&1 || true
     cp "$work"/reports-"$report"/*/results.json "$reports/$report.json"
 }
-rm -rf "$reports" && mkdir -p "$reports"
+mkdir -p "$reports" && rm -f "$reports"/*.json "$reports/SUMMARY.md"
 # The harness's own library, as the insurer's feed (the one actor that writes Patients).
 for scenario in $("$venv/bin/sekmet" scenario list 2> /dev/null | awk '{ print $1 }'); do
     run "$scenario" dmp-system "$work/settings.yaml"
