@@ -433,10 +433,28 @@ impl<'a> Gate<'a> {
         let deposited_by_caller = depositor.is_some_and(|author| {
             author.actor == self.principal.actor.code() && author.subject == self.principal.subject
         });
-        let own_space = self.principal.own_patient().is_some_and(|own| {
-            store::resources::compartment_of(conn, row.pk)
-                .is_ok_and(|patients| patients.iter().any(|patient| patient == own))
-        });
+        let compartment = store::resources::compartment_of(conn, row.pk)?;
+        for patient in &compartment {
+            self.touched.patient(patient);
+        }
+        let own_space = self
+            .principal
+            .own_patient()
+            .is_some_and(|own| compartment.iter().any(|patient| patient == own));
+        // The space's own rules come first, as for any resource of a space (its
+        // state, R-ACC-1 / R-LIFE-3; authorisation and blocks, R-ACC-2/3; majority,
+        // R-LIFE-5)…
+        match (&self.principal.actor, compartment.first()) {
+            (ActorKind::Professional, Some(patient)) => {
+                self.professional_space(conn, patient)?;
+            }
+            (ActorKind::Patient | ActorKind::Representative, Some(_)) if own_space => {
+                let own = self.principal.own_patient().unwrap_or_default();
+                self.holder_space(conn, own, true)?;
+            }
+            _ => {}
+        }
+        // …then the content's: until a document points at it, its depositor's.
         if deposited_by_caller || own_space {
             Ok(())
         } else {

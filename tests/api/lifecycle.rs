@@ -405,3 +405,197 @@ fn bad_operation_input_is_a_400_and_changes_nothing() {
     );
     assert_eq!(state(&app, &id), "pending");
 }
+
+// ---------------------------------------------------------------- every path
+
+/// What a closed space (or a representative past majority) must refuse, on every
+/// path to the space's data: read, vread, history, search (its total, a chained
+/// search, `_include`), a paging link obtained before, Binary, transaction and batch
+/// entries; and `_revinclude` from the Patient must bring no document.
+struct Paths {
+    patient: String,
+    nir: String,
+    document: String,
+    binary: String,
+    next_page: String,
+}
+
+fn open_space_with_data(app: &TestApp, birth_date: &str) -> Paths {
+    let (patient_id, number) = new_space(app, birth_date);
+    let mut first = None;
+    for day in 1..=3 {
+        let id = app.create(
+            &As::doctor(),
+            &document(&patient_id, "11488-4", &format!("2024-01-0{day}")),
+        );
+        first.get_or_insert(id);
+    }
+    let binary = app.create(
+        &As::doctor(),
+        &json!({ "resourceType": "Binary", "contentType": "application/pdf",
+                 "securityContext": { "reference": format!("Patient/{patient_id}") },
+                 "data": "JVBERi0xLjQK" }),
+    );
+    let page = app
+        .get(
+            &format!("DocumentReference?patient={patient_id}&_count=1"),
+            &As::doctor(),
+        )
+        .json();
+    let next_page = page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|link| link["relation"] == "next")
+        .and_then(|link| link["url"].as_str())
+        .expect("a next link")
+        .to_owned();
+    Paths {
+        patient: patient_id,
+        nir: number,
+        document: first.unwrap(),
+        binary,
+        next_page,
+    }
+}
+
+fn assert_closed_on_every_path(app: &TestApp, paths: &Paths, who: &As, status: u16, rule: &str) {
+    let Paths {
+        patient,
+        nir,
+        document,
+        binary,
+        next_page,
+    } = paths;
+    for path in [
+        format!("DocumentReference/{document}"),
+        format!("DocumentReference/{document}/_history/1"),
+        format!("DocumentReference/{document}/_history"),
+        format!("DocumentReference?patient={patient}"),
+        format!("DocumentReference?patient={patient}&_summary=count"),
+        format!(
+            "DocumentReference?patient={patient}&_total=accurate&_include=DocumentReference:subject"
+        ),
+        format!("DocumentReference?patient.identifier={INS}%7C{nir}"),
+        format!("Binary/{binary}"),
+        format!("Consent?patient={patient}"),
+        format!("Communication?patient={patient}"),
+    ] {
+        assert_refused(&app.get(&path, who), status, rule);
+    }
+    let next = next_page.split_once("/DocumentReference").unwrap().1;
+    assert_refused(
+        &app.get(&format!("DocumentReference{next}"), who),
+        status,
+        rule,
+    );
+    // From the Patient, no document comes along.
+    let reply = app.get(
+        &format!("Patient?_id={patient}&_revinclude=DocumentReference:patient"),
+        who,
+    );
+    assert!(
+        !reply.body.contains("\"DocumentReference\""),
+        "{}",
+        reply.body
+    );
+    // Bundles decide each entry with the same rules.
+    let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "request": { "method": "GET", "url": format!("DocumentReference/{document}") } } ] });
+    assert_refused(&app.post("", who, &transaction), status, rule);
+    let mut batch = transaction.clone();
+    batch["type"] = json!("batch");
+    batch["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "request": {
+        "method": "GET", "url": format!("DocumentReference?patient={patient}") } }));
+    let reply = app.post("", who, &batch);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for entry in reply.json()["entry"].as_array().unwrap() {
+        assert_eq!(entry["response"]["status"], status.to_string(), "{entry}");
+        assert!(entry.get("resource").is_none(), "{entry}");
+    }
+}
+
+#[test]
+fn r_acc_1_and_r_life_3_a_closed_space_is_closed_on_every_path() {
+    let app = app();
+    let paths = open_space_with_data(&app, "1980-04-02");
+    let holder = As::Patient(paths.patient.clone());
+    // Open: both sides get in.
+    assert_eq!(
+        app.get(
+            &format!("DocumentReference/{}", paths.document),
+            &As::doctor()
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("Binary/{}", paths.binary), &holder).status,
+        200
+    );
+    assert_eq!(
+        operation(&app, &paths.patient, "close", &holder).status,
+        200
+    );
+    // Closed: the médecin traitant, in every mode (R-ACC-1)…
+    assert_closed_on_every_path(&app, &paths, &As::doctor(), 403, "R-ACC-1");
+    let emergency = As::professional(
+        "810000000003",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("urgence vitale"),
+    );
+    assert_closed_on_every_path(&app, &paths, &emergency, 403, "R-ACC-1");
+    // …and the holder, who keeps only their Patient (R-LIFE-3).
+    assert_closed_on_every_path(&app, &paths, &holder, 403, "R-LIFE-3");
+    assert_eq!(
+        app.get(&format!("Patient/{}", paths.patient), &holder)
+            .status,
+        200
+    );
+    // Reopened: the same paths serve again.
+    assert_eq!(
+        operation(&app, &paths.patient, "reopen", &holder).status,
+        200
+    );
+    for who in [As::doctor(), holder] {
+        assert_eq!(
+            app.get(&format!("Binary/{}", paths.binary), &who).status,
+            200
+        );
+        let next = paths.next_page.split_once("/DocumentReference").unwrap().1;
+        assert_eq!(
+            app.get(&format!("DocumentReference{next}"), &who).status,
+            200
+        );
+    }
+}
+
+#[test]
+fn r_life_5_a_representative_past_majority_is_refused_on_every_path() {
+    let app = TestApp::new();
+    let birth = (chrono::Utc::now() + TimeDelta::days(2))
+        .date_naive()
+        .checked_sub_months(chrono::Months::new(18 * 12))
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let paths = open_space_with_data(&app, &birth);
+    let parent = As::Representative(paths.patient.clone());
+    assert_eq!(
+        app.get(&format!("Binary/{}", paths.binary), &parent).status,
+        200
+    );
+    app.advance(TimeDelta::days(3));
+    assert_closed_on_every_path(&app, &paths, &parent, 403, "R-LIFE-5");
+    // The person themselves keeps everything.
+    let person = As::Patient(paths.patient.clone());
+    assert_eq!(
+        app.get(&format!("Binary/{}", paths.binary), &person).status,
+        200
+    );
+}
