@@ -599,3 +599,28 @@ fn r_life_5_a_representative_past_majority_is_refused_on_every_path() {
         200
     );
 }
+
+#[test]
+fn r_acc_1_and_r_life_2_an_opposed_space_is_closed_on_every_path() {
+    let app = app();
+    // Documents deposited while the space was pending, then the person opposes.
+    let paths = open_space_with_data(&app, "1975-02-03");
+    let holder = As::Patient(paths.patient.clone());
+    assert_eq!(
+        operation(&app, &paths.patient, "oppose", &holder).status,
+        200
+    );
+    assert_closed_on_every_path(&app, &paths, &As::doctor(), 403, "R-ACC-1");
+    assert_closed_on_every_path(&app, &paths, &holder, 403, "R-LIFE-2");
+    // $activate opens it: the same paths serve again.
+    assert_eq!(
+        operation(&app, &paths.patient, "activate", &holder).status,
+        200
+    );
+    for who in [As::doctor(), holder] {
+        assert_eq!(
+            app.get(&format!("Binary/{}", paths.binary), &who).status,
+            200
+        );
+    }
+}
