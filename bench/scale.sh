@@ -19,6 +19,8 @@ root=$(dirname "$here")
 backend=${1:?usage: bench/scale.sh sqlite|postgres SIZE...}
 shift
 [ $# -gt 0 ] || { echo "usage: bench/scale.sh sqlite|postgres SIZE..." >&2; exit 2; }
+# The load spreads over 200 spaces of the first step.
+[ "$1" -ge 4000 ] || { echo "the first SIZE must be at least 4000 documents (200 spaces)" >&2; exit 2; }
 seconds=${SCALE_SECONDS:-20}
 connections=${SCALE_CONNECTIONS:-16}
 documents_per_patient=20
@@ -33,9 +35,10 @@ else
     keep=0
 fi
 server=""
+own_postgres=0
 cleanup() {
     [ -n "$server" ] && kill "$server" 2> /dev/null
-    if [ "$backend" = postgres ] && [ -z "${DMP_BENCH_POSTGRES_URL:-}" ]; then pg_stop; fi
+    if [ "$own_postgres" = 1 ]; then pg_stop; fi
     [ "$keep" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,10 +57,13 @@ case $backend in
     postgres)
         if [ -z "${DMP_BENCH_POSTGRES_URL:-}" ]; then
             # A production-like memory budget for a 24 GiB machine; everything else is
-            # PostgreSQL's default (fsync and synchronous_commit on).
+            # PostgreSQL's default (fsync and synchronous_commit on). The server's
+            # user must be able to go through the work folder to its data folder.
+            chmod 711 "$work"
             PG_PARENT_DIR=$work PG_SERVER_OPTIONS="-c shared_buffers=4GB -c effective_cache_size=16GB \
 -c maintenance_work_mem=1GB -c max_wal_size=4GB -c checkpoint_timeout=30min" \
                 source "$root/scripts/throwaway-postgres.sh"
+            own_postgres=1
             DMP_BENCH_POSTGRES_URL=$DMP_TEST_POSTGRES_URL
         fi
         psql "$DMP_BENCH_POSTGRES_URL" -qtc "SELECT 1 FROM pg_database WHERE datname = 'scale'" | grep -q 1 \
