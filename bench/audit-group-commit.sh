@@ -27,14 +27,10 @@ measure() {
     local group=$1 patient document_id
     rm -f "$work"/bench.sqlite*
     start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/server.log" --audit-group-commit "$group"
-    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
-        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    patient=$(fhir_post "$base" "$system" Patient "$(patient_json)" | id_of)
     for _ in $(seq 1 50); do
-        curl -sf -X POST "$base/DocumentReference" -H "Authorization: Bearer $doctor" -H 'Content-Type: application/fhir+json' \
-            -d "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}" > "$work/last.json"
+        document_id=$(fhir_post "$base" "$doctor" DocumentReference "$(document_json "$patient")" | id_of)
     done
-    document_id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/last.json")
     for c in "${connections[@]}"; do
         for target in "DocumentReference/$document_id" "DocumentReference?patient=$patient&_count=20"; do
             echo "== group commit $group, -c$c: GET $target"

@@ -72,25 +72,18 @@ curl -sf "$theirs/metadata" > /dev/null || { echo "the peer did not start; see i
 
 system=$(dev_token --actor system --sub insurer-feed)
 doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
-patient_body='{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench","given":["Mark"]}],"birthDate":"1985-06-15","generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}'
-id_of() { python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
-post() { # post BASE TOKEN TYPE BODY
-    curl -sf -X POST "$1/$3" ${2:+-H "Authorization: Bearer $2"} -H 'Content-Type: application/fhir+json' -d "$4"
-}
-document_for() {
-    echo "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$1\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
-}
-second_body=${patient_body/285067512345639/185067512345689}
-our_patient=$(post "$ours" "$system" Patient "$patient_body" | id_of)
-their_patient=$(post "$theirs" "" Patient "$patient_body" | id_of)
-our_deposits=$(post "$ours" "$system" Patient "$second_body" | id_of)
-their_deposits=$(post "$theirs" "" Patient "$second_body" | id_of)
+patient_body=$(patient_json)
+second_body=$(patient_json 185067512345689)
+our_patient=$(fhir_post "$ours" "$system" Patient "$patient_body" | id_of)
+their_patient=$(fhir_post "$theirs" "" Patient "$patient_body" | id_of)
+our_deposits=$(fhir_post "$ours" "$system" Patient "$second_body" | id_of)
+their_deposits=$(fhir_post "$theirs" "" Patient "$second_body" | id_of)
 for _ in $(seq 1 60); do
-    our_id=$(post "$ours" "$doctor" DocumentReference "$(document_for "$our_patient")" | id_of)
-    their_id=$(post "$theirs" "" DocumentReference "$(document_for "$their_patient")" | id_of)
+    our_id=$(fhir_post "$ours" "$doctor" DocumentReference "$(document_json "$our_patient")" | id_of)
+    their_id=$(fhir_post "$theirs" "" DocumentReference "$(document_json "$their_patient")" | id_of)
 done
-our_document=$(document_for "$our_deposits")
-their_document=$(document_for "$their_deposits")
+our_document=$(document_json "$our_deposits")
+their_document=$(document_json "$their_deposits")
 # Both answer the search with the 60 documents and a next link, or the comparison is void.
 for check in "$ours $doctor $our_patient" "$theirs - $their_patient"; do
     read -r url token patient <<< "$check"

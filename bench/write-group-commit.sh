@@ -28,10 +28,8 @@ measure() {
     [ "$connections" = 1 ] && threads=1
     rm -f "$work"/bench.sqlite*
     start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/server.log" --write-group-commit "$group"
-    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
-        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    document="{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
+    patient=$(fhir_post "$base" "$system" Patient "$(patient_json)" | id_of)
+    document=$(document_json "$patient")
     line=$(BENCH_METHOD=POST BENCH_TOKEN=$doctor BENCH_BODY=$document \
         wrk -t"$threads" -c"$connections" -d"${seconds}s" -s "$here/call.lua" "$base/DocumentReference" | grep '^requests/s')
     kill $server; wait $server 2> /dev/null || true; server=""

@@ -20,14 +20,11 @@ start_server "$root/target/release/dmp-fhir-server" "$work/bench.sqlite" "$work/
 
 system=$(token --actor system --sub insurer-feed)
 doctor=$(token --actor professional --sub 810000000001 --profession 10)
-patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
-    -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench","given":["Mark"]}],"birthDate":"1985-06-15","generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-document="{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$patient\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
+patient=$(fhir_post "$base" "$system" Patient "$(patient_json)" | id_of)
+document=$(document_json "$patient")
 for _ in $(seq 1 50); do
-    curl -sf -X POST "$base/DocumentReference" -H "Authorization: Bearer $doctor" -H 'Content-Type: application/fhir+json' -d "$document" > "$work/last.json"
+    document_id=$(fhir_post "$base" "$doctor" DocumentReference "$document" | id_of)
 done
-document_id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$work/last.json")
 
 echo "machine: $(nproc) cores, $(uname -m); wrk -t2 -c$connections -d${seconds}s; $(date -u +%Y-%m-%d)"
 run() {

@@ -19,22 +19,12 @@ if [ ! -d "$cache/package" ]; then
         && tar -xzf "$(cat package.name)" && rm -f "$(cat package.name)")
 fi
 
-if [ -z "${DMP_SERVER_BINARY:-}" ]; then
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-    DMP_SERVER_BINARY=$root/target/release/dmp-fhir-server
-fi
-source "$root/scripts/dev-server.sh"
-dev_issuer "$work/issuer"
-server=""
-trap '[ -n "$server" ] && kill $server 2> /dev/null || true' EXIT
-start_server "$DMP_SERVER_BINARY" "$work/dmp.sqlite" "$work/server.log"
-
-TOKEN_SYSTEM=$(dev_token --actor system --sub insurer-feed --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')
+source "$here/lib.sh"
+start_dmp_server
+TOKEN_SYSTEM=$system_token
 # The space the examples' patient references are pointed at; dmp-doctor is its
 # médecin traitant.
-SPACE=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $TOKEN_SYSTEM" -H 'Content-Type: application/fhir+json' \
-    -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Exemple","given":["Aller-retour"]}],"birthDate":"1985-06-15","generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+SPACE=$(new_space Aller-retour 285067512345639)
 TOKEN_DOCTOR=$(dev_token --actor professional --sub 810000000001 --profession 10)
 TOKEN_PATIENT=$(dev_token --actor patient --sub "user-$SPACE" --patient "$SPACE")
 export TOKEN_SYSTEM TOKEN_DOCTOR TOKEN_PATIENT SPACE

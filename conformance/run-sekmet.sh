@@ -13,42 +13,12 @@ venv="$here/.venv"
 sekmet_version="0.1.1"
 
 rm -rf "$work" && mkdir -p "$work"
-if [ ! -x "$venv/bin/sekmet" ] || ! "$venv/bin/pip" show sekmet-fhir 2>/dev/null | grep -q "^Version: $sekmet_version$"; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "sekmet-fhir==$sekmet_version"
-fi
-
-# DMP_SERVER_BINARY: a server binary already built (CI uses the test profile's);
-# by default the release build of the tree.
-if [ -z "${DMP_SERVER_BINARY:-}" ]; then
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-    DMP_SERVER_BINARY=$root/target/release/dmp-fhir-server
-fi
-source "$root/scripts/dev-server.sh"
-dev_issuer "$work/issuer"
+source "$here/lib.sh"
+pip_tool "$venv" sekmet-fhir "$sekmet_version"
+DMP_LOG=info start_dmp_server
 token() { dev_token "$@"; }
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null || true' EXIT
-DMP_LOG=info start_server "$DMP_SERVER_BINARY" "$work/dmp.sqlite" "$work/server.log"
-
-# A valid INS-NIR (13 digits and their key), fresh for every space.
-new_nir() {
-    python3 -c '
-import random
-body = "2" + "85" + "06" + "75" + f"{random.randint(1, 999):03d}" + f"{random.randint(1, 999):03d}"
-print(body + f"{97 - int(body) % 97:02d}")'
-}
 nir=$(new_nir)
 
-system_token=$(token --actor system --sub insurer-feed --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')
-# A space opened by the insurer's feed, its médecin traitant dmp-doctor: prints its id.
-new_space() {
-    curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system_token" -H 'Content-Type: application/fhir+json' \
-        -d "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:oid:1.2.250.1.213.1.4.8\",\"value\":\"$(new_nir)\"}],
-             \"name\":[{\"family\":\"Scénario\",\"given\":[\"$1\"]}],\"gender\":\"female\",\"birthDate\":\"1980-04-02\",
-             \"generalPractitioner\":[{\"identifier\":{\"system\":\"urn:oid:1.2.250.1.71.4.2.1\",\"value\":\"810000000001\"}}]}" \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
-}
 # The smoke's paging step needs two Patients; its second one comes from a transaction
 # that also posts an Observation, which this server does not serve. A store with data
 # in it is the normal case, so one Patient is there before the harness starts.

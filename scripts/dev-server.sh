@@ -35,3 +35,25 @@ start_server() {
     echo "the server did not start; see $log" >&2
     return 1
 }
+
+# fhir_post BASE TOKEN TYPE BODY: POSTs a resource (without a token when TOKEN is
+# empty) and prints the answer.
+fhir_post() {
+    curl -sf -X POST "$1/$3" ${2:+-H "Authorization: Bearer $2"} -H 'Content-Type: application/fhir+json' -d "$4"
+}
+
+# id_of: the id of the resource read on standard input.
+id_of() {
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+}
+
+# patient_json [NIR]: a Patient (INS 285067512345639 by default) whose médecin
+# traitant is IdNat_PS 810000000001.
+patient_json() {
+    echo "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:oid:1.2.250.1.213.1.4.8\",\"value\":\"${1:-285067512345639}\"}],\"name\":[{\"family\":\"Bench\",\"given\":[\"Mark\"]}],\"birthDate\":\"1985-06-15\",\"generalPractitioner\":[{\"identifier\":{\"system\":\"urn:oid:1.2.250.1.71.4.2.1\",\"value\":\"810000000001\"}}]}"
+}
+
+# document_json PATIENT_ID: a consultation report of that patient, content inline.
+document_json() {
+    echo "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"type\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"11488-4\"}]},\"subject\":{\"reference\":\"Patient/$1\"},\"date\":\"2024-01-02T10:00:00+01:00\",\"content\":[{\"attachment\":{\"contentType\":\"application/pdf\",\"data\":\"JVBERi0xLjQK\"}}]}"
+}

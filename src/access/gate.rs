@@ -714,31 +714,30 @@ impl<'a> Gate<'a> {
     }
 }
 
+/// Whether a message names the professional with this IdNat_PS at one of `paths`.
+fn names_professional(message: &Value, paths: &[&str], id_nat_ps: &str) -> bool {
+    paths.iter().any(|path| {
+        values_at(message, path).into_iter().any(|identifier| {
+            identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
+                && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
+        })
+    })
+}
+
 /// Whether a message's sender is the professional with this IdNat_PS.
 fn names_sender(message: Option<&Value>, id_nat_ps: &str) -> bool {
-    message.is_some_and(|message| {
-        values_at(message, "sender.identifier")
-            .into_iter()
-            .any(|identifier| {
-                identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
-                    && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
-            })
-    })
+    message.is_some_and(|message| names_professional(message, &["sender.identifier"], id_nat_ps))
 }
 
 /// Whether the professional sent or receives this message (R-MSG-5).
 fn is_participant(content: &str, id_nat_ps: &str) -> bool {
-    let Ok(message) = serde_json::from_str::<Value>(content) else {
-        return false;
-    };
-    ["sender.identifier", "recipient.identifier"]
-        .iter()
-        .any(|path| {
-            values_at(&message, path).into_iter().any(|identifier| {
-                identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
-                    && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
-            })
-        })
+    serde_json::from_str::<Value>(content).is_ok_and(|message| {
+        names_professional(
+            &message,
+            &["sender.identifier", "recipient.identifier"],
+            id_nat_ps,
+        )
+    })
 }
 
 impl Gate<'_> {

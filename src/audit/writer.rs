@@ -52,16 +52,8 @@ impl AuditWriter {
 }
 
 fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup: &Wakeup) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        if group_commit {
-            while group.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
+    let max = if group_commit { MAX_GROUP } else { 1 };
+    while let Some(group) = crate::store::group_commit::next_group(queue, max) {
         match commit(db, &group) {
             Ok(notifications) => {
                 if notifications > 0 {

@@ -66,15 +66,21 @@ impl GroupCommitter {
     }
 }
 
-fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
+/// The next group of a committer's queue: waits for one job, then takes those already
+/// waiting, `max` at most. `None` once every sender has gone.
+pub(crate) fn next_group<T>(queue: &mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let mut group = vec![queue.recv().ok()?];
+    while group.len() < max {
+        match queue.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
         }
+    }
+    Some(group)
+}
+
+fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
+    while let Some(group) = next_group(queue, MAX_GROUP) {
         let (works, dones): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.done)).unzip();
         match commit_group(db, works) {

@@ -4,7 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod dialect;
-mod group_commit;
+pub(crate) mod group_commit;
 pub mod lifecycle;
 pub mod resources;
 pub mod search;

@@ -180,15 +180,8 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
          last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content \
          RETURNING pk, res_type, res_id",
         |sql, version| {
-            sql.text(version.res_type)
-                .push(", ")
-                .text(version.res_id)
-                .push(", ")
-                .int(version.version_id)
-                .push(", ")
-                .text(version.last_updated)
-                .push(&format!(", {}, ", bool_literal(version.deleted)))
-                .text(stored(version));
+            version_columns(sql, version);
+            sql.text(stored(version));
         },
     ) {
         for row in upsert.load::<PkRow>(conn)? {
@@ -281,22 +274,26 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
         versions,
         "",
         |sql, version| {
-            sql.text(version.res_type)
-                .push(", ")
-                .text(version.res_id)
-                .push(", ")
-                .int(version.version_id)
-                .push(", ")
-                .text(version.last_updated)
-                .push(&format!(", {}, ", bool_literal(version.deleted)))
-                .text(version.method)
-                .push(", ")
-                .text(stored(version));
+            version_columns(sql, version);
+            sql.text(version.method).push(", ").text(stored(version));
         },
     ) {
         history.execute(conn)?;
     }
     Ok(pks)
+}
+
+/// `res_type, res_id, version_id, last_updated, deleted, ` of a version, as both
+/// `resources` and `resource_versions` start their rows.
+fn version_columns(sql: &mut Sql, version: &NewVersion<'_>) {
+    sql.text(version.res_type)
+        .push(", ")
+        .text(version.res_id)
+        .push(", ")
+        .int(version.version_id)
+        .push(", ")
+        .text(version.last_updated)
+        .push(&format!(", {}, ", bool_literal(version.deleted)));
 }
 
 /// One index row: the resource's key and type, then the table's own values.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::support::fixtures::{document, nir, patient};
-use crate::support::{As, ServerProcess, TestApp, run_command};
+use crate::support::{As, ServerProcess, TestApp, generate, run_command};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -197,18 +197,7 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
 #[test]
 fn generated_spaces_are_served_under_the_rules() {
     let app = TestApp::new();
-    let (succeeded, printed) = run_command(&[
-        "--database-url",
-        &app.database_url,
-        "generate",
-        "--patients",
-        "30",
-        "--documents-per-patient",
-        "6",
-        "--seed",
-        "7",
-    ]);
-    assert!(succeeded, "{printed}");
+    let printed = generate(&app, 30, 6, 7);
     assert!(printed.contains("30 spaces, 180 documents"), "{printed}");
     // Space 4's médecin traitant (IdNat_PS 810000000004) sees its six documents;
     // a professional with no part in it is refused.

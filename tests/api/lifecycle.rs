@@ -64,6 +64,16 @@ fn new_space(app: &TestApp, birth_date: &str) -> (String, String) {
     (id, number)
 }
 
+/// The birth date of someone who turns eighteen in two days (R-LIFE-5).
+fn eighteen_in_two_days() -> String {
+    (chrono::Utc::now() + TimeDelta::days(2))
+        .date_naive()
+        .checked_sub_months(chrono::Months::new(18 * 12))
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 // ---------------------------------------------------------------- R-LIFE-1
 
 #[test]
@@ -322,14 +332,7 @@ fn r_life_4_the_state_shows_in_identity_answers() {
 #[test]
 fn r_life_5_representatives_lose_access_on_the_18th_birthday() {
     let app = TestApp::new();
-    // Eighteen in two days.
-    let birth = (chrono::Utc::now() + TimeDelta::days(2))
-        .date_naive()
-        .checked_sub_months(chrono::Months::new(18 * 12))
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let (id, _) = new_space(&app, &birth);
+    let (id, _) = new_space(&app, &eighteen_in_two_days());
     let document_id = app.create(&As::doctor(), &document(&id, "11488-4", "2024-01-01"));
     let parent = As::Representative(id.clone());
     let read = |who: &As| app.get(&format!("DocumentReference/{document_id}"), who);
@@ -578,13 +581,7 @@ fn r_acc_1_and_r_life_3_a_closed_space_is_closed_on_every_path() {
 #[test]
 fn r_life_5_a_representative_past_majority_is_refused_on_every_path() {
     let app = TestApp::new();
-    let birth = (chrono::Utc::now() + TimeDelta::days(2))
-        .date_naive()
-        .checked_sub_months(chrono::Months::new(18 * 12))
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string();
-    let paths = open_space_with_data(&app, &birth);
+    let paths = open_space_with_data(&app, &eighteen_in_two_days());
     let parent = As::Representative(paths.patient.clone());
     assert_eq!(
         app.get(&format!("Binary/{}", paths.binary), &parent).status,

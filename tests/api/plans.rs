@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::support::{As, ServerProcess, TestApp, run_command};
+use crate::support::{As, ServerProcess, TestApp, generate};
 
 fn get(agent: &ureq::Agent, url: &str, who: &As) -> Value {
     let mut response = agent
@@ -54,18 +54,7 @@ fn full_scans(plan: &str, postgres: bool) -> Vec<String> {
 #[test]
 fn hot_paths_are_planned_on_indexes() {
     let app = TestApp::new();
-    let (succeeded, printed) = run_command(&[
-        "--database-url",
-        &app.database_url,
-        "generate",
-        "--patients",
-        "400",
-        "--documents-per-patient",
-        "10",
-        "--seed",
-        "3",
-    ]);
-    assert!(succeeded, "{printed}");
+    generate(&app, 400, 10, 3);
     let server = ServerProcess::start_with(
         &app.database_url,
         &["--log-query-plans", "true", "--log-format", "json"],

@@ -694,6 +694,24 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Loads synthetic spaces into the app's database with `dmp-fhir-server generate`
+/// (ids `gen-{seed}-{n}`); returns what it printed.
+pub fn generate(app: &TestApp, patients: u64, documents_per_patient: u64, seed: u64) -> String {
+    let (succeeded, printed) = run_command(&[
+        "--database-url",
+        &app.database_url,
+        "generate",
+        "--patients",
+        &patients.to_string(),
+        "--documents-per-patient",
+        &documents_per_patient.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert!(succeeded, "{printed}");
+    printed
+}
+
 /// Runs the server binary with `args` (a command such as `audit-verify`): whether it
 /// succeeded, and what it printed.
 pub fn run_command(args: &[&str]) -> (bool, String) {
