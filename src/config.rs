@@ -117,6 +117,12 @@ pub struct Config {
     pub default_page_size: usize,
     /// Largest `_count` honoured; larger values are capped.
     pub max_page_size: usize,
+    /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413.
+    pub max_answer_bytes: usize,
+    /// Most entries in one batch or transaction Bundle; more gets 413.
+    pub max_bundle_entries: usize,
+    /// Longest time to receive a request body, in milliseconds; slower gets 408.
+    pub body_read_timeout_ms: u64,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
     /// Habilitation matrix file replacing the shipped one (R-ACC-6).
@@ -159,6 +165,9 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 20,
             max_page_size: 500,
+            max_answer_bytes: 33554432,
+            max_bundle_entries: 500,
+            body_read_timeout_ms: 30000,
             workers: 0,
             habilitation_matrix: None,
             tls_cert: None,
@@ -212,6 +221,15 @@ pub struct ConfigArgs {
     /// Largest _count honoured [default: 500].
     #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
     pub max_page_size: Option<usize>,
+    /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413 [default: 33554432].
+    #[arg(long, env = "DMP_MAX_ANSWER_BYTES")]
+    pub max_answer_bytes: Option<usize>,
+    /// Most entries in one batch or transaction Bundle; more gets 413 [default: 500].
+    #[arg(long, env = "DMP_MAX_BUNDLE_ENTRIES")]
+    pub max_bundle_entries: Option<usize>,
+    /// Longest time to receive a request body, in milliseconds; slower gets 408 [default: 30000].
+    #[arg(long, env = "DMP_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
     /// HTTP worker threads, 0 for one per core [default: 0].
     #[arg(long, env = "DMP_WORKERS")]
     pub workers: Option<usize>,
@@ -268,6 +286,9 @@ struct ConfigFile {
     public_base_url: Option<String>,
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
+    max_answer_bytes: Option<usize>,
+    max_bundle_entries: Option<usize>,
+    body_read_timeout_ms: Option<u64>,
     workers: Option<usize>,
     habilitation_matrix: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -338,6 +359,18 @@ impl ConfigArgs {
                 .max_page_size
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
+            max_answer_bytes: self
+                .max_answer_bytes
+                .or(file.max_answer_bytes)
+                .unwrap_or(base.max_answer_bytes),
+            max_bundle_entries: self
+                .max_bundle_entries
+                .or(file.max_bundle_entries)
+                .unwrap_or(base.max_bundle_entries),
+            body_read_timeout_ms: self
+                .body_read_timeout_ms
+                .or(file.body_read_timeout_ms)
+                .unwrap_or(base.body_read_timeout_ms),
             workers: self.workers.or(file.workers).unwrap_or(base.workers),
             habilitation_matrix: pick_path(
                 &self.habilitation_matrix,

@@ -149,6 +149,11 @@ pub fn build_server(
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
+            // No answer is ever sniffed into another type than the one it names.
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff")),
+            )
             .app_data(state.clone())
             .configure(http::routes)
             .default_service(web::to(http::handlers::not_found))

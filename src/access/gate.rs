@@ -13,20 +13,23 @@ use chrono::{DateTime, Months, Utc};
 use serde_json::Value;
 
 use super::decide::{OWN_SPACE, Verdict};
+use super::egress::Released;
 use super::matrix::{DocumentType, Matrix, TypeAccess};
 use super::principal::{ActorKind, Principal};
 use super::rules::patient::{INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
 use super::rules::professional::{self, MASQUE_PS, SpaceAccess};
+use super::rules::scopes;
 use super::space::SpaceFacts;
 use super::space_cache::SpaceCache;
 use crate::audit::TouchedLog;
-use crate::error::ApiError;
+use crate::error::{ApiError, IssueCode};
 use crate::fhir::IDNAT_PS_SYSTEM;
 use crate::fhir::date::index_format;
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
-use crate::fhir::extract::values_at;
+use crate::fhir::extract::{self, values_at};
 use crate::fhir::search::{Criterion, PageLimits, SearchRequest};
 use crate::lifecycle::State;
+use crate::store::resources::Stored;
 use crate::store::{self, Conn, Narrowing, ResourceRow, TypeFilter};
 
 /// The access stages' state for one request.
@@ -38,7 +41,13 @@ pub struct Gate<'a> {
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
     /// The spaces this request concerns and what it writes, for its trace.
     pub touched: TouchedLog,
+    /// Bytes of bodies this request may still release (bounded work and memory).
+    answer_left: std::cell::Cell<usize>,
+    answer_limit: usize,
 }
+
+/// Default bound of the resource bodies in one answer (`--max-answer-bytes`).
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 fn refused(verdict: Verdict) -> ApiError {
     ApiError::forbidden(verdict.reason).by_rule(verdict.rule)
@@ -49,11 +58,8 @@ fn hidden(resource: &str, verdict: &Verdict) -> ApiError {
 }
 
 /// The type codings and security-label codes of a stored DocumentReference.
-fn document_facts(content: &str) -> (Vec<DocumentType>, Vec<String>) {
-    let Ok(value) = serde_json::from_str::<Value>(content) else {
-        return (Vec::new(), Vec::new());
-    };
-    let types = values_at(&value, "type.coding")
+fn document_facts(value: &Value) -> (Vec<DocumentType>, Vec<String>) {
+    let types = values_at(value, "type.coding")
         .into_iter()
         .filter_map(|coding| {
             Some((
@@ -62,7 +68,7 @@ fn document_facts(content: &str) -> (Vec<DocumentType>, Vec<String>) {
             ))
         })
         .collect();
-    let labels = values_at(&value, "securityLabel.coding")
+    let labels = values_at(value, "securityLabel.coding")
         .into_iter()
         .filter_map(|coding| {
             coding
@@ -83,7 +89,34 @@ impl<'a> Gate<'a> {
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
+            answer_left: std::cell::Cell::new(DEFAULT_MAX_ANSWER_BYTES),
+            answer_limit: DEFAULT_MAX_ANSWER_BYTES,
         }
+    }
+
+    /// Bounds the bytes of resource bodies one answer may carry.
+    pub fn with_answer_limit(mut self, bytes: usize) -> Gate<'a> {
+        self.answer_left = std::cell::Cell::new(bytes);
+        self.answer_limit = bytes;
+        self
+    }
+
+    /// Counts a released body against the answer's bound (413 past it).
+    fn spend(&self, released: Released) -> Result<Released, ApiError> {
+        let size = released.text().len();
+        let left = self.answer_left.get();
+        if size > left {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                IssueCode::TooCostly,
+                format!(
+                    "the answer would carry more than {} bytes of resources: ask for fewer (_count, fewer Bundle entries)",
+                    self.answer_limit
+                ),
+            ));
+        }
+        self.answer_left.set(left - size);
+        Ok(released)
     }
 
     /// Sets the time the rules see (the application's clock).
@@ -203,7 +236,7 @@ impl<'a> Gate<'a> {
                         patient_def,
                         &[],
                         false,
-                        PageLimits { default: 2, max: 2 },
+                        PageLimits::pages(2, 2),
                     )?;
                     lookup.criteria.push((**inner).clone());
                     let rows = store::search::run(conn, &lookup, &Narrowing::none())?.rows;
@@ -334,12 +367,35 @@ impl<'a> Gate<'a> {
                 }
                 Ok(narrowing)
             }
-            ActorKind::System => Ok(Narrowing::none()),
-            ActorKind::Other(_) => Ok(Narrowing {
+            // R-ACC-12: identities only.
+            ActorKind::System if def.name == "Patient" => Ok(Narrowing::none()),
+            ActorKind::System | ActorKind::Other(_) => Ok(Narrowing {
                 compartment: Some(Vec::new()),
                 ..Narrowing::default()
             }),
         }
+    }
+
+    /// The narrowing of a conditional create's match (`If-None-Exist`): what the
+    /// caller may search; for the system, which searches nothing medical, the
+    /// resources it deposited itself (R-ACC-9's author), so that a feed deposits
+    /// idempotently and learns nothing of anyone else's.
+    pub fn conditional_narrowing(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<Narrowing, ApiError> {
+        if self.principal.actor == ActorKind::System && request.resource.name != "Patient" {
+            return Ok(Narrowing {
+                deposited_by: Some(store::search::Depositor {
+                    actor: self.principal.actor.code().to_owned(),
+                    subject: self.principal.subject.clone(),
+                    organization: self.principal.organization.clone(),
+                }),
+                ..Narrowing::default()
+            });
+        }
+        self.search_narrowing(conn, request)
     }
 
     /// R-ACC-11: a professional reads the trace of their own actions; the médecin
@@ -407,15 +463,209 @@ impl<'a> Gate<'a> {
         }
     }
 
-    /// A Binary is read by whoever may read a DocumentReference pointing at it
-    /// (SPEC §3). One that no document points at yet is read by its depositor, and by
-    /// the patient of its security context.
-    fn check_binary(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
-        let resource = format!("Binary/{}", row.res_id);
-        let documents = store::access::documents_pointing_at(conn, &row.res_id)?;
+    /// The facts a version is judged by: its content and its own compartment (not
+    /// the current row's). A deletion is judged by the live version before it.
+    /// `None`: nothing to judge (a deletion with no earlier content).
+    fn judged(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Option<Judged>, ApiError> {
+        if stored.deleted {
+            let Some(live) = store::resources::latest_live(
+                conn,
+                stored.res_type,
+                stored.res_id,
+                Some(stored.version_id),
+            )?
+            else {
+                return Ok(None);
+            };
+            return self.judged(conn, &live.stored());
+        }
+        let def = definitions::resource(stored.res_type)
+            .ok_or_else(|| ApiError::internal("a stored resource of an unserved type"))?;
+        // A Binary's bytes are not parsed: only its security context counts.
+        let (value, compartment) = if stored.res_type == "Binary" {
+            let context: BinaryContext = serde_json::from_str(stored.content).unwrap_or_default();
+            let value = serde_json::json!({
+                "resourceType": "Binary",
+                "securityContext": context.security_context,
+            });
+            let compartment = extract::compartment(def, &value);
+            (Value::Null, compartment)
+        } else {
+            let value: Value = serde_json::from_str(stored.content).unwrap_or(Value::Null);
+            let compartment = extract::compartment(def, &value);
+            (value, compartment)
+        };
+        Ok(Some(Judged {
+            version_id: stored.version_id,
+            value,
+            compartment,
+        }))
+    }
+
+    /// The egress decision: may the caller see this version? A version is seen when
+    /// it passes the rules on its own facts and the resource's latest live version
+    /// passes too (masking, a type change or a move apply to every version). `Err`
+    /// is 404 for a hidden row and 403 for a refusal about the space.
+    fn admit(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<(), ApiError> {
+        if cfg!(feature = "bench-rules-off") {
+            return Ok(());
+        }
+        let resource = format!("{}/{}", stored.res_type, stored.res_id);
+        let Some(judged) = self.judged(conn, stored)? else {
+            return Err(hidden(
+                &resource,
+                &Verdict::deny("R-ACC-12", "nothing of this resource is readable"),
+            ));
+        };
+        self.admit_judged(conn, stored, &judged)?;
+        if let Some(head) =
+            store::resources::latest_live(conn, stored.res_type, stored.res_id, None)?
+            && head.version_id != judged.version_id
+        {
+            let head_stored = head.stored();
+            if let Some(head_judged) = self.judged(conn, &head_stored)? {
+                self.admit_judged(conn, &head_stored, &head_judged)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules on one judged version.
+    fn admit_judged(
+        &self,
+        conn: &mut Conn,
+        stored: &Stored<'_>,
+        judged: &Judged,
+    ) -> Result<(), ApiError> {
+        let resource = format!("{}/{}", stored.res_type, stored.res_id);
+        let compartment = &judged.compartment;
+        for patient in compartment {
+            self.touched.patient(patient);
+        }
+        if stored.res_type == "Binary" && !matches!(self.principal.actor, ActorKind::Other(_)) {
+            return self.check_binary(conn, stored, compartment);
+        }
+        match &self.principal.actor {
+            ActorKind::Patient | ActorKind::Representative => {
+                let own = self.principal.own_patient().unwrap_or_default();
+                if compartment.is_empty() || compartment.iter().any(|patient| patient != own) {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
+                    ));
+                }
+                self.holder_space(conn, own, stored.res_type != "Patient")?;
+                if stored.res_type == "DocumentReference" {
+                    let (_, labels) = document_facts(&judged.value);
+                    let deposited = store::resources::author_of(conn, stored.pk)?
+                        .map(|author| author.created_at);
+                    let representative = self.principal.actor == ActorKind::Representative;
+                    if let Some(verdict) = r_pat_hidden(
+                        representative,
+                        &labels,
+                        deposited.as_deref(),
+                        &self.month_ago(),
+                    ) {
+                        return Err(hidden(&resource, &verdict));
+                    }
+                }
+                Ok(())
+            }
+            ActorKind::Professional if stored.res_type == "Patient" => Ok(()),
+            // R-ACC-11: their own actions; the médecin traitant, the whole trace.
+            ActorKind::Professional if stored.res_type == "AuditEvent" => {
+                if is_agent(&judged.value, &self.principal.subject) {
+                    return Ok(());
+                }
+                for patient in compartment {
+                    if self.reads_whole_trace(conn, patient)? {
+                        return Ok(());
+                    }
+                }
+                Err(hidden(
+                    &resource,
+                    &Verdict::deny(
+                        "R-ACC-11",
+                        "a professional reads the trace of their own actions only",
+                    ),
+                ))
+            }
+            ActorKind::Professional => {
+                let [patient] = compartment.as_slice() else {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny("R-ACC-3", "the resource belongs to no single space"),
+                    ));
+                };
+                let access = self.professional_space(conn, patient)?;
+                if stored.res_type == "Communication"
+                    && !is_participant(&judged.value, &self.principal.subject)
+                {
+                    return Err(hidden(
+                        &resource,
+                        &Verdict::deny(
+                            "R-MSG-5",
+                            "messages are read by their conversation's participants only",
+                        ),
+                    ));
+                }
+                if stored.res_type == "DocumentReference" {
+                    let (types, labels) = document_facts(&judged.value);
+                    let depositor = store::resources::author_of(conn, stored.pk)?
+                        .filter(|author| author.actor == "professional")
+                        .map(|author| author.subject);
+                    professional::document_visible(
+                        self.principal,
+                        self.matrix,
+                        &access,
+                        &types,
+                        &labels,
+                        depositor.as_deref(),
+                    )
+                    .map_err(|verdict| hidden(&resource, &verdict))?;
+                }
+                Ok(())
+            }
+            // R-ACC-12: the system reads identities (to feed the right space), nothing
+            // medical.
+            ActorKind::System if stored.res_type == "Patient" => Ok(()),
+            ActorKind::System => Err(hidden(
+                &resource,
+                &Verdict::deny("R-ACC-12", "the system actor reads nothing medical"),
+            )),
+            ActorKind::Other(_) => Err(hidden(
+                &resource,
+                &Verdict::deny("R-ACC-12", "no access to health data"),
+            )),
+        }
+    }
+
+    /// A Binary is read by whoever may read a DocumentReference of its own space
+    /// pointing at it (SPEC §3); one without a space, through the documents of its
+    /// own depositor. One that no such document points at yet is read by its
+    /// depositor, and by the patient of its security context.
+    fn check_binary(
+        &self,
+        conn: &mut Conn,
+        stored: &Stored<'_>,
+        compartment: &[String],
+    ) -> Result<(), ApiError> {
+        let resource = format!("Binary/{}", stored.res_id);
+        let depositor = store::resources::author_of(conn, stored.pk)?;
+        let pointing = match (compartment.is_empty(), &depositor) {
+            (false, _) => store::access::PointingFrom::Space(compartment),
+            (true, Some(author)) => store::access::PointingFrom::Depositor(author),
+            (true, None) => {
+                return Err(hidden(
+                    &resource,
+                    &Verdict::deny("R-ACC-3", "content of no space and no depositor"),
+                ));
+            }
+        };
+        let documents = store::access::documents_pointing_at(conn, stored.res_id, pointing)?;
         let mut refusal = None;
         for document in &documents {
-            match self.check_read(conn, document) {
+            match self.admit(conn, &document.stored()) {
                 Ok(()) => return Ok(()),
                 Err(error) if error.rule.is_some() => refusal = refusal.or(error.rule),
                 Err(error) if error.status.as_u16() == 404 => {}
@@ -429,14 +679,9 @@ impl<'a> Gate<'a> {
                 &Verdict::deny(rule, "no document pointing at this content is readable"),
             ));
         }
-        let depositor = store::resources::author_of(conn, row.pk)?;
         let deposited_by_caller = depositor.is_some_and(|author| {
             author.actor == self.principal.actor.code() && author.subject == self.principal.subject
         });
-        let compartment = store::resources::compartment_of(conn, row.pk)?;
-        for patient in &compartment {
-            self.touched.patient(patient);
-        }
         let own_space = self
             .principal
             .own_patient()
@@ -455,7 +700,7 @@ impl<'a> Gate<'a> {
             _ => {}
         }
         // …then the content's: until a document points at it, its depositor's.
-        if deposited_by_caller || own_space {
+        if (deposited_by_caller && self.principal.actor != ActorKind::System) || own_space {
             Ok(())
         } else {
             Err(hidden(
@@ -468,144 +713,161 @@ impl<'a> Gate<'a> {
         }
     }
 
-    /// Check rows: may the caller see this row? `Err` is 404 for a hidden row and 403
-    /// for a refusal about the space.
-    pub fn check_read(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
-        if cfg!(feature = "bench-rules-off") {
-            return Ok(());
+    /// The egress gate: the body of this version for this caller, or the refusal
+    /// (404 for a hidden row, 403 for a refusal about the space). Every stored body
+    /// that leaves the server comes through here (or [`Self::release_written`]).
+    pub fn release(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Released, ApiError> {
+        let resource = format!("{}/{}", stored.res_type, stored.res_id);
+        // A deletion is told (410) only to whoever may see what it deleted.
+        self.admit(conn, stored)?;
+        if stored.deleted {
+            return Err(ApiError::gone(format!(
+                "{resource} was deleted (version {})",
+                stored.version_id
+            )));
         }
-        if row.res_type == "Binary" && !matches!(self.principal.actor, ActorKind::Other(_)) {
-            return self.check_binary(conn, row);
+        // R-ACC-13: whatever path carries it (an `_include`, a `_revinclude`), a
+        // body leaves only under a scope that reads its type.
+        if !cfg!(feature = "bench-rules-off")
+            && let Some(verdict) = scopes::r_acc_13_reads(self.principal, stored.res_type)
+        {
+            return Err(hidden(&resource, &verdict));
         }
-        let resource = format!("{}/{}", row.res_type, row.res_id);
-        let compartment = store::resources::compartment_of(conn, row.pk)?;
-        for patient in &compartment {
-            self.touched.patient(patient);
-        }
-        match &self.principal.actor {
-            ActorKind::Patient | ActorKind::Representative => {
-                let own = self.principal.own_patient().unwrap_or_default();
-                if !compartment.iter().any(|patient| patient == own) {
-                    return Err(hidden(
-                        &resource,
-                        &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
-                    ));
-                }
-                self.holder_space(conn, own, row.res_type != "Patient")?;
-                if row.res_type == "DocumentReference" && !row.deleted {
-                    let (_, labels) = document_facts(&row.content);
-                    let deposited =
-                        store::resources::author_of(conn, row.pk)?.map(|author| author.created_at);
-                    let representative = self.principal.actor == ActorKind::Representative;
-                    if let Some(verdict) = r_pat_hidden(
-                        representative,
-                        &labels,
-                        deposited.as_deref(),
-                        &self.month_ago(),
-                    ) {
-                        return Err(hidden(&resource, &verdict));
-                    }
-                }
-                Ok(())
-            }
-            ActorKind::Professional if row.res_type == "Patient" => Ok(()),
-            // R-ACC-11: their own actions; the médecin traitant, the whole trace.
-            ActorKind::Professional if row.res_type == "AuditEvent" => {
-                if is_agent(&row.content, &self.principal.subject) {
-                    return Ok(());
-                }
-                for patient in &compartment {
-                    if self.reads_whole_trace(conn, patient)? {
-                        return Ok(());
-                    }
-                }
-                Err(hidden(
-                    &resource,
-                    &Verdict::deny(
-                        "R-ACC-11",
-                        "a professional reads the trace of their own actions only",
-                    ),
-                ))
-            }
-            ActorKind::Professional => {
-                let Some(patient) = compartment.first() else {
-                    return Err(hidden(
-                        &resource,
-                        &Verdict::deny("R-ACC-3", "the resource belongs to no space"),
-                    ));
-                };
-                let access = self.professional_space(conn, patient)?;
-                if row.res_type == "Communication"
-                    && !row.deleted
-                    && !is_participant(&row.content, &self.principal.subject)
-                {
-                    return Err(hidden(
-                        &resource,
-                        &Verdict::deny(
-                            "R-MSG-5",
-                            "messages are read by their conversation's participants only",
-                        ),
-                    ));
-                }
-                if row.res_type == "DocumentReference" && !row.deleted {
-                    let (types, labels) = document_facts(&row.content);
-                    let depositor = store::resources::author_of(conn, row.pk)?
-                        .filter(|author| author.actor == "professional")
-                        .map(|author| author.subject);
-                    professional::document_visible(
-                        self.principal,
-                        self.matrix,
-                        &access,
-                        &types,
-                        &labels,
-                        depositor.as_deref(),
-                    )
-                    .map_err(|verdict| hidden(&resource, &verdict))?;
-                }
-                Ok(())
-            }
-            ActorKind::System => Ok(()),
-            ActorKind::Other(_) => Err(hidden(
-                &resource,
-                &Verdict::deny("R-ACC-12", "no access to health data"),
-            )),
-        }
+        self.present(conn, stored)
     }
 
-    /// Whether an included row may be shown (same rules as [`Self::check_read`]).
-    pub fn visible(&self, conn: &mut Conn, row: &ResourceRow) -> Result<bool, ApiError> {
-        match self.check_read(conn, row) {
-            Ok(()) => Ok(true),
+    /// The egress decision without a body: 404 for a hidden row, 403 for a refusal
+    /// about the space (for paths that answer about a resource, not with it).
+    pub fn check_read(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<(), ApiError> {
+        self.admit(conn, stored)
+    }
+
+    /// Whether a row may be shown (the same decision as [`Self::release`]).
+    pub fn visible(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<bool, ApiError> {
+        match self.admit(conn, stored) {
+            Ok(()) => Ok(scopes::r_acc_13_reads(self.principal, stored.res_type).is_none()),
             Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => Ok(false),
             Err(error) => Err(error),
         }
     }
 
-    /// May the caller write this resource into the space(s) `patients`? `existing` is
-    /// the current row for an update, patch or delete (already checked readable).
+    /// The answer to a write: the version written, released when the caller may read
+    /// it or deposited the resource (R-ACC-9's author), else no body (the answer
+    /// still names the version). The same for a conditional create's match.
+    pub fn release_written(
+        &self,
+        conn: &mut Conn,
+        stored: &Stored<'_>,
+    ) -> Result<Option<Released>, ApiError> {
+        match self.release(conn, stored) {
+            Ok(released) => return Ok(Some(released)),
+            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {}
+            Err(error) => return Err(error),
+        }
+        let depositor = store::resources::author_of(conn, stored.pk)?;
+        if professional::r_acc_9_author_only(self.principal, depositor.as_ref()).is_none() {
+            return self.present(conn, stored).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The stored text as this caller sees it: a Patient shows its space's state
+    /// (R-LIFE-4), and a professional reading it is told the status of their
+    /// authorisation on that space (R-ACC-10, DMP TD0.2).
+    fn present(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Released, ApiError> {
+        if stored.res_type != "Patient" || stored.content.is_empty() {
+            return self.spend(Released::from_store(stored.content.to_owned()));
+        }
+        let state = self.space_state(conn, stored.res_id)?;
+        let mut content = crate::fhir::stored::with_extension(
+            stored.content,
+            &serde_json::json!({ "url": crate::lifecycle::SPACE_STATE_EXTENSION, "valueCode": state.code() }),
+        );
+        if let Some(status) = self.authorisation_status(conn, stored.res_id)? {
+            content = crate::fhir::stored::with_extension(
+                &content,
+                &serde_json::json!({ "url": crate::fhir::stored::AUTHORISATION_EXTENSION, "valueCode": status }),
+            );
+        }
+        self.spend(Released::from_store(content))
+    }
+
+    /// The first half of the write gate: may the caller change or delete this
+    /// existing resource at all? Decided before anything of the change is applied,
+    /// so that a failing change (a JSON Patch `test`) tells nothing to a caller who
+    /// may not touch the resource. The system changes only what it deposited
+    /// (R-ACC-9) and, reading nothing medical, is told nothing else; everyone else
+    /// must first see the resource.
+    pub fn check_writable(&self, conn: &mut Conn, row: &ResourceRow) -> Result<(), ApiError> {
+        if cfg!(feature = "bench-rules-off") {
+            return Ok(());
+        }
+        let resource = format!("{}/{}", row.res_type, row.res_id);
+        match &self.principal.actor {
+            ActorKind::System => {
+                let depositor = store::resources::author_of(conn, row.pk)?;
+                match professional::r_acc_9_author_only(self.principal, depositor.as_ref()) {
+                    None => Ok(()),
+                    Some(verdict) if row.res_type == "Patient" => Err(refused(verdict)),
+                    Some(verdict) => Err(hidden(&resource, &verdict)),
+                }
+            }
+            _ => self.admit(conn, &row.stored()),
+        }
+    }
+
+    /// The write gate, on before and after: `before` is the current row of an
+    /// update, patch or delete (already [`Self::check_writable`]), `after` the new
+    /// content of a create, update or patch. Both spaces count (a change of
+    /// `subject` is a deposit into the new space), and a PATCH is judged by the
+    /// elements it changes, whatever its operations.
     pub fn check_write(
         &self,
         conn: &mut Conn,
         def: &ResourceDef,
         interaction: Interaction,
-        existing: Option<&ResourceRow>,
-        patients: &[String],
-        resource: Option<&Value>,
+        before: Option<&ResourceRow>,
+        after: Option<&Value>,
     ) -> Result<(), ApiError> {
         if cfg!(feature = "bench-rules-off") {
             return Ok(());
         }
-        for patient in patients {
+        let before_space = match before {
+            Some(row) => store::resources::compartment_of(conn, row.pk)?,
+            None => Vec::new(),
+        };
+        let after_space = after.map(|value| extract::compartment(def, value));
+        for patient in before_space.iter().chain(after_space.iter().flatten()) {
             self.touched.patient(patient);
         }
-        let depositor = match existing {
+        if let (Some(before), Some(after)) = (before, after) {
+            check_changed_elements(def, interaction, &before.content, after)?;
+        }
+        let depositor = match before {
             Some(row) => store::resources::author_of(conn, row.pk)?,
             None => None,
         };
+        // A deposit: a new resource, or an existing one moved to another space.
+        let deposit_into = match (&after_space, before) {
+            (Some(space), None) => Some(space.as_slice()),
+            (Some(space), Some(_)) if *space != before_space => Some(space.as_slice()),
+            _ => None,
+        };
+        if let Some(message) = after
+            && def.name == "Communication"
+        {
+            self.check_sender(message)?;
+        }
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let own = self.principal.own_patient().unwrap_or_default();
-                if !patients.iter().any(|patient| patient == own) {
+                let outside = before_space
+                    .iter()
+                    .chain(after_space.iter().flatten())
+                    .any(|patient| patient != own);
+                let nowhere = after_space.as_ref().is_some_and(Vec::is_empty)
+                    || (after.is_none() && before_space.is_empty());
+                if outside || nowhere {
                     return Err(refused(Verdict::deny(
                         OWN_SPACE,
                         "cannot write into another space",
@@ -615,7 +877,7 @@ impl<'a> Gate<'a> {
                 // R-MSG-1: the patient answers within a conversation a professional
                 // (or the service) started; they never start one.
                 if def.name == "Communication" && interaction == Interaction::Create {
-                    self.check_reply(conn, own, resource)?;
+                    self.check_reply(conn, own, after)?;
                 }
                 // R-PAT-2: never change or delete what a professional deposited, but
                 // mask and unmask it (PATCH of securityLabel).
@@ -634,75 +896,34 @@ impl<'a> Gate<'a> {
                 Ok(())
             }
             ActorKind::Professional => {
-                if existing.is_some() {
-                    if let Some(verdict) =
-                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
-                    {
-                        return Err(refused(verdict));
-                    }
-                    return Ok(());
-                }
-                let Some(patient) = patients.first() else {
-                    return Err(refused(Verdict::deny(
-                        "R-ACC-3",
-                        "the resource must belong to a patient's space",
-                    )));
-                };
-                let facts = self.space(conn, patient)?;
-                match def.name {
-                    // R-ACC-8: deposit when authorised or in emergency; a blocked
-                    // professional may still deposit.
-                    "DocumentReference" | "Binary" => {
-                        if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
-                            return Err(refused(verdict));
-                        }
-                        if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
-                            return Ok(());
-                        }
-                        professional::space_access(self.principal, &facts, self.now)
-                            .map(|_| ())
-                            .map_err(refused)
-                    }
-                    // R-ACC-3: a professional declares the patient's consent to
-                    // themselves: a permit naming them, nothing else; not when blocked.
-                    "Consent" => {
-                        if let Some(verdict) = professional::r_acc_2_blocked(self.principal, &facts)
-                        {
-                            return Err(refused(verdict));
-                        }
-                        if !declares_own_consent(resource, &self.principal.subject) {
-                            return Err(refused(Verdict::deny(
-                                "R-ACC-3",
-                                "a professional may only declare the patient's consent to themselves: a permit Consent whose one actor is their IdNat_PS, with no purpose",
-                            )));
-                        }
-                        Ok(())
-                    }
-                    // R-MSG-5 reads a message's participants from its sender and
-                    // recipients: a professional writes only as themselves, or they
-                    // could speak for a colleague (and lose sight of their own message).
-                    "Communication" => {
-                        professional::space_access(self.principal, &facts, self.now)
-                            .map_err(refused)?;
-                        if !names_sender(resource, &self.principal.subject) {
-                            return Err(refused(Verdict::deny(
-                                "R-MSG-5",
-                                "a professional's message names them as its sender (sender.identifier, IdNat_PS)",
-                            )));
-                        }
-                        Ok(())
-                    }
-                    _ => professional::space_access(self.principal, &facts, self.now)
-                        .map(|_| ())
-                        .map_err(refused),
-                }
-            }
-            ActorKind::System => {
-                if existing.is_some()
+                if before.is_some()
                     && let Some(verdict) =
                         professional::r_acc_9_author_only(self.principal, depositor.as_ref())
                 {
                     return Err(refused(verdict));
+                }
+                match deposit_into {
+                    Some(space) => self.professional_deposit(conn, def, space, after),
+                    None => Ok(()),
+                }
+            }
+            ActorKind::System => {
+                if before.is_some()
+                    && let Some(verdict) =
+                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
+                {
+                    return Err(refused(verdict));
+                }
+                // A closed or opposed space is fed by nobody (R-LIFE-2, R-LIFE-3).
+                if let Some(space) = deposit_into
+                    && def.name != "Patient"
+                {
+                    for patient in space {
+                        let facts = self.space(conn, patient)?;
+                        if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
+                            return Err(refused(verdict));
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -712,6 +933,179 @@ impl<'a> Gate<'a> {
             ))),
         }
     }
+
+    /// A professional's deposit into a space (a create, or a move into it).
+    fn professional_deposit(
+        &self,
+        conn: &mut Conn,
+        def: &ResourceDef,
+        space: &[String],
+        resource: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let [patient] = space else {
+            return Err(refused(Verdict::deny(
+                "R-ACC-3",
+                "the resource must belong to exactly one patient's space",
+            )));
+        };
+        let facts = self.space(conn, patient)?;
+        if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
+            return Err(refused(verdict));
+        }
+        match def.name {
+            // R-ACC-8: deposit when authorised or in emergency; a blocked
+            // professional may still deposit.
+            "DocumentReference" | "Binary" => {
+                if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
+                    return Ok(());
+                }
+                professional::space_access(self.principal, &facts, self.now)
+                    .map(|_| ())
+                    .map_err(refused)
+            }
+            // R-ACC-3: a professional declares the patient's consent to themselves: a
+            // permit naming them, nothing else; not when blocked.
+            "Consent" => {
+                if let Some(verdict) = professional::r_acc_2_blocked(self.principal, &facts) {
+                    return Err(refused(verdict));
+                }
+                if !declares_own_consent(resource, &self.principal.subject) {
+                    return Err(refused(Verdict::deny(
+                        "R-ACC-3",
+                        "a professional may only declare the patient's consent to themselves: a permit Consent whose one actor is their IdNat_PS, with no purpose",
+                    )));
+                }
+                Ok(())
+            }
+            _ => professional::space_access(self.principal, &facts, self.now)
+                .map(|_| ())
+                .map_err(refused),
+        }
+    }
+
+    /// R-MSG-5 reads a message's participants from its sender and recipients: every
+    /// writer is the sender it names. A professional names themselves (or they could
+    /// speak for a colleague); a patient or representative names no professional as
+    /// sender, only their own Patient, if anyone.
+    fn check_sender(&self, message: &Value) -> Result<(), ApiError> {
+        let refusal = |reason: &str| refused(Verdict::deny("R-MSG-5", reason.to_owned()));
+        match &self.principal.actor {
+            ActorKind::Professional => {
+                if !names_sender(Some(message), &self.principal.subject) {
+                    return Err(refusal(
+                        "a professional's message names them as its sender (sender.identifier, IdNat_PS)",
+                    ));
+                }
+                Ok(())
+            }
+            ActorKind::Patient | ActorKind::Representative => {
+                let own = format!(
+                    "Patient/{}",
+                    self.principal.own_patient().unwrap_or_default()
+                );
+                let Some(sender) = message.get("sender") else {
+                    return Ok(());
+                };
+                let reference_ok = sender
+                    .get("reference")
+                    .and_then(Value::as_str)
+                    .is_none_or(|reference| reference == own);
+                let names_someone_else = sender.get("identifier").is_some()
+                    || sender.get("display").is_some()
+                    || sender.get("reference").is_none();
+                if !reference_ok || names_someone_else {
+                    return Err(refusal(&format!(
+                        "a holder's message is sent by their own Patient: sender is {own} or absent"
+                    )));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the gate reads of one version.
+struct Judged {
+    /// The version the facts come from (the live one before a deletion).
+    version_id: i64,
+    value: Value,
+    compartment: Vec<String>,
+}
+
+/// A Binary's security context, read without its bytes.
+#[derive(serde::Deserialize, Default)]
+struct BinaryContext {
+    #[serde(rename = "securityContext", default)]
+    security_context: Option<Value>,
+}
+
+/// Elements a PATCH may change: a DocumentReference's status and labels (ANS PDSm,
+/// SPEC §3), a Patient's declared médecin traitant (R-PAT-3).
+pub fn patchable(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "DocumentReference" => &["status", "securityLabel"],
+        "Patient" => &["generalPractitioner"],
+        _ => &[],
+    }
+}
+
+/// The write gate's element rule: a PATCH changes only its type's patchable
+/// elements, judged on the difference between the stored and the patched resource
+/// (so `move` and `copy` count by what they take away as by what they add). The
+/// server's own `meta.versionId` / `lastUpdated` do not count.
+pub fn check_changed_elements(
+    def: &ResourceDef,
+    interaction: Interaction,
+    before: &str,
+    after: &Value,
+) -> Result<(), ApiError> {
+    if interaction != Interaction::Patch {
+        return Ok(());
+    }
+    let before: Value = serde_json::from_str(before).unwrap_or(Value::Null);
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return Err(ApiError::unprocessable(
+            IssueCode::Invalid,
+            "a patched resource must stay a JSON object",
+        ));
+    };
+    let meta_of = |object: &serde_json::Map<String, Value>| {
+        let mut meta = object.get("meta").cloned().unwrap_or(Value::Null);
+        if let Some(meta) = meta.as_object_mut() {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        meta
+    };
+    let allowed = patchable(def.name);
+    let mut changed: Vec<&str> = before
+        .keys()
+        .chain(after.keys())
+        .map(String::as_str)
+        .filter(|key| match *key {
+            "meta" => meta_of(before) != meta_of(after),
+            key => before.get(key) != after.get(key),
+        })
+        .collect();
+    changed.sort_unstable();
+    changed.dedup();
+    if let Some(element) = changed.iter().find(|key| !allowed.contains(key)) {
+        return Err(ApiError::unprocessable(
+            IssueCode::NotSupported,
+            format!(
+                "a {} PATCH may change only {}, not {element}",
+                def.name,
+                if allowed.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        )
+        .at(format!("{}.{element}", def.name)));
+    }
+    Ok(())
 }
 
 /// Whether a message names the professional with this IdNat_PS at one of `paths`.
@@ -730,14 +1124,12 @@ fn names_sender(message: Option<&Value>, id_nat_ps: &str) -> bool {
 }
 
 /// Whether the professional sent or receives this message (R-MSG-5).
-fn is_participant(content: &str, id_nat_ps: &str) -> bool {
-    serde_json::from_str::<Value>(content).is_ok_and(|message| {
-        names_professional(
-            &message,
-            &["sender.identifier", "recipient.identifier"],
-            id_nat_ps,
-        )
-    })
+fn is_participant(message: &Value, id_nat_ps: &str) -> bool {
+    names_professional(
+        message,
+        &["sender.identifier", "recipient.identifier"],
+        id_nat_ps,
+    )
 }
 
 impl Gate<'_> {
@@ -843,11 +1235,8 @@ fn holder_rules(
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).
-fn is_agent(content: &str, id_nat_ps: &str) -> bool {
-    let Ok(event) = serde_json::from_str::<Value>(content) else {
-        return false;
-    };
-    values_at(&event, "agent.who.identifier")
+fn is_agent(event: &Value, id_nat_ps: &str) -> bool {
+    values_at(event, "agent.who.identifier")
         .into_iter()
         .any(|identifier| {
             identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)

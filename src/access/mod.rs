@@ -5,6 +5,7 @@
 pub mod authenticate;
 pub mod decide;
 pub mod directory;
+pub mod egress;
 pub mod gate;
 pub mod matrix;
 pub mod principal;
@@ -14,6 +15,7 @@ pub mod space_cache;
 
 pub use authenticate::Authenticator;
 pub use decide::{Verdict, decide};
+pub use egress::{BundleEntry, BundleLink, BundleOut, Released};
 pub use gate::Gate;
 pub use matrix::Matrix;
 pub use principal::{ActorKind, Principal, PurposeOfUse};

@@ -120,6 +120,20 @@ pub fn index(def: &ResourceDef, resource: &Value) -> IndexEntries {
     entries
 }
 
+/// The patients whose compartment holds `resource`, as [`index`] computes them,
+/// without the rest of the index: what the access gate decides a version on.
+pub fn compartment(def: &ResourceDef, resource: &Value) -> Vec<String> {
+    let mut entries = IndexEntries::default();
+    for param in def.params.iter().filter(|param| param.name == "patient") {
+        for path in param.paths {
+            for value in values_at(resource, path) {
+                add_value(&mut entries, param, value);
+            }
+        }
+    }
+    compartment_patients(def, resource, &entries)
+}
+
 fn compartment_patients(
     def: &ResourceDef,
     resource: &Value,

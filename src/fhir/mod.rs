@@ -20,9 +20,11 @@ pub const INS_C_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.2";
 /// IdNat_PS, the national professional identifier.
 pub const IDNAT_PS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.1";
 
-/// Whether `id` is a valid FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`).
+/// Whether `id` is a valid FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`) that a URL can
+/// carry: not `.` or `..` alone, which clients and proxies resolve as path segments.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
+        && id.bytes().any(|b| b != b'.')
         && id.len() <= 64
         && id
             .bytes()

@@ -125,6 +125,35 @@ pub struct SearchRequest {
 pub struct PageLimits {
     pub default: usize,
     pub max: usize,
+    /// Largest `_offset` (bounded work; past it, narrow the search).
+    pub max_offset: usize,
+    /// Most query parameters in one search (criteria, `_sort`, `_include`…).
+    pub max_parameters: usize,
+    /// Most comma-separated values of one parameter.
+    pub max_values: usize,
+    /// Most `_sort` terms.
+    pub max_sort: usize,
+    /// Most `_include` and `_revinclude` clauses together.
+    pub max_includes: usize,
+}
+
+impl PageLimits {
+    /// The default bounds with these page sizes.
+    pub const fn pages(default: usize, max: usize) -> PageLimits {
+        PageLimits {
+            default,
+            max,
+            max_offset: 100_000,
+            max_parameters: 64,
+            max_values: 100,
+            max_sort: 8,
+            max_includes: 8,
+        }
+    }
+}
+
+fn too_costly(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(IssueCode::TooCostly, message)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -202,8 +231,16 @@ fn parse_criterion(
     name: &str,
     modifier: Option<&str>,
     value: &str,
+    max_values: usize,
 ) -> Result<Criterion, ApiError> {
     let values = split_or(value);
+    if values.len() > max_values {
+        return Err(too_costly(format!(
+            "search parameter {name} has {} values; at most {max_values}",
+            values.len()
+        ))
+        .at(name.to_owned()));
+    }
     if values.iter().any(String::is_empty) {
         return Err(invalid(format!("empty value for search parameter {name}")).at(name.to_owned()));
     }
@@ -311,7 +348,12 @@ fn parse_criterion(
 }
 
 /// Parses a chained parameter `reference[:Type].inner[:modifier]`.
-fn parse_chain(def: &'static ResourceDef, key: &str, value: &str) -> Result<Criterion, ApiError> {
+fn parse_chain(
+    def: &'static ResourceDef,
+    key: &str,
+    value: &str,
+    max_values: usize,
+) -> Result<Criterion, ApiError> {
     let (head, tail) = key.split_once('.').expect("caller checked for a dot");
     let (name, type_modifier) = match head.split_once(':') {
         Some((name, kind)) => (name, Some(kind)),
@@ -350,7 +392,7 @@ fn parse_chain(def: &'static ResourceDef, key: &str, value: &str) -> Result<Crit
         Some((name, modifier)) => (name, Some(modifier)),
         None => (tail, None),
     };
-    let inner = parse_criterion(target, inner_name, inner_modifier, value)?;
+    let inner = parse_criterion(target, inner_name, inner_modifier, value, max_values)?;
     Ok(Criterion::Chain {
         param: param.name,
         target: target.name,
@@ -444,12 +486,26 @@ pub fn parse(
         elements: None,
         link_params: Vec::new(),
     };
+    if pairs.len() > limits.max_parameters {
+        return Err(too_costly(format!(
+            "a search takes at most {} parameters, not {}",
+            limits.max_parameters,
+            pairs.len()
+        )));
+    }
     for (key, value) in pairs {
         let mut keep = true;
         match key.as_str() {
             "_count" => request.count = parse_count(value, key)?.min(limits.max),
             "_offset" => {
                 request.offset = parse_count(value, key)?;
+                if request.offset > limits.max_offset {
+                    return Err(too_costly(format!(
+                        "_offset is at most {}: narrow the search instead",
+                        limits.max_offset
+                    ))
+                    .at("_offset"));
+                }
                 keep = false;
             }
             "_total" => match value.as_str() {
@@ -498,17 +554,39 @@ pub fn parse(
                         }
                     };
                     request.sort.push(Sort { key, descending });
+                    if request.sort.len() > limits.max_sort {
+                        return Err(too_costly(format!(
+                            "_sort takes at most {} terms",
+                            limits.max_sort
+                        ))
+                        .at("_sort"));
+                    }
                 }
             }
-            "_include" => request.includes.push(parse_include(def, value, false)?),
-            "_revinclude" => request.revincludes.push(parse_include(def, value, true)?),
+            "_include" | "_revinclude" => {
+                let reverse = key == "_revinclude";
+                let include = parse_include(def, value, reverse)?;
+                if reverse {
+                    request.revincludes.push(include);
+                } else {
+                    request.includes.push(include);
+                }
+                if request.includes.len() + request.revincludes.len() > limits.max_includes {
+                    return Err(too_costly(format!(
+                        "at most {} _include and _revinclude clauses",
+                        limits.max_includes
+                    )));
+                }
+            }
             "_include:iterate" | "_revinclude:iterate" => {
                 return Err(not_supported(format!("{key} is not supported")));
             }
             "_format" | "_pretty" => keep = false,
             _ => {
                 if key.contains('.') {
-                    request.criteria.push(parse_chain(def, key, value)?);
+                    request
+                        .criteria
+                        .push(parse_chain(def, key, value, limits.max_values)?);
                 } else {
                     let (name, modifier) = match key.split_once(':') {
                         Some((name, modifier)) => (name, Some(modifier)),
@@ -519,9 +597,13 @@ pub fn parse(
                         .any(|(common, _)| *common == name)
                         || def.param(name).is_some();
                     if known {
-                        request
-                            .criteria
-                            .push(parse_criterion(def, name, modifier, value)?);
+                        request.criteria.push(parse_criterion(
+                            def,
+                            name,
+                            modifier,
+                            value,
+                            limits.max_values,
+                        )?);
                     } else if strict {
                         return Err(invalid(format!(
                             "unknown search parameter {name} for {}",

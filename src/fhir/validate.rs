@@ -57,10 +57,61 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
     match expected_type {
         "Patient" => check_patient(&incoming.value),
         "DocumentReference" => check_document_reference(&incoming.value),
-        "Binary" => require(&incoming.value, "Binary", &["contentType"]),
+        "Binary" => {
+            require(&incoming.value, "Binary", &["contentType"])?;
+            check_media_type(&incoming.value, "Binary.contentType")
+        }
         "Consent" => check_consent(&incoming.value),
         "Communication" => check_communication(&incoming.value),
         _ => Ok(()),
+    }
+}
+
+/// Whether `text` is a media type `type/subtype` with optional `; name=value`
+/// parameters, in the token characters of RFC 9110 (no spaces inside a token, no
+/// control characters): what a `Content-Type` header can carry.
+pub fn is_media_type(text: &str) -> bool {
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    text.len() <= 255
+        && token(kind)
+        && token(subtype)
+        && parts.all(|parameter| {
+            parameter
+                .trim()
+                .split_once('=')
+                .is_some_and(|(name, value)| {
+                    token(name.trim())
+                        && (token(value.trim()) || {
+                            let value = value.trim();
+                            value.len() >= 2
+                                && value.starts_with('"')
+                                && value.ends_with('"')
+                                && value
+                                    .bytes()
+                                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                        })
+                })
+        })
+}
+
+fn check_media_type(value: &Value, path: &str) -> Result<(), ApiError> {
+    match value.get("contentType").and_then(Value::as_str) {
+        Some(media_type) if is_media_type(media_type) => Ok(()),
+        _ => Err(ApiError::unprocessable(
+            IssueCode::Value,
+            format!("{path} must be a media type such as application/pdf"),
+        )
+        .at(path.to_owned())),
     }
 }
 

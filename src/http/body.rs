@@ -9,8 +9,30 @@ use futures_util::StreamExt;
 
 use crate::error::{ApiError, IssueCode};
 
-/// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes.
+/// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes and
+/// with 408 when it has not all arrived within `timeout` (a body trickled byte by
+/// byte holds no worker for long).
 pub async fn read_limited(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<web::Bytes, ApiError> {
+    actix_web::rt::time::timeout(timeout, read_within(request, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                IssueCode::Timeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        })
+}
+
+async fn read_within(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::FHIR_JSON;
-use super::body::{content_type, is_fhir_json, read_limited, require_fhir_json, unsupported};
+use super::body::{content_type, is_fhir_json, require_fhir_json, unsupported};
 use super::pipeline::{Call, run};
 use crate::AppState;
 use crate::error::{ApiError, IssueCode};
@@ -63,14 +63,6 @@ fn strict_handling(request: &HttpRequest) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split([',', ';']))
         .any(|part| part.trim() == "handling=strict")
-}
-
-async fn body(
-    state: &AppState,
-    request: &HttpRequest,
-    payload: web::Payload,
-) -> Result<web::Bytes, ApiError> {
-    read_limited(request, payload, state.config.max_body_bytes).await
 }
 
 fn error(error: ApiError) -> HttpResponse {
@@ -133,7 +125,7 @@ pub async fn read(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::Read { id })
     })
     .await
@@ -145,7 +137,7 @@ pub async fn vread(
     path: web::Path<(String, String, String)>,
 ) -> HttpResponse {
     let (type_name, id, version) = path.into_inner();
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::Vread { id, version })
     })
     .await
@@ -159,7 +151,7 @@ pub async fn search_get(
     let (type_name,) = path.into_inner();
     let params = query_pairs(&request);
     let strict = strict_handling(&request);
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::Search { params, strict })
     })
     .await
@@ -173,11 +165,9 @@ pub async fn search_post(
     payload: web::Payload,
 ) -> HttpResponse {
     let (type_name,) = path.into_inner();
-    let received = body(&state, &request, payload).await;
     let strict = strict_handling(&request);
     let mut params = query_pairs(&request);
-    run(&state, &request, || {
-        let received = received?;
+    run(&state, &request, Some(payload), |received| {
         match content_type(&request).as_deref() {
             Some("application/x-www-form-urlencoded") => {}
             None if received.is_empty() => {}
@@ -201,7 +191,7 @@ pub async fn history_type(
 ) -> HttpResponse {
     let (type_name,) = path.into_inner();
     let params = query_pairs(&request);
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::HistoryType { params })
     })
     .await
@@ -214,7 +204,7 @@ pub async fn history_instance(
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
     let params = query_pairs(&request);
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::HistoryInstance { id, params })
     })
     .await
@@ -229,15 +219,13 @@ pub async fn operation(
     payload: web::Payload,
 ) -> HttpResponse {
     let (type_name, id, name) = path.into_inner();
-    let received = body(&state, &request, payload).await;
-    run(&state, &request, || {
+    run(&state, &request, Some(payload), |received| {
         if !name.starts_with('$') {
             return Err(ApiError::not_found(format!(
                 "no such endpoint: {}",
                 request.path()
             )));
         }
-        let received = received?;
         let mut params = query_pairs(&request);
         if !received.is_empty() {
             require_fhir_json(&request)?;
@@ -296,10 +284,8 @@ pub async fn create(
     payload: web::Payload,
 ) -> HttpResponse {
     let (type_name,) = path.into_inner();
-    let received = body(&state, &request, payload).await;
     let if_none_exist = header_value(&request, "If-None-Exist");
-    run(&state, &request, || {
-        let received = received?;
+    run(&state, &request, Some(payload), |received| {
         let media_type = content_type(&request);
         let incoming = match media_type.as_deref() {
             Some(media_type) if type_name == "Binary" && !is_fhir_json(media_type) => {
@@ -333,10 +319,8 @@ pub async fn update(
     payload: web::Payload,
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
-    let received = body(&state, &request, payload).await;
     let if_match = header_value(&request, header::IF_MATCH.as_str());
-    run(&state, &request, || {
-        let received = received?;
+    run(&state, &request, Some(payload), |received| {
         require_fhir_json(&request)?;
         let incoming = Incoming::parse(&received)?;
         resource_call(
@@ -358,10 +342,8 @@ pub async fn patch(
     payload: web::Payload,
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
-    let received = body(&state, &request, payload).await;
     let if_match = header_value(&request, header::IF_MATCH.as_str());
-    run(&state, &request, || {
-        let received = received?;
+    run(&state, &request, Some(payload), |received| {
         match content_type(&request).as_deref() {
             Some("application/json-patch+json") => {}
             other => {
@@ -392,7 +374,7 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
-    run(&state, &request, || {
+    run(&state, &request, None, |_| {
         resource_call(&type_name, Operation::Delete { id })
     })
     .await
@@ -400,9 +382,7 @@ pub async fn delete(
 
 /// POST to the base: a batch or transaction Bundle.
 pub async fn bundle(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let received = body(&state, &request, payload).await;
-    run(&state, &request, || {
-        let received = received?;
+    run(&state, &request, Some(payload), |received| {
         require_fhir_json(&request)?;
         Ok(Call::Bundle(Incoming::parse(&received)?))
     })

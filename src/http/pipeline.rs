@@ -71,11 +71,35 @@ impl Call {
 pub fn base_url(state: &AppState, request: &HttpRequest) -> String {
     match &state.config.public_base_url {
         Some(url) => url.clone(),
+        // The connection's own scheme and Host header, never `Forwarded` or
+        // `X-Forwarded-*` (any client can send those): behind a proxy, set
+        // `--public-base-url`. A Host that is not a host name and port is not
+        // echoed into links.
         None => {
-            let info = request.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
+            let scheme = if state.config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .filter(|host| is_host(host))
+                .map(str::to_owned)
+                .unwrap_or_else(|| state.config.listen.to_string());
+            format!("{scheme}://{host}")
         }
     }
+}
+
+/// Whether a `Host` header is a host name (or IP literal) with an optional port.
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 /// The request's id: the client's `X-Request-Id` when it is a short token, else a
@@ -102,7 +126,8 @@ pub const REQUEST_ID: &str = "X-Request-Id";
 pub async fn run(
     state: &AppState,
     request: &HttpRequest,
-    classify: impl FnOnce() -> Result<Call, ApiError>,
+    payload: Option<actix_web::web::Payload>,
+    classify: impl FnOnce(actix_web::web::Bytes) -> Result<Call, ApiError>,
 ) -> HttpResponse {
     let request_id = request_id(request);
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.path());
@@ -115,7 +140,7 @@ pub async fn run(
             ..Trace::default()
         };
         let touched = TouchedLog::default();
-        let result = stages(state, request, classify, &mut trace, &touched).await;
+        let result = stages(state, request, payload, classify, &mut trace, &touched).await;
         let (mut response, outcome, traced) = match result {
             Ok((response, traced)) => {
                 let outcome = Outcome::answered(response.status().as_u16());
@@ -162,7 +187,8 @@ pub async fn run(
 async fn stages(
     state: &AppState,
     request: &HttpRequest,
-    classify: impl FnOnce() -> Result<Call, ApiError>,
+    payload: Option<actix_web::web::Payload>,
+    classify: impl FnOnce(actix_web::web::Bytes) -> Result<Call, ApiError>,
     trace: &mut Trace,
     touched: &TouchedLog,
 ) -> Result<(HttpResponse, bool), (ApiError, bool)> {
@@ -189,8 +215,22 @@ async fn stages(
     tracing::debug!(actor = principal.actor.code(), "authenticated");
     trace.principal = Some(principal.clone());
 
+    // The body is read only now, from an authenticated caller, within its size and
+    // time bounds (413, 408).
+    let body = match payload {
+        Some(payload) => super::body::read_limited(
+            request,
+            payload,
+            state.config.max_body_bytes,
+            std::time::Duration::from_millis(state.config.body_read_timeout_ms),
+        )
+        .await
+        .map_err(untraced)?,
+        None => actix_web::web::Bytes::new(),
+    };
+
     // classify: the route and body become an operation.
-    let call = classify().map_err(untraced)?;
+    let call = classify(body).map_err(untraced)?;
     trace.interaction = call.interaction_code();
     trace.query = call.query();
     if let Call::Resource { def, operation } = &call {
@@ -223,19 +263,19 @@ async fn stages(
     // store: the interaction runs on the blocking pool, narrowed and row-checked by
     // the gate it builds for this principal.
     let base = base_url(state, request);
-    let limits = PageLimits {
-        default: state.config.default_page_size,
-        max: state.config.max_page_size,
-    };
+    let limits = PageLimits::pages(state.config.default_page_size, state.config.max_page_size);
     let single_write =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());
     let writes = single_write || matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let gate_touched = touched.clone();
     let now = state.clock.now();
+    let max_answer_bytes = state.config.max_answer_bytes;
+    let max_bundle_entries = state.config.max_bundle_entries;
     let run_call = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
         let gate = Gate::new(&principal, &matrix, &spaces)
             .with_touched(gate_touched)
+            .with_answer_limit(max_answer_bytes)
             .at(now);
         let ctx = Ctx {
             gate: &gate,
@@ -245,7 +285,8 @@ async fn stages(
         match call {
             Call::Resource { def, operation } => service::execute(conn, &ctx, def, operation),
             Call::Bundle(incoming) => {
-                let (kind, entries) = bundle::classify(&incoming, &context_base)?;
+                let (kind, entries) =
+                    bundle::classify(&incoming, &context_base, max_bundle_entries)?;
                 match kind {
                     bundle::BundleKind::Transaction => {
                         let entries = entries.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -357,6 +398,21 @@ fn wants_raw_binary(request: &HttpRequest) -> bool {
     !accept.is_empty() && !has_format && !accept.contains("json") && !accept.contains("*/*")
 }
 
+/// Media types a browser displays without running anything: shown inline; every
+/// other type is sent as an attachment.
+fn shown_inline(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/pdf" | "image/png" | "image/jpeg" | "image/gif" | "text/plain"
+    )
+}
+
 fn shape(
     request: &HttpRequest,
     base: &str,
@@ -379,16 +435,29 @@ fn shape(
     let Some(body) = response.body else {
         return builder.finish();
     };
+    let body = body.text();
     if binary_read
         && wants_raw_binary(request)
-        && let Ok(binary) = serde_json::from_str::<Value>(&body)
+        && let Ok(binary) = serde_json::from_str::<Value>(body)
         && let Some(data) = binary.get("data").and_then(Value::as_str)
         && let Ok(bytes) = STANDARD.decode(data)
     {
+        // A stored type that is not a well-formed media type (stored before types
+        // were checked) goes out as bytes.
         let media_type = binary
             .get("contentType")
             .and_then(Value::as_str)
+            .filter(|media_type| crate::fhir::validate::is_media_type(media_type))
             .unwrap_or("application/octet-stream");
+        // The document is the patient's, not a page of this server: a browser shows
+        // it inert (no script, no same-origin access) and saves what it would run.
+        builder.insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
+        ));
+        if !shown_inline(media_type) {
+            builder.insert_header((header::CONTENT_DISPOSITION, "attachment"));
+        }
         return builder.content_type(media_type.to_owned()).body(bytes);
     }
     let is_write = request.method() != actix_web::http::Method::GET
@@ -405,5 +474,5 @@ fn shape(
             _ => {}
         }
     }
-    builder.content_type(FHIR_JSON).body(body)
+    builder.content_type(FHIR_JSON).body(body.to_owned())
 }

@@ -10,8 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::search::{BundleEntry, BundleOut, raw};
 use super::{Ctx, FhirResponse, Operation, execute, write};
+use crate::access::{BundleEntry, BundleOut, Released};
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
 use crate::fhir::stored::Incoming;
@@ -46,6 +46,7 @@ fn entry_error(index: usize, error: ApiError) -> ApiError {
 pub fn classify(
     bundle: &Incoming,
     base_url: &str,
+    max_entries: usize,
 ) -> Result<(BundleKind, Vec<Result<Entry, ApiError>>), ApiError> {
     if bundle.resource_type() != Some("Bundle") {
         return Err(ApiError::bad_request(
@@ -76,6 +77,17 @@ pub fn classify(
             .at("Bundle.entry"));
         }
     };
+    if entries.len() > max_entries {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooCostly,
+            format!(
+                "a Bundle holds at most {max_entries} entries, not {}",
+                entries.len()
+            ),
+        )
+        .at("Bundle.entry"));
+    }
     let classified = entries
         .into_iter()
         .enumerate()
@@ -258,7 +270,7 @@ fn response_entry(base_url: &str, response: FhirResponse) -> BundleEntry {
     });
     BundleEntry {
         full_url,
-        resource: response.body.map(raw),
+        resource: response.body,
         response: Some(summary),
         ..BundleEntry::default()
     }
@@ -354,7 +366,7 @@ pub fn transaction(
         .collect();
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(bundle.to_json()),
+        body: Some(Released::bundle(&bundle)),
         version: None,
         last_modified: None,
         location: None,
@@ -387,7 +399,7 @@ pub fn batch(
     }
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(bundle.to_json()),
+        body: Some(Released::bundle(&bundle)),
         version: None,
         last_modified: None,
         location: None,

@@ -1,15 +1,25 @@
-//! history-instance and history-type Bundles, newest first.
+//! history-instance and history-type Bundles, newest first. Every version is decided
+//! by the egress gate on its own content (its space, its labels, its type), and on
+//! the resource's latest live version: the SQL narrows candidates by space, the gate
+//! has the last word, and the total counts what the gate lets through.
 
 use actix_web::http::StatusCode;
 use serde_json::json;
 
 use super::read::visible_current;
-use super::search::{BundleEntry, BundleLink, BundleOut, raw};
+use super::search::full_url;
 use super::{Ctx, FhirResponse};
+use crate::access::{BundleEntry, BundleLink, BundleOut, Released};
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::parse_range;
 use crate::fhir::definitions::ResourceDef;
-use crate::store::{self, Conn};
+use crate::store::{self, Conn, VersionRow};
+
+/// Candidates read from the store at a time.
+const CHUNK: usize = 200;
+/// Versions one history request examines at most (bounded work): past it, the
+/// Bundle has no `total` and a `next` link goes on.
+pub const MAX_HISTORY_SCAN: usize = 10_000;
 
 pub fn history(
     conn: &mut Conn,
@@ -33,7 +43,15 @@ pub fn history(
         };
         match key.as_str() {
             "_count" => count = number()?.min(ctx.limits.max),
-            "_offset" => offset = number()?,
+            "_offset" => {
+                offset = number()?;
+                if offset > ctx.limits.max_offset {
+                    return Err(ApiError::bad_request(
+                        IssueCode::TooCostly,
+                        format!("_offset is at most {}", ctx.limits.max_offset),
+                    ));
+                }
+            }
             "_since" => {
                 let range = parse_range(value).ok_or_else(|| {
                     ApiError::bad_request(IssueCode::Invalid, format!("invalid _since {value:?}"))
@@ -56,17 +74,48 @@ pub fn history(
         visible_current(conn, ctx, def, id)?;
     }
     let narrowing = ctx.gate.history_narrowing(def, id.is_some())?;
-    let query = store::resources::HistoryQuery {
-        res_type: def.name,
-        res_id: id,
-        since,
-        count,
-        offset,
-        compartment: narrowing.compartment.as_deref(),
-    };
-    let (rows, total) = store::resources::history(conn, &query)?;
+    let mut page: Vec<(VersionRow, Option<Released>)> = Vec::new();
+    let mut passed = 0usize;
+    let mut scanned = 0usize;
+    let mut complete = true;
+    loop {
+        let query = store::resources::HistoryQuery {
+            res_type: def.name,
+            res_id: id,
+            since: since.clone(),
+            count: CHUNK,
+            offset: scanned,
+            compartment: narrowing.compartment.as_deref(),
+        };
+        let rows = store::resources::history(conn, &query)?;
+        let fetched = rows.len();
+        scanned += fetched;
+        for row in rows {
+            let in_page = passed >= offset && page.len() < count;
+            if in_page {
+                match ctx.gate.release(conn, &row.stored()) {
+                    Ok(body) => page.push((row, Some(body))),
+                    Err(error) if error.status == StatusCode::GONE => page.push((row, None)),
+                    Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+            } else if !ctx.gate.visible(conn, &row.stored())? {
+                continue;
+            }
+            passed += 1;
+        }
+        if fetched < CHUNK {
+            break;
+        }
+        if scanned >= MAX_HISTORY_SCAN {
+            complete = false;
+            break;
+        }
+    }
     let mut bundle = BundleOut::new("history");
-    bundle.total = Some(total);
+    bundle.total = complete.then_some(passed as i64);
     let path = match id {
         Some(id) => format!("{}/{}/{id}/_history", ctx.base_url, def.name),
         None => format!("{}/{}/_history", ctx.base_url, def.name),
@@ -76,13 +125,13 @@ pub fn history(
         relation: "self",
         url: link(offset),
     });
-    if ((offset + rows.len()) as i64) < total {
+    if offset + page.len() < passed || (!complete && page.len() == count) {
         bundle.link.push(BundleLink {
             relation: "next",
             url: link(offset + count),
         });
     }
-    for row in rows {
+    for (row, body) in page {
         let (method, url, status) = match row.method.as_str() {
             "POST" => ("POST", row.res_type.clone(), "201 Created"),
             "DELETE" => (
@@ -93,8 +142,8 @@ pub fn history(
             other => (other, format!("{}/{}", row.res_type, row.res_id), "200 OK"),
         };
         bundle.entry.push(BundleEntry {
-            full_url: Some(super::search::full_url(ctx, &row.res_type, &row.res_id)),
-            resource: (!row.deleted).then(|| raw(row.content)),
+            full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
+            resource: body,
             request: Some(json!({ "method": method, "url": url })),
             response: Some(json!({
                 "status": status,
@@ -106,7 +155,7 @@ pub fn history(
     }
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(bundle.to_json()),
+        body: Some(Released::bundle(&bundle)),
         version: None,
         last_modified: None,
         location: None,

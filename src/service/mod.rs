@@ -12,7 +12,7 @@ pub mod write;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use crate::access::Gate;
+use crate::access::{Gate, Released};
 use crate::error::ApiError;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::search::PageLimits;
@@ -109,8 +109,8 @@ impl Operation {
 #[derive(Debug, Clone)]
 pub struct FhirResponse {
     pub status: StatusCode,
-    /// JSON text of the body (a resource, a Bundle or an OperationOutcome).
-    pub body: Option<String>,
+    /// The body, released by the egress gate (a resource or a Bundle).
+    pub body: Option<Released>,
     /// Version of the resource returned or written (ETag).
     pub version: Option<i64>,
     pub last_modified: Option<String>,
@@ -119,7 +119,7 @@ pub struct FhirResponse {
 }
 
 impl FhirResponse {
-    fn body(status: StatusCode, body: String) -> FhirResponse {
+    fn body(status: StatusCode, body: Released) -> FhirResponse {
         FhirResponse {
             status,
             body: Some(body),
@@ -162,33 +162,6 @@ pub fn execute(
             operations::invoke(conn, ctx, def, &id, &name, &params)
         }
     }
-}
-
-/// The resource as this caller sees it: a Patient shows its space's state
-/// (R-LIFE-4), and a professional reading it is told the status of their
-/// authorisation on that space (R-ACC-10, DMP TD0.2).
-pub fn present(
-    conn: &mut Conn,
-    ctx: &Ctx<'_>,
-    res_type: &str,
-    res_id: &str,
-    content: String,
-) -> Result<String, ApiError> {
-    if res_type != "Patient" || content.is_empty() {
-        return Ok(content);
-    }
-    let state = ctx.gate.space_state(conn, res_id)?;
-    let mut content = crate::fhir::stored::with_extension(
-        &content,
-        &serde_json::json!({ "url": crate::lifecycle::SPACE_STATE_EXTENSION, "valueCode": state.code() }),
-    );
-    if let Some(status) = ctx.gate.authorisation_status(conn, res_id)? {
-        content = crate::fhir::stored::with_extension(
-            &content,
-            &serde_json::json!({ "url": crate::fhir::stored::AUTHORISATION_EXTENSION, "valueCode": status }),
-        );
-    }
-    Ok(content)
 }
 
 /// Parses an `If-Match` value (`W/"3"`, `"3"` or `3`) into a version number.

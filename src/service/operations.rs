@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::{Ctx, FhirResponse};
+use crate::access::Released;
 use crate::audit::WriteFact;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::fhir_instant;
@@ -155,7 +156,7 @@ fn lifecycle(
     if action == "oppose" {
         return opposition_proof(&patient.content, id, now);
     }
-    let body = super::present(conn, ctx, "Patient", id, patient.content)?;
+    let body = ctx.gate.release(conn, &patient.stored())?;
     Ok(FhirResponse {
         status: StatusCode::OK,
         body: Some(body),
@@ -213,7 +214,7 @@ fn opposition_proof(
     });
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(binary.to_string()),
+        body: Some(Released::composed(&binary)),
         version: None,
         last_modified: None,
         location: None,

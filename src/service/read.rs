@@ -1,4 +1,4 @@
-//! read and vread.
+//! read and vread, each decided by the egress gate on the version it answers.
 
 use actix_web::http::StatusCode;
 
@@ -17,21 +17,27 @@ pub fn visible_current(
 ) -> Result<ResourceRow, ApiError> {
     let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
     let row = store::resources::current(conn, def.name, id)?.ok_or_else(not_found)?;
-    ctx.gate.check_read(conn, &row)?;
+    ctx.gate.check_read(conn, &row.stored())?;
     Ok(row)
 }
 
-/// [`visible_current`] for a write: the writers of one resource take turns, across
-/// server instances, until the transaction ends (a stale `If-Match` is then a 412,
-/// never a lost update).
+/// The current row of a resource the caller means to change or delete, after the
+/// first half of the write gate ([`crate::access::Gate::check_writable`]); `None`
+/// when there is none. The writers of one resource take turns, across server
+/// instances, until the transaction ends (a stale `If-Match` is then a 412, never a
+/// lost update).
 pub fn writable_current(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     def: &ResourceDef,
     id: &str,
-) -> Result<ResourceRow, ApiError> {
+) -> Result<Option<ResourceRow>, ApiError> {
     store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
-    visible_current(conn, ctx, def, id)
+    let Some(row) = store::resources::current(conn, def.name, id)? else {
+        return Ok(None);
+    };
+    ctx.gate.check_writable(conn, &row)?;
+    Ok(Some(row))
 }
 
 pub fn read(
@@ -40,11 +46,9 @@ pub fn read(
     def: &ResourceDef,
     id: &str,
 ) -> Result<FhirResponse, ApiError> {
-    let row = visible_current(conn, ctx, def, id)?;
-    if row.deleted {
-        return Err(ApiError::gone(format!("{}/{id} was deleted", def.name)));
-    }
-    let body = super::present(conn, ctx, def.name, id, row.content)?;
+    let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
+    let row = store::resources::current(conn, def.name, id)?.ok_or_else(not_found)?;
+    let body = ctx.gate.release(conn, &row.stored())?;
     Ok(FhirResponse {
         status: StatusCode::OK,
         body: Some(body),
@@ -61,18 +65,11 @@ pub fn vread(
     id: &str,
     version: &str,
 ) -> Result<FhirResponse, ApiError> {
-    visible_current(conn, ctx, def, id)?;
     let not_found =
         || ApiError::not_found(format!("{}/{id}/_history/{version} is not known", def.name));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let row = store::resources::version(conn, def.name, id, number)?.ok_or_else(not_found)?;
-    if row.deleted {
-        return Err(ApiError::gone(format!(
-            "version {version} of {}/{id} is a deletion",
-            def.name
-        )));
-    }
-    let body = super::present(conn, ctx, def.name, id, row.content)?;
+    let body = ctx.gate.release(conn, &row.stored())?;
     Ok(FhirResponse {
         status: StatusCode::OK,
         body: Some(body),

@@ -4,107 +4,14 @@
 use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
-use chrono::Utc;
-use indexmap::IndexMap;
-use serde::Serialize;
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Ctx, FhirResponse};
+use crate::access::{BundleEntry, BundleLink, BundleOut, Released};
 use crate::error::ApiError;
-use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::ResourceDef;
 use crate::fhir::search::{self as fhir_search, SearchRequest};
 use crate::store::{self, Conn};
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BundleLink {
-    pub relation: &'static str,
-    pub url: String,
-}
-
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct BundleEntry {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub full_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<Value>,
-}
-
-/// A Bundle whose resources are embedded as stored text, never re-serialised.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BundleOut {
-    pub resource_type: &'static str,
-    pub id: String,
-    pub meta: Value,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub link: Vec<BundleLink>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub entry: Vec<BundleEntry>,
-}
-
-impl BundleOut {
-    pub fn new(kind: &'static str) -> BundleOut {
-        BundleOut {
-            resource_type: "Bundle",
-            id: uuid::Uuid::new_v4().to_string(),
-            meta: json!({ "lastUpdated": fhir_instant(Utc::now()) }),
-            kind,
-            total: None,
-            link: Vec::new(),
-            entry: Vec::new(),
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a bundle serialises")
-    }
-}
-
-/// Stored text as an embeddable raw value.
-pub fn raw(content: String) -> Box<RawValue> {
-    RawValue::from_string(content)
-        .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("valid"))
-}
-
-/// `_elements`: keeps the named top-level elements (plus the mandatory ones) and tags
-/// the resource SUBSETTED. Works on raw elements so nothing kept is re-formatted.
-fn subset(content: &str, elements: &[String]) -> String {
-    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
-        return content.to_owned();
-    };
-    map.retain(|key, _| {
-        matches!(key.as_str(), "resourceType" | "id" | "meta") || elements.contains(key)
-    });
-    let mut meta: Value = map
-        .get("meta")
-        .and_then(|meta| serde_json::from_str(meta.get()).ok())
-        .unwrap_or_else(|| json!({}));
-    let tag = json!({
-        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-        "code": "SUBSETTED",
-        "display": "subsetted"
-    });
-    match meta.get_mut("tag").and_then(Value::as_array_mut) {
-        Some(tags) => tags.push(tag),
-        None => meta["tag"] = json!([tag]),
-    }
-    map.insert("meta".to_owned(), raw(meta.to_string()));
-    serde_json::to_string(&map).expect("raw values serialise")
-}
 
 /// A paging link: the parameters the request was understood with, its page size
 /// (unless they name it) and the page's offset.
@@ -188,20 +95,31 @@ pub fn search(
         .collect();
     let pks: Vec<i64> = page.rows.iter().map(|row| row.pk).collect();
     let ids: Vec<String> = page.rows.iter().map(|row| row.res_id.clone()).collect();
-    let shape = |content: String| match &request.elements {
-        Some(elements) => subset(&content, elements),
-        None => content,
-    };
-    for row in page.rows {
+    for row in &page.rows {
         // Identity answers concern each patient found (their trace shows the lookup).
         if row.res_type == "Patient" {
             ctx.gate.touched.patient(&row.res_id);
         }
-        let content = super::present(conn, ctx, &row.res_type, &row.res_id, row.content.clone())?;
+        // egress: the narrowed SQL chose the rows; the gate has the last word.
+        let body = match ctx.gate.release(conn, &row.stored()) {
+            Ok(body) => body,
+            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
+                tracing::error!(
+                    resource = %format!("{}/{}", row.res_type, row.res_id),
+                    rule = error.rule.unwrap_or(""),
+                    "the search narrowing let through a row the gate refuses"
+                );
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         bundle.entry.push(BundleEntry {
             full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
             search: Some(json!({ "mode": "match" })),
-            resource: Some(raw(shape(content))),
+            resource: Some(match &request.elements {
+                Some(elements) => body.subset(elements),
+                None => body,
+            }),
             ..BundleEntry::default()
         });
     }
@@ -216,41 +134,25 @@ pub fn search(
         )?);
     }
     for row in extra {
-        if !seen.insert((row.res_type.clone(), row.res_id.clone()))
-            || !ctx.gate.visible(conn, &row)?
-        {
+        if !seen.insert((row.res_type.clone(), row.res_id.clone())) {
             continue;
         }
+        let body = match ctx.gate.release(conn, &row.stored()) {
+            Ok(body) => body,
+            Err(error) if error.rule.is_some() || matches!(error.status.as_u16(), 404 | 410) => {
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         bundle.entry.push(BundleEntry {
             full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
             search: Some(json!({ "mode": "include" })),
-            resource: Some(raw(super::present(
-                conn,
-                ctx,
-                &row.res_type,
-                &row.res_id,
-                row.content.clone(),
-            )?)),
+            resource: Some(body),
             ..BundleEntry::default()
         });
     }
-    Ok(FhirResponse::body(StatusCode::OK, bundle.to_json()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subset_keeps_named_elements_and_tags() {
-        let text = subset(
-            r#"{"resourceType":"Patient","id":"1","meta":{"versionId":"1"},"gender":"male","birthDate":"1970","x":3.50}"#,
-            &["gender".to_owned(), "x".to_owned()],
-        );
-        assert!(
-            text.contains("\"gender\"") && text.contains("3.50") && !text.contains("birthDate"),
-            "{text}"
-        );
-        assert!(text.contains("SUBSETTED"));
-    }
+    Ok(FhirResponse::body(
+        StatusCode::OK,
+        Released::bundle(&bundle),
+    ))
 }

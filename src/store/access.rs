@@ -77,10 +77,21 @@ pub fn space_documents(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult
     })
 }
 
-/// The live DocumentReferences whose content points at `Binary/binary_id`.
+/// Whose documents may open a Binary.
+pub enum PointingFrom<'a> {
+    /// Documents of the Binary's own space.
+    Space(&'a [String]),
+    /// For a Binary of no space: documents deposited by its own depositor.
+    Depositor(&'a super::Author),
+}
+
+/// The live DocumentReferences whose content points at `Binary/binary_id`, among
+/// those that may open it (never a document of another space: pointing at content
+/// does not make it one's own).
 pub fn documents_pointing_at(
     conn: &mut Conn,
     binary_id: &str,
+    from: PointingFrom<'_>,
 ) -> diesel::QueryResult<Vec<super::ResourceRow>> {
     let mut sql = Sql::new(&format!(
         "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
@@ -91,6 +102,22 @@ pub fn documents_pointing_at(
     sql.text(crate::fhir::definitions::CONTENT_BINARY)
         .push(" AND target_type = 'Binary' AND target_id = ")
         .text(binary_id)
-        .push(") ORDER BY r.pk LIMIT 100");
+        .push(")");
+    match from {
+        PointingFrom::Space(patients) => {
+            sql.push(
+                " AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'DocumentReference' AND patient_id IN ",
+            );
+            sql.text_list(patients.iter().map(String::as_str)).push(")");
+        }
+        PointingFrom::Depositor(author) => {
+            sql.push(" AND r.pk IN (SELECT resource_pk FROM resource_author WHERE actor = ")
+                .text(author.actor.as_str())
+                .push(" AND subject = ")
+                .text(author.subject.as_str())
+                .push(")");
+        }
+    }
+    sql.push(" ORDER BY r.pk LIMIT 100");
     sql.load(conn)
 }

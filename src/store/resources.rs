@@ -4,7 +4,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
 
 use super::dialect::{Conn, bool_literal};
-use super::sql::{CountRow, Sql, multi_row};
+use super::sql::{Sql, multi_row};
 use crate::fhir::extract::IndexEntries;
 
 /// The current version of a resource.
@@ -33,6 +33,9 @@ pub const RESOURCE_COLUMNS: &str =
 /// One version from the history.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct VersionRow {
+    /// The resource's row key (0 when the resource row is gone).
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
     #[diesel(sql_type = Text)]
     pub res_type: String,
     #[diesel(sql_type = Text)]
@@ -49,8 +52,69 @@ pub struct VersionRow {
     pub content: String,
 }
 
-const VERSION_COLUMNS: &str =
-    "h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.method, h.content";
+const VERSION_COLUMNS: &str = "COALESCE((SELECT r.pk FROM resources r WHERE r.res_type = h.res_type AND r.res_id = h.res_id), 0) AS pk, \
+     h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.method, h.content";
+
+/// One stored version as the access gate decides on it: the current row or a row of
+/// the history.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// The resource's row key (its depositor and current compartment hang on it).
+    pub pk: i64,
+    pub res_type: &'a str,
+    pub res_id: &'a str,
+    pub version_id: i64,
+    pub deleted: bool,
+    pub content: &'a str,
+}
+
+impl ResourceRow {
+    pub fn stored(&self) -> Stored<'_> {
+        Stored {
+            pk: self.pk,
+            res_type: &self.res_type,
+            res_id: &self.res_id,
+            version_id: self.version_id,
+            deleted: self.deleted,
+            content: &self.content,
+        }
+    }
+}
+
+impl VersionRow {
+    pub fn stored(&self) -> Stored<'_> {
+        Stored {
+            pk: self.pk,
+            res_type: &self.res_type,
+            res_id: &self.res_id,
+            version_id: self.version_id,
+            deleted: self.deleted,
+            content: &self.content,
+        }
+    }
+}
+
+/// The latest version of `res_type/res_id` that is not a deletion, below
+/// `below` when given: what a deletion (or the resource as a whole) is judged by.
+pub fn latest_live(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+    below: Option<i64>,
+) -> diesel::QueryResult<Option<VersionRow>> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_versions h WHERE h.res_type = "
+    ));
+    sql.text(res_type)
+        .push(" AND h.res_id = ")
+        .text(res_id)
+        .push(&format!(" AND h.deleted = {}", bool_literal(false)));
+    if let Some(below) = below {
+        sql.push(" AND h.version_id < ").int(below);
+    }
+    sql.push(" ORDER BY h.version_id DESC LIMIT 1");
+    Ok(sql.load(conn)?.pop())
+}
 
 /// The current version of `res_type/res_id`, deleted or not.
 pub fn current(
@@ -443,21 +507,15 @@ fn history_where(query: &HistoryQuery<'_>) -> Sql {
     sql
 }
 
-/// A page of history, newest first, and the total number of versions it covers.
-pub fn history(
-    conn: &mut Conn,
-    query: &HistoryQuery<'_>,
-) -> diesel::QueryResult<(Vec<VersionRow>, i64)> {
-    let mut count = Sql::new("SELECT COUNT(*) AS n FROM resource_versions h");
-    count.append(history_where(query));
-    let total = count.load::<CountRow>(conn)?.pop().map_or(0, |row| row.n);
+/// A page of history candidates, newest first (the access gate decides each one).
+pub fn history(conn: &mut Conn, query: &HistoryQuery<'_>) -> diesel::QueryResult<Vec<VersionRow>> {
     let mut page = Sql::new(&format!(
         "SELECT {VERSION_COLUMNS} FROM resource_versions h"
     ));
     page.append(history_where(query))
-        .push(" ORDER BY h.last_updated DESC, h.version_id DESC LIMIT ")
+        .push(" ORDER BY h.last_updated DESC, h.version_id DESC, h.res_id DESC LIMIT ")
         .int(query.count as i64)
         .push(" OFFSET ")
         .int(query.offset as i64);
-    Ok((page.load(conn)?, total))
+    page.load(conn)
 }

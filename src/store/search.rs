@@ -35,6 +35,17 @@ pub struct Narrowing {
     /// Only messages whose sender or a recipient has this IdNat_PS (R-MSG-5), or
     /// AuditEvents whose agent has it (R-ACC-11).
     pub participant: Option<String>,
+    /// Only resources this actor deposited (a system's conditional create, R-ACC-9).
+    pub deposited_by: Option<Depositor>,
+}
+
+/// A depositor, as R-ACC-9 recognises one: the same actor and subject, or for a
+/// system, the same organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Depositor {
+    pub actor: String,
+    pub subject: String,
+    pub organization: Option<String>,
 }
 
 impl Narrowing {
@@ -101,6 +112,19 @@ impl Narrowing {
                 .push(" AND t.code = ")
                 .text(participant.as_str())
                 .push(")");
+        }
+        if let Some(depositor) = &self.deposited_by {
+            sql.push(&format!(
+                " AND EXISTS (SELECT 1 FROM resource_author a WHERE a.resource_pk = {alias}.pk AND a.actor = "
+            ));
+            sql.text(depositor.actor.as_str())
+                .push(" AND (a.subject = ")
+                .text(depositor.subject.as_str());
+            if let Some(organization) = &depositor.organization {
+                sql.push(" OR a.organization = ")
+                    .text(organization.as_str());
+            }
+            sql.push("))");
         }
         if let Some(since) = &self.invisible_patient_since {
             sql.push(&format!(

@@ -773,10 +773,12 @@ fn r_acc_9_a_system_changes_the_documents_of_its_organisation() {
         &system("750000001"),
         &document(&s.patient, "11502-2", "2024-05-01"),
     );
+    // The system reads nothing medical (R-ACC-12): a document it did not deposit is
+    // not known to it, rather than refused.
     assert_refused(
         &s.app
             .delete(&format!("DocumentReference/{id}"), &system("330000001")),
-        403,
+        404,
         "R-ACC-9",
     );
     assert_eq!(

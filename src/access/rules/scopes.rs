@@ -90,6 +90,25 @@ pub fn r_acc_13_scopes(
     })
 }
 
+/// R-ACC-13 for a body leaving the server, whatever the interaction that carries
+/// it (a read, a search match, an `_include`d or `_revinclude`d row): the scopes
+/// must read (`r`) or search (`s`) its type.
+pub fn r_acc_13_reads(principal: &Principal, resource_type: &str) -> Option<Verdict> {
+    if principal.scopes.is_empty() {
+        return None;
+    }
+    let granted = principal
+        .scopes
+        .iter()
+        .any(|scope| grants(scope, resource_type, 'r') || grants(scope, resource_type, 's'));
+    (!granted).then(|| {
+        Verdict::deny(
+            "R-ACC-13",
+            format!("the token's scopes do not read {resource_type}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

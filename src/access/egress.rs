@@ -1,0 +1,154 @@
+//! The egress gate's output: what may leave the server as a response body.
+//!
+//! A [`Released`] is the only thing a [`crate::service::FhirResponse`] or a Bundle
+//! entry carries. Stored text becomes one only through [`super::Gate`]'s release
+//! functions, which decide on that very version and the caller (`gate.rs`); the
+//! constructor that takes stored text is private to `access/`. What the server
+//! composes itself (a Bundle of released entries, the proof of opposition) has its
+//! own named constructors, so that a grep finds every body that is not a stored row.
+
+use chrono::Utc;
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::fhir::date::fhir_instant;
+
+/// A response body released to this request's caller.
+#[derive(Debug, Clone)]
+pub struct Released(Box<RawValue>);
+
+impl Serialize for Released {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl Released {
+    /// Stored text the gate has let through. Only `access/` calls this.
+    pub(super) fn from_store(text: String) -> Released {
+        Released(
+            RawValue::from_string(text)
+                .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("valid")),
+        )
+    }
+
+    /// A Bundle: every entry's resource is itself a [`Released`].
+    pub fn bundle(bundle: &BundleOut) -> Released {
+        Released::from_store(serde_json::to_string(bundle).expect("a bundle serialises"))
+    }
+
+    /// A resource the server composes for this answer from data the caller may
+    /// already see (the proof of opposition of their own space).
+    pub fn composed(resource: &Value) -> Released {
+        Released::from_store(resource.to_string())
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// `_elements`: keeps the named top-level elements (plus the mandatory ones) and
+    /// tags the resource SUBSETTED. It only removes: nothing new can enter.
+    pub fn subset(self, elements: &[String]) -> Released {
+        let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(self.text())
+        else {
+            return self;
+        };
+        map.retain(|key, _| {
+            matches!(key.as_str(), "resourceType" | "id" | "meta") || elements.contains(key)
+        });
+        let mut meta: Value = map
+            .get("meta")
+            .and_then(|meta| serde_json::from_str(meta.get()).ok())
+            .unwrap_or_else(|| json!({}));
+        let tag = json!({
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+            "code": "SUBSETTED",
+            "display": "subsetted"
+        });
+        match meta.get_mut("tag").and_then(Value::as_array_mut) {
+            Some(tags) => tags.push(tag),
+            None => meta["tag"] = json!([tag]),
+        }
+        map.insert(
+            "meta".to_owned(),
+            RawValue::from_string(meta.to_string()).expect("valid"),
+        );
+        Released::from_store(serde_json::to_string(&map).expect("raw values serialise"))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleLink {
+    pub relation: &'static str,
+    pub url: String,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Released>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+}
+
+/// A Bundle whose resources are embedded as stored text, never re-serialised.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleOut {
+    pub resource_type: &'static str,
+    pub id: String,
+    pub meta: Value,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<BundleLink>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry: Vec<BundleEntry>,
+}
+
+impl BundleOut {
+    pub fn new(kind: &'static str) -> BundleOut {
+        BundleOut {
+            resource_type: "Bundle",
+            id: uuid::Uuid::new_v4().to_string(),
+            meta: json!({ "lastUpdated": fhir_instant(Utc::now()) }),
+            kind,
+            total: None,
+            link: Vec::new(),
+            entry: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_keeps_named_elements_and_tags() {
+        let text = Released::from_store(
+            r#"{"resourceType":"Patient","id":"1","meta":{"versionId":"1"},"gender":"male","birthDate":"1970","x":3.50}"#.to_owned(),
+        )
+        .subset(&["gender".to_owned(), "x".to_owned()]);
+        let text = text.text();
+        assert!(
+            text.contains("\"gender\"") && text.contains("3.50") && !text.contains("birthDate"),
+            "{text}"
+        );
+        assert!(text.contains("SUBSETTED"));
+    }
+}
