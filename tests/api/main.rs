@@ -10,6 +10,7 @@ mod bad_input;
 mod bundles;
 mod capability;
 mod crud;
+mod egress;
 mod history;
 mod instances;
 mod lifecycle;

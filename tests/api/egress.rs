@@ -1,0 +1,730 @@
+//! The egress and write gates (ARCHITECTURE "Choke points"): paths that once carried
+//! their own check — conditional matches, old versions, type history, Binary
+//! pointers, includes under narrow scopes, JSON Patch `from`, subject moves — each
+//! tried by an actor the rules keep out, and by one they let in. Test names carry
+//! the rule they defend.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{
+    IDNAT_PS, INS, block_professional, document, labelled_document, nir, patient,
+    permit_professional,
+};
+use crate::support::{As, Reply, TestApp, assert_refused, base_claims, keys, sign};
+
+const COLLEAGUE: &str = "810000000002";
+const STRANGER: &str = "810000000003";
+
+/// Two spaces whose médecin traitant is `As::doctor()`: A holds a consultation
+/// report, a psychiatric synthesis and a masked report, all by the médecin traitant.
+struct Spaces {
+    app: TestApp,
+    a: String,
+    b: String,
+    consultation: String,
+    psychiatric: String,
+    masked: String,
+}
+
+fn spaces() -> Spaces {
+    let app = TestApp::new();
+    let a = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "2012-05-01"),
+    );
+    let b = app.create(
+        &As::System,
+        &patient(&nir(), "Durand", "Paul", "1970-02-03"),
+    );
+    let gp = As::doctor();
+    let consultation = app.create(&gp, &document(&a, "11488-4", "2024-01-01"));
+    let psychiatric = app.create(&gp, &document(&a, "68599-0", "2024-01-02"));
+    let masked = app.create(
+        &gp,
+        &labelled_document(&a, "11488-4", "2024-01-03", "MASQUE_PS"),
+    );
+    Spaces {
+        app,
+        a,
+        b,
+        consultation,
+        psychiatric,
+        masked,
+    }
+}
+
+fn doctor(id_nat_ps: &str) -> As {
+    As::professional(id_nat_ps, "10", None, None, None)
+}
+
+fn dentist() -> As {
+    As::professional(COLLEAGUE, "40", None, None, None)
+}
+
+/// A patient's token carrying SMART scopes.
+fn patient_with_scopes(patient: &str, scope: &str) -> As {
+    let mut claims = base_claims("patient", &format!("app-of-{patient}"));
+    claims["patient"] = json!(patient);
+    claims["scope"] = json!(scope);
+    As::Token(sign(&keys().rsa, &claims))
+}
+
+fn patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> Reply {
+    app.request("PATCH", path)
+        .as_(who)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(operations.to_string()))
+}
+
+fn post_if_none_exist(app: &TestApp, who: &As, body: &Value, query: &str) -> Reply {
+    app.request("POST", "DocumentReference")
+        .as_(who)
+        .fhir()
+        .header("If-None-Exist", query)
+        .send(Some(body.to_string()))
+}
+
+/// Every resource id in a Bundle's entries.
+fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["resource"]["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+// ---------------------------------------------------------------- conditional matches
+
+#[test]
+fn r_acc_12_the_system_reads_no_document_through_a_conditional_create() {
+    let s = spaces();
+    let feed = document(&s.a, "11502-2", "2024-02-01");
+    for query in [
+        // Several matches: never a 412 that would count someone else's documents.
+        format!("patient={}", s.a),
+        format!("_id={}", s.masked),
+        format!("_id={}", s.psychiatric),
+        format!("patient={}&type=http://loinc.org|68599-0", s.a),
+    ] {
+        let reply = post_if_none_exist(&s.app, &As::System, &feed, &query);
+        assert_eq!(reply.status, 201, "{query}: {}", reply.body);
+        let created = reply.json();
+        assert_eq!(created["type"]["coding"][0]["code"], "11502-2", "{query}");
+        for hidden in [&s.masked, &s.psychiatric, &s.consultation] {
+            assert_ne!(created["id"], json!(hidden), "{query}");
+        }
+    }
+    // The same inside a transaction.
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{ "resource": feed, "request": { "method": "POST", "url": "DocumentReference",
+                    "ifNoneExist": format!("_id={}", s.masked) } }]
+    });
+    let reply = s.app.post("", &As::System, &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(!reply.body.contains(&s.masked), "{}", reply.body);
+    assert!(!reply.body.contains("MASQUE_PS"), "{}", reply.body);
+}
+
+#[test]
+fn r_acc_9_the_system_deposits_idempotently_among_its_own_documents() {
+    let s = spaces();
+    let mut feed = document(&s.a, "11502-2", "2024-02-01");
+    feed["masterIdentifier"] =
+        json!({ "system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.7" });
+    let first = post_if_none_exist(
+        &s.app,
+        &As::System,
+        &feed,
+        "identifier=urn:oid:1.2.250.1.999.7",
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = post_if_none_exist(
+        &s.app,
+        &As::System,
+        &feed,
+        "identifier=urn:oid:1.2.250.1.999.7",
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        again.id(),
+        first.id(),
+        "its own deposit is found and answered"
+    );
+}
+
+#[test]
+fn r_acc_12_a_json_patch_test_tells_the_system_nothing() {
+    let s = spaces();
+    // A feed allowed to change documents: the rules, not its scopes, stop it.
+    let feed = {
+        let mut claims = base_claims("system", "insurer-feed");
+        claims["scope"] = json!("system/DocumentReference.cud");
+        As::Token(sign(&keys().rsa, &claims))
+    };
+    let path = format!("DocumentReference/{}", s.psychiatric);
+    let right = patch(
+        &s.app,
+        &path,
+        &feed,
+        &json!([{ "op": "test", "path": "/type/coding/0/code", "value": "68599-0" }]),
+    );
+    let wrong = patch(
+        &s.app,
+        &path,
+        &feed,
+        &json!([{ "op": "test", "path": "/type/coding/0/code", "value": "11488-4" }]),
+    );
+    assert_eq!(right.status, 404, "{}", right.body);
+    assert_eq!(wrong.status, 404, "{}", wrong.body);
+    let nowhere = patch(
+        &s.app,
+        "DocumentReference/no-such-document",
+        &feed,
+        &json!([{ "op": "test", "path": "/status", "value": "current" }]),
+    );
+    assert_eq!(nowhere.status, 404);
+}
+
+// ---------------------------------------------------------------- JSON Patch from
+
+#[test]
+fn r_pat_3_a_patch_moving_identity_out_of_the_patient_is_refused() {
+    let s = spaces();
+    let path = format!("Patient/{}", s.a);
+    let before = s.app.get(&path, &As::System).json();
+    for operations in [
+        json!([{ "op": "move", "from": "/name/0/family", "path": "/generalPractitioner/0/display" }]),
+        json!([{ "op": "move", "from": "/birthDate", "path": "/generalPractitioner/0/display" }]),
+        json!([{ "op": "move", "from": "/gender", "path": "/generalPractitioner/-" }]),
+        json!([{ "op": "copy", "from": "/identifier/0", "path": "/generalPractitioner/-" },
+               { "op": "remove", "path": "/identifier" }]),
+    ] {
+        let reply = patch(&s.app, &path, &As::Patient(s.a.clone()), &operations);
+        assert_eq!(reply.status, 422, "{operations}: {}", reply.body);
+    }
+    let after = s.app.get(&path, &As::System).json();
+    for element in [
+        "name",
+        "birthDate",
+        "gender",
+        "identifier",
+        "generalPractitioner",
+    ] {
+        assert_eq!(before[element], after[element], "{element} unchanged");
+    }
+    // What the rule allows still works: declaring the médecin traitant.
+    let declared = patch(
+        &s.app,
+        &path,
+        &As::Patient(s.a.clone()),
+        &json!([{ "op": "replace", "path": "/generalPractitioner",
+                  "value": [{ "identifier": { "system": IDNAT_PS, "value": COLLEAGUE } }] }]),
+    );
+    assert_eq!(declared.status, 200, "{}", declared.body);
+}
+
+#[test]
+fn r_acc_6_a_patch_cannot_move_a_document_type_into_a_label() {
+    let s = spaces();
+    let path = format!("DocumentReference/{}", s.psychiatric);
+    let patient = As::Patient(s.a.clone());
+    s.app
+        .create(&patient, &permit_professional(&s.a, COLLEAGUE));
+    for operations in [
+        json!([{ "op": "move", "from": "/type/coding/0", "path": "/securityLabel" }]),
+        json!([{ "op": "add", "path": "/securityLabel", "value": [] },
+               { "op": "move", "from": "/type", "path": "/securityLabel/-" }]),
+        json!([{ "op": "add", "path": "/securityLabel", "value": [] },
+               { "op": "move", "from": "/description", "path": "/securityLabel/-" }]),
+        json!([{ "op": "add", "path": "/securityLabel", "value": [] },
+               { "op": "move", "from": "/date", "path": "/securityLabel/-" }]),
+    ] {
+        let reply = patch(&s.app, &path, &patient, &operations);
+        assert_eq!(reply.status, 422, "{operations}: {}", reply.body);
+    }
+    assert_refused(&s.app.get(&path, &dentist()), 404, "R-ACC-6");
+    // Masking stays the patient's right (R-PAT-2).
+    let mask = patch(
+        &s.app,
+        &format!("DocumentReference/{}", s.consultation),
+        &patient,
+        &json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+            "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+            "code": "MASQUE_PS" }] }] }]),
+    );
+    assert_eq!(mask.status, 200, "{}", mask.body);
+}
+
+// ---------------------------------------------------------------- versions
+
+/// vread and instance history of `id` as `who`: the versions whose body came back.
+fn versions_seen(s: &Spaces, who: &As, id: &str, versions: i64) -> (Vec<i64>, Vec<i64>) {
+    let read: Vec<i64> = (1..=versions)
+        .filter(|version| {
+            let reply = s
+                .app
+                .get(&format!("DocumentReference/{id}/_history/{version}"), who);
+            assert!(
+                matches!(reply.status, 200 | 403 | 404 | 410),
+                "{}",
+                reply.body
+            );
+            reply.status == 200
+        })
+        .collect();
+    let history = s.app.get(&format!("DocumentReference/{id}/_history"), who);
+    let listed = if history.status == 200 {
+        history.json()["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry.get("resource").is_some())
+            .map(|entry| {
+                entry["resource"]["meta"]["versionId"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (read, listed)
+}
+
+#[test]
+fn r_acc_6_an_older_version_of_another_type_stays_hidden() {
+    let s = spaces();
+    let gp = As::doctor();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    // A psychiatric synthesis retyped as a consultation report: version 1 stays
+    // psychiatric for the dentist.
+    let mut retyped = s
+        .app
+        .get(&format!("DocumentReference/{}", s.psychiatric), &gp)
+        .json();
+    retyped["type"]["coding"][0]["code"] = json!("11488-4");
+    let reply = s.app.put(
+        &format!("DocumentReference/{}", s.psychiatric),
+        &gp,
+        &retyped,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (read, listed) = versions_seen(&s, &dentist(), &s.psychiatric, 2);
+    assert_eq!(read, vec![2]);
+    assert_eq!(listed, vec![2]);
+    let (read, listed) = versions_seen(&s, &gp, &s.psychiatric, 2);
+    assert_eq!(read, vec![1, 2], "the médecin traitant reads both");
+    assert_eq!(listed, vec![2, 1]);
+}
+
+#[test]
+fn r_acc_7_versions_of_a_masked_document_stay_masked_after_its_deletion() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    let colleague = doctor(COLLEAGUE);
+    let (read, _) = versions_seen(&s, &colleague, &s.masked, 1);
+    assert!(read.is_empty());
+    assert_eq!(
+        s.app
+            .delete(&format!("DocumentReference/{}", s.masked), &As::doctor())
+            .status,
+        204
+    );
+    let (read, listed) = versions_seen(&s, &colleague, &s.masked, 2);
+    assert!(read.is_empty(), "versions {read:?} of a masked document");
+    assert!(
+        listed.is_empty(),
+        "versions {listed:?} of a masked document"
+    );
+    let deleted = s
+        .app
+        .get(&format!("DocumentReference/{}", s.masked), &colleague);
+    assert_eq!(
+        deleted.status, 404,
+        "not even its deletion: {}",
+        deleted.body
+    );
+    // The author still sees what they deposited, and that it was deleted.
+    let (read, _) = versions_seen(&s, &As::doctor(), &s.masked, 1);
+    assert_eq!(read, vec![1]);
+    assert_eq!(
+        s.app
+            .get(&format!("DocumentReference/{}", s.masked), &As::doctor())
+            .status,
+        410
+    );
+}
+
+#[test]
+fn r_acc_7_a_version_is_hidden_when_the_document_is_masked_now() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    let mask = patch(
+        &s.app,
+        &format!("DocumentReference/{}", s.consultation),
+        &s.patient_token(),
+        &json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+            "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+            "code": "MASQUE_PS" }] }] }]),
+    );
+    assert_eq!(mask.status, 200, "{}", mask.body);
+    let (read, listed) = versions_seen(&s, &doctor(COLLEAGUE), &s.consultation, 2);
+    assert!(
+        read.is_empty(),
+        "the unmasked version 1 of a masked document: {read:?}"
+    );
+    assert!(listed.is_empty());
+}
+
+#[test]
+fn r_pat_1_versions_awaiting_announcement_stay_hidden_from_the_patient() {
+    let s = spaces();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.a, "11502-2", "2024-03-01", "INVISIBLE_PATIENT"),
+    );
+    assert_eq!(
+        s.app
+            .delete(&format!("DocumentReference/{pending}"), &As::doctor())
+            .status,
+        204
+    );
+    let (read, listed) = versions_seen(&s, &s.patient_token(), &pending, 2);
+    assert!(read.is_empty(), "{read:?}");
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[test]
+fn r_pat_1_and_r_pat_5_type_history_shows_only_what_the_holder_may_see() {
+    let s = spaces();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.a, "11502-2", "2024-03-01", "INVISIBLE_PATIENT"),
+    );
+    let from_parents = s.app.create(
+        &As::doctor(),
+        &labelled_document(
+            &s.a,
+            "11502-2",
+            "2024-03-02",
+            "INVISIBLE_REPRESENTANTS_LEGAUX",
+        ),
+    );
+    let elsewhere = s
+        .app
+        .create(&As::doctor(), &document(&s.b, "11488-4", "2024-03-03"));
+    for (who, hidden, shown) in [
+        (
+            s.patient_token(),
+            vec![&pending, &elsewhere],
+            vec![&s.consultation, &from_parents],
+        ),
+        (
+            As::Representative(s.a.clone()),
+            vec![&pending, &from_parents, &elsewhere],
+            vec![&s.consultation, &s.masked],
+        ),
+    ] {
+        let reply = s.app.get("DocumentReference/_history?_count=50", &who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let bundle = reply.json();
+        let ids = entry_ids(&bundle);
+        for id in hidden {
+            assert!(!ids.contains(id), "{who:?} sees {id}");
+        }
+        for id in shown {
+            assert!(ids.contains(id), "{who:?} misses {id}");
+        }
+        assert_eq!(
+            bundle["total"].as_u64().unwrap() as usize,
+            bundle["entry"].as_array().unwrap().len(),
+            "the total counts what is shown"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- subject moves
+
+#[test]
+fn r_acc_3_moving_a_document_is_a_deposit_into_the_new_space() {
+    let s = spaces();
+    // A space whose médecin traitant is someone else: the doctor is not authorised.
+    let mut other = patient(&nir(), "Petit", "Jeanne", "1980-01-01");
+    other["generalPractitioner"] =
+        json!([{ "identifier": { "system": IDNAT_PS, "value": STRANGER } }]);
+    let c = s.app.create(&As::System, &other);
+    let path = format!("DocumentReference/{}", s.consultation);
+    let mut moved = s.app.get(&path, &As::doctor()).json();
+    moved["subject"] = json!({ "reference": format!("Patient/{c}") });
+    assert_refused(&s.app.put(&path, &As::doctor(), &moved), 403, "R-ACC-3");
+    // Into a closed space (R-ACC-1), even one the doctor is authorised on.
+    assert_eq!(
+        s.app
+            .post(
+                &format!("Patient/{}/$close", s.b),
+                &As::Patient(s.b.clone()),
+                &json!({"resourceType": "Parameters"})
+            )
+            .status,
+        200
+    );
+    moved["subject"] = json!({ "reference": format!("Patient/{}", s.b) });
+    assert_refused(&s.app.put(&path, &As::doctor(), &moved), 403, "R-ACC-1");
+    assert_eq!(
+        s.app.get(&path, &As::doctor()).json()["subject"]["reference"],
+        format!("Patient/{}", s.a),
+        "the document stayed where it was"
+    );
+}
+
+#[test]
+fn r_pat_1_a_holder_moves_nothing_out_of_their_space() {
+    let s = spaces();
+    let mine = s.app.create(&s.patient_token(), &{
+        let mut own = document(&s.a, "11502-2", "2024-04-01");
+        own["category"][0]["coding"][0]["code"] = json!("90");
+        own
+    });
+    let path = format!("DocumentReference/{mine}");
+    let mut moved = s.app.get(&path, &s.patient_token()).json();
+    moved["subject"] = json!({ "reference": format!("Patient/{}", s.b) });
+    assert_refused(
+        &s.app.put(&path, &s.patient_token(), &moved),
+        403,
+        "R-PAT-1",
+    );
+}
+
+// ---------------------------------------------------------------- Binary pointers
+
+#[test]
+fn r_acc_2_a_binary_opens_only_through_documents_of_its_own_space() {
+    let s = spaces();
+    let binary = s.app.create(
+        &As::doctor(),
+        &json!({ "resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERi0xLjQK",
+                 "securityContext": { "reference": format!("Patient/{}", s.a) } }),
+    );
+    let mut pointing = document(&s.a, "11488-4", "2024-05-01");
+    pointing["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": format!("Binary/{binary}") } }]);
+    s.app.create(&As::doctor(), &pointing);
+    // A blocks a professional who is authorised on B: a document of B pointing at
+    // A's content does not open it.
+    s.app
+        .create(&s.patient_token(), &block_professional(&s.a, COLLEAGUE));
+    s.app.create(
+        &As::Patient(s.b.clone()),
+        &permit_professional(&s.b, COLLEAGUE),
+    );
+    let mut lure = document(&s.b, "11488-4", "2024-05-02");
+    lure["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": format!("Binary/{binary}") } }]);
+    s.app.create(&doctor(COLLEAGUE), &lure);
+    let mut patient_lure = document(&s.b, "11502-2", "2024-05-03");
+    patient_lure["category"][0]["coding"][0]["code"] = json!("90");
+    patient_lure["content"] = lure["content"].clone();
+    s.app.create(&As::Patient(s.b.clone()), &patient_lure);
+    for who in [doctor(COLLEAGUE), As::Patient(s.b.clone())] {
+        let reply = s.app.get(&format!("Binary/{binary}"), &who);
+        assert_eq!(reply.status, 404, "{who:?}: {}", reply.body);
+    }
+    for who in [As::doctor(), s.patient_token()] {
+        assert_eq!(s.app.get(&format!("Binary/{binary}"), &who).status, 200);
+    }
+}
+
+// ---------------------------------------------------------------- scopes on includes
+
+#[test]
+fn r_acc_13_a_narrow_scope_gets_nothing_through_includes() {
+    let s = spaces();
+    let narrow = patient_with_scopes(&s.a, "patient/Patient.rs");
+    for include in [
+        "_revinclude=DocumentReference:patient",
+        "_revinclude=Consent:patient",
+        "_revinclude=AuditEvent:patient",
+        "_revinclude=Communication:patient",
+    ] {
+        let reply = s
+            .app
+            .get(&format!("Patient?_id={}&{include}", s.a), &narrow);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let bundle = reply.json();
+        let types: Vec<&str> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["resource"]["resourceType"].as_str())
+            .collect();
+        assert_eq!(types, vec!["Patient"], "{include}");
+    }
+    // The scope that grants documents lets them through.
+    let wide = patient_with_scopes(&s.a, "patient/Patient.rs patient/DocumentReference.rs");
+    let reply = s.app.get(
+        &format!("Patient?_id={}&_revinclude=DocumentReference:patient", s.a),
+        &wide,
+    );
+    assert!(entry_ids(&reply.json()).contains(&s.consultation));
+}
+
+// ---------------------------------------------------------------- messages, Consents
+
+#[test]
+fn r_msg_5_a_patient_never_writes_as_a_professional() {
+    let s = spaces();
+    let started = s.app.create(
+        &As::doctor(),
+        &crate::support::fixtures::message_from(
+            &s.a,
+            crate::support::fixtures::DOCTOR_IDNAT,
+            "2024-06-01T10:00:00Z",
+        ),
+    );
+    let mut answer = crate::support::fixtures::communication(&s.a, "2024-06-02T10:00:00Z");
+    answer["inResponseTo"] = json!([{ "reference": format!("Communication/{started}") }]);
+    answer["recipient"] = json!([{ "identifier": { "system": IDNAT_PS, "value": crate::support::fixtures::DOCTOR_IDNAT } }]);
+    answer["sender"] = json!({ "identifier": { "system": IDNAT_PS, "value": COLLEAGUE } });
+    assert_refused(
+        &s.app.post("Communication", &s.patient_token(), &answer),
+        403,
+        "R-MSG-5",
+    );
+    answer["sender"] = json!({ "reference": format!("Patient/{}", s.a) });
+    let reply = s.app.post("Communication", &s.patient_token(), &answer);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+#[test]
+fn r_acc_1_a_professional_declares_no_consent_in_a_closed_space() {
+    let s = spaces();
+    assert_eq!(
+        s.app
+            .post(
+                &format!("Patient/{}/$close", s.b),
+                &As::Patient(s.b.clone()),
+                &json!({"resourceType": "Parameters"})
+            )
+            .status,
+        200
+    );
+    assert_refused(
+        &s.app.post(
+            "Consent",
+            &doctor(COLLEAGUE),
+            &permit_professional(&s.b, COLLEAGUE),
+        ),
+        403,
+        "R-ACC-1",
+    );
+}
+
+// ---------------------------------------------------------------- Binary served raw
+
+#[test]
+fn a_binary_is_served_inert_in_a_checked_media_type() {
+    let s = spaces();
+    for bad in [
+        "text/html\r\nX-Injected: 1",
+        "text html",
+        "",
+        "text/",
+        "a\u{7}/b",
+    ] {
+        let reply = s.app.post(
+            "Binary",
+            &As::doctor(),
+            &json!({ "resourceType": "Binary", "contentType": bad, "data": "eA==",
+                     "securityContext": { "reference": format!("Patient/{}", s.a) } }),
+        );
+        assert!(matches!(reply.status, 400 | 422), "{bad:?}: {}", reply.body);
+    }
+    let page = STANDARD.encode("<script>alert(document.cookie)</script>");
+    let id = s.app.create(
+        &As::doctor(),
+        &json!({ "resourceType": "Binary", "contentType": "text/html", "data": page,
+                 "securityContext": { "reference": format!("Patient/{}", s.a) } }),
+    );
+    let raw = s
+        .app
+        .request("GET", &format!("Binary/{id}"))
+        .as_(&As::doctor())
+        .header("Accept", "text/html")
+        .send(None);
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        raw.header("content-security-policy")
+            .unwrap_or("")
+            .contains("sandbox")
+    );
+    assert_eq!(raw.header("content-disposition"), Some("attachment"));
+    // A type stored before types were checked goes out as bytes, not as a 500.
+    s.app.execute_sql(&format!(
+        "UPDATE resources SET content = REPLACE(content, '\"text/html\"', '\"text/html\\u0007x\"') WHERE res_id = '{id}'"
+    ));
+    let raw = s
+        .app
+        .request("GET", &format!("Binary/{id}"))
+        .as_(&As::doctor())
+        .header("Accept", "text/html")
+        .send(None);
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert_eq!(raw.header("content-type"), Some("application/octet-stream"));
+}
+
+// ---------------------------------------------------------------- links and ids
+
+#[test]
+fn links_never_come_from_forwarded_headers() {
+    let s = spaces();
+    let reply = s
+        .app
+        .request(
+            "GET",
+            &format!("DocumentReference?patient={}&_count=1", s.a),
+        )
+        .as_(&As::doctor())
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "javascript")
+        .header("Forwarded", "host=evil.example;proto=javascript")
+        .send(None);
+    assert_eq!(reply.status, 200);
+    assert!(!reply.body.contains("evil.example"), "{}", reply.body);
+    assert!(!reply.body.contains("javascript"), "{}", reply.body);
+    assert!(reply.body.contains(&s.app.base), "{}", reply.body);
+}
+
+#[test]
+fn ids_follow_the_fhir_grammar_and_a_url_can_carry_them() {
+    let s = spaces();
+    for id in ["..", ".", "a b", "x".repeat(65).as_str()] {
+        let bundle = json!({
+            "resourceType": "Bundle", "type": "batch",
+            "entry": [{ "resource": { "resourceType": "Patient", "id": id,
+                                      "identifier": [{ "system": INS, "value": nir() }],
+                                      "name": [{ "family": "X" }], "birthDate": "1990-01-01" },
+                        "request": { "method": "PUT", "url": format!("Patient/{id}") } }]
+        });
+        let reply = s.app.post("", &As::System, &bundle);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let status = reply.json()["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(status.starts_with("400"), "{id:?}: {status}");
+    }
+}
+
+impl Spaces {
+    fn patient_token(&self) -> As {
+        As::Patient(self.a.clone())
+    }
+}
