@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod agreement;
 mod audit;
 mod auth;
 mod bad_input;
