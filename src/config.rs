@@ -165,7 +165,7 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 20,
             max_page_size: 500,
-            max_answer_bytes: 33554432,
+            max_answer_bytes: 16777216,
             max_bundle_entries: 500,
             body_read_timeout_ms: 30000,
             workers: 0,
@@ -221,7 +221,7 @@ pub struct ConfigArgs {
     /// Largest _count honoured [default: 500].
     #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
     pub max_page_size: Option<usize>,
-    /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413 [default: 33554432].
+    /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413 [default: 16777216].
     #[arg(long, env = "DMP_MAX_ANSWER_BYTES")]
     pub max_answer_bytes: Option<usize>,
     /// Most entries in one batch or transaction Bundle; more gets 413 [default: 500].

@@ -50,6 +50,12 @@ impl Released {
         self.0.get()
     }
 
+    /// The JSON text, without a copy (for the HTTP answer).
+    pub fn into_text(self) -> String {
+        let text: Box<str> = self.0.into();
+        text.into_string()
+    }
+
     /// `_elements`: keeps the named top-level elements (plus the mandatory ones) and
     /// tags the resource SUBSETTED. It only removes: nothing new can enter.
     pub fn subset(self, elements: &[String]) -> Released {

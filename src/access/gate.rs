@@ -47,7 +47,7 @@ pub struct Gate<'a> {
 }
 
 /// Default bound of the resource bodies in one answer (`--max-answer-bytes`).
-pub const DEFAULT_MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 fn refused(verdict: Verdict) -> ApiError {
     ApiError::forbidden(verdict.reason).by_rule(verdict.rule)
@@ -518,6 +518,10 @@ impl<'a> Gate<'a> {
             ));
         };
         self.admit_judged(conn, stored, &judged)?;
+        // The current row is its own latest version (or, deleted, judged by it).
+        if stored.current {
+            return Ok(());
+        }
         if let Some(head) =
             store::resources::latest_live(conn, stored.res_type, stored.res_id, None)?
             && head.version_id != judged.version_id
@@ -664,7 +668,10 @@ impl<'a> Gate<'a> {
         };
         let documents = store::access::documents_pointing_at(conn, stored.res_id, pointing)?;
         let mut refusal = None;
-        for document in &documents {
+        for head in &documents {
+            let Some(document) = store::resources::complete(conn, head.clone())? else {
+                continue;
+            };
             match self.admit(conn, &document.stored()) {
                 Ok(()) => return Ok(()),
                 Err(error) if error.rule.is_some() => refusal = refusal.or(error.rule),

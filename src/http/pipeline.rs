@@ -435,10 +435,9 @@ fn shape(
     let Some(body) = response.body else {
         return builder.finish();
     };
-    let body = body.text();
     if binary_read
         && wants_raw_binary(request)
-        && let Ok(binary) = serde_json::from_str::<Value>(body)
+        && let Ok(binary) = serde_json::from_str::<Value>(body.text())
         && let Some(data) = binary.get("data").and_then(Value::as_str)
         && let Ok(bytes) = STANDARD.decode(data)
     {
@@ -474,5 +473,5 @@ fn shape(
             _ => {}
         }
     }
-    builder.content_type(FHIR_JSON).body(body.to_owned())
+    builder.content_type(FHIR_JSON).body(body.into_text())
 }

@@ -90,10 +90,16 @@ pub fn history(
         let rows = store::resources::history(conn, &query)?;
         let fetched = rows.len();
         scanned += fetched;
-        for row in rows {
+        for head in rows {
+            let Some(mut row) = store::resources::complete_version(conn, head)? else {
+                continue;
+            };
             let in_page = passed >= offset && page.len() < count;
             if in_page {
-                match ctx.gate.release(conn, &row.stored()) {
+                let released = ctx.gate.release(conn, &row.stored());
+                // The entry keeps the version's facts; its body is the released one.
+                row.content = String::new();
+                match released {
                     Ok(body) => page.push((row, Some(body))),
                     Err(error) if error.status == StatusCode::GONE => page.push((row, None)),
                     Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {

@@ -95,11 +95,15 @@ pub fn search(
         .collect();
     let pks: Vec<i64> = page.rows.iter().map(|row| row.pk).collect();
     let ids: Vec<String> = page.rows.iter().map(|row| row.res_id.clone()).collect();
-    for row in &page.rows {
+    for head in page.rows {
         // Identity answers concern each patient found (their trace shows the lookup).
-        if row.res_type == "Patient" {
-            ctx.gate.touched.patient(&row.res_id);
+        if head.res_type == "Patient" {
+            ctx.gate.touched.patient(&head.res_id);
         }
+        // One body in memory at a time, counted against the answer's bound.
+        let Some(row) = store::resources::complete(conn, head)? else {
+            continue;
+        };
         // egress: the narrowed SQL chose the rows; the gate has the last word.
         let body = match ctx.gate.release(conn, &row.stored()) {
             Ok(body) => body,
@@ -133,10 +137,13 @@ pub fn search(
             conn, def.name, &id_refs, include,
         )?);
     }
-    for row in extra {
-        if !seen.insert((row.res_type.clone(), row.res_id.clone())) {
+    for head in extra {
+        if !seen.insert((head.res_type.clone(), head.res_id.clone())) {
             continue;
         }
+        let Some(row) = store::resources::complete(conn, head)? else {
+            continue;
+        };
         let body = match ctx.gate.release(conn, &row.stored()) {
             Ok(body) => body,
             Err(error) if error.rule.is_some() || matches!(error.status.as_u16(), 404 | 410) => {

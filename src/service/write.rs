@@ -130,6 +130,7 @@ fn store_version(
             version_id: version,
             deleted: false,
             content: &content,
+            current: true,
         },
     )?;
     Ok(FhirResponse {
@@ -197,7 +198,7 @@ fn conditional_matches(
     ctx: &Ctx<'_>,
     def: &'static ResourceDef,
     query: &str,
-) -> Result<Vec<ResourceRow>, ApiError> {
+) -> Result<Vec<store::resources::RowHead>, ApiError> {
     let query = query.trim_start_matches('?');
     let query = query.split_once('?').map_or(query, |(_, params)| params);
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -270,7 +271,10 @@ pub fn existing_match(
     match matches.len() {
         0 => Ok(None),
         1 => {
-            let existing = matches.pop().expect("one match");
+            let head = matches.pop().expect("one match");
+            let existing = store::resources::complete(conn, head)?.ok_or_else(|| {
+                ApiError::conflict("the matching resource changed meanwhile: try again")
+            })?;
             // egress: the match's body only for whoever may read it or deposited it.
             let body = ctx.gate.release_written(conn, &existing.stored())?;
             Ok(Some(FhirResponse {

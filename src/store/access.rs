@@ -92,11 +92,11 @@ pub fn documents_pointing_at(
     conn: &mut Conn,
     binary_id: &str,
     from: PointingFrom<'_>,
-) -> diesel::QueryResult<Vec<super::ResourceRow>> {
+) -> diesel::QueryResult<Vec<super::resources::RowHead>> {
     let mut sql = Sql::new(&format!(
         "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
          AND r.pk IN (SELECT resource_pk FROM search_reference WHERE res_type = 'DocumentReference' AND param = ",
-        super::resources::RESOURCE_COLUMNS,
+        super::resources::HEAD_COLUMNS,
         bool_literal(false)
     ));
     sql.text(crate::fhir::definitions::CONTENT_BINARY)

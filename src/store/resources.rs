@@ -30,6 +30,121 @@ pub struct ResourceRow {
 pub const RESOURCE_COLUMNS: &str =
     "r.pk, r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted, r.content";
 
+/// A current row without its content: what a query returns when its rows may be
+/// many or large (a search page, included rows). [`complete`] loads one's content
+/// when the gate is to decide it, so that memory holds one body at a time, and the
+/// gate, which takes a [`Stored`], never sees a row without its content.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct RowHead {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub res_type: String,
+    #[diesel(sql_type = Text)]
+    pub res_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub version_id: i64,
+    #[diesel(sql_type = Text)]
+    pub last_updated: String,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+}
+
+/// The columns of [`RowHead`], for queries aliasing `resources` as `r`.
+pub const HEAD_COLUMNS: &str =
+    "r.pk, r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted";
+
+#[derive(QueryableByName)]
+struct ContentRow {
+    #[diesel(sql_type = Text)]
+    content: String,
+}
+
+/// The content of one version, from the history (which holds every version of the
+/// resources written through the API).
+fn version_content(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+    version_id: i64,
+) -> diesel::QueryResult<Option<String>> {
+    let mut sql = Sql::new("SELECT h.content FROM resource_versions h WHERE h.res_type = ");
+    sql.text(res_type)
+        .push(" AND h.res_id = ")
+        .text(res_id)
+        .push(" AND h.version_id = ")
+        .int(version_id);
+    Ok(sql.load::<ContentRow>(conn)?.pop().map(|row| row.content))
+}
+
+/// The row of `head` with its content; `None` when that version is gone (purged or
+/// deleted by its holder since the query).
+pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<ResourceRow>> {
+    let mut current = Sql::new("SELECT r.content FROM resources r WHERE r.pk = ");
+    current
+        .int(head.pk)
+        .push(" AND r.version_id = ")
+        .int(head.version_id);
+    let content = match current.load::<ContentRow>(conn)?.pop() {
+        Some(row) => row.content,
+        // Changed since the query: that version, from the history (the trace, which
+        // never changes, has none).
+        None => match version_content(conn, &head.res_type, &head.res_id, head.version_id)? {
+            Some(content) => content,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(ResourceRow {
+        pk: head.pk,
+        res_type: head.res_type,
+        res_id: head.res_id,
+        version_id: head.version_id,
+        last_updated: head.last_updated,
+        deleted: head.deleted,
+        content,
+    }))
+}
+
+/// A version of the history without its content (see [`RowHead`]).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct VersionHead {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub res_type: String,
+    #[diesel(sql_type = Text)]
+    pub res_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub version_id: i64,
+    #[diesel(sql_type = Text)]
+    pub last_updated: String,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    #[diesel(sql_type = Text)]
+    pub method: String,
+}
+
+/// The version of `head` with its content, if it is still there.
+pub fn complete_version(
+    conn: &mut Conn,
+    head: VersionHead,
+) -> diesel::QueryResult<Option<VersionRow>> {
+    let Some(content) = version_content(conn, &head.res_type, &head.res_id, head.version_id)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(VersionRow {
+        pk: head.pk,
+        res_type: head.res_type,
+        res_id: head.res_id,
+        version_id: head.version_id,
+        last_updated: head.last_updated,
+        deleted: head.deleted,
+        method: head.method,
+        content,
+    }))
+}
+
 /// One version from the history.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct VersionRow {
@@ -52,6 +167,8 @@ pub struct VersionRow {
     pub content: String,
 }
 
+const VERSION_HEAD_COLUMNS: &str = "COALESCE((SELECT r.pk FROM resources r WHERE r.res_type = h.res_type AND r.res_id = h.res_id), 0) AS pk, \
+     h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.method";
 const VERSION_COLUMNS: &str = "COALESCE((SELECT r.pk FROM resources r WHERE r.res_type = h.res_type AND r.res_id = h.res_id), 0) AS pk, \
      h.res_type, h.res_id, h.version_id, h.last_updated, h.deleted, h.method, h.content";
 
@@ -66,6 +183,9 @@ pub struct Stored<'a> {
     pub version_id: i64,
     pub deleted: bool,
     pub content: &'a str,
+    /// Whether this is the resource's current row (then it is its own latest
+    /// version, which a history row is also judged by).
+    pub current: bool,
 }
 
 impl ResourceRow {
@@ -77,6 +197,7 @@ impl ResourceRow {
             version_id: self.version_id,
             deleted: self.deleted,
             content: &self.content,
+            current: true,
         }
     }
 }
@@ -90,6 +211,7 @@ impl VersionRow {
             version_id: self.version_id,
             deleted: self.deleted,
             content: &self.content,
+            current: false,
         }
     }
 }
@@ -507,10 +629,11 @@ fn history_where(query: &HistoryQuery<'_>) -> Sql {
     sql
 }
 
-/// A page of history candidates, newest first (the access gate decides each one).
-pub fn history(conn: &mut Conn, query: &HistoryQuery<'_>) -> diesel::QueryResult<Vec<VersionRow>> {
+/// A page of history candidates, newest first, without their contents (the access
+/// gate decides each one on its [`complete_version`]).
+pub fn history(conn: &mut Conn, query: &HistoryQuery<'_>) -> diesel::QueryResult<Vec<VersionHead>> {
     let mut page = Sql::new(&format!(
-        "SELECT {VERSION_COLUMNS} FROM resource_versions h"
+        "SELECT {VERSION_HEAD_COLUMNS} FROM resource_versions h"
     ));
     page.append(history_where(query))
         .push(" ORDER BY h.last_updated DESC, h.version_id DESC, h.res_id DESC LIMIT ")

@@ -2,7 +2,7 @@
 //! pages are full and totals exact for what the caller may see.
 
 use super::dialect::Conn;
-use super::resources::{RESOURCE_COLUMNS, ResourceRow};
+use super::resources::{HEAD_COLUMNS, RowHead};
 use super::sql::{CountRow, Sql};
 use crate::fhir::date::DateRange;
 use crate::fhir::search::{
@@ -138,7 +138,8 @@ impl Narrowing {
 
 /// One page of results with the total when asked or known.
 pub struct SearchPage {
-    pub rows: Vec<ResourceRow>,
+    /// The page's rows, without their contents ([`super::resources::complete`]).
+    pub rows: Vec<RowHead>,
     pub total: Option<i64>,
     /// Whether rows beyond this page exist.
     pub has_more: bool,
@@ -363,7 +364,7 @@ pub fn run(
         SortKey::Date(param) => Some(param),
         _ => None,
     });
-    let mut page = Sql::new(&format!("SELECT {RESOURCE_COLUMNS}"));
+    let mut page = Sql::new(&format!("SELECT {HEAD_COLUMNS}"));
     page.append(from_where(request, narrowing, sort_param));
     page.push(" ORDER BY ");
     for sort in &request.sort {
@@ -387,7 +388,7 @@ pub fn run(
     .int(request.count as i64 + 1)
     .push(" OFFSET ")
     .int(request.offset as i64);
-    let mut rows: Vec<ResourceRow> = page.load(conn)?;
+    let mut rows: Vec<RowHead> = page.load(conn)?;
     let has_more = rows.len() > request.count;
     rows.truncate(request.count);
     let total = if request.total_accurate {
@@ -409,12 +410,12 @@ pub fn included(
     conn: &mut Conn,
     pks: &[i64],
     include: &Include,
-) -> diesel::QueryResult<Vec<ResourceRow>> {
+) -> diesel::QueryResult<Vec<RowHead>> {
     if pks.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!(
-        "SELECT DISTINCT {RESOURCE_COLUMNS} FROM search_reference sr JOIN resources r \
+        "SELECT DISTINCT {HEAD_COLUMNS} FROM search_reference sr JOIN resources r \
          ON r.res_type = sr.target_type AND r.res_id = sr.target_id AND r.deleted = {} WHERE sr.param = ",
         super::dialect::bool_literal(false)
     ));
@@ -440,12 +441,12 @@ pub fn rev_included(
     target_type: &str,
     target_ids: &[&str],
     include: &Include,
-) -> diesel::QueryResult<Vec<ResourceRow>> {
+) -> diesel::QueryResult<Vec<RowHead>> {
     if target_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.res_type = "
+        "SELECT {HEAD_COLUMNS} FROM resources r WHERE r.res_type = "
     ));
     sql.text(include.source.name);
     sql.push(&format!(

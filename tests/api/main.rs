@@ -8,6 +8,7 @@ mod agreement;
 mod audit;
 mod auth;
 mod bad_input;
+mod bounds;
 mod bundles;
 mod capability;
 mod crud;
