@@ -117,6 +117,16 @@ pub struct Config {
     pub default_page_size: usize,
     /// Largest `_count` honoured; larger values are capped.
     pub max_page_size: usize,
+    /// Most query parameters in one search (criteria, _sort, _include…); more gets 400.
+    pub max_search_parameters: usize,
+    /// Most comma-separated values of one search parameter; more gets 400.
+    pub max_search_values: usize,
+    /// Most _sort terms; more gets 400.
+    pub max_sort_terms: usize,
+    /// Most _include and _revinclude clauses in one search; more gets 400.
+    pub max_includes: usize,
+    /// Largest _offset of a search or history; larger gets 400.
+    pub max_offset: usize,
     /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413.
     pub max_answer_bytes: usize,
     /// Most entries in one batch or transaction Bundle; more gets 413.
@@ -165,6 +175,11 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 20,
             max_page_size: 500,
+            max_search_parameters: 64,
+            max_search_values: 100,
+            max_sort_terms: 8,
+            max_includes: 8,
+            max_offset: 100000,
             max_answer_bytes: 16777216,
             max_bundle_entries: 500,
             body_read_timeout_ms: 30000,
@@ -221,6 +236,21 @@ pub struct ConfigArgs {
     /// Largest _count honoured [default: 500].
     #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
     pub max_page_size: Option<usize>,
+    /// Most query parameters in one search (criteria, _sort, _include…); more gets 400 [default: 64].
+    #[arg(long, env = "DMP_MAX_SEARCH_PARAMETERS")]
+    pub max_search_parameters: Option<usize>,
+    /// Most comma-separated values of one search parameter; more gets 400 [default: 100].
+    #[arg(long, env = "DMP_MAX_SEARCH_VALUES")]
+    pub max_search_values: Option<usize>,
+    /// Most _sort terms; more gets 400 [default: 8].
+    #[arg(long, env = "DMP_MAX_SORT_TERMS")]
+    pub max_sort_terms: Option<usize>,
+    /// Most _include and _revinclude clauses in one search; more gets 400 [default: 8].
+    #[arg(long, env = "DMP_MAX_INCLUDES")]
+    pub max_includes: Option<usize>,
+    /// Largest _offset of a search or history; larger gets 400 [default: 100000].
+    #[arg(long, env = "DMP_MAX_OFFSET")]
+    pub max_offset: Option<usize>,
     /// Largest total of resource bodies in one answer (search page, history, Bundle); past it, 413 [default: 16777216].
     #[arg(long, env = "DMP_MAX_ANSWER_BYTES")]
     pub max_answer_bytes: Option<usize>,
@@ -286,6 +316,11 @@ struct ConfigFile {
     public_base_url: Option<String>,
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
+    max_search_parameters: Option<usize>,
+    max_search_values: Option<usize>,
+    max_sort_terms: Option<usize>,
+    max_includes: Option<usize>,
+    max_offset: Option<usize>,
     max_answer_bytes: Option<usize>,
     max_bundle_entries: Option<usize>,
     body_read_timeout_ms: Option<u64>,
@@ -359,6 +394,26 @@ impl ConfigArgs {
                 .max_page_size
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
+            max_search_parameters: self
+                .max_search_parameters
+                .or(file.max_search_parameters)
+                .unwrap_or(base.max_search_parameters),
+            max_search_values: self
+                .max_search_values
+                .or(file.max_search_values)
+                .unwrap_or(base.max_search_values),
+            max_sort_terms: self
+                .max_sort_terms
+                .or(file.max_sort_terms)
+                .unwrap_or(base.max_sort_terms),
+            max_includes: self
+                .max_includes
+                .or(file.max_includes)
+                .unwrap_or(base.max_includes),
+            max_offset: self
+                .max_offset
+                .or(file.max_offset)
+                .unwrap_or(base.max_offset),
             max_answer_bytes: self
                 .max_answer_bytes
                 .or(file.max_answer_bytes)

@@ -263,7 +263,15 @@ async fn stages(
     // store: the interaction runs on the blocking pool, narrowed and row-checked by
     // the gate it builds for this principal.
     let base = base_url(state, request);
-    let limits = PageLimits::pages(state.config.default_page_size, state.config.max_page_size);
+    let limits = PageLimits {
+        default: state.config.default_page_size,
+        max: state.config.max_page_size,
+        max_offset: state.config.max_offset,
+        max_parameters: state.config.max_search_parameters,
+        max_values: state.config.max_search_values,
+        max_sort: state.config.max_sort_terms,
+        max_includes: state.config.max_includes,
+    };
     let single_write =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());
     let writes = single_write || matches!(&call, Call::Bundle(_));

@@ -7,6 +7,8 @@
 //!
 //! - search: the matches are exactly the documents whose read answers 200, and
 //!   `total` counts them;
+//! - the same search by a chain on the Patient's INS, followed page by page through
+//!   its `next` links, and searches and reads inside a batch: the same set;
 //! - `_revinclude` from the Patient: the included documents are the same set;
 //! - history (the holder's type history, everyone's instance history): the versions
 //!   with a body are exactly those whose vread answers 200, and `total` counts the
@@ -23,7 +25,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{
-    block_professional, document, emergency_setting, nir, patient, permit_professional,
+    INS, block_professional, document, emergency_setting, nir, patient, permit_professional,
 };
 use crate::support::{As, TestApp, base_claims, keys, sign};
 
@@ -158,10 +160,11 @@ fn token_of(depositor: Depositor, patient: &str) -> As {
 /// Builds a drawn space; returns the patient id and the documents stored (some
 /// draws are refused by the rules: a colleague without authorisation deposits
 /// nothing).
-fn build(app: &TestApp, plan: &SpacePlan) -> (String, Vec<(String, i64)>) {
+fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>) {
+    let nir = nir();
     let patient_id = app.create(
         &As::System,
-        &patient(&nir(), "Martin", "Claire", "2012-05-01"),
+        &patient(&nir, "Martin", "Claire", "2012-05-01"),
     );
     let holder = As::Patient(patient_id.clone());
     if plan.state != 0 {
@@ -256,7 +259,7 @@ fn build(app: &TestApp, plan: &SpacePlan) -> (String, Vec<(String, i64)>) {
         // A space holding documents is closed, not opposed (R-LIFE-2).
         assert!(matches!(reply.status, 200 | 409), "{}", reply.body);
     }
-    (patient_id, stored)
+    (patient_id, nir, stored)
 }
 
 /// The callers of a drawn space.
@@ -316,7 +319,12 @@ fn history_versions(bundle: &Value) -> (BTreeSet<(String, i64)>, bool) {
     (versions, total_matches)
 }
 
-fn check(app: &TestApp, patient_id: &str, stored: &[(String, i64)]) -> Result<(), String> {
+fn check(
+    app: &TestApp,
+    patient_id: &str,
+    nir: &str,
+    stored: &[(String, i64)],
+) -> Result<(), String> {
     for (name, who) in callers(patient_id) {
         let read: BTreeSet<String> = stored
             .iter()
@@ -350,6 +358,57 @@ fn check(app: &TestApp, patient_id: &str, stored: &[(String, i64)]) -> Result<()
                 "{name}: search refused ({}) but reads {read:?}",
                 search.status
             ));
+        }
+        // The same search by a chain on the Patient's INS, page by page through the
+        // `next` links, and inside a batch: the same documents.
+        let mut paged = BTreeSet::new();
+        let mut next = Some(format!(
+            "DocumentReference?patient.identifier={INS}|{nir}&_count=2"
+        ));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            let reply = app.get(&url, &who);
+            if reply.status != 200 {
+                break;
+            }
+            let bundle = reply.json();
+            paged.extend(ids_of(&bundle, "match"));
+            next = bundle["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|link| link["relation"] == "next")
+                .and_then(|link| link["url"].as_str())
+                .map(str::to_owned);
+            pages += 1;
+            assert!(pages < 50, "{name}: paging does not end");
+        }
+        if paged != read {
+            return Err(format!("{name}: pages by chain {paged:?}, reads {read:?}"));
+        }
+        let mut batch_entries = vec![json!({ "request": { "method": "GET",
+            "url": format!("DocumentReference?patient={patient_id}&_count=500") } })];
+        batch_entries.extend(stored.iter().map(|(id, _)| {
+            json!({ "request": { "method": "GET", "url": format!("DocumentReference/{id}") } })
+        }));
+        let batch = app.post(
+            "",
+            &who,
+            &json!({ "resourceType": "Bundle", "type": "batch", "entry": batch_entries }),
+        );
+        if batch.status == 200 {
+            let answered = batch.json();
+            let entries = answered["entry"].as_array().cloned().unwrap_or_default();
+            let searched = ids_of(&entries[0]["resource"], "match");
+            let batch_read: BTreeSet<String> = entries[1..]
+                .iter()
+                .filter_map(|entry| entry["resource"]["id"].as_str().map(str::to_owned))
+                .collect();
+            if searched != read || batch_read != read {
+                return Err(format!(
+                    "{name}: batch search {searched:?}, batch reads {batch_read:?}, reads {read:?}"
+                ));
+            }
         }
         let included = app.get(
             &format!("Patient?_id={patient_id}&_revinclude=DocumentReference:patient&_count=500"),
@@ -415,8 +474,8 @@ fn search_includes_and_histories_agree_with_the_gate_for_drawn_spaces_and_caller
     });
     runner
         .run(&space_plan(), |plan| {
-            let (patient_id, stored) = build(&app, &plan);
-            check(&app, &patient_id, &stored).map_err(TestCaseError::fail)
+            let (patient_id, nir, stored) = build(&app, &plan);
+            check(&app, &patient_id, &nir, &stored).map_err(TestCaseError::fail)
         })
         .unwrap();
 }
