@@ -73,7 +73,11 @@ impl VerifiedTokens {
     /// The principal of a token verified before and still within its validity.
     fn get(&self, key: &[u8; 32], now: u64) -> Option<Principal> {
         let entry = self.lock().get(key).cloned()?;
-        let current = now <= entry.exp + LEEWAY && entry.nbf.is_none_or(|nbf| nbf <= now + LEEWAY);
+        // `exp` comes from the token: it may be as large as u64::MAX.
+        let current = now <= entry.exp.saturating_add(LEEWAY)
+            && entry
+                .nbf
+                .is_none_or(|nbf| nbf <= now.saturating_add(LEEWAY));
         current.then_some(entry.principal)
     }
 
@@ -332,6 +336,30 @@ fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
+    let texts = [
+        Some(&claims.sub),
+        Some(&claims.iss),
+        Some(&claims.actor),
+        claims.patient.as_ref(),
+        claims.profession.as_ref(),
+        claims.specialty.as_ref(),
+        claims.organization.as_ref(),
+        claims.name.as_ref(),
+        claims.scope.as_ref(),
+        claims.purpose_of_use.as_ref(),
+        claims.access_reason.as_ref(),
+        claims.client_id.as_ref(),
+        claims.azp.as_ref(),
+    ];
+    if texts
+        .into_iter()
+        .flatten()
+        .any(|text| crate::fhir::has_forbidden_control(text))
+    {
+        return Err(ApiError::unauthorized(
+            "the token's claims carry control characters",
+        ));
+    }
     let actor = ActorKind::parse(&claims.actor);
     let purpose_of_use = match claims.purpose_of_use.as_deref() {
         None => PurposeOfUse::Normal,
@@ -412,5 +440,45 @@ mod tests {
         assert!(cache.get(&key, 1_001 + LEEWAY).is_none(), "expired");
         assert!(cache.get(&key, 400).is_none(), "not valid yet");
         assert!(cache.get(&[8u8; 32], 900).is_none(), "another token");
+    }
+
+    #[test]
+    fn control_characters_in_claims_are_refused() {
+        let claims = |patient: &str| Claims {
+            exp: None,
+            nbf: None,
+            sub: "user-1".into(),
+            iss: "https://issuer.test".into(),
+            actor: "patient".into(),
+            patient: Some(patient.into()),
+            profession: None,
+            specialty: None,
+            organization: None,
+            name: None,
+            scope: None,
+            purpose_of_use: None,
+            access_reason: None,
+            client_id: None,
+            azp: None,
+        };
+        let error = principal_from(claims("p\u{0}1")).expect_err("U+0000");
+        assert_eq!(error.status.as_u16(), 401);
+        assert!(principal_from(claims("p1")).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_may_expire_at_the_end_of_time() {
+        let cache = VerifiedTokens::new();
+        let key = [9u8; 32];
+        cache.put(
+            key,
+            VerifiedToken {
+                principal: principal(),
+                exp: u64::MAX,
+                nbf: Some(u64::MAX),
+            },
+        );
+        assert!(cache.get(&key, u64::MAX).is_some());
+        assert!(cache.get(&key, 900).is_none(), "not valid yet");
     }
 }

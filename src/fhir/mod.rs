@@ -20,6 +20,14 @@ pub const INS_C_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.2";
 /// IdNat_PS, the national professional identifier.
 pub const IDNAT_PS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.1";
 
+/// Whether `text` holds a control character no FHIR string may contain (U+0000 to
+/// U+001F but tab, line feed and carriage return). Such text matches nothing stored,
+/// and PostgreSQL refuses U+0000 in any text it is given.
+pub fn has_forbidden_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 /// Whether `id` is a valid FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`) that a URL can
 /// carry: not `.` or `..` alone, which clients and proxies resolve as path segments.
 pub fn is_valid_id(id: &str) -> bool {

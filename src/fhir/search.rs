@@ -486,14 +486,30 @@ pub fn parse(
         elements: None,
         link_params: Vec::new(),
     };
-    if pairs.len() > limits.max_parameters {
+    // Counted as its paging links will carry them, so that every link is a search
+    // this bound lets through: a link sets its own `_count` and `_offset` and, on a
+    // log, adds `_lastUpdated` when the search has none.
+    let named = |name: &str| usize::from(pairs.iter().any(|(key, _)| key == name));
+    let snapshot = usize::from(def.log) * (1 - named("_lastUpdated"));
+    let counted = pairs.len() - named("_count") - named("_offset") + snapshot;
+    if counted > limits.max_parameters {
         return Err(too_costly(format!(
-            "a search takes at most {} parameters, not {}",
+            "a search takes at most {} parameters besides _count and _offset{}, not {}",
             limits.max_parameters,
-            pairs.len()
+            if snapshot > 0 {
+                " (its paging links add _lastUpdated)"
+            } else {
+                ""
+            },
+            counted
         )));
     }
     for (key, value) in pairs {
+        if crate::fhir::has_forbidden_control(key) || crate::fhir::has_forbidden_control(value) {
+            return Err(invalid(format!(
+                "search parameter {key:?} carries a control character FHIR strings may not hold"
+            )));
+        }
         let mut keep = true;
         match key.as_str() {
             "_count" => request.count = parse_count(value, key)?.min(limits.max),
@@ -630,4 +646,60 @@ pub fn parse(
         });
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_refused() {
+        let def = definitions::resource("Patient").expect("Patient is served");
+        let limits = PageLimits::pages(20, 500);
+        let search = |key: &str, value: &str| {
+            parse(def, &[(key.to_owned(), value.to_owned())], false, limits)
+        };
+        for (key, value) in [("_id", "a\u{0}"), ("family", "\u{1}"), ("fam\u{0}ily", "x")] {
+            let error = search(key, value).expect_err("a control character");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{key:?}={value:?}");
+        }
+        assert!(
+            search("family", "Mar\ttin").is_ok(),
+            "a tab is a FHIR string's"
+        );
+    }
+
+    /// A search within the bound has paging links within it too.
+    #[test]
+    fn the_parameter_bound_leaves_room_for_paging_links() {
+        let limits = PageLimits::pages(20, 500);
+        let ids = |count: usize| -> Vec<(String, String)> {
+            (0..count)
+                .map(|n| ("_id".to_owned(), format!("id-{n}")))
+                .collect()
+        };
+        let patient = definitions::resource("Patient").expect("Patient is served");
+        let mut pairs = ids(limits.max_parameters);
+        let request = parse(patient, &pairs, false, limits).expect("at the bound");
+        let mut link = request.link_params.clone();
+        link.extend([
+            ("_count".to_owned(), "20".to_owned()),
+            ("_offset".to_owned(), "20".to_owned()),
+        ]);
+        assert!(parse(patient, &link, false, limits).is_ok(), "its link");
+        pairs.push(("_count".to_owned(), "5".to_owned()));
+        pairs.push(("_offset".to_owned(), "5".to_owned()));
+        assert!(parse(patient, &pairs, false, limits).is_ok(), "with paging");
+        pairs.push(("_count".to_owned(), "6".to_owned()));
+        assert!(
+            parse(patient, &pairs, false, limits).is_err(),
+            "past the bound"
+        );
+        // A log's links add `_lastUpdated`.
+        let trace = definitions::resource("AuditEvent").expect("AuditEvent is served");
+        assert!(parse(trace, &ids(limits.max_parameters), false, limits).is_err());
+        let mut pairs = ids(limits.max_parameters - 1);
+        pairs.push(("_lastUpdated".to_owned(), "le2030".to_owned()));
+        assert!(parse(trace, &pairs, false, limits).is_ok());
+    }
 }

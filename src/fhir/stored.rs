@@ -20,6 +20,11 @@ pub struct Incoming {
 impl Incoming {
     /// Parses a request body. Anything but a JSON object is a 400.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        // One text, one meaning: a name twice in an object (readers disagree on
+        // which one counts) or a control character in a string is refused.
+        serde_json::from_slice::<Unambiguous>(body).map_err(|error| {
+            ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
+        })?;
         let value: Value = serde_json::from_slice(body).map_err(|error| {
             ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
         })?;
@@ -119,6 +124,85 @@ impl Incoming {
             }
         }
         serde_json::to_string(&out).expect("raw values serialise")
+    }
+}
+
+/// A JSON document read only to check it: no object names a member twice, and no
+/// string or name holds a control character FHIR strings may not contain.
+struct Unambiguous;
+
+impl<'de> serde::Deserialize<'de> for Unambiguous {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UnambiguousVisitor)
+    }
+}
+
+struct UnambiguousVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
+    type Value = Unambiguous;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+
+    fn visit_unit<E>(self) -> Result<Unambiguous, E> {
+        Ok(Unambiguous)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Unambiguous, E> {
+        if super::has_forbidden_control(text) {
+            return Err(E::custom(
+                "a string holds a control character FHIR strings may not contain",
+            ));
+        }
+        Ok(Unambiguous)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut items: A,
+    ) -> Result<Unambiguous, A::Error> {
+        while items.next_element::<Unambiguous>()?.is_some() {}
+        Ok(Unambiguous)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut members: A,
+    ) -> Result<Unambiguous, A::Error> {
+        let mut names = std::collections::HashSet::new();
+        while let Some(name) = members.next_key::<String>()? {
+            if super::has_forbidden_control(&name) {
+                return Err(serde::de::Error::custom(
+                    "a member name holds a control character",
+                ));
+            }
+            members.next_value::<Unambiguous>()?;
+            if names.contains(&name) {
+                return Err(serde::de::Error::custom(format!(
+                    "member {name:?} appears twice in one object"
+                )));
+            }
+            names.insert(name);
+        }
+        Ok(Unambiguous)
     }
 }
 

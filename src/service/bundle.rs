@@ -106,6 +106,14 @@ fn classify_entry(index: usize, entry: &Value, base_url: &str) -> Result<Entry, 
     let url = request.get("url").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request(IssueCode::Required, "entry.request.url is required")
     })?;
+    // A URL holds no control character (RFC 3986); the ids and types in it are
+    // matched in queries, where PostgreSQL refuses U+0000.
+    if url.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            IssueCode::Invalid,
+            "entry.request.url may not hold control characters",
+        ));
+    }
     let url = url
         .strip_prefix(base_url)
         .map(|rest| rest.trim_start_matches('/'))

@@ -50,10 +50,15 @@ impl Sql {
         self
     }
 
-    /// Appends `(?, ?, …)` bound to `values`.
+    /// Appends `(?, ?, …)` bound to `values`; an empty list is an empty set (`IN ()`
+    /// is not SQL, though SQLite takes it).
     pub fn text_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        let mut values = values.into_iter().peekable();
+        if values.peek().is_none() {
+            return self.push("(SELECT '' WHERE 1 = 0)");
+        }
         self.push("(");
-        for (index, value) in values.into_iter().enumerate() {
+        for (index, value) in values.enumerate() {
             if index > 0 {
                 self.push(", ");
             }

@@ -728,3 +728,54 @@ impl Spaces {
         As::Patient(self.a.clone())
     }
 }
+
+// ---------------------------------------------------------------- one text, one meaning
+
+#[test]
+fn r_acc_3_a_document_names_one_subject_whatever_the_reader() {
+    let s = spaces();
+    // Two `reference` members: a reader keeping the first sees a document of B, the
+    // rules would index the last (A). Refused, nothing stored.
+    let body = format!(
+        r#"{{"resourceType":"DocumentReference","status":"current",
+            "type":{{"coding":[{{"system":"http://loinc.org","code":"11488-4"}}]}},
+            "subject":{{"reference":"Patient/{}","reference":"Patient/{}"}},
+            "content":[{{"attachment":{{"contentType":"application/pdf","data":"JVBERi0xLjQK"}}}}]}}"#,
+        s.b, s.a
+    );
+    let before = s.app.data_rows();
+    let reply = s
+        .app
+        .request("POST", "DocumentReference")
+        .as_(&As::doctor())
+        .fhir()
+        .send(Some(body));
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("appears twice"), "{}", reply.body);
+    let mut control = patient(&nir(), "Ma\u{0}rtin", "Claire", "1980-01-01");
+    control["identifier"][0]["system"] = json!(INS);
+    assert_eq!(s.app.post("Patient", &As::System, &control).status, 400);
+    assert_eq!(s.app.data_rows(), before);
+}
+
+#[test]
+fn a_search_naming_no_patient_finds_nothing_on_every_backend() {
+    let s = spaces();
+    for query in [
+        "DocumentReference?patient.identifier=0".to_owned(),
+        "Consent?patient.identifier=x|y".to_owned(),
+        "AuditEvent?patient.identifier=x|y".to_owned(),
+        format!("DocumentReference?patient={}&patient=0", s.a),
+    ] {
+        let reply = s.app.get(&query, &As::doctor());
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        assert!(reply.json()["entry"].is_null(), "{query}: {}", reply.body);
+    }
+    for path in ["DocumentReference/%00", "DocumentReference/%00/_history"] {
+        assert_eq!(s.app.get(path, &As::doctor()).status, 404, "{path}");
+    }
+    assert_eq!(
+        s.app.delete("DocumentReference/%00", &As::doctor()).status,
+        404
+    );
+}

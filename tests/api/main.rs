@@ -13,6 +13,7 @@ mod bundles;
 mod capability;
 mod crud;
 mod egress;
+mod fuzz;
 mod history;
 mod instances;
 mod lifecycle;
