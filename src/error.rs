@@ -66,6 +66,9 @@ pub struct ApiError {
     pub expression: Option<String>,
     /// Rule id (`R-…`) that decided a refusal, reported in `diagnostics`.
     pub rule: Option<&'static str>,
+    /// A resource hidden by a rule: the answer is the same as for one that does not
+    /// exist, its rule recorded in the trace only (existence does not leak).
+    pub concealed: bool,
 }
 
 impl ApiError {
@@ -76,7 +79,14 @@ impl ApiError {
             message: message.into(),
             expression: None,
             rule: None,
+            concealed: false,
         }
+    }
+
+    /// Answers as "not known", whatever the rule that hid it (see `concealed`).
+    pub fn conceal(mut self) -> Self {
+        self.concealed = true;
+        self
     }
 
     /// Attaches the element path the problem was found at.
@@ -155,7 +165,9 @@ impl ApiError {
         if let Some(expression) = &self.expression {
             issue["expression"] = json!([expression]);
         }
-        if let Some(rule) = self.rule {
+        if let Some(rule) = self.rule
+            && !self.concealed
+        {
             issue["diagnostics"] = json!(format!("rule {rule}"));
         }
         json!({ "resourceType": "OperationOutcome", "issue": [issue] })

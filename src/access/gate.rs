@@ -53,8 +53,21 @@ fn refused(verdict: Verdict) -> ApiError {
     ApiError::forbidden(verdict.reason).by_rule(verdict.rule)
 }
 
+/// A resource the caller may not see: the very answer of one that does not exist
+/// (its rule goes to the trace only).
 fn hidden(resource: &str, verdict: &Verdict) -> ApiError {
-    ApiError::not_found(format!("{resource} is not known")).by_rule(verdict.rule)
+    ApiError::not_found(format!("{resource} is not known"))
+        .by_rule(verdict.rule)
+        .conceal()
+}
+
+/// A refusal about a space the caller did not name (they named a resource of it):
+/// told as "not known", so that a resource id tells nothing of its space.
+fn unnamed_space(resource: &str, error: ApiError) -> ApiError {
+    match error.rule {
+        Some(rule) if error.status.as_u16() == 403 => hidden(resource, &Verdict::deny(rule, "")),
+        _ => error,
+    }
 }
 
 /// The type codings and security-label codes of a stored DocumentReference.
@@ -601,7 +614,9 @@ impl<'a> Gate<'a> {
                         &Verdict::deny("R-ACC-3", "the resource belongs to no single space"),
                     ));
                 };
-                let access = self.professional_space(conn, patient)?;
+                let access = self
+                    .professional_space(conn, patient)
+                    .map_err(|error| unnamed_space(&resource, error))?;
                 if stored.res_type == "Communication"
                     && !is_participant(&judged.value, &self.principal.subject)
                 {
@@ -644,10 +659,10 @@ impl<'a> Gate<'a> {
         }
     }
 
-    /// A Binary is read by whoever may read a DocumentReference of its own space
-    /// pointing at it (SPEC §3); one without a space, through the documents of its
-    /// own depositor. One that no such document points at yet is read by its
-    /// depositor, and by the patient of its security context.
+    /// A Binary is read by whoever may read a DocumentReference pointing at it (SPEC
+    /// §3) that its own depositor (R-ACC-9's author) put in its own space. One that no
+    /// such document points at yet is read by its depositor, and by the patient of its
+    /// security context.
     fn check_binary(
         &self,
         conn: &mut Conn,
@@ -656,17 +671,16 @@ impl<'a> Gate<'a> {
     ) -> Result<(), ApiError> {
         let resource = format!("Binary/{}", stored.res_id);
         let depositor = store::resources::author_of(conn, stored.pk)?;
-        let pointing = match (compartment.is_empty(), &depositor) {
-            (false, _) => store::access::PointingFrom::Space(compartment),
-            (true, Some(author)) => store::access::PointingFrom::Depositor(author),
-            (true, None) => {
-                return Err(hidden(
-                    &resource,
-                    &Verdict::deny("R-ACC-3", "content of no space and no depositor"),
-                ));
-            }
+        let Some(author) = &depositor else {
+            return Err(hidden(
+                &resource,
+                &Verdict::deny("R-ACC-3", "content with no depositor"),
+            ));
         };
-        let documents = store::access::documents_pointing_at(conn, stored.res_id, pointing)?;
+        // Pointing at content does not make it one's own: only the documents its
+        // depositor put in its space open it.
+        let documents =
+            store::access::documents_pointing_at(conn, stored.res_id, compartment, author)?;
         let mut refusal = None;
         for head in &documents {
             let Some(document) = store::resources::complete(conn, head.clone())? else {
@@ -698,7 +712,8 @@ impl<'a> Gate<'a> {
         // R-LIFE-5)…
         match (&self.principal.actor, compartment.first()) {
             (ActorKind::Professional, Some(patient)) => {
-                self.professional_space(conn, patient)?;
+                self.professional_space(conn, patient)
+                    .map_err(|error| unnamed_space(&resource, error))?;
             }
             (ActorKind::Patient | ActorKind::Representative, Some(_)) if own_space => {
                 let own = self.principal.own_patient().unwrap_or_default();
@@ -766,14 +781,22 @@ impl<'a> Gate<'a> {
         conn: &mut Conn,
         stored: &Stored<'_>,
     ) -> Result<Option<Released>, ApiError> {
+        // A write is not undone for the size of its answer: past the bound, the
+        // answer names the version without its body.
+        let within_bound = |result: Result<Released, ApiError>| match result {
+            Ok(released) => Ok(Some(released)),
+            Err(error) if error.status.as_u16() == 413 => Ok(None),
+            Err(error) => Err(error),
+        };
         match self.release(conn, stored) {
             Ok(released) => return Ok(Some(released)),
+            Err(error) if error.status.as_u16() == 413 => return Ok(None),
             Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {}
             Err(error) => return Err(error),
         }
         let depositor = store::resources::author_of(conn, stored.pk)?;
         if professional::r_acc_9_author_only(self.principal, depositor.as_ref()).is_none() {
-            return self.present(conn, stored).map(Some);
+            return within_bound(self.present(conn, stored));
         }
         Ok(None)
     }
@@ -864,6 +887,30 @@ impl<'a> Gate<'a> {
             && def.name == "Communication"
         {
             self.check_sender(message)?;
+        }
+        // R-PAT-2, R-ACC-7: masking is the patient's decision; whoever else writes a
+        // masked document keeps it masked.
+        if def.name == "DocumentReference"
+            && self.principal.own_patient().is_none()
+            && let (Some(before), Some(after)) = (before, after)
+        {
+            let was_masked = serde_json::from_str::<Value>(&before.content).is_ok_and(|value| {
+                document_facts(&value)
+                    .1
+                    .iter()
+                    .any(|label| label == MASQUE_PS)
+            });
+            if was_masked
+                && !document_facts(after)
+                    .1
+                    .iter()
+                    .any(|label| label == MASQUE_PS)
+            {
+                return Err(refused(Verdict::deny(
+                    "R-PAT-2",
+                    "only the patient unmasks a document (MASQUE_PS stays)",
+                )));
+            }
         }
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {

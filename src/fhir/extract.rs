@@ -154,6 +154,15 @@ fn compartment_patients(
             .map(|(_, id)| id)
             .into_iter()
             .collect(),
+        // An event belongs to the space it concerns (its Patient entity), not to the
+        // patient who acted (an agent may be another space's holder).
+        "AuditEvent" => values_at(resource, "entity.what.reference")
+            .into_iter()
+            .filter_map(Value::as_str)
+            .filter_map(parse_reference)
+            .filter(|(kind, _)| kind == "Patient")
+            .map(|(_, id)| id)
+            .collect(),
         _ => entries
             .references
             .iter()

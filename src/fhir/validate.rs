@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::IDNAT_PS_SYSTEM;
 use super::extract::{parse_reference, values_at};
 use super::stored::Incoming;
 use super::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
@@ -188,8 +189,49 @@ fn check_consent(value: &Value) -> Result<(), ApiError> {
         )
         .at("Consent.policyRule"));
     }
-    require_patient_reference(value, "Consent", "patient")
+    require_patient_reference(value, "Consent", "patient")?;
+    check_consent_provision(value)
 }
+
+/// A Consent is stored only if the rules can apply it as written: its provision is
+/// not nested, and a deny names each actor as the rules read them (R-ACC-2) — a
+/// professional by IdNat_PS, an organisation by FINESS — so that a patient never
+/// believes someone blocked who is not.
+fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
+    let unapplied = |path: &str, message: &str| {
+        Err(ApiError::unprocessable(IssueCode::Value, message.to_owned()).at(path.to_owned()))
+    };
+    if value.pointer("/provision/provision").is_some() {
+        return unapplied(
+            "Consent.provision.provision",
+            "nested provisions are not applied: one Consent per decision",
+        );
+    }
+    if value.pointer("/provision/type").and_then(Value::as_str) != Some("deny") {
+        return Ok(());
+    }
+    for (index, actor) in values_at(value, "provision.actor").into_iter().enumerate() {
+        let identifier = actor.pointer("/reference/identifier");
+        let system = identifier
+            .and_then(|identifier| identifier.get("system"))
+            .and_then(Value::as_str);
+        let id = identifier
+            .and_then(|identifier| identifier.get("value"))
+            .and_then(Value::as_str);
+        let known = matches!(system, Some(IDNAT_PS_SYSTEM | FINESS_SYSTEM))
+            && id.is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !known {
+            return unapplied(
+                &format!("Consent.provision.actor[{index}].reference.identifier"),
+                "a deny names a professional by IdNat_PS (system urn:oid:1.2.250.1.71.4.2.1) or an organisation by FINESS (system urn:oid:1.2.250.1.71.4.2.2): any other form could not be applied",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// FINESS (organisation) identifier system.
+const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
 
 fn check_communication(value: &Value) -> Result<(), ApiError> {
     require(value, "Communication", &["status", "subject"])?;

@@ -95,11 +95,17 @@ pub fn base_url(state: &AppState, request: &HttpRequest) -> String {
 
 /// Whether a `Host` header is a host name (or IP literal) with an optional port.
 fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, _)) if !name.ends_with(']') && name.contains(':') => (host, None),
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+        && port.is_none_or(|port| port.parse::<u16>().is_ok_and(|port| port > 0))
 }
 
 /// The request's id: the client's `X-Request-Id` when it is a short token, else a

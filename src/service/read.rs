@@ -69,7 +69,13 @@ pub fn vread(
         || ApiError::not_found(format!("{}/{id}/_history/{version} is not known", def.name));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let row = store::resources::version(conn, def.name, id, number)?.ok_or_else(not_found)?;
-    let body = ctx.gate.release(conn, &row.stored())?;
+    // A hidden version answers as a missing one, word for word.
+    let body = ctx.gate.release(conn, &row.stored()).map_err(|error| {
+        match (error.concealed, error.rule) {
+            (true, Some(rule)) => not_found().by_rule(rule).conceal(),
+            _ => error,
+        }
+    })?;
     Ok(FhirResponse {
         status: StatusCode::OK,
         body: Some(body),

@@ -184,12 +184,18 @@ fn notified_at(patient: &Value) -> Option<String> {
         .map(|time| fhir_instant(time.with_timezone(&Utc)))
 }
 
-/// A document the patient may not see yet (R-PAT-1): its writes are not announced
-/// to them (R-AUD-4).
+/// A document the patient may not see yet (R-PAT-1), or their representatives may
+/// not see (R-PAT-5, who read the same notifications): its writes are not announced
+/// (R-AUD-4).
 fn hidden_from_patient(resource: &Value) -> bool {
     extract::values_at(resource, "securityLabel.coding")
         .into_iter()
-        .any(|coding| coding.get("code").and_then(Value::as_str) == Some("INVISIBLE_PATIENT"))
+        .any(|coding| {
+            matches!(
+                coding.get("code").and_then(Value::as_str),
+                Some("INVISIBLE_PATIENT" | "INVISIBLE_REPRESENTANTS_LEGAUX")
+            )
+        })
 }
 
 /// The rows an `If-None-Exist` query matches, as the caller may see them.

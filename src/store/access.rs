@@ -77,21 +77,15 @@ pub fn space_documents(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult
     })
 }
 
-/// Whose documents may open a Binary.
-pub enum PointingFrom<'a> {
-    /// Documents of the Binary's own space.
-    Space(&'a [String]),
-    /// For a Binary of no space: documents deposited by its own depositor.
-    Depositor(&'a super::Author),
-}
-
-/// The live DocumentReferences whose content points at `Binary/binary_id`, among
-/// those that may open it (never a document of another space: pointing at content
-/// does not make it one's own).
+/// The live DocumentReferences pointing at `Binary/binary_id` that may open it: put
+/// in the Binary's space (`space`, when it has one) by its own depositor (the same
+/// actor and subject, or a system of the same organisation: R-ACC-9's author).
+/// Pointing at content does not make it one's own.
 pub fn documents_pointing_at(
     conn: &mut Conn,
     binary_id: &str,
-    from: PointingFrom<'_>,
+    space: &[String],
+    depositor: &super::Author,
 ) -> diesel::QueryResult<Vec<super::resources::RowHead>> {
     let mut sql = Sql::new(&format!(
         "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
@@ -103,21 +97,21 @@ pub fn documents_pointing_at(
         .push(" AND target_type = 'Binary' AND target_id = ")
         .text(binary_id)
         .push(")");
-    match from {
-        PointingFrom::Space(patients) => {
-            sql.push(
-                " AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'DocumentReference' AND patient_id IN ",
-            );
-            sql.text_list(patients.iter().map(String::as_str)).push(")");
-        }
-        PointingFrom::Depositor(author) => {
-            sql.push(" AND r.pk IN (SELECT resource_pk FROM resource_author WHERE actor = ")
-                .text(author.actor.as_str())
-                .push(" AND subject = ")
-                .text(author.subject.as_str())
-                .push(")");
-        }
+    if !space.is_empty() {
+        sql.push(
+            " AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'DocumentReference' AND patient_id IN ",
+        );
+        sql.text_list(space.iter().map(String::as_str)).push(")");
     }
-    sql.push(" ORDER BY r.pk LIMIT 100");
+    sql.push(" AND r.pk IN (SELECT resource_pk FROM resource_author WHERE actor = ")
+        .text(depositor.actor.as_str())
+        .push(" AND (subject = ")
+        .text(depositor.subject.as_str());
+    if depositor.actor == "system"
+        && let Some(organization) = &depositor.organization
+    {
+        sql.push(" OR organization = ").text(organization.as_str());
+    }
+    sql.push(")) ORDER BY r.pk LIMIT 100");
     sql.load(conn)
 }

@@ -123,7 +123,7 @@ fn r_acc_1_a_closed_or_opposed_space_is_refused_in_every_mode() {
             if open {
                 assert_eq!(reply.status, 200, "{state}: {}", reply.body);
             } else {
-                assert_refused(&reply, 403, "R-ACC-1");
+                assert_refused(&reply, 404, "R-ACC-1");
                 assert_refused(
                     &s.app
                         .get(&format!("DocumentReference?patient={}", s.patient), &who),
@@ -170,9 +170,15 @@ fn r_acc_1_a_closed_or_opposed_space_is_refused_in_every_mode() {
 fn r_acc_3_an_unauthorised_professional_is_refused_on_every_path() {
     let s = space();
     let stranger = doctor(STRANGER);
-    assert_refused(&s.read(&stranger, &s.consultation), 403, "R-ACC-3");
+    assert_refused(&s.read(&stranger, &s.consultation), 404, "R-ACC-3");
+    // The search that names the space says why (and the professional may then
+    // declare the patient's consent); a document by id tells nothing of its space.
     assert!(
-        s.read(&stranger, &s.consultation)
+        s.app
+            .get(
+                &format!("DocumentReference?patient={}", s.patient),
+                &stranger
+            )
             .body
             .contains("authorisation missing")
     );
@@ -181,7 +187,7 @@ fn r_acc_3_an_unauthorised_professional_is_refused_on_every_path() {
             &format!("DocumentReference/{}/_history/1", s.consultation),
             &stranger,
         ),
-        403,
+        404,
         "R-ACC-3",
     );
     assert_refused(
@@ -189,7 +195,7 @@ fn r_acc_3_an_unauthorised_professional_is_refused_on_every_path() {
             &format!("DocumentReference/{}/_history", s.consultation),
             &stranger,
         ),
-        403,
+        404,
         "R-ACC-3",
     );
     assert_refused(
@@ -237,14 +243,20 @@ fn r_acc_3_an_unauthorised_professional_is_refused_on_every_path() {
     // Transactions and batches decide each entry with the same rules.
     let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
         { "request": { "method": "GET", "url": format!("DocumentReference/{}", s.consultation) } } ] });
-    assert_refused(&s.app.post("", &stranger, &transaction), 403, "R-ACC-3");
+    assert_refused(&s.app.post("", &stranger, &transaction), 404, "R-ACC-3");
     let mut batch = transaction.clone();
     batch["type"] = json!("batch");
     batch["entry"].as_array_mut().unwrap().push(json!({ "request": { "method": "GET", "url": format!("DocumentReference?patient={}", s.patient) } }));
     let reply = s.app.post("", &stranger, &batch);
     assert_eq!(reply.status, 200);
-    for entry in reply.json()["entry"].as_array().unwrap() {
-        assert_eq!(entry["response"]["status"], "403", "{entry}");
+    // By id, as if it did not exist; the search that names the space, refused.
+    for (entry, status) in reply.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["404", "403"])
+    {
+        assert_eq!(entry["response"]["status"], status, "{entry}");
         assert!(entry.get("resource").is_none());
     }
     // A search that names no patient is refused: access is decided per space.
@@ -260,7 +272,7 @@ fn r_acc_3_the_general_practitioner_and_a_permit_consent_authorise() {
     let s = space();
     assert_eq!(s.read(&As::doctor(), &s.consultation).status, 200);
     let colleague = doctor(COLLEAGUE);
-    assert_refused(&s.read(&colleague, &s.consultation), 403, "R-ACC-3");
+    assert_refused(&s.read(&colleague, &s.consultation), 404, "R-ACC-3");
     s.consent(&permit_professional(&s.patient, COLLEAGUE));
     assert_eq!(s.read(&colleague, &s.consultation).status, 200);
     let (ids, total) = s.documents(&colleague);
@@ -383,7 +395,7 @@ fn r_acc_2_a_blocked_professional_is_refused_in_every_mode() {
         ),
         As::professional(COLLEAGUE, "10", None, Some("centre_15"), None),
     ] {
-        assert_refused(&s.read(&colleague, &s.consultation), 403, "R-ACC-2");
+        assert_refused(&s.read(&colleague, &s.consultation), 404, "R-ACC-2");
         assert_refused(
             &s.app.get(
                 &format!("DocumentReference?patient={}", s.patient),
@@ -420,7 +432,7 @@ fn r_acc_2_an_organisation_can_be_blocked() {
     s.consent(&permit_professional(&s.patient, COLLEAGUE));
     s.consent(&block_organization(&s.patient, "330000001"));
     let in_blocked_clinic = As::professional(COLLEAGUE, "10", Some("330000001"), None, None);
-    assert_refused(&s.read(&in_blocked_clinic, &s.consultation), 403, "R-ACC-2");
+    assert_refused(&s.read(&in_blocked_clinic, &s.consultation), 404, "R-ACC-2");
     let elsewhere = As::professional(COLLEAGUE, "10", Some("750000001"), None, None);
     assert_eq!(s.read(&elsewhere, &s.consultation).status, 200);
 }
@@ -446,9 +458,9 @@ fn r_acc_4_bris_de_glace_needs_a_reason_and_no_opposition() {
     );
     assert_eq!(total, 2);
     let no_reason = As::professional(STRANGER, "10", None, Some("bris_de_glace"), None);
-    assert_refused(&s.read(&no_reason, &s.consultation), 403, "R-ACC-4");
+    assert_refused(&s.read(&no_reason, &s.consultation), 404, "R-ACC-4");
     s.consent(&emergency_setting(&s.patient, "deny", "BTG"));
-    assert_refused(&s.read(&emergency, &s.consultation), 403, "R-ACC-4");
+    assert_refused(&s.read(&emergency, &s.consultation), 404, "R-ACC-4");
     assert_refused(
         &s.app.get(
             &format!("DocumentReference?patient={}", s.patient),
@@ -470,7 +482,7 @@ fn r_acc_5_centre_15_unless_the_patient_opposed_it() {
         "opposing bris de glace does not oppose centre 15"
     );
     s.consent(&emergency_setting(&s.patient, "deny", "ETREAT"));
-    assert_refused(&s.read(&samu, &s.consultation), 403, "R-ACC-5");
+    assert_refused(&s.read(&samu, &s.consultation), 404, "R-ACC-5");
 }
 
 // ---------------------------------------------------------------- R-ACC-6
@@ -702,7 +714,7 @@ fn r_acc_8_deposit_when_authorised_in_an_emergency_or_blocked() {
         "a blocked professional may still deposit: {}",
         reply.body
     );
-    assert_refused(&s.read(&doctor(COLLEAGUE), &reply.id()), 403, "R-ACC-2");
+    assert_refused(&s.read(&doctor(COLLEAGUE), &reply.id()), 404, "R-ACC-2");
 }
 
 #[test]
@@ -912,7 +924,7 @@ fn r_pat_3_the_patient_declares_the_general_practitioner() {
     // The new médecin traitant sees the masked document; the former one, no longer
     // authorised, is refused.
     assert_eq!(s.read(&doctor(COLLEAGUE), &s.masked).status, 200);
-    assert_refused(&s.read(&As::doctor(), &s.consultation), 403, "R-ACC-3");
+    assert_refused(&s.read(&As::doctor(), &s.consultation), 404, "R-ACC-3");
 }
 
 #[test]

@@ -207,7 +207,7 @@ fn r_life_3_a_closed_space_is_archived_and_reopened() {
     );
     assert_refused(
         &app.get(&format!("DocumentReference/{document_id}"), &emergency),
-        403,
+        404,
         "R-ACC-1",
     );
     assert_refused(
@@ -462,7 +462,15 @@ fn open_space_with_data(app: &TestApp, birth_date: &str) -> Paths {
     }
 }
 
-fn assert_closed_on_every_path(app: &TestApp, paths: &Paths, who: &As, status: u16, rule: &str) {
+/// `status` for what names the space (searches); `by_id` for a resource named by id,
+/// which a professional is told does not exist (404) and a holder is refused (403).
+fn assert_closed_on_every_path(
+    app: &TestApp,
+    paths: &Paths,
+    who: &As,
+    (status, by_id): (u16, u16),
+    rule: &str,
+) {
     let Paths {
         patient,
         nir,
@@ -474,13 +482,17 @@ fn assert_closed_on_every_path(app: &TestApp, paths: &Paths, who: &As, status: u
         format!("DocumentReference/{document}"),
         format!("DocumentReference/{document}/_history/1"),
         format!("DocumentReference/{document}/_history"),
+        format!("Binary/{binary}"),
+    ] {
+        assert_refused(&app.get(&path, who), by_id, rule);
+    }
+    for path in [
         format!("DocumentReference?patient={patient}"),
         format!("DocumentReference?patient={patient}&_summary=count"),
         format!(
             "DocumentReference?patient={patient}&_total=accurate&_include=DocumentReference:subject"
         ),
         format!("DocumentReference?patient.identifier={INS}%7C{nir}"),
-        format!("Binary/{binary}"),
         format!("Consent?patient={patient}"),
         format!("Communication?patient={patient}"),
     ] {
@@ -505,7 +517,7 @@ fn assert_closed_on_every_path(app: &TestApp, paths: &Paths, who: &As, status: u
     // Bundles decide each entry with the same rules.
     let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
         { "request": { "method": "GET", "url": format!("DocumentReference/{document}") } } ] });
-    assert_refused(&app.post("", who, &transaction), status, rule);
+    assert_refused(&app.post("", who, &transaction), by_id, rule);
     let mut batch = transaction.clone();
     batch["type"] = json!("batch");
     batch["entry"]
@@ -515,8 +527,13 @@ fn assert_closed_on_every_path(app: &TestApp, paths: &Paths, who: &As, status: u
         "method": "GET", "url": format!("DocumentReference?patient={patient}") } }));
     let reply = app.post("", who, &batch);
     assert_eq!(reply.status, 200, "{}", reply.body);
-    for entry in reply.json()["entry"].as_array().unwrap() {
-        assert_eq!(entry["response"]["status"], status.to_string(), "{entry}");
+    for (entry, expected) in reply.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([by_id, status])
+    {
+        assert_eq!(entry["response"]["status"], expected.to_string(), "{entry}");
         assert!(entry.get("resource").is_none(), "{entry}");
     }
 }
@@ -544,7 +561,7 @@ fn r_acc_1_and_r_life_3_a_closed_space_is_closed_on_every_path() {
         200
     );
     // Closed: the médecin traitant, in every mode (R-ACC-1)…
-    assert_closed_on_every_path(&app, &paths, &As::doctor(), 403, "R-ACC-1");
+    assert_closed_on_every_path(&app, &paths, &As::doctor(), (403, 404), "R-ACC-1");
     let emergency = As::professional(
         "810000000003",
         "10",
@@ -552,9 +569,9 @@ fn r_acc_1_and_r_life_3_a_closed_space_is_closed_on_every_path() {
         Some("bris_de_glace"),
         Some("urgence vitale"),
     );
-    assert_closed_on_every_path(&app, &paths, &emergency, 403, "R-ACC-1");
+    assert_closed_on_every_path(&app, &paths, &emergency, (403, 404), "R-ACC-1");
     // …and the holder, who keeps only their Patient (R-LIFE-3).
-    assert_closed_on_every_path(&app, &paths, &holder, 403, "R-LIFE-3");
+    assert_closed_on_every_path(&app, &paths, &holder, (403, 403), "R-LIFE-3");
     assert_eq!(
         app.get(&format!("Patient/{}", paths.patient), &holder)
             .status,
@@ -588,7 +605,7 @@ fn r_life_5_a_representative_past_majority_is_refused_on_every_path() {
         200
     );
     app.advance(TimeDelta::days(3));
-    assert_closed_on_every_path(&app, &paths, &parent, 403, "R-LIFE-5");
+    assert_closed_on_every_path(&app, &paths, &parent, (403, 403), "R-LIFE-5");
     // The person themselves keeps everything.
     let person = As::Patient(paths.patient.clone());
     assert_eq!(
@@ -607,8 +624,8 @@ fn r_acc_1_and_r_life_2_an_opposed_space_is_closed_on_every_path() {
         operation(&app, &paths.patient, "oppose", &holder).status,
         200
     );
-    assert_closed_on_every_path(&app, &paths, &As::doctor(), 403, "R-ACC-1");
-    assert_closed_on_every_path(&app, &paths, &holder, 403, "R-LIFE-2");
+    assert_closed_on_every_path(&app, &paths, &As::doctor(), (403, 404), "R-ACC-1");
+    assert_closed_on_every_path(&app, &paths, &holder, (403, 403), "R-LIFE-2");
     // $activate opens it: the same paths serve again.
     assert_eq!(
         operation(&app, &paths.patient, "activate", &holder).status,

@@ -242,13 +242,25 @@ fn a_client_certificate_identifies_a_professional_and_the_rules_apply() {
         .send(
             Some(&stranger),
             "GET",
-            &format!("DocumentReference/{document_id}"),
+            &format!("DocumentReference?patient={patient_id}"),
             None,
             None,
         )
         .unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("R-ACC-3"));
+    // A document by id: as if it did not exist.
+    let (status, body) = server
+        .send(
+            Some(&stranger),
+            "GET",
+            &format!("DocumentReference/{document_id}"),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("R-ACC-3"), "{body}");
     // R-ACC-10 still lets them read the identity.
     let (status, _) = server
         .send(

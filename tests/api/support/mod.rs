@@ -223,6 +223,9 @@ pub struct Reply {
     pub body: String,
     /// The body's bytes.
     pub bytes: Vec<u8>,
+    /// For a refusal (403, 404): the rules its trace records. A hidden resource's
+    /// answer names no rule (its existence does not leak); the trace does.
+    pub traced_rules: Vec<String>,
 }
 
 impl Reply {
@@ -550,7 +553,7 @@ impl Call<'_> {
         };
         let mut response = response.expect("HTTP exchange");
         let status = response.status().as_u16();
-        let headers = response
+        let headers: HashMap<String, String> = response
             .headers()
             .iter()
             .map(|(name, value)| {
@@ -567,11 +570,26 @@ impl Call<'_> {
             .read_to_vec()
             .unwrap_or_default();
         let body = String::from_utf8(bytes.clone()).unwrap_or_default();
+        let traced_rules = match (status, headers.get("x-request-id")) {
+            (403 | 404, Some(request_id)) => self
+                .app
+                .audit_events(request_id)
+                .iter()
+                .flat_map(|event| event["extension"].as_array().cloned().unwrap_or_default())
+                .filter(|extension| {
+                    extension["url"]
+                        == "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-rule"
+                })
+                .filter_map(|extension| extension["valueString"].as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
         let reply = Reply {
             status,
             headers,
             body,
             bytes,
+            traced_rules,
         };
         capture(&reply);
         reply
@@ -596,14 +614,30 @@ fn capture(reply: &Reply) {
     std::fs::write(std::path::Path::new(&dir).join(name), &reply.body).expect("capture");
 }
 
-/// Asserts a refusal: its status and the rule named in its OperationOutcome.
+/// Asserts a refusal: its status and its rule. A 403 names the rule in its
+/// OperationOutcome; a 404 (a hidden resource) names none, answering as for a
+/// resource that does not exist, and its trace records the rule.
 pub fn assert_refused(reply: &Reply, status: u16, rule: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
-    assert!(
-        reply.body.contains(&format!("rule {rule}")),
-        "expected {rule}: {}",
-        reply.body
-    );
+    if status == 404 {
+        assert!(
+            !reply.body.contains("rule "),
+            "a hidden resource's answer names no rule: {}",
+            reply.body
+        );
+        assert!(
+            reply.traced_rules.iter().any(|traced| traced == rule),
+            "expected {rule} in the trace, found {:?}: {}",
+            reply.traced_rules,
+            reply.body
+        );
+    } else {
+        assert!(
+            reply.body.contains(&format!("rule {rule}")),
+            "expected {rule}: {}",
+            reply.body
+        );
+    }
 }
 
 /// Waits (without a time assertion) until `ready` gives a value, for at most 20 s:
