@@ -114,10 +114,16 @@ impl<'a> Gate<'a> {
         self
     }
 
-    /// Counts a released body against the answer's bound (413 past it).
+    /// Counts a released body against the answer's bound (413 past it). The first
+    /// body always goes (a single resource is bounded by the body limit it was
+    /// written under): the bound is on what many bodies add up to.
     fn spend(&self, released: Released) -> Result<Released, ApiError> {
         let size = released.text().len();
         let left = self.answer_left.get();
+        if left == self.answer_limit {
+            self.answer_left.set(left.saturating_sub(size.max(1)));
+            return Ok(released);
+        }
         if size > left {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -779,3 +779,242 @@ fn a_search_naming_no_patient_finds_nothing_on_every_backend() {
         404
     );
 }
+
+// ---------------------------------------------------------------- what an attacker found
+
+#[test]
+fn r_pat_1_a_document_of_ones_own_pointing_at_hidden_content_opens_nothing() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    let binary = s.app.create(
+        &As::doctor(),
+        &json!({ "resourceType": "Binary", "contentType": "text/plain", "data": STANDARD.encode("pas encore annoncé"),
+                 "securityContext": { "reference": format!("Patient/{}", s.a) } }),
+    );
+    let mut hidden = labelled_document(&s.a, "68599-0", "2024-07-01", "INVISIBLE_PATIENT");
+    hidden["securityLabel"][0]["coding"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS" }));
+    hidden["content"] = json!([{ "attachment": { "contentType": "text/plain", "url": format!("Binary/{binary}") } }]);
+    s.app.create(&As::doctor(), &hidden);
+    // Each deposits, in the same space, a document of their own pointing at it.
+    let pointer = |category: &str| {
+        let mut own = document(&s.a, "11488-4", "2024-07-02");
+        own["category"][0]["coding"][0]["code"] = json!(category);
+        own["content"] = json!([{ "attachment": { "contentType": "text/plain", "url": format!("Binary/{binary}") } }]);
+        own
+    };
+    for (who, category) in [
+        (s.patient_token(), "90"),
+        (doctor(COLLEAGUE), "10"),
+        (
+            As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("urgence")),
+            "10",
+        ),
+    ] {
+        assert_eq!(
+            s.app
+                .post("DocumentReference", &who, &pointer(category))
+                .status,
+            201
+        );
+        let reply = s.app.get(&format!("Binary/{binary}"), &who);
+        assert_eq!(reply.status, 404, "{who:?}: {}", reply.body);
+        assert!(!reply.body.contains("annonc"));
+    }
+    assert_eq!(
+        s.app.get(&format!("Binary/{binary}"), &As::doctor()).status,
+        200
+    );
+}
+
+#[test]
+fn a_hidden_resource_answers_word_for_word_as_a_missing_one() {
+    let s = spaces();
+    let dentist_reply = s
+        .app
+        .get(&format!("DocumentReference/{}", s.psychiatric), &{
+            s.app
+                .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+            dentist()
+        });
+    let missing = s.app.get("DocumentReference/no-such-document", &dentist());
+    let strip = |reply: &Reply| {
+        reply
+            .body
+            .replace(&s.psychiatric, "ID")
+            .replace("no-such-document", "ID")
+    };
+    assert_eq!(dentist_reply.status, 404);
+    assert_eq!(strip(&dentist_reply), strip(&missing));
+    assert_eq!(dentist_reply.traced_rules, vec!["R-ACC-6".to_owned()]);
+    // A stranger to the space: a document by id is not known either.
+    let stranger = s.app.get(
+        &format!("DocumentReference/{}", s.consultation),
+        &doctor(STRANGER),
+    );
+    assert_eq!(
+        strip(&stranger).replace(&s.consultation, "ID"),
+        strip(&missing)
+    );
+    for (path, version) in [(&s.psychiatric, 1), (&s.psychiatric, 9)] {
+        let reply = s.app.get(
+            &format!("DocumentReference/{path}/_history/{version}"),
+            &dentist(),
+        );
+        assert_eq!(reply.status, 404);
+        assert!(!reply.body.contains("rule"), "{}", reply.body);
+    }
+}
+
+#[test]
+fn r_pat_2_only_the_patient_unmasks_a_document() {
+    let s = spaces();
+    let path = format!("DocumentReference/{}", s.consultation);
+    let mask = json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": "MASQUE_PS" }] }] }]);
+    assert_eq!(patch(&s.app, &path, &s.patient_token(), &mask).status, 200);
+    // The author may neither remove the label nor leave it out of a correction.
+    assert_refused(
+        &patch(
+            &s.app,
+            &path,
+            &As::doctor(),
+            &json!([{ "op": "remove", "path": "/securityLabel" }]),
+        ),
+        403,
+        "R-PAT-2",
+    );
+    let mut corrected = s.app.get(&path, &As::doctor()).json();
+    corrected.as_object_mut().unwrap().remove("securityLabel");
+    corrected["description"] = json!("corrigé");
+    assert_refused(&s.app.put(&path, &As::doctor(), &corrected), 403, "R-PAT-2");
+    // The patient unmasks.
+    assert_eq!(
+        patch(
+            &s.app,
+            &path,
+            &s.patient_token(),
+            &json!([{ "op": "remove", "path": "/securityLabel" }])
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn r_acc_2_a_deny_the_rules_cannot_apply_is_refused() {
+    let s = spaces();
+    let deny = |actor: Value| {
+        let mut consent = block_professional(&s.a, COLLEAGUE);
+        consent["provision"]["actor"][0]["reference"] = actor;
+        consent
+    };
+    for actor in [
+        json!({ "reference": format!("Practitioner/{COLLEAGUE}") }),
+        json!({ "identifier": { "value": COLLEAGUE } }),
+        json!({ "identifier": { "system": "urn:oid:1.2.250.1.71.4.2.1".to_uppercase(), "value": COLLEAGUE } }),
+        json!({ "identifier": { "system": IDNAT_PS, "value": format!(" {COLLEAGUE}") } }),
+    ] {
+        let reply = s
+            .app
+            .post("Consent", &s.patient_token(), &deny(actor.clone()));
+        assert_eq!(reply.status, 422, "{actor}: {}", reply.body);
+    }
+    let mut nested = permit_professional(&s.a, COLLEAGUE);
+    nested["provision"]["provision"] = json!([{ "type": "deny" }]);
+    assert_eq!(
+        s.app.post("Consent", &s.patient_token(), &nested).status,
+        422
+    );
+    // The form the rules apply is stored and enforced.
+    assert_eq!(
+        s.app
+            .post(
+                "Consent",
+                &s.patient_token(),
+                &block_professional(&s.a, COLLEAGUE)
+            )
+            .status,
+        201
+    );
+}
+
+#[test]
+fn r_pat_4_an_event_belongs_to_the_space_it_concerns() {
+    let s = spaces();
+    // B's holder tries A's document: the event is in A's trace, not in B's.
+    let attempt = s
+        .app
+        .request("GET", &format!("DocumentReference/{}", s.psychiatric))
+        .as_(&As::Patient(s.b.clone()))
+        .header("X-Request-Id", "b-tries-a")
+        .send(None);
+    assert_eq!(attempt.status, 404);
+    let event = s.app.audit_events("b-tries-a")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_trace = |who: &As, patient: &str| {
+        let bundle = s
+            .app
+            .get(
+                &format!("AuditEvent?patient={patient}&_count=500&_total=accurate"),
+                who,
+            )
+            .json();
+        let ids = entry_ids(&bundle);
+        assert_eq!(
+            bundle["total"].as_u64().unwrap() as usize,
+            ids.len(),
+            "{bundle}"
+        );
+        ids.contains(&event)
+    };
+    assert!(
+        in_trace(&s.patient_token(), &s.a),
+        "A reads every access to A"
+    );
+    assert!(
+        !in_trace(&As::Patient(s.b.clone()), &s.b),
+        "not in B's space"
+    );
+}
+
+#[test]
+fn a_write_is_not_undone_for_the_size_of_its_answer() {
+    let s = spaces();
+    let mut large = document(&s.a, "11502-2", "2024-08-01");
+    large["category"][0]["coding"][0]["code"] = json!("90");
+    large["content"][0]["attachment"]["data"] =
+        json!(STANDARD.encode(vec![b'%'; 13 * 1024 * 1024]));
+    // Past the 16 MiB bound of an answer's bodies, a single resource still goes.
+    let reply = s.app.post("DocumentReference", &s.patient_token(), &large);
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        &reply.body[..reply.body.len().min(300)]
+    );
+    let id = reply.id();
+    let read = s
+        .app
+        .get(&format!("DocumentReference/{id}"), &s.patient_token());
+    assert_eq!(read.status, 200);
+    assert!(read.body.len() > 16 * 1024 * 1024);
+    // Two of them in one answer are past the bound.
+    s.app.post("DocumentReference", &s.patient_token(), &large);
+    let page = s.app.get(
+        &format!("DocumentReference?patient={}&_count=50", s.a),
+        &s.patient_token(),
+    );
+    assert_eq!(
+        page.status,
+        413,
+        "{}",
+        &page.body[..page.body.len().min(300)]
+    );
+}
