@@ -30,10 +30,14 @@ pub enum TypeAccess {
 }
 
 impl TypeAccess {
-    /// Whether a document whose type codings are `types` may be read.
+    /// Whether a document whose type codings (with both system and code) are `types`
+    /// may be read.
     pub fn allows(&self, types: &[DocumentType]) -> bool {
         match self {
-            TypeAccess::AllExcept(excluded) => !types.iter().any(|kind| excluded.contains(kind)),
+            // A document whose type cannot be read is refused: the matrix cannot decide.
+            TypeAccess::AllExcept(excluded) => {
+                !types.is_empty() && !types.iter().any(|kind| excluded.contains(kind))
+            }
             TypeAccess::Only(listed) => types.iter().any(|kind| listed.contains(kind)),
         }
     }

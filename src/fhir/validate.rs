@@ -159,6 +159,7 @@ fn check_document_reference(value: &Value) -> Result<(), ApiError> {
         &["status", "type", "subject", "content"],
     )?;
     require_patient_reference(value, "DocumentReference", "subject")?;
+    check_document_type(value)?;
     for (index, content) in values_at(value, "content").into_iter().enumerate() {
         let attachment = content.get("attachment");
         let has_payload = attachment.is_some_and(|attachment| {
@@ -174,6 +175,45 @@ fn check_document_reference(value: &Value) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// The habilitation matrix (R-ACC-6) compares a document's type codings with its own,
+/// exactly: a type is written the one way the matrix reads it. At least one coding;
+/// each with a system and a code, neither padded; LOINC as `http://loinc.org` (not its
+/// OID, not with a trailing slash).
+fn check_document_type(value: &Value) -> Result<(), ApiError> {
+    let codings = values_at(value, "type.coding");
+    if codings.is_empty() {
+        return Err(ApiError::unprocessable(
+            IssueCode::Required,
+            "DocumentReference.type needs a coding (system and code): the habilitation matrix reads document types by code",
+        )
+        .at("DocumentReference.type.coding"));
+    }
+    for (index, coding) in codings.into_iter().enumerate() {
+        let path = format!("DocumentReference.type.coding[{index}]");
+        let system = coding.get("system").and_then(Value::as_str).unwrap_or("");
+        let code = coding.get("code").and_then(Value::as_str).unwrap_or("");
+        let canonical = |text: &str| !text.is_empty() && text.trim() == text;
+        if !canonical(system) || !canonical(code) {
+            return Err(ApiError::unprocessable(
+                IssueCode::Value,
+                "each type coding has a system and a code, without surrounding spaces",
+            )
+            .at(path));
+        }
+        if system == LOINC_OID || (system.ends_with('/') && system.trim_end_matches('/') == LOINC) {
+            return Err(ApiError::unprocessable(
+                IssueCode::Value,
+                format!("LOINC is written {LOINC}, not {system}"),
+            )
+            .at(format!("{path}.system")));
+        }
+    }
+    Ok(())
+}
+
+const LOINC: &str = "http://loinc.org";
+const LOINC_OID: &str = "urn:oid:2.16.840.1.113883.6.1";
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
     require(

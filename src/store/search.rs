@@ -80,9 +80,16 @@ impl Narrowing {
             sql.push("))");
         };
         match &self.document_types {
-            Some(TypeFilter::Excluding(types)) if !types.is_empty() => {
-                sql.push(" AND NOT ");
-                type_probe(sql, types);
+            Some(TypeFilter::Excluding(types)) => {
+                // A type the matrix can read (a coding with system and code)…
+                sql.push(&format!(
+                    " AND EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND t.system IS NOT NULL)"
+                ));
+                // …and none it excludes.
+                if !types.is_empty() {
+                    sql.push(" AND NOT ");
+                    type_probe(sql, types);
+                }
             }
             Some(TypeFilter::Only(types)) => {
                 sql.push(" AND ");

@@ -1018,3 +1018,64 @@ fn a_write_is_not_undone_for_the_size_of_its_answer() {
         &page.body[..page.body.len().min(300)]
     );
 }
+
+#[test]
+fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    for coding in [
+        json!({ "system": "urn:oid:2.16.840.1.113883.6.1", "code": "68599-0" }),
+        json!({ "system": "http://loinc.org/", "code": "68599-0" }),
+        json!({ "system": "http://loinc.org", "code": " 68599-0" }),
+        json!({ "code": "68599-0" }),
+    ] {
+        let mut body = document(&s.a, "68599-0", "2024-09-01");
+        body["type"] = json!({ "coding": [coding.clone()] });
+        let reply = s.app.post("DocumentReference", &As::doctor(), &body);
+        assert_eq!(reply.status, 422, "{coding}: {}", reply.body);
+    }
+    let mut text_only = document(&s.a, "68599-0", "2024-09-01");
+    text_only["type"] = json!({ "text": "Synthèse psychiatrique" });
+    assert_eq!(
+        s.app
+            .post("DocumentReference", &As::doctor(), &text_only)
+            .status,
+        422
+    );
+    // A document stored before types were checked, with a type the matrix cannot
+    // read: refused to a profession the matrix opens "all but…", by read and search.
+    let legacy = s
+        .app
+        .create(&As::doctor(), &document(&s.a, "11488-4", "2024-09-02"));
+    assert_eq!(
+        s.app
+            .get(&format!("DocumentReference/{legacy}"), &dentist())
+            .status,
+        200
+    );
+    s.app.execute_sql(&format!(
+        "UPDATE search_token SET system = NULL WHERE param = 'type' AND resource_pk = (SELECT pk FROM resources WHERE res_id = '{legacy}')"
+    ));
+    s.app.execute_sql(&format!(
+        "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
+    ));
+    assert_refused(
+        &s.app
+            .get(&format!("DocumentReference/{legacy}"), &dentist()),
+        404,
+        "R-ACC-6",
+    );
+    let search = s
+        .app
+        .get(
+            &format!("DocumentReference?patient={}&_total=accurate", s.a),
+            &dentist(),
+        )
+        .json();
+    assert!(!entry_ids(&search).contains(&legacy));
+    assert_eq!(
+        search["total"].as_u64().unwrap() as usize,
+        entry_ids(&search).len()
+    );
+}
