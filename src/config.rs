@@ -117,6 +117,8 @@ pub struct Config {
     pub default_page_size: usize,
     /// Largest `_count` honoured; larger values are capped.
     pub max_page_size: usize,
+    /// Bytes of request bodies held at once across all requests; past it, a request waits its turn, up to the body read timeout (then 503).
+    pub max_inflight_body_bytes: usize,
     /// Most query parameters in one search (criteria, _sort, _include…); more gets 400.
     pub max_search_parameters: usize,
     /// Most comma-separated values of one search parameter; more gets 400.
@@ -175,6 +177,7 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 20,
             max_page_size: 500,
+            max_inflight_body_bytes: 25165824,
             max_search_parameters: 64,
             max_search_values: 100,
             max_sort_terms: 8,
@@ -236,6 +239,9 @@ pub struct ConfigArgs {
     /// Largest _count honoured [default: 500].
     #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
     pub max_page_size: Option<usize>,
+    /// Bytes of request bodies held at once across all requests; past it, a request waits its turn, up to the body read timeout (then 503) [default: 25165824].
+    #[arg(long, env = "DMP_MAX_INFLIGHT_BODY_BYTES")]
+    pub max_inflight_body_bytes: Option<usize>,
     /// Most query parameters in one search (criteria, _sort, _include…); more gets 400 [default: 64].
     #[arg(long, env = "DMP_MAX_SEARCH_PARAMETERS")]
     pub max_search_parameters: Option<usize>,
@@ -316,6 +322,7 @@ struct ConfigFile {
     public_base_url: Option<String>,
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
+    max_inflight_body_bytes: Option<usize>,
     max_search_parameters: Option<usize>,
     max_search_values: Option<usize>,
     max_sort_terms: Option<usize>,
@@ -394,6 +401,10 @@ impl ConfigArgs {
                 .max_page_size
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
+            max_inflight_body_bytes: self
+                .max_inflight_body_bytes
+                .or(file.max_inflight_body_bytes)
+                .unwrap_or(base.max_inflight_body_bytes),
             max_search_parameters: self
                 .max_search_parameters
                 .or(file.max_search_parameters)

@@ -37,6 +37,9 @@ pub struct AppState {
     pub notifications: notify::Wakeup,
     /// The time the rules see (R-LIFE, R-PAT-1).
     pub clock: std::sync::Arc<dyn clock::Clock>,
+    /// Bytes of request bodies the process holds at once, in KiB permits: requests
+    /// past it wait their turn (bounded memory under concurrent large bodies).
+    pub bodies_in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     pub config: Config,
 }
 
@@ -91,6 +94,9 @@ impl AppState {
             audit,
             notifications,
             clock,
+            bodies_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.max_inflight_body_bytes.div_ceil(1024).max(1),
+            )),
             config,
         })
     }

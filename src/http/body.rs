@@ -9,6 +9,47 @@ use futures_util::StreamExt;
 
 use crate::error::{ApiError, IssueCode};
 
+/// Waits for this request's share of the bytes all requests may hold at once: its
+/// `Content-Length` (413 past `limit`, before any wait), or `limit` without one. 503
+/// when the share does not come within `timeout`.
+pub async fn hold_share(
+    request: &HttpRequest,
+    in_flight: &std::sync::Arc<tokio::sync::Semaphore>,
+    capacity_kib: usize,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooLong,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        ));
+    }
+    // Never more than the whole: a share larger than it would wait for ever.
+    let kib = declared
+        .unwrap_or(limit)
+        .div_ceil(1024)
+        .clamp(1, capacity_kib.max(1));
+    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+    let busy = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueCode::Transient,
+            "the server holds as many request bodies as it may: try again shortly",
+        )
+    };
+    match actix_web::rt::time::timeout(timeout, in_flight.clone().acquire_many_owned(kib)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(busy()),
+    }
+}
+
 /// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes and
 /// with 408 when it has not all arrived within `timeout` (a body trickled byte by
 /// byte holds no worker for long).

@@ -222,17 +222,31 @@ async fn stages(
     trace.principal = Some(principal.clone());
 
     // The body is read only now, from an authenticated caller, within its size and
-    // time bounds (413, 408).
-    let body = match payload {
-        Some(payload) => super::body::read_limited(
-            request,
-            payload,
-            state.config.max_body_bytes,
-            std::time::Duration::from_millis(state.config.body_read_timeout_ms),
-        )
-        .await
-        .map_err(untraced)?,
-        None => actix_web::web::Bytes::new(),
+    // time bounds (413, 408), and within the bytes all requests may hold at once:
+    // its share is held until the answer is built.
+    let read_timeout = std::time::Duration::from_millis(state.config.body_read_timeout_ms);
+    let (body, _body_share) = match payload {
+        Some(payload) => {
+            let share = super::body::hold_share(
+                request,
+                &state.bodies_in_flight,
+                state.config.max_inflight_body_bytes.div_ceil(1024),
+                state.config.max_body_bytes,
+                read_timeout,
+            )
+            .await
+            .map_err(untraced)?;
+            let body = super::body::read_limited(
+                request,
+                payload,
+                state.config.max_body_bytes,
+                read_timeout,
+            )
+            .await
+            .map_err(untraced)?;
+            (body, Some(share))
+        }
+        None => (actix_web::web::Bytes::new(), None),
     };
 
     // classify: the route and body become an operation.

@@ -63,6 +63,9 @@ fn store_version(
     // The write gate, on the old version and the new one.
     ctx.gate
         .check_write(conn, def, interaction, existing, Some(&incoming.value))?;
+    if def.name == "Patient" {
+        one_space_per_person(conn, id, &incoming.value)?;
+    }
     let last_updated = fhir_instant(Utc::now());
     // The space's state and the caller's authorisation are the server's to show
     // (R-LIFE-4, R-ACC-10): a client echoing a Patient it read does not store them.
@@ -140,6 +143,41 @@ fn store_version(
         last_modified: Some(last_updated),
         location: Some(format!("{}/{id}/_history/{version}", def.name)),
     })
+}
+
+/// One space per person (R-LIFE-1, DMP TD0.2): an INS (NIR or NIA) names one live
+/// Patient. Writers of the same INS take turns across instances until the
+/// transaction ends, so two never both find it free.
+fn one_space_per_person(conn: &mut Conn, id: &str, patient: &Value) -> Result<(), ApiError> {
+    use crate::fhir::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
+    for identifier in extract::values_at(patient, "identifier") {
+        let (Some(system), Some(value)) = (
+            identifier.get("system").and_then(Value::as_str),
+            identifier.get("value").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if ![
+            INS_NIR_SYSTEM,
+            INS_NIA_SYSTEM,
+            INS_NIR_TEST_SYSTEM,
+            INS_NIR_DEMO_SYSTEM,
+        ]
+        .contains(&system)
+        {
+            continue;
+        }
+        store::dialect::lock(conn, &format!("Patient?identifier={system}|{value}"))?;
+        if let Some(other) =
+            store::access::patients_with_identifier(conn, system, value, id)?.first()
+        {
+            return Err(ApiError::conflict(format!(
+                "Patient/{other} already holds the space of {system}|{value}: one space per person"
+            ))
+            .at("Patient.identifier"));
+        }
+    }
+    Ok(())
 }
 
 /// The Patient without the extensions the server adds when it presents one.

@@ -115,3 +115,32 @@ pub fn documents_pointing_at(
     sql.push(")) ORDER BY r.pk LIMIT 100");
     sql.load(conn)
 }
+
+/// The live Patients other than `except` that carry the identifier `system|value`.
+pub fn patients_with_identifier(
+    conn: &mut Conn,
+    system: &str,
+    value: &str,
+    except: &str,
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct IdRow {
+        #[diesel(sql_type = Text)]
+        res_id: String,
+    }
+    let mut sql = Sql::new(&format!(
+        "SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = {} AND r.res_id <> ",
+        bool_literal(false)
+    ));
+    sql.text(except)
+        .push(" AND r.pk IN (SELECT resource_pk FROM search_token WHERE res_type = 'Patient' AND param = 'identifier' AND system = ")
+        .text(system)
+        .push(" AND code = ")
+        .text(value)
+        .push(") LIMIT 2");
+    Ok(sql
+        .load::<IdRow>(conn)?
+        .into_iter()
+        .map(|row| row.res_id)
+        .collect())
+}

@@ -252,6 +252,43 @@ fn large_answers_and_unauthenticated_bodies_keep_the_server_small() {
         Some(Duration::from_millis(1500)),
     );
     assert_eq!(status, 408);
+    // Eight authenticated 15 MB bodies at once: they take turns within the bytes
+    // the process holds at once.
+    let large = json!({ "resourceType": "Binary", "contentType": "not a media type",
+                        "data": STANDARD.encode(vec![b'%'; 11 * 1024 * 1024]),
+                        "securityContext": { "reference": format!("Patient/{patient_id}") } })
+    .to_string();
+    let posters: Vec<_> = (0..8)
+        .map(|_| {
+            let (agent, url, token, large) = (
+                agent.clone(),
+                format!("{}/Binary", server.base),
+                format!("Bearer {}", holder.token().unwrap()),
+                large.clone(),
+            );
+            std::thread::spawn(move || {
+                agent
+                    .post(&url)
+                    .header("Authorization", &token)
+                    .header("Content-Type", "application/fhir+json")
+                    .send(large)
+                    .map(|response| response.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    // Read and refused (422), or, past the one-second read timeout this server runs
+    // with, told to come back (503).
+    let statuses: Vec<u16> = posters
+        .into_iter()
+        .map(|poster| poster.join().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|status| matches!(status, 422 | 503)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&422), "{statuses:?}");
+    drop(large);
     // Still serving, and small all along.
     assert_eq!(
         call("GET", &format!("Patient/{patient_id}"), &holder, None).0,

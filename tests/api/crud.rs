@@ -539,7 +539,10 @@ fn prefer_return_minimal_and_operation_outcome() {
         .as_(&As::System)
         .fhir()
         .header("Prefer", "return=OperationOutcome")
-        .send(Some(body));
+        // Another person: one space per INS.
+        .send(Some(
+            patient(&nir(), "Martin", "Claude", "1980-05-01").to_string(),
+        ));
     assert_eq!(outcome.status, 201);
     assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
     assert_eq!(app.data_rows(), 2);

@@ -1079,3 +1079,39 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
         entry_ids(&search).len()
     );
 }
+
+#[test]
+fn r_life_1_one_space_per_person() {
+    let s = spaces();
+    let taken =
+        s.app.get(&format!("Patient/{}", s.a), &As::System).json()["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let twin = patient(&taken, "Martin", "Claire", "2012-05-01");
+    let reply = s.app.post("Patient", &As::System, &twin);
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    // Nor by moving another space's identity onto it.
+    let mut b = s.app.get(&format!("Patient/{}", s.b), &As::System).json();
+    b["identifier"][0]["value"] = json!(taken);
+    assert_eq!(
+        s.app
+            .put(&format!("Patient/{}", s.b), &As::System, &b)
+            .status,
+        409
+    );
+    let found = s
+        .app
+        .get(&format!("Patient?identifier={INS}|{taken}"), &As::doctor())
+        .json();
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1);
+    // The same Patient updated keeps its INS.
+    let mut a = s.app.get(&format!("Patient/{}", s.a), &As::System).json();
+    a["name"][0]["given"] = json!(["Clara"]);
+    assert_eq!(
+        s.app
+            .put(&format!("Patient/{}", s.a), &As::System, &a)
+            .status,
+        200
+    );
+}
