@@ -112,9 +112,9 @@ impl serde::Serialize for WithoutBytes<'_> {
     }
 }
 
-/// The path of the first large `data` string that is not base64 (the alphabet, `=`
-/// padding only at the end, a length that is a multiple of 4; FHIR allows whitespace
-/// nowhere in base64Binary). The path is built only for what is found.
+/// The path of the first large `data` string that is not base64 (FHIR's
+/// base64Binary: the alphabet in groups of four, `=` padding only at the end,
+/// whitespace allowed between). The path is built only for what is found.
 fn bad_base64(value: &Value, root: &str) -> Option<String> {
     fn find(value: &Value) -> Option<Vec<String>> {
         match value {
@@ -144,15 +144,25 @@ fn bad_base64(value: &Value, root: &str) -> Option<String> {
 }
 
 fn is_base64(bytes: &[u8]) -> bool {
-    let body = bytes
-        .iter()
-        .rposition(|b| *b != b'=')
-        .map_or(0, |at| at + 1);
-    bytes.len().is_multiple_of(4)
-        && bytes.len() - body <= 2
-        && bytes[..body]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+    // FHIR's base64Binary: groups of four base64 characters, whitespace between them.
+    let mut significant = 0usize;
+    let mut padding = 0usize;
+    for byte in bytes {
+        match byte {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'=' => {
+                padding += 1;
+                significant += 1;
+            }
+            byte if padding == 0
+                && (byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/')) =>
+            {
+                significant += 1;
+            }
+            _ => return false,
+        }
+    }
+    significant.is_multiple_of(4) && padding <= 2
 }
 
 /// Whether `text` is a media type `type/subtype` with optional `; name=value`
