@@ -372,6 +372,9 @@ fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
             "a patient or representative token must carry the patient claim",
         ));
     }
+    if claims.sub.trim().is_empty() {
+        return Err(ApiError::unauthorized("the token's sub claim is empty"));
+    }
     if actor == ActorKind::Professional && claims.profession.is_none() {
         return Err(ApiError::unauthorized(
             "a professional token must carry the profession claim",
@@ -391,9 +394,11 @@ fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
             .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
         purpose_of_use,
+        // A reason says something: at least one letter or digit (not only spaces,
+        // zero-width or punctuation characters).
         access_reason: claims
             .access_reason
-            .filter(|reason| !reason.trim().is_empty()),
+            .filter(|reason| reason.chars().any(char::is_alphanumeric)),
         client_id: claims.client_id.or(claims.azp),
     })
 }

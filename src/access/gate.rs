@@ -39,6 +39,8 @@ pub struct Gate<'a> {
     cache: &'a SpaceCache,
     now: DateTime<Utc>,
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
+    /// Whether each resource an event names may be shown (see `redacted_event`).
+    entities: RefCell<HashMap<String, bool>>,
     /// The spaces this request concerns and what it writes, for its trace.
     pub touched: TouchedLog,
     /// Bytes of bodies this request may still release (bounded work and memory).
@@ -101,6 +103,7 @@ impl<'a> Gate<'a> {
             cache,
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
+            entities: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
             answer_left: std::cell::Cell::new(DEFAULT_MAX_ANSWER_BYTES),
             answer_limit: DEFAULT_MAX_ANSWER_BYTES,
@@ -807,10 +810,82 @@ impl<'a> Gate<'a> {
         Ok(None)
     }
 
+    /// An event of the holder's trace (R-PAT-4) as they may see it: every access is
+    /// there, but an entity naming a resource hidden from them (a document awaiting
+    /// its announcement, R-PAT-1; hidden from representatives, R-PAT-5) is left out,
+    /// so the trace does not hand over what the rules hide. The stored event (and its
+    /// hash chain) is unchanged; the copy shown is tagged `REDACTED`.
+    fn redacted_event(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
+        let Ok(mut event) = serde_json::from_str::<Value>(content) else {
+            return Ok(content.to_owned());
+        };
+        let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) else {
+            return Ok(content.to_owned());
+        };
+        let mut kept = Vec::with_capacity(entities.len());
+        let mut left_out = false;
+        for entity in entities.drain(..) {
+            let named = entity
+                .pointer("/what/reference")
+                .and_then(Value::as_str)
+                .and_then(extract::parse_reference)
+                .filter(|(kind, _)| kind != "Patient");
+            let shown = match named {
+                Some((kind, id)) => self.entity_shown(conn, &kind, &id)?,
+                None => true,
+            };
+            if shown {
+                kept.push(entity);
+            } else {
+                left_out = true;
+            }
+        }
+        *entities = kept;
+        if !left_out {
+            return Ok(content.to_owned());
+        }
+        let tag = serde_json::json!({
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+            "code": "REDACTED"
+        });
+        match event
+            .pointer_mut("/meta/security")
+            .and_then(Value::as_array_mut)
+        {
+            Some(security) => security.push(tag),
+            None => {
+                if let Some(meta) = event.get_mut("meta").and_then(Value::as_object_mut) {
+                    meta.insert("security".into(), Value::Array(vec![tag]));
+                }
+            }
+        }
+        Ok(event.to_string())
+    }
+
+    /// Whether the resource an event names may be shown to this caller (what no
+    /// longer exists hides nothing), memoised for the request.
+    fn entity_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
+        let key = format!("{kind}/{id}");
+        if let Some(shown) = self.entities.borrow().get(&key) {
+            return Ok(*shown);
+        }
+        let shown = match store::resources::current(conn, kind, id)? {
+            Some(row) => self.visible(conn, &row.stored())?,
+            None => true,
+        };
+        self.entities.borrow_mut().insert(key, shown);
+        Ok(shown)
+    }
+
     /// The stored text as this caller sees it: a Patient shows its space's state
     /// (R-LIFE-4), and a professional reading it is told the status of their
     /// authorisation on that space (R-ACC-10, DMP TD0.2).
     fn present(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Released, ApiError> {
+        if stored.res_type == "AuditEvent" && self.principal.own_patient().is_some() {
+            return self.spend(Released::from_store(
+                self.redacted_event(conn, stored.content)?,
+            ));
+        }
         if stored.res_type != "Patient" || stored.content.is_empty() {
             return self.spend(Released::from_store(stored.content.to_owned()));
         }

@@ -1115,3 +1115,78 @@ fn r_life_1_one_space_per_person() {
         200
     );
 }
+
+#[test]
+fn r_acc_4_and_r_acc_5_emergency_modes_take_what_they_say() {
+    let s = spaces();
+    let read = |who: &As| {
+        s.app
+            .get(&format!("DocumentReference?patient={}", s.a), who)
+    };
+    // A reason of nothing but a zero-width space is no reason.
+    let silent = As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("\u{200b} "),
+    );
+    assert_refused(&read(&silent), 403, "R-ACC-4");
+    // The SAMU regulating physician is a médecin.
+    let nurse = As::professional(STRANGER, "60", None, Some("centre_15"), None);
+    assert_refused(&read(&nurse), 403, "R-ACC-5");
+    let physician = As::professional(STRANGER, "10", None, Some("centre_15"), None);
+    assert_eq!(read(&physician).status, 200);
+    // A token must say who it is.
+    let mut claims = base_claims("professional", "");
+    claims["profession"] = json!("10");
+    assert_eq!(read(&As::Token(sign(&keys().rsa, &claims))).status, 401);
+}
+
+#[test]
+fn r_pat_4_the_trace_names_no_resource_the_holder_may_not_see() {
+    let s = spaces();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.a, "11502-2", "2024-10-01", "INVISIBLE_PATIENT"),
+    );
+    let from_parents = s.app.create(
+        &As::doctor(),
+        &labelled_document(
+            &s.a,
+            "11502-2",
+            "2024-10-02",
+            "INVISIBLE_REPRESENTANTS_LEGAUX",
+        ),
+    );
+    s.app
+        .get(&format!("DocumentReference/{pending}"), &As::doctor());
+    s.app
+        .get(&format!("DocumentReference/{from_parents}"), &As::doctor());
+    let trace = |who: &As| {
+        let reply = s
+            .app
+            .get(&format!("AuditEvent?patient={}&_count=500", s.a), who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    };
+    let patient_view = trace(&s.patient_token());
+    assert!(
+        !patient_view.contains(&pending),
+        "the patient's trace names {pending}"
+    );
+    assert!(patient_view.contains(&from_parents));
+    assert!(patient_view.contains("REDACTED"));
+    let parent_view = trace(&As::Representative(s.a.clone()));
+    assert!(!parent_view.contains(&pending) && !parent_view.contains(&from_parents));
+    // Every access is still there, and the médecin traitant's trace names everything.
+    let events = |body: &str| {
+        serde_json::from_str::<Value>(body).unwrap()["entry"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let gp_view = trace(&As::doctor());
+    assert!(gp_view.contains(&pending) && gp_view.contains(&from_parents));
+    assert!(events(&patient_view) >= 4);
+}

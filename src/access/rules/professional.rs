@@ -9,6 +9,9 @@ use crate::access::principal::{Principal, PurposeOfUse};
 use crate::access::space::{PURPOSE_BTG, PURPOSE_ETREAT, PURPOSE_MASKED, SpaceFacts};
 use crate::lifecycle::State;
 
+/// TRE_G15 code of the médecin.
+const MEDECIN: &str = "10";
+
 /// The security label that masks a document from professionals (TRE_A07).
 pub const MASQUE_PS: &str = "MASQUE_PS";
 
@@ -95,8 +98,15 @@ pub fn r_acc_4_bris_de_glace(principal: &Principal, facts: &SpaceFacts) -> Resul
     Ok(Mode::BrisDeGlace)
 }
 
-/// R-ACC-5: `centre_15`, unless the patient opposed it (deny ETREAT).
-pub fn r_acc_5_centre_15(facts: &SpaceFacts) -> Result<Mode, Verdict> {
+/// R-ACC-5: `centre_15`, for the SAMU regulating physician (a médecin, TRE_G15 code
+/// 10), unless the patient opposed it (deny ETREAT).
+pub fn r_acc_5_centre_15(principal: &Principal, facts: &SpaceFacts) -> Result<Mode, Verdict> {
+    if principal.profession.as_deref() != Some(MEDECIN) {
+        return Err(Verdict::deny(
+            "R-ACC-5",
+            "centre_15 access is the SAMU regulating physician's: a médecin (profession 10)",
+        ));
+    }
     if facts.setting(false, PURPOSE_ETREAT) {
         return Err(Verdict::deny(
             "R-ACC-5",
@@ -122,7 +132,7 @@ pub fn space_access(
         Some(mode) => mode,
         None => match principal.purpose_of_use {
             PurposeOfUse::BrisDeGlace => r_acc_4_bris_de_glace(principal, facts)?,
-            PurposeOfUse::Centre15 => r_acc_5_centre_15(facts)?,
+            PurposeOfUse::Centre15 => r_acc_5_centre_15(principal, facts)?,
             PurposeOfUse::Normal => {
                 return Err(Verdict::deny(
                     "R-ACC-3",
