@@ -159,10 +159,23 @@ impl ApiError {
 
     /// The OperationOutcome describing this error.
     pub fn outcome(&self) -> Value {
+        // A message may quote what the caller sent: no control character leaves in
+        // it (FHIR strings hold none but tab and line breaks).
+        let text: String = self
+            .message
+            .chars()
+            .map(|c| {
+                if c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r') {
+                    '\u{FFFD}'
+                } else {
+                    c
+                }
+            })
+            .collect();
         let mut issue = json!({
             "severity": if self.status.is_server_error() { "fatal" } else { "error" },
             "code": self.code.as_str(),
-            "details": { "text": self.message },
+            "details": { "text": text },
         });
         if let Some(expression) = &self.expression {
             issue["expression"] = json!([expression]);

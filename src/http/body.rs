@@ -93,7 +93,9 @@ async fn read_within(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
+    // Room for the declared length at once: growing by doubling would hold up to
+    // twice the body while it arrives.
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(
