@@ -35,6 +35,13 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
                 .at(format!("{expected_type}.id")),
         );
     }
+    if let Some(path) = empty_string(&incoming.value, expected_type) {
+        return Err(ApiError::bad_request(
+            IssueCode::Value,
+            format!("{path} is empty: FHIR strings hold at least one character"),
+        )
+        .at(path));
+    }
     // The structural check sees the document's bytes (`data`) as a short stand-in:
     // their base64 is checked here, in place, and a body is not copied eight times over
     // by the typed check (memory per request stays near the body's size).
@@ -74,6 +81,33 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         "Communication" => check_communication(&incoming.value),
         _ => Ok(()),
     }
+}
+
+/// The path of the first empty string value (FHIR primitives are never empty).
+fn empty_string(value: &Value, root: &str) -> Option<String> {
+    fn find(value: &Value) -> Option<Vec<String>> {
+        match value {
+            Value::String(text) if text.is_empty() => Some(Vec::new()),
+            Value::Object(members) => members.iter().find_map(|(name, value)| {
+                find(value).map(|mut path| {
+                    path.push(name.clone());
+                    path
+                })
+            }),
+            Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+                find(item).map(|mut path| {
+                    path.push(format!("[{index}]"));
+                    path
+                })
+            }),
+            _ => None,
+        }
+    }
+    find(value).map(|mut path| {
+        path.push(root.to_owned());
+        path.reverse();
+        path.join(".").replace(".[", "[")
+    })
 }
 
 /// Strings under a `data` member longer than this are checked in place and shown to
@@ -331,9 +365,10 @@ fn check_consent(value: &Value) -> Result<(), ApiError> {
 }
 
 /// A Consent is stored only if the rules can apply it as written: its provision is
-/// not nested, and a deny names each actor as the rules read them (R-ACC-2) — a
-/// professional by IdNat_PS, an organisation by FINESS — so that a patient never
-/// believes someone blocked who is not.
+/// not nested and has no limit they would not apply (period, data, actions…), and a
+/// deny names each actor as the rules read them (R-ACC-2) — a professional by
+/// IdNat_PS, an organisation by FINESS — so that a patient never believes someone
+/// blocked (or authorised only for a while) who is not.
 fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
     let unapplied = |path: &str, message: &str| {
         Err(ApiError::unprocessable(IssueCode::Value, message.to_owned()).at(path.to_owned()))
@@ -343,6 +378,31 @@ fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
             "Consent.provision.provision",
             "nested provisions are not applied: one Consent per decision",
         );
+    }
+    // The rules read a provision's type, actors and purposes: a limit they would not
+    // apply (a period, some data, some actions) would make a permit wider, or a deny
+    // narrower, than the patient meant.
+    for element in [
+        "period",
+        "action",
+        "securityLabel",
+        "class",
+        "code",
+        "dataPeriod",
+        "data",
+    ] {
+        if value
+            .get("provision")
+            .and_then(|provision| provision.get(element))
+            .is_some()
+        {
+            return unapplied(
+                &format!("Consent.provision.{element}"),
+                &format!(
+                    "provision.{element} is not applied: a Consent here is decided by its type, actors and purposes only"
+                ),
+            );
+        }
     }
     if value.pointer("/provision/type").and_then(Value::as_str) != Some("deny") {
         return Ok(());

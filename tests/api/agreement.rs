@@ -16,7 +16,8 @@
 //!
 //! It runs on whichever backend the suite runs on (SQLite, or PostgreSQL with
 //! `DMP_TEST_POSTGRES_URL`). `DMP_PROPERTY_CASES` sets the number of drawn spaces
-//! (default 12).
+//! (default 12); the draws are the same from run to run unless `DMP_PROPERTY_SEED`
+//! says `random` (or another seed).
 
 use std::collections::BTreeSet;
 
@@ -470,6 +471,7 @@ fn search_includes_and_histories_agree_with_the_gate_for_drawn_spaces_and_caller
         failure_persistence: None,
         // Each case builds a real space over HTTP: shrinking would rebuild many.
         max_shrink_iters: 16,
+        rng_seed: crate::support::property_seed("DMP_PROPERTY_SEED"),
         ..Config::default()
     });
     runner

@@ -924,6 +924,15 @@ fn r_acc_2_a_deny_the_rules_cannot_apply_is_refused() {
             .post("Consent", &s.patient_token(), &deny(actor.clone()));
         assert_eq!(reply.status, 422, "{actor}: {}", reply.body);
     }
+    // An authorisation for a while only would be applied for ever.
+    let mut for_a_while = permit_professional(&s.a, COLLEAGUE);
+    for_a_while["provision"]["period"] = json!({ "end": "2024-01-31" });
+    assert_eq!(
+        s.app
+            .post("Consent", &s.patient_token(), &for_a_while)
+            .status,
+        422
+    );
     let mut nested = permit_professional(&s.a, COLLEAGUE);
     nested["provision"]["provision"] = json!([{ "type": "deny" }]);
     assert_eq!(

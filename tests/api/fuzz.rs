@@ -7,9 +7,10 @@
 //! still serves its CapabilityStatement and, unchanged, a Patient and a document
 //! created at the start.
 //!
-//! Cases per test come from `DMP_FUZZ_CASES` (default 64); to look harder:
-//! `DMP_FUZZ_CASES=2000 cargo test --test api fuzz`. A failure prints the smallest
-//! failing input and the request that showed it.
+//! Cases per test come from `DMP_FUZZ_CASES` (default 64); the draws are the same from
+//! run to run unless `DMP_FUZZ_SEED` says `random` (or another seed). To look harder:
+//! `DMP_FUZZ_SEED=random DMP_FUZZ_CASES=2000 cargo test --test api fuzz`. A failure
+//! prints the smallest failing input and the request that showed it.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -57,6 +58,7 @@ where
         // Every shrinking step is a request or two: bounded, so a failure is reported
         // within minutes even when each step waits for a hung answer.
         max_shrink_time: 120_000,
+        rng_seed: crate::support::property_seed("DMP_FUZZ_SEED"),
         ..ProptestConfig::default()
     });
     if let Err(failure) = runner.run(&strategy, check) {

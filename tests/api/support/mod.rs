@@ -772,3 +772,17 @@ pub fn run_command(args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// The seed of a property test's draws: fixed by default, so that a run (CI's among
+/// them) is reproducible; `VAR=random` draws afresh, `VAR=N` replays seed N.
+pub fn property_seed(var: &str) -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    match std::env::var(var).ok().as_deref().map(str::trim) {
+        Some("random") => RngSeed::Random,
+        Some(seed) => seed
+            .parse()
+            .map(RngSeed::Fixed)
+            .unwrap_or(RngSeed::Fixed(20261129)),
+        None => RngSeed::Fixed(20261129),
+    }
+}
