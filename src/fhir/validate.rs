@@ -35,10 +35,12 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
                 .at(format!("{expected_type}.id")),
         );
     }
-    if let Some(path) = empty_string(&incoming.value, expected_type) {
+    if let Some(path) = bad_string(&incoming.value, expected_type) {
         return Err(ApiError::bad_request(
             IssueCode::Value,
-            format!("{path} is empty: FHIR strings hold at least one character"),
+            format!(
+                "{path}: FHIR strings always hold non-whitespace content, and no whitespace but spaces, tabs and line breaks"
+            ),
         )
         .at(path));
     }
@@ -83,11 +85,21 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
     }
 }
 
-/// The path of the first empty string value (FHIR primitives are never empty).
-fn empty_string(value: &Value, root: &str) -> Option<String> {
+/// Whether a string is one FHIR allows (`[ \r\n\t\S]+`, with non-whitespace
+/// content).
+fn is_fhir_string(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace())
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() || matches!(c, ' ' | '\t' | '\r' | '\n'))
+}
+
+/// The path of the first string value FHIR does not allow: empty, whitespace only,
+/// or holding other whitespace than spaces, tabs and line breaks.
+fn bad_string(value: &Value, root: &str) -> Option<String> {
     fn find(value: &Value) -> Option<Vec<String>> {
         match value {
-            Value::String(text) if text.is_empty() => Some(Vec::new()),
+            Value::String(text) if !is_fhir_string(text) => Some(Vec::new()),
             Value::Object(members) => members.iter().find_map(|(name, value)| {
                 find(value).map(|mut path| {
                     path.push(name.clone());
