@@ -16,7 +16,7 @@ use super::decide::{OWN_SPACE, Verdict};
 use super::egress::Released;
 use super::matrix::{DocumentType, Matrix, TypeAccess};
 use super::principal::{ActorKind, Principal};
-use super::rules::patient::{INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
+use super::rules::patient::{INVISIBLE_PATIENT, INVISIBLE_REPRESENTANTS_LEGAUX, r_pat_hidden};
 use super::rules::professional::{self, MASQUE_PS, SpaceAccess};
 use super::rules::scopes;
 use super::space::SpaceFacts;
@@ -583,8 +583,14 @@ impl<'a> Gate<'a> {
                 self.holder_space(conn, own, stored.res_type != "Patient")?;
                 if stored.res_type == "DocumentReference" {
                     let (_, labels) = document_facts(&judged.value);
-                    let deposited = store::resources::author_of(conn, stored.pk)?
-                        .map(|author| author.created_at);
+                    // The deposit date matters only to a document awaiting its
+                    // announcement (R-PAT-1's lapse).
+                    let deposited = if labels.iter().any(|label| label == INVISIBLE_PATIENT) {
+                        store::resources::author_of(conn, stored.pk)?
+                            .map(|author| author.created_at)
+                    } else {
+                        None
+                    };
                     let representative = self.principal.actor == ActorKind::Representative;
                     if let Some(verdict) = r_pat_hidden(
                         representative,
@@ -639,9 +645,14 @@ impl<'a> Gate<'a> {
                 }
                 if stored.res_type == "DocumentReference" {
                     let (types, labels) = document_facts(&judged.value);
-                    let depositor = store::resources::author_of(conn, stored.pk)?
-                        .filter(|author| author.actor == "professional")
-                        .map(|author| author.subject);
+                    // The depositor matters only to a masked document (R-ACC-7).
+                    let depositor = if labels.iter().any(|label| label == MASQUE_PS) {
+                        store::resources::author_of(conn, stored.pk)?
+                            .filter(|author| author.actor == "professional")
+                            .map(|author| author.subject)
+                    } else {
+                        None
+                    };
                     professional::document_visible(
                         self.principal,
                         self.matrix,

@@ -13,6 +13,10 @@ use crate::fhir::definitions::ResourceDef;
 use crate::fhir::search::{self as fhir_search, SearchRequest};
 use crate::store::{self, Conn};
 
+/// Rows whose small contents one query fetches together (at most 20 × 256 KiB in
+/// memory at once).
+const COMPLETED_TOGETHER: usize = 20;
+
 /// A paging link: the parameters the request was understood with, its page size
 /// (unless they name it) and the page's offset.
 pub(super) fn paging_url(
@@ -95,37 +99,46 @@ pub fn search(
         .collect();
     let pks: Vec<i64> = page.rows.iter().map(|row| row.pk).collect();
     let ids: Vec<String> = page.rows.iter().map(|row| row.res_id.clone()).collect();
-    for head in page.rows {
-        // Identity answers concern each patient found (their trace shows the lookup).
-        if head.res_type == "Patient" {
-            ctx.gate.touched.patient(&head.res_id);
-        }
-        // One body in memory at a time, counted against the answer's bound.
-        let Some(row) = store::resources::complete(conn, head)? else {
-            continue;
-        };
-        // egress: the narrowed SQL chose the rows; the gate has the last word.
-        let body = match ctx.gate.release(conn, &row.stored()) {
-            Ok(body) => body,
-            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
-                tracing::error!(
-                    resource = %format!("{}/{}", row.res_type, row.res_id),
-                    rule = error.rule.unwrap_or(""),
-                    "the search narrowing let through a row the gate refuses"
-                );
-                continue;
+    // One chunk of small bodies in memory at a time; a large one alone.
+    for chunk in page.rows.chunks(COMPLETED_TOGETHER) {
+        for completed in store::resources::complete_chunk(conn, chunk)? {
+            let row = match completed {
+                store::resources::Completed::Ready(row) => row,
+                // A large body: loaded now, one at a time, counted against the bound.
+                store::resources::Completed::Later(head) => {
+                    match store::resources::complete(conn, head)? {
+                        Some(row) => row,
+                        None => continue,
+                    }
+                }
+            };
+            // Identity answers concern each patient found (their trace shows the lookup).
+            if row.res_type == "Patient" {
+                ctx.gate.touched.patient(&row.res_id);
             }
-            Err(error) => return Err(error),
-        };
-        bundle.entry.push(BundleEntry {
-            full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
-            search: Some(json!({ "mode": "match" })),
-            resource: Some(match &request.elements {
-                Some(elements) => body.subset(elements),
-                None => body,
-            }),
-            ..BundleEntry::default()
-        });
+            // egress: the narrowed SQL chose the rows; the gate has the last word.
+            let body = match ctx.gate.release(conn, &row.stored()) {
+                Ok(body) => body,
+                Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
+                    tracing::error!(
+                        resource = %format!("{}/{}", row.res_type, row.res_id),
+                        rule = error.rule.unwrap_or(""),
+                        "the search narrowing let through a row the gate refuses"
+                    );
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            bundle.entry.push(BundleEntry {
+                full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
+                search: Some(json!({ "mode": "match" })),
+                resource: Some(match &request.elements {
+                    Some(elements) => body.subset(elements),
+                    None => body,
+                }),
+                ..BundleEntry::default()
+            });
+        }
     }
     let mut extra = Vec::new();
     for include in &request.includes {
@@ -137,26 +150,34 @@ pub fn search(
             conn, def.name, &id_refs, include,
         )?);
     }
-    for head in extra {
-        if !seen.insert((head.res_type.clone(), head.res_id.clone())) {
-            continue;
+    extra.retain(|head| seen.insert((head.res_type.clone(), head.res_id.clone())));
+    for chunk in extra.chunks(COMPLETED_TOGETHER) {
+        for completed in store::resources::complete_chunk(conn, chunk)? {
+            let row = match completed {
+                store::resources::Completed::Ready(row) => row,
+                store::resources::Completed::Later(head) => {
+                    match store::resources::complete(conn, head)? {
+                        Some(row) => row,
+                        None => continue,
+                    }
+                }
+            };
+            let body = match ctx.gate.release(conn, &row.stored()) {
+                Ok(body) => body,
+                Err(error)
+                    if error.rule.is_some() || matches!(error.status.as_u16(), 404 | 410) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            bundle.entry.push(BundleEntry {
+                full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
+                search: Some(json!({ "mode": "include" })),
+                resource: Some(body),
+                ..BundleEntry::default()
+            });
         }
-        let Some(row) = store::resources::complete(conn, head)? else {
-            continue;
-        };
-        let body = match ctx.gate.release(conn, &row.stored()) {
-            Ok(body) => body,
-            Err(error) if error.rule.is_some() || matches!(error.status.as_u16(), 404 | 410) => {
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
-        bundle.entry.push(BundleEntry {
-            full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
-            search: Some(json!({ "mode": "include" })),
-            resource: Some(body),
-            ..BundleEntry::default()
-        });
     }
     Ok(FhirResponse::body(
         StatusCode::OK,

@@ -105,6 +105,69 @@ pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<Re
     }))
 }
 
+/// Contents at most this long are fetched together ([`complete_chunk`]); longer ones
+/// one at a time, when their turn comes.
+const SMALL_CONTENT: i64 = 256 * 1024;
+
+/// A row of [`complete_chunk`]: with its content, or still to complete (a large
+/// content, or a row changed since the query).
+pub enum Completed {
+    Ready(ResourceRow),
+    Later(RowHead),
+}
+
+/// The rows of `heads`, in order, their small contents fetched in one query (a
+/// search page costs one query, not one per row); large ones are left for
+/// [`complete`], so that memory holds at most one large body at a time.
+pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult<Vec<Completed>> {
+    #[derive(QueryableByName)]
+    struct SmallRow {
+        #[diesel(sql_type = BigInt)]
+        pk: i64,
+        #[diesel(sql_type = BigInt)]
+        version_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        content: Option<String>,
+    }
+    if heads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT r.pk, r.version_id, CASE WHEN LENGTH(r.content) <= ");
+    sql.int(SMALL_CONTENT)
+        .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN (");
+    for (index, head) in heads.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.int(head.pk);
+    }
+    sql.push(")");
+    let mut small: std::collections::HashMap<i64, SmallRow> = sql
+        .load::<SmallRow>(conn)?
+        .into_iter()
+        .map(|row| (row.pk, row))
+        .collect();
+    Ok(heads
+        .iter()
+        .map(|head| match small.remove(&head.pk) {
+            Some(SmallRow {
+                version_id,
+                content: Some(content),
+                ..
+            }) if version_id == head.version_id => Completed::Ready(ResourceRow {
+                pk: head.pk,
+                res_type: head.res_type.clone(),
+                res_id: head.res_id.clone(),
+                version_id: head.version_id,
+                last_updated: head.last_updated.clone(),
+                deleted: head.deleted,
+                content,
+            }),
+            _ => Completed::Later(head.clone()),
+        })
+        .collect())
+}
+
 /// A version of the history without its content (see [`RowHead`]).
 #[derive(Debug, Clone, QueryableByName)]
 pub struct VersionHead {
