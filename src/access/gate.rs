@@ -350,6 +350,14 @@ impl<'a> Gate<'a> {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
                 self.touched.patient(&patient);
                 self.holder_space(conn, &patient, def.name != "Patient")?;
+                // The trace searched by a resource it names: only by one the holder
+                // may see, or the count would tell a hidden one exists.
+                if def.name == "AuditEvent" && !self.entities_searchable(conn, request)? {
+                    return Ok(Narrowing {
+                        compartment: Some(Vec::new()),
+                        ..Narrowing::default()
+                    });
+                }
                 Ok(self.holder_narrowing(&patient, def))
             }
             // Identity and state of any space (R-ACC-10).
@@ -396,6 +404,40 @@ impl<'a> Gate<'a> {
                 ..Narrowing::default()
             }),
         }
+    }
+
+    /// Whether every resource a trace search names by `entity` may be seen by the
+    /// caller (a chain through `entity` reads resources: refused to holders).
+    fn entities_searchable(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<bool, ApiError> {
+        for criterion in &request.criteria {
+            match criterion {
+                Criterion::Chain { param, .. } if *param == "entity" => {
+                    return Err(ApiError::bad_request(
+                        IssueCode::NotSupported,
+                        "the trace is not searched through the resources it names (entity.…)",
+                    ));
+                }
+                Criterion::Reference { param, values } if *param == "entity" => {
+                    for (kind, id) in values {
+                        let kinds: Vec<&str> = match kind {
+                            Some(kind) => vec![kind.as_str()],
+                            None => vec!["DocumentReference", "Binary", "Communication", "Consent"],
+                        };
+                        for kind in kinds {
+                            if !self.entity_shown(conn, kind, id)? {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
     }
 
     /// The narrowing of a conditional create's match (`If-None-Exist`): what the
@@ -563,11 +605,33 @@ impl<'a> Gate<'a> {
         stored: &Stored<'_>,
         judged: &Judged,
     ) -> Result<(), ApiError> {
+        let decision = self.decide_judged(conn, stored, judged);
+        // The trace of the spaces concerned shows the access, but a holder refused a
+        // resource of their own space that is hidden from them leaves no event there:
+        // it would tell them the resource exists (R-PAT-1, R-PAT-5).
+        let own = self.principal.own_patient();
+        let hidden_from_holder = own.is_some()
+            && matches!(&decision, Err(error) if error.concealed)
+            && judged
+                .compartment
+                .iter()
+                .all(|patient| Some(patient.as_str()) == own);
+        if !hidden_from_holder {
+            for patient in &judged.compartment {
+                self.touched.patient(patient);
+            }
+        }
+        decision
+    }
+
+    fn decide_judged(
+        &self,
+        conn: &mut Conn,
+        stored: &Stored<'_>,
+        judged: &Judged,
+    ) -> Result<(), ApiError> {
         let resource = format!("{}/{}", stored.res_type, stored.res_id);
         let compartment = &judged.compartment;
-        for patient in compartment {
-            self.touched.patient(patient);
-        }
         if stored.res_type == "Binary" && !matches!(self.principal.actor, ActorKind::Other(_)) {
             return self.check_binary(conn, stored, compartment);
         }
@@ -834,6 +898,7 @@ impl<'a> Gate<'a> {
             return Ok(content.to_owned());
         };
         let mut kept = Vec::with_capacity(entities.len());
+        let mut left_out_references: Vec<String> = Vec::new();
         let mut left_out = false;
         for entity in entities.drain(..) {
             let named = entity
@@ -849,11 +914,24 @@ impl<'a> Gate<'a> {
                 kept.push(entity);
             } else {
                 left_out = true;
+                if let Some(reference) = entity.pointer("/what/reference").and_then(Value::as_str) {
+                    left_out_references.push(reference.to_owned());
+                }
             }
         }
         *entities = kept;
         if !left_out {
             return Ok(content.to_owned());
+        }
+        // Nor does the outcome's text name them.
+        if let Some(description) = event.get_mut("outcomeDesc")
+            && let Some(text) = description.as_str()
+        {
+            let mut text = text.to_owned();
+            for reference in &left_out_references {
+                text = text.replace(reference.as_str(), "(a resource hidden from you)");
+            }
+            *description = Value::String(text);
         }
         let tag = serde_json::json!({
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -869,6 +947,69 @@ impl<'a> Gate<'a> {
                     meta.insert("security".into(), Value::Array(vec![tag]));
                 }
             }
+        }
+        Ok(event.to_string())
+    }
+
+    /// A professional's own action (R-ACC-11) that was answered "not known" (a
+    /// resource hidden from them) reads as it was answered: without the rule and the
+    /// space (its Patient entity), which would tell that the resource exists and
+    /// whose it is. The médecin traitant of that space reads it whole.
+    fn own_refusal_as_answered(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
+        let Ok(mut event) = serde_json::from_str::<Value>(content) else {
+            return Ok(content.to_owned());
+        };
+        let concealed = event
+            .get("outcomeDesc")
+            .and_then(Value::as_str)
+            .is_some_and(|text| text.starts_with("404: rule "));
+        if !concealed {
+            return Ok(content.to_owned());
+        }
+        let spaces: Vec<String> = values_at(&event, "entity.what.reference")
+            .into_iter()
+            .filter_map(Value::as_str)
+            .filter_map(extract::parse_reference)
+            .filter(|(kind, _)| kind == "Patient")
+            .map(|(_, id)| id)
+            .collect();
+        for patient in &spaces {
+            if self.reads_whole_trace(conn, patient)? {
+                return Ok(content.to_owned());
+            }
+        }
+        if let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) {
+            entities.retain(|entity| {
+                !entity
+                    .pointer("/what/reference")
+                    .and_then(Value::as_str)
+                    .is_some_and(|reference| reference.starts_with("Patient/"))
+            });
+        }
+        if let Some(description) = event.get_mut("outcomeDesc")
+            && let Some(text) = description.as_str()
+        {
+            // "404: rule R-…: X is not known" → "404: X is not known", as answered.
+            let answered = text
+                .strip_prefix("404: rule ")
+                .and_then(|rest| rest.split_once(": "))
+                .map(|(_, detail)| format!("404: {detail}"))
+                .unwrap_or_else(|| "404".to_owned());
+            *description = Value::String(answered);
+        }
+        if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
+            extensions.retain(|extension| {
+                extension.get("url").and_then(Value::as_str)
+                    != Some(crate::audit::event::RULE_EXTENSION)
+            });
+        }
+        if event
+            .get("extension")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+            && let Some(object) = event.as_object_mut()
+        {
+            object.remove("extension");
         }
         Ok(event.to_string())
     }
@@ -895,6 +1036,11 @@ impl<'a> Gate<'a> {
         if stored.res_type == "AuditEvent" && self.principal.own_patient().is_some() {
             return self.spend(Released::from_store(
                 self.redacted_event(conn, stored.content)?,
+            ));
+        }
+        if stored.res_type == "AuditEvent" && self.principal.actor == ActorKind::Professional {
+            return self.spend(Released::from_store(
+                self.own_refusal_as_answered(conn, stored.content)?,
             ));
         }
         if stored.res_type != "Patient" || stored.content.is_empty() {
@@ -986,7 +1132,16 @@ impl<'a> Gate<'a> {
             && self.principal.own_patient().is_none()
             && let (Some(before), Some(after)) = (before, after)
         {
-            let was_masked = serde_json::from_str::<Value>(&before.content).is_ok_and(|value| {
+            // A deleted document is judged by its last live version: deleting and
+            // writing it again does not unmask it.
+            let last_live = if before.deleted {
+                store::resources::latest_live(conn, &before.res_type, &before.res_id, None)?
+                    .map(|version| version.content)
+                    .unwrap_or_default()
+            } else {
+                before.content.clone()
+            };
+            let was_masked = serde_json::from_str::<Value>(&last_live).is_ok_and(|value| {
                 document_facts(&value)
                     .1
                     .iter()

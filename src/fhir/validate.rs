@@ -35,6 +35,13 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
                 .at(format!("{expected_type}.id")),
         );
     }
+    if let Some(path) = modifier_extension(&incoming.value, expected_type) {
+        return Err(ApiError::unprocessable(
+            IssueCode::NotSupported,
+            format!("{path}: this server understands no modifier extension, so it refuses the resource (FHIR R4 §2.4)"),
+        )
+        .at(path));
+    }
     if let Some(path) = bad_string(&incoming.value, expected_type) {
         return Err(ApiError::bad_request(
             IssueCode::Value,
@@ -83,6 +90,36 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         "Communication" => check_communication(&incoming.value),
         _ => Ok(()),
     }
+}
+
+/// The path of the first `modifierExtension`: one the server does not understand
+/// changes the meaning of what carries it, so the resource is refused.
+fn modifier_extension(value: &Value, root: &str) -> Option<String> {
+    fn find(value: &Value) -> Option<Vec<String>> {
+        match value {
+            Value::Object(members) => members.iter().find_map(|(name, value)| {
+                if name == "modifierExtension" {
+                    return Some(vec![name.clone()]);
+                }
+                find(value).map(|mut path| {
+                    path.push(name.clone());
+                    path
+                })
+            }),
+            Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+                find(item).map(|mut path| {
+                    path.push(format!("[{index}]"));
+                    path
+                })
+            }),
+            _ => None,
+        }
+    }
+    find(value).map(|mut path| {
+        path.push(root.to_owned());
+        path.reverse();
+        path.join(".").replace(".[", "[")
+    })
 }
 
 /// Whether a string is one FHIR allows (`[ \r\n\t\S]+`, with non-whitespace
@@ -416,7 +453,33 @@ fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
             );
         }
     }
-    if value.pointer("/provision/type").and_then(Value::as_str) != Some("deny") {
+    let kind = value.pointer("/provision/type").and_then(Value::as_str);
+    if value.get("provision").is_some() && !matches!(kind, Some("permit" | "deny")) {
+        return unapplied(
+            "Consent.provision.type",
+            "provision.type says permit or deny: the rules apply nothing else",
+        );
+    }
+    // The rules read a Consent naming actors (an authorisation, a block) or one with
+    // a purpose and no actor (an emergency setting): not both, and only their purposes.
+    let has_actors = !values_at(value, "provision.actor").is_empty();
+    let purposes = values_at(value, "provision.purpose");
+    if has_actors && !purposes.is_empty() {
+        return unapplied(
+            "Consent.provision.purpose",
+            "a Consent names actors (authorise, block) or a purpose (BTG, ETREAT, MASKED for the whole space), not both",
+        );
+    }
+    for (index, purpose) in purposes.into_iter().enumerate() {
+        let code = purpose.get("code").and_then(Value::as_str);
+        if !matches!(code, Some("BTG" | "ETREAT" | "MASKED")) {
+            return unapplied(
+                &format!("Consent.provision.purpose[{index}]"),
+                "the purposes the rules apply are BTG, ETREAT and MASKED (v3-ActReason)",
+            );
+        }
+    }
+    if kind != Some("deny") {
         return Ok(());
     }
     for (index, actor) in values_at(value, "provision.actor").into_iter().enumerate() {

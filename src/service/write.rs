@@ -407,7 +407,19 @@ pub fn update(
             format!("invalid id {id:?}"),
         ));
     }
-    let current = writable_current(conn, ctx, def, id)?;
+    let current = match writable_current(conn, ctx, def, id) {
+        // A hidden resource, with If-Match: the very answer of a missing one.
+        Err(error) if error.concealed && if_match.is_some() => {
+            let missing = check_if_match(None, if_match, def, id)
+                .err()
+                .unwrap_or(error.clone());
+            return Err(match error.rule {
+                Some(rule) => missing.by_rule(rule).conceal(),
+                None => missing,
+            });
+        }
+        other => other?,
+    };
     check_if_match(current.as_ref(), if_match, def, id)?;
     let (version, status) = match &current {
         Some(row) => (row.version_id + 1, StatusCode::OK),

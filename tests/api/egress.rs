@@ -1199,3 +1199,151 @@ fn r_pat_4_the_trace_names_no_resource_the_holder_may_not_see() {
     assert!(gp_view.contains(&pending) && gp_view.contains(&from_parents));
     assert!(events(&patient_view) >= 4);
 }
+
+// ---------------------------------------------------------------- second round
+
+#[test]
+fn a_professionals_own_trace_tells_no_more_than_the_answer_they_got() {
+    let s = spaces();
+    let stranger = doctor(STRANGER);
+    for (request_id, id) in [
+        ("probe-hidden", s.psychiatric.as_str()),
+        ("probe-none", "no-such-document"),
+    ] {
+        let reply = s
+            .app
+            .request("GET", &format!("DocumentReference/{id}"))
+            .as_(&stranger)
+            .header("X-Request-Id", request_id)
+            .send(None);
+        assert_eq!(reply.status, 404);
+    }
+    let own = s.app.get("AuditEvent?_count=100", &stranger).json();
+    let text = own.to_string();
+    assert!(
+        !text.contains(&format!("Patient/{}", s.a)),
+        "the space: {text}"
+    );
+    assert!(!text.contains("rule R-ACC"), "the rule: {text}");
+    // The médecin traitant of the space reads the probe whole (R-ACC-11).
+    let gp = s
+        .app
+        .get(
+            &format!("AuditEvent?patient={}&_count=200", s.a),
+            &As::doctor(),
+        )
+        .body;
+    assert!(gp.contains("rule R-ACC-3"), "{gp}");
+}
+
+#[test]
+fn r_pat_1_the_holder_learns_nothing_of_a_hidden_document_from_the_trace() {
+    let s = spaces();
+    let pending = s.app.create(
+        &As::doctor(),
+        &labelled_document(&s.a, "11502-2", "2024-10-01", "INVISIBLE_PATIENT"),
+    );
+    // A professional refused it: the holder sees the attempt, not the document.
+    s.app
+        .get(&format!("DocumentReference/{pending}"), &doctor(STRANGER));
+    // The holder's own probe leaves nothing in their trace.
+    let count = |query: &str| {
+        s.app
+            .get(
+                &format!("AuditEvent?patient={}&{query}&_summary=count", s.a),
+                &s.patient_token(),
+            )
+            .json()["total"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        s.app
+            .get(&format!("DocumentReference/{pending}"), &s.patient_token())
+            .status,
+        404
+    );
+    assert_eq!(
+        s.app
+            .get("DocumentReference/no-such-document", &s.patient_token())
+            .status,
+        404
+    );
+    let trace = s
+        .app
+        .get(
+            &format!("AuditEvent?patient={}&_count=500", s.a),
+            &s.patient_token(),
+        )
+        .body;
+    assert!(!trace.contains(&pending), "{trace}");
+    // Searching the trace by the hidden document counts nothing.
+    assert_eq!(count(&format!("entity=DocumentReference/{pending}")), 0);
+    assert_eq!(count("entity=DocumentReference/no-such-document"), 0);
+    assert_eq!(
+        s.app
+            .get(
+                &format!("AuditEvent?patient={}&entity:DocumentReference.security-label=INVISIBLE_PATIENT", s.a),
+                &s.patient_token()
+            )
+            .status,
+        400
+    );
+}
+
+#[test]
+fn r_pat_2_deleting_and_writing_again_does_not_unmask() {
+    let s = spaces();
+    let path = format!("DocumentReference/{}", s.consultation);
+    let mask = json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": "MASQUE_PS" }] }] }]);
+    let mut unmasked = s.app.get(&path, &As::doctor()).json();
+    assert_eq!(patch(&s.app, &path, &s.patient_token(), &mask).status, 200);
+    assert_eq!(s.app.delete(&path, &As::doctor()).status, 204);
+    unmasked.as_object_mut().unwrap().remove("meta");
+    assert_refused(&s.app.put(&path, &As::doctor(), &unmasked), 403, "R-PAT-2");
+}
+
+#[test]
+fn r_acc_2_and_r_acc_4_consents_the_rules_would_ignore_are_refused() {
+    let s = spaces();
+    let mut purposeful_block = block_professional(&s.a, STRANGER);
+    purposeful_block["provision"]["purpose"] =
+        json!([{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG" }]);
+    let mut untyped = block_professional(&s.a, COLLEAGUE);
+    untyped["provision"].as_object_mut().unwrap().remove("type");
+    let mut other_purpose = crate::support::fixtures::emergency_setting(&s.a, "deny", "BTG");
+    other_purpose["provision"]["purpose"][0]["code"] = json!("TREAT");
+    let mut modifier = permit_professional(&s.a, COLLEAGUE);
+    modifier["modifierExtension"] =
+        json!([{ "url": "https://example.org/only-on-sundays", "valueBoolean": true }]);
+    for consent in [purposeful_block, untyped, other_purpose, modifier] {
+        let reply = s.app.post("Consent", &s.patient_token(), &consent);
+        assert_eq!(reply.status, 422, "{consent}: {}", reply.body);
+    }
+}
+
+#[test]
+fn an_if_match_on_a_hidden_resource_answers_as_on_a_missing_one() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    let put = |id: &str| {
+        let mut body = document(&s.a, "11488-4", "2024-01-01");
+        body["id"] = json!(id);
+        s.app
+            .request("PUT", &format!("DocumentReference/{id}"))
+            .as_(&doctor(COLLEAGUE))
+            .fhir()
+            .header("If-Match", "W/\"1\"")
+            .send(Some(body.to_string()))
+    };
+    let hidden = put(&s.masked);
+    let missing = put("no-such-document");
+    assert_eq!(hidden.status, 412, "{}", hidden.body);
+    assert_eq!(
+        hidden.body.replace(&s.masked, "ID"),
+        missing.body.replace("no-such-document", "ID")
+    );
+}
