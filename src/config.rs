@@ -117,6 +117,10 @@ pub struct Config {
     pub default_page_size: usize,
     /// Largest `_count` honoured; larger values are capped.
     pub max_page_size: usize,
+    /// Most rows one _include or _revinclude clause brings (further rows are left out).
+    pub max_include_rows: usize,
+    /// Most versions one history request examines; past it the Bundle has no total and a next link.
+    pub max_history_scan: usize,
     /// Bytes of request bodies held at once across all requests; past it, a request waits its turn, up to the body read timeout (then 503).
     pub max_inflight_body_bytes: usize,
     /// Most query parameters in one search (criteria, _sort, _include…); more gets 400.
@@ -177,6 +181,8 @@ impl Default for Config {
             public_base_url: None,
             default_page_size: 20,
             max_page_size: 500,
+            max_include_rows: 1000,
+            max_history_scan: 10000,
             max_inflight_body_bytes: 25165824,
             max_search_parameters: 64,
             max_search_values: 100,
@@ -239,6 +245,12 @@ pub struct ConfigArgs {
     /// Largest _count honoured [default: 500].
     #[arg(long, env = "DMP_MAX_PAGE_SIZE")]
     pub max_page_size: Option<usize>,
+    /// Most rows one _include or _revinclude clause brings (further rows are left out) [default: 1000].
+    #[arg(long, env = "DMP_MAX_INCLUDE_ROWS")]
+    pub max_include_rows: Option<usize>,
+    /// Most versions one history request examines; past it the Bundle has no total and a next link [default: 10000].
+    #[arg(long, env = "DMP_MAX_HISTORY_SCAN")]
+    pub max_history_scan: Option<usize>,
     /// Bytes of request bodies held at once across all requests; past it, a request waits its turn, up to the body read timeout (then 503) [default: 25165824].
     #[arg(long, env = "DMP_MAX_INFLIGHT_BODY_BYTES")]
     pub max_inflight_body_bytes: Option<usize>,
@@ -322,6 +334,8 @@ struct ConfigFile {
     public_base_url: Option<String>,
     default_page_size: Option<usize>,
     max_page_size: Option<usize>,
+    max_include_rows: Option<usize>,
+    max_history_scan: Option<usize>,
     max_inflight_body_bytes: Option<usize>,
     max_search_parameters: Option<usize>,
     max_search_values: Option<usize>,
@@ -401,6 +415,14 @@ impl ConfigArgs {
                 .max_page_size
                 .or(file.max_page_size)
                 .unwrap_or(base.max_page_size),
+            max_include_rows: self
+                .max_include_rows
+                .or(file.max_include_rows)
+                .unwrap_or(base.max_include_rows),
+            max_history_scan: self
+                .max_history_scan
+                .or(file.max_history_scan)
+                .unwrap_or(base.max_history_scan),
             max_inflight_body_bytes: self
                 .max_inflight_body_bytes
                 .or(file.max_inflight_body_bytes)

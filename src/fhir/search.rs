@@ -135,6 +135,10 @@ pub struct PageLimits {
     pub max_sort: usize,
     /// Most `_include` and `_revinclude` clauses together.
     pub max_includes: usize,
+    /// Most rows one `_include` or `_revinclude` clause brings.
+    pub max_include_rows: usize,
+    /// Most versions one history request examines.
+    pub max_history_scan: usize,
 }
 
 impl PageLimits {
@@ -148,6 +152,8 @@ impl PageLimits {
             max_values: 100,
             max_sort: 8,
             max_includes: 8,
+            max_include_rows: 1000,
+            max_history_scan: 10_000,
         }
     }
 }

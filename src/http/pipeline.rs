@@ -291,6 +291,8 @@ async fn stages(
         max_values: state.config.max_search_values,
         max_sort: state.config.max_sort_terms,
         max_includes: state.config.max_includes,
+        max_include_rows: state.config.max_include_rows,
+        max_history_scan: state.config.max_history_scan,
     };
     let single_write =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());

@@ -17,9 +17,6 @@ use crate::store::{self, Conn, VersionRow};
 
 /// Candidates read from the store at a time.
 const CHUNK: usize = 200;
-/// Versions one history request examines at most (bounded work): past it, the
-/// Bundle has no `total` and a `next` link goes on.
-pub const MAX_HISTORY_SCAN: usize = 10_000;
 
 pub fn history(
     conn: &mut Conn,
@@ -79,15 +76,23 @@ pub fn history(
     let mut scanned = 0usize;
     let mut complete = true;
     loop {
+        // Bounded work: past the versions one request examines, no `total`, and a
+        // `next` link goes on (when one more candidate is there).
+        let wanted = CHUNK.min(ctx.limits.max_history_scan.saturating_sub(scanned));
         let query = store::resources::HistoryQuery {
             res_type: def.name,
             res_id: id,
             since: since.clone(),
-            count: CHUNK,
+            count: wanted.max(1),
             offset: scanned,
             compartment: narrowing.compartment.as_deref(),
         };
         let rows = store::resources::history(conn, &query)?;
+        if wanted == 0 {
+            complete = rows.is_empty();
+            break;
+        }
+        let wanted_all = rows.len() == wanted;
         let fetched = rows.len();
         scanned += fetched;
         for head in rows {
@@ -112,11 +117,7 @@ pub fn history(
             }
             passed += 1;
         }
-        if fetched < CHUNK {
-            break;
-        }
-        if scanned >= MAX_HISTORY_SCAN {
-            complete = false;
+        if !wanted_all {
             break;
         }
     }

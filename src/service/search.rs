@@ -142,12 +142,21 @@ pub fn search(
     }
     let mut extra = Vec::new();
     for include in &request.includes {
-        extra.extend(store::search::included(conn, &pks, include)?);
+        extra.extend(store::search::included(
+            conn,
+            &pks,
+            include,
+            ctx.limits.max_include_rows,
+        )?);
     }
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for include in &request.revincludes {
         extra.extend(store::search::rev_included(
-            conn, def.name, &id_refs, include,
+            conn,
+            def.name,
+            &id_refs,
+            include,
+            ctx.limits.max_include_rows,
         )?);
     }
     extra.retain(|head| seen.insert((head.res_type.clone(), head.res_id.clone())));

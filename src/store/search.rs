@@ -417,6 +417,7 @@ pub fn included(
     conn: &mut Conn,
     pks: &[i64],
     include: &Include,
+    limit: usize,
 ) -> diesel::QueryResult<Vec<RowHead>> {
     if pks.is_empty() {
         return Ok(Vec::new());
@@ -437,7 +438,7 @@ pub fn included(
         }
         sql.int(*pk);
     }
-    sql.push(") ORDER BY r.pk LIMIT 1000");
+    sql.push(") ORDER BY r.pk LIMIT ").int(limit as i64);
     sql.load(conn)
 }
 
@@ -448,6 +449,7 @@ pub fn rev_included(
     target_type: &str,
     target_ids: &[&str],
     include: &Include,
+    limit: usize,
 ) -> diesel::QueryResult<Vec<RowHead>> {
     if target_ids.is_empty() {
         return Ok(Vec::new());
@@ -469,6 +471,6 @@ pub fn rev_included(
         .push(" AND target_id IN ")
         .text_list(target_ids.iter().copied())
         .push(")");
-    sql.push(" ORDER BY r.pk LIMIT 1000");
+    sql.push(" ORDER BY r.pk LIMIT ").int(limit as i64);
     sql.load(conn)
 }

@@ -297,3 +297,50 @@ fn large_answers_and_unauthenticated_bodies_keep_the_server_small() {
     let peak = server.peak_rss_kib();
     assert!(peak < 150 * 1024, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn included_rows_and_history_scans_are_bounded() {
+    let app = TestApp::with(|config| {
+        config.max_include_rows = 2;
+        config.max_history_scan = 3;
+    });
+    let id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-01-01"),
+    );
+    let holder = As::Patient(id.clone());
+    for day in [
+        "2024-01-01",
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+        "2024-01-05",
+    ] {
+        app.create(&As::doctor(), &document(&id, "11488-4", day));
+    }
+    let bundle = app
+        .get(
+            &format!("Patient?_id={id}&_revinclude=DocumentReference:patient"),
+            &holder,
+        )
+        .json();
+    let included = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["search"]["mode"] == "include")
+        .count();
+    assert_eq!(included, 2);
+    let history = app
+        .get("DocumentReference/_history?_count=2", &holder)
+        .json();
+    assert!(history["total"].is_null(), "{history}");
+    assert!(
+        history["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|link| link["relation"] == "next"),
+        "{history}"
+    );
+}
