@@ -92,22 +92,26 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
     }
 }
 
-/// The path of the first `modifierExtension`: one the server does not understand
-/// changes the meaning of what carries it, so the resource is refused.
-fn modifier_extension(value: &Value, root: &str) -> Option<String> {
-    fn find(value: &Value) -> Option<Vec<String>> {
+/// The path (`Type.element[0].member`) of the first member of `value` for which
+/// `breaks(name, value)` holds; the path is built only for what is found.
+fn first_breach(
+    value: &Value,
+    root: &str,
+    breaks: &dyn Fn(&str, &Value) -> bool,
+) -> Option<String> {
+    fn find(value: &Value, breaks: &dyn Fn(&str, &Value) -> bool) -> Option<Vec<String>> {
         match value {
             Value::Object(members) => members.iter().find_map(|(name, value)| {
-                if name == "modifierExtension" {
+                if breaks(name, value) {
                     return Some(vec![name.clone()]);
                 }
-                find(value).map(|mut path| {
+                find(value, breaks).map(|mut path| {
                     path.push(name.clone());
                     path
                 })
             }),
             Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
-                find(item).map(|mut path| {
+                find(item, breaks).map(|mut path| {
                     path.push(format!("[{index}]"));
                     path
                 })
@@ -115,10 +119,40 @@ fn modifier_extension(value: &Value, root: &str) -> Option<String> {
             _ => None,
         }
     }
-    find(value).map(|mut path| {
+    find(value, breaks).map(|mut path| {
         path.push(root.to_owned());
         path.reverse();
         path.join(".").replace(".[", "[")
+    })
+}
+
+/// The first `modifierExtension`: one the server does not understand changes the
+/// meaning of what carries it, so the resource is refused.
+fn modifier_extension(value: &Value, root: &str) -> Option<String> {
+    first_breach(value, root, &|name, _| name == "modifierExtension")
+}
+
+/// The first string value FHIR does not allow (see [`is_fhir_string`]), in a member
+/// or in an array of strings.
+fn bad_string(value: &Value, root: &str) -> Option<String> {
+    first_breach(value, root, &|_, value| match value {
+        Value::String(text) => !is_fhir_string(text),
+        Value::Array(items) => items
+            .iter()
+            .any(|item| item.as_str().is_some_and(|text| !is_fhir_string(text))),
+        _ => false,
+    })
+}
+
+/// The first large `data` string that is not base64 (FHIR's base64Binary: the
+/// alphabet in groups of four, `=` padding only at the end, whitespace allowed
+/// between).
+fn bad_base64(value: &Value, root: &str) -> Option<String> {
+    first_breach(value, root, &|name, value| {
+        name == "data"
+            && value
+                .as_str()
+                .is_some_and(|text| text.len() > LARGE_BYTES && !is_base64(text.as_bytes()))
     })
 }
 
@@ -129,34 +163,6 @@ fn is_fhir_string(text: &str) -> bool {
         && text
             .chars()
             .all(|c| !c.is_whitespace() || matches!(c, ' ' | '\t' | '\r' | '\n'))
-}
-
-/// The path of the first string value FHIR does not allow: empty, whitespace only,
-/// or holding other whitespace than spaces, tabs and line breaks.
-fn bad_string(value: &Value, root: &str) -> Option<String> {
-    fn find(value: &Value) -> Option<Vec<String>> {
-        match value {
-            Value::String(text) if !is_fhir_string(text) => Some(Vec::new()),
-            Value::Object(members) => members.iter().find_map(|(name, value)| {
-                find(value).map(|mut path| {
-                    path.push(name.clone());
-                    path
-                })
-            }),
-            Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
-                find(item).map(|mut path| {
-                    path.push(format!("[{index}]"));
-                    path
-                })
-            }),
-            _ => None,
-        }
-    }
-    find(value).map(|mut path| {
-        path.push(root.to_owned());
-        path.reverse();
-        path.join(".").replace(".[", "[")
-    })
 }
 
 /// Strings under a `data` member longer than this are checked in place and shown to
@@ -193,37 +199,6 @@ impl serde::Serialize for WithoutBytes<'_> {
             other => other.serialize(serializer),
         }
     }
-}
-
-/// The path of the first large `data` string that is not base64 (FHIR's
-/// base64Binary: the alphabet in groups of four, `=` padding only at the end,
-/// whitespace allowed between). The path is built only for what is found.
-fn bad_base64(value: &Value, root: &str) -> Option<String> {
-    fn find(value: &Value) -> Option<Vec<String>> {
-        match value {
-            Value::Object(members) => members.iter().find_map(|(name, value)| match value {
-                Value::String(text) if name == "data" && text.len() > LARGE_BYTES => {
-                    (!is_base64(text.as_bytes())).then(|| vec![name.clone()])
-                }
-                other => find(other).map(|mut path| {
-                    path.push(name.clone());
-                    path
-                }),
-            }),
-            Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
-                find(item).map(|mut path| {
-                    path.push(format!("[{index}]"));
-                    path
-                })
-            }),
-            _ => None,
-        }
-    }
-    find(value).map(|mut path| {
-        path.push(root.to_owned());
-        path.reverse();
-        path.join(".").replace(".[", "[")
-    })
 }
 
 fn is_base64(bytes: &[u8]) -> bool {

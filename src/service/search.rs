@@ -102,15 +102,9 @@ pub fn search(
     // One chunk of small bodies in memory at a time; a large one alone.
     for chunk in page.rows.chunks(COMPLETED_TOGETHER) {
         for completed in store::resources::complete_chunk(conn, chunk)? {
-            let row = match completed {
-                store::resources::Completed::Ready(row) => row,
-                // A large body: loaded now, one at a time, counted against the bound.
-                store::resources::Completed::Later(head) => {
-                    match store::resources::complete(conn, head)? {
-                        Some(row) => row,
-                        None => continue,
-                    }
-                }
+            // A large body is loaded now, alone, and counted against the bound.
+            let Some(row) = completed.into_row(conn)? else {
+                continue;
             };
             // Identity answers concern each patient found (their trace shows the lookup).
             if row.res_type == "Patient" {
@@ -162,14 +156,9 @@ pub fn search(
     extra.retain(|head| seen.insert((head.res_type.clone(), head.res_id.clone())));
     for chunk in extra.chunks(COMPLETED_TOGETHER) {
         for completed in store::resources::complete_chunk(conn, chunk)? {
-            let row = match completed {
-                store::resources::Completed::Ready(row) => row,
-                store::resources::Completed::Later(head) => {
-                    match store::resources::complete(conn, head)? {
-                        Some(row) => row,
-                        None => continue,
-                    }
-                }
+            // A large body is loaded now, alone, and counted against the bound.
+            let Some(row) = completed.into_row(conn)? else {
+                continue;
             };
             let body = match ctx.gate.release(conn, &row.stored()) {
                 Ok(body) => body,

@@ -116,6 +116,16 @@ pub enum Completed {
     Later(RowHead),
 }
 
+impl Completed {
+    /// The row with its content, loading a large one now; `None` when it is gone.
+    pub fn into_row(self, conn: &mut Conn) -> diesel::QueryResult<Option<ResourceRow>> {
+        match self {
+            Completed::Ready(row) => Ok(Some(row)),
+            Completed::Later(head) => complete(conn, head),
+        }
+    }
+}
+
 /// The rows of `heads`, in order, their small contents fetched in one query (a
 /// search page costs one query, not one per row); large ones are left for
 /// [`complete`], so that memory holds at most one large body at a time.

@@ -86,6 +86,13 @@ fn post_if_none_exist(app: &TestApp, who: &As, body: &Value, query: &str) -> Rep
         .send(Some(body.to_string()))
 }
 
+/// The JSON Patch by which the patient masks a document (R-PAT-2, R-ACC-7).
+fn mask_patch() -> Value {
+    json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": "MASQUE_PS" }] }] }])
+}
+
 /// Every resource id in a Bundle's entries.
 fn entry_ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
@@ -252,9 +259,7 @@ fn r_acc_6_a_patch_cannot_move_a_document_type_into_a_label() {
         &s.app,
         &format!("DocumentReference/{}", s.consultation),
         &patient,
-        &json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
-            "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
-            "code": "MASQUE_PS" }] }] }]),
+        &mask_patch(),
     );
     assert_eq!(mask.status, 200, "{}", mask.body);
 }
@@ -372,9 +377,7 @@ fn r_acc_7_a_version_is_hidden_when_the_document_is_masked_now() {
         &s.app,
         &format!("DocumentReference/{}", s.consultation),
         &s.patient_token(),
-        &json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
-            "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
-            "code": "MASQUE_PS" }] }] }]),
+        &mask_patch(),
     );
     assert_eq!(mask.status, 200, "{}", mask.body);
     let (read, listed) = versions_seen(&s, &doctor(COLLEAGUE), &s.consultation, 2);
@@ -873,9 +876,7 @@ fn a_hidden_resource_answers_word_for_word_as_a_missing_one() {
 fn r_pat_2_only_the_patient_unmasks_a_document() {
     let s = spaces();
     let path = format!("DocumentReference/{}", s.consultation);
-    let mask = json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
-        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
-        "code": "MASQUE_PS" }] }] }]);
+    let mask = mask_patch();
     assert_eq!(patch(&s.app, &path, &s.patient_token(), &mask).status, 200);
     // The author may neither remove the label nor leave it out of a correction.
     assert_refused(
@@ -1295,9 +1296,7 @@ fn r_pat_1_the_holder_learns_nothing_of_a_hidden_document_from_the_trace() {
 fn r_pat_2_deleting_and_writing_again_does_not_unmask() {
     let s = spaces();
     let path = format!("DocumentReference/{}", s.consultation);
-    let mask = json!([{ "op": "add", "path": "/securityLabel", "value": [{ "coding": [{
-        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
-        "code": "MASQUE_PS" }] }] }]);
+    let mask = mask_patch();
     let mut unmasked = s.app.get(&path, &As::doctor()).json();
     assert_eq!(patch(&s.app, &path, &s.patient_token(), &mask).status, 200);
     assert_eq!(s.app.delete(&path, &As::doctor()).status, 204);
