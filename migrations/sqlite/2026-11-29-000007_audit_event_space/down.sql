@@ -1,0 +1,2 @@
+-- Compartment rows that named an event's agent are not restored.
+SELECT 1;
