@@ -865,24 +865,23 @@ impl<'a> Gate<'a> {
         conn: &mut Conn,
         stored: &Stored<'_>,
     ) -> Result<Option<Released>, ApiError> {
+        let released = match self.release(conn, stored) {
+            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
+                let depositor = store::resources::author_of(conn, stored.pk)?;
+                if professional::r_acc_9_author_only(self.principal, depositor.as_ref()).is_some() {
+                    return Ok(None);
+                }
+                self.present(conn, stored)
+            }
+            other => other,
+        };
         // A write is not undone for the size of its answer: past the bound, the
         // answer names the version without its body.
-        let within_bound = |result: Result<Released, ApiError>| match result {
+        match released {
             Ok(released) => Ok(Some(released)),
             Err(error) if error.status.as_u16() == 413 => Ok(None),
             Err(error) => Err(error),
-        };
-        match self.release(conn, stored) {
-            Ok(released) => return Ok(Some(released)),
-            Err(error) if error.status.as_u16() == 413 => return Ok(None),
-            Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {}
-            Err(error) => return Err(error),
         }
-        let depositor = store::resources::author_of(conn, stored.pk)?;
-        if professional::r_acc_9_author_only(self.principal, depositor.as_ref()).is_none() {
-            return within_bound(self.present(conn, stored));
-        }
-        Ok(None)
     }
 
     /// An event of the holder's trace (R-PAT-4) as they may see it: every access is
@@ -1132,17 +1131,10 @@ impl<'a> Gate<'a> {
             && self.principal.own_patient().is_none()
             && let (Some(before), Some(after)) = (before, after)
         {
-            // A deleted document is judged by its last live version: deleting and
-            // writing it again does not unmask it.
-            let last_live = if before.deleted {
-                store::resources::latest_live(conn, &before.res_type, &before.res_id, None)?
-                    .map(|version| version.content)
-                    .unwrap_or_default()
-            } else {
-                before.content.clone()
-            };
-            let was_masked = serde_json::from_str::<Value>(&last_live).is_ok_and(|value| {
-                document_facts(&value)
+            // Judged as the gate judges any version: a deletion by the live version
+            // before it, so that deleting and writing again does not unmask.
+            let was_masked = self.judged(conn, &before.stored())?.is_some_and(|judged| {
+                document_facts(&judged.value)
                     .1
                     .iter()
                     .any(|label| label == MASQUE_PS)
@@ -1537,12 +1529,7 @@ fn holder_rules(
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).
 fn is_agent(event: &Value, id_nat_ps: &str) -> bool {
-    values_at(event, "agent.who.identifier")
-        .into_iter()
-        .any(|identifier| {
-            identifier.get("system").and_then(Value::as_str) == Some(IDNAT_PS_SYSTEM)
-                && identifier.get("value").and_then(Value::as_str) == Some(id_nat_ps)
-        })
+    names_professional(event, &["agent.who.identifier"], id_nat_ps)
 }
 
 /// A Consent a professional may create (R-ACC-3): permit, one actor (their

@@ -10,8 +10,7 @@ use crate::fhir::extract::values_at;
 use crate::lifecycle::{Lifecycle, State};
 use crate::store::lifecycle::LifecycleRow;
 
-/// FINESS (organisation) identifier system.
-pub const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
+pub use crate::fhir::FINESS_SYSTEM;
 
 /// Who a Consent provision names.
 #[derive(Debug, Clone, PartialEq, Eq)]

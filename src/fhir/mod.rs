@@ -17,6 +17,9 @@ pub const INS_NIR_TEST_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.10";
 pub const INS_NIR_DEMO_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.11";
 /// Legacy computed INS-C system.
 pub const INS_C_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.2";
+/// FINESS (organisation) identifier system.
+pub const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
+
 /// IdNat_PS, the national professional identifier.
 pub const IDNAT_PS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.1";
 

@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
-use super::IDNAT_PS_SYSTEM;
 use super::extract::{parse_reference, values_at};
 use super::stored::Incoming;
+use super::{FINESS_SYSTEM, IDNAT_PS_SYSTEM};
 use super::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
 use crate::error::{ApiError, IssueCode};
 
@@ -476,9 +476,6 @@ fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
     }
     Ok(())
 }
-
-/// FINESS (organisation) identifier system.
-const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
 
 fn check_communication(value: &Value) -> Result<(), ApiError> {
     require(value, "Communication", &["status", "subject"])?;

@@ -9,6 +9,28 @@ use futures_util::StreamExt;
 
 use crate::error::{ApiError, IssueCode};
 
+/// 413: the body passes `limit` bytes.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        IssueCode::TooLong,
+        format!("the request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// The body's `Content-Length`, when it declares one; 413 when it passes `limit`.
+fn declared_length(request: &HttpRequest, limit: usize) -> Result<Option<usize>, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > limit => Err(too_large(limit)),
+        declared => Ok(declared),
+    }
+}
+
 /// Waits for this request's share of the bytes all requests may hold at once: its
 /// `Content-Length` (413 past `limit`, before any wait), or `limit` without one. 503
 /// when the share does not come within `timeout`.
@@ -19,18 +41,7 @@ pub async fn hold_share(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            IssueCode::TooLong,
-            format!("the request body exceeds the limit of {limit} bytes"),
-        ));
-    }
+    let declared = declared_length(request, limit)?;
     // Never more than the whole: a share larger than it would wait for ever.
     let kib = declared
         .unwrap_or(limit)
@@ -78,21 +89,7 @@ async fn read_within(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            IssueCode::TooLong,
-            format!("the request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
+    let declared = declared_length(request, limit)?;
     // Room for the declared length at once: growing by doubling would hold up to
     // twice the body while it arrives.
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
@@ -104,7 +101,7 @@ async fn read_within(
             )
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }

@@ -409,19 +409,7 @@ fn r_pat_1_versions_awaiting_announcement_stay_hidden_from_the_patient() {
 #[test]
 fn r_pat_1_and_r_pat_5_type_history_shows_only_what_the_holder_may_see() {
     let s = spaces();
-    let pending = s.app.create(
-        &As::doctor(),
-        &labelled_document(&s.a, "11502-2", "2024-03-01", "INVISIBLE_PATIENT"),
-    );
-    let from_parents = s.app.create(
-        &As::doctor(),
-        &labelled_document(
-            &s.a,
-            "11502-2",
-            "2024-03-02",
-            "INVISIBLE_REPRESENTANTS_LEGAUX",
-        ),
-    );
+    let (pending, from_parents) = s.hidden_from_holders();
     let elsewhere = s
         .app
         .create(&As::doctor(), &document(&s.b, "11488-4", "2024-03-03"));
@@ -729,6 +717,25 @@ fn ids_follow_the_fhir_grammar_and_a_url_can_carry_them() {
 impl Spaces {
     fn patient_token(&self) -> As {
         As::Patient(self.a.clone())
+    }
+
+    /// Two documents of A by the médecin traitant: one awaiting its announcement
+    /// (R-PAT-1), one hidden from representatives (R-PAT-5).
+    fn hidden_from_holders(&self) -> (String, String) {
+        let pending = self.app.create(
+            &As::doctor(),
+            &labelled_document(&self.a, "11502-2", "2024-03-01", "INVISIBLE_PATIENT"),
+        );
+        let from_parents = self.app.create(
+            &As::doctor(),
+            &labelled_document(
+                &self.a,
+                "11502-2",
+                "2024-03-02",
+                "INVISIBLE_REPRESENTANTS_LEGAUX",
+            ),
+        );
+        (pending, from_parents)
     }
 }
 
@@ -1156,19 +1163,7 @@ fn r_acc_4_and_r_acc_5_emergency_modes_take_what_they_say() {
 #[test]
 fn r_pat_4_the_trace_names_no_resource_the_holder_may_not_see() {
     let s = spaces();
-    let pending = s.app.create(
-        &As::doctor(),
-        &labelled_document(&s.a, "11502-2", "2024-10-01", "INVISIBLE_PATIENT"),
-    );
-    let from_parents = s.app.create(
-        &As::doctor(),
-        &labelled_document(
-            &s.a,
-            "11502-2",
-            "2024-10-02",
-            "INVISIBLE_REPRESENTANTS_LEGAUX",
-        ),
-    );
+    let (pending, from_parents) = s.hidden_from_holders();
     s.app
         .get(&format!("DocumentReference/{pending}"), &As::doctor());
     s.app
