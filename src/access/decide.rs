@@ -88,6 +88,18 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
             Delete,
         ],
         (ActorKind::System, "DocumentReference") => &[Create, Update, Patch, Delete],
+        // MHD SubmissionSets and Folders (R-MHD-5): read like the space's documents,
+        // written with them (ITI-65); a Folder may be updated by its author.
+        (ActorKind::Professional | ActorKind::Patient | ActorKind::Representative, "List") => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Create,
+            Update,
+        ],
+        (ActorKind::System, "List") => &[Create, Update],
         (ActorKind::Professional | ActorKind::Patient | ActorKind::Representative, "Binary") => {
             &[Read, Vread, Create]
         }
@@ -193,6 +205,7 @@ mod tests {
         for kind in [
             "Patient",
             "DocumentReference",
+            "List",
             "Binary",
             "Consent",
             "Communication",

@@ -425,7 +425,13 @@ impl<'a> Gate<'a> {
                     for (kind, id) in values {
                         let kinds: Vec<&str> = match kind {
                             Some(kind) => vec![kind.as_str()],
-                            None => vec!["DocumentReference", "Binary", "Communication", "Consent"],
+                            None => vec![
+                                "DocumentReference",
+                                "List",
+                                "Binary",
+                                "Communication",
+                                "Consent",
+                            ],
                         };
                         for kind in kinds {
                             if !self.entity_shown(conn, kind, id)? {
@@ -1013,6 +1019,79 @@ impl<'a> Gate<'a> {
         Ok(event.to_string())
     }
 
+    /// A List as this caller may see it (R-MHD-5): an entry naming a resource hidden
+    /// from them (a masked document, a type the matrix keeps from them, one outside
+    /// their scopes) is left out, and the List is marked `SUBSETTED`, so that a
+    /// SubmissionSet or Folder never tells what the rules hide. Entries that name
+    /// nothing stored (a contained or external item) stay.
+    fn list_as_seen(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
+        let Ok(mut list) = serde_json::from_str::<Value>(content) else {
+            return Ok(content.to_owned());
+        };
+        let Some(entries) = list.get_mut("entry").and_then(Value::as_array_mut) else {
+            return Ok(content.to_owned());
+        };
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut left_out = false;
+        for entry in entries.drain(..) {
+            let named = entry
+                .pointer("/item/reference")
+                .and_then(Value::as_str)
+                .and_then(extract::parse_reference);
+            let shown = match named {
+                Some((kind, id)) if definitions::resource(&kind).is_some() => {
+                    self.item_shown(conn, &kind, &id)?
+                }
+                _ => true,
+            };
+            if shown {
+                kept.push(entry);
+            } else {
+                left_out = true;
+            }
+        }
+        *entries = kept;
+        if !left_out {
+            return Ok(content.to_owned());
+        }
+        if list
+            .get("entry")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+            && let Some(object) = list.as_object_mut()
+        {
+            object.remove("entry");
+        }
+        let tag = serde_json::json!({
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+            "code": "SUBSETTED"
+        });
+        match list.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+            Some(tags) => tags.push(tag),
+            None => {
+                if let Some(meta) = list.get_mut("meta").and_then(Value::as_object_mut) {
+                    meta.insert("tag".into(), Value::Array(vec![tag]));
+                }
+            }
+        }
+        Ok(list.to_string())
+    }
+
+    /// Whether a List entry's resource may be named to this caller: it exists, is
+    /// live and passes the egress gate (what no longer exists is not named either).
+    fn item_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
+        let key = format!("item {kind}/{id}");
+        if let Some(shown) = self.entities.borrow().get(&key) {
+            return Ok(*shown);
+        }
+        let shown = match store::resources::current(conn, kind, id)? {
+            Some(row) if !row.deleted => self.visible(conn, &row.stored())?,
+            _ => false,
+        };
+        self.entities.borrow_mut().insert(key, shown);
+        Ok(shown)
+    }
+
     /// Whether the resource an event names may be shown to this caller (what no
     /// longer exists hides nothing), memoised for the request.
     fn entity_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
@@ -1040,6 +1119,11 @@ impl<'a> Gate<'a> {
         if stored.res_type == "AuditEvent" && self.principal.actor == ActorKind::Professional {
             return self.spend(Released::from_store(
                 self.own_refusal_as_answered(conn, stored.content)?,
+            ));
+        }
+        if stored.res_type == "List" && !stored.content.is_empty() {
+            return self.spend(Released::from_store(
+                self.list_as_seen(conn, stored.content)?,
             ));
         }
         if stored.res_type != "Patient" || stored.content.is_empty() {
@@ -1186,6 +1270,23 @@ impl<'a> Gate<'a> {
                         "the patient cannot change or delete a document a professional deposited",
                     )));
                 }
+                // …whose status and archiving stay the author's (R-ACC-9).
+                if def.name == "DocumentReference"
+                    && deposited_by_other
+                    && let (Some(before), Some(after)) = (before, after)
+                {
+                    let stored: Value =
+                        serde_json::from_str(&before.content).unwrap_or(Value::Null);
+                    let label_only = ["status", "extension"]
+                        .iter()
+                        .all(|element| stored.get(element) == after.get(element));
+                    if !label_only {
+                        return Err(refused(Verdict::deny(
+                            "R-PAT-2",
+                            "on a document a professional deposited, the patient changes only its masking (securityLabel)",
+                        )));
+                    }
+                }
                 Ok(())
             }
             ActorKind::Professional => {
@@ -1248,7 +1349,7 @@ impl<'a> Gate<'a> {
         match def.name {
             // R-ACC-8: deposit when authorised or in emergency; a blocked
             // professional may still deposit.
-            "DocumentReference" | "Binary" => {
+            "DocumentReference" | "Binary" | "List" => {
                 if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
                     return Ok(());
                 }
@@ -1337,7 +1438,8 @@ struct BinaryContext {
 /// SPEC §3), a Patient's declared médecin traitant (R-PAT-3).
 pub fn patchable(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
-        "DocumentReference" => &["status", "securityLabel"],
+        // `extension`: the PDSm isArchived flag only (TD3.3d, checked below).
+        "DocumentReference" => &["status", "securityLabel", "extension"],
         "Patient" => &["generalPractitioner"],
         _ => &[],
     }
@@ -1371,6 +1473,20 @@ pub fn check_changed_elements(
         }
         meta
     };
+    // Of the extensions, only PDSm's isArchived may change (TD3.3d).
+    let extensions_of = |object: &serde_json::Map<String, Value>| -> Vec<Value> {
+        object
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|extension| {
+                extension.get("url").and_then(Value::as_str)
+                    != Some(crate::fhir::mhd::IS_ARCHIVED_EXTENSION)
+            })
+            .cloned()
+            .collect()
+    };
     let allowed = patchable(def.name);
     let mut changed: Vec<&str> = before
         .keys()
@@ -1381,6 +1497,13 @@ pub fn check_changed_elements(
             key => before.get(key) != after.get(key),
         })
         .collect();
+    if def.name == "DocumentReference" && extensions_of(before) != extensions_of(after) {
+        return Err(ApiError::unprocessable(
+            IssueCode::NotSupported,
+            "a DocumentReference PATCH may change only the PDSm isArchived extension",
+        )
+        .at("DocumentReference.extension"));
+    }
     changed.sort_unstable();
     changed.dedup();
     if let Some(element) = changed.iter().find(|key| !allowed.contains(key)) {

@@ -10,6 +10,10 @@ pub struct DateRange {
     pub high: String,
 }
 
+/// The open ends of a Period in the index format.
+pub const EARLIEST: &str = "0001-01-01T00:00:00.000000Z";
+pub const LATEST: &str = "9999-12-31T23:59:59.999999Z";
+
 /// Formats an instant in the index format: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn index_format(instant: DateTime<Utc>) -> String {
     instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()

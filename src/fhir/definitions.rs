@@ -171,6 +171,9 @@ pub const PARTICIPANT: &str = "participant";
 /// readable by whoever may read a document pointing at it (SPEC §3).
 pub const CONTENT_BINARY: &str = "content-binary";
 
+/// A DocumentReference's `masterIdentifier` (the XDS uniqueId), unique in the store.
+pub const MASTER_IDENTIFIER: &str = "master-identifier";
+
 static PATIENT: ResourceDef = ResourceDef {
     name: "Patient",
     interactions: &[
@@ -333,6 +336,123 @@ static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
             &[],
             "http://hl7.org/fhir/SearchParameter/clinical-identifier",
         ),
+        p(
+            "contenttype",
+            Token,
+            &["content.attachment.contentType"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-contenttype",
+        ),
+        p(
+            "creation",
+            Date,
+            &["content.attachment.creation"],
+            &[],
+            "https://profiles.ihe.net/ITI/MHD/SearchParameter/DocumentReference-Creation",
+        ),
+        p(
+            "event",
+            Token,
+            &["context.event"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-event",
+        ),
+        p(
+            "facility",
+            Token,
+            &["context.facilityType"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-facility",
+        ),
+        p(
+            "setting",
+            Token,
+            &["context.practiceSetting"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-setting",
+        ),
+        p(
+            "period",
+            Date,
+            &["context.period"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-period",
+        ),
+        p(
+            "period-start",
+            Date,
+            &["context.period.start"],
+            &[],
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-DocumentReference-period-start",
+        ),
+        p(
+            "period-end",
+            Date,
+            &["context.period.end"],
+            &[],
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-DocumentReference-period-end",
+        ),
+        p(
+            "format",
+            Token,
+            &["content.format"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-format",
+        ),
+        p(
+            "related",
+            Reference,
+            &["context.related"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-related",
+        ),
+        p(
+            "relatesto",
+            Reference,
+            &["relatesTo.target"],
+            &["DocumentReference"],
+            "http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto",
+        ),
+        p(
+            "isArchived",
+            Token,
+            &[
+                "extension[https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived].valueBoolean",
+            ],
+            &[],
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-isArchived",
+        ),
+        // MHD's chained author names, read from contained authors (a Practitioner
+        // or PractitionerRole inside the DocumentReference) as from the index.
+        p(
+            "author.given",
+            String,
+            &[
+                "author.resolve().name.given",
+                "author.resolve().practitioner.display",
+            ],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-given",
+        ),
+        p(
+            "author.family",
+            String,
+            &[
+                "author.resolve().name.family",
+                "author.resolve().practitioner.display",
+            ],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-family",
+        ),
+        // The XDS uniqueId alone, for its uniqueness (R-MHD-2).
+        SearchParamDef {
+            name: MASTER_IDENTIFIER,
+            kind: Token,
+            paths: &["masterIdentifier"],
+            targets: &[],
+            definition: "",
+            internal: true,
+        },
         SearchParamDef {
             name: CONTENT_BINARY,
             kind: Reference,
@@ -343,6 +463,143 @@ static DOCUMENT_REFERENCE: ResourceDef = ResourceDef {
         },
     ],
     profile: "http://hl7.org/fhir/StructureDefinition/DocumentReference",
+    operations: &[],
+    log: false,
+};
+
+/// MHD SubmissionSets and Folders (R-MHD-5): Lists of a patient's space.
+static LIST: ResourceDef = ResourceDef {
+    name: "List",
+    interactions: &[
+        Read,
+        Vread,
+        Update,
+        HistoryInstance,
+        HistoryType,
+        Create,
+        SearchType,
+    ],
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["subject"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        ),
+        p(
+            "subject",
+            Reference,
+            &["subject"],
+            &["Patient", "Group", "Device", "Location"],
+            "http://hl7.org/fhir/SearchParameter/List-subject",
+        ),
+        p(
+            "code",
+            Token,
+            &["code"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-code",
+        ),
+        p(
+            "status",
+            Token,
+            &["status"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/List-status",
+        ),
+        p(
+            "date",
+            Date,
+            &["date"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-date",
+        ),
+        p(
+            "identifier",
+            Token,
+            &["identifier"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+        ),
+        p(
+            "item",
+            Reference,
+            &["entry.item"],
+            &["DocumentReference", "List", "Binary"],
+            "http://hl7.org/fhir/SearchParameter/List-item",
+        ),
+        p(
+            "designationType",
+            Token,
+            &[
+                "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType].valueCodeableConcept",
+            ],
+            &[],
+            "https://profiles.ihe.net/ITI/MHD/SearchParameter/List-DesignationType",
+        ),
+        p(
+            "sourceId",
+            Token,
+            &[
+                "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId].valueIdentifier",
+            ],
+            &[],
+            "https://profiles.ihe.net/ITI/MHD/SearchParameter/List-SourceId",
+        ),
+        p(
+            "source",
+            Reference,
+            &["source"],
+            &[
+                "Practitioner",
+                "PractitionerRole",
+                "Patient",
+                "Device",
+                "Organization",
+            ],
+            "http://hl7.org/fhir/SearchParameter/List-source",
+        ),
+        p(
+            "source.given",
+            String,
+            &[
+                "source.resolve().name.given",
+                "source.resolve().practitioner.display",
+            ],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-given",
+        ),
+        p(
+            "source.family",
+            String,
+            &[
+                "source.resolve().name.family",
+                "source.resolve().practitioner.display",
+            ],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/individual-family",
+        ),
+        p(
+            "authorOrg",
+            Reference,
+            &[
+                "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-authorOrg].valueReference",
+            ],
+            &["Organization"],
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-List-authorOrg",
+        ),
+        p(
+            "isArchived",
+            Token,
+            &[
+                "extension[https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived].valueBoolean",
+            ],
+            &[],
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/PDSm-isArchived",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/List",
     operations: &[],
     log: false,
 };
@@ -559,6 +816,7 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
             &[
                 "Patient",
                 "DocumentReference",
+                "List",
                 "Binary",
                 "Consent",
                 "Communication",
@@ -585,6 +843,7 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
 pub static RESOURCES: &[&ResourceDef] = &[
     &PATIENT,
     &DOCUMENT_REFERENCE,
+    &LIST,
     &BINARY,
     &CONSENT,
     &COMMUNICATION,

@@ -55,17 +55,37 @@ pub fn normalize(text: &str) -> String {
         .collect()
 }
 
-/// Every value found at a dotted path, walking through arrays.
+/// Every value found at a dotted path, walking through arrays. Two steps go beyond
+/// plain element names: `extension[URL]` keeps the extensions with that `url` (a
+/// URL may hold dots), and `resolve()` follows a contained reference (`#id`) to the
+/// resource of `value`'s `contained` that it names (MHD authors and sources are
+/// contained Practitioners).
 pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
     let mut current = vec![value];
-    for step in path.split('.') {
+    for step in path_steps(path) {
         let mut next = Vec::new();
-        for item in current {
-            match item.get(step) {
-                Some(Value::Array(items)) => next.extend(items.iter()),
-                Some(found) => next.push(found),
-                None => {}
+        if step == "resolve()" {
+            for item in current {
+                if let Some(found) = resolve_contained(value, item) {
+                    next.push(found);
+                }
             }
+            current = next;
+            continue;
+        }
+        let (name, url) = match step.split_once('[') {
+            Some((name, rest)) => (name, rest.strip_suffix(']')),
+            None => (step, None),
+        };
+        for item in current {
+            let found: Vec<&Value> = match item.get(name) {
+                Some(Value::Array(items)) => items.iter().collect(),
+                Some(found) => vec![found],
+                None => Vec::new(),
+            };
+            next.extend(found.into_iter().filter(|found| {
+                url.is_none_or(|url| found.get("url").and_then(Value::as_str) == Some(url))
+            }));
         }
         current = next;
     }
@@ -76,6 +96,37 @@ pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
             other => vec![other],
         })
         .collect()
+}
+
+/// The steps of a path: split on dots, except inside `[…]`.
+fn path_steps(path: &str) -> Vec<&str> {
+    let mut steps = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (at, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            '.' if depth == 0 => {
+                steps.push(&path[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    steps.push(&path[start..]);
+    steps
+}
+
+/// The contained resource a `#id` reference names.
+fn resolve_contained<'a>(root: &'a Value, reference: &Value) -> Option<&'a Value> {
+    let id = reference
+        .get("reference")
+        .and_then(Value::as_str)?
+        .strip_prefix('#')?;
+    root.get("contained")?
+        .as_array()?
+        .iter()
+        .find(|resource| resource.get("id").and_then(Value::as_str) == Some(id))
 }
 
 /// Splits a literal reference into (type, id). Accepts `Type/id`, an absolute URL
@@ -188,10 +239,7 @@ fn add_value(entries: &mut IndexEntries, param: &'static SearchParamDef, value: 
             }
         }
         ParamKind::Date => {
-            let text = value
-                .as_str()
-                .or_else(|| value.get("start").and_then(Value::as_str));
-            if let Some(range) = text.and_then(parse_range) {
+            if let Some(range) = date_value_range(value) {
                 entries.dates.push(DateEntry {
                     param: param.name,
                     range,
@@ -214,6 +262,29 @@ fn add_value(entries: &mut IndexEntries, param: &'static SearchParamDef, value: 
             }
         }
     }
+}
+
+/// The instants a date, dateTime, instant or Period covers. A Period runs from its
+/// start to its end, open where one is missing (FHIR R4 §3.1.1.4.5), so that date
+/// searches on it are overlap searches (MHD `period`).
+fn date_value_range(value: &Value) -> Option<DateRange> {
+    if let Some(text) = value.as_str() {
+        return parse_range(text);
+    }
+    let start = value.get("start").and_then(Value::as_str);
+    let end = value.get("end").and_then(Value::as_str);
+    if start.is_none() && end.is_none() {
+        return None;
+    }
+    let low = match start {
+        Some(text) => parse_range(text)?.low,
+        None => super::date::EARLIEST.to_owned(),
+    };
+    let high = match end {
+        Some(text) => parse_range(text)?.high,
+        None => super::date::LATEST.to_owned(),
+    };
+    Some(DateRange { low, high })
 }
 
 /// Tokens come from a code, a Coding, a CodeableConcept or an Identifier.

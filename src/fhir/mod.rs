@@ -4,6 +4,8 @@
 pub mod date;
 pub mod definitions;
 pub mod extract;
+pub mod mhd;
+pub mod patch;
 pub mod search;
 pub mod stored;
 pub mod validate;

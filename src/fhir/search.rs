@@ -605,7 +605,12 @@ pub fn parse(
             }
             "_format" | "_pretty" => keep = false,
             _ => {
-                if key.contains('.') {
+                // A dotted name the table declares (`author.family`) is a parameter of
+                // its own, not a chain.
+                let declared = def
+                    .param(key.split_once(':').map_or(key.as_str(), |(name, _)| name))
+                    .is_some();
+                if key.contains('.') && !declared {
                     request
                         .criteria
                         .push(parse_chain(def, key, value, limits.max_values)?);

@@ -88,8 +88,152 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         }
         "Consent" => check_consent(&incoming.value),
         "Communication" => check_communication(&incoming.value),
+        "List" => check_list(&incoming.value),
         _ => Ok(()),
+    }?;
+    check_pdsm_profiles(expected_type, &incoming.value)
+}
+
+/// A List (MHD SubmissionSet or Folder) belongs to one patient's space (R-MHD-5).
+fn check_list(value: &Value) -> Result<(), ApiError> {
+    require(value, "List", &["status", "mode", "subject"])?;
+    require_patient_reference(value, "List", "subject")
+}
+
+/// The elements a PDSm profile requires, as (parent path, child): every value at
+/// the parent (the resource for "") must carry the child. `custodian`, required by
+/// the profiles, is left out: PDSm4DMP's requests never send it, the DMP being the
+/// custodian of what it stores.
+type Required = &'static [(&'static str, &'static str)];
+
+const PDSM_COMPREHENSIVE_DOCUMENT: Required = &[
+    ("", "masterIdentifier"),
+    ("", "status"),
+    ("", "type"),
+    ("", "category"),
+    ("", "subject"),
+    ("", "date"),
+    ("", "author"),
+    ("", "securityLabel"),
+    ("", "content"),
+    ("", "context"),
+    ("relatesTo", "code"),
+    ("relatesTo", "target"),
+    ("content", "attachment"),
+    ("content", "format"),
+    ("content.attachment", "contentType"),
+    ("content.attachment", "language"),
+    ("content.attachment", "size"),
+    ("content.attachment", "hash"),
+    ("content.attachment", "title"),
+    ("content.attachment", "creation"),
+    ("context", "period"),
+    ("context", "facilityType"),
+    ("context", "practiceSetting"),
+    ("context", "sourcePatientInfo"),
+    ("context.period", "start"),
+];
+
+const PDSM_SIMPLIFIED_PUBLISH: Required = &[
+    ("", "masterIdentifier"),
+    ("", "status"),
+    ("", "subject"),
+    ("", "date"),
+    ("", "author"),
+    ("", "content"),
+    ("relatesTo", "code"),
+    ("relatesTo", "target"),
+    ("content", "attachment"),
+    ("content.attachment", "contentType"),
+    ("content.attachment", "data"),
+    ("content.attachment", "title"),
+];
+
+const PDSM_SUBMISSION_SET: Required = &[
+    ("", "status"),
+    ("", "mode"),
+    ("", "code"),
+    ("", "subject"),
+    ("", "date"),
+    ("", "source"),
+    (
+        "",
+        "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType]",
+    ),
+    (
+        "",
+        "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId]",
+    ),
+    ("entry", "item"),
+];
+
+const PDSM_FOLDER: Required = &[
+    ("", "status"),
+    ("", "mode"),
+    ("", "title"),
+    ("", "code"),
+    ("", "subject"),
+    ("", "date"),
+    ("", "entry"),
+    (
+        "",
+        "extension[https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType]",
+    ),
+    ("entry", "item"),
+];
+
+/// R-MHD-2: a resource that claims a PDSm profile in `meta.profile` has what the
+/// profile requires (422 naming the element); other resources keep the plain FHIR
+/// checks.
+fn check_pdsm_profiles(kind: &str, value: &Value) -> Result<(), ApiError> {
+    use super::mhd;
+    for profile in values_at(value, "meta.profile") {
+        let profile = profile.as_str().unwrap_or_default();
+        let profile = profile.split('|').next().unwrap_or_default();
+        let required = match (kind, profile) {
+            ("DocumentReference", mhd::PDSM_DOCUMENT_REFERENCE) => PDSM_COMPREHENSIVE_DOCUMENT,
+            ("DocumentReference", mhd::PDSM_SIMPLIFIED_PUBLISH) => PDSM_SIMPLIFIED_PUBLISH,
+            ("List", mhd::PDSM_SUBMISSION_SET) => PDSM_SUBMISSION_SET,
+            ("List", mhd::PDSM_FOLDER) => PDSM_FOLDER,
+            _ => continue,
+        };
+        for (parent, child) in required {
+            let parents = if parent.is_empty() {
+                vec![value]
+            } else {
+                values_at(value, parent)
+            };
+            for holder in parents {
+                if values_at(holder, child).is_empty() {
+                    let element = child.split('[').next().unwrap_or(child);
+                    let shown = if element == "extension" {
+                        child
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or(child)
+                            .trim_end_matches(']')
+                            .to_owned()
+                    } else {
+                        element.to_owned()
+                    };
+                    let path = if parent.is_empty() {
+                        format!("{kind}.{shown}")
+                    } else {
+                        format!("{kind}.{parent}.{shown}")
+                    };
+                    let short = profile.rsplit('/').next().unwrap_or(profile);
+                    return Err(ApiError::unprocessable(
+                        IssueCode::Required,
+                        format!(
+                            "{path} is required by the profile {short} that the resource claims"
+                        ),
+                    )
+                    .at(path));
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// The path (`Type.element[0].member`) of the first member of `value` for which

@@ -207,8 +207,9 @@ pub fn negotiate(request: &HttpRequest, binary_read: bool) -> Result<(), ApiErro
     if ranges.is_empty() || ranges.iter().any(|range| is_json_media(range)) {
         return Ok(());
     }
-    // A Binary may be fetched in its own media type; XML is never served.
-    if binary_read && !ranges.iter().any(|range| range.contains("xml")) {
+    // A Binary may be fetched in its own media type (a CDA as application/xml,
+    // R-MHD-6); FHIR's own XML is never served.
+    if binary_read && !ranges.iter().any(|range| range.contains("fhir+xml")) {
         return Ok(());
     }
     Err(not_acceptable(format!(

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fhir::definitions::{COMMON_PARAMS, Interaction, RESOURCES};
+use crate::fhir::mhd;
 
 /// Canonical URL of the OperationDefinitions (each also served at
 /// `GET [base]/OperationDefinition/{id}`).
@@ -68,6 +69,15 @@ pub fn capability_statement_text(base_url: &str) -> std::sync::Arc<str> {
     text
 }
 
+/// The profiles a type's resources may claim and be checked against (R-MHD-2).
+fn supported_profiles(resource_type: &str) -> Vec<&'static str> {
+    match resource_type {
+        "DocumentReference" => vec![mhd::PDSM_DOCUMENT_REFERENCE, mhd::PDSM_SIMPLIFIED_PUBLISH],
+        "List" => vec![mhd::PDSM_SUBMISSION_SET, mhd::PDSM_FOLDER],
+        _ => Vec::new(),
+    }
+}
+
 pub fn capability_statement(base_url: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
@@ -130,6 +140,16 @@ pub fn capability_statement(base_url: &str) -> Value {
             if !rev_includes.is_empty() {
                 resource["searchRevInclude"] = json!(rev_includes);
             }
+            let supported = supported_profiles(def.name);
+            if !supported.is_empty() {
+                resource["supportedProfile"] = json!(supported);
+            }
+            if def.supports(Interaction::Patch) {
+                resource["documentation"] = json!(format!(
+                    "PATCH {0}/[id] and the conditional PATCH {0}?[search] (the one {0} the search matches among those the caller may see: none 404, several 412), in JSON Patch (application/json-patch+json) or FHIRPath Patch (a Parameters resource in application/fhir+json).",
+                    def.name
+                ));
+            }
             if !def.operations.is_empty() {
                 resource["operation"] = json!(def
                     .operations
@@ -156,7 +176,12 @@ pub fn capability_statement(base_url: &str) -> Value {
         },
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "instantiates": [
+            mhd::PDSM_SERVER_CAPABILITIES,
+            mhd::MHD_RECIPIENT_CAPABILITIES,
+            mhd::MHD_RESPONDER_CAPABILITIES,
+        ],
         "rest": [{
             "mode": "server",
             "documentation": "Bearer JWT (RS256 / ES256) from a trusted issuer is required for every interaction but this one. Search result parameters: _count, _offset (paging), _total=accurate, _sort (_lastUpdated, _id, date parameters), _include, _revinclude, _summary=count, _elements.",

@@ -13,6 +13,7 @@ use super::pipeline::{Call, run};
 use crate::AppState;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
+use crate::fhir::patch::PatchDocument;
 use crate::fhir::stored::Incoming;
 use crate::service::Operation;
 
@@ -354,18 +355,7 @@ pub async fn patch(
     let (type_name, id) = path.into_inner();
     let if_match = header_value(&request, header::IF_MATCH.as_str());
     run(&state, &request, Some(payload), |received| {
-        match content_type(&request).as_deref() {
-            Some("application/json-patch+json") => {}
-            other => {
-                return Err(unsupported(&format!(
-                    "PATCH takes application/json-patch+json, not {}",
-                    other.unwrap_or("no Content-Type")
-                )));
-            }
-        }
-        let patch: Value = serde_json::from_slice(&received).map_err(|failure| {
-            ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {failure}"))
-        })?;
+        let patch = patch_document(&request, &received)?;
         resource_call(
             &type_name,
             Operation::Patch {
@@ -376,6 +366,62 @@ pub async fn patch(
         )
     })
     .await
+}
+
+/// `PATCH [type]?[search]`: the conditional patch (R-MHD-7, PDSm TD3.3).
+pub async fn conditional_patch(
+    state: State,
+    request: HttpRequest,
+    path: web::Path<(String,)>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (type_name,) = path.into_inner();
+    let if_match = header_value(&request, header::IF_MATCH.as_str());
+    let params = query_pairs(&request);
+    run(&state, &request, Some(payload), |received| {
+        if params.is_empty() {
+            return Err(ApiError::method_not_allowed(format!(
+                "PATCH {type_name} needs an id (PATCH {type_name}/id) or search parameters (PATCH {type_name}?identifier=…)"
+            )));
+        }
+        let patch = patch_document(&request, &received)?;
+        resource_call(
+            &type_name,
+            Operation::ConditionalPatch {
+                params,
+                patch,
+                if_match,
+            },
+        )
+    })
+    .await
+}
+
+/// A PATCH body: JSON Patch (`application/json-patch+json`) or a FHIRPath Patch
+/// `Parameters` resource (`application/fhir+json`).
+fn patch_document(request: &HttpRequest, received: &[u8]) -> Result<PatchDocument, ApiError> {
+    match content_type(request).as_deref() {
+        Some("application/json-patch+json") => {
+            let patch: Value = serde_json::from_slice(received).map_err(|failure| {
+                ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {failure}"))
+            })?;
+            Ok(PatchDocument::Json(patch))
+        }
+        Some(media_type) if is_fhir_json(media_type) => {
+            let parameters = Incoming::parse(received)?;
+            if parameters.resource_type() != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueCode::Invalid,
+                    "a FHIRPath Patch is a Parameters resource",
+                ));
+            }
+            Ok(PatchDocument::FhirPath(parameters.value))
+        }
+        other => Err(unsupported(&format!(
+            "PATCH takes application/json-patch+json or a FHIRPath Patch in application/fhir+json, not {}",
+            other.unwrap_or("no Content-Type")
+        ))),
+    }
 }
 
 pub async fn delete(

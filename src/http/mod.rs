@@ -74,6 +74,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             web::resource("/{type}")
                 .route(web::get().to(search_get))
                 .route(web::post().to(create))
+                .route(web::patch().to(conditional_patch))
                 .default_service(web::to(method_not_allowed)),
         );
 }

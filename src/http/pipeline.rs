@@ -417,15 +417,75 @@ fn prefer_return(request: &HttpRequest) -> Option<String> {
 }
 
 /// Whether a Binary read asked for the document in its own media type.
-fn wants_raw_binary(request: &HttpRequest) -> bool {
+/// How a Binary (or the proof of opposition) is answered (R-MHD-6, ITI-68).
+#[derive(Debug, PartialEq, Eq)]
+enum BinaryAnswer {
+    /// The Binary resource, in `application/fhir+json`.
+    Resource,
+    /// The bytes in their own media type.
+    Raw,
+    /// Accept allows neither (406).
+    NotAcceptable,
+}
+
+/// A Binary goes out as its own bytes when Accept names its media type (or its
+/// family, or `*/*`) or, for a read, when there is no Accept at all; as the Binary
+/// resource when Accept or `_format` asks for FHIR JSON.
+fn binary_answer(request: &HttpRequest, media_type: &str, raw_by_default: bool) -> BinaryAnswer {
+    let has_format =
+        form_urlencoded::parse(request.query_string().as_bytes()).any(|(key, _)| key == "_format");
+    if has_format {
+        return BinaryAnswer::Resource;
+    }
     let accept = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    let has_format =
-        form_urlencoded::parse(request.query_string().as_bytes()).any(|(key, _)| key == "_format");
-    !accept.is_empty() && !has_format && !accept.contains("json") && !accept.contains("*/*")
+    let ranges: Vec<String> = accept
+        .split(',')
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|range| !range.is_empty())
+        .collect();
+    if ranges.is_empty() {
+        return if raw_by_default {
+            BinaryAnswer::Raw
+        } else {
+            BinaryAnswer::Resource
+        };
+    }
+    if ranges.iter().any(|range| range.contains("json")) {
+        return BinaryAnswer::Resource;
+    }
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let family = essence.split('/').next().unwrap_or("");
+    // `*/*` takes the bytes of a read (ITI-68); the proof of opposition answers its
+    // Binary resource unless its own type is asked for.
+    let matches = ranges.iter().any(|range| {
+        (range == "*/*" && raw_by_default)
+            || *range == essence
+            || range
+                .strip_suffix("/*")
+                .is_some_and(|prefix| prefix == family)
+    });
+    match (matches, raw_by_default) {
+        (true, _) => BinaryAnswer::Raw,
+        // `*/*` aside, the proof of opposition answered JSON to what it cannot match.
+        (false, false) => BinaryAnswer::Resource,
+        (false, true) => BinaryAnswer::NotAcceptable,
+    }
 }
 
 /// Media types a browser displays without running anything: shown inline; every
@@ -466,10 +526,9 @@ fn shape(
         return builder.finish();
     };
     if binary_read
-        && wants_raw_binary(request)
         && let Ok(binary) = serde_json::from_str::<Value>(body.text())
+        && binary.get("resourceType").and_then(Value::as_str) == Some("Binary")
         && let Some(data) = binary.get("data").and_then(Value::as_str)
-        && let Ok(bytes) = STANDARD.decode(data)
     {
         // A stored type that is not a well-formed media type (stored before types
         // were checked) goes out as bytes.
@@ -478,6 +537,27 @@ fn shape(
             .and_then(Value::as_str)
             .filter(|media_type| crate::fhir::validate::is_media_type(media_type))
             .unwrap_or("application/octet-stream");
+        let read = request.method() == actix_web::http::Method::GET;
+        match binary_answer(request, media_type, read) {
+            BinaryAnswer::Resource => {
+                return builder.content_type(FHIR_JSON).body(body.into_text());
+            }
+            BinaryAnswer::NotAcceptable => {
+                return ApiError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    crate::error::IssueCode::NotSupported,
+                    format!(
+                        "this content is {media_type}: ask for it (or */*), or for application/fhir+json"
+                    ),
+                )
+                .error_response();
+            }
+            BinaryAnswer::Raw => {}
+        }
+        let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let Ok(bytes) = STANDARD.decode(compact) else {
+            return builder.content_type(FHIR_JSON).body(body.into_text());
+        };
         // The document is the patient's, not a page of this server: a browser shows
         // it inert (no script, no same-origin access) and saves what it would run.
         builder.insert_header((

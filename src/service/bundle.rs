@@ -14,6 +14,7 @@ use super::{Ctx, FhirResponse, Operation, execute, write};
 use crate::access::{BundleEntry, BundleOut, Released};
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
+use crate::fhir::patch::PatchDocument;
 use crate::fhir::stored::Incoming;
 use crate::store::{Conn, dialect};
 
@@ -174,7 +175,12 @@ fn classify_entry(index: usize, entry: &Value, base_url: &str) -> Result<Entry, 
         },
         ("PATCH", [_, id]) => Operation::Patch {
             id: (*id).to_owned(),
-            patch: patch_from_binary(entry)?,
+            patch: patch_from_entry(entry)?,
+            if_match,
+        },
+        ("PATCH", [_]) if !params.is_empty() => Operation::ConditionalPatch {
+            params,
+            patch: patch_from_entry(entry)?,
             if_match,
         },
         ("PUT" | "DELETE" | "PATCH", [_]) => {
@@ -217,11 +223,18 @@ fn classify_entry(index: usize, entry: &Value, base_url: &str) -> Result<Entry, 
     })
 }
 
-/// FHIR carries a PATCH in a Bundle as a Binary of type application/json-patch+json.
-fn patch_from_binary(entry: &Value) -> Result<Value, ApiError> {
+/// FHIR carries a PATCH in a Bundle as a Binary of type application/json-patch+json,
+/// or as a FHIRPath Patch `Parameters` resource (the MHD replacement, TD2.1).
+fn patch_from_entry(entry: &Value) -> Result<PatchDocument, ApiError> {
     let resource = entry.get("resource").ok_or_else(|| {
-        ApiError::bad_request(IssueCode::Required, "a PATCH entry needs a Binary resource")
+        ApiError::bad_request(
+            IssueCode::Required,
+            "a PATCH entry needs a Binary (JSON Patch) or Parameters (FHIRPath Patch) resource",
+        )
     })?;
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+        return Ok(PatchDocument::FhirPath(resource.clone()));
+    }
     let is_patch = resource.get("resourceType").and_then(Value::as_str) == Some("Binary")
         && resource.get("contentType").and_then(Value::as_str)
             == Some("application/json-patch+json");
@@ -232,18 +245,20 @@ fn patch_from_binary(entry: &Value) -> Result<Value, ApiError> {
         .ok_or_else(|| {
             ApiError::bad_request(
                 IssueCode::Invalid,
-                "a PATCH entry needs a Binary of type application/json-patch+json with data",
+                "a PATCH entry needs a Binary of type application/json-patch+json with data, or a FHIRPath Patch Parameters",
             )
         })?;
     let bytes = STANDARD.decode(data).map_err(|_| {
         ApiError::bad_request(IssueCode::Invalid, "the PATCH Binary's data is not base64")
     })?;
-    serde_json::from_slice(&bytes).map_err(|error| {
-        ApiError::bad_request(
-            IssueCode::Invalid,
-            format!("the PATCH document is not JSON: {error}"),
-        )
-    })
+    serde_json::from_slice(&bytes)
+        .map(PatchDocument::Json)
+        .map_err(|error| {
+            ApiError::bad_request(
+                IssueCode::Invalid,
+                format!("the PATCH document is not JSON: {error}"),
+            )
+        })
 }
 
 fn order(interaction: Interaction) -> u8 {
@@ -307,6 +322,18 @@ pub fn transaction(
         authorize(entry.def, entry.operation.interaction())
             .map_err(|error| entry_error(entry.index, error))?;
     }
+    check_submission_sets(&entries)?;
+    // Conditional references to the Patient (MHD ITI-65, R-MHD-1) first: the space
+    // of every entry is known before anything is written.
+    let mut entries = entries;
+    for entry in &mut entries {
+        if let Operation::Create { body, .. } | Operation::Update { body, .. } =
+            &mut entry.operation
+        {
+            super::mhd::resolve_conditional_references(conn, ctx, body)
+                .map_err(|error| entry_error(entry.index, error))?;
+        }
+    }
     // Give every urn:uuid POST its id (or its existing match), then point every
     // reference at it.
     let mut assigned: HashMap<String, String> = HashMap::new();
@@ -342,7 +369,6 @@ pub fn transaction(
         );
     }
     let rewrite = |reference: &str| assigned.get(reference).cloned();
-    let mut entries = entries;
     for entry in &mut entries {
         match &mut entry.operation {
             Operation::Create { body, .. } | Operation::Update { body, .. } => {
@@ -351,6 +377,41 @@ pub fn transaction(
             _ => {}
         }
     }
+    // R-MHD-1: a Binary without securityContext takes the space of the Bundle's
+    // DocumentReference that points at it.
+    let documents: Vec<Value> = entries
+        .iter()
+        .filter(|entry| entry.def.name == "DocumentReference")
+        .filter_map(|entry| match &entry.operation {
+            Operation::Create { body, .. } | Operation::Update { body, .. } => {
+                Some(body.value.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let document_refs: Vec<&Value> = documents.iter().collect();
+    for entry in &mut entries {
+        if entry.def.name != "Binary" {
+            continue;
+        }
+        let id = planned_ids.get(&entry.index).cloned().unwrap_or_default();
+        if let Operation::Create { body, .. } = &mut entry.operation
+            && let Some(placed) = super::mhd::binary_with_space(body, &id, &document_refs)
+        {
+            *body = placed;
+        }
+    }
+    let document_indexes: Vec<usize> = entries
+        .iter()
+        .filter(|entry| {
+            entry.def.name == "DocumentReference"
+                && matches!(
+                    entry.operation,
+                    Operation::Create { .. } | Operation::Update { .. }
+                )
+        })
+        .map(|entry| entry.index)
+        .collect();
     entries.sort_by_key(|entry| (order(entry.operation.interaction()), entry.index));
     let mut responses: Vec<Option<BundleEntry>> = (0..count).map(|_| None).collect();
     for entry in entries {
@@ -367,6 +428,11 @@ pub fn transaction(
         };
         responses[index] = Some(response_entry(ctx.base_url, response));
     }
+    // R-MHD-2: sizes and hashes against the bytes, once every Binary is stored.
+    for (document, index) in documents.iter().zip(document_indexes) {
+        super::mhd::check_attachments(conn, ctx, document)
+            .map_err(|error| entry_error(index, error))?;
+    }
     let mut bundle = BundleOut::new("transaction-response");
     bundle.entry = responses
         .into_iter()
@@ -379,6 +445,39 @@ pub fn transaction(
         last_modified: None,
         location: None,
     })
+}
+
+/// R-MHD-1: an ITI-65 Bundle carries one SubmissionSet (a List coded
+/// `submissionset`); a second one is refused.
+fn check_submission_sets(entries: &[Entry]) -> Result<(), ApiError> {
+    let submission_sets: Vec<usize> = entries
+        .iter()
+        .filter(|entry| entry.def.name == "List")
+        .filter(|entry| match &entry.operation {
+            Operation::Create { body, .. } | Operation::Update { body, .. } => {
+                crate::fhir::extract::values_at(&body.value, "code.coding")
+                    .into_iter()
+                    .any(|coding| {
+                        coding.get("system").and_then(Value::as_str)
+                            == Some(crate::fhir::mhd::LIST_TYPES)
+                            && coding.get("code").and_then(Value::as_str)
+                                == Some(crate::fhir::mhd::SUBMISSION_SET)
+                    })
+            }
+            _ => false,
+        })
+        .map(|entry| entry.index)
+        .collect();
+    if let [_, second, ..] = submission_sets.as_slice() {
+        return Err(entry_error(
+            *second,
+            ApiError::unprocessable(
+                IssueCode::Processing,
+                "a Provide Document Bundle carries one SubmissionSet (ITI-65)",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs a batch: each entry on its own, in its own write transaction.

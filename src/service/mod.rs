@@ -4,17 +4,18 @@
 
 pub mod bundle;
 pub mod history;
+pub mod mhd;
 pub mod operations;
 pub mod read;
 pub mod search;
 pub mod write;
 
 use actix_web::http::StatusCode;
-use serde_json::Value;
 
 use crate::access::{Gate, Released};
 use crate::error::ApiError;
 use crate::fhir::definitions::{Interaction, ResourceDef};
+use crate::fhir::patch::PatchDocument;
 use crate::fhir::search::PageLimits;
 use crate::fhir::stored::Incoming;
 use crate::store::Conn;
@@ -49,7 +50,14 @@ pub enum Operation {
     },
     Patch {
         id: String,
-        patch: Value,
+        patch: PatchDocument,
+        if_match: Option<String>,
+    },
+    /// `PATCH [type]?[search]` (R-MHD-7, TD3.3): the one resource the search
+    /// matches among those the caller may see.
+    ConditionalPatch {
+        params: Vec<(String, String)>,
+        patch: PatchDocument,
         if_match: Option<String>,
     },
     Delete {
@@ -81,7 +89,7 @@ impl Operation {
             Operation::Vread { .. } => Interaction::Vread,
             Operation::Create { .. } => Interaction::Create,
             Operation::Update { .. } => Interaction::Update,
-            Operation::Patch { .. } => Interaction::Patch,
+            Operation::Patch { .. } | Operation::ConditionalPatch { .. } => Interaction::Patch,
             Operation::Delete { .. } => Interaction::Delete,
             Operation::Search { .. } => Interaction::SearchType,
             Operation::HistoryInstance { .. } => Interaction::HistoryInstance,
@@ -152,6 +160,11 @@ pub fn execute(
             patch,
             if_match,
         } => write::patch(conn, ctx, def, &id, &patch, if_match.as_deref()),
+        Operation::ConditionalPatch {
+            params,
+            patch,
+            if_match,
+        } => write::conditional_patch(conn, ctx, def, &params, &patch, if_match.as_deref()),
         Operation::Delete { id } => write::delete(conn, ctx, def, &id),
         Operation::Search { params, strict } => search::search(conn, ctx, def, &params, strict),
         Operation::HistoryInstance { id, params } => {

@@ -6,12 +6,13 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::read::writable_current;
-use super::{Ctx, FhirResponse, parse_if_match};
+use super::{Ctx, FhirResponse, mhd, parse_if_match};
 use crate::audit::WriteFact;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::fhir_instant;
 use crate::fhir::definitions::{Interaction, ResourceDef};
 use crate::fhir::extract::{self, IndexEntries};
+use crate::fhir::patch::PatchDocument;
 use crate::fhir::search as fhir_search;
 use crate::fhir::stored::AUTHORISATION_EXTENSION;
 use crate::fhir::stored::Incoming;
@@ -34,7 +35,7 @@ struct Planned<'r> {
 fn store_version(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
-    def: &ResourceDef,
+    def: &'static ResourceDef,
     id: &str,
     incoming: &Incoming,
     plan: Planned<'_>,
@@ -65,6 +66,9 @@ fn store_version(
         .check_write(conn, def, interaction, existing, Some(&incoming.value))?;
     if def.name == "Patient" {
         one_space_per_person(conn, id, &incoming.value)?;
+    }
+    if def.name == "DocumentReference" {
+        mhd::check_master_identifier(conn, id, &incoming.value)?;
     }
     let last_updated = fhir_instant(Utc::now());
     // The space's state and the caller's authorisation are the server's to show
@@ -124,6 +128,13 @@ fn store_version(
         hidden_from_patient: hidden_from_patient(&incoming.value),
     });
     ctx.gate.forget(id);
+    // R-MHD-3: a new document that replaces others supersedes them, in the same
+    // transaction, under the write gate of whoever may update them.
+    if def.name == "DocumentReference" && interaction == Interaction::Create {
+        for replaced in mhd::replaced_documents(&incoming.value) {
+            supersede(conn, ctx, def, &replaced, &index.patients)?;
+        }
+    }
     let body = ctx.gate.release_written(
         conn,
         &store::resources::Stored {
@@ -143,6 +154,59 @@ fn store_version(
         last_modified: Some(last_updated),
         location: Some(format!("{}/{id}/_history/{version}", def.name)),
     })
+}
+
+/// R-MHD-3: marks `target` superseded, as a PATCH of its status by the caller
+/// would (R-ACC-9: only whoever may update it). It must be a document of the same
+/// space; one the caller may not see is "not known", as if missing.
+fn supersede(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    target: &str,
+    space: &[String],
+) -> Result<(), ApiError> {
+    let unknown = || {
+        ApiError::unprocessable(
+            IssueCode::NotFound,
+            format!("relatesTo replaces DocumentReference/{target}, which is not known"),
+        )
+        .at("DocumentReference.relatesTo")
+    };
+    let current = match writable_current(conn, ctx, def, target) {
+        Ok(Some(row)) if !row.deleted => row,
+        Ok(_) => return Err(unknown()),
+        Err(error) if error.status.as_u16() == 404 => {
+            let mut refusal = unknown();
+            if let Some(rule) = error.rule {
+                refusal = refusal.by_rule(rule).conceal();
+            }
+            return Err(refusal);
+        }
+        Err(error) => return Err(error),
+    };
+    if store::resources::compartment_of(conn, current.pk)? != space {
+        return Err(ApiError::unprocessable(
+            IssueCode::Processing,
+            format!("DocumentReference/{target} is not in the space of the document replacing it"),
+        )
+        .at("DocumentReference.relatesTo"));
+    }
+    let status: Option<String> = serde_json::from_str::<Value>(&current.content)
+        .ok()
+        .and_then(|value| {
+            value
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    if status.as_deref() == Some("superseded") {
+        return Ok(());
+    }
+    let operations = PatchDocument::Json(
+        serde_json::json!([{ "op": "replace", "path": "/status", "value": "superseded" }]),
+    );
+    patch(conn, ctx, def, target, &operations, None).map(|_| ())
 }
 
 /// One space per person (R-LIFE-1, DMP TD0.2): an INS (NIR or NIA) names one live
@@ -266,7 +330,12 @@ pub fn create(
     incoming: Incoming,
     if_none_exist: Option<&str>,
 ) -> Result<FhirResponse, ApiError> {
+    let mut incoming = incoming;
+    mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
+    if def.name == "DocumentReference" {
+        mhd::check_attachments(conn, ctx, &incoming.value)?;
+    }
     if let Some(query) = if_none_exist
         && let Some(existing) = existing_match(conn, ctx, def, query)?
     {
@@ -348,6 +417,8 @@ pub fn create_with_id(
     id: &str,
     incoming: Incoming,
 ) -> Result<FhirResponse, ApiError> {
+    let mut incoming = incoming;
+    mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
     insert(conn, ctx, def, id, incoming)
 }
@@ -400,7 +471,12 @@ pub fn update(
             .at(format!("{}.id", def.name)));
         }
     }
+    let mut incoming = incoming;
+    mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
+    if def.name == "DocumentReference" {
+        mhd::check_attachments(conn, ctx, &incoming.value)?;
+    }
     if !crate::fhir::is_valid_id(id) {
         return Err(ApiError::bad_request(
             IssueCode::Value,
@@ -450,16 +526,9 @@ pub fn patch(
     ctx: &Ctx<'_>,
     def: &'static ResourceDef,
     id: &str,
-    patch_document: &Value,
+    patch_document: &PatchDocument,
     if_match: Option<&str>,
 ) -> Result<FhirResponse, ApiError> {
-    let operations: json_patch::Patch =
-        serde_json::from_value(patch_document.clone()).map_err(|error| {
-            ApiError::bad_request(
-                IssueCode::Invalid,
-                format!("not a JSON Patch document: {error}"),
-            )
-        })?;
     let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
     let current = writable_current(conn, ctx, def, id)?.ok_or_else(not_found)?;
     if current.deleted {
@@ -467,6 +536,7 @@ pub fn patch(
     }
     check_if_match(Some(&current), if_match, def, id)?;
     let stored = Incoming::parse(current.content.as_bytes())?;
+    let operations = patch_document.operations(def.name, &stored.value)?;
     let mut patched = stored.value.clone();
     json_patch::patch(&mut patched, &operations).map_err(|error| {
         ApiError::unprocessable(
@@ -490,9 +560,24 @@ pub fn patch(
         &current.content,
         &patched,
     )?;
+    // TD3.3c: `entered-in-error` withdraws a document: a deletion by whoever may
+    // delete it, the patched version kept in history (R-MHD-7).
+    let status_of = |value: &Value| {
+        value
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let withdraws = def.name == "DocumentReference"
+        && status_of(&patched).as_deref() == Some("entered-in-error")
+        && status_of(&stored.value).as_deref() != Some("entered-in-error");
+    if withdraws {
+        ctx.gate
+            .check_write(conn, def, Interaction::Delete, Some(&current), None)?;
+    }
     let changed = stored.with_changes(patched);
     validate::check(def.name, &changed)?;
-    store_version(
+    let response = store_version(
         conn,
         ctx,
         def,
@@ -505,7 +590,64 @@ pub fn patch(
             interaction: Interaction::Patch,
             existing: Some(&current),
         },
-    )
+    )?;
+    if withdraws {
+        delete(conn, ctx, def, id)?;
+    }
+    Ok(response)
+}
+
+/// Most matches a conditional PATCH examines (hidden ones count as nothing).
+const CONDITIONAL_SCAN: usize = 50;
+
+/// `PATCH [type]?[search]` (R-MHD-7): the one resource the search matches among
+/// those the caller may see is patched; none is 404 and several 412, whatever the
+/// store holds beyond the caller's sight, so the answer tells nothing of hidden
+/// resources. The system matches among its own deposits (it reads nothing).
+pub fn conditional_patch(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    params: &[(String, String)],
+    patch_document: &PatchDocument,
+    if_match: Option<&str>,
+) -> Result<FhirResponse, ApiError> {
+    if params.is_empty() {
+        return Err(ApiError::bad_request(
+            IssueCode::Invalid,
+            "a conditional PATCH needs search parameters",
+        ));
+    }
+    let limits = fhir_search::PageLimits::pages(CONDITIONAL_SCAN, CONDITIONAL_SCAN);
+    let request = fhir_search::parse(def, params, true, limits)?;
+    let narrowing = if ctx.gate.principal.actor == crate::access::ActorKind::System {
+        ctx.gate.conditional_narrowing(conn, &request)?
+    } else {
+        store::Narrowing::none()
+    };
+    let heads = store::search::run(conn, &request, &narrowing)?.rows;
+    let mut matched: Vec<String> = Vec::new();
+    for head in heads {
+        let Some(row) = store::resources::complete(conn, head)? else {
+            continue;
+        };
+        let seen = ctx.gate.principal.actor == crate::access::ActorKind::System
+            || ctx.gate.visible(conn, &row.stored())?;
+        if seen {
+            matched.push(row.res_id.clone());
+        }
+    }
+    match matched.as_slice() {
+        [] => Err(ApiError::not_found(format!(
+            "no {} matches the conditional PATCH",
+            def.name
+        ))),
+        [id] => patch(conn, ctx, def, id, patch_document, if_match),
+        _ => Err(ApiError::precondition_failed(format!(
+            "the conditional PATCH matches more than one {}",
+            def.name
+        ))),
+    }
 }
 
 pub fn delete(

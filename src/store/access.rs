@@ -123,17 +123,37 @@ pub fn patients_with_identifier(
     value: &str,
     except: &str,
 ) -> diesel::QueryResult<Vec<String>> {
+    live_with_token(conn, "Patient", "identifier", system, value, except)
+}
+
+/// Up to two live resources of `res_type` other than `except` whose `param` token
+/// is `system|value` (uniqueness checks: one space per INS, one document per XDS
+/// uniqueId).
+pub fn live_with_token(
+    conn: &mut Conn,
+    res_type: &str,
+    param: &str,
+    system: &str,
+    value: &str,
+    except: &str,
+) -> diesel::QueryResult<Vec<String>> {
     #[derive(QueryableByName)]
     struct IdRow {
         #[diesel(sql_type = Text)]
         res_id: String,
     }
-    let mut sql = Sql::new(&format!(
-        "SELECT r.res_id FROM resources r WHERE r.res_type = 'Patient' AND r.deleted = {} AND r.res_id <> ",
-        bool_literal(false)
-    ));
-    sql.text(except)
-        .push(" AND r.pk IN (SELECT resource_pk FROM search_token WHERE res_type = 'Patient' AND param = 'identifier' AND system = ")
+    let mut sql = Sql::new("SELECT r.res_id FROM resources r WHERE r.res_type = ");
+    sql.text(res_type)
+        .push(&format!(
+            " AND r.deleted = {} AND r.res_id <> ",
+            bool_literal(false)
+        ))
+        .text(except)
+        .push(" AND r.pk IN (SELECT resource_pk FROM search_token WHERE res_type = ")
+        .text(res_type)
+        .push(" AND param = ")
+        .text(param)
+        .push(" AND system = ")
         .text(system)
         .push(" AND code = ")
         .text(value)

@@ -683,6 +683,26 @@ fn r_acc_7_conditional_create_does_not_reveal_a_masked_match() {
             ),
         )
         .send(Some(duplicate.to_string()));
+    // The uniqueId names one document in the store (R-MHD-2): the second deposit is
+    // refused, and the answer names nothing of the hidden match.
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+    assert!(!reply.body.contains(&s.masked), "{}", reply.body);
+    // Under another uniqueId, the conditional create matches nothing it may see.
+    duplicate["masterIdentifier"]["value"] = json!("urn:oid:1.2.250.1.999.43");
+    let reply = s
+        .app
+        .request("POST", "DocumentReference")
+        .as_(&doctor(COLLEAGUE))
+        .fhir()
+        .header(
+            "If-None-Exist",
+            &format!(
+                "patient={}&identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.999.42",
+                s.patient
+            ),
+        )
+        .send(Some(duplicate.to_string()));
     assert_eq!(
         reply.status, 201,
         "the hidden match is not returned: {}",

@@ -183,9 +183,19 @@ fn a_transaction_patch_uses_a_json_patch_binary() {
     });
     let reply = post_bundle(&app, &As::doctor(), &bundle);
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // entered-in-error withdraws the document (R-MHD-7): gone from reads, the
+    // patched version kept in its history.
     assert_eq!(
         app.get(&format!("DocumentReference/{document_id}"), &As::doctor())
-            .json()["status"],
+            .status,
+        410
+    );
+    assert_eq!(
+        app.get(
+            &format!("DocumentReference/{document_id}/_history/2"),
+            &As::doctor()
+        )
+        .json()["status"],
         "entered-in-error"
     );
 }

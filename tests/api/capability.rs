@@ -21,6 +21,7 @@ fn the_capability_statement_is_r4_and_lists_what_is_served() {
         vec![
             "Patient",
             "DocumentReference",
+            "List",
             "Binary",
             "Consent",
             "Communication",

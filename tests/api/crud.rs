@@ -243,7 +243,14 @@ fn json_patch_changes_status_and_security_label_only() {
         .send(Some(
             json!([{ "op": "replace", "path": "/status", "value": "current" }]).to_string(),
         ));
-    assert_eq!(wrong_type.status, 415);
+    // Under application/fhir+json a PATCH is a FHIRPath Patch Parameters (R-MHD-7).
+    assert_eq!(wrong_type.status, 400, "{}", wrong_type.body);
+    let no_type = app
+        .request("PATCH", &path)
+        .as_(&As::doctor())
+        .header("Content-Type", "text/plain")
+        .send(Some("[]".into()));
+    assert_eq!(no_type.status, 415);
     let stale = app
         .request("PATCH", &path)
         .as_(&As::doctor())
@@ -314,7 +321,12 @@ fn binary_as_json_and_in_its_own_media_type() {
         .send_bytes(Some(pdf.to_vec()));
     assert_eq!(raw.status, 201, "{}", raw.body);
     let id = raw.id();
-    let as_json = app.get(&format!("Binary/{id}"), &As::doctor()).json();
+    let as_json = app
+        .request("GET", &format!("Binary/{id}"))
+        .as_(&As::doctor())
+        .header("Accept", "application/fhir+json")
+        .send(None)
+        .json();
     assert_eq!(as_json["contentType"], "application/pdf");
     assert_eq!(
         as_json["securityContext"]["reference"],
@@ -328,6 +340,21 @@ fn binary_as_json_and_in_its_own_media_type() {
     assert_eq!(native.status, 200);
     assert_eq!(native.header("content-type"), Some("application/pdf"));
     assert_eq!(native.body.as_bytes(), pdf);
+    // ITI-68: `*/*` (or no Accept) takes the bytes too (R-MHD-6); a type the
+    // content is not is 406.
+    let any = app
+        .request("GET", &format!("Binary/{id}"))
+        .as_(&As::doctor())
+        .header("Accept", "*/*")
+        .send(None);
+    assert_eq!(any.header("content-type"), Some("application/pdf"));
+    assert_eq!(any.bytes, pdf);
+    let other = app
+        .request("GET", &format!("Binary/{id}"))
+        .as_(&As::doctor())
+        .header("Accept", "image/png")
+        .send(None);
+    assert_eq!(other.status, 406, "{}", other.body);
     // The patient of the security context reads it; another patient does not.
     assert_eq!(
         app.get(&format!("Binary/{id}"), &As::Patient(patient_id.clone()))

@@ -665,7 +665,7 @@ fn a_binary_is_served_inert_in_a_checked_media_type() {
         .app
         .request("GET", &format!("Binary/{id}"))
         .as_(&As::doctor())
-        .header("Accept", "text/html")
+        .header("Accept", "*/*")
         .send(None);
     assert_eq!(raw.status, 200, "{}", raw.body);
     assert_eq!(raw.header("content-type"), Some("application/octet-stream"));

@@ -18,6 +18,7 @@ mod history;
 mod instances;
 mod lifecycle;
 mod messaging;
+mod mhd;
 mod mtls;
 mod notify;
 mod plans;

@@ -1,7 +1,7 @@
 //! Structural checks of incoming FHIR R4 resources.
 //!
 //! fhir-sdk has no R4 model; its R4B types are identical to R4 for the resources this
-//! server accepts (Patient, DocumentReference, Binary, Consent, Communication). Every
+//! server accepts (Patient, DocumentReference, List, Binary, Consent, Communication). Every
 //! deserialisation of an fhir-sdk type instantiates serde code for all resources, which
 //! is slow to compile, so it lives here behind one plain function that the server crate
 //! calls: this crate compiles once and stays cached while the server changes.
@@ -11,7 +11,7 @@
 
 use fhir_sdk::r4b::resources::{
     AuditEvent, Binary, Bundle, CapabilityStatement, Communication, Consent, DocumentReference,
-    OperationDefinition, OperationOutcome, Patient,
+    List, OperationDefinition, OperationOutcome, Patient,
 };
 
 /// One structural problem, with the element path where it was found.
@@ -27,6 +27,7 @@ pub struct StructureIssue {
 pub const CHECKED_TYPES: &[&str] = &[
     "Patient",
     "DocumentReference",
+    "List",
     "Binary",
     "Consent",
     "Communication",
@@ -49,6 +50,7 @@ pub fn check(resource_type: &str, json: &str) -> Result<(), StructureIssue> {
     match resource_type {
         "Patient" => check_as::<Patient>(resource_type, json),
         "DocumentReference" => check_as::<DocumentReference>(resource_type, json),
+        "List" => check_as::<List>(resource_type, json),
         "Binary" => check_as::<Binary>(resource_type, json),
         "Consent" => check_as::<Consent>(resource_type, json),
         "Communication" => check_as::<Communication>(resource_type, json),

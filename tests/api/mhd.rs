@@ -1,0 +1,610 @@
+//! The ANS PDSm / PDSm4DMP transactions (SPEC §10, R-MHD-1 … R-MHD-8), sent as the
+//! guides publish them (`conformance/pdsm/examples/`, a valid INS substituted for
+//! their placeholder and nothing else changed), and every access rule through the
+//! new paths. Test names carry the rule they check.
+
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{INS, block_professional, nir, patient, permit_professional};
+use crate::support::{As, Reply, TestApp, assert_refused, match_ids};
+
+/// The guides' placeholder INS.
+const PLACEHOLDER_INS: &str = "123456789012345";
+const ARCHIVED: &str =
+    "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived";
+const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+
+/// A published example with `ins` for the placeholder.
+fn example(name: &str, ins: &str) -> Value {
+    let path = format!(
+        "{}/conformance/pdsm/examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    serde_json::from_str(&text.replace(PLACEHOLDER_INS, ins)).expect("an example is JSON")
+}
+
+/// A space whose médecin traitant is `As::doctor()`; its id and INS.
+fn space(app: &TestApp) -> (String, String) {
+    let ins = nir();
+    let id = app.create(
+        &As::System,
+        &patient(&ins, "Martin", "Claire", "1980-05-01"),
+    );
+    (id, ins)
+}
+
+fn doctor(id_nat_ps: &str) -> As {
+    As::professional(id_nat_ps, "10", None, None, None)
+}
+
+fn json_patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> Reply {
+    app.request("PATCH", path)
+        .as_(who)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(operations.to_string()))
+}
+
+/// The ids of a transaction-response's locations, in order.
+fn locations(reply: &Reply) -> Vec<String> {
+    reply.json()["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| {
+            entry["response"]["location"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn id_of(location: &str) -> String {
+    location.split('/').nth(1).expect("Type/id/…").to_owned()
+}
+
+/// TD2 as published: the SubmissionSet, the DocumentReference and its Binary.
+fn provide(app: &TestApp, who: &As, ins: &str) -> Reply {
+    app.post(
+        "/",
+        who,
+        &example("Bundle-example-td2-iti65-lot-soumission.json", ins),
+    )
+}
+
+#[test]
+fn r_mhd_1_the_published_td2_bundle_is_stored_whole() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let reply = provide(&app, &As::doctor(), &ins);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let response = reply.json();
+    assert_eq!(response["type"], "transaction-response");
+    let entries = response["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    for entry in entries {
+        assert!(
+            entry["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("201"),
+            "{entry}"
+        );
+        assert!(entry["response"]["etag"].as_str().is_some());
+    }
+    let located = locations(&reply);
+    assert!(located[0].starts_with("List/"), "{located:?}");
+    assert!(located[1].starts_with("DocumentReference/"));
+    assert!(located[2].starts_with("Binary/"));
+    let (list, document, binary) = (id_of(&located[0]), id_of(&located[1]), id_of(&located[2]));
+
+    // The conditional references point at the space; the List names the document.
+    let stored = app.get(&format!("/DocumentReference/{document}"), &As::doctor());
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(
+        stored.json()["subject"]["reference"],
+        format!("Patient/{space_id}")
+    );
+    assert_eq!(
+        stored.json()["content"][0]["attachment"]["url"],
+        format!("Binary/{binary}")
+    );
+    let submission = app.get(&format!("/List/{list}"), &As::doctor()).json();
+    assert_eq!(
+        submission["subject"]["reference"],
+        format!("Patient/{space_id}")
+    );
+    assert_eq!(
+        submission["entry"][0]["item"]["reference"],
+        format!("DocumentReference/{document}")
+    );
+    // The Binary took the document's space: its holder reads it, in its own type.
+    let bytes = app
+        .request("GET", &format!("/Binary/{binary}"))
+        .as_(&As::Patient(space_id.clone()))
+        .header("Accept", "application/xml")
+        .send(None);
+    assert_eq!(bytes.status, 200, "{}", bytes.body);
+    assert!(
+        bytes
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    assert!(bytes.body.starts_with("<?xml"), "{}", bytes.body);
+    assert_eq!(bytes.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn r_mhd_1_nothing_is_stored_when_an_entry_fails() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let before = app.data_rows();
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    // A hash that does not match the Binary's bytes (R-MHD-2): the whole Bundle fails.
+    bundle["entry"][1]["resource"]["content"][0]["attachment"]["hash"] =
+        json!("2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
+    let reply = app.post("/", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("hash"), "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+}
+
+#[test]
+fn r_mhd_1_a_conditional_reference_must_match_one_patient() {
+    let app = TestApp::new();
+    let _ = space(&app);
+    let before = app.data_rows();
+    // An INS no space holds.
+    let reply = provide(&app, &As::doctor(), &nir());
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("matches no Patient"), "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+    // The server keeps serving.
+    assert_eq!(app.get("/metadata", &As::Nobody).status, 200);
+}
+
+#[test]
+fn r_mhd_1_a_bundle_carries_one_submission_set() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let before = app.data_rows();
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    let mut second = bundle["entry"][0].clone();
+    second["fullUrl"] = json!("urn:uuid:aaaaaaaa-0000-0000-0000-0000000000ff");
+    bundle["entry"].as_array_mut().unwrap().push(second);
+    let reply = app.post("/", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("one SubmissionSet"), "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+}
+
+#[test]
+fn r_mhd_2_the_same_unique_id_is_stored_once() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 200);
+    let before = app.data_rows();
+    let again = provide(&app, &As::doctor(), &ins);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("masterIdentifier"), "{}", again.body);
+    assert_eq!(app.data_rows(), before);
+    // A single create of the same uniqueId too.
+    let mut single = example(
+        "DocumentReference-example-td2-iti105-publication-simplifiee.json",
+        &ins,
+    );
+    single["masterIdentifier"]["value"] = json!("urn:oid:1.2.250.1.213.1.4.8.99999.2");
+    let reply = app.post("/DocumentReference", &As::doctor(), &single);
+    assert_eq!(reply.status, 409, "{}", reply.body);
+}
+
+#[test]
+fn r_mhd_2_a_pdsm_profile_names_its_missing_element() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let mut document = example(
+        "DocumentReference-example-td2-iti105-publication-simplifiee.json",
+        &ins,
+    );
+    document.as_object_mut().unwrap().remove("masterIdentifier");
+    let reply = app.post("/DocumentReference", &As::doctor(), &document);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("masterIdentifier"), "{}", reply.body);
+    // The same document without the profile claim is plain FHIR: accepted.
+    document.as_object_mut().unwrap().remove("meta");
+    let plain = app.post("/DocumentReference", &As::doctor(), &document);
+    assert_eq!(plain.status, 201, "{}", plain.body);
+}
+
+#[test]
+fn r_mhd_1_the_simplified_publish_is_stored() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let document = example(
+        "DocumentReference-example-td2-iti105-publication-simplifiee.json",
+        &ins,
+    );
+    let reply = app.post("/DocumentReference", &As::doctor(), &document);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.json()["subject"]["reference"],
+        format!("Patient/{space_id}")
+    );
+}
+
+/// TD2.1 after the document it replaces (PUT as published, by its author).
+fn replace(app: &TestApp, author: &As, replacer: &As, ins: &str) -> Reply {
+    let original = example("DocumentReference-doc-x-id.json", ins);
+    let mut original = original;
+    original["status"] = json!("current");
+    let put = app.put("/DocumentReference/doc-x-id", author, &original);
+    assert_eq!(put.status, 201, "{}", put.body);
+    app.post(
+        "/",
+        replacer,
+        &example("Bundle-example-td2-1-remplacement.json", ins),
+    )
+}
+
+#[test]
+fn r_mhd_3_the_author_replaces_a_document() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let reply = replace(&app, &As::doctor(), &As::doctor(), &ins);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let replaced = app.get("/DocumentReference/doc-x-id", &As::doctor()).json();
+    assert_eq!(replaced["status"], "superseded");
+    let current = app.get(
+        &format!("/DocumentReference?patient={space_id}&status=current"),
+        &As::doctor(),
+    );
+    let ids = match_ids(&current.json());
+    assert_eq!(ids.len(), 1, "{}", current.body);
+    assert_ne!(ids[0], "doc-x-id");
+}
+
+#[test]
+fn r_mhd_3_only_the_author_replaces() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    // Authorised on the space, but not the author of doc-x-id.
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let before_rows = {
+        let original = {
+            let mut original = example("DocumentReference-doc-x-id.json", &ins);
+            original["status"] = json!("current");
+            original
+        };
+        assert_eq!(
+            app.put("/DocumentReference/doc-x-id", &As::doctor(), &original)
+                .status,
+            201
+        );
+        app.data_rows()
+    };
+    let reply = app.post(
+        "/",
+        &colleague,
+        &example("Bundle-example-td2-1-remplacement.json", &ins),
+    );
+    assert_refused(&reply, 403, "R-ACC-9");
+    assert_eq!(app.data_rows(), before_rows);
+    assert_eq!(
+        app.get("/DocumentReference/doc-x-id", &As::doctor()).json()["status"],
+        "current"
+    );
+}
+
+#[test]
+fn r_mhd_4_iti67_parameters_are_honoured() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 200);
+    let search = |query: &str| -> usize {
+        let reply = app.get(&format!("/DocumentReference?{query}"), &As::doctor());
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        match_ids(&reply.json()).len()
+    };
+    let by_ins = format!("patient.identifier={INS}|{ins}");
+    for (query, expected) in [
+        ("status=current", 1),
+        ("creation=2026-06-12", 1),
+        ("creation=2026-06-13", 0),
+        ("period=ge2026-06-01", 1),
+        ("period=lt2026-06-01", 0),
+        ("period-start=2026-06-12", 1),
+        ("setting=http://snomed.info/sct|394802001", 1),
+        ("setting=http://snomed.info/sct|0", 0),
+        ("facility=http://snomed.info/sct|22232009", 1),
+        ("facility=x", 0),
+        (
+            "format=http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode|urn:ihe:iti:xds:2017:mimeTypeSufficient",
+            1,
+        ),
+        ("format=other", 0),
+        (
+            "identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.4.8.99999.2",
+            1,
+        ),
+        ("isArchived=true", 0),
+        ("security-label=N", 1),
+    ] {
+        assert_eq!(search(&format!("{by_ins}&{query}")), expected, "{query}");
+    }
+    assert_eq!(search(&format!("patient={space_id}&event=x")), 0);
+    // Unknown to the index but declared: the contained author's identifier is not a
+    // name, so a name search finds nothing; the IdNat_PS is not searched as a name.
+    assert_eq!(
+        search(&format!("patient={space_id}&author.family=Nobody")),
+        0
+    );
+}
+
+#[test]
+fn r_mhd_4_contained_author_names_are_searched() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let mut document = example(
+        "DocumentReference-example-td2-iti105-publication-simplifiee.json",
+        &ins,
+    );
+    document["contained"][0]["name"] = json!([{ "family": "Lévêque", "given": ["Anne"] }]);
+    assert_eq!(
+        app.post("/DocumentReference", &As::doctor(), &document)
+            .status,
+        201
+    );
+    let count = |query: &str| {
+        match_ids(
+            &app.get(
+                &format!("/DocumentReference?patient={space_id}&{query}"),
+                &As::doctor(),
+            )
+            .json(),
+        )
+        .len()
+    };
+    assert_eq!(count("author.family=leveque"), 1);
+    assert_eq!(count("author.given=Anne"), 1);
+    assert_eq!(count("author.given=Paul"), 0);
+}
+
+#[test]
+fn r_mhd_5_lists_are_searched_and_never_name_a_hidden_document() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let reply = provide(&app, &As::doctor(), &ins);
+    let located = locations(&reply);
+    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let query = format!(
+        "/List?patient.identifier={INS}|{ins}&code=https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes|submissionset"
+    );
+    let found = app.get(&query, &As::doctor());
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(match_ids(&found.json()), vec![list.clone()]);
+    // The patient masks the document (R-ACC-7): a professional authorised on the
+    // space still reads the SubmissionSet, without the masked entry.
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let seen = app.get(&format!("/List/{list}"), &colleague).json();
+    assert_eq!(
+        seen["entry"][0]["item"]["reference"],
+        format!("DocumentReference/{document}")
+    );
+    let mask = json_patch(
+        &app,
+        &format!("/DocumentReference/{document}"),
+        &As::Patient(space_id.clone()),
+        &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+            { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
+    );
+    assert_eq!(mask.status, 200, "{}", mask.body);
+    for path in [format!("/List/{list}"), format!("/List/{list}/_history/1")] {
+        let seen = app.get(&path, &colleague);
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        let seen = seen.json();
+        assert!(seen.get("entry").is_none(), "{path}: {seen}");
+        assert!(seen.to_string().contains("SUBSETTED"));
+        assert!(!seen.to_string().contains(&document));
+    }
+    let searched = app.get(&query, &colleague).json();
+    assert!(!searched.to_string().contains(&document), "{searched}");
+    // The author (R-ACC-7) and the holder still see it named.
+    let author_view = app.get(&format!("/List/{list}"), &As::doctor()).json();
+    assert!(author_view.to_string().contains(&document));
+    let holder_view = app
+        .get(&format!("/List/{list}"), &As::Patient(space_id.clone()))
+        .json();
+    assert!(holder_view.to_string().contains(&document));
+}
+
+#[test]
+fn r_mhd_5_lists_follow_the_space_rules() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let list = id_of(&located[0]);
+    let stranger = doctor("810000000003");
+    // Not authorised: the List by id is not known, the search names the rule.
+    let read = app.get(&format!("/List/{list}"), &stranger);
+    assert_refused(&read, 404, "R-ACC-3");
+    let search = app.get(&format!("/List?patient={space_id}"), &stranger);
+    assert_refused(&search, 403, "R-ACC-3");
+    // Blocked by the patient: refused, even in an emergency.
+    let blocked = "810000000004";
+    app.create(
+        &As::Patient(space_id.clone()),
+        &block_professional(&space_id, blocked),
+    );
+    let emergency = As::professional(
+        blocked,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("inconscient"),
+    );
+    assert_refused(
+        &app.get(&format!("/List?patient={space_id}"), &emergency),
+        403,
+        "R-ACC-2",
+    );
+    // Emergency access by another professional opens it (R-ACC-4).
+    let rescuer = As::professional(
+        "810000000005",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("inconscient"),
+    );
+    let opened = app.get(&format!("/List?patient={space_id}"), &rescuer);
+    assert_eq!(match_ids(&opened.json()), vec![list.clone()]);
+    // The holder and a representative read it; another holder does not.
+    assert_eq!(
+        app.get(&format!("/List/{list}"), &As::Patient(space_id.clone()))
+            .status,
+        200
+    );
+    let (other, _) = space(&app);
+    assert_refused(
+        &app.get(&format!("/List/{list}"), &As::Patient(other)),
+        404,
+        "R-PAT-1",
+    );
+    // The system reads nothing medical (R-ACC-12).
+    assert_refused(
+        &app.get(&format!("/List/{list}"), &As::System),
+        403,
+        "R-ACC-12",
+    );
+}
+
+#[test]
+fn r_mhd_7_conditional_patch_masks_archives_and_withdraws() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let document = id_of(&located[1]);
+    let by_id =
+        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.4.8.99999.2";
+    // TD3.3d: archive, then restore, with the ANS selector path.
+    let archive = |value: bool| {
+        json!([{ "op": "replace",
+            "path": format!("/extension[url:'{ARCHIVED}']/valueBoolean"), "value": value }])
+    };
+    let archived = json_patch(&app, by_id, &As::doctor(), &archive(true));
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    let count = |query: &str| {
+        match_ids(
+            &app.get(
+                &format!("/DocumentReference?patient={space_id}&{query}"),
+                &As::doctor(),
+            )
+            .json(),
+        )
+        .len()
+    };
+    assert_eq!(count("isArchived=true"), 1);
+    assert_eq!(
+        json_patch(&app, by_id, &As::doctor(), &archive(false)).status,
+        200
+    );
+    assert_eq!(count("isArchived=false"), 1);
+    // TD3.3a in FHIRPath Patch: the author masks with the other spelling of TRE_A07.
+    let variant = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument";
+    let masked = app
+        .request("PATCH", by_id)
+        .as_(&As::doctor())
+        .fhir()
+        .send(Some(
+            json!({ "resourceType": "Parameters", "parameter": [{ "name": "operation", "part": [
+                { "name": "type", "valueCode": "replace" },
+                { "name": "path", "valueString": "DocumentReference.securityLabel[0]" },
+                { "name": "value", "valueCodeableConcept": { "coding": [{ "system": variant, "code": "MASQUE_PS" }] } }
+            ]}]})
+            .to_string(),
+        ));
+    assert_eq!(masked.status, 200, "{}", masked.body);
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    // The colleague's conditional PATCH matches nothing they may see: 404, as for
+    // an identifier nobody holds.
+    let hidden = json_patch(&app, by_id, &colleague, &archive(true));
+    let missing = json_patch(
+        &app,
+        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:9.9.9",
+        &colleague,
+        &archive(true),
+    );
+    assert_eq!(hidden.status, 404, "{}", hidden.body);
+    assert_eq!(hidden.json()["issue"], missing.json()["issue"]);
+    // Only status, securityLabel and isArchived change (R-MHD-7).
+    let subject = json_patch(
+        &app,
+        by_id,
+        &As::doctor(),
+        &json!([{ "op": "replace", "path": "/subject/reference", "value": "Patient/x" }]),
+    );
+    assert_eq!(subject.status, 422, "{}", subject.body);
+    // TD3.3c: entered-in-error withdraws it from reads and searches, history kept.
+    let withdrawn = json_patch(
+        &app,
+        by_id,
+        &As::doctor(),
+        &json!([{ "op": "replace", "path": "/status", "value": "entered-in-error" }]),
+    );
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.body);
+    assert_eq!(withdrawn.json()["status"], "entered-in-error");
+    assert_eq!(
+        app.get(&format!("/DocumentReference/{document}"), &As::doctor())
+            .status,
+        410
+    );
+    assert_eq!(count(&format!("_id={document}")), 0);
+    let history = app.get(
+        &format!("/DocumentReference/{document}/_history"),
+        &As::doctor(),
+    );
+    assert!(
+        history.body.contains("entered-in-error"),
+        "{}",
+        history.body
+    );
+}
+
+#[test]
+fn r_mhd_7_a_colleague_does_not_withdraw_and_the_holder_only_masks() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let document = id_of(&located[1]);
+    let path = format!("/DocumentReference/{document}");
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let withdraw = json!([{ "op": "replace", "path": "/status", "value": "entered-in-error" }]);
+    assert_refused(
+        &json_patch(&app, &path, &colleague, &withdraw),
+        403,
+        "R-ACC-9",
+    );
+    let holder = As::Patient(space_id.clone());
+    assert_refused(&json_patch(&app, &path, &holder, &withdraw), 403, "R-PAT-2");
+    let unmask = json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+        { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N" }] } }]);
+    assert_eq!(json_patch(&app, &path, &holder, &unmask).status, 200);
+    assert_eq!(app.get(&path, &As::doctor()).json()["status"], "current");
+}
