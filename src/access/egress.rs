@@ -45,6 +45,25 @@ impl Released {
         Released::from_store(resource.to_string())
     }
 
+    /// A warning the server writes about the request itself (search parameters it
+    /// did not apply): an OperationOutcome of text it composes, no stored data.
+    pub fn search_warning(parameters: &[String]) -> Released {
+        let issues: Vec<Value> = parameters
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "severity": "warning",
+                    "code": "not-supported",
+                    "details": { "text": format!("search parameter {name} is not supported and was not applied (Prefer: handling=strict refuses it)") },
+                    "expression": [name],
+                })
+            })
+            .collect();
+        Released::from_store(
+            serde_json::json!({ "resourceType": "OperationOutcome", "issue": issues }).to_string(),
+        )
+    }
+
     /// The JSON text.
     pub fn text(&self) -> &str {
         self.0.get()

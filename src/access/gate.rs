@@ -1130,8 +1130,13 @@ impl<'a> Gate<'a> {
             return self.spend(Released::from_store(stored.content.to_owned()));
         }
         let state = self.space_state(conn, stored.res_id)?;
+        // PDSm4DMP TD0.2: `active` says whether the space is open (false when
+        // opposed or closed), whatever the feed wrote.
+        let open = matches!(state, State::Pending | State::Active);
+        let content =
+            crate::fhir::stored::with_member(stored.content, "active", &Value::Bool(open));
         let mut content = crate::fhir::stored::with_extension(
-            stored.content,
+            &content,
             &serde_json::json!({ "url": crate::lifecycle::SPACE_STATE_EXTENSION, "valueCode": state.code() }),
         );
         if let Some(status) = self.authorisation_status(conn, stored.res_id)? {

@@ -198,10 +198,18 @@ pub fn build(
         ),
     );
     if !trace.interaction.is_empty() {
-        event.insert(
-            "subtype".into(),
-            json!([{ "system": "http://hl7.org/fhir/restful-interaction", "code": trace.interaction }]),
-        );
+        let mut subtypes = vec![
+            json!({ "system": "http://hl7.org/fhir/restful-interaction", "code": trace.interaction }),
+        ];
+        // R-MHD-8: the IHE transaction beside the REST interaction.
+        if let Some(transaction) = trace.ihe_transaction {
+            subtypes.push(json!({
+                "system": crate::fhir::mhd::IHE_EVENT_TYPE_SYSTEM,
+                "code": transaction.code,
+                "display": transaction.display,
+            }));
+        }
+        event.insert("subtype".into(), json!(subtypes));
     }
     event.insert("action".into(), json!(action));
     event.insert("recorded".into(), json!(recorded));

@@ -34,6 +34,8 @@ pub struct Trace {
     /// The FHIR interaction code (`read`, `search-type`, `transaction`…); empty when
     /// the request was refused before it was classified.
     pub interaction: &'static str,
+    /// The IHE MHD transaction (ITI-65, ITI-67…) the request is, if any (R-MHD-8).
+    pub ihe_transaction: Option<&'static crate::fhir::mhd::IheTransaction>,
     pub resource_type: Option<&'static str>,
     pub resource_id: Option<String>,
     /// The query string of a search.

@@ -40,3 +40,63 @@ pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/
 
 /// `AuditEvent.subtype` system of the IHE transactions (R-MHD-8).
 pub const IHE_EVENT_TYPE_SYSTEM: &str = "urn:ihe:event-type-code";
+
+/// An IHE transaction, as `AuditEvent.subtype` names it (`urn:ihe:event-type-code`).
+#[derive(Debug)]
+pub struct IheTransaction {
+    pub code: &'static str,
+    pub display: &'static str,
+}
+
+pub static ITI_65: IheTransaction = IheTransaction {
+    code: "ITI-65",
+    display: "Provide Document Bundle",
+};
+pub static ITI_66: IheTransaction = IheTransaction {
+    code: "ITI-66",
+    display: "Find Document Lists",
+};
+pub static ITI_67: IheTransaction = IheTransaction {
+    code: "ITI-67",
+    display: "Find Document References",
+};
+pub static ITI_68: IheTransaction = IheTransaction {
+    code: "ITI-68",
+    display: "Retrieve Document",
+};
+pub static ITI_105: IheTransaction = IheTransaction {
+    code: "ITI-105",
+    display: "Simplified Publish",
+};
+
+/// Whether a transaction Bundle is an ITI-65 Provide Document Bundle: it carries a
+/// SubmissionSet List.
+pub fn is_provide_bundle(bundle: &serde_json::Value) -> bool {
+    bundle.get("type").and_then(serde_json::Value::as_str) == Some("transaction")
+        && super::extract::values_at(bundle, "entry.resource")
+            .into_iter()
+            .any(is_submission_set)
+}
+
+/// Whether a resource is a SubmissionSet (a List coded `submissionset`).
+pub fn is_submission_set(resource: &serde_json::Value) -> bool {
+    resource
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+        == Some("List")
+        && super::extract::values_at(resource, "code.coding")
+            .into_iter()
+            .any(|coding| {
+                coding.get("system").and_then(serde_json::Value::as_str) == Some(LIST_TYPES)
+                    && coding.get("code").and_then(serde_json::Value::as_str)
+                        == Some(SUBMISSION_SET)
+            })
+}
+
+/// Whether a DocumentReference is an ITI-105 Simplified Publish (it claims the
+/// PDSm profile).
+pub fn is_simplified_publish(document: &serde_json::Value) -> bool {
+    super::extract::values_at(document, "meta.profile")
+        .into_iter()
+        .any(|profile| profile.as_str() == Some(PDSM_SIMPLIFIED_PUBLISH))
+}

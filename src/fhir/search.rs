@@ -118,6 +118,9 @@ pub struct SearchRequest {
     /// The parameters understood, as received, for `self` and paging links
     /// (without `_offset`, which each link sets).
     pub link_params: Vec<(String, String)>,
+    /// Unknown parameters dropped under lenient handling: the answer says so (an
+    /// OperationOutcome entry), never silently (R-MHD-4).
+    pub ignored: Vec<String>,
 }
 
 /// Page size limits from configuration.
@@ -491,6 +494,7 @@ pub fn parse(
         summary_count: false,
         elements: None,
         link_params: Vec::new(),
+        ignored: Vec::new(),
     };
     // Counted as its paging links will carry them, so that every link is a search
     // this bound lets through: a link sets its own `_count` and `_offset` and, on a
@@ -638,9 +642,12 @@ pub fn parse(
                         ))
                         .at(name.to_owned()));
                     } else {
-                        // Lenient handling: ignored, and left out of the self link so
-                        // the client can see it was not applied.
+                        // Lenient handling: not applied, left out of the self link,
+                        // and named in a warning of the answer.
                         keep = false;
+                        if !request.ignored.contains(key) {
+                            request.ignored.push(key.clone());
+                        }
                     }
                 }
             }

@@ -253,6 +253,16 @@ pub fn with_extension(content: &str, extension: &Value) -> String {
     serde_json::to_string(&map).expect("raw values serialise")
 }
 
+/// Sets a top-level element of a stored resource's text (after `meta`, where FHIR
+/// puts it when it is new), keeping every other element's raw text.
+pub fn with_member(content: &str, name: &str, value: &Value) -> String {
+    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
+        return content.to_owned();
+    };
+    map.insert(name.to_owned(), to_raw(value));
+    serde_json::to_string(&map).expect("raw values serialise")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

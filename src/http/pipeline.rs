@@ -51,6 +51,28 @@ impl Call {
         }
     }
 
+    /// The IHE MHD transaction this request is (R-MHD-8), for its trace.
+    fn ihe_transaction(&self) -> Option<&'static crate::fhir::mhd::IheTransaction> {
+        use crate::fhir::mhd;
+        match self {
+            Call::Bundle(incoming) => {
+                mhd::is_provide_bundle(&incoming.value).then_some(&mhd::ITI_65)
+            }
+            Call::Resource { def, operation } => match (def.name, operation.interaction()) {
+                ("List", Interaction::SearchType) => Some(&mhd::ITI_66),
+                ("DocumentReference", Interaction::SearchType) => Some(&mhd::ITI_67),
+                ("Binary", Interaction::Read) => Some(&mhd::ITI_68),
+                ("DocumentReference", Interaction::Create) => match operation {
+                    Operation::Create { body, .. } if mhd::is_simplified_publish(&body.value) => {
+                        Some(&mhd::ITI_105)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+        }
+    }
+
     /// The query of a search, as the trace records it.
     fn query(&self) -> Option<String> {
         match self {
@@ -252,6 +274,7 @@ async fn stages(
     // classify: the route and body become an operation.
     let call = classify(body).map_err(untraced)?;
     trace.interaction = call.interaction_code();
+    trace.ihe_transaction = call.ihe_transaction();
     trace.query = call.query();
     if let Call::Resource { def, operation } = &call {
         trace.resource_type = Some(def.name);

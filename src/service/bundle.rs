@@ -455,14 +455,7 @@ fn check_submission_sets(entries: &[Entry]) -> Result<(), ApiError> {
         .filter(|entry| entry.def.name == "List")
         .filter(|entry| match &entry.operation {
             Operation::Create { body, .. } | Operation::Update { body, .. } => {
-                crate::fhir::extract::values_at(&body.value, "code.coding")
-                    .into_iter()
-                    .any(|coding| {
-                        coding.get("system").and_then(Value::as_str)
-                            == Some(crate::fhir::mhd::LIST_TYPES)
-                            && coding.get("code").and_then(Value::as_str)
-                                == Some(crate::fhir::mhd::SUBMISSION_SET)
-                    })
+                crate::fhir::mhd::is_submission_set(&body.value)
             }
             _ => false,
         })

@@ -177,6 +177,14 @@ pub fn search(
             });
         }
     }
+    // What was not applied is said, not dropped in silence (R-MHD-4).
+    if !request.ignored.is_empty() {
+        bundle.entry.push(BundleEntry {
+            search: Some(json!({ "mode": "outcome" })),
+            resource: Some(Released::search_warning(&request.ignored)),
+            ..BundleEntry::default()
+        });
+    }
     Ok(FhirResponse::body(
         StatusCode::OK,
         Released::bundle(&bundle),

@@ -608,3 +608,251 @@ fn r_mhd_7_a_colleague_does_not_withdraw_and_the_holder_only_masks() {
     assert_eq!(json_patch(&app, &path, &holder, &unmask).status, 200);
     assert_eq!(app.get(&path, &As::doctor()).json()["status"], "current");
 }
+
+/// TD3.1a as published: the documents of a patient by INS, `status=current`.
+fn td31a(app: &TestApp, who: &As, ins: &str) -> Reply {
+    app.get(
+        &format!("/DocumentReference?patient.identifier={INS}|{ins}&status=current"),
+        who,
+    )
+}
+
+#[test]
+fn r_mhd_4_td31a_for_every_actor() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let document = id_of(&located[1]);
+    // The médecin traitant, the holder and an emergency professional find it.
+    let rescuer = As::professional(
+        "810000000005",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("patient inconscient"),
+    );
+    for who in [As::doctor(), As::Patient(space_id.clone()), rescuer] {
+        let reply = td31a(&app, &who, &ins);
+        assert_eq!(reply.status, 200, "{who:?}: {}", reply.body);
+        assert_eq!(match_ids(&reply.json()), vec![document.clone()], "{who:?}");
+    }
+    // A professional without authorisation, one the patient blocked, the system and
+    // another holder do not.
+    assert_refused(&td31a(&app, &doctor("810000000003"), &ins), 403, "R-ACC-3");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &block_professional(&space_id, "810000000004"),
+    );
+    assert_refused(&td31a(&app, &doctor("810000000004"), &ins), 403, "R-ACC-2");
+    let system = td31a(&app, &As::System, &ins);
+    assert_refused(&system, 403, "R-ACC-12");
+    let (other, _) = space(&app);
+    let elsewhere = td31a(&app, &As::Patient(other), &ins);
+    assert_eq!(elsewhere.status, 200);
+    assert!(match_ids(&elsewhere.json()).is_empty());
+    // A pharmacist's matrix keeps a consultation note from them (R-ACC-6), even
+    // authorised: not found, and not named by the SubmissionSet they read.
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000006"),
+    );
+    let pharmacist = As::professional("810000000006", "21", None, None, None);
+    let reply = td31a(&app, &pharmacist, &ins);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(match_ids(&reply.json()).is_empty(), "{}", reply.body);
+    let list = app.get(&format!("/List/{}", id_of(&located[0])), &pharmacist);
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(!list.body.contains(&document), "{}", list.body);
+    assert!(list.body.contains("SUBSETTED"));
+    let binary = app.get(
+        &format!("/{}", located[2].split("/_history").next().unwrap()),
+        &pharmacist,
+    );
+    assert_eq!(binary.status, 404, "{}", binary.body);
+}
+
+#[test]
+fn r_mhd_4_a_parameter_not_applied_is_said() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let reply = app.get(
+        &format!("/DocumentReference?patient={space_id}&unknown-thing=1"),
+        &As::doctor(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let bundle = reply.json();
+    let outcome = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["search"]["mode"] == "outcome")
+        .expect("an outcome entry");
+    assert_eq!(outcome["resource"]["issue"][0]["severity"], "warning");
+    assert!(outcome.to_string().contains("unknown-thing"));
+    // Strict handling refuses it.
+    let strict = app
+        .request(
+            "GET",
+            &format!("/DocumentReference?patient={space_id}&unknown-thing=1"),
+        )
+        .as_(&As::doctor())
+        .header("Prefer", "handling=strict")
+        .send(None);
+    assert_eq!(strict.status, 400);
+}
+
+#[test]
+fn r_mhd_8_the_capability_statement_and_the_trace_say_mhd() {
+    let app = TestApp::new();
+    let statement = app.get("/metadata", &As::Nobody).json();
+    let instantiates = statement["instantiates"].to_string();
+    assert!(instantiates.contains("PDSm-GestionnaireDePartageDeDocuments"));
+    assert!(instantiates.contains("IHE.MHD.DocumentRecipient"));
+    assert!(
+        statement["patchFormat"]
+            .to_string()
+            .contains("application/fhir+json")
+    );
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    let of = |kind: &str| {
+        resources
+            .iter()
+            .find(|resource| resource["type"] == kind)
+            .unwrap_or_else(|| panic!("{kind} listed"))
+            .clone()
+    };
+    let names = |resource: &Value| -> Vec<String> {
+        resource["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|param| param["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let documents = names(&of("DocumentReference"));
+    for expected in [
+        "patient",
+        "status",
+        "identifier",
+        "type",
+        "category",
+        "date",
+        "creation",
+        "author.given",
+        "author.family",
+        "event",
+        "facility",
+        "setting",
+        "period",
+        "period-start",
+        "period-end",
+        "format",
+        "related",
+        "security-label",
+        "isArchived",
+        "_id",
+        "_lastUpdated",
+    ] {
+        assert!(documents.iter().any(|name| name == expected), "{expected}");
+    }
+    let lists = names(&of("List"));
+    for expected in [
+        "patient",
+        "code",
+        "status",
+        "date",
+        "identifier",
+        "designationType",
+        "source.given",
+        "source.family",
+        "sourceId",
+        "authorOrg",
+    ] {
+        assert!(lists.iter().any(|name| name == expected), "{expected}");
+    }
+    assert!(
+        of("DocumentReference")["documentation"]
+            .as_str()
+            .unwrap()
+            .contains("conditional PATCH")
+    );
+
+    // The trace of an ITI-65 carries its IHE code; so does an ITI-67.
+    let (space_id, ins) = space(&app);
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 200);
+    assert_eq!(td31a(&app, &As::doctor(), &ins).status, 200);
+    let holder = As::Patient(space_id.clone());
+    for code in ["ITI-65", "ITI-67"] {
+        let trace = app.get(
+            &format!("/AuditEvent?patient={space_id}&subtype=urn:ihe:event-type-code|{code}"),
+            &holder,
+        );
+        assert_eq!(trace.status, 200, "{}", trace.body);
+        assert!(
+            !match_ids(&trace.json()).is_empty(),
+            "{code}: {}",
+            trace.body
+        );
+    }
+}
+
+#[test]
+fn r_mhd_8_patient_active_mirrors_the_space() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let lookup = |who: &As| {
+        app.get(&format!("/Patient?identifier={INS}|{ins}"), who)
+            .json()["entry"][0]["resource"]["active"]
+            .clone()
+    };
+    assert_eq!(lookup(&As::doctor()), json!(true));
+    let opposed = app.post(
+        &format!("/Patient/{space_id}/$oppose"),
+        &As::Patient(space_id.clone()),
+        &json!({ "resourceType": "Parameters" }),
+    );
+    assert_eq!(opposed.status, 200, "{}", opposed.body);
+    assert_eq!(lookup(&As::doctor()), json!(false));
+    assert_eq!(
+        app.get(
+            &format!("/Patient/{space_id}"),
+            &As::Patient(space_id.clone())
+        )
+        .json()["active"],
+        json!(false)
+    );
+}
+
+#[test]
+fn r_mhd_5_a_representative_reads_lists_without_what_is_hidden_from_them() {
+    let app = TestApp::new();
+    let ins = nir();
+    let minor = app.create(&As::System, &patient(&ins, "Martin", "Léo", "2015-03-04"));
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    bundle["entry"][1]["resource"]["securityLabel"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({ "coding": [{ "system": TRE_A07, "code": "INVISIBLE_REPRESENTANTS_LEGAUX" }] }),
+        );
+    let reply = app.post("/", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let located = locations(&reply);
+    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let parent = As::Representative(minor.clone());
+    let lists = app.get(&format!("/List?patient={minor}"), &parent);
+    assert_eq!(match_ids(&lists.json()), vec![list.clone()]);
+    assert!(!lists.body.contains(&document), "{}", lists.body);
+    assert!(td31a(&app, &parent, &ins).json().get("entry").is_none());
+    // The holder sees both.
+    let holder = As::Patient(minor.clone());
+    assert!(
+        app.get(&format!("/List/{list}"), &holder)
+            .body
+            .contains(&document)
+    );
+    assert_eq!(
+        match_ids(&td31a(&app, &holder, &ins).json()),
+        vec![document]
+    );
+}
