@@ -1215,7 +1215,7 @@ impl<'a> Gate<'a> {
             self.check_sender(message)?;
         }
         // R-PAT-2, R-ACC-7: masking is the patient's decision; whoever else writes a
-        // masked document keeps it masked.
+        // masked document keeps it masked…
         if def.name == "DocumentReference"
             && self.principal.own_patient().is_none()
             && let (Some(before), Some(after)) = (before, after)
@@ -1228,7 +1228,14 @@ impl<'a> Gate<'a> {
                     .iter()
                     .any(|label| label == MASQUE_PS)
             });
+            // …but a professional who masked it (at the patient's request, PDSm
+            // TD3.3a) lifts their own masking.
+            let own_masking = was_masked
+                && store::resources::masked_by(conn, before.pk)?.is_some_and(|(actor, subject)| {
+                    actor == self.principal.actor.code() && subject == self.principal.subject
+                });
             if was_masked
+                && !own_masking
                 && !document_facts(after)
                     .1
                     .iter()
@@ -1236,7 +1243,7 @@ impl<'a> Gate<'a> {
             {
                 return Err(refused(Verdict::deny(
                     "R-PAT-2",
-                    "only the patient unmasks a document (MASQUE_PS stays)",
+                    "only the patient, or the professional who masked it, unmasks a document (MASQUE_PS stays)",
                 )));
             }
         }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::read::writable_current;
 use super::{Ctx, FhirResponse, mhd, parse_if_match};
+use crate::access::rules::professional::MASQUE_PS;
 use crate::audit::WriteFact;
 use crate::error::{ApiError, IssueCode};
 use crate::fhir::date::fhir_instant;
@@ -102,6 +103,17 @@ fn store_version(
             author: author.as_ref(),
         },
     )?;
+    // Who masks a document is recorded: only they (or the patient) lift it.
+    if def.name == "DocumentReference" {
+        let masked_before = existing.is_some_and(|row| {
+            serde_json::from_str::<Value>(&row.content).is_ok_and(|value| is_masked(&value))
+        });
+        let masked_after = is_masked(&incoming.value);
+        if masked_before != masked_after {
+            let masker = masked_after.then(|| (principal.actor.code(), principal.subject.as_str()));
+            store::resources::record_masking(conn, pk, masker)?;
+        }
+    }
     // R-LIFE-1: a new space is pending from the notification date the feeding
     // system gives (or now).
     if def.name == "Patient" && version == 1 {
@@ -284,6 +296,13 @@ fn notified_at(patient: &Value) -> Option<String> {
         .and_then(|extension| extension.get("valueDateTime").and_then(Value::as_str))
         .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
         .map(|time| fhir_instant(time.with_timezone(&Utc)))
+}
+
+/// Whether a document carries MASQUE_PS (R-ACC-7).
+fn is_masked(document: &Value) -> bool {
+    extract::values_at(document, "securityLabel.coding")
+        .into_iter()
+        .any(|coding| coding.get("code").and_then(Value::as_str) == Some(MASQUE_PS))
 }
 
 /// A document the patient may not see yet (R-PAT-1), or their representatives may

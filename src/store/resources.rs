@@ -395,6 +395,47 @@ pub fn author_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<Author>
     Ok(sql.load(conn)?.pop())
 }
 
+/// Who put a document's current MASQUE_PS on (R-ACC-7, R-MHD-7), if recorded.
+pub fn masked_by(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<(String, String)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Masker {
+        #[diesel(sql_type = Text)]
+        actor: String,
+        #[diesel(sql_type = Text)]
+        subject: String,
+    }
+    let mut sql = Sql::new("SELECT actor, subject FROM document_masking WHERE resource_pk = ");
+    sql.int(pk);
+    Ok(sql
+        .load::<Masker>(conn)?
+        .pop()
+        .map(|masker| (masker.actor, masker.subject)))
+}
+
+/// Records who masked a document (`Some`), or that it is no longer masked (`None`).
+pub fn record_masking(
+    conn: &mut Conn,
+    pk: i64,
+    masker: Option<(&str, &str)>,
+) -> diesel::QueryResult<()> {
+    let mut clear = Sql::new("DELETE FROM document_masking WHERE resource_pk = ");
+    clear.int(pk);
+    clear.execute(conn)?;
+    if let Some((actor, subject)) = masker {
+        let mut insert =
+            Sql::new("INSERT INTO document_masking (resource_pk, actor, subject) VALUES (");
+        insert
+            .int(pk)
+            .push(", ")
+            .text(actor)
+            .push(", ")
+            .text(subject)
+            .push(")");
+        insert.execute(conn)?;
+    }
+    Ok(())
+}
+
 /// Writes a version: the current row, its search index and the history row. Call it
 /// inside a write transaction.
 pub fn write(conn: &mut Conn, version: &NewVersion<'_>) -> diesel::QueryResult<i64> {

@@ -856,3 +856,38 @@ fn r_mhd_5_a_representative_reads_lists_without_what_is_hidden_from_them() {
         vec![document]
     );
 }
+
+#[test]
+fn r_mhd_7_whoever_masked_unmasks_and_the_patients_masking_is_theirs() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = format!("/DocumentReference/{}", id_of(&located[1]));
+    let label = |system: &str, code: &str| {
+        json!([{ "op": "replace", "path": "/securityLabel/0",
+            "value": { "coding": [{ "system": system, "code": code }] } }])
+    };
+    let confidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+    // TD3.3a as published: the author masks, then unmasks.
+    assert_eq!(
+        json_patch(&app, &path, &As::doctor(), &label(TRE_A07, "MASQUE_PS")).status,
+        200
+    );
+    let unmasked = json_patch(&app, &path, &As::doctor(), &label(confidentiality, "N"));
+    assert_eq!(unmasked.status, 200, "{}", unmasked.body);
+    // The patient masks it: the author no longer lifts that masking; the patient does.
+    let holder = As::Patient(space_id.clone());
+    assert_eq!(
+        json_patch(&app, &path, &holder, &label(TRE_A07, "MASQUE_PS")).status,
+        200
+    );
+    assert_refused(
+        &json_patch(&app, &path, &As::doctor(), &label(confidentiality, "N")),
+        403,
+        "R-PAT-2",
+    );
+    assert_eq!(
+        json_patch(&app, &path, &holder, &label(confidentiality, "N")).status,
+        200
+    );
+}
