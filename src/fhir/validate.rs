@@ -301,12 +301,12 @@ fn bad_base64(value: &Value, root: &str) -> Option<String> {
 }
 
 /// Whether a string is one FHIR allows (`[ \r\n\t\S]+`, with non-whitespace
-/// content).
+/// content). `\s` is the regex class of the FHIR validators (space, tab, line feed,
+/// carriage return, vertical tab, form feed): a no-break space, common in generated
+/// narrative, is content.
 fn is_fhir_string(text: &str) -> bool {
-    text.chars().any(|c| !c.is_whitespace())
-        && text
-            .chars()
-            .all(|c| !c.is_whitespace() || matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let regex_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}');
+    text.chars().any(|c| !regex_space(c)) && !text.chars().any(|c| matches!(c, '\u{0B}' | '\u{0C}'))
 }
 
 /// Strings under a `data` member longer than this are checked in place and shown to

@@ -891,3 +891,60 @@ fn r_mhd_7_whoever_masked_unmasks_and_the_patients_masking_is_theirs() {
         200
     );
 }
+
+/// A PDSm IG example pointed at `space_id` (they name the IG's own patient).
+fn ig_example(name: &str, space_id: &str) -> Value {
+    let mut resource = example(name, "");
+    resource["subject"] = json!({ "reference": format!("Patient/{space_id}") });
+    resource.as_object_mut().unwrap().remove("id");
+    resource
+}
+
+#[test]
+fn r_mhd_2_the_ig_lists_meet_their_profiles_and_a_missing_element_is_named() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    for name in ["List-ExampleSubmissionSet.json", "List-ExampleFolder.json"] {
+        let list = ig_example(name, &space_id);
+        let reply = app.post("/List", &As::doctor(), &list);
+        assert_eq!(reply.status, 201, "{name}: {}", reply.body);
+    }
+    let mut list = ig_example("List-ExampleSubmissionSet.json", &space_id);
+    list.as_object_mut().unwrap().remove("source");
+    let reply = app.post("/List", &As::doctor(), &list);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(reply.json()["issue"][0]["expression"][0], "List.source");
+    let mut folder = ig_example("List-ExampleFolder.json", &space_id);
+    folder.as_object_mut().unwrap().remove("title");
+    let reply = app.post("/List", &As::doctor(), &folder);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(reply.json()["issue"][0]["expression"][0], "List.title");
+}
+
+#[test]
+fn r_mhd_2_size_and_hash_are_checked_against_the_bytes() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let before = app.data_rows();
+    // The IG's simplified-publish example gives a size and hash its own bytes do not
+    // have: refused, nothing stored.
+    let published = ig_example("DocumentReference-PDSmSimplifiedExample.json", &space_id);
+    let reply = app.post("/DocumentReference", &As::doctor(), &published);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("attachment.size"), "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+    // With the true size and SHA-1 it is stored.
+    let mut corrected = published.clone();
+    let data = corrected["content"][0]["attachment"]["data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &data).unwrap();
+    corrected["content"][0]["attachment"]["size"] = json!(bytes.len());
+    corrected["content"][0]["attachment"]["hash"] = json!(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        openssl::sha::sha1(&bytes)
+    ));
+    let reply = app.post("/DocumentReference", &As::doctor(), &corrected);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
