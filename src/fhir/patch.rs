@@ -1,5 +1,5 @@
-//! The two PATCH formats PDSm clients send (R-MHD-7), brought to one JSON Patch
-//! (RFC 6902) applied by the `json-patch` crate:
+//! The PATCH formats clients send (R-MHD-7), brought to one JSON Patch (RFC 6902)
+//! applied by the `json-patch` crate:
 //! - JSON Patch, including the ANS examples' extension selector
 //!   `/extension[url:'<url>']/valueBoolean` (TD3.3d), which is not a JSON Pointer:
 //!   it is resolved against the stored resource (the extension with that url, added
@@ -8,7 +8,8 @@
 //!   name simple paths: `Type.element`, `Type.element[n]`,
 //!   `Type.extension.where(url='<url>')` or `Type.extension('<url>')`, then more
 //!   element names. `add`, `insert`, `delete` and `replace` are understood; `move`
-//!   and values given as nested parts are refused (422).
+//!   and values given as nested parts are refused (422);
+//! - JSON Merge Patch (RFC 7386), as client libraries send it.
 
 use serde_json::{Map, Value, json};
 
@@ -21,6 +22,9 @@ pub enum PatchDocument {
     Json(Value),
     /// A FHIRPath Patch `Parameters` resource.
     FhirPath(Value),
+    /// JSON Merge Patch (RFC 7386, `application/merge-patch+json`, or an object
+    /// sent as `application/json`, as client libraries such as fhirpy do).
+    Merge(Value),
 }
 
 /// Most operations one PATCH may carry (bounded work).
@@ -57,6 +61,17 @@ impl PatchDocument {
             PatchDocument::Json(document) => json_operations(document, current)?,
             PatchDocument::FhirPath(parameters) => {
                 fhirpath_operations(parameters, resource_type, current)?
+            }
+            PatchDocument::Merge(document) => {
+                if !document.is_object() {
+                    return Err(ApiError::bad_request(
+                        IssueCode::Invalid,
+                        "a JSON Merge Patch is an object",
+                    ));
+                }
+                let mut merged = current.clone();
+                json_patch::merge(&mut merged, document);
+                return Ok(json_patch::diff(current, &merged));
             }
         };
         serde_json::from_value(Value::Array(operations)).map_err(|error| {
@@ -571,6 +586,20 @@ mod tests {
         assert_eq!(
             apply(document, &current)["extension"][1]["valueBoolean"],
             true
+        );
+    }
+
+    #[test]
+    fn a_merge_patch_changes_what_it_names() {
+        let current =
+            json!({"resourceType": "DocumentReference", "status": "current", "description": "x"});
+        let patched = apply(
+            PatchDocument::Merge(json!({"status": "superseded", "description": null})),
+            &current,
+        );
+        assert_eq!(
+            patched,
+            json!({"resourceType": "DocumentReference", "status": "superseded"})
         );
     }
 

@@ -397,15 +397,26 @@ pub async fn conditional_patch(
     .await
 }
 
-/// A PATCH body: JSON Patch (`application/json-patch+json`) or a FHIRPath Patch
-/// `Parameters` resource (`application/fhir+json`).
+/// A PATCH body: JSON Patch (`application/json-patch+json`), JSON Merge Patch
+/// (`application/merge-patch+json`; `application/json` is either, by its shape) or
+/// a FHIRPath Patch `Parameters` resource (`application/fhir+json`).
 fn patch_document(request: &HttpRequest, received: &[u8]) -> Result<PatchDocument, ApiError> {
     match content_type(request).as_deref() {
-        Some("application/json-patch+json") => {
+        Some(
+            media_type @ ("application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/json"),
+        ) => {
             let patch: Value = serde_json::from_slice(received).map_err(|failure| {
                 ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {failure}"))
             })?;
-            Ok(PatchDocument::Json(patch))
+            // application/json: an array is a JSON Patch, an object a merge patch.
+            Ok(match (media_type, patch.is_array()) {
+                ("application/json-patch+json", _) | ("application/json", true) => {
+                    PatchDocument::Json(patch)
+                }
+                _ => PatchDocument::Merge(patch),
+            })
         }
         Some(media_type) if is_fhir_json(media_type) => {
             let parameters = Incoming::parse(received)?;
@@ -418,7 +429,7 @@ fn patch_document(request: &HttpRequest, received: &[u8]) -> Result<PatchDocumen
             Ok(PatchDocument::FhirPath(parameters.value))
         }
         other => Err(unsupported(&format!(
-            "PATCH takes application/json-patch+json or a FHIRPath Patch in application/fhir+json, not {}",
+            "PATCH takes application/json-patch+json, application/merge-patch+json or a FHIRPath Patch in application/fhir+json, not {}",
             other.unwrap_or("no Content-Type")
         ))),
     }

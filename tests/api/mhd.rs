@@ -948,3 +948,31 @@ fn r_mhd_2_size_and_hash_are_checked_against_the_bytes() {
     let reply = app.post("/DocumentReference", &As::doctor(), &corrected);
     assert_eq!(reply.status, 201, "{}", reply.body);
 }
+
+#[test]
+fn r_mhd_7_a_client_librarys_merge_patch_is_judged_like_the_others() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let by_id =
+        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.4.8.99999.2";
+    let merge = |body: Value| {
+        app.request("PATCH", by_id)
+            .as_(&As::doctor())
+            .header("Content-Type", "application/json")
+            .send(Some(body.to_string()))
+    };
+    let archived = merge(json!({ "extension": [{ "url": ARCHIVED, "valueBoolean": true }] }));
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    assert_eq!(archived.json()["extension"][0]["valueBoolean"], true);
+    // Only status, securityLabel and isArchived: a merge patch of anything else is
+    // refused and changes nothing.
+    let before = app.get(located[1].split("/_history").next().unwrap(), &As::doctor());
+    let refused = merge(json!({ "description": "autre", "subject": { "reference": "Patient/x" } }));
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let after = app.get(located[1].split("/_history").next().unwrap(), &As::doctor());
+    assert_eq!(
+        before.json()["meta"]["versionId"],
+        after.json()["meta"]["versionId"]
+    );
+}
