@@ -51,12 +51,19 @@ impl Released {
         let issues: Vec<Value> = parameters
             .iter()
             .map(|name| {
-                serde_json::json!({
+                let mut issue = serde_json::json!({
                     "severity": "warning",
                     "code": "not-supported",
-                    "details": { "text": format!("search parameter {name} is not supported and was not applied (Prefer: handling=strict refuses it)") },
-                    "expression": [name],
-                })
+                    "details": { "text": format!("search parameter {name:?} is not supported and was not applied (Prefer: handling=strict refuses it)") },
+                });
+                // A name that is not a FHIR string (empty, odd whitespace) is told in
+                // the text only.
+                let plain = name.chars().any(|c| !c.is_whitespace())
+                    && name.chars().all(|c| !c.is_whitespace() || c == ' ');
+                if plain {
+                    issue["expression"] = serde_json::json!([name]);
+                }
+                issue
             })
             .collect();
         Released::from_store(

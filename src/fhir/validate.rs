@@ -79,6 +79,7 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
             .at(issue.path),
         }
     })?;
+    check_contained(&incoming.value, expected_type)?;
     match expected_type {
         "Patient" => check_patient(&incoming.value),
         "DocumentReference" => check_document_reference(&incoming.value),
@@ -92,6 +93,50 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         _ => Ok(()),
     }?;
     check_pdsm_profiles(expected_type, &incoming.value)
+}
+
+/// The invariants of contained resources (FHIR R4 DomainResource): dom-2, none
+/// contains others; dom-4, none has `meta.versionId` or `meta.lastUpdated`; dom-5,
+/// none has `meta.security`. 422 naming the element.
+fn check_contained(value: &Value, kind: &str) -> Result<(), ApiError> {
+    let Some(contained) = value.get("contained").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for (index, resource) in contained.iter().enumerate() {
+        let path = format!("{kind}.contained[{index}]");
+        let breach = |invariant: &str, element: &str, text: &str| {
+            Err(ApiError::unprocessable(
+                IssueCode::Invariant,
+                format!("{path}: {text} (FHIR invariant {invariant})"),
+            )
+            .at(format!("{path}.{element}")))
+        };
+        if resource.get("contained").is_some() {
+            return breach(
+                "dom-2",
+                "contained",
+                "a contained resource contains no other",
+            );
+        }
+        let meta = resource.get("meta");
+        for element in ["versionId", "lastUpdated"] {
+            if meta.and_then(|meta| meta.get(element)).is_some() {
+                return breach(
+                    "dom-4",
+                    &format!("meta.{element}"),
+                    &format!("a contained resource has no meta.{element}"),
+                );
+            }
+        }
+        if meta.and_then(|meta| meta.get("security")).is_some() {
+            return breach(
+                "dom-5",
+                "meta.security",
+                "a contained resource has no security labels of its own",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A List (MHD SubmissionSet or Folder) belongs to one patient's space (R-MHD-5).
@@ -279,7 +324,9 @@ fn modifier_extension(value: &Value, root: &str) -> Option<String> {
 /// The first string value FHIR does not allow (see [`is_fhir_string`]), in a member
 /// or in an array of strings.
 fn bad_string(value: &Value, root: &str) -> Option<String> {
-    first_breach(value, root, &|_, value| match value {
+    // `Narrative.div` is xhtml, not a string: a no-break space there is content.
+    first_breach(value, root, &|name, value| match value {
+        Value::String(_) if name == "div" => false,
         Value::String(text) => !is_fhir_string(text),
         Value::Array(items) => items
             .iter()
@@ -301,12 +348,12 @@ fn bad_base64(value: &Value, root: &str) -> Option<String> {
 }
 
 /// Whether a string is one FHIR allows (`[ \r\n\t\S]+`, with non-whitespace
-/// content). `\s` is the regex class of the FHIR validators (space, tab, line feed,
-/// carriage return, vertical tab, form feed): a no-break space, common in generated
-/// narrative, is content.
+/// content), whitespace read as the validators read it (Unicode's).
 fn is_fhir_string(text: &str) -> bool {
-    let regex_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}');
-    text.chars().any(|c| !regex_space(c)) && !text.chars().any(|c| matches!(c, '\u{0B}' | '\u{0C}'))
+    text.chars().any(|c| !c.is_whitespace())
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() || matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
 /// Strings under a `data` member longer than this are checked in place and shown to
