@@ -990,3 +990,57 @@ fn r_mhd_7_a_client_librarys_merge_patch_is_judged_like_the_others() {
         after.json()["meta"]["versionId"]
     );
 }
+
+#[test]
+fn r_mhd_6_retrieve_answers_the_bytes_in_their_own_type() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = format!("/{}", located[2].split("/_history").next().unwrap());
+    let holder = As::Patient(space_id);
+    let fetch = |accept: Option<&str>| {
+        let call = app.request("GET", &path).as_(&holder);
+        match accept {
+            Some(accept) => call.header("Accept", accept).send(None),
+            None => call.send(None),
+        }
+    };
+    for accept in [Some("application/xml"), Some("application/*"), Some("*/*")] {
+        let raw = fetch(accept);
+        assert_eq!(raw.status, 200, "{accept:?}: {}", raw.body);
+        assert_eq!(
+            raw.header("content-type"),
+            Some("application/xml"),
+            "{accept:?}"
+        );
+        assert!(raw.body.starts_with("<?xml"));
+        assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+        // XML is a type a browser would run: sent as an attachment.
+        assert_eq!(raw.header("content-disposition"), Some("attachment"));
+    }
+    let resource = fetch(Some("application/fhir+json"));
+    assert_eq!(resource.json()["resourceType"], "Binary");
+    assert_eq!(fetch(Some("application/pdf")).status, 406);
+    // FHIR's own XML is not spoken.
+    assert_eq!(fetch(Some("application/fhir+xml")).status, 406);
+}
+
+#[test]
+fn r_mhd_1_a_conditional_reference_matching_several_patients_is_412() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let _second = space(&app);
+    let before = app.data_rows();
+    let mut document = example(
+        "DocumentReference-example-td2-iti105-publication-simplifiee.json",
+        &ins,
+    );
+    document["subject"] = json!({ "reference": "Patient?family=Martin" });
+    let reply = app.post("/DocumentReference", &As::doctor(), &document);
+    assert_eq!(reply.status, 412, "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+    // Another type's conditional reference is not resolved.
+    document["subject"] = json!({ "reference": "Group?identifier=x" });
+    let reply = app.post("/DocumentReference", &As::doctor(), &document);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+}
