@@ -87,30 +87,38 @@ pub fn documents_pointing_at(
     space: &[String],
     depositor: &super::Author,
 ) -> diesel::QueryResult<Vec<super::resources::RowHead>> {
+    // Driven by the reference to the Binary (the few documents pointing at it).
     let mut sql = Sql::new(&format!(
-        "SELECT {} FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
-         AND r.pk IN (SELECT resource_pk FROM search_reference WHERE res_type = 'DocumentReference' AND param = ",
+        "SELECT DISTINCT {} FROM search_reference s JOIN resources r ON r.pk = s.resource_pk \
+         WHERE s.res_type = 'DocumentReference' AND s.param = ",
         super::resources::HEAD_COLUMNS,
-        bool_literal(false)
     ));
     sql.text(crate::fhir::definitions::CONTENT_BINARY)
-        .push(" AND target_type = 'Binary' AND target_id = ")
+        .push(" AND s.target_type = 'Binary' AND s.target_id = ")
         .text(binary_id)
-        .push(")");
+        .push(&format!(
+            " AND r.res_type = 'DocumentReference' AND r.deleted = {}",
+            bool_literal(false)
+        ));
+    // Correlated to the few documents pointing at the Binary (the reference lookup
+    // drives the query): never the whole space, never all of a depositor's work.
     if !space.is_empty() {
         sql.push(
-            " AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'DocumentReference' AND patient_id IN ",
+            " AND EXISTS (SELECT 1 FROM resource_compartment c WHERE c.res_type = 'DocumentReference' AND c.resource_pk = r.pk AND c.patient_id IN ",
         );
         sql.text_list(space.iter().map(String::as_str)).push(")");
     }
-    sql.push(" AND r.pk IN (SELECT resource_pk FROM resource_author WHERE actor = ")
-        .text(depositor.actor.as_str())
-        .push(" AND (subject = ")
-        .text(depositor.subject.as_str());
+    sql.push(
+        " AND EXISTS (SELECT 1 FROM resource_author a WHERE a.resource_pk = r.pk AND a.actor = ",
+    )
+    .text(depositor.actor.as_str())
+    .push(" AND (a.subject = ")
+    .text(depositor.subject.as_str());
     if depositor.actor == "system"
         && let Some(organization) = &depositor.organization
     {
-        sql.push(" OR organization = ").text(organization.as_str());
+        sql.push(" OR a.organization = ")
+            .text(organization.as_str());
     }
     sql.push(")) ORDER BY r.pk LIMIT 100");
     sql.load(conn)
@@ -142,22 +150,24 @@ pub fn live_with_token(
         #[diesel(sql_type = Text)]
         res_id: String,
     }
-    let mut sql = Sql::new("SELECT r.res_id FROM resources r WHERE r.res_type = ");
+    // Driven by the token (a handful of rows), whatever the planner knows of the
+    // resources table's size.
+    let mut sql = Sql::new(
+        "SELECT r.res_id FROM search_token t JOIN resources r ON r.pk = t.resource_pk WHERE t.res_type = ",
+    );
     sql.text(res_type)
+        .push(" AND t.param = ")
+        .text(param)
+        .push(" AND t.system = ")
+        .text(system)
+        .push(" AND t.code = ")
+        .text(value)
         .push(&format!(
             " AND r.deleted = {} AND r.res_id <> ",
             bool_literal(false)
         ))
         .text(except)
-        .push(" AND r.pk IN (SELECT resource_pk FROM search_token WHERE res_type = ")
-        .text(res_type)
-        .push(" AND param = ")
-        .text(param)
-        .push(" AND system = ")
-        .text(system)
-        .push(" AND code = ")
-        .text(value)
-        .push(") LIMIT 2");
+        .push(" LIMIT 2");
     Ok(sql
         .load::<IdRow>(conn)?
         .into_iter()
