@@ -345,6 +345,14 @@ impl<'a> Gate<'a> {
             return Ok(Narrowing::none());
         }
         let def = request.resource;
+        // A List searched by an item it names: only by one the caller may see, or
+        // the match would tell that a hidden document exists (R-MHD-5).
+        if def.name == "List" && !self.items_searchable(conn, request)? {
+            return Ok(Narrowing {
+                compartment: Some(Vec::new()),
+                ..Narrowing::default()
+            });
+        }
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
@@ -435,6 +443,39 @@ impl<'a> Gate<'a> {
                         };
                         for kind in kinds {
                             if !self.entity_shown(conn, kind, id)? {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every resource a List search names by `item` may be seen by the
+    /// caller (a chain through `item` reads documents: refused).
+    fn items_searchable(&self, conn: &mut Conn, request: &SearchRequest) -> Result<bool, ApiError> {
+        for criterion in &request.criteria {
+            match criterion {
+                Criterion::Chain { param, .. } if *param == "item" => {
+                    return Err(ApiError::bad_request(
+                        IssueCode::NotSupported,
+                        "Lists are not searched through the resources they name (item.…)",
+                    ));
+                }
+                Criterion::Reference { param, values } if *param == "item" => {
+                    for (kind, id) in values {
+                        let kinds: Vec<&str> = match kind {
+                            Some(kind) => vec![kind.as_str()],
+                            None => vec!["DocumentReference", "List", "Binary"],
+                        };
+                        for kind in kinds {
+                            // Stored but not shown (hidden, or deleted): no match.
+                            let stored = definitions::resource(kind).is_some()
+                                && store::resources::current(conn, kind, id)?.is_some();
+                            if stored && !self.item_shown(conn, kind, id)? {
                                 return Ok(false);
                             }
                         }

@@ -1044,3 +1044,50 @@ fn r_mhd_1_a_conditional_reference_matching_several_patients_is_412() {
     let reply = app.post("/DocumentReference", &As::doctor(), &document);
     assert_eq!(reply.status, 422, "{}", reply.body);
 }
+
+#[test]
+fn r_mhd_5_a_list_is_not_found_by_an_item_the_caller_may_not_see() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let by_item = |item: &str| {
+        let reply = app.get(&format!("/List?patient={space_id}&item={item}"), &colleague);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        match_ids(&reply.json())
+    };
+    assert_eq!(
+        by_item(&format!("DocumentReference/{document}")),
+        vec![list.clone()]
+    );
+    assert_eq!(by_item(&document), vec![list.clone()]);
+    // Masked by the patient: the colleague's search by that item finds nothing, as
+    // for an id nobody holds.
+    let mask = json_patch(
+        &app,
+        &format!("/DocumentReference/{document}"),
+        &As::Patient(space_id.clone()),
+        &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+            { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
+    );
+    assert_eq!(mask.status, 200);
+    assert!(by_item(&format!("DocumentReference/{document}")).is_empty());
+    assert!(by_item(&document).is_empty());
+    assert!(by_item("DocumentReference/nobody-holds-this").is_empty());
+    // The author still finds it; a chain through item is refused.
+    let author = app.get(
+        &format!("/List?patient={space_id}&item=DocumentReference/{document}"),
+        &As::doctor(),
+    );
+    assert_eq!(match_ids(&author.json()), vec![list]);
+    let chained = app.get(
+        &format!("/List?patient={space_id}&item:DocumentReference.status=current"),
+        &colleague,
+    );
+    assert_eq!(chained.status, 400, "{}", chained.body);
+}
