@@ -1063,8 +1063,10 @@ impl<'a> Gate<'a> {
     /// A List as this caller may see it (R-MHD-5): an entry naming a resource hidden
     /// from them (a masked document, a type the matrix keeps from them, one outside
     /// their scopes) is left out, and the List is marked `SUBSETTED`, so that a
-    /// SubmissionSet or Folder never tells what the rules hide. Entries that name
-    /// nothing stored (a contained or external item) stay.
+    /// SubmissionSet or Folder never tells what the rules hide. An entry naming a
+    /// served type's id that nothing readable holds (never stored, deleted) is left
+    /// out too, so that missing and hidden look alike; contained (`#id`) and external
+    /// items stay.
     fn list_as_seen(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
         let Ok(mut list) = serde_json::from_str::<Value>(content) else {
             return Ok(content.to_owned());

@@ -1091,3 +1091,37 @@ fn r_mhd_5_a_list_is_not_found_by_an_item_the_caller_may_not_see() {
     );
     assert_eq!(chained.status, 400, "{}", chained.body);
 }
+
+#[test]
+fn r_mhd_1_a_bundle_may_read_its_patient_and_a_folder_is_updated_by_its_author_only() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    bundle["entry"].as_array_mut().unwrap().push(json!({
+        "request": { "method": "GET", "url": format!("Patient?identifier={INS}|{ins}") }
+    }));
+    let reply = app.post("/", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let found = &reply.json()["entry"][3]["resource"];
+    assert_eq!(found["entry"][0]["resource"]["id"], json!(space_id));
+
+    // A Folder naming the document just deposited (an entry naming nothing readable
+    // would be left out of every answer).
+    let mut folder = ig_example("List-ExampleFolder.json", &space_id);
+    folder["entry"][0]["item"]["reference"] =
+        json!(locations(&reply)[1].split("/_history").next().unwrap());
+    let folder = app.post("/List", &As::doctor(), &folder);
+    assert_eq!(folder.status, 201, "{}", folder.body);
+    let mut changed = folder.json();
+    changed["title"] = json!("Dossier renommé");
+    let path = format!("/List/{}", changed["id"].as_str().unwrap());
+    let colleague = doctor("810000000002");
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    assert_refused(&app.put(&path, &colleague, &changed), 403, "R-ACC-9");
+    let updated = app.put(&path, &As::doctor(), &changed);
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.json()["title"], "Dossier renommé");
+}
