@@ -965,6 +965,13 @@ impl<'a> Gate<'a> {
                 }
             }
         }
+        // A search's query names resources by id or identifier: values the holder
+        // may not verify as theirs to see are masked (R-PAT-1, R-PAT-5).
+        for entity in kept.iter_mut() {
+            if self.mask_query(conn, entity)? {
+                left_out = true;
+            }
+        }
         *entities = kept;
         if !left_out {
             return Ok(content.to_owned());
@@ -995,6 +1002,82 @@ impl<'a> Gate<'a> {
             }
         }
         Ok(event.to_string())
+    }
+
+    /// Masks, in a query entity (role 24), every value that names a resource the
+    /// holder may not see: `_id` values and references (but to a Patient) unless they
+    /// name a live resource shown to the holder (a missing and a hidden one look
+    /// alike), and identifiers other than the patient's (a document's uniqueId says it
+    /// exists). Whether anything was masked.
+    fn mask_query(&self, conn: &mut Conn, entity: &mut Value) -> Result<bool, ApiError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let Some(encoded) = entity.get("query").and_then(Value::as_str) else {
+            return Ok(false);
+        };
+        let Some(query) = STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+        else {
+            return Ok(false);
+        };
+        let searched = values_at(entity, "detail")
+            .into_iter()
+            .find(|detail| {
+                detail.get("type").and_then(Value::as_str)
+                    == Some(crate::audit::event::QUERY_TYPE_DETAIL)
+            })
+            .and_then(|detail| detail.get("valueString").and_then(Value::as_str))
+            .map(str::to_owned);
+        let mut masked = false;
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()).into_owned() {
+            let name = key.split(':').next().unwrap_or("").to_owned();
+            let own_identity = name == "patient.identifier"
+                || name == "subject:Patient.identifier"
+                || name == "identifier" && searched.as_deref() == Some("Patient");
+            let shown = if name == "_id" {
+                match &searched {
+                    Some(kind) if kind != "Patient" => {
+                        let mut all = true;
+                        for id in value.split(',') {
+                            all &= definitions::resource(kind).is_some()
+                                && self.item_shown(conn, kind, id)?;
+                        }
+                        all
+                    }
+                    Some(_) => true,
+                    None => false,
+                }
+            } else if name.ends_with("identifier") {
+                own_identity
+            } else {
+                let mut all = true;
+                for item in value.split(',') {
+                    if let Some((kind, id)) = extract::parse_reference(item)
+                        && kind != "Patient"
+                    {
+                        all &= definitions::resource(&kind).is_some()
+                            && self.item_shown(conn, &kind, &id)?;
+                    }
+                }
+                all
+            };
+            if shown {
+                pairs.push((key, value));
+            } else {
+                masked = true;
+                pairs.push((key, "(masqué)".to_owned()));
+            }
+        }
+        if masked {
+            let rewritten = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            entity["query"] = Value::String(STANDARD.encode(rewritten.as_bytes()));
+        }
+        Ok(masked)
     }
 
     /// A professional's own action (R-ACC-11) that was answered "not known" (a
@@ -1257,6 +1340,19 @@ impl<'a> Gate<'a> {
         {
             self.check_sender(message)?;
         }
+        // A List is replaced whole only by whoever sees all it names: written back
+        // from a view without the entries hidden from the writer, it would lose them
+        // for everyone (R-MHD-5).
+        if def.name == "List"
+            && let Some(before) = before
+            && !before.deleted
+            && self.list_as_seen(conn, &before.content)? != before.content
+        {
+            return Err(ApiError::conflict(
+                "this List names resources you may not see: it cannot be replaced by you",
+            )
+            .by_rule("R-MHD-5"));
+        }
         // R-PAT-2, R-ACC-7: masking is the patient's decision; whoever else writes a
         // masked document keeps it masked…
         if def.name == "DocumentReference"
@@ -1323,6 +1419,13 @@ impl<'a> Gate<'a> {
                     return Err(refused(Verdict::deny(
                         "R-PAT-2",
                         "the patient cannot change or delete a document a professional deposited",
+                    )));
+                }
+                // A SubmissionSet or Folder stays its depositor's (R-PAT-2, R-ACC-9).
+                if def.name == "List" && deposited_by_other && before.is_some() {
+                    return Err(refused(Verdict::deny(
+                        "R-PAT-2",
+                        "the patient cannot change a SubmissionSet or Folder a professional deposited",
                     )));
                 }
                 // …whose status and archiving stay the author's (R-ACC-9).

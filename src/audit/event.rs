@@ -164,6 +164,9 @@ fn resource_entity(reference: &str) -> Value {
     })
 }
 
+/// `AuditEvent.entity.detail.type` of a query entity naming the type searched.
+pub const QUERY_TYPE_DETAIL: &str = "resourceType";
+
 /// Builds the event of `trace` for `patient` (None: the interaction concerned no
 /// patient's space, e.g. an unauthenticated call). `id` and `recorded` are given so
 /// the stored JSON is final.
@@ -263,11 +266,16 @@ pub fn build(
     }
     entities.extend(named.iter().map(|reference| resource_entity(reference)));
     if let Some(query) = &trace.query {
-        entities.push(json!({
+        let mut entity = json!({
             "type": coding(ENTITY_TYPE, "2", "System Object"),
             "role": coding(OBJECT_ROLE, "24", "Query"),
             "query": STANDARD.encode(query.as_bytes())
-        }));
+        });
+        // The type searched: what the query's ids are ids of.
+        if let Some(resource_type) = trace.resource_type {
+            entity["detail"] = json!([{ "type": QUERY_TYPE_DETAIL, "valueString": resource_type }]);
+        }
+        entities.push(entity);
     }
     entities.push(json!({
         "what": { "identifier": { "value": trace.request_id } },

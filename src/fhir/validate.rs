@@ -80,6 +80,7 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         }
     })?;
     check_contained(&incoming.value, expected_type)?;
+    check_is_archived(&incoming.value, expected_type)?;
     match expected_type {
         "Patient" => check_patient(&incoming.value),
         "DocumentReference" => check_document_reference(&incoming.value),
@@ -139,9 +140,43 @@ fn check_contained(value: &Value, kind: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// PDSm's `isArchived` extension is a boolean and nothing else (TD3.3d): one that
+/// carries more is refused, whatever path wrote it.
+fn check_is_archived(value: &Value, kind: &str) -> Result<(), ApiError> {
+    for (index, extension) in values_at(value, "extension").into_iter().enumerate() {
+        if extension.get("url").and_then(Value::as_str) != Some(super::mhd::IS_ARCHIVED_EXTENSION) {
+            continue;
+        }
+        let well_formed = extension.as_object().is_some_and(|members| {
+            members.len() == 2 && members.get("valueBoolean").is_some_and(Value::is_boolean)
+        });
+        if !well_formed {
+            return Err(ApiError::unprocessable(
+                IssueCode::Value,
+                "the PDSm isArchived extension holds a valueBoolean and nothing else",
+            )
+            .at(format!("{kind}.extension[{index}]")));
+        }
+    }
+    Ok(())
+}
+
+/// Most entries of one List (a SubmissionSet or Folder of a space's documents).
+pub const MAX_LIST_ENTRIES: usize = 1000;
+
 /// A List (MHD SubmissionSet or Folder) belongs to one patient's space (R-MHD-5).
 fn check_list(value: &Value) -> Result<(), ApiError> {
     require(value, "List", &["status", "mode", "subject"])?;
+    // Every answer decides each entry: a List holds a bounded number of them.
+    let entries = values_at(value, "entry").len();
+    if entries > MAX_LIST_ENTRIES {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            IssueCode::TooCostly,
+            format!("a List holds at most {MAX_LIST_ENTRIES} entries, not {entries}"),
+        )
+        .at("List.entry"));
+    }
     require_patient_reference(value, "List", "subject")
 }
 
@@ -429,9 +464,12 @@ pub fn is_media_type(text: &str) -> bool {
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
+    // A content's type is a type, not a range (`*/*`, `text/*` are for Accept).
     text.len() <= 255
         && token(kind)
         && token(subtype)
+        && kind != "*"
+        && subtype != "*"
         && parts.all(|parameter| {
             parameter
                 .trim()

@@ -109,7 +109,10 @@ fn store_version(
             serde_json::from_str::<Value>(&row.content).is_ok_and(|value| is_masked(&value))
         });
         let masked_after = is_masked(&incoming.value);
-        if masked_before != masked_after {
+        // The patient's masking prevails: a holder writing a masked version makes the
+        // masking theirs, even over one a professional made first.
+        let holder_masks = masked_after && principal.own_patient().is_some();
+        if masked_before != masked_after || holder_masks {
             let masker = masked_after.then(|| (principal.actor.code(), principal.subject.as_str()));
             store::resources::record_masking(conn, pk, masker)?;
         }
@@ -556,13 +559,25 @@ pub fn patch(
     check_if_match(Some(&current), if_match, def, id)?;
     let stored = Incoming::parse(current.content.as_bytes())?;
     let operations = patch_document.operations(def.name, &stored.value)?;
+    // A patch may not grow the resource beyond what it carries (`copy` doubles what
+    // it copies): checked after each operation, so that memory stays bounded.
+    let growth_bound = current.content.len() + json_size(&operations) + PATCH_SLACK_BYTES;
     let mut patched = stored.value.clone();
-    json_patch::patch(&mut patched, &operations).map_err(|error| {
-        ApiError::unprocessable(
-            IssueCode::Processing,
-            format!("the patch cannot be applied: {error}"),
-        )
-    })?;
+    for operation in operations.iter() {
+        json_patch::patch(&mut patched, std::slice::from_ref(operation)).map_err(|error| {
+            ApiError::unprocessable(
+                IssueCode::Processing,
+                format!("the patch cannot be applied: {error}"),
+            )
+        })?;
+        if json_size(&patched) > growth_bound {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueCode::TooCostly,
+                "the patch would make the resource larger than the resource and the patch together",
+            ));
+        }
+    }
     if patched.get("id").and_then(Value::as_str) != Some(id)
         || patched.get("resourceType") != stored.value.get("resourceType")
     {
@@ -616,13 +631,33 @@ pub fn patch(
     Ok(response)
 }
 
-/// Most matches a conditional PATCH examines (hidden ones count as nothing).
+/// Most matches a conditional PATCH examines when it is not narrowed to a space (a
+/// search by identifier alone; hidden ones count as nothing).
 const CONDITIONAL_SCAN: usize = 50;
+
+/// Result parameters mean nothing to a conditional PATCH: it patches the one match
+/// there is. Refused, so that no page or order cuts the matches before the rules
+/// have decided which the caller may see.
+const RESULT_PARAMETERS: &[&str] = &[
+    "_count",
+    "_offset",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_revinclude",
+    "_contained",
+    "_format",
+];
 
 /// `PATCH [type]?[search]` (R-MHD-7): the one resource the search matches among
 /// those the caller may see is patched; none is 404 and several 412, whatever the
 /// store holds beyond the caller's sight, so the answer tells nothing of hidden
-/// resources. The system matches among its own deposits (it reads nothing).
+/// resources. The search runs under the caller's narrowing (their space, their
+/// professional's space named by the search); a professional's search by
+/// `identifier` alone (TD3.3) examines its few matches one by one; the system
+/// matches among its own deposits (it reads nothing).
 pub fn conditional_patch(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -637,22 +672,56 @@ pub fn conditional_patch(
             "a conditional PATCH needs search parameters",
         ));
     }
-    let limits = fhir_search::PageLimits::pages(CONDITIONAL_SCAN, CONDITIONAL_SCAN);
+    if let Some((name, _)) = params
+        .iter()
+        .find(|(name, _)| RESULT_PARAMETERS.contains(&name.split(':').next().unwrap_or("")))
+    {
+        return Err(ApiError::bad_request(
+            IssueCode::Invalid,
+            format!("{name} has no meaning in a conditional PATCH: it patches the one match"),
+        )
+        .at(name.clone()));
+    }
+    let limits = fhir_search::PageLimits::pages(CONDITIONAL_SCAN + 1, CONDITIONAL_SCAN + 1);
     let request = fhir_search::parse(def, params, true, limits)?;
-    let narrowing = if ctx.gate.principal.actor == crate::access::ActorKind::System {
+    let system = ctx.gate.principal.actor == crate::access::ActorKind::System;
+    let narrowing = if system {
         ctx.gate.conditional_narrowing(conn, &request)?
     } else {
-        store::Narrowing::none()
+        match ctx.gate.search_narrowing(conn, &request) {
+            Ok(narrowing) => narrowing,
+            // A professional naming no patient: by identifier, matches decided one
+            // by one below.
+            Err(error)
+                if error.rule == Some("R-ACC-3")
+                    && request.criteria.iter().any(|criterion| {
+                        matches!(
+                            criterion,
+                            fhir_search::Criterion::Token {
+                                param: "identifier",
+                                negated: false,
+                                ..
+                            }
+                        )
+                    }) =>
+            {
+                store::Narrowing::none()
+            }
+            Err(error) => return Err(error),
+        }
     };
     let heads = store::search::run(conn, &request, &narrowing)?.rows;
+    if heads.len() > CONDITIONAL_SCAN {
+        return Err(ApiError::precondition_failed(format!(
+            "the conditional PATCH matches more than {CONDITIONAL_SCAN} candidates: narrow the search"
+        )));
+    }
     let mut matched: Vec<String> = Vec::new();
     for head in heads {
         let Some(row) = store::resources::complete(conn, head)? else {
             continue;
         };
-        let seen = ctx.gate.principal.actor == crate::access::ActorKind::System
-            || ctx.gate.visible(conn, &row.stored())?;
-        if seen {
+        if system || ctx.gate.visible(conn, &row.stored())? {
             matched.push(row.res_id.clone());
         }
     }
@@ -667,6 +736,26 @@ pub fn conditional_patch(
             def.name
         ))),
     }
+}
+
+/// Room a patch may add beyond its own size (escapes, indentation of values).
+const PATCH_SLACK_BYTES: usize = 64 * 1024;
+
+/// The length of a value's JSON text, without building the text.
+fn json_size(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 pub fn delete(

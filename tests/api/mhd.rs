@@ -1125,3 +1125,244 @@ fn r_mhd_1_a_bundle_may_read_its_patient_and_a_folder_is_updated_by_its_author_o
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.json()["title"], "Dossier renommé");
 }
+
+// ------------------------------------------------ from the attacker round (R-MHD)
+
+#[test]
+fn r_mhd_7_a_conditional_patch_is_not_cut_before_the_rules_decide() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 200);
+    // A psychiatric synthesis the pharmacist's matrix hides, and a prescription.
+    let synthesis = crate::support::fixtures::document(&space_id, "68599-0", "2024-02-01");
+    let prescription = crate::support::fixtures::document(&space_id, "57833-6", "2024-02-02");
+    app.create(&As::doctor(), &synthesis);
+    app.create(&As::doctor(), &prescription);
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000006"),
+    );
+    let pharmacist = As::professional("810000000006", "21", None, None, None);
+    let test_only = json!([{ "op": "test", "path": "/status", "value": "nothing" }]);
+    // Result parameters are refused: nothing cuts the matches before the rules.
+    for extra in ["_count=1", "_sort=-_id", "_offset=1"] {
+        let reply = json_patch(
+            &app,
+            &format!("/DocumentReference?patient={space_id}&type=http://loinc.org|57833-6&{extra}"),
+            &pharmacist,
+            &test_only,
+        );
+        assert_eq!(reply.status, 400, "{extra}: {}", reply.body);
+    }
+    // With or without the hidden type among the values, the same answer.
+    let answer = |types: &str| {
+        let reply = json_patch(
+            &app,
+            &format!("/DocumentReference?patient={space_id}&type={types}"),
+            &pharmacist,
+            &test_only,
+        );
+        (reply.status, reply.json()["issue"][0]["code"].clone())
+    };
+    assert_eq!(
+        answer("http://loinc.org|68599-0,http://loinc.org|57833-6"),
+        answer("http://loinc.org|99999-9,http://loinc.org|57833-6")
+    );
+    assert_eq!(
+        answer("http://loinc.org|68599-0"),
+        answer("http://loinc.org|99999-9")
+    );
+}
+
+#[test]
+fn r_pat_1_the_trace_does_not_name_hidden_documents_in_queries() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let hidden = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::labelled_document(
+            &space_id,
+            "11502-2",
+            "2024-03-01",
+            "INVISIBLE_PATIENT",
+        ),
+    );
+    let shown = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&space_id, "11488-4", "2024-03-02"),
+    );
+    for id in [hidden.as_str(), shown.as_str(), "nobody-holds-this"] {
+        let reply = app.get(
+            &format!("/DocumentReference?patient={space_id}&_id={id}"),
+            &As::doctor(),
+        );
+        assert_eq!(reply.status, 200);
+    }
+    let trace = app.get(
+        &format!("/AuditEvent?patient={space_id}&subtype=search-type&_count=100"),
+        &As::Patient(space_id.clone()),
+    );
+    let queries: Vec<String> = trace.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| {
+            entry["resource"]["entity"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|entity| entity["query"].as_str().map(str::to_owned))
+        .map(|query| {
+            String::from_utf8(
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let all = queries.join("\n");
+    assert!(!all.contains(&hidden), "{all}");
+    assert!(
+        !all.contains("nobody-holds-this"),
+        "missing and hidden look alike: {all}"
+    );
+    assert!(all.contains(&shown), "{all}");
+    assert!(all.contains("_id=%28masqu%C3%A9%29"), "{all}");
+}
+
+#[test]
+fn r_pat_2_a_holder_does_not_rewrite_a_professionals_list_nor_anyone_a_list_they_see_in_part() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let path = format!("/List/{list}");
+    let holder = As::Patient(space_id.clone());
+    let mut changed = app.get(&path, &holder).json();
+    changed["title"] = json!("Mon lot");
+    assert_refused(&app.put(&path, &holder, &changed), 403, "R-PAT-2");
+    // The patient masks the document: the author of the List sees it still (R-ACC-7),
+    // but a List naming what its writer may not see is not replaced by them.
+    let colleague_list = {
+        let mut folder = ig_example("List-ExampleFolder.json", &space_id);
+        folder["entry"][0]["item"]["reference"] = json!(format!("DocumentReference/{document}"));
+        app.create(
+            &As::Patient(space_id.clone()),
+            &permit_professional(&space_id, "810000000002"),
+        );
+        let reply = app.post("/List", &doctor("810000000002"), &folder);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.json()
+    };
+    let mask = json_patch(
+        &app,
+        &format!("/DocumentReference/{document}"),
+        &holder,
+        &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+            { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
+    );
+    assert_eq!(mask.status, 200);
+    let folder_path = format!("/List/{}", colleague_list["id"].as_str().unwrap());
+    let mut seen = app.get(&folder_path, &doctor("810000000002")).json();
+    assert!(seen.get("entry").is_none());
+    seen["title"] = json!("Renommé");
+    // (Without its profile claim, which an empty Folder no longer meets.)
+    seen.as_object_mut().unwrap().remove("meta");
+    let reply = app.put(&folder_path, &doctor("810000000002"), &seen);
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    // The entry is still there for whoever may see it.
+    assert!(app.get(&folder_path, &holder).body.contains(&document));
+}
+
+#[test]
+fn r_mhd_7_a_patch_cannot_grow_a_document_beyond_what_it_carries() {
+    let app = TestApp::new();
+    let (_, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = located[1].split("/_history").next().unwrap().to_owned();
+    let before = app.data_rows();
+    let mut operations = vec![json!({ "op": "add", "path": "/extension",
+        "value": [{ "url": ARCHIVED, "valueBoolean": true }] })];
+    for i in 0..24 {
+        operations.push(
+            json!({ "op": "copy", "from": "/extension/0", "path": format!("/extension/0/k{i}") }),
+        );
+    }
+    let reply = json_patch(&app, &path, &As::doctor(), &Value::Array(operations));
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(app.data_rows(), before);
+    // The isArchived extension holds a boolean and nothing else.
+    let odd = json_patch(
+        &app,
+        &path,
+        &As::doctor(),
+        &json!([{ "op": "add", "path": "/extension",
+            "value": [{ "url": ARCHIVED, "valueBoolean": true, "valueString": "x" }] }]),
+    );
+    assert_eq!(odd.status, 422, "{}", odd.body);
+    let not_boolean = json_patch(
+        &app,
+        &path,
+        &As::doctor(),
+        &json!([{ "op": "add", "path": "/extension",
+            "value": [{ "url": ARCHIVED, "valueBoolean": "yes" }] }]),
+    );
+    assert!(
+        matches!(not_boolean.status, 400 | 422),
+        "{}",
+        not_boolean.body
+    );
+    assert_eq!(app.data_rows(), before);
+}
+
+#[test]
+fn r_acc_7_the_patients_masking_over_a_professionals_is_the_patients() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = located[1].split("/_history").next().unwrap().to_owned();
+    let masque = json!({ "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] });
+    assert_eq!(
+        json_patch(
+            &app,
+            &path,
+            &As::doctor(),
+            &json!([{ "op": "replace", "path": "/securityLabel/0", "value": masque }])
+        )
+        .status,
+        200
+    );
+    // The patient masks it too (a second label): the masking is now theirs.
+    assert_eq!(
+        json_patch(
+            &app,
+            &path,
+            &As::Patient(space_id),
+            &json!([{ "op": "add", "path": "/securityLabel/-", "value": masque }])
+        )
+        .status,
+        200
+    );
+    let normal = json!([{ "op": "replace", "path": "/securityLabel",
+        "value": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N" }] }] }]);
+    assert_refused(
+        &json_patch(&app, &path, &As::doctor(), &normal),
+        403,
+        "R-PAT-2",
+    );
+}
+
+#[test]
+fn r_mhd_5_a_list_and_a_content_type_have_bounds() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let mut folder = ig_example("List-ExampleFolder.json", &space_id);
+    let entry = folder["entry"][0].clone();
+    folder["entry"] = Value::Array(vec![entry; 1001]);
+    let reply = app.post("/List", &As::doctor(), &folder);
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    let binary = json!({ "resourceType": "Binary", "contentType": "*/*", "data": "AA==",
+        "securityContext": { "reference": format!("Patient/{space_id}") } });
+    let reply = app.post("/Binary", &As::doctor(), &binary);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+}
