@@ -79,6 +79,15 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
             .at(issue.path),
         }
     })?;
+    if let Some(path) = bad_extension(&incoming.value, expected_type) {
+        return Err(ApiError::bad_request(
+            IssueCode::Structure,
+            format!(
+                "{path}: an extension has a url and either one value[x] or extensions, and nothing else (FHIR R4 §2.17, ext-1)"
+            ),
+        )
+        .at(path));
+    }
     check_contained(&incoming.value, expected_type)?;
     check_is_archived(&incoming.value, expected_type)?;
     match expected_type {
@@ -367,6 +376,35 @@ fn bad_string(value: &Value, root: &str) -> Option<String> {
             .iter()
             .any(|item| item.as_str().is_some_and(|text| !is_fhir_string(text))),
         _ => false,
+    })
+}
+
+/// The first `extension` array holding an extension of the wrong shape: the
+/// structural check's types let unknown members and several values through.
+fn bad_extension(value: &Value, root: &str) -> Option<String> {
+    let well_formed = |extension: &Value| {
+        let Some(members) = extension.as_object() else {
+            return false;
+        };
+        let values = members
+            .keys()
+            .filter(|key| {
+                key.strip_prefix("value")
+                    .is_some_and(|kind| kind.starts_with(|c: char| c.is_ascii_uppercase()))
+            })
+            .count();
+        members.get("url").is_some_and(Value::is_string)
+            && values <= 1
+            && !(values == 1 && members.contains_key("extension"))
+            && members.keys().all(|key| {
+                matches!(key.as_str(), "id" | "url" | "extension") || key.starts_with("value")
+            })
+    };
+    first_breach(value, root, &|name, value| {
+        matches!(name, "extension" | "modifierExtension")
+            && value
+                .as_array()
+                .is_some_and(|items| !items.iter().all(well_formed))
     })
 }
 

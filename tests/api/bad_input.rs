@@ -332,3 +332,42 @@ fn bad_bundles_are_refused_whole() {
     refused(&app, app.post("", &As::System, &bad_method), 400, "invalid");
     assert_eq!(app.data_rows(), 0);
 }
+
+#[test]
+fn an_extension_of_the_wrong_shape_is_refused() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    for (extension, code) in [
+        (
+            json!({ "url": "http://example.org/x", "valueString": "a", "foo": 1 }),
+            "structure",
+        ),
+        (
+            json!({ "url": "http://example.org/x", "valueString": "a", "valueBoolean": true }),
+            "structure",
+        ),
+        (
+            json!({ "url": "http://example.org/x", "valueString": "a", "extension": [{ "url": "y", "valueString": "b" }] }),
+            "structure",
+        ),
+        (json!({ "valueString": "a" }), "required"),
+        (
+            json!({ "url": "http://example.org/x", "extension": [{ "url": "y", "valueString": "b", "bar": [1] }] }),
+            "structure",
+        ),
+    ] {
+        let mut body = document(&patient_id, "11488-4", "2024-01-01");
+        body["extension"] = json!([extension]);
+        let reply = app.post("DocumentReference", &As::doctor(), &body);
+        refused(&app, reply, 400, code);
+    }
+    let mut body = document(&patient_id, "11488-4", "2024-01-01");
+    body["extension"] = json!([{ "url": "http://example.org/x", "extension": [{ "url": "y", "valueString": "b" }] }]);
+    assert_eq!(
+        app.post("DocumentReference", &As::doctor(), &body).status,
+        201
+    );
+}
