@@ -213,6 +213,10 @@ impl<'a> Gate<'a> {
             compartment: Some(vec![patient.to_owned()]),
             ..Narrowing::default()
         };
+        if def.name == "List" {
+            let documents = definitions::resource("DocumentReference").expect("served");
+            narrowing.list_documents = Some(Box::new(self.holder_narrowing(patient, documents)));
+        }
         if def.name == "DocumentReference" {
             narrowing.invisible_patient_since = Some(self.month_ago());
             if self.principal.actor == ActorKind::Representative {
@@ -390,18 +394,12 @@ impl<'a> Gate<'a> {
                     narrowing.participant = Some(self.principal.subject.clone());
                 }
                 if def.name == "DocumentReference" {
-                    narrowing.document_types = Some(
-                        match professional::r_acc_6_matrix(self.principal, self.matrix)
-                            .map_err(refused)?
-                        {
-                            TypeAccess::AllExcept(types) => TypeFilter::Excluding(types.clone()),
-                            TypeAccess::Only(types) => TypeFilter::Only(types.clone()),
-                        },
-                    );
-                    if !access.sees_masked {
-                        narrowing.hidden_labels = vec![MASQUE_PS.to_owned()];
-                        narrowing.hidden_labels_author = Some(self.principal.subject.clone());
-                    }
+                    self.professional_documents(&mut narrowing, &access)?;
+                }
+                if def.name == "List" {
+                    let mut documents = narrowing.clone();
+                    self.professional_documents(&mut documents, &access)?;
+                    narrowing.list_documents = Some(Box::new(documents));
                 }
                 Ok(narrowing)
             }
@@ -412,6 +410,49 @@ impl<'a> Gate<'a> {
                 ..Narrowing::default()
             }),
         }
+    }
+
+    /// A professional's narrowing of a space's documents: the types the matrix lets
+    /// them read (R-ACC-6), masked ones left out unless they may see them (R-ACC-7).
+    fn professional_documents(
+        &self,
+        narrowing: &mut Narrowing,
+        access: &SpaceAccess,
+    ) -> Result<(), ApiError> {
+        narrowing.document_types = Some(
+            match professional::r_acc_6_matrix(self.principal, self.matrix).map_err(refused)? {
+                TypeAccess::AllExcept(types) => TypeFilter::Excluding(types.clone()),
+                TypeAccess::Only(types) => TypeFilter::Only(types.clone()),
+            },
+        );
+        if !access.sees_masked {
+            narrowing.hidden_labels = vec![MASQUE_PS.to_owned()];
+            narrowing.hidden_labels_author = Some(self.principal.subject.clone());
+        }
+        Ok(())
+    }
+
+    /// R-MHD-5: a List that names DocumentReferences is seen only when one of them
+    /// is shown to the caller (the SQL narrowing's `list_documents`, decided here
+    /// row by row): a SubmissionSet of hidden documents would tell of them by its
+    /// date, source and class.
+    fn list_documents_shown(&self, conn: &mut Conn, list: &Value) -> Result<bool, ApiError> {
+        let documents: Vec<String> = values_at(list, "entry.item.reference")
+            .into_iter()
+            .filter_map(Value::as_str)
+            .filter_map(extract::parse_reference)
+            .filter(|(kind, _)| kind == "DocumentReference")
+            .map(|(_, id)| id)
+            .collect();
+        if documents.is_empty() {
+            return Ok(true);
+        }
+        for id in documents {
+            if self.item_shown(conn, "DocumentReference", &id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether every resource a trace search names by `entity` may be seen by the
@@ -712,7 +753,7 @@ impl<'a> Gate<'a> {
                         return Err(hidden(&resource, &verdict));
                     }
                 }
-                Ok(())
+                self.check_list_documents(conn, stored, judged)
             }
             ActorKind::Professional if stored.res_type == "Patient" => Ok(()),
             // R-ACC-11: their own actions; the médecin traitant, the whole trace.
@@ -774,7 +815,7 @@ impl<'a> Gate<'a> {
                     )
                     .map_err(|verdict| hidden(&resource, &verdict))?;
                 }
-                Ok(())
+                self.check_list_documents(conn, stored, judged)
             }
             // R-ACC-12: the system reads identities (to feed the right space), nothing
             // medical.
@@ -788,6 +829,25 @@ impl<'a> Gate<'a> {
                 &Verdict::deny("R-ACC-12", "no access to health data"),
             )),
         }
+    }
+
+    /// [`Self::list_documents_shown`] as the egress decision on a List version.
+    fn check_list_documents(
+        &self,
+        conn: &mut Conn,
+        stored: &Stored<'_>,
+        judged: &Judged,
+    ) -> Result<(), ApiError> {
+        if stored.res_type != "List" || self.list_documents_shown(conn, &judged.value)? {
+            return Ok(());
+        }
+        Err(hidden(
+            &format!("List/{}", stored.res_id),
+            &Verdict::deny(
+                "R-MHD-5",
+                "every document the List names is hidden from the caller",
+            ),
+        ))
     }
 
     /// A Binary is read by whoever may read a DocumentReference pointing at it (SPEC

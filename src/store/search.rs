@@ -37,6 +37,10 @@ pub struct Narrowing {
     pub participant: Option<String>,
     /// Only resources this actor deposited (a system's conditional create, R-ACC-9).
     pub deposited_by: Option<Depositor>,
+    /// Lists (R-MHD-5): one naming DocumentReferences is kept only when one of them
+    /// is live and passes this narrowing (the caller's own for documents), so that a
+    /// SubmissionSet of hidden documents does not tell of them by its metadata.
+    pub list_documents: Option<Box<Narrowing>>,
 }
 
 /// A depositor, as R-ACC-9 recognises one: the same actor and subject, or for a
@@ -131,6 +135,18 @@ impl Narrowing {
                 sql.push(" OR a.organization = ")
                     .text(organization.as_str());
             }
+            sql.push("))");
+        }
+        if let Some(documents) = &self.list_documents {
+            let item = format!("{alias}_item");
+            let document = format!("{alias}_doc");
+            sql.push(&format!(
+                " AND (NOT EXISTS (SELECT 1 FROM search_reference {item} WHERE {item}.resource_pk = {alias}.pk AND {item}.res_type = 'List' AND {item}.param = 'item' AND {item}.target_type = 'DocumentReference') \
+                 OR EXISTS (SELECT 1 FROM search_reference {item} JOIN resources {document} ON {document}.res_type = 'DocumentReference' AND {document}.res_id = {item}.target_id \
+                 WHERE {item}.resource_pk = {alias}.pk AND {item}.res_type = 'List' AND {item}.param = 'item' AND {item}.target_type = 'DocumentReference' AND {document}.deleted = {}",
+                super::dialect::bool_literal(false)
+            ));
+            documents.apply(sql, &document, "DocumentReference");
             sql.push("))");
         }
         if let Some(since) = &self.invisible_patient_since {

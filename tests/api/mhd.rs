@@ -73,6 +73,27 @@ fn provide(app: &TestApp, who: &As, ins: &str) -> Reply {
     )
 }
 
+/// The TD2 Bundle with a second DocumentReference (its own uniqueId, `label` on it
+/// if any) in the SubmissionSet, pointing at the same Binary.
+fn two_documents(ins: &str, label: Option<&str>) -> Value {
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", ins);
+    let mut second = bundle["entry"][1].clone();
+    second["fullUrl"] = json!("urn:uuid:aaaaaaaa-0000-0000-0000-0000000000d2");
+    second["resource"]["masterIdentifier"]["value"] = json!("urn:oid:1.2.250.1.213.1.4.8.99999.22");
+    if let Some(label) = label {
+        second["resource"]["securityLabel"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "coding": [{ "system": TRE_A07, "code": label }] }));
+    }
+    bundle["entry"].as_array_mut().unwrap().insert(2, second);
+    bundle["entry"][0]["resource"]["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "item": { "reference": "urn:uuid:aaaaaaaa-0000-0000-0000-0000000000d2" } }));
+    bundle
+}
+
 #[test]
 fn r_mhd_1_the_published_td2_bundle_is_stored_whole() {
     let app = TestApp::new();
@@ -379,16 +400,17 @@ fn r_mhd_4_contained_author_names_are_searched() {
 fn r_mhd_5_lists_are_searched_and_never_name_a_hidden_document() {
     let app = TestApp::new();
     let (space_id, ins) = space(&app);
-    let reply = provide(&app, &As::doctor(), &ins);
+    let reply = app.post("/", &As::doctor(), &two_documents(&ins, None));
+    assert_eq!(reply.status, 200, "{}", reply.body);
     let located = locations(&reply);
-    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let (list, document, other) = (id_of(&located[0]), id_of(&located[1]), id_of(&located[2]));
     let query = format!(
         "/List?patient.identifier={INS}|{ins}&code=https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes|submissionset"
     );
     let found = app.get(&query, &As::doctor());
     assert_eq!(found.status, 200, "{}", found.body);
     assert_eq!(match_ids(&found.json()), vec![list.clone()]);
-    // The patient masks the document (R-ACC-7): a professional authorised on the
+    // The patient masks one document (R-ACC-7): a professional authorised on the
     // space still reads the SubmissionSet, without the masked entry.
     let colleague = doctor("810000000002");
     app.create(
@@ -400,25 +422,43 @@ fn r_mhd_5_lists_are_searched_and_never_name_a_hidden_document() {
         seen["entry"][0]["item"]["reference"],
         format!("DocumentReference/{document}")
     );
-    let mask = json_patch(
-        &app,
-        &format!("/DocumentReference/{document}"),
-        &As::Patient(space_id.clone()),
-        &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
-            { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
-    );
-    assert_eq!(mask.status, 200, "{}", mask.body);
+    let mask = |id: &str| {
+        let reply = json_patch(
+            &app,
+            &format!("/DocumentReference/{id}"),
+            &As::Patient(space_id.clone()),
+            &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+                { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    mask(&document);
     for path in [format!("/List/{list}"), format!("/List/{list}/_history/1")] {
         let seen = app.get(&path, &colleague);
         assert_eq!(seen.status, 200, "{}", seen.body);
         let seen = seen.json();
-        assert!(seen.get("entry").is_none(), "{path}: {seen}");
+        assert_eq!(seen["entry"].as_array().unwrap().len(), 1, "{path}: {seen}");
         assert!(seen.to_string().contains("SUBSETTED"));
         assert!(!seen.to_string().contains(&document));
+        assert!(seen.to_string().contains(&other));
     }
     let searched = app.get(&query, &colleague).json();
+    assert_eq!(match_ids(&searched), vec![list.clone()]);
     assert!(!searched.to_string().contains(&document), "{searched}");
-    // The author (R-ACC-7) and the holder still see it named.
+    // Both masked: the SubmissionSet itself is hidden from the colleague (its date,
+    // source and class would tell of them), by id as in searches, totals included.
+    mask(&other);
+    assert_refused(
+        &app.get(&format!("/List/{list}"), &colleague),
+        404,
+        "R-MHD-5",
+    );
+    let searched = app
+        .get(&format!("{query}&_total=accurate"), &colleague)
+        .json();
+    assert!(match_ids(&searched).is_empty(), "{searched}");
+    assert_eq!(searched["total"], 0);
+    // The author (R-ACC-7) and the holder still see it whole.
     let author_view = app.get(&format!("/List/{list}"), &As::doctor()).json();
     assert!(author_view.to_string().contains(&document));
     let holder_view = app
@@ -660,10 +700,10 @@ fn r_mhd_4_td31a_for_every_actor() {
     let reply = td31a(&app, &pharmacist, &ins);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(match_ids(&reply.json()).is_empty(), "{}", reply.body);
+    // The SubmissionSet naming only that document is hidden from them too.
     let list = app.get(&format!("/List/{}", id_of(&located[0])), &pharmacist);
-    assert_eq!(list.status, 200, "{}", list.body);
+    assert_refused(&list, 404, "R-MHD-5");
     assert!(!list.body.contains(&document), "{}", list.body);
-    assert!(list.body.contains("SUBSETTED"));
     let binary = app.get(
         &format!("/{}", located[2].split("/_history").next().unwrap()),
         &pharmacist,
@@ -828,33 +868,57 @@ fn r_mhd_5_a_representative_reads_lists_without_what_is_hidden_from_them() {
     let app = TestApp::new();
     let ins = nir();
     let minor = app.create(&As::System, &patient(&ins, "Martin", "Léo", "2015-03-04"));
-    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
-    bundle["entry"][1]["resource"]["securityLabel"]
-        .as_array_mut()
-        .unwrap()
-        .push(
-            json!({ "coding": [{ "system": TRE_A07, "code": "INVISIBLE_REPRESENTANTS_LEGAUX" }] }),
-        );
+    let bundle = two_documents(&ins, Some("INVISIBLE_REPRESENTANTS_LEGAUX"));
     let reply = app.post("/", &As::doctor(), &bundle);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let located = locations(&reply);
-    let (list, document) = (id_of(&located[0]), id_of(&located[1]));
+    let (list, shown, hidden) = (id_of(&located[0]), id_of(&located[1]), id_of(&located[2]));
     let parent = As::Representative(minor.clone());
     let lists = app.get(&format!("/List?patient={minor}"), &parent);
     assert_eq!(match_ids(&lists.json()), vec![list.clone()]);
-    assert!(!lists.body.contains(&document), "{}", lists.body);
-    assert!(td31a(&app, &parent, &ins).json().get("entry").is_none());
+    assert!(!lists.body.contains(&hidden), "{}", lists.body);
+    assert!(lists.body.contains(&shown));
+    assert_eq!(
+        match_ids(&td31a(&app, &parent, &ins).json()),
+        vec![shown.clone()]
+    );
     // The holder sees both.
     let holder = As::Patient(minor.clone());
     assert!(
         app.get(&format!("/List/{list}"), &holder)
             .body
-            .contains(&document)
+            .contains(&hidden)
     );
-    assert_eq!(
-        match_ids(&td31a(&app, &holder, &ins).json()),
-        vec![document]
+    let mut found = match_ids(&td31a(&app, &holder, &ins).json());
+    found.sort();
+    let mut both = vec![shown, hidden];
+    both.sort();
+    assert_eq!(found, both);
+    // A SubmissionSet of only a document hidden from representatives is hidden from
+    // them whole: its metadata would tell of it.
+    let mut alone = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    alone["entry"][1]["resource"]["masterIdentifier"]["value"] =
+        json!("urn:oid:1.2.250.1.213.1.4.8.99999.23");
+    alone["entry"][1]["resource"]["securityLabel"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({ "coding": [{ "system": TRE_A07, "code": "INVISIBLE_REPRESENTANTS_LEGAUX" }] }),
+        );
+    let reply = app.post("/", &As::doctor(), &alone);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let secret = id_of(&locations(&reply)[0]);
+    assert_refused(
+        &app.get(&format!("/List/{secret}"), &parent),
+        404,
+        "R-MHD-5",
     );
+    let lists = app
+        .get(&format!("/List?patient={minor}&_total=accurate"), &parent)
+        .json();
+    assert_eq!(match_ids(&lists), vec![list]);
+    assert_eq!(lists["total"], 1);
+    assert_eq!(app.get(&format!("/List/{secret}"), &holder).status, 200);
 }
 
 #[test]
@@ -1243,9 +1307,17 @@ fn r_pat_2_a_holder_does_not_rewrite_a_professionals_list_nor_anyone_a_list_they
     assert_refused(&app.put(&path, &holder, &changed), 403, "R-PAT-2");
     // The patient masks the document: the author of the List sees it still (R-ACC-7),
     // but a List naming what its writer may not see is not replaced by them.
+    let visible = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&space_id, "11488-4", "2024-05-01"),
+    );
     let colleague_list = {
         let mut folder = ig_example("List-ExampleFolder.json", &space_id);
         folder["entry"][0]["item"]["reference"] = json!(format!("DocumentReference/{document}"));
+        folder["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "item": { "reference": format!("DocumentReference/{visible}") } }));
         app.create(
             &As::Patient(space_id.clone()),
             &permit_professional(&space_id, "810000000002"),
@@ -1264,10 +1336,8 @@ fn r_pat_2_a_holder_does_not_rewrite_a_professionals_list_nor_anyone_a_list_they
     assert_eq!(mask.status, 200);
     let folder_path = format!("/List/{}", colleague_list["id"].as_str().unwrap());
     let mut seen = app.get(&folder_path, &doctor("810000000002")).json();
-    assert!(seen.get("entry").is_none());
+    assert_eq!(seen["entry"].as_array().unwrap().len(), 1, "{seen}");
     seen["title"] = json!("Renommé");
-    // (Without its profile claim, which an empty Folder no longer meets.)
-    seen.as_object_mut().unwrap().remove("meta");
     let reply = app.put(&folder_path, &doctor("810000000002"), &seen);
     assert_eq!(reply.status, 409, "{}", reply.body);
     // The entry is still there for whoever may see it.
