@@ -1064,11 +1064,13 @@ impl<'a> Gate<'a> {
         Ok(event.to_string())
     }
 
-    /// Masks, in a query entity (role 24), every value that names a resource the
-    /// holder may not see: `_id` values and references (but to a Patient) unless they
-    /// name a live resource shown to the holder (a missing and a hidden one look
-    /// alike), and identifiers other than the patient's (a document's uniqueId says it
-    /// exists). Whether anything was masked.
+    /// Masks, in a query entity (role 24), every value that could name a resource
+    /// the reader may not see. Default deny: values are kept for the parameters that
+    /// only describe (status, type, dates, names, paging…), for `_id` values and
+    /// `Type/id` references naming a live resource shown to the reader (a missing and
+    /// a hidden one look alike), for Patient references and identifiers (identities
+    /// are readable, R-ACC-10); every other value, a bare id or an unknown parameter
+    /// included, is masked. Whether anything was masked.
     fn mask_query(&self, conn: &mut Conn, entity: &mut Value) -> Result<bool, ApiError> {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD;
@@ -1093,37 +1095,7 @@ impl<'a> Gate<'a> {
         let mut masked = false;
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()).into_owned() {
-            let name = key.split(':').next().unwrap_or("").to_owned();
-            let own_identity = name == "patient.identifier"
-                || name == "subject:Patient.identifier"
-                || name == "identifier" && searched.as_deref() == Some("Patient");
-            let shown = if name == "_id" {
-                match &searched {
-                    Some(kind) if kind != "Patient" => {
-                        let mut all = true;
-                        for id in value.split(',') {
-                            all &= definitions::resource(kind).is_some()
-                                && self.item_shown(conn, kind, id)?;
-                        }
-                        all
-                    }
-                    Some(_) => true,
-                    None => false,
-                }
-            } else if name.ends_with("identifier") {
-                own_identity
-            } else {
-                let mut all = true;
-                for item in value.split(',') {
-                    if let Some((kind, id)) = extract::parse_reference(item)
-                        && kind != "Patient"
-                    {
-                        all &= definitions::resource(&kind).is_some()
-                            && self.item_shown(conn, &kind, &id)?;
-                    }
-                }
-                all
-            };
+            let shown = self.query_value_shown(conn, searched.as_deref(), &key, &value)?;
             if shown {
                 pairs.push((key, value));
             } else {
@@ -1138,6 +1110,91 @@ impl<'a> Gate<'a> {
             entity["query"] = Value::String(STANDARD.encode(rewritten.as_bytes()));
         }
         Ok(masked)
+    }
+
+    /// Whether a query value may be shown as it was sent (see [`Self::mask_query`]).
+    fn query_value_shown(
+        &self,
+        conn: &mut Conn,
+        searched: Option<&str>,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, ApiError> {
+        /// Parameters whose values describe, never name, a resource.
+        const DESCRIPTIVE: &[&str] = &[
+            "status",
+            "type",
+            "category",
+            "date",
+            "_lastUpdated",
+            "code",
+            "security-label",
+            "period",
+            "period-start",
+            "period-end",
+            "creation",
+            "setting",
+            "facility",
+            "format",
+            "event",
+            "contenttype",
+            "isArchived",
+            "designationType",
+            "sent",
+            "outcome",
+            "subtype",
+            "action",
+            "purpose",
+            "given",
+            "family",
+            "birthdate",
+            "gender",
+            "author.given",
+            "author.family",
+            "source.given",
+            "source.family",
+            "_count",
+            "_offset",
+            "_sort",
+            "_total",
+            "_summary",
+            "_elements",
+            "_format",
+            "_include",
+            "_revinclude",
+        ];
+        let name = key.split(':').next().unwrap_or("");
+        if DESCRIPTIVE.contains(&name) {
+            return Ok(true);
+        }
+        // Identities (R-ACC-10): a Patient's identifier, a chain to the Patient.
+        let on_patient = searched == Some("Patient")
+            || name.starts_with("patient.")
+            || name.starts_with("subject.")
+            || name.starts_with("subject:Patient.");
+        if name == "identifier" || name.ends_with(".identifier") {
+            return Ok(on_patient);
+        }
+        let mut all = true;
+        for item in value.split(',') {
+            let named = if name == "_id" {
+                searched.map(|kind| (kind.to_owned(), item.to_owned()))
+            } else {
+                extract::parse_reference(item)
+            };
+            all &= match named {
+                Some((kind, _)) if kind == "Patient" => true,
+                // `patient=<id>` / `subject=<id>`: a Patient's id.
+                None if matches!(name, "patient" | "subject") && crate::fhir::is_valid_id(item) => {
+                    true
+                }
+                Some((kind, id)) => {
+                    definitions::resource(&kind).is_some() && self.item_shown(conn, &kind, &id)?
+                }
+                None => false,
+            };
+        }
+        Ok(all)
     }
 
     /// A professional's own action (R-ACC-11) that was answered "not known" (a
@@ -1302,9 +1359,13 @@ impl<'a> Gate<'a> {
                 self.redacted_event(conn, stored.content)?,
             ));
         }
+        // A professional's trace (their own actions; the médecin traitant's, the
+        // whole space's) is redacted by the same rules: an event does not hand over
+        // a resource the matrix or a masking keeps from them (R-ACC-6, R-ACC-7).
         if stored.res_type == "AuditEvent" && self.principal.actor == ActorKind::Professional {
+            let redacted = self.redacted_event(conn, stored.content)?;
             return self.spend(Released::from_store(
-                self.own_refusal_as_answered(conn, stored.content)?,
+                self.own_refusal_as_answered(conn, &redacted)?,
             ));
         }
         if stored.res_type == "List" && !stored.content.is_empty() {
@@ -1400,19 +1461,7 @@ impl<'a> Gate<'a> {
         {
             self.check_sender(message)?;
         }
-        // A List is replaced whole only by whoever sees all it names: written back
-        // from a view without the entries hidden from the writer, it would lose them
-        // for everyone (R-MHD-5).
-        if def.name == "List"
-            && let Some(before) = before
-            && !before.deleted
-            && self.list_as_seen(conn, &before.content)? != before.content
-        {
-            return Err(ApiError::conflict(
-                "this List names resources you may not see: it cannot be replaced by you",
-            )
-            .by_rule("R-MHD-5"));
-        }
+
         // R-PAT-2, R-ACC-7: masking is the patient's decision; whoever else writes a
         // masked document keeps it masked…
         if def.name == "DocumentReference"
@@ -1446,14 +1495,59 @@ impl<'a> Gate<'a> {
                 )));
             }
         }
+        self.check_write_by_actor(
+            conn,
+            def,
+            interaction,
+            before,
+            after,
+            ActorWrite {
+                before_space: &before_space,
+                after_space: after_space.as_deref(),
+                depositor: depositor.as_ref(),
+                deposit_into,
+            },
+        )?;
+        // A List is replaced whole only by whoever sees all it names: written back
+        // from a view without the entries hidden from the writer, it would lose them
+        // for everyone (R-MHD-5).
+        if def.name == "List"
+            && let Some(before) = before
+            && !before.deleted
+            && self.list_as_seen(conn, &before.content)? != before.content
+        {
+            return Err(ApiError::conflict(
+                "this List names resources you may not see: it cannot be replaced by you",
+            )
+            .by_rule("R-MHD-5"));
+        }
+        Ok(())
+    }
+
+    /// The write gate's rules of each actor kind (see [`Self::check_write`]).
+    fn check_write_by_actor(
+        &self,
+        conn: &mut Conn,
+        def: &ResourceDef,
+        interaction: Interaction,
+        before: Option<&ResourceRow>,
+        after: Option<&Value>,
+        write: ActorWrite<'_>,
+    ) -> Result<(), ApiError> {
+        let ActorWrite {
+            before_space,
+            after_space,
+            depositor,
+            deposit_into,
+        } = write;
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let own = self.principal.own_patient().unwrap_or_default();
                 let outside = before_space
                     .iter()
-                    .chain(after_space.iter().flatten())
+                    .chain(after_space.into_iter().flatten())
                     .any(|patient| patient != own);
-                let nowhere = after_space.as_ref().is_some_and(Vec::is_empty)
+                let nowhere = after_space.is_some_and(<[String]>::is_empty)
                     || (after.is_none() && before_space.is_empty());
                 if outside || nowhere {
                     return Err(refused(Verdict::deny(
@@ -1469,7 +1563,7 @@ impl<'a> Gate<'a> {
                 }
                 // R-PAT-2: never change or delete what a professional deposited, but
                 // mask and unmask it (PATCH of securityLabel).
-                let deposited_by_other = depositor.as_ref().is_some_and(|author| {
+                let deposited_by_other = depositor.is_some_and(|author| {
                     author.actor == "professional" || author.actor == "system"
                 });
                 if def.name == "DocumentReference"
@@ -1510,7 +1604,7 @@ impl<'a> Gate<'a> {
             ActorKind::Professional => {
                 if before.is_some()
                     && let Some(verdict) =
-                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
+                        professional::r_acc_9_author_only(self.principal, depositor)
                 {
                     return Err(refused(verdict));
                 }
@@ -1522,7 +1616,7 @@ impl<'a> Gate<'a> {
             ActorKind::System => {
                 if before.is_some()
                     && let Some(verdict) =
-                        professional::r_acc_9_author_only(self.principal, depositor.as_ref())
+                        professional::r_acc_9_author_only(self.principal, depositor)
                 {
                     return Err(refused(verdict));
                 }
@@ -1635,6 +1729,18 @@ impl<'a> Gate<'a> {
             _ => Ok(()),
         }
     }
+}
+
+/// What the write gate knows of a write before it applies an actor's rules.
+struct ActorWrite<'w> {
+    /// The spaces of the version written over (none for a create).
+    before_space: &'w [String],
+    /// The spaces of the new content (none for a delete).
+    after_space: Option<&'w [String]>,
+    /// Who deposited the resource written over (R-ACC-9).
+    depositor: Option<&'w store::Author>,
+    /// The spaces the write deposits into (a create, or a move).
+    deposit_into: Option<&'w [String]>,
 }
 
 /// What the gate reads of one version.

@@ -325,6 +325,7 @@ async fn stages(
     let now = state.clock.now();
     let max_answer_bytes = state.config.max_answer_bytes;
     let max_bundle_entries = state.config.max_bundle_entries;
+    let max_resource_bytes = state.config.max_body_bytes;
     let run_call = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
         let gate = Gate::new(&principal, &matrix, &spaces)
             .with_touched(gate_touched)
@@ -334,6 +335,7 @@ async fn stages(
             gate: &gate,
             base_url: &context_base,
             limits,
+            max_resource_bytes,
         };
         match call {
             Call::Resource { def, operation } => service::execute(conn, &ctx, def, operation),

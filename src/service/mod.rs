@@ -27,6 +27,9 @@ pub struct Ctx<'a> {
     /// Base URL for `fullUrl`, `Location` and links, without a trailing slash.
     pub base_url: &'a str,
     pub limits: PageLimits,
+    /// Largest resource a write may store (the request body bound: a PATCH may not
+    /// build, over several requests, what a PUT could not send).
+    pub max_resource_bytes: usize,
 }
 
 /// One classified interaction on one resource type.

@@ -561,7 +561,8 @@ pub fn patch(
     let operations = patch_document.operations(def.name, &stored.value)?;
     // A patch may not grow the resource beyond what it carries (`copy` doubles what
     // it copies): checked after each operation, so that memory stays bounded.
-    let growth_bound = current.content.len() + json_size(&operations) + PATCH_SLACK_BYTES;
+    let growth_bound = (current.content.len() + json_size(&operations) + PATCH_SLACK_BYTES)
+        .min(ctx.max_resource_bytes.max(current.content.len()));
     let mut patched = stored.value.clone();
     for operation in operations.iter() {
         json_patch::patch(&mut patched, std::slice::from_ref(operation)).map_err(|error| {
@@ -574,7 +575,7 @@ pub fn patch(
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueCode::TooCostly,
-                "the patch would make the resource larger than the resource and the patch together",
+                "the patch would make the resource larger than the resource and the patch together, or than the largest resource a request may send",
             ));
         }
     }

@@ -158,10 +158,13 @@ fn token_of(depositor: Depositor, patient: &str) -> As {
     }
 }
 
-/// Builds a drawn space; returns the patient id and the documents stored (some
-/// draws are refused by the rules: a colleague without authorisation deposits
-/// nothing).
-fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>) {
+/// A stored List and the documents it names.
+type StoredList = (String, Vec<String>);
+
+/// Builds a drawn space; returns the patient id, the documents stored (some draws
+/// are refused by the rules: a colleague without authorisation deposits nothing)
+/// and the médecin traitant's Lists of them.
+fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>, Vec<StoredList>) {
     let nir = nir();
     let patient_id = app.create(
         &As::System,
@@ -246,6 +249,26 @@ fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>
         }
         stored.push((id, version));
     }
+    // The médecin traitant's SubmissionSets: one per document, one of them all
+    // (R-MHD-5: a List is seen when one of its documents is, and names only those).
+    let mut lists = Vec::new();
+    let mut groups: Vec<Vec<String>> = stored.iter().map(|(id, _)| vec![id.clone()]).collect();
+    groups.push(stored.iter().map(|(id, _)| id.clone()).collect());
+    for group in groups.into_iter().filter(|group| !group.is_empty()) {
+        let entries: Vec<Value> = group
+            .iter()
+            .map(|id| json!({ "item": { "reference": format!("DocumentReference/{id}") } }))
+            .collect();
+        let list = json!({
+            "resourceType": "List", "status": "current", "mode": "working",
+            "code": { "coding": [{ "system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "submissionset" }] },
+            "subject": { "reference": format!("Patient/{patient_id}") },
+            "entry": entries,
+        });
+        let reply = app.post("List", &As::doctor(), &list);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        lists.push((reply.id(), group));
+    }
     let operation = match plan.state {
         2 => Some("$close"),
         3 => Some("$oppose"),
@@ -260,7 +283,7 @@ fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>
         // A space holding documents is closed, not opposed (R-LIFE-2).
         assert!(matches!(reply.status, 200 | 409), "{}", reply.body);
     }
-    (patient_id, nir, stored)
+    (patient_id, nir, stored, lists)
 }
 
 /// The callers of a drawn space.
@@ -325,6 +348,7 @@ fn check(
     patient_id: &str,
     nir: &str,
     stored: &[(String, i64)],
+    lists: &[StoredList],
 ) -> Result<(), String> {
     for (name, who) in callers(patient_id) {
         let read: BTreeSet<String> = stored
@@ -332,6 +356,7 @@ fn check(
             .filter(|(id, _)| app.get(&format!("DocumentReference/{id}"), &who).status == 200)
             .map(|(id, _)| id.clone())
             .collect();
+        check_lists(app, patient_id, name, &who, &read, lists)?;
         let vread: BTreeSet<(String, i64)> = stored
             .iter()
             .flat_map(|(id, versions)| (1..=*versions).map(move |v| (id.clone(), v)))
@@ -459,6 +484,82 @@ fn check(
     Ok(())
 }
 
+/// R-MHD-5 for one caller: the Lists read by id are the Lists searched (total
+/// included), exactly those naming a document the caller reads, each naming only
+/// the documents the caller reads.
+fn check_lists(
+    app: &TestApp,
+    patient_id: &str,
+    name: &str,
+    who: &As,
+    read: &BTreeSet<String>,
+    lists: &[StoredList],
+) -> Result<(), String> {
+    let mut lists_read = BTreeSet::new();
+    for (id, named) in lists {
+        let reply = app.get(&format!("List/{id}"), who);
+        let expected: BTreeSet<String> = named
+            .iter()
+            .filter(|doc| read.contains(*doc))
+            .cloned()
+            .collect();
+        if reply.status != 200 {
+            if !expected.is_empty() {
+                return Err(format!(
+                    "{name}: List/{id} refused ({}) but names {expected:?} it reads",
+                    reply.status
+                ));
+            }
+            continue;
+        }
+        let shown: BTreeSet<String> = reply.json()["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["item"]["reference"].as_str())
+            .filter_map(|reference| reference.strip_prefix("DocumentReference/"))
+            .map(str::to_owned)
+            .collect();
+        if shown != expected || expected.is_empty() {
+            return Err(format!(
+                "{name}: List/{id} names {shown:?}, the caller reads {expected:?}"
+            ));
+        }
+        lists_read.insert(id.clone());
+    }
+    let search = app.get(
+        &format!("List?patient={patient_id}&_count=500&_total=accurate"),
+        who,
+    );
+    if search.status == 200 {
+        let bundle = search.json();
+        let found: BTreeSet<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["search"]["mode"] == "match")
+            .filter_map(|entry| entry["resource"]["id"].as_str().map(str::to_owned))
+            .collect();
+        if found != lists_read {
+            return Err(format!(
+                "{name}: List search {found:?}, reads {lists_read:?}"
+            ));
+        }
+        if bundle["total"].as_u64() != Some(found.len() as u64) {
+            return Err(format!(
+                "{name}: List total {} for {found:?}",
+                bundle["total"]
+            ));
+        }
+    } else if !lists_read.is_empty() {
+        return Err(format!(
+            "{name}: List search refused ({}) but reads {lists_read:?}",
+            search.status
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn search_includes_and_histories_agree_with_the_gate_for_drawn_spaces_and_callers() {
     let cases = std::env::var("DMP_PROPERTY_CASES")
@@ -476,8 +577,8 @@ fn search_includes_and_histories_agree_with_the_gate_for_drawn_spaces_and_caller
     });
     runner
         .run(&space_plan(), |plan| {
-            let (patient_id, nir, stored) = build(&app, &plan);
-            check(&app, &patient_id, &nir, &stored).map_err(TestCaseError::fail)
+            let (patient_id, nir, stored, lists) = build(&app, &plan);
+            check(&app, &patient_id, &nir, &stored, &lists).map_err(TestCaseError::fail)
         })
         .unwrap();
 }

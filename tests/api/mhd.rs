@@ -1444,3 +1444,154 @@ fn r_mhd_5_a_list_and_a_content_type_have_bounds() {
     let reply = app.post("/Binary", &As::doctor(), &binary);
     assert_eq!(reply.status, 422, "{}", reply.body);
 }
+
+#[test]
+fn r_pat_1_and_r_acc_6_no_trace_query_names_a_hidden_document_whatever_its_parameter() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let hidden = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::labelled_document(
+            &space_id,
+            "11502-2",
+            "2024-03-01",
+            "INVISIBLE_PATIENT",
+        ),
+    );
+    for query in [
+        format!("List?patient={space_id}&item={hidden}"),
+        format!("DocumentReference?patient={space_id}&relatesto={hidden}"),
+        format!("DocumentReference?patient={space_id}&foo={hidden}"),
+        format!("Communication?patient={space_id}&part-of={hidden}"),
+        format!("DocumentReference?patient={space_id}&related=DocumentReference/{hidden}"),
+    ] {
+        let reply = app.get(&query, &As::doctor());
+        assert!(matches!(reply.status, 200 | 400), "{query}: {}", reply.body);
+    }
+    let trace = app.get(
+        &format!("/AuditEvent?patient={space_id}&_count=200"),
+        &As::Patient(space_id.clone()),
+    );
+    assert!(!trace.body.contains(&hidden), "{}", trace.body);
+    for entry in trace.json()["entry"].as_array().unwrap() {
+        for entity in entry["resource"]["entity"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(query) = entity["query"].as_str() {
+                let text = String::from_utf8(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query)
+                        .unwrap(),
+                )
+                .unwrap();
+                assert!(!text.contains(&hidden), "{text}");
+            }
+        }
+    }
+    // A document the matrix keeps from médecins (an attestation de résidence the
+    // patient deposits): the médecin traitant's reading of the whole trace does not
+    // name it either.
+    let attestation = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": { "coding": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire", "code": "ATTEST-RESID" }] },
+        "category": [{ "coding": [{ "system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "90" }] }],
+        "subject": { "reference": format!("Patient/{space_id}") },
+        "content": [{ "attachment": { "contentType": "application/pdf", "data": "JVBERi0xLjQK" } }],
+    });
+    let kept = app.create(&As::Patient(space_id.clone()), &attestation);
+    assert_eq!(
+        app.get(&format!("/DocumentReference/{kept}"), &As::doctor())
+            .status,
+        404
+    );
+    let _ = app.get(
+        &format!("/DocumentReference?patient={space_id}&_id={kept}"),
+        &As::Patient(space_id.clone()),
+    );
+    let whole = app.get(
+        &format!("/AuditEvent?patient={space_id}&_count=200"),
+        &As::doctor(),
+    );
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    assert!(!whole.body.contains(&kept), "{}", whole.body);
+    for entry in whole.json()["entry"].as_array().unwrap() {
+        for entity in entry["resource"]["entity"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(query) = entity["query"].as_str() {
+                let text = String::from_utf8(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query)
+                        .unwrap(),
+                )
+                .unwrap();
+                assert!(!text.contains(&kept), "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn r_mhd_7_patches_cannot_build_what_a_request_could_not_send() {
+    let app = TestApp::with(|config| config.max_body_bytes = 1024 * 1024);
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = located[1].split("/_history").next().unwrap().to_owned();
+    let holder = As::Patient(space_id);
+    let label = json!([{ "op": "add", "path": "/securityLabel/-",
+        "value": { "text": "q".repeat(600 * 1024) } }]);
+    assert_eq!(json_patch(&app, &path, &holder, &label).status, 200);
+    let second = json_patch(&app, &path, &holder, &label);
+    assert_eq!(second.status, 413, "{}", second.body);
+}
+
+#[test]
+fn r_mhd_5_naming_a_hidden_document_in_ones_own_list_answers_as_naming_a_missing_one() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let masked = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::labelled_document(
+            &space_id,
+            "11488-4",
+            "2024-01-03",
+            "MASQUE_PS",
+        ),
+    );
+    let visible = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&space_id, "11488-4", "2024-01-04"),
+    );
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let colleague = doctor("810000000002");
+    let answers = |named: &str| {
+        let list = json!({
+            "resourceType": "List", "status": "current", "mode": "working",
+            "subject": { "reference": format!("Patient/{space_id}") },
+            "entry": [{ "item": { "reference": format!("DocumentReference/{visible}") } }],
+        });
+        let created = app.post("/List", &colleague, &list);
+        assert_eq!(created.status, 201, "{}", created.body);
+        let mut changed = created.json();
+        changed["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "item": { "reference": format!("DocumentReference/{named}") } }));
+        let path = format!("/List/{}", changed["id"].as_str().unwrap());
+        let first = app.put(&path, &colleague, &changed);
+        let read = app.get(&path, &colleague);
+        let second = app.put(&path, &colleague, &read.json());
+        (
+            first.status,
+            first.json()["entry"].as_array().map(Vec::len),
+            read.json()["entry"].as_array().map(Vec::len),
+            second.status,
+        )
+    };
+    assert_eq!(answers(&masked), answers("nobody-holds-this"));
+}
