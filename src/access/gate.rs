@@ -462,61 +462,71 @@ impl<'a> Gate<'a> {
         conn: &mut Conn,
         request: &SearchRequest,
     ) -> Result<bool, ApiError> {
-        for criterion in &request.criteria {
-            match criterion {
-                Criterion::Chain { param, .. } if *param == "entity" => {
-                    return Err(ApiError::bad_request(
-                        IssueCode::NotSupported,
-                        "the trace is not searched through the resources it names (entity.…)",
-                    ));
-                }
-                Criterion::Reference { param, values } if *param == "entity" => {
-                    for (kind, id) in values {
-                        let kinds: Vec<&str> = match kind {
-                            Some(kind) => vec![kind.as_str()],
-                            None => vec![
-                                "DocumentReference",
-                                "List",
-                                "Binary",
-                                "Communication",
-                                "Consent",
-                            ],
-                        };
-                        for kind in kinds {
-                            if !self.entity_shown(conn, kind, id)? {
-                                return Ok(false);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(true)
+        self.named_searchable(
+            conn,
+            request,
+            "entity",
+            &[
+                "DocumentReference",
+                "List",
+                "Binary",
+                "Communication",
+                "Consent",
+            ],
+            "the trace is not searched through the resources it names (entity.…)",
+            &|gate, conn, kind, id| gate.entity_shown(conn, kind, id),
+        )
     }
 
     /// Whether every resource a List search names by `item` may be seen by the
-    /// caller (a chain through `item` reads documents: refused).
+    /// caller (a chain through `item` reads documents: refused). A stored resource
+    /// not shown (hidden, or deleted) makes the search match nothing.
     fn items_searchable(&self, conn: &mut Conn, request: &SearchRequest) -> Result<bool, ApiError> {
+        self.named_searchable(
+            conn,
+            request,
+            "item",
+            &["DocumentReference", "List", "Binary"],
+            "Lists are not searched through the resources they name (item.…)",
+            &|gate, conn, kind, id| {
+                let stored = definitions::resource(kind).is_some()
+                    && store::resources::current(conn, kind, id)?.is_some();
+                Ok(!stored || gate.item_shown(conn, kind, id)?)
+            },
+        )
+    }
+
+    /// Whether every resource a search names through the reference parameter `param`
+    /// passes `shown` (an untyped id is tried as each of `kinds`); a chain through
+    /// `param` is refused with `chain_refusal`.
+    fn named_searchable(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+        param: &str,
+        kinds: &[&str],
+        chain_refusal: &str,
+        shown: &ShownTest<'_, 'a>,
+    ) -> Result<bool, ApiError> {
         for criterion in &request.criteria {
             match criterion {
-                Criterion::Chain { param, .. } if *param == "item" => {
+                Criterion::Chain { param: name, .. } if *name == param => {
                     return Err(ApiError::bad_request(
                         IssueCode::NotSupported,
-                        "Lists are not searched through the resources they name (item.…)",
+                        chain_refusal,
                     ));
                 }
-                Criterion::Reference { param, values } if *param == "item" => {
+                Criterion::Reference {
+                    param: name,
+                    values,
+                } if *name == param => {
                     for (kind, id) in values {
-                        let kinds: Vec<&str> = match kind {
+                        let named: Vec<&str> = match kind {
                             Some(kind) => vec![kind.as_str()],
-                            None => vec!["DocumentReference", "List", "Binary"],
+                            None => kinds.to_vec(),
                         };
-                        for kind in kinds {
-                            // Stored but not shown (hidden, or deleted): no match.
-                            let stored = definitions::resource(kind).is_some()
-                                && store::resources::current(conn, kind, id)?.is_some();
-                            if stored && !self.item_shown(conn, kind, id)? {
+                        for kind in named {
+                            if !shown(self, conn, kind, id)? {
                                 return Ok(false);
                             }
                         }
@@ -1730,6 +1740,10 @@ impl<'a> Gate<'a> {
         }
     }
 }
+
+/// Whether the gate shows the resource `kind/id` to its caller (for searches naming
+/// resources).
+type ShownTest<'t, 'a> = dyn Fn(&Gate<'a>, &mut Conn, &str, &str) -> Result<bool, ApiError> + 't;
 
 /// What the write gate knows of a write before it applies an actor's rules.
 struct ActorWrite<'w> {

@@ -62,7 +62,7 @@ pub fn normalize(text: &str) -> String {
 /// contained Practitioners).
 pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
     let mut current = vec![value];
-    for step in path_steps(path) {
+    for step in super::split_outside_brackets(path, '.') {
         let mut next = Vec::new();
         if step == "resolve()" {
             for item in current {
@@ -96,25 +96,6 @@ pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
             other => vec![other],
         })
         .collect()
-}
-
-/// The steps of a path: split on dots, except inside `[…]`.
-fn path_steps(path: &str) -> Vec<&str> {
-    let mut steps = Vec::new();
-    let (mut depth, mut start) = (0usize, 0usize);
-    for (at, c) in path.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            '.' if depth == 0 => {
-                steps.push(&path[start..at]);
-                start = at + 1;
-            }
-            _ => {}
-        }
-    }
-    steps.push(&path[start..]);
-    steps
 }
 
 /// The contained resource a `#id` reference names.

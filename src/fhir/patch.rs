@@ -140,7 +140,7 @@ enum Selected {
 /// Resolves `/a/extension[url:'X']/valueBoolean` to `/a/extension/3/valueBoolean`.
 fn selector_pointer(path: &str, current: &Value) -> Result<Selected, ApiError> {
     let mut pointer = String::new();
-    let segments = pointer_segments(path.trim_start_matches('/'));
+    let segments = super::split_outside_brackets(path.trim_start_matches('/'), '/');
     let mut segments = segments.into_iter();
     while let Some(segment) = segments.next() {
         let Some((name, selector)) = segment.split_once("[url:") else {
@@ -178,25 +178,6 @@ fn selector_pointer(path: &str, current: &Value) -> Result<Selected, ApiError> {
         }
     }
     Ok(Selected::Found(pointer))
-}
-
-/// The `/`-separated segments of a pointer, a `[url:'…']` selector kept whole.
-fn pointer_segments(path: &str) -> Vec<&str> {
-    let mut segments = Vec::new();
-    let (mut depth, mut start) = (0usize, 0usize);
-    for (at, c) in path.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            '/' if depth == 0 => {
-                segments.push(&path[start..at]);
-                start = at + 1;
-            }
-            _ => {}
-        }
-    }
-    segments.push(&path[start..]);
-    segments
 }
 
 /// An `add` of a new extension `{url, <rest>: value}` at the end of `array` (or a

@@ -170,6 +170,26 @@ fn is_json_media(media_type: &str) -> bool {
     )
 }
 
+/// The media ranges of `Accept`, lower-cased, without their parameters.
+pub fn accept_ranges(request: &HttpRequest) -> Vec<String> {
+    request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|range| !range.is_empty())
+        .collect()
+}
+
 /// 406 when the client asks for anything but JSON (XML included): through `_format`,
 /// or through an Accept header none of whose ranges allows JSON.
 pub fn negotiate(request: &HttpRequest, binary_read: bool) -> Result<(), ApiError> {
@@ -192,18 +212,7 @@ pub fn negotiate(request: &HttpRequest, binary_read: bool) -> Result<(), ApiErro
     else {
         return Ok(());
     };
-    let ranges: Vec<String> = accept
-        .split(',')
-        .map(|range| {
-            range
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|range| !range.is_empty())
-        .collect();
+    let ranges = accept_ranges(request);
     if ranges.is_empty() || ranges.iter().any(|range| is_json_media(range)) {
         return Ok(());
     }

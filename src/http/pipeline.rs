@@ -462,23 +462,7 @@ fn binary_answer(request: &HttpRequest, media_type: &str, raw_by_default: bool) 
     if has_format {
         return BinaryAnswer::Resource;
     }
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let ranges: Vec<String> = accept
-        .split(',')
-        .map(|range| {
-            range
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|range| !range.is_empty())
-        .collect();
+    let ranges = super::body::accept_ranges(request);
     if ranges.is_empty() {
         return if raw_by_default {
             BinaryAnswer::Raw

@@ -64,6 +64,28 @@ fn id_of(location: &str) -> String {
     location.split('/').nth(1).expect("Type/id/…").to_owned()
 }
 
+/// The search queries (decoded) of a trace searchset's events.
+fn trace_queries(trace: &Value) -> Vec<String> {
+    trace["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| {
+            entry["resource"]["entity"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|entity| entity["query"].as_str().map(str::to_owned))
+        .map(|query| {
+            String::from_utf8(
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
 /// TD2 as published: the SubmissionSet, the DocumentReference and its Binary.
 fn provide(app: &TestApp, who: &As, ins: &str) -> Reply {
     app.post(
@@ -1266,25 +1288,7 @@ fn r_pat_1_the_trace_does_not_name_hidden_documents_in_queries() {
         &format!("/AuditEvent?patient={space_id}&subtype=search-type&_count=100"),
         &As::Patient(space_id.clone()),
     );
-    let queries: Vec<String> = trace.json()["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|entry| {
-            entry["resource"]["entity"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|entity| entity["query"].as_str().map(str::to_owned))
-        .map(|query| {
-            String::from_utf8(
-                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let all = queries.join("\n");
+    let all = trace_queries(&trace.json()).join("\n");
     assert!(!all.contains(&hidden), "{all}");
     assert!(
         !all.contains("nobody-holds-this"),
@@ -1473,21 +1477,8 @@ fn r_pat_1_and_r_acc_6_no_trace_query_names_a_hidden_document_whatever_its_param
         &As::Patient(space_id.clone()),
     );
     assert!(!trace.body.contains(&hidden), "{}", trace.body);
-    for entry in trace.json()["entry"].as_array().unwrap() {
-        for entity in entry["resource"]["entity"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            if let Some(query) = entity["query"].as_str() {
-                let text = String::from_utf8(
-                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query)
-                        .unwrap(),
-                )
-                .unwrap();
-                assert!(!text.contains(&hidden), "{text}");
-            }
-        }
+    for query in trace_queries(&trace.json()) {
+        assert!(!query.contains(&hidden), "{query}");
     }
     // A document the matrix keeps from médecins (an attestation de résidence the
     // patient deposits): the médecin traitant's reading of the whole trace does not
@@ -1515,21 +1506,8 @@ fn r_pat_1_and_r_acc_6_no_trace_query_names_a_hidden_document_whatever_its_param
     );
     assert_eq!(whole.status, 200, "{}", whole.body);
     assert!(!whole.body.contains(&kept), "{}", whole.body);
-    for entry in whole.json()["entry"].as_array().unwrap() {
-        for entity in entry["resource"]["entity"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            if let Some(query) = entity["query"].as_str() {
-                let text = String::from_utf8(
-                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query)
-                        .unwrap(),
-                )
-                .unwrap();
-                assert!(!text.contains(&kept), "{text}");
-            }
-        }
+    for query in trace_queries(&whole.json()) {
+        assert!(!query.contains(&kept), "{query}");
     }
 }
 
