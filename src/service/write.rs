@@ -523,7 +523,8 @@ pub fn update(
         Some(row) => (row.version_id + 1, StatusCode::OK),
         None => (1, StatusCode::CREATED),
     };
-    store_version(
+    let withdraws = withdrawal(conn, ctx, def, current.as_ref(), &incoming.value)?;
+    let response = store_version(
         conn,
         ctx,
         def,
@@ -540,7 +541,42 @@ pub fn update(
             },
             existing: current.as_ref(),
         },
-    )
+    )?;
+    if withdraws {
+        delete(conn, ctx, def, id)?;
+    }
+    Ok(response)
+}
+
+/// TD3.3c: a document whose status becomes `entered-in-error` is withdrawn, by
+/// whoever may delete it (checked here, before anything is written): the version
+/// written is kept in history, then the document is deleted (R-MHD-7). Whether the
+/// write withdraws.
+fn withdrawal(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    current: Option<&ResourceRow>,
+    after: &Value,
+) -> Result<bool, ApiError> {
+    let Some(current) = current.filter(|row| !row.deleted) else {
+        return Ok(false);
+    };
+    let status = |value: &Value| {
+        value
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let before: Value = serde_json::from_str(&current.content).unwrap_or(Value::Null);
+    let withdraws = def.name == "DocumentReference"
+        && status(after).as_deref() == Some("entered-in-error")
+        && status(&before).as_deref() != Some("entered-in-error");
+    if withdraws {
+        ctx.gate
+            .check_write(conn, def, Interaction::Delete, Some(current), None)?;
+    }
+    Ok(withdraws)
 }
 
 pub fn patch(
@@ -595,21 +631,7 @@ pub fn patch(
         &current.content,
         &patched,
     )?;
-    // TD3.3c: `entered-in-error` withdraws a document: a deletion by whoever may
-    // delete it, the patched version kept in history (R-MHD-7).
-    let status_of = |value: &Value| {
-        value
-            .get("status")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let withdraws = def.name == "DocumentReference"
-        && status_of(&patched).as_deref() == Some("entered-in-error")
-        && status_of(&stored.value).as_deref() != Some("entered-in-error");
-    if withdraws {
-        ctx.gate
-            .check_write(conn, def, Interaction::Delete, Some(&current), None)?;
-    }
+    let withdraws = withdrawal(conn, ctx, def, Some(&current), &patched)?;
     let changed = stored.with_changes(patched);
     validate::check(def.name, &changed)?;
     let response = store_version(

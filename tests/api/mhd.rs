@@ -1573,3 +1573,34 @@ fn r_mhd_5_naming_a_hidden_document_in_ones_own_list_answers_as_naming_a_missing
     };
     assert_eq!(answers(&masked), answers("nobody-holds-this"));
 }
+
+#[test]
+fn r_mhd_7_entered_in_error_by_put_withdraws_too() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let path = located[1].split("/_history").next().unwrap().to_owned();
+    let mut withdrawn = app.get(&path, &As::doctor()).json();
+    withdrawn["status"] = json!("entered-in-error");
+    withdrawn.as_object_mut().unwrap().remove("meta");
+    // Not by a colleague (R-ACC-9)…
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    assert_refused(
+        &app.put(&path, &doctor("810000000002"), &withdrawn),
+        403,
+        "R-ACC-9",
+    );
+    // …by the author: gone from reads and searches, kept in history.
+    let reply = app.put(&path, &As::doctor(), &withdrawn);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(app.get(&path, &As::doctor()).status, 410);
+    assert!(match_ids(&td31a(&app, &As::doctor(), &ins).json()).is_empty());
+    assert!(
+        app.get(&format!("{path}/_history"), &As::doctor())
+            .body
+            .contains("entered-in-error")
+    );
+}
