@@ -43,6 +43,9 @@ pub struct Gate<'a> {
     entities: RefCell<HashMap<String, bool>>,
     /// The spaces this request concerns and what it writes, for its trace.
     pub touched: TouchedLog,
+    /// Set while deciding what a search may name (an item, an entity): those checks
+    /// are not accesses of the spaces they look into, and leave no trace there.
+    quiet: std::cell::Cell<bool>,
     /// Bytes of bodies this request may still release (bounded work and memory).
     answer_left: std::cell::Cell<usize>,
     answer_limit: usize,
@@ -105,6 +108,7 @@ impl<'a> Gate<'a> {
             spaces: RefCell::new(HashMap::new()),
             entities: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
+            quiet: std::cell::Cell::new(false),
             answer_left: std::cell::Cell::new(DEFAULT_MAX_ANSWER_BYTES),
             answer_limit: DEFAULT_MAX_ANSWER_BYTES,
         }
@@ -349,14 +353,27 @@ impl<'a> Gate<'a> {
             return Ok(Narrowing::none());
         }
         let def = request.resource;
+        let narrowing = self.actor_narrowing(conn, request)?;
         // A List searched by an item it names: only by one the caller may see, or
-        // the match would tell that a hidden document exists (R-MHD-5).
+        // the match would tell that a hidden document exists (R-MHD-5). Decided after
+        // the space's own rules (a refusal there is the answer).
         if def.name == "List" && !self.items_searchable(conn, request)? {
             return Ok(Narrowing {
                 compartment: Some(Vec::new()),
                 ..Narrowing::default()
             });
         }
+        Ok(narrowing)
+    }
+
+    /// The narrowing of a search by the caller's actor kind (see
+    /// [`Self::search_narrowing`]).
+    fn actor_narrowing(
+        &self,
+        conn: &mut Conn,
+        request: &SearchRequest,
+    ) -> Result<Narrowing, ApiError> {
+        let def = request.resource;
         match &self.principal.actor {
             ActorKind::Patient | ActorKind::Representative => {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
@@ -714,7 +731,7 @@ impl<'a> Gate<'a> {
                 .compartment
                 .iter()
                 .all(|patient| Some(patient.as_str()) == own);
-        if !hidden_from_holder {
+        if !hidden_from_holder && !self.quiet.get() {
             for patient in &judged.compartment {
                 self.touched.patient(patient);
             }
@@ -862,8 +879,7 @@ impl<'a> Gate<'a> {
 
     /// A Binary is read by whoever may read a DocumentReference pointing at it (SPEC
     /// §3) that its own depositor (R-ACC-9's author) put in its own space. One that no
-    /// such document points at yet is read by its depositor, and by the patient of its
-    /// security context.
+    /// such document points at (yet, or any more) is read by its depositor only.
     fn check_binary(
         &self,
         conn: &mut Conn,
@@ -878,8 +894,26 @@ impl<'a> Gate<'a> {
                 &Verdict::deny("R-ACC-3", "content with no depositor"),
             ));
         };
-        // Pointing at content does not make it one's own: only the documents its
-        // depositor put in its space open it.
+        // The space's own rules come first, as for any resource of a space (its
+        // state, R-ACC-1 / R-LIFE-3; authorisation and blocks, R-ACC-2/3; majority,
+        // R-LIFE-5)…
+        let own_space = self
+            .principal
+            .own_patient()
+            .is_some_and(|own| compartment.iter().any(|patient| patient == own));
+        match (&self.principal.actor, compartment.first()) {
+            (ActorKind::Professional, Some(patient)) => {
+                self.professional_space(conn, patient)
+                    .map_err(|error| unnamed_space(&resource, error))?;
+            }
+            (ActorKind::Patient | ActorKind::Representative, Some(_)) if own_space => {
+                let own = self.principal.own_patient().unwrap_or_default();
+                self.holder_space(conn, own, true)?;
+            }
+            _ => {}
+        }
+        // …then the documents: pointing at content does not make it one's own, only
+        // the documents its depositor put in its space open it.
         let documents =
             store::access::documents_pointing_at(conn, stored.res_id, compartment, author)?;
         let mut refusal = None;
@@ -901,36 +935,20 @@ impl<'a> Gate<'a> {
                 &Verdict::deny(rule, "no document pointing at this content is readable"),
             ));
         }
-        let deposited_by_caller = depositor.is_some_and(|author| {
-            author.actor == self.principal.actor.code() && author.subject == self.principal.subject
-        });
-        let own_space = self
-            .principal
-            .own_patient()
-            .is_some_and(|own| compartment.iter().any(|patient| patient == own));
-        // The space's own rules come first, as for any resource of a space (its
-        // state, R-ACC-1 / R-LIFE-3; authorisation and blocks, R-ACC-2/3; majority,
-        // R-LIFE-5)…
-        match (&self.principal.actor, compartment.first()) {
-            (ActorKind::Professional, Some(patient)) => {
-                self.professional_space(conn, patient)
-                    .map_err(|error| unnamed_space(&resource, error))?;
-            }
-            (ActorKind::Patient | ActorKind::Representative, Some(_)) if own_space => {
-                let own = self.principal.own_patient().unwrap_or_default();
-                self.holder_space(conn, own, true)?;
-            }
-            _ => {}
-        }
-        // …then the content's: until a document points at it, its depositor's.
-        if (deposited_by_caller && self.principal.actor != ActorKind::System) || own_space {
+        // Until a document points at it, the content is its depositor's alone. Not
+        // the space's holder's: content a document no longer points at (deleted,
+        // withdrawn, re-linked) or points at in a form not recognised may belong to
+        // a document hidden from them (R-PAT-1, R-PAT-5).
+        let deposited_by_caller =
+            author.actor == self.principal.actor.code() && author.subject == self.principal.subject;
+        if deposited_by_caller && self.principal.actor != ActorKind::System {
             Ok(())
         } else {
             Err(hidden(
                 &resource,
                 &Verdict::deny(
                     "R-ACC-3",
-                    "content not yet attached to a document is read by its depositor only",
+                    "content no document points at is read by its depositor only",
                 ),
             ))
         }
@@ -1337,8 +1355,10 @@ impl<'a> Gate<'a> {
         if let Some(shown) = self.entities.borrow().get(&key) {
             return Ok(*shown);
         }
+        // Deciding what a body or a search may name is not an access of that
+        // resource's space: it leaves no trace there.
         let shown = match store::resources::current(conn, kind, id)? {
-            Some(row) if !row.deleted => self.visible(conn, &row.stored())?,
+            Some(row) if !row.deleted => self.quietly(|| self.visible(conn, &row.stored()))?,
             _ => false,
         };
         self.entities.borrow_mut().insert(key, shown);
@@ -1348,16 +1368,18 @@ impl<'a> Gate<'a> {
     /// Whether the resource an event names may be shown to this caller (what no
     /// longer exists hides nothing), memoised for the request.
     fn entity_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
-        let key = format!("{kind}/{id}");
-        if let Some(shown) = self.entities.borrow().get(&key) {
-            return Ok(*shown);
-        }
-        let shown = match store::resources::current(conn, kind, id)? {
-            Some(row) => self.visible(conn, &row.stored())?,
-            None => true,
-        };
-        self.entities.borrow_mut().insert(key, shown);
-        Ok(shown)
+        // What no longer exists is not named either: a deleted or purged resource
+        // and a hidden one look alike.
+        self.item_shown(conn, kind, id)
+    }
+
+    /// Runs a check of what a body or a search may name without recording it as an
+    /// access of the spaces it looks into.
+    fn quietly<T>(&self, check: impl FnOnce() -> T) -> T {
+        let was = self.quiet.replace(true);
+        let result = check();
+        self.quiet.set(was);
+        result
     }
 
     /// The stored text as this caller sees it: a Patient shows its space's state

@@ -1189,6 +1189,16 @@ fn binary_content_not_yet_attached_is_read_by_its_depositor_only() {
             .status,
         404
     );
+    // Not the space's holder either: content no document points at may be a hidden
+    // document's (R-PAT-1); a document pointing at it opens it.
+    assert_eq!(
+        s.app.get(&format!("Binary/{id}"), &s.as_patient()).status,
+        404
+    );
+    let mut pointing = document(&s.patient, "11488-4", "2024-06-01");
+    pointing["content"] =
+        json!([{ "attachment": { "contentType": "text/plain", "url": format!("Binary/{id}") } }]);
+    s.app.create(&As::doctor(), &pointing);
     assert_eq!(
         s.app.get(&format!("Binary/{id}"), &s.as_patient()).status,
         200

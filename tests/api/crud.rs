@@ -355,7 +355,16 @@ fn binary_as_json_and_in_its_own_media_type() {
         .header("Accept", "image/png")
         .send(None);
     assert_eq!(other.status, 406, "{}", other.body);
-    // The patient of the security context reads it; another patient does not.
+    // The patient reads it once a document of their space points at it; another
+    // patient does not.
+    assert_eq!(
+        app.get(&format!("Binary/{id}"), &As::Patient(patient_id.clone()))
+            .status,
+        404
+    );
+    let mut pointing = document(&patient_id, "11488-4", "2024-06-01");
+    pointing["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": format!("Binary/{id}") } }]);
+    app.create(&As::doctor(), &pointing);
     assert_eq!(
         app.get(&format!("Binary/{id}"), &As::Patient(patient_id.clone()))
             .status,

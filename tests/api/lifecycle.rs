@@ -439,6 +439,10 @@ fn open_space_with_data(app: &TestApp, birth_date: &str) -> Paths {
                  "securityContext": { "reference": format!("Patient/{patient_id}") },
                  "data": "JVBERi0xLjQK" }),
     );
+    // The document that opens it to whoever may read the document.
+    let mut pointing = document(&patient_id, "11488-4", "2024-01-04");
+    pointing["content"] = json!([{ "attachment": { "contentType": "application/pdf", "url": format!("Binary/{binary}") } }]);
+    app.create(&As::doctor(), &pointing);
     let page = app
         .get(
             &format!("DocumentReference?patient={patient_id}&_count=1"),
