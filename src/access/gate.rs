@@ -363,6 +363,14 @@ impl<'a> Gate<'a> {
                 ..Narrowing::default()
             });
         }
+        // The trace searched by a resource it names: only by one the reader may see,
+        // or the count would tell a hidden one exists (R-PAT-1, R-ACC-6, R-ACC-7).
+        if def.name == "AuditEvent" && !self.entities_searchable(conn, request)? {
+            return Ok(Narrowing {
+                compartment: Some(Vec::new()),
+                ..Narrowing::default()
+            });
+        }
         Ok(narrowing)
     }
 
@@ -379,14 +387,6 @@ impl<'a> Gate<'a> {
                 let patient = self.principal.own_patient().unwrap_or_default().to_owned();
                 self.touched.patient(&patient);
                 self.holder_space(conn, &patient, def.name != "Patient")?;
-                // The trace searched by a resource it names: only by one the holder
-                // may see, or the count would tell a hidden one exists.
-                if def.name == "AuditEvent" && !self.entities_searchable(conn, request)? {
-                    return Ok(Narrowing {
-                        compartment: Some(Vec::new()),
-                        ..Narrowing::default()
-                    });
-                }
                 Ok(self.holder_narrowing(&patient, def))
             }
             // Identity and state of any space (R-ACC-10).
@@ -603,6 +603,16 @@ impl<'a> Gate<'a> {
         };
         self.touched.patient(&patient);
         let whole_trace = self.reads_whole_trace(conn, &patient)?;
+        // Their own actions, by the space they concern, only in a space they may
+        // enter: else the count would tell which space a resource hidden from them
+        // belongs to (their own actions there read without it, searched without
+        // `patient`).
+        if !whole_trace && self.professional_space(conn, &patient).is_err() {
+            return Ok(Narrowing {
+                compartment: Some(Vec::new()),
+                ..Narrowing::default()
+            });
+        }
         Ok(Narrowing {
             compartment: Some(vec![patient]),
             participant: (!whole_trace).then(|| self.principal.subject.clone()),
@@ -983,6 +993,12 @@ impl<'a> Gate<'a> {
         self.admit(conn, stored)
     }
 
+    /// [`Self::visible`] without recording an access of the row's space: for the
+    /// matching of a conditional operation, a search-like decision.
+    pub fn visible_quietly(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<bool, ApiError> {
+        self.quietly(|| self.visible(conn, stored))
+    }
+
     /// Whether a row may be shown (the same decision as [`Self::release`]).
     pub fn visible(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<bool, ApiError> {
         match self.admit(conn, stored) {
@@ -1061,10 +1077,32 @@ impl<'a> Gate<'a> {
             }
         }
         *entities = kept;
-        if !left_out {
-            return Ok(content.to_owned());
+        // The outcome's details (the rule that refused, what was found, a version
+        // number, a uniqueId) are for the one who made the request: any other reader
+        // sees the status alone, whatever the resource, so that no detail tells of
+        // what is hidden from them.
+        let own_request = self.principal.actor == ActorKind::Professional
+            && is_agent(&event, &self.principal.subject);
+        let mut details_cut = false;
+        if !own_request
+            && let Some(description) = event.get_mut("outcomeDesc")
+            && let Some(text) = description.as_str()
+        {
+            let status: String = text.chars().take_while(char::is_ascii_digit).collect();
+            if status != text {
+                *description = Value::String(status);
+                details_cut = true;
+            }
         }
-        // Nor does the outcome's text name them.
+        if !left_out {
+            return Ok(if details_cut {
+                event.to_string()
+            } else {
+                content.to_owned()
+            });
+        }
+        // Nor does the outcome's text name them, nor the rule say why they are hidden
+        // (R-ACC-6 would tell a document's type).
         if let Some(description) = event.get_mut("outcomeDesc")
             && let Some(text) = description.as_str()
         {
@@ -1073,6 +1111,17 @@ impl<'a> Gate<'a> {
                 text = text.replace(reference.as_str(), "(a resource hidden from you)");
             }
             *description = Value::String(text);
+        }
+        if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
+            extensions.retain(|extension| {
+                extension.get("url").and_then(Value::as_str)
+                    != Some(crate::audit::event::RULE_EXTENSION)
+            });
+            if extensions.is_empty()
+                && let Some(object) = event.as_object_mut()
+            {
+                object.remove("extension");
+            }
         }
         let tag = serde_json::json!({
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -1228,7 +1277,7 @@ impl<'a> Gate<'a> {
     /// A professional's own action (R-ACC-11) that was answered "not known" (a
     /// resource hidden from them) reads as it was answered: without the rule and the
     /// space (its Patient entity), which would tell that the resource exists and
-    /// whose it is. The médecin traitant of that space reads it whole.
+    /// whose it is. The médecin traitant of that space keeps the space.
     fn own_refusal_as_answered(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
         let Ok(mut event) = serde_json::from_str::<Value>(content) else {
             return Ok(content.to_owned());
@@ -1247,12 +1296,15 @@ impl<'a> Gate<'a> {
             .filter(|(kind, _)| kind == "Patient")
             .map(|(_, id)| id)
             .collect();
+        // The médecin traitant keeps the space (their patient's), not the rule: the
+        // rule of a refusal told "not known" (R-ACC-6, R-ACC-7) says why the
+        // resource is hidden from them.
+        let mut keep_space = false;
         for patient in &spaces {
-            if self.reads_whole_trace(conn, patient)? {
-                return Ok(content.to_owned());
-            }
+            keep_space |= self.reads_whole_trace(conn, patient)?;
         }
-        if let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) {
+        if !keep_space && let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut)
+        {
             entities.retain(|entity| {
                 !entity
                     .pointer("/what/reference")

@@ -744,7 +744,7 @@ pub fn conditional_patch(
         let Some(row) = store::resources::complete(conn, head)? else {
             continue;
         };
-        if system || ctx.gate.visible(conn, &row.stored())? {
+        if system || ctx.gate.visible_quietly(conn, &row.stored())? {
             matched.push(row.res_id.clone());
         }
     }

@@ -1221,7 +1221,8 @@ fn a_professionals_own_trace_tells_no_more_than_the_answer_they_got() {
         "the space: {text}"
     );
     assert!(!text.contains("rule R-ACC"), "the rule: {text}");
-    // The médecin traitant of the space reads the probe whole (R-ACC-11).
+    // The médecin traitant of the space reads the probe with the rule that refused
+    // it (R-ACC-11), the details of its outcome being the requester's.
     let gp = s
         .app
         .get(
@@ -1229,7 +1230,8 @@ fn a_professionals_own_trace_tells_no_more_than_the_answer_they_got() {
             &As::doctor(),
         )
         .body;
-    assert!(gp.contains("rule R-ACC-3"), "{gp}");
+    assert!(gp.contains("\"valueString\":\"R-ACC-3\""), "{gp}");
+    assert!(gp.contains("\"outcomeDesc\":\"404\""), "{gp}");
 }
 
 #[test]

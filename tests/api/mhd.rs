@@ -1604,3 +1604,182 @@ fn r_mhd_7_entered_in_error_by_put_withdraws_too() {
             .contains("entered-in-error")
     );
 }
+
+// ------------------------------------------------ third attacker round
+
+#[test]
+fn r_pat_1_a_hidden_documents_content_stays_hidden_once_nothing_points_at_it() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let holder = As::Patient(space_id.clone());
+    // An announcement pending, deposited through ITI-65.
+    let mut bundle = example("Bundle-example-td2-iti65-lot-soumission.json", &ins);
+    bundle["entry"][1]["resource"]["securityLabel"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "coding": [{ "system": TRE_A07, "code": "INVISIBLE_PATIENT" }] }));
+    let reply = app.post("/", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let located = locations(&reply);
+    let binary = format!("/{}", located[2].split("/_history").next().unwrap());
+    let document = located[1].split("/_history").next().unwrap().to_owned();
+    assert_eq!(app.get(&binary, &holder).status, 404);
+    // Withdrawn by its author: the content is read by nobody but its depositor.
+    let withdrawn = json_patch(
+        &app,
+        &document,
+        &As::doctor(),
+        &json!([{ "op": "replace", "path": "/status", "value": "entered-in-error" }]),
+    );
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.body);
+    assert_eq!(app.get(&binary, &holder).status, 404);
+    assert_eq!(app.get(&binary, &As::doctor()).status, 200);
+    // A hidden document pointing at its content in a form not recognised as a
+    // reference: the holder does not read it either.
+    let raw = app.create(
+        &As::doctor(),
+        &json!({ "resourceType": "Binary", "contentType": "text/plain", "data": "c2VjcmV0",
+                 "securityContext": { "reference": format!("Patient/{space_id}") } }),
+    );
+    let mut odd = crate::support::fixtures::labelled_document(
+        &space_id,
+        "11502-2",
+        "2024-03-01",
+        "INVISIBLE_PATIENT",
+    );
+    odd["content"] = json!([{ "attachment": { "contentType": "text/plain",
+        "url": format!("Binary/{raw}#page") } }]);
+    app.create(&As::doctor(), &odd);
+    assert_eq!(app.get(&format!("/Binary/{raw}"), &holder).status, 404);
+}
+
+#[test]
+fn r_acc_3_a_list_search_by_item_is_refused_first_for_whoever_may_not_enter() {
+    let app = TestApp::new();
+    let (a, _) = space(&app);
+    let (c, _) = space(&app);
+    let in_c = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&c, "11488-4", "2024-01-01"),
+    );
+    let stranger = doctor("810000000003");
+    let existing = app.get(&format!("/List?patient={a}&item={in_c}"), &stranger);
+    let missing = app.get(
+        &format!("/List?patient={a}&item=nobody-holds-this"),
+        &stranger,
+    );
+    assert_refused(&existing, 403, "R-ACC-3");
+    assert_eq!(existing.json()["issue"], missing.json()["issue"]);
+}
+
+#[test]
+fn r_acc_11_a_professionals_own_trace_does_not_tell_whose_hidden_document_it_was() {
+    let app = TestApp::new();
+    let (c, ins) = space(&app);
+    let located = locations(&provide(&app, &As::doctor(), &ins));
+    let document = id_of(&located[1]);
+    let stranger = doctor("810000000003");
+    let probe = json!([{ "op": "test", "path": "/status", "value": "current" }]);
+    let hidden = json_patch(
+        &app,
+        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.4.8.99999.2",
+        &stranger,
+        &probe,
+    );
+    assert_eq!(hidden.status, 404);
+    assert_eq!(
+        app.get(&format!("/DocumentReference/{document}"), &stranger)
+            .status,
+        404
+    );
+    let own = app.get("/AuditEvent?_count=100", &stranger);
+    assert!(!own.body.contains(&format!("Patient/{c}")), "{}", own.body);
+    // By the space they may not enter: nothing, as for any other space.
+    let by_space = app.get(
+        &format!("/AuditEvent?patient={c}&entity=DocumentReference/{document}&_total=accurate"),
+        &stranger,
+    );
+    assert_eq!(by_space.status, 200, "{}", by_space.body);
+    assert_eq!(by_space.json()["total"], 0);
+}
+
+#[test]
+fn r_acc_6_the_whole_trace_of_the_medecin_traitant_does_not_count_what_is_hidden_from_them() {
+    let app = TestApp::new();
+    let (a, _) = space(&app);
+    let holder = As::Patient(a.clone());
+    let attestation = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": { "coding": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire", "code": "ATTEST-RESID" }] },
+        "category": [{ "coding": [{ "system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "90" }] }],
+        "subject": { "reference": format!("Patient/{a}") },
+        "content": [{ "attachment": { "contentType": "application/pdf", "data": "JVBERi0xLjQK" } }],
+    });
+    let kept = app.create(&holder, &attestation);
+    assert_eq!(
+        app.get(&format!("/DocumentReference/{kept}"), &holder)
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/DocumentReference/{kept}"), &As::doctor())
+            .status,
+        404
+    );
+    let count = |entity: &str| {
+        app.get(
+            &format!("/AuditEvent?patient={a}&entity={entity}&_total=accurate"),
+            &As::doctor(),
+        )
+        .json()["total"]
+            .clone()
+    };
+    assert_eq!(count(&format!("DocumentReference/{kept}")), json!(0));
+    assert_eq!(count("DocumentReference/nobody-holds-this"), json!(0));
+    let whole = app.get(
+        &format!("/AuditEvent?patient={a}&_count=200"),
+        &As::doctor(),
+    );
+    assert!(!whole.body.contains("R-ACC-6"), "{}", whole.body);
+    assert!(!whole.body.contains(&kept), "{}", whole.body);
+    // Deleted by the patient, it is not named either.
+    assert_eq!(
+        app.delete(&format!("/DocumentReference/{kept}"), &holder)
+            .status,
+        204
+    );
+    let whole = app.get(
+        &format!("/AuditEvent?patient={a}&_count=200"),
+        &As::doctor(),
+    );
+    assert!(!whole.body.contains(&kept), "{}", whole.body);
+    // The patient's OR-list by entity: a hidden name and a missing one alike.
+    let mixed = |other: &str| {
+        app.get(
+            &format!("/AuditEvent?patient={a}&entity=DocumentReference/{other},Patient/{a}&_total=accurate"),
+            &holder,
+        )
+        .json()["total"]
+            .clone()
+    };
+    assert_eq!(mixed(&kept), mixed("nobody-holds-this"));
+}
+
+#[test]
+fn r_pat_4_others_outcomes_are_read_as_their_status() {
+    let app = TestApp::new();
+    let (a, ins) = space(&app);
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 200);
+    // A second deposit of the same uniqueId: 409, its detail names the uniqueId.
+    assert_eq!(provide(&app, &As::doctor(), &ins).status, 409);
+    let trace = app.get(
+        &format!("/AuditEvent?patient={a}&_count=200"),
+        &As::Patient(a.clone()),
+    );
+    assert!(
+        trace.body.contains("\"outcomeDesc\":\"409\""),
+        "{}",
+        trace.body
+    );
+    assert!(!trace.body.contains("99999.2"), "{}", trace.body);
+}
