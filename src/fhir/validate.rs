@@ -149,9 +149,22 @@ fn check_contained(value: &Value, kind: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// PDSm's `isArchived` extension is a boolean and nothing else (TD3.3d): one that
-/// carries more is refused, whatever path wrote it.
+/// PDSm's `isArchived` extension is one boolean and nothing else (TD3.3d): one that
+/// carries more, or a second one, is refused, whatever path wrote it.
 fn check_is_archived(value: &Value, kind: &str) -> Result<(), ApiError> {
+    let archived = values_at(value, "extension")
+        .into_iter()
+        .filter(|extension| {
+            extension.get("url").and_then(Value::as_str) == Some(super::mhd::IS_ARCHIVED_EXTENSION)
+        })
+        .count();
+    if archived > 1 {
+        return Err(ApiError::unprocessable(
+            IssueCode::Value,
+            "a resource carries the PDSm isArchived extension once",
+        )
+        .at(format!("{kind}.extension")));
+    }
     for (index, extension) in values_at(value, "extension").into_iter().enumerate() {
         if extension.get("url").and_then(Value::as_str) != Some(super::mhd::IS_ARCHIVED_EXTENSION) {
             continue;

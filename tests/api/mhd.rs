@@ -1394,6 +1394,14 @@ fn r_mhd_7_a_patch_cannot_grow_a_document_beyond_what_it_carries() {
         "{}",
         not_boolean.body
     );
+    let twice = json_patch(
+        &app,
+        &path,
+        &As::doctor(),
+        &json!([{ "op": "add", "path": "/extension",
+            "value": [{ "url": ARCHIVED, "valueBoolean": true }, { "url": ARCHIVED, "valueBoolean": false }] }]),
+    );
+    assert_eq!(twice.status, 422, "{}", twice.body);
     assert_eq!(app.data_rows(), before);
 }
 
