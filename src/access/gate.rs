@@ -1282,10 +1282,12 @@ impl<'a> Gate<'a> {
         let Ok(mut event) = serde_json::from_str::<Value>(content) else {
             return Ok(content.to_owned());
         };
+        // A refusal answered "not known" is a 404, or a 412 to an If-Match on it
+        // (no other 412 names a rule).
         let concealed = event
             .get("outcomeDesc")
             .and_then(Value::as_str)
-            .is_some_and(|text| text.starts_with("404: rule "));
+            .is_some_and(|text| text.starts_with("404: rule ") || text.starts_with("412: rule "));
         if !concealed {
             return Ok(content.to_owned());
         }
@@ -1316,11 +1318,12 @@ impl<'a> Gate<'a> {
             && let Some(text) = description.as_str()
         {
             // "404: rule R-…: X is not known" → "404: X is not known", as answered.
+            let status: String = text.chars().take_while(char::is_ascii_digit).collect();
             let answered = text
-                .strip_prefix("404: rule ")
+                .strip_prefix(&format!("{status}: rule "))
                 .and_then(|rest| rest.split_once(": "))
-                .map(|(_, detail)| format!("404: {detail}"))
-                .unwrap_or_else(|| "404".to_owned());
+                .map(|(_, detail)| format!("{status}: {detail}"))
+                .unwrap_or(status);
             *description = Value::String(answered);
         }
         if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {

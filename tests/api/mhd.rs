@@ -1791,3 +1791,45 @@ fn r_pat_4_others_outcomes_are_read_as_their_status() {
     );
     assert!(!trace.body.contains("99999.2"), "{}", trace.body);
 }
+
+#[test]
+fn r_acc_11_a_stale_if_match_on_a_hidden_document_reads_as_answered_in_ones_own_trace() {
+    let app = TestApp::new();
+    let (a, _) = space(&app);
+    let synthesis = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&a, "68599-0", "2024-02-01"),
+    );
+    app.create(
+        &As::Patient(a.clone()),
+        &permit_professional(&a, "810000000006"),
+    );
+    let pharmacist = As::professional("810000000006", "21", None, None, None);
+    let mut body = crate::support::fixtures::document(&a, "68599-0", "2024-02-01");
+    body["id"] = json!(synthesis);
+    let reply = app
+        .request("PUT", &format!("/DocumentReference/{synthesis}"))
+        .as_(&pharmacist)
+        .fhir()
+        .header("If-Match", "W/\"5\"")
+        .header("X-Request-Id", "stale-on-hidden")
+        .send(Some(body.to_string()));
+    assert_eq!(reply.status, 412, "{}", reply.body);
+    let own = app.get("/AuditEvent?_count=100", &pharmacist);
+    assert!(!own.body.contains("R-ACC-6"), "{}", own.body);
+    let event = own.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["resource"].clone())
+        .find(|event| event.to_string().contains("stale-on-hidden"))
+        .expect("the attempt is in the pharmacist's own trace");
+    assert!(
+        !event.to_string().contains(&format!("Patient/{a}")),
+        "the space: {event}"
+    );
+    assert!(
+        event["outcomeDesc"].as_str().unwrap().starts_with("412"),
+        "{event}"
+    );
+}
