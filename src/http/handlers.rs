@@ -441,8 +441,9 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (type_name, id) = path.into_inner();
+    let if_match = header_value(&request, header::IF_MATCH.as_str());
     run(&state, &request, None, |_| {
-        resource_call(&type_name, Operation::Delete { id })
+        resource_call(&type_name, Operation::Delete { id, if_match })
     })
     .await
 }

@@ -172,6 +172,7 @@ fn classify_entry(index: usize, entry: &Value, base_url: &str) -> Result<Entry, 
         },
         ("DELETE", [_, id]) => Operation::Delete {
             id: (*id).to_owned(),
+            if_match,
         },
         ("PATCH", [_, id]) => Operation::Patch {
             id: (*id).to_owned(),

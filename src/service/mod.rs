@@ -65,6 +65,7 @@ pub enum Operation {
     },
     Delete {
         id: String,
+        if_match: Option<String>,
     },
     Search {
         params: Vec<(String, String)>,
@@ -108,7 +109,7 @@ impl Operation {
             | Operation::Vread { id, .. }
             | Operation::Update { id, .. }
             | Operation::Patch { id, .. }
-            | Operation::Delete { id }
+            | Operation::Delete { id, .. }
             | Operation::HistoryInstance { id, .. }
             | Operation::Invoke { id, .. } => Some(id),
             _ => None,
@@ -168,7 +169,9 @@ pub fn execute(
             patch,
             if_match,
         } => write::conditional_patch(conn, ctx, def, &params, &patch, if_match.as_deref()),
-        Operation::Delete { id } => write::delete(conn, ctx, def, &id),
+        Operation::Delete { id, if_match } => {
+            write::delete_if_match(conn, ctx, def, &id, if_match.as_deref())
+        }
         Operation::Search { params, strict } => search::search(conn, ctx, def, &params, strict),
         Operation::HistoryInstance { id, params } => {
             history::history(conn, ctx, def, Some(&id), &params)

@@ -781,6 +781,22 @@ fn json_size(value: &impl serde::Serialize) -> usize {
     counter.0
 }
 
+/// DELETE with `If-Match`: a stale version is 412, never a lost update.
+pub fn delete_if_match(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<FhirResponse, ApiError> {
+    if if_match.is_some() {
+        let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
+        let current = writable_current(conn, ctx, def, id)?.ok_or_else(not_found)?;
+        check_if_match(Some(&current), if_match, def, id)?;
+    }
+    delete(conn, ctx, def, id)
+}
+
 pub fn delete(
     conn: &mut Conn,
     ctx: &Ctx<'_>,

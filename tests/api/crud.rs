@@ -660,3 +660,27 @@ fn concurrent_writes_succeed_or_fail_alone_one_by_one() {
         config.write_group_commit = false
     }));
 }
+
+#[test]
+fn a_delete_with_a_stale_if_match_is_412_and_deletes_nothing() {
+    let (app, patient_id) = with_patient();
+    let id = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let path = format!("DocumentReference/{id}");
+    let stale = app
+        .request("DELETE", &path)
+        .as_(&As::doctor())
+        .header("If-Match", "W/\"999\"")
+        .send(None);
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(app.get(&path, &As::doctor()).status, 200);
+    let current = app
+        .request("DELETE", &path)
+        .as_(&As::doctor())
+        .header("If-Match", "W/\"1\"")
+        .send(None);
+    assert_eq!(current.status, 204, "{}", current.body);
+    assert_eq!(app.get(&path, &As::doctor()).status, 410);
+}
