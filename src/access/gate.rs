@@ -616,6 +616,10 @@ impl<'a> Gate<'a> {
         Ok(Narrowing {
             compartment: Some(vec![patient]),
             participant: (!whole_trace).then(|| self.principal.subject.clone()),
+            // Their own attempts answered "not known" concern no space they were told
+            // of: searched by space, they are left out (found without `patient=`,
+            // without the space), as an attempt at an id nobody holds.
+            without_concealed: !whole_trace,
             ..Narrowing::default()
         })
     }
@@ -1282,12 +1286,23 @@ impl<'a> Gate<'a> {
         let Ok(mut event) = serde_json::from_str::<Value>(content) else {
             return Ok(content.to_owned());
         };
-        // A refusal answered "not known" is a 404, or a 412 to an If-Match on it
-        // (no other 412 names a rule).
-        let concealed = event
-            .get("outcomeDesc")
-            .and_then(Value::as_str)
-            .is_some_and(|text| text.starts_with("404: rule ") || text.starts_with("412: rule "));
+        // Only the reader's own requests were answered to them.
+        if !is_agent(&event, &self.principal.subject) {
+            return Ok(content.to_owned());
+        }
+        // A refusal answered "not known": marked so (older events: a 404, or a 412 to
+        // an If-Match on it, naming a rule).
+        let marked = values_at(&event, "extension").into_iter().any(|extension| {
+            extension.get("url").and_then(Value::as_str)
+                == Some(crate::audit::event::CONCEALED_EXTENSION)
+        });
+        let concealed = marked
+            || event
+                .get("outcomeDesc")
+                .and_then(Value::as_str)
+                .is_some_and(|text| {
+                    text.starts_with("404: rule ") || text.starts_with("412: rule ")
+                });
         if !concealed {
             return Ok(content.to_owned());
         }
@@ -1328,8 +1343,13 @@ impl<'a> Gate<'a> {
         }
         if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
             extensions.retain(|extension| {
-                extension.get("url").and_then(Value::as_str)
-                    != Some(crate::audit::event::RULE_EXTENSION)
+                !matches!(
+                    extension.get("url").and_then(Value::as_str),
+                    Some(
+                        crate::audit::event::RULE_EXTENSION
+                            | crate::audit::event::CONCEALED_EXTENSION
+                    )
+                )
             });
         }
         if event
@@ -1442,18 +1462,16 @@ impl<'a> Gate<'a> {
     /// authorisation on that space (R-ACC-10, DMP TD0.2).
     fn present(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Released, ApiError> {
         if stored.res_type == "AuditEvent" && self.principal.own_patient().is_some() {
-            return self.spend(Released::from_store(
-                self.redacted_event(conn, stored.content)?,
-            ));
+            let redacted = self.redacted_event(conn, stored.content)?;
+            return self.spend(Released::from_store(without_concealed_mark(redacted)));
         }
         // A professional's trace (their own actions; the médecin traitant's, the
         // whole space's) is redacted by the same rules: an event does not hand over
         // a resource the matrix or a masking keeps from them (R-ACC-6, R-ACC-7).
         if stored.res_type == "AuditEvent" && self.principal.actor == ActorKind::Professional {
             let redacted = self.redacted_event(conn, stored.content)?;
-            return self.spend(Released::from_store(
-                self.own_refusal_as_answered(conn, &redacted)?,
-            ));
+            let answered = self.own_refusal_as_answered(conn, &redacted)?;
+            return self.spend(Released::from_store(without_concealed_mark(answered)));
         }
         if stored.res_type == "List" && !stored.content.is_empty() {
             return self.spend(Released::from_store(
@@ -2063,6 +2081,29 @@ fn holder_rules(
         )),
         State::Pending | State::Active => None,
     }
+}
+
+/// An event's text without the server's mark of a refusal answered "not known"
+/// (`audit::event::CONCEALED_EXTENSION`), which no reader is shown.
+fn without_concealed_mark(text: String) -> String {
+    if !text.contains(crate::audit::event::CONCEALED_EXTENSION) {
+        return text;
+    }
+    let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
+        return text;
+    };
+    if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
+        extensions.retain(|extension| {
+            extension.get("url").and_then(Value::as_str)
+                != Some(crate::audit::event::CONCEALED_EXTENSION)
+        });
+        if extensions.is_empty()
+            && let Some(object) = event.as_object_mut()
+        {
+            object.remove("extension");
+        }
+    }
+    event.to_string()
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).

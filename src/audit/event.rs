@@ -13,6 +13,10 @@ use crate::fhir::IDNAT_PS_SYSTEM;
 
 /// The deciding rule of a refusal, machine-readable beside `outcomeDesc`.
 pub const RULE_EXTENSION: &str = "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-rule";
+/// Marks a refusal answered "not known" (a resource hidden from the caller): kept
+/// in the stored event, never shown.
+pub const CONCEALED_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed";
 /// TRE_R248-ModeAcces, the access modes (`normal`, `bris_de_glace`, `centre_15`).
 pub const ACCESS_MODE_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.1.4.248";
 const PROFESSION_SYSTEM: &str =
@@ -187,10 +191,11 @@ pub fn build(
         json!({ "versionId": "1", "lastUpdated": recorded }),
     );
     if let Some(rule) = outcome.rule {
-        event.insert(
-            "extension".into(),
-            json!([{ "url": RULE_EXTENSION, "valueString": rule }]),
-        );
+        let mut extensions = vec![json!({ "url": RULE_EXTENSION, "valueString": rule })];
+        if outcome.concealed {
+            extensions.push(json!({ "url": CONCEALED_EXTENSION, "valueBoolean": true }));
+        }
+        event.insert("extension".into(), json!(extensions));
     }
     event.insert(
         "type".into(),

@@ -53,6 +53,9 @@ pub struct Outcome {
     pub rule: Option<&'static str>,
     /// The server's own message for a refusal or error (never client content).
     pub detail: Option<String>,
+    /// The refusal was answered as "not known" (a resource hidden from the caller):
+    /// the caller's own reading of the event tells no more than that answer.
+    pub concealed: bool,
 }
 
 impl Outcome {
@@ -62,6 +65,7 @@ impl Outcome {
             status,
             rule: None,
             detail: None,
+            concealed: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl Outcome {
             status: error.status.as_u16(),
             rule: error.rule,
             detail: Some(error.message.clone()),
+            concealed: error.concealed,
         }
     }
 

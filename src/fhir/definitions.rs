@@ -171,6 +171,9 @@ pub const PARTICIPANT: &str = "participant";
 /// readable by whoever may read a document pointing at it (SPEC §3).
 pub const CONTENT_BINARY: &str = "content-binary";
 
+/// An AuditEvent of a refusal answered "not known" (see `audit::event::CONCEALED_EXTENSION`).
+pub const CONCEALED: &str = "concealed";
+
 /// A DocumentReference's `masterIdentifier` (the XDS uniqueId), unique in the store.
 pub const MASTER_IDENTIFIER: &str = "master-identifier";
 
@@ -823,6 +826,18 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
             ],
             "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
         ),
+        // Refusals answered "not known": a professional's own actions searched by
+        // space leave them out (they concern no space the caller was told of).
+        SearchParamDef {
+            name: CONCEALED,
+            kind: Token,
+            paths: &[
+                "extension[https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed].valueBoolean",
+            ],
+            targets: &[],
+            definition: "",
+            internal: true,
+        },
         // The agents' IdNat_PS: R-ACC-11 opens a trace to the professional who acted.
         SearchParamDef {
             name: PARTICIPANT,

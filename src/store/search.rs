@@ -37,6 +37,9 @@ pub struct Narrowing {
     pub participant: Option<String>,
     /// Only resources this actor deposited (a system's conditional create, R-ACC-9).
     pub deposited_by: Option<Depositor>,
+    /// AuditEvents of refusals answered "not known" are left out (a professional's
+    /// own actions searched by space: they concern no space the caller was told of).
+    pub without_concealed: bool,
     /// Lists (R-MHD-5): one naming DocumentReferences is kept only when one of them
     /// is live and passes this narrowing (the caller's own for documents), so that a
     /// SubmissionSet of hidden documents does not tell of them by its metadata.
@@ -136,6 +139,12 @@ impl Narrowing {
                     .text(organization.as_str());
             }
             sql.push("))");
+        }
+        if self.without_concealed {
+            sql.push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = '{}' AND t.code = 'true')",
+                crate::fhir::definitions::CONCEALED
+            ));
         }
         if let Some(documents) = &self.list_documents {
             let item = format!("{alias}_item");

@@ -1833,3 +1833,50 @@ fn r_acc_11_a_stale_if_match_on_a_hidden_document_reads_as_answered_in_ones_own_
         "{event}"
     );
 }
+
+#[test]
+fn r_acc_11_ones_own_attempts_at_hidden_documents_are_not_found_by_their_space() {
+    let app = TestApp::new();
+    let (a, _) = space(&app);
+    let synthesis = app.create(
+        &As::doctor(),
+        &crate::support::fixtures::document(&a, "68599-0", "2024-02-01"),
+    );
+    app.create(
+        &As::Patient(a.clone()),
+        &permit_professional(&a, "810000000006"),
+    );
+    let pharmacist = As::professional("810000000006", "21", None, None, None);
+    for (request_id, id) in [
+        ("probe-hidden", synthesis.as_str()),
+        ("probe-missing", "nobody-holds-this"),
+    ] {
+        let reply = app
+            .request("GET", &format!("/DocumentReference/{id}"))
+            .as_(&pharmacist)
+            .header("X-Request-Id", request_id)
+            .send(None);
+        assert_eq!(reply.status, 404);
+    }
+    let by_space = app.get(&format!("/AuditEvent?patient={a}&_count=200"), &pharmacist);
+    assert!(!by_space.body.contains("probe-hidden"), "{}", by_space.body);
+    assert!(
+        !by_space.body.contains("probe-missing"),
+        "{}",
+        by_space.body
+    );
+    let own = app.get("/AuditEvent?_count=200", &pharmacist);
+    assert!(own.body.contains("probe-hidden") && own.body.contains("probe-missing"));
+    assert!(!own.body.contains("audit-concealed"), "{}", own.body);
+    // The holder still sees the attempt in their space's trace (R-PAT-4).
+    let holder_view = app.get(
+        &format!("/AuditEvent?patient={a}&_count=200"),
+        &As::Patient(a.clone()),
+    );
+    assert!(
+        holder_view.body.contains("probe-hidden"),
+        "{}",
+        holder_view.body
+    );
+    assert!(!holder_view.body.contains("audit-concealed"));
+}
