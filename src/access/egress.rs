@@ -96,15 +96,15 @@ impl Released {
             .get("meta")
             .and_then(|meta| serde_json::from_str(meta.get()).ok())
             .unwrap_or_else(|| json!({}));
-        let tag = json!({
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-            "code": "SUBSETTED",
-            "display": "subsetted"
-        });
-        match meta.get_mut("tag").and_then(Value::as_array_mut) {
-            Some(tags) => tags.push(tag),
-            None => meta["tag"] = json!([tag]),
-        }
+        crate::fhir::stored::mark_shown_in_part(
+            &mut meta,
+            "tag",
+            json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED",
+                "display": "subsetted"
+            }),
+        );
         map.insert(
             "meta".to_owned(),
             RawValue::from_string(meta.to_string()).expect("valid"),

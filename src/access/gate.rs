@@ -28,6 +28,7 @@ use crate::fhir::date::index_format;
 use crate::fhir::definitions::{self, Interaction, ResourceDef};
 use crate::fhir::extract::{self, values_at};
 use crate::fhir::search::{Criterion, PageLimits, SearchRequest};
+use crate::fhir::stored::{mark_shown_in_part, remove_extensions};
 use crate::lifecycle::State;
 use crate::store::resources::Stored;
 use crate::store::{self, Conn, Narrowing, ResourceRow, TypeFilter};
@@ -465,7 +466,7 @@ impl<'a> Gate<'a> {
             return Ok(true);
         }
         for id in documents {
-            if self.item_shown(conn, "DocumentReference", &id)? {
+            if self.named_shown(conn, "DocumentReference", &id)? {
                 return Ok(true);
             }
         }
@@ -491,7 +492,7 @@ impl<'a> Gate<'a> {
                 "Consent",
             ],
             "the trace is not searched through the resources it names (entity.…)",
-            &|gate, conn, kind, id| gate.entity_shown(conn, kind, id),
+            &|gate, conn, kind, id| gate.named_shown(conn, kind, id),
         )
     }
 
@@ -508,7 +509,7 @@ impl<'a> Gate<'a> {
             &|gate, conn, kind, id| {
                 let stored = definitions::resource(kind).is_some()
                     && store::resources::current(conn, kind, id)?.is_some();
-                Ok(!stored || gate.item_shown(conn, kind, id)?)
+                Ok(!stored || gate.named_shown(conn, kind, id)?)
             },
         )
     }
@@ -1061,7 +1062,7 @@ impl<'a> Gate<'a> {
                 .and_then(extract::parse_reference)
                 .filter(|(kind, _)| kind != "Patient");
             let shown = match named {
-                Some((kind, id)) => self.entity_shown(conn, &kind, &id)?,
+                Some((kind, id)) => self.named_shown(conn, &kind, &id)?,
                 None => true,
             };
             if shown {
@@ -1116,31 +1117,16 @@ impl<'a> Gate<'a> {
             }
             *description = Value::String(text);
         }
-        if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
-            extensions.retain(|extension| {
-                extension.get("url").and_then(Value::as_str)
-                    != Some(crate::audit::event::RULE_EXTENSION)
-            });
-            if extensions.is_empty()
-                && let Some(object) = event.as_object_mut()
-            {
-                object.remove("extension");
-            }
-        }
-        let tag = serde_json::json!({
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-            "code": "REDACTED"
-        });
-        match event
-            .pointer_mut("/meta/security")
-            .and_then(Value::as_array_mut)
-        {
-            Some(security) => security.push(tag),
-            None => {
-                if let Some(meta) = event.get_mut("meta").and_then(Value::as_object_mut) {
-                    meta.insert("security".into(), Value::Array(vec![tag]));
-                }
-            }
+        remove_extensions(&mut event, &[crate::audit::event::RULE_EXTENSION]);
+        if let Some(meta) = event.get_mut("meta") {
+            mark_shown_in_part(
+                meta,
+                "security",
+                serde_json::json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "REDACTED"
+                }),
+            );
         }
         Ok(event.to_string())
     }
@@ -1270,7 +1256,7 @@ impl<'a> Gate<'a> {
                     true
                 }
                 Some((kind, id)) => {
-                    definitions::resource(&kind).is_some() && self.item_shown(conn, &kind, &id)?
+                    definitions::resource(&kind).is_some() && self.named_shown(conn, &kind, &id)?
                 }
                 None => false,
             };
@@ -1341,25 +1327,13 @@ impl<'a> Gate<'a> {
                 .unwrap_or(status);
             *description = Value::String(answered);
         }
-        if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
-            extensions.retain(|extension| {
-                !matches!(
-                    extension.get("url").and_then(Value::as_str),
-                    Some(
-                        crate::audit::event::RULE_EXTENSION
-                            | crate::audit::event::CONCEALED_EXTENSION
-                    )
-                )
-            });
-        }
-        if event
-            .get("extension")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-            && let Some(object) = event.as_object_mut()
-        {
-            object.remove("extension");
-        }
+        remove_extensions(
+            &mut event,
+            &[
+                crate::audit::event::RULE_EXTENSION,
+                crate::audit::event::CONCEALED_EXTENSION,
+            ],
+        );
         Ok(event.to_string())
     }
 
@@ -1386,7 +1360,7 @@ impl<'a> Gate<'a> {
                 .and_then(extract::parse_reference);
             let shown = match named {
                 Some((kind, id)) if definitions::resource(&kind).is_some() => {
-                    self.item_shown(conn, &kind, &id)?
+                    self.named_shown(conn, &kind, &id)?
                 }
                 _ => true,
             };
@@ -1408,25 +1382,25 @@ impl<'a> Gate<'a> {
         {
             object.remove("entry");
         }
-        let tag = serde_json::json!({
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-            "code": "SUBSETTED"
-        });
-        match list.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
-            Some(tags) => tags.push(tag),
-            None => {
-                if let Some(meta) = list.get_mut("meta").and_then(Value::as_object_mut) {
-                    meta.insert("tag".into(), Value::Array(vec![tag]));
-                }
-            }
+        if let Some(meta) = list.get_mut("meta") {
+            mark_shown_in_part(
+                meta,
+                "tag",
+                serde_json::json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "SUBSETTED"
+                }),
+            );
         }
         Ok(list.to_string())
     }
 
-    /// Whether a List entry's resource may be named to this caller: it exists, is
-    /// live and passes the egress gate (what no longer exists is not named either).
-    fn item_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
-        let key = format!("item {kind}/{id}");
+    /// Whether a resource a body or a search names (a List's entry, an event's
+    /// entity, a query's value) may be named to this caller: it exists, is live and
+    /// passes the egress gate; a deleted or purged resource and a hidden one look
+    /// alike. Memoised for the request.
+    fn named_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
+        let key = format!("{kind}/{id}");
         if let Some(shown) = self.entities.borrow().get(&key) {
             return Ok(*shown);
         }
@@ -1438,14 +1412,6 @@ impl<'a> Gate<'a> {
         };
         self.entities.borrow_mut().insert(key, shown);
         Ok(shown)
-    }
-
-    /// Whether the resource an event names may be shown to this caller (what no
-    /// longer exists hides nothing), memoised for the request.
-    fn entity_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
-        // What no longer exists is not named either: a deleted or purged resource
-        // and a hidden one look alike.
-        self.item_shown(conn, kind, id)
     }
 
     /// Runs a check of what a body or a search may name without recording it as an
@@ -2092,17 +2058,7 @@ fn without_concealed_mark(text: String) -> String {
     let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
         return text;
     };
-    if let Some(extensions) = event.get_mut("extension").and_then(Value::as_array_mut) {
-        extensions.retain(|extension| {
-            extension.get("url").and_then(Value::as_str)
-                != Some(crate::audit::event::CONCEALED_EXTENSION)
-        });
-        if extensions.is_empty()
-            && let Some(object) = event.as_object_mut()
-        {
-            object.remove("extension");
-        }
-    }
+    remove_extensions(&mut event, &[crate::audit::event::CONCEALED_EXTENSION]);
     event.to_string()
 }
 

@@ -63,3 +63,12 @@ pub fn split_outside_brackets(text: &str, separator: char) -> Vec<&str> {
     parts.push(&text[start..]);
     parts
 }
+
+/// The bytes of a FHIR base64Binary (whitespace between the groups allowed).
+pub fn decode_base64(data: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+}

@@ -253,6 +253,39 @@ pub fn with_extension(content: &str, extension: &Value) -> String {
     serde_json::to_string(&map).expect("raw values serialise")
 }
 
+/// Removes a resource's extensions with these urls (and `extension` itself when
+/// none is left): the server's own marks, kept in storage, not shown.
+pub fn remove_extensions(resource: &mut Value, urls: &[&str]) {
+    let Some(extensions) = resource.get_mut("extension").and_then(Value::as_array_mut) else {
+        return;
+    };
+    extensions.retain(|extension| {
+        !extension
+            .get("url")
+            .and_then(Value::as_str)
+            .is_some_and(|url| urls.contains(&url))
+    });
+    if extensions.is_empty()
+        && let Some(object) = resource.as_object_mut()
+    {
+        object.remove("extension");
+    }
+}
+
+/// Adds a v3-ObservationValue coding (`SUBSETTED`, `REDACTED`) to `meta.<element>`
+/// (`tag` or `security`) of a resource shown in part.
+pub fn mark_shown_in_part(meta: &mut Value, element: &str, coding: Value) {
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    match meta.get_mut(element).and_then(Value::as_array_mut) {
+        Some(codings) => codings.push(coding),
+        None => {
+            meta.insert(element.to_owned(), Value::Array(vec![coding]));
+        }
+    }
+}
+
 /// Sets a top-level element of a stored resource's text (after `meta`, where FHIR
 /// puts it when it is new), keeping every other element's raw text.
 pub fn with_member(content: &str, name: &str, value: &Value) -> String {

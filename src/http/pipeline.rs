@@ -11,8 +11,6 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -563,8 +561,7 @@ fn shape(
             }
             BinaryAnswer::Raw => {}
         }
-        let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let Ok(bytes) = STANDARD.decode(compact) else {
+        let Some(bytes) = crate::fhir::decode_base64(data) else {
             return builder.content_type(FHIR_JSON).body(body.into_text());
         };
         // The document is the patient's, not a page of this server: a browser shows

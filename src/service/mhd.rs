@@ -200,7 +200,7 @@ pub fn check_attachments(conn: &mut Conn, ctx: &Ctx<'_>, document: &Value) -> Re
             continue;
         }
         let bytes = match attachment.get("data").and_then(Value::as_str) {
-            Some(data) => decode(data),
+            Some(data) => crate::fhir::decode_base64(data),
             None => match attachment
                 .get("url")
                 .and_then(Value::as_str)
@@ -238,11 +238,6 @@ pub fn check_attachments(conn: &mut Conn, ctx: &Ctx<'_>, document: &Value) -> Re
     Ok(())
 }
 
-fn decode(data: &str) -> Option<Vec<u8>> {
-    let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD.decode(compact).ok()
-}
-
 /// The bytes of a live Binary the caller deposited.
 fn own_binary_bytes(conn: &mut Conn, ctx: &Ctx<'_>, id: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let Some(row) = store::resources::current(conn, "Binary", id)?.filter(|row| !row.deleted)
@@ -257,7 +252,10 @@ fn own_binary_bytes(conn: &mut Conn, ctx: &Ctx<'_>, id: &str) -> Result<Option<V
         return Ok(None);
     }
     let binary: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
-    Ok(binary.get("data").and_then(Value::as_str).and_then(decode))
+    Ok(binary
+        .get("data")
+        .and_then(Value::as_str)
+        .and_then(crate::fhir::decode_base64))
 }
 
 /// The DocumentReferences a new one replaces (`relatesTo` `replaces`, R-MHD-3).

@@ -431,7 +431,7 @@ pub fn existing_match(
 }
 
 /// Create with a client-chosen id: in transactions, where a `urn:uuid` entry has been
-/// given its id beforehand.
+/// given its id and its conditional references resolved beforehand.
 pub fn create_with_id(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -439,8 +439,6 @@ pub fn create_with_id(
     id: &str,
     incoming: Incoming,
 ) -> Result<FhirResponse, ApiError> {
-    let mut incoming = incoming;
-    mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
     insert(conn, ctx, def, id, incoming)
 }
