@@ -1880,3 +1880,66 @@ fn r_acc_11_ones_own_attempts_at_hidden_documents_are_not_found_by_their_space()
     );
     assert!(!holder_view.body.contains("audit-concealed"));
 }
+
+#[test]
+fn r_mhd_5_lists_and_their_items_through_includes_history_and_bundles() {
+    let app = TestApp::new();
+    let (space_id, ins) = space(&app);
+    let reply = app.post("/", &As::doctor(), &two_documents(&ins, None));
+    let located = locations(&reply);
+    let (list, shown, masked) = (id_of(&located[0]), id_of(&located[1]), id_of(&located[2]));
+    let mask = json_patch(
+        &app,
+        &format!("/DocumentReference/{masked}"),
+        &As::Patient(space_id.clone()),
+        &json!([{ "op": "replace", "path": "/securityLabel/0", "value":
+            { "coding": [{ "system": TRE_A07, "code": "MASQUE_PS" }] } }]),
+    );
+    assert_eq!(mask.status, 200);
+    app.create(
+        &As::Patient(space_id.clone()),
+        &permit_professional(&space_id, "810000000002"),
+    );
+    let colleague = doctor("810000000002");
+    // _include from the List: the shown document only.
+    let included = app.get(
+        &format!("/List?patient={space_id}&_include=List:item"),
+        &colleague,
+    );
+    assert_eq!(included.status, 200, "{}", included.body);
+    assert!(
+        included
+            .body
+            .contains(&format!("DocumentReference/{shown}"))
+    );
+    assert!(!included.body.contains(&masked), "{}", included.body);
+    // _revinclude from the documents: the List, without the masked entry.
+    let revincluded = app.get(
+        &format!("/DocumentReference?patient={space_id}&_revinclude=List:item"),
+        &colleague,
+    );
+    assert_eq!(revincluded.status, 200, "{}", revincluded.body);
+    assert!(revincluded.body.contains(&format!("List/{list}")));
+    assert!(!revincluded.body.contains(&masked), "{}", revincluded.body);
+    // History and a batch: the same view.
+    let history = app.get(&format!("/List/{list}/_history"), &colleague);
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert!(!history.body.contains(&masked));
+    let batch = app.post(
+        "/",
+        &colleague,
+        &json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+            { "request": { "method": "GET", "url": format!("List/{list}") } },
+            { "request": { "method": "GET", "url": format!("List?patient={space_id}") } }
+        ]}),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert!(batch.body.contains(&shown));
+    assert!(!batch.body.contains(&masked), "{}", batch.body);
+    // The author sees both everywhere.
+    let author = app.get(
+        &format!("/List?patient={space_id}&_include=List:item"),
+        &As::doctor(),
+    );
+    assert!(author.body.contains(&masked) && author.body.contains(&shown));
+}
