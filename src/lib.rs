@@ -33,6 +33,9 @@ pub struct AppState {
     pub spaces: std::sync::Arc<access::space_cache::SpaceCache>,
     /// The group committer of the trace (R-AUD-2).
     pub audit: audit::writer::AuditWriter,
+    /// Moves logged events into the searchable trace; readers of the trace wait
+    /// for it to catch up.
+    pub trace_index: audit::indexer::TraceIndexer,
     /// Wakes the notification delivery worker after a write queued notifications.
     pub notifications: notify::Wakeup,
     /// The time the rules see (R-LIFE, R-PAT-1).
@@ -75,6 +78,7 @@ impl AppState {
             config.audit_group_commit,
             notifications.clone(),
         );
+        let trace_index = audit::indexer::TraceIndexer::start(db.clone());
         lifecycle::jobs::start(
             db.clone(),
             std::sync::Arc::clone(&clock),
@@ -92,6 +96,7 @@ impl AppState {
             matrix: std::sync::Arc::new(matrix),
             spaces: std::sync::Arc::new(access::space_cache::SpaceCache::new(100_000)),
             audit,
+            trace_index,
             notifications,
             clock,
             bodies_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(

@@ -29,7 +29,8 @@ pub fn link_hash(prev_hash: &str, content: &str) -> String {
         .collect()
 }
 
-/// Appends events to their chains, in order. Call it inside a write transaction.
+/// Appends events to their chains, in order (the indexer makes them searchable).
+/// Call it inside a write transaction.
 pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(), ApiError> {
     if events.is_empty() {
         return Ok(());

@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod indexer;
 pub mod writer;
 
 use std::collections::BTreeSet;
@@ -20,8 +21,7 @@ use chrono::Utc;
 use crate::access::Principal;
 use crate::error::ApiError;
 use crate::fhir::date::fhir_instant;
-use crate::fhir::definitions::{self, Interaction};
-use crate::fhir::extract;
+use crate::fhir::definitions::Interaction;
 use crate::store::Conn;
 
 /// What the pipeline knows of a request, for its trace.
@@ -162,7 +162,6 @@ pub struct PreparedEvent {
     /// The patient whose chain takes it ('' for none).
     pub chain_key: String,
     pub content: String,
-    pub index: extract::IndexEntries,
 }
 
 /// A request's events, built outside the commit (on the request's own thread) so
@@ -177,7 +176,6 @@ pub struct Prepared {
 /// Builds the request's events: one per patient concerned, or one concerning no
 /// patient.
 pub fn prepare(record: Record) -> Prepared {
-    let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
     let recorded = fhir_instant(Utc::now());
     let patients: Vec<Option<&str>> = if record.touched.patients.is_empty() {
         vec![None]
@@ -202,7 +200,6 @@ pub fn prepare(record: Record) -> Prepared {
                 &recorded,
             );
             PreparedEvent {
-                index: extract::index(def, &value),
                 content: value.to_string(),
                 chain_key: patient.unwrap_or("").to_owned(),
                 id,
@@ -230,7 +227,6 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<usize, ApiError> 
                     id: &event.id,
                     recorded: &prepared.recorded,
                     content: &event.content,
-                    index: &event.index,
                     chain_key: &event.chain_key,
                     request_id: &prepared.record.trace.request_id,
                 })

@@ -71,6 +71,18 @@ impl Call {
         }
     }
 
+    /// Whether the request may read AuditEvents (a read or search of the trace, an
+    /// `_include` / `_revinclude` of it, a Bundle entry naming it): it then waits for
+    /// the trace's indexer to catch up (read-your-writes, R-PAT-4, R-ACC-11).
+    fn may_read_trace(&self, query: Option<&str>) -> bool {
+        match self {
+            Call::Resource { def, .. } => {
+                def.name == "AuditEvent" || query.is_some_and(|query| query.contains("AuditEvent"))
+            }
+            Call::Bundle(incoming) => incoming.value.to_string().contains("AuditEvent"),
+        }
+    }
+
     /// The query of a search, as the trace records it.
     fn query(&self) -> Option<String> {
         match self {
@@ -294,6 +306,11 @@ async fn stages(
     };
     if let Call::Resource { def, operation } = &call {
         authorize(def, operation.interaction()).map_err(untraced)?;
+    }
+
+    // The trace is read as of now: every event committed so far is searchable.
+    if call.may_read_trace(trace.query.as_deref()) {
+        state.trace_index.caught_up().await.map_err(untraced)?;
     }
 
     // narrow and check rows: the gate compiles the rules into each query and

@@ -31,7 +31,7 @@ pub fn space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<i
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         version: i64,
     }
-    let mut sql = Sql::new("SELECT version FROM space_access WHERE patient_id = ");
+    let mut sql = Sql::prepared("SELECT version FROM space_access WHERE patient_id = ");
     sql.text(patient_id);
     Ok(sql
         .load::<VersionRow>(conn)?
@@ -50,8 +50,9 @@ pub struct SpaceDocuments {
 
 /// The stored Patient (if live), the live Consents and the lifecycle of a space.
 pub fn space_documents(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<SpaceDocuments> {
-    let mut patient =
-        Sql::new("SELECT r.content FROM resources r WHERE r.res_type = 'Patient' AND r.res_id = ");
+    let mut patient = Sql::prepared(
+        "SELECT r.content FROM resources r WHERE r.res_type = 'Patient' AND r.res_id = ",
+    );
     patient
         .text(patient_id)
         .push(&format!(" AND r.deleted = {}", bool_literal(false)));

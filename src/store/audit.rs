@@ -11,12 +11,11 @@ use super::resources::write_indexes;
 use super::sql::{Sql, multi_row};
 use crate::fhir::extract::IndexEntries;
 
-/// An AuditEvent ready to be appended: its stored JSON and what indexes it.
+/// An AuditEvent ready to be appended: its stored JSON.
 pub struct NewAuditEvent<'a> {
     pub id: &'a str,
     pub recorded: &'a str,
     pub content: &'a str,
-    pub index: &'a IndexEntries,
     /// The patient whose chain holds it ('' for none).
     pub chain_key: &'a str,
     pub request_id: &'a str,
@@ -74,7 +73,9 @@ pub struct Link<'a> {
 }
 
 /// Appends linked events: a handful of multi-row statements for a whole group of
-/// requests. Call it inside a write transaction, after [`chain_heads`].
+/// requests, each row at the end of its table; their search-index rows are the
+/// indexer's ([`unindexed_events`], [`index_events`]). Call it inside a write
+/// transaction, after [`chain_heads`].
 pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     #[derive(QueryableByName)]
     struct PkRow {
@@ -112,11 +113,17 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
                 .ok_or(diesel::result::Error::NotFound)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let indexed: Vec<_> = linked
-        .iter()
-        .map(|(pk, link)| (*pk, "AuditEvent", link.event.index))
-        .collect();
-    write_indexes(conn, &indexed)?;
+    // Searchable once the indexer has written their index rows.
+    for queue in multi_row(
+        "INSERT INTO audit_unindexed (resource_pk) VALUES ",
+        &linked,
+        "",
+        |sql, (pk, _)| {
+            sql.int(*pk);
+        },
+    ) {
+        queue.execute(conn)?;
+    }
     for insert in multi_row(
         "INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) VALUES ",
         &linked,
@@ -157,6 +164,72 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
         },
     ) {
         upsert.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// An AuditEvent stored and chained but not yet in the search index.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct UnindexedEvent {
+    #[diesel(sql_type = BigInt)]
+    pub pk: i64,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+}
+
+/// The oldest `limit` unindexed events up to `last`, locked until the transaction
+/// ends where the backend can (two indexers never index the same event).
+pub fn unindexed_events(
+    conn: &mut Conn,
+    last: i64,
+    limit: i64,
+) -> diesel::QueryResult<Vec<UnindexedEvent>> {
+    let mut sql = Sql::prepared(
+        "SELECT r.pk, r.content FROM audit_unindexed u JOIN resources r ON r.pk = u.resource_pk \
+         WHERE u.resource_pk <= ",
+    );
+    sql.int(last)
+        .push(" ORDER BY u.resource_pk LIMIT ")
+        .int(limit);
+    if matches!(dialect::kind(conn), dialect::Kind::Postgres) {
+        sql.push(" FOR UPDATE OF u");
+    }
+    sql.load(conn)
+}
+
+/// The newest unindexed event, if any.
+pub fn last_unindexed(conn: &mut Conn) -> diesel::QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct PkRow {
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        pk: Option<i64>,
+    }
+    Ok(
+        Sql::prepared("SELECT MAX(resource_pk) AS pk FROM audit_unindexed")
+            .load::<PkRow>(conn)?
+            .pop()
+            .and_then(|row| row.pk),
+    )
+}
+
+/// Writes the search-index rows of these events and takes them off the queue. Call
+/// it inside a write transaction, after [`unindexed_events`].
+pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::QueryResult<()> {
+    let indexed: Vec<_> = events
+        .iter()
+        .map(|(pk, index)| (*pk, "AuditEvent", index))
+        .collect();
+    write_indexes(conn, &indexed)?;
+    for chunk in events.chunks(500) {
+        let mut done = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN (");
+        for (index, (pk, _)) in chunk.iter().enumerate() {
+            if index > 0 {
+                done.push(", ");
+            }
+            done.int(*pk);
+        }
+        done.push(")");
+        done.execute(conn)?;
     }
     Ok(())
 }

@@ -68,7 +68,7 @@ fn version_content(
     res_id: &str,
     version_id: i64,
 ) -> diesel::QueryResult<Option<String>> {
-    let mut sql = Sql::new("SELECT h.content FROM resource_versions h WHERE h.res_type = ");
+    let mut sql = Sql::prepared("SELECT h.content FROM resource_versions h WHERE h.res_type = ");
     sql.text(res_type)
         .push(" AND h.res_id = ")
         .text(res_id)
@@ -80,7 +80,7 @@ fn version_content(
 /// The row of `head` with its content; `None` when that version is gone (purged or
 /// deleted by its holder since the query).
 pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<ResourceRow>> {
-    let mut current = Sql::new("SELECT r.content FROM resources r WHERE r.pk = ");
+    let mut current = Sql::prepared("SELECT r.content FROM resources r WHERE r.pk = ");
     current
         .int(head.pk)
         .push(" AND r.version_id = ")
@@ -297,7 +297,7 @@ pub fn latest_live(
     res_id: &str,
     below: Option<i64>,
 ) -> diesel::QueryResult<Option<VersionRow>> {
-    let mut sql = Sql::new(&format!(
+    let mut sql = Sql::prepared(&format!(
         "SELECT {VERSION_COLUMNS} FROM resource_versions h WHERE h.res_type = "
     ));
     sql.text(res_type)
@@ -317,7 +317,7 @@ pub fn current(
     res_type: &str,
     res_id: &str,
 ) -> diesel::QueryResult<Option<ResourceRow>> {
-    let mut sql = Sql::new(&format!(
+    let mut sql = Sql::prepared(&format!(
         "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.res_type = "
     ));
     sql.text(res_type).push(" AND r.res_id = ").text(res_id);
@@ -331,7 +331,7 @@ pub fn compartment_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Vec<Strin
         #[diesel(sql_type = Text)]
         patient_id: String,
     }
-    let mut sql = Sql::new("SELECT patient_id FROM resource_compartment WHERE resource_pk = ");
+    let mut sql = Sql::prepared("SELECT patient_id FROM resource_compartment WHERE resource_pk = ");
     sql.int(pk);
     Ok(sql
         .load::<PatientRow>(conn)?
@@ -347,7 +347,7 @@ pub fn version(
     res_id: &str,
     version_id: i64,
 ) -> diesel::QueryResult<Option<VersionRow>> {
-    let mut sql = Sql::new(&format!(
+    let mut sql = Sql::prepared(&format!(
         "SELECT {VERSION_COLUMNS} FROM resource_versions h WHERE h.res_type = "
     ));
     sql.text(res_type)
@@ -388,7 +388,7 @@ pub struct Author {
 
 /// The depositor of a resource, if recorded.
 pub fn author_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<Author>> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::prepared(
         "SELECT actor, subject, organization, created_at FROM resource_author WHERE resource_pk = ",
     );
     sql.int(pk);
@@ -404,7 +404,7 @@ pub fn masked_by(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Option<(String
         #[diesel(sql_type = Text)]
         subject: String,
     }
-    let mut sql = Sql::new("SELECT actor, subject FROM document_masking WHERE resource_pk = ");
+    let mut sql = Sql::prepared("SELECT actor, subject FROM document_masking WHERE resource_pk = ");
     sql.int(pk);
     Ok(sql
         .load::<Masker>(conn)?

@@ -2,8 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Text, Untyped};
 use diesel::{QueryResult, QueryableByName};
 
 use super::dialect::{self, Backend, Conn};
@@ -20,6 +21,8 @@ pub enum Bind {
 pub struct Sql {
     pub text: String,
     binds: Vec<Bind>,
+    /// The statement is prepared once per connection and kept ([`Sql::prepared`]).
+    keep_prepared: bool,
 }
 
 impl Sql {
@@ -27,7 +30,19 @@ impl Sql {
         Sql {
             text: text.to_owned(),
             binds: Vec::new(),
+            keep_prepared: false,
         }
+    }
+
+    /// A statement of the hot paths whose text does not depend on the request (only
+    /// its bound values do): each connection prepares it once and keeps it, so that
+    /// it is not parsed and planned again per request. Never for text built from a
+    /// request's shape (lists, search criteria, multi-row inserts): a connection keeps
+    /// every distinct text it is given.
+    pub fn prepared(text: &str) -> Sql {
+        let mut sql = Sql::new(text);
+        sql.keep_prepared = true;
+        sql
     }
 
     /// Appends SQL text.
@@ -100,6 +115,9 @@ impl Sql {
         if LOG_QUERY_PLANS.load(Ordering::Relaxed) && self.text.starts_with("SELECT") {
             self.log_plan(conn);
         }
+        if self.keep_prepared {
+            return KeptStatement(self).load(conn);
+        }
         self.boxed(conn).load(conn)
     }
 
@@ -150,9 +168,44 @@ impl Sql {
 
     /// Runs a statement, returning the number of rows changed.
     pub fn execute(self, conn: &mut Conn) -> QueryResult<usize> {
+        if self.keep_prepared {
+            return KeptStatement(self).execute(conn);
+        }
         self.boxed(conn).execute(conn)
     }
 }
+
+/// A [`Sql::prepared`] statement as diesel runs it: unlike `sql_query`, it lets the
+/// connection's statement cache keep it (keyed by its text), and the backend writes
+/// its own placeholders (`?`, `$n`) for the binds.
+struct KeptStatement(Sql);
+
+impl QueryFragment<Backend> for KeptStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Backend>) -> QueryResult<()> {
+        let mut parts = self.0.text.split('?');
+        out.push_sql(parts.next().unwrap_or(""));
+        for (bind, part) in self.0.binds.iter().zip(parts) {
+            match bind {
+                Bind::Text(value) => out.push_bind_param::<Text, String>(value)?,
+                Bind::Int(value) => out.push_bind_param::<BigInt, i64>(value)?,
+            }
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for KeptStatement {
+    type QueryId = ();
+    // Cached by its text, not by a type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for KeptStatement {
+    type SqlType = Untyped;
+}
+
+impl RunQueryDsl<Conn> for KeptStatement {}
 
 /// Multi-row statements: `head (…), (…) tail` over `items`, at most 200 rows each;
 /// `row` appends one item's values, comma-separated, inside the parentheses.

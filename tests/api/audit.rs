@@ -411,6 +411,52 @@ fn trace(app: &TestApp, query: &str, who: &As) -> (Vec<Value>, i64) {
     (events, bundle["total"].as_i64().unwrap())
 }
 
+/// The request ids the events of a trace name (`entity.what.identifier`).
+fn traced_request_ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .flat_map(|event| event["entity"].as_array().cloned().unwrap_or_default())
+        .filter_map(|entity| {
+            entity
+                .pointer("/what/identifier/value")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// An event is durable before its answer and searchable once the indexer has
+/// written its index rows; whoever searches the trace reads every access answered
+/// before (read-your-writes): each professional's read is in the patient's search
+/// sent right after its answer, and the total counts it, however fast the two follow
+/// each other.
+#[test]
+fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
+    let (app, patient_id, document_id) = space();
+    let me = As::Patient(patient_id.clone());
+    let (_, mut total) = trace(&app, &format!("patient={patient_id}"), &me);
+    for round in 0..25 {
+        let request_id = format!("ryw-{round}");
+        let reply = traced(
+            &app,
+            "GET",
+            &format!("DocumentReference/{document_id}"),
+            &As::doctor(),
+            None,
+            &request_id,
+        );
+        assert_eq!(reply.status, 200);
+        let (events, now) = trace(&app, &format!("patient={patient_id}"), &me);
+        assert!(
+            traced_request_ids(&events).contains(&request_id),
+            "round {round}: the access just answered is not in the trace"
+        );
+        // The doctor's read and the patient's previous search, each traced.
+        assert_eq!(now, total + 2, "round {round}");
+        total = now;
+    }
+}
+
 fn agent_ids(events: &[Value]) -> Vec<String> {
     let mut ids: Vec<String> = events
         .iter()
@@ -788,5 +834,8 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         lost.len()
     );
     assert!(lost.is_empty(), "answered but not traced: {lost:?}");
+    // What the killed server left, indexed or not yet, still forms whole chains.
+    let (holds, report) = run_command(&["audit-verify", "--database-url", &database_url]);
+    assert!(holds, "{report}");
     std::fs::remove_dir_all(dir).ok();
 }

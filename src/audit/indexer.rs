@@ -1,0 +1,114 @@
+//! The trace's indexer. A request's events are durable before its answer as their
+//! `resources` rows and `audit_chain` links (R-AUD-2, R-AUD-3), rows appended at the
+//! end of their tables; this thread writes their search-index rows (a dozen per
+//! event, on pages all over the database) later, many events at a time, so that
+//! this work is off the path every answer waits on and shared by a batch.
+//!
+//! Read-your-writes (R-PAT-4, R-ACC-11): a request that may read the trace first
+//! calls [`TraceIndexer::caught_up`], which returns once every event committed
+//! before the call is searchable. Any instance's indexer moves any instance's
+//! events (PostgreSQL locks the rows it moves), so this holds across instances.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::fhir::{definitions, extract};
+use crate::store::audit as stored;
+use crate::store::{Conn, Db, dialect};
+
+/// The most events one indexing transaction moves: bounds how long it holds
+/// SQLite's writer (the trace's committer waits meanwhile).
+const BATCH: i64 = 128;
+
+/// How long the indexer sleeps when nobody waits for it.
+const IDLE: Duration = Duration::from_millis(50);
+
+/// Handle on the indexer thread.
+#[derive(Clone)]
+pub struct TraceIndexer {
+    waiters: mpsc::Sender<oneshot::Sender<Result<(), ApiError>>>,
+}
+
+impl TraceIndexer {
+    /// Starts the indexer thread; it stops when the last handle is dropped.
+    pub fn start(db: Db) -> TraceIndexer {
+        let (waiters, queue) = mpsc::channel();
+        thread::Builder::new()
+            .name("audit-index".into())
+            .spawn(move || index_loop(&db, &queue))
+            .expect("the trace indexer thread starts");
+        TraceIndexer { waiters }
+    }
+
+    /// Returns once every event committed before this call is searchable.
+    pub async fn caught_up(&self) -> Result<(), ApiError> {
+        let (done, indexed) = oneshot::channel();
+        self.waiters
+            .send(done)
+            .map_err(|_| ApiError::internal("the trace indexer has stopped"))?;
+        indexed
+            .await
+            .map_err(|_| ApiError::internal("the trace indexer has stopped"))?
+    }
+}
+
+fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiError>>>) {
+    loop {
+        let mut waiting = Vec::new();
+        match queue.recv_timeout(IDLE) {
+            Ok(waiter) => waiting.push(waiter),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // Everyone who asked before this pass starts is answered by it.
+        waiting.extend(queue.try_iter());
+        let result = index_all(db).map(|_| ());
+        if let Err(error) = &result {
+            tracing::error!(%error, "the trace could not be indexed; it stays in the log");
+        }
+        for waiter in waiting {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// Indexes every event stored before the call, a batch per transaction; returns how
+/// many. Events stored meanwhile wait for the next pass, so that a steady stream of
+/// requests never keeps a reader waiting.
+pub fn index_all(db: &Db) -> Result<usize, ApiError> {
+    let Some(last) = db.read_blocking(|conn| Ok(stored::last_unindexed(conn)?))? else {
+        return Ok(0);
+    };
+    let mut moved = 0;
+    loop {
+        let batch = db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| index_batch(conn, last))
+        })?;
+        moved += batch;
+        if batch < BATCH as usize {
+            return Ok(moved);
+        }
+    }
+}
+
+/// One batch of the oldest unindexed events up to `last`. Call it inside a write
+/// transaction.
+fn index_batch(conn: &mut Conn, last: i64) -> Result<usize, ApiError> {
+    let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
+    let events = stored::unindexed_events(conn, last, BATCH)?;
+    let indexed: Vec<(i64, extract::IndexEntries)> = events
+        .iter()
+        .map(|event| {
+            // The server wrote this JSON; a row that does not parse is indexed as
+            // nothing (it is still stored and chained, and the chain check reads it).
+            let value = serde_json::from_str(&event.content).unwrap_or_default();
+            (event.pk, extract::index(def, &value))
+        })
+        .collect();
+    stored::index_events(conn, &indexed)?;
+    Ok(events.len())
+}
