@@ -77,6 +77,7 @@ fn return_freed_memory_at_once() {
 
 fn main() -> std::process::ExitCode {
     return_freed_memory_at_once();
+    let sqlite_configured = dmp_fhir_server::store::dialect::configure_sqlite_process();
     let cli = Cli::parse();
     let config = match cli.config.resolve() {
         Ok(config) => config,
@@ -86,6 +87,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(config.log_format);
+    if !sqlite_configured {
+        tracing::warn!("SQLite was in use before its settings were made: it keeps its defaults");
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => match dmp_fhir_server::store::Db::open(&config.database_url) {
             Ok(_) => {

@@ -163,6 +163,25 @@ pub fn refresh_statistics(conn: &mut Conn, thorough: bool) -> diesel::QueryResul
 /// survives a power cut as well as a killed process (R-AUD-2), and the trace's group
 /// commit pays that fsync once for many requests. PostgreSQL's defaults already
 /// commit durably (`synchronous_commit = on`).
+/// SQLite's process-wide settings, before the process opens its first connection:
+/// connections without their own mutex (a pooled connection is used by one thread
+/// at a time), and no global count of the library's allocations (a mutex every
+/// allocation takes, in every thread that uses SQLite). Returns false when SQLite
+/// was already in use (the settings then stay as they were, which is only slower).
+pub fn configure_sqlite_process() -> bool {
+    // SAFETY: sqlite3_config is called before sqlite3_initialize (no connection is
+    // open yet) with options that take no argument or an int, as its contract asks;
+    // once initialised, SQLite refuses it with SQLITE_MISUSE and changes nothing.
+    unsafe {
+        libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD)
+            == libsqlite3_sys::SQLITE_OK
+            && libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            ) == libsqlite3_sys::SQLITE_OK
+    }
+}
+
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
