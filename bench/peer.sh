@@ -2,7 +2,7 @@
 # This server side by side with a peer, the Helios FHIR Server (crates.io helios-hfs,
 # features R4 and sqlite), on the same machine, in one run, on the same workloads:
 # GET DocumentReference/{id}, POST DocumentReference, and the first page of a
-# patient's documents (`DocumentReference?patient=…&_count=20`, 60 documents, so the
+# patient's documents with an exact total (`DocumentReference?patient=…&_count=20&_total=accurate`, 60 documents, so the
 # page carries a next link), each at 1, 16 and 64 connections (wrk), our server with
 # its access rules and audit trace on (the patient's médecin traitant's token), the
 # peer as it ships (no authentication). The two servers take turns on each measurement.
@@ -103,8 +103,8 @@ measure() { # measure LABEL SERVER CONNECTIONS URL [METHOD TOKEN BODY]
 for connections in 1 16 64; do
     measure "GET DocumentReference/{id}" ours "$connections" "$ours/DocumentReference/$our_id" GET "$doctor"
     measure "GET DocumentReference/{id}" peer "$connections" "$theirs/DocumentReference/$their_id"
-    measure "search by patient, first page of 20" ours "$connections" "$ours/DocumentReference?patient=$our_patient&_count=20" GET "$doctor"
-    measure "search by patient, first page of 20" peer "$connections" "$theirs/DocumentReference?patient=$their_patient&_count=20"
+    measure "search by patient, first page of 20, exact total" ours "$connections" "$ours/DocumentReference?patient=$our_patient&_count=20&_total=accurate" GET "$doctor"
+    measure "search by patient, first page of 20, exact total" peer "$connections" "$theirs/DocumentReference?patient=$their_patient&_count=20&_total=accurate"
     measure "POST DocumentReference" ours "$connections" "$ours/DocumentReference" POST "$doctor" "$our_document"
     measure "POST DocumentReference" peer "$connections" "$theirs/DocumentReference" POST "" "$their_document"
     measure "GET /healthz (ceiling: no database, no token)" ours "$connections" "$ours/healthz"

@@ -334,6 +334,14 @@ async fn stages(
     };
     let single_write =
         matches!(&call, Call::Resource { operation, .. } if operation.interaction().is_write());
+    // A read of one resource by id, but a Binary's (megabytes to decode and check):
+    // short enough to run on the request's own thread.
+    let point_read = matches!(
+        &call,
+        Call::Resource { def, operation }
+            if def.name != "Binary"
+                && matches!(operation.interaction(), Interaction::Read | Interaction::Vread)
+    );
     let writes = single_write || matches!(&call, Call::Bundle(_));
     let context_base = base.clone();
     let gate_touched = touched.clone();
@@ -427,7 +435,12 @@ async fn stages(
             Err(failure) => return Err(failure),
         }
     } else {
-        (state.db.run(run_call).await.map_err(untraced)?, false)
+        let response = if point_read {
+            state.db.run_point_read(run_call).await
+        } else {
+            state.db.run(run_call).await
+        };
+        (response.map_err(untraced)?, false)
     };
 
     // shape.

@@ -157,6 +157,23 @@ impl Db {
         .map_err(|_| ApiError::internal("database task failed"))?
     }
 
+    /// Runs a short read (one resource by id) on the calling thread when SQLite has
+    /// a connection free at once: a point read costs less than handing it to the
+    /// blocking pool and back. Otherwise, and on PostgreSQL (a network round trip),
+    /// as [`Db::run`]: the calling thread never waits for a connection.
+    pub async fn run_point_read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.writer.is_some()
+            && let Some(mut conn) = self.pool.try_get()
+        {
+            return work(&mut conn);
+        }
+        self.run(work).await
+    }
+
     /// Runs `work` in one write transaction: all of it is stored, or nothing.
     pub async fn transaction<T, F>(&self, work: F) -> Result<T, ApiError>
     where
