@@ -20,9 +20,9 @@ use crate::fhir::{definitions, extract};
 use crate::store::audit as stored;
 use crate::store::{Conn, Db, dialect};
 
-/// The most events one indexing transaction moves: bounds how long it holds
-/// SQLite's writer (the trace's committer waits meanwhile).
-const BATCH: i64 = 128;
+/// The most events one indexing transaction indexes: bounds how long it holds
+/// SQLite's writer (a few milliseconds; the trace's committer waits meanwhile).
+const BATCH: i64 = 32;
 
 /// How long the indexer sleeps when nobody waits for it.
 const IDLE: Duration = Duration::from_millis(50);
@@ -68,10 +68,14 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
         waiting.extend(queue.try_iter());
         let result = index_all(db).map(|_| ());
         if let Err(error) = &result {
-            tracing::error!(%error, "the trace could not be indexed; it stays in the log");
+            tracing::error!(%error, "the trace could not be indexed; it stays queued");
         }
         for waiter in waiting {
             let _ = waiter.send(result.clone());
+        }
+        // The write-ahead log's pages go to the database here, off the answers' path.
+        if let Err(error) = db.read_blocking(|conn| Ok(dialect::checkpoint(conn)?)) {
+            tracing::warn!(%error, "checkpoint failed; a later one or a commit will do it");
         }
     }
 }

@@ -185,8 +185,21 @@ pub fn configure_sqlite_process() -> bool {
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            // The write-ahead log is copied into the database by the trace's
+            // indexer thread (`checkpoint`), not by whichever commit crosses its
+            // threshold; past 10,000 pages (40 MB) a commit still does it.
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;",
         ),
+        Conn::Postgresql(_) => Ok(()),
+    }
+}
+
+/// Copies what the write-ahead log holds into the SQLite database, as far as readers
+/// allow, without waiting for or blocking writers (a passive checkpoint), so that
+/// commits on the answer's path seldom do it; nothing on PostgreSQL.
+pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    match conn {
+        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA wal_checkpoint(PASSIVE);"),
         Conn::Postgresql(_) => Ok(()),
     }
 }
