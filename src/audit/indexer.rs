@@ -93,7 +93,13 @@ pub fn index_all(db: &Db) -> Result<usize, ApiError> {
             dialect::write_transaction(conn, |conn| index_batch(conn, last))
         })?;
         moved += batch;
-        if batch < BATCH as usize {
+        // A short batch may only mean that another instance's indexer took the
+        // rows this one waited for: done once none up to `last` is left.
+        if batch < BATCH as usize
+            && db
+                .read_blocking(|conn| Ok(stored::first_unindexed(conn)?))?
+                .is_none_or(|oldest| oldest > last)
+        {
             return Ok(moved);
         }
     }

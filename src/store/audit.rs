@@ -199,17 +199,24 @@ pub fn unindexed_events(
 
 /// The newest unindexed event, if any.
 pub fn last_unindexed(conn: &mut Conn) -> diesel::QueryResult<Option<i64>> {
+    queue_end(conn, "SELECT MAX(resource_pk) AS pk FROM audit_unindexed")
+}
+
+/// The oldest unindexed event, if any.
+pub fn first_unindexed(conn: &mut Conn) -> diesel::QueryResult<Option<i64>> {
+    queue_end(conn, "SELECT MIN(resource_pk) AS pk FROM audit_unindexed")
+}
+
+fn queue_end(conn: &mut Conn, query: &str) -> diesel::QueryResult<Option<i64>> {
     #[derive(QueryableByName)]
     struct PkRow {
         #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
         pk: Option<i64>,
     }
-    Ok(
-        Sql::prepared("SELECT MAX(resource_pk) AS pk FROM audit_unindexed")
-            .load::<PkRow>(conn)?
-            .pop()
-            .and_then(|row| row.pk),
-    )
+    Ok(Sql::prepared(query)
+        .load::<PkRow>(conn)?
+        .pop()
+        .and_then(|row| row.pk))
 }
 
 /// Writes the search-index rows of these events and takes them off the queue. Call
