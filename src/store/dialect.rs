@@ -186,9 +186,9 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
             // The write-ahead log is copied into the database by the trace's
-            // indexer thread (`checkpoint`), not by whichever commit crosses its
-            // threshold; past 10,000 pages (40 MB) a commit still does it.
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;",
+            // indexer thread (`checkpoint`), every few tens of milliseconds; a
+            // commit that finds it past 1,000 pages (SQLite's default) still does.
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 1000;",
         ),
         Conn::Postgresql(_) => Ok(()),
     }
