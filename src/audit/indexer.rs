@@ -57,6 +57,7 @@ impl TraceIndexer {
 }
 
 fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiError>>>) {
+    let mut conn: Option<Conn> = None;
     loop {
         let mut waiting = Vec::new();
         match queue.recv_timeout(IDLE) {
@@ -66,42 +67,53 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
         }
         // Everyone who asked before this pass starts is answered by it.
         waiting.extend(queue.try_iter());
-        let result = index_all(db).map(|_| ());
+        if conn.is_none() {
+            conn = db.rebuildable_writes_connection().ok();
+        }
+        let result = match conn.as_mut() {
+            Some(conn) => index_all(db, conn).map(|_| ()),
+            None => Err(ApiError::internal("database unavailable")),
+        };
         if let Err(error) = &result {
             tracing::error!(%error, "the trace could not be indexed; it stays queued");
+            // A fresh connection next time.
+            conn = None;
         }
         for waiter in waiting {
             let _ = waiter.send(result.clone());
         }
         // The write-ahead log's pages go to the database here, off the answers' path.
-        if let Err(error) = db.read_blocking(|conn| Ok(dialect::checkpoint(conn)?)) {
+        if let Some(conn) = conn.as_mut()
+            && let Err(error) = dialect::checkpoint(conn)
+        {
             tracing::warn!(%error, "checkpoint failed; a later one or a commit will do it");
         }
     }
 }
 
-/// Indexes every event stored before the call, a batch per transaction; returns how
-/// many. Events stored meanwhile wait for the next pass, so that a steady stream of
-/// requests never keeps a reader waiting.
-pub fn index_all(db: &Db) -> Result<usize, ApiError> {
-    let Some(last) = db.read_blocking(|conn| Ok(stored::last_unindexed(conn)?))? else {
+/// Indexes every event stored before the call, a batch per transaction, on the
+/// indexer's own connection; returns how many. Events stored meanwhile wait for the
+/// next pass, so that a steady stream of requests never keeps a reader waiting.
+pub fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
+    let Some(last) = stored::last_unindexed(conn)? else {
         return Ok(0);
     };
     let mut moved = 0;
     loop {
-        let batch = db.write_blocking(|conn| {
+        let batch = db.write_on(conn, |conn| {
             dialect::write_transaction(conn, |conn| index_batch(conn, last))
         })?;
         moved += batch;
         // A short batch may only mean that another instance's indexer took the
         // rows this one waited for: done once none up to `last` is left.
         if batch < BATCH as usize
-            && db
-                .read_blocking(|conn| Ok(stored::first_unindexed(conn)?))?
-                .is_none_or(|oldest| oldest > last)
+            && stored::first_unindexed(conn)?.is_none_or(|oldest| oldest > last)
         {
             return Ok(moved);
         }
+        // The trace's committer, which answers wait on, takes SQLite's writer
+        // between two batches (the lock does not queue its waiters in order).
+        thread::sleep(Duration::from_micros(500));
     }
 }
 

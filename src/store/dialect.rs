@@ -204,6 +204,16 @@ pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     }
 }
 
+/// Commits on this connection no longer wait for the disk: SQLite's
+/// `synchronous = NORMAL`, PostgreSQL's `synchronous_commit = off` (see
+/// `Db::rebuildable_writes_connection`).
+pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    match conn {
+        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA synchronous = NORMAL;"),
+        Conn::Postgresql(postgres) => postgres.batch_execute("SET synchronous_commit = off;"),
+    }
+}
+
 /// A write transaction. Writers of one server queue on the store's writer lock
 /// before they get here, so a SQLite transaction never has to upgrade a read lock
 /// against another writer of the process; PostgreSQL runs read-committed with row

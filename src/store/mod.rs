@@ -36,6 +36,8 @@ impl From<diesel::result::Error> for ApiError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Manager>,
+    /// What the pool connects to, for connections of their own.
+    target: dialect::Target,
     /// SQLite's writers queue here rather than in its busy handler, which sleeps and
     /// retries: a FIFO hand-over keeps the tail latency of writes low. PostgreSQL's
     /// writers run side by side, settled by row and advisory locks as between
@@ -107,6 +109,7 @@ impl Db {
             .map_err(|error| format!("cannot open database {}: {error}", redacted(database_url)))?;
         let db = Db {
             pool,
+            target: target.clone(),
             writer: match target.kind {
                 dialect::Kind::Sqlite => Some(Arc::new(Mutex::new(()))),
                 dialect::Kind::Postgres => None,
@@ -223,6 +226,36 @@ impl Db {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         });
         work(&mut conn)
+    }
+
+    /// A connection of its own, outside the pool, for a background worker whose
+    /// writes can be made again from what is durable (the trace's search index,
+    /// rebuilt from its queue): on SQLite its commits do not wait for an fsync
+    /// (`synchronous = NORMAL`); they reach the disk with the next durable commit
+    /// (the write-ahead log is written in order) or a checkpoint, and a crash before
+    /// loses them, never the queue they came from.
+    pub fn rebuildable_writes_connection(&self) -> Result<Conn, ApiError> {
+        let mut conn = dialect::connect(&self.target).map_err(|message| {
+            tracing::error!(%message, "no database connection");
+            ApiError::internal("database unavailable")
+        })?;
+        dialect::prepare_connection(&mut conn)?;
+        dialect::without_fsync_per_commit(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Runs `work` on `conn` (see [`Db::rebuildable_writes_connection`]) as the only
+    /// writer of this process on SQLite.
+    pub fn write_on<T, F>(&self, conn: &mut Conn, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        let _turn = self.writer.as_ref().map(|writer| {
+            writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
+        work(conn)
     }
 
     /// A read on the calling thread (background workers, commands).
