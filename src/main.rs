@@ -59,24 +59,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `purge_delay` option (its number in mimalloc 2 and 3's `mi_option_e`,
-/// which the crate leaves unnamed).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Memory freed by a request goes back to the system at once, not after a delay: a
-/// burst of large bodies leaves no peak behind (`--max-inflight-body-bytes` bounds
-/// what requests hold at once; the process holds little more).
-fn return_freed_memory_at_once() {
-    // SAFETY: sets one allocator option, once, at start, before any other thread
-    // exists (mimalloc's option setters are not thread-safe).
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+/// glibc gives each thread that allocates its own arena and keeps what it frees:
+/// with a blocking pool of many threads each handling a large body in turn, the
+/// process would hold a peak per thread. Two arenas bound that to what requests hold
+/// at once (see `--max-inflight-body-bytes`). (mimalloc, tried for its per-thread
+/// heaps, was 10–15% faster on an audited GET but held 200 MB under 64 concurrent
+/// searches: BENCHMARKS.md.)
+fn bound_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called once, at start, before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    return_freed_memory_at_once();
+    bound_allocator_arenas();
     let sqlite_configured = dmp_fhir_server::store::dialect::configure_sqlite_process();
     let cli = Cli::parse();
     let config = match cli.config.resolve() {
