@@ -6,8 +6,10 @@
 //!
 //! Read-your-writes (R-PAT-4, R-ACC-11): a request that may read the trace first
 //! calls [`TraceIndexer::caught_up`], which returns once every event committed
-//! before the call is searchable. Any instance's indexer moves any instance's
-//! events (PostgreSQL locks the rows it moves), so this holds across instances.
+//! before the call is searchable. Any instance's indexer indexes any instance's
+//! events (PostgreSQL locks the queue rows it takes), so this holds across
+//! instances. If indexing keeps failing, the trace's readers get 500s (the trace is
+//! never shown incomplete) while the events stay durable in the queue.
 
 use std::sync::mpsc;
 use std::thread;
