@@ -3,7 +3,8 @@
 # (release build, SQLite, 16 connections): `perf record` samples the server while wrk
 # loads it, then prints the share of each thread kind and the hottest functions.
 # Needs wrk and perf (Debian packages wrk, linux-perf).
-# DMP_SERVER_BINARY: a binary already built (default: this tree's release build).
+# DMP_SERVER_BINARY: a binary already built (default: this tree's release build);
+# BENCH_DATABASE_URL: a PostgreSQL URL (default: a fresh SQLite file).
 # Usage: bench/profile.sh [seconds, default 10] [connections, default 16] [path, default the GET]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +21,7 @@ binary=${DMP_SERVER_BINARY:-$root/target/release/dmp-fhir-server}
 [ -n "${DMP_SERVER_BINARY:-}" ] || cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 source "$root/scripts/dev-server.sh"
 dev_issuer "$work/issuer"
-start_server "$binary" "$work/bench.sqlite" "$work/server.log"
+start_server "$binary" "${BENCH_DATABASE_URL:-$work/bench.sqlite}" "$work/server.log"
 system=$(dev_token --actor system --sub insurer-feed)
 doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
 patient=$(fhir_post "$base" "$system" Patient "$(patient_json)" | id_of)
