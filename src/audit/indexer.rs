@@ -96,7 +96,7 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
 /// Indexes every event stored before the call, a batch per transaction, on the
 /// indexer's own connection; returns how many. Events stored meanwhile wait for the
 /// next pass, so that a steady stream of requests never keeps a reader waiting.
-pub fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
+fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
     let Some(last) = stored::last_unindexed(conn)? else {
         return Ok(0);
     };

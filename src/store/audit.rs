@@ -228,14 +228,8 @@ pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::
         .collect();
     write_indexes(conn, &indexed)?;
     for chunk in events.chunks(500) {
-        let mut done = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN (");
-        for (index, (pk, _)) in chunk.iter().enumerate() {
-            if index > 0 {
-                done.push(", ");
-            }
-            done.int(*pk);
-        }
-        done.push(")");
+        let mut done = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN ");
+        done.int_list(chunk.iter().map(|(pk, _)| *pk));
         done.execute(conn)?;
     }
     Ok(())

@@ -158,11 +158,6 @@ pub fn refresh_statistics(conn: &mut Conn, thorough: bool) -> diesel::QueryResul
     }
 }
 
-/// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
-/// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
-/// survives a power cut as well as a killed process (R-AUD-2), and the trace's group
-/// commit pays that fsync once for many requests. PostgreSQL's defaults already
-/// commit durably (`synchronous_commit = on`).
 /// SQLite's process-wide settings, before the process opens its first connection:
 /// connections without their own mutex (a pooled connection is used by one thread
 /// at a time), and no global count of the library's allocations (a mutex every
@@ -182,13 +177,18 @@ pub fn configure_sqlite_process() -> bool {
     }
 }
 
+/// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
+/// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
+/// survives a power cut as well as a killed process (R-AUD-2), and the trace's group
+/// commit pays that fsync once for many requests. PostgreSQL's defaults already
+/// commit durably (`synchronous_commit = on`).
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
             // The write-ahead log is copied into the database by the trace's
             // indexer thread (`checkpoint`), every few tens of milliseconds; a
-            // commit that finds it past 1,000 pages (SQLite's default) still does.
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 1000;",
+            // commit that finds it past SQLite's threshold (1,000 pages) still does.
+            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         ),
         Conn::Postgresql(_) => Ok(()),
     }

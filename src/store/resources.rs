@@ -144,14 +144,8 @@ pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult
     }
     let mut sql = Sql::new("SELECT r.pk, r.version_id, CASE WHEN LENGTH(r.content) <= ");
     sql.int(SMALL_CONTENT)
-        .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN (");
-    for (index, head) in heads.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.int(head.pk);
-    }
-    sql.push(")");
+        .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN ")
+        .int_list(heads.iter().map(|head| head.pk));
     let mut small: std::collections::HashMap<i64, SmallRow> = sql
         .load::<SmallRow>(conn)?
         .into_iter()
@@ -514,14 +508,8 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
             "resource_compartment",
         ] {
             for chunk in replaced.chunks(500) {
-                let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk IN ("));
-                for (index, pk) in chunk.iter().enumerate() {
-                    if index > 0 {
-                        clear.push(", ");
-                    }
-                    clear.int(*pk);
-                }
-                clear.push(")");
+                let mut clear = Sql::new(&format!("DELETE FROM {table} WHERE resource_pk IN "));
+                clear.int_list(chunk.iter().copied());
                 clear.execute(conn)?;
             }
         }

@@ -456,14 +456,10 @@ pub fn included(
     if let Some(target) = &include.target_type {
         sql.push(" AND sr.target_type = ").text(target.as_str());
     }
-    sql.push(" AND sr.resource_pk IN (");
-    for (index, pk) in pks.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.int(*pk);
-    }
-    sql.push(") ORDER BY r.pk LIMIT ").int(limit as i64);
+    sql.push(" AND sr.resource_pk IN ")
+        .int_list(pks.iter().copied())
+        .push(" ORDER BY r.pk LIMIT ")
+        .int(limit as i64);
     sql.load(conn)
 }
 

@@ -82,6 +82,22 @@ impl Sql {
         self.push(")")
     }
 
+    /// Appends `(?, ?, …)` bound to integers; an empty list is an empty set.
+    pub fn int_list(&mut self, values: impl IntoIterator<Item = i64>) -> &mut Self {
+        let mut values = values.into_iter().peekable();
+        if values.peek().is_none() {
+            return self.push("(SELECT 0 WHERE 1 = 0)");
+        }
+        self.push("(");
+        for (index, value) in values.enumerate() {
+            if index > 0 {
+                self.push(", ");
+            }
+            self.int(value);
+        }
+        self.push(")")
+    }
+
     /// Appends another fragment with its binds.
     pub fn append(&mut self, other: Sql) -> &mut Self {
         // Placeholders are positional markers in SQLite; a numbered dialect would

@@ -455,6 +455,38 @@ fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
         assert_eq!(now, total + 2, "round {round}");
         total = now;
     }
+    // The professional's side (R-ACC-11), through an `_revinclude` of the trace: the
+    // médecin traitant reads the space's whole trace, their own read just answered
+    // included.
+    for round in 0..10 {
+        let request_id = format!("ryw-included-{round}");
+        let reply = traced(
+            &app,
+            "GET",
+            &format!("DocumentReference/{document_id}"),
+            &As::doctor(),
+            None,
+            &request_id,
+        );
+        assert_eq!(reply.status, 200);
+        let bundle = app
+            .get(
+                &format!("Patient?_id={patient_id}&_revinclude=AuditEvent:patient&_count=500"),
+                &As::doctor(),
+            )
+            .json();
+        let included: Vec<Value> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
+            .map(|entry| entry["resource"].clone())
+            .collect();
+        assert!(
+            traced_request_ids(&included).contains(&request_id),
+            "round {round}: the read just answered is not among the included events"
+        );
+    }
 }
 
 fn agent_ids(events: &[Value]) -> Vec<String> {
