@@ -215,12 +215,42 @@ pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::E
 }
 
 /// A write transaction. Writers of one server queue on the store's writer lock
-/// before they get here, so a SQLite transaction never has to upgrade a read lock
-/// against another writer of the process; PostgreSQL runs read-committed with row
-/// locks (`for_update`) where a write depends on a read.
+/// before they get here; an outermost SQLite transaction also takes the database's
+/// write lock at its start (`BEGIN IMMEDIATE`, waiting under `busy_timeout`), so that
+/// it never has to upgrade a read snapshot that another process's writer (a second
+/// server on the file, its trace indexer, a command) has moved past, which SQLite
+/// refuses at once. Nested calls are savepoints. PostgreSQL runs read-committed with
+/// row locks (`for_update`) where a write depends on a read.
 pub fn write_transaction<T, F>(conn: &mut Conn, work: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut Conn) -> Result<T, ApiError>,
 {
-    conn.transaction(work)
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let outermost_sqlite = match conn {
+        Conn::Sqlite(sqlite) => AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+            .transaction_depth()?
+            .is_none(),
+        Conn::Postgresql(_) => false,
+    };
+    let Conn::Sqlite(sqlite) = conn else {
+        return conn.transaction(work);
+    };
+    if !outermost_sqlite {
+        return conn.transaction(work);
+    }
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    let result = work(conn);
+    let Conn::Sqlite(sqlite) = conn else {
+        unreachable!("the connection is the SQLite one it was");
+    };
+    match result {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite)?;
+            Ok(value)
+        }
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(sqlite)?;
+            Err(error)
+        }
+    }
 }
