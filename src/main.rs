@@ -59,23 +59,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// glibc gives each thread that allocates its own arena and keeps what it frees:
-/// with a blocking pool of many threads each handling a large body in turn, the
-/// process would hold a peak per thread. Two arenas bound that to what requests hold
-/// at once (see `--max-inflight-body-bytes`). (mimalloc, tried for its per-thread
-/// heaps, was 10–15% faster on an audited GET but held 200 MB under 64 concurrent
-/// searches: BENCHMARKS.md.)
-fn bound_allocator_arenas() {
+/// glibc keeps large blocks it frees in its arenas once its threshold for mapping
+/// them has risen (it follows the largest block freed), so that a blocking pool of
+/// many threads each handling a large body in turn would hold a peak per arena. A
+/// fixed threshold maps every block over 128 KiB on its own and returns it to the
+/// system when freed: the arenas hold only small blocks, and their number can stay
+/// glibc's (eight per core), which the busy threads (the HTTP workers, the trace's
+/// committer and indexer) need so as not to wait on each other's allocations. Two
+/// arenas, the earlier bound, cost 10-15 % of an audited read in that waiting and
+/// held more under large bodies (BENCHMARKS.md, 2026-12-04). mimalloc, tried for its
+/// per-thread heaps, held 200 MB under 64 concurrent searches.
+fn bound_allocator_retention() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once, at start, before
     // any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
 fn main() -> std::process::ExitCode {
-    bound_allocator_arenas();
+    bound_allocator_retention();
     let sqlite_configured = dmp_fhir_server::store::dialect::configure_sqlite_process();
     let cli = Cli::parse();
     let config = match cli.config.resolve() {

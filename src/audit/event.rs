@@ -2,10 +2,13 @@
 //! `type` rest, `subtype` the interaction, `action`, `outcome`, the user agent with
 //! `purposeOfUse` (the access mode), the client and the server agents, the patient
 //! entity, the resources read or written, the query of a search and the request id.
+//!
+//! The event is written straight to its JSON text from borrowed parts (one event per
+//! answered request: a tree of JSON values cost a hundred allocations each).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{Outcome, Touched, Trace};
 use crate::access::{ActorKind, Principal};
@@ -55,125 +58,293 @@ fn outcome_code(status: u16) -> &'static str {
     }
 }
 
-fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({ "system": system, "code": code, "display": display })
+#[derive(Serialize)]
+struct Coding<'a> {
+    system: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+fn coding<'a>(system: &'a str, code: &'a str, display: &'a str) -> Coding<'a> {
+    Coding {
+        system,
+        code,
+        display: Some(display),
+    }
+}
+
+#[derive(Serialize)]
+struct Concept<'a> {
+    coding: [Coding<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+fn concept(coding: Coding<'_>) -> Concept<'_> {
+    Concept {
+        coding: [coding],
+        text: None,
+    }
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    value: &'a str,
+}
+
+/// A Reference: by literal reference, by identifier or by display only.
+#[derive(Serialize, Default)]
+struct Reference<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Identifier<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+fn reference_to<'a>(reference: String) -> Reference<'a> {
+    Reference {
+        reference: Some(reference),
+        ..Reference::default()
+    }
+}
+
+fn identified<'a>(system: Option<&'a str>, value: &'a str) -> Reference<'a> {
+    Reference {
+        identifier: Some(Identifier { system, value }),
+        ..Reference::default()
+    }
+}
+
+fn displayed(display: &str) -> Reference<'_> {
+    Reference {
+        display: Some(display),
+        ..Reference::default()
+    }
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    address: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Agent<'a> {
+    #[serde(rename = "type")]
+    kind: Concept<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<[Concept<'a>; 1]>,
+    who: Reference<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    requestor: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose_of_use: Option<[Concept<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
 }
 
 /// The access mode as a CodeableConcept, with the emergency reason as its text.
-fn access_mode(principal: &Principal) -> Value {
-    let mut mode = json!({
-        "coding": [{ "system": ACCESS_MODE_SYSTEM, "code": principal.purpose_of_use.code() }]
-    });
-    if let Some(reason) = &principal.access_reason {
-        mode["text"] = json!(reason);
+fn access_mode(principal: &Principal) -> Concept<'_> {
+    Concept {
+        coding: [Coding {
+            system: ACCESS_MODE_SYSTEM,
+            code: principal.purpose_of_use.code(),
+            display: None,
+        }],
+        text: principal.access_reason.as_deref(),
     }
-    mode
 }
 
 /// The user agent: who asked, as authenticated.
-fn user_agent(trace: &Trace, writes: bool) -> Value {
+fn user_agent(trace: &Trace, writes: bool) -> Agent<'_> {
     let Some(principal) = &trace.principal else {
-        return json!({
-            "type": { "coding": [coding(PARTICIPATION, "IRCP", "information recipient")] },
-            "who": { "display": "unauthenticated caller" },
-            "requestor": true
-        });
+        return Agent {
+            kind: concept(coding(PARTICIPATION, "IRCP", "information recipient")),
+            role: None,
+            who: displayed("unauthenticated caller"),
+            name: None,
+            requestor: true,
+            purpose_of_use: None,
+            network: None,
+        };
     };
-    let mut agent = serde_json::Map::new();
     let kind = match principal.actor {
         ActorKind::Patient => coding(ROLE_CLASS, "PAT", "patient"),
         _ if writes => coding(ROLE_CLASS, "AGNT", "agent"),
         _ => coding(PARTICIPATION, "IRCP", "information recipient"),
     };
-    agent.insert("type".into(), json!({ "coding": [kind] }));
-    if let Some(role) = role(principal) {
-        agent.insert("role".into(), json!([{ "coding": [role] }]));
+    Agent {
+        kind: concept(kind),
+        role: role(principal).map(|role| [concept(role)]),
+        who: who(principal),
+        name: principal.name.as_deref(),
+        requestor: true,
+        purpose_of_use: Some([access_mode(principal)]),
+        network: None,
     }
-    agent.insert("who".into(), who(principal));
-    if let Some(name) = &principal.name {
-        agent.insert("name".into(), json!(name));
-    }
-    agent.insert("requestor".into(), json!(true));
-    agent.insert("purposeOfUse".into(), json!([access_mode(principal)]));
-    Value::Object(agent)
 }
 
-fn role(principal: &Principal) -> Option<Value> {
+fn role(principal: &Principal) -> Option<Coding<'_>> {
     match principal.actor {
-        ActorKind::Professional => principal
-            .profession
-            .as_deref()
-            .map(|code| json!({ "system": PROFESSION_SYSTEM, "code": code })),
-        ActorKind::Representative => Some(json!({
-            "system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
-            "code": "GUARD",
-            "display": "guardian"
-        })),
+        ActorKind::Professional => principal.profession.as_deref().map(|code| Coding {
+            system: PROFESSION_SYSTEM,
+            code,
+            display: None,
+        }),
+        ActorKind::Representative => Some(coding(
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+            "GUARD",
+            "guardian",
+        )),
         _ => None,
     }
 }
 
 /// The agent's identity: a professional by IdNat_PS, a patient by their Patient,
 /// anyone else by subject within its issuer.
-fn who(principal: &Principal) -> Value {
-    match &principal.actor {
-        ActorKind::Professional => {
-            json!({ "identifier": { "system": IDNAT_PS_SYSTEM, "value": principal.subject } })
-        }
-        ActorKind::Patient if principal.patient.is_some() => {
-            json!({ "reference": format!("Patient/{}", principal.patient.as_deref().unwrap_or_default()) })
-        }
-        _ => json!({ "identifier": { "system": principal.issuer, "value": principal.subject } }),
+fn who(principal: &Principal) -> Reference<'_> {
+    match (&principal.actor, principal.patient.as_deref()) {
+        (ActorKind::Professional, _) => identified(Some(IDNAT_PS_SYSTEM), &principal.subject),
+        (ActorKind::Patient, Some(patient)) => reference_to(format!("Patient/{patient}")),
+        _ => identified(Some(&principal.issuer), &principal.subject),
     }
 }
 
-fn client_agent(trace: &Trace) -> Value {
+fn client_agent(trace: &Trace) -> Agent<'_> {
     let client = trace
         .principal
         .as_ref()
-        .and_then(|principal| principal.client_id.clone())
-        .unwrap_or_else(|| "client".to_owned());
-    let mut agent = json!({
-        "type": { "coding": [coding(DCM, "110153", "Source Role ID")] },
-        "who": { "display": client },
-        "requestor": false
-    });
-    if let Some(address) = &trace.client_address {
-        agent["network"] = json!({ "address": address, "type": "2" });
+        .and_then(|principal| principal.client_id.as_deref())
+        .unwrap_or("client");
+    Agent {
+        kind: concept(coding(DCM, "110153", "Source Role ID")),
+        role: None,
+        who: displayed(client),
+        name: None,
+        requestor: false,
+        purpose_of_use: None,
+        network: trace
+            .client_address
+            .as_deref()
+            .map(|address| Network { address, kind: "2" }),
     }
-    agent
 }
 
-fn server_agent(trace: &Trace) -> Value {
-    json!({
-        "type": { "coding": [coding(DCM, "110152", "Destination Role ID")] },
-        "who": { "display": trace.server },
-        "requestor": false
-    })
+fn server_agent(trace: &Trace) -> Agent<'_> {
+    Agent {
+        kind: concept(coding(DCM, "110152", "Destination Role ID")),
+        role: None,
+        who: displayed(&trace.server),
+        name: None,
+        requestor: false,
+        purpose_of_use: None,
+        network: None,
+    }
 }
 
-fn patient_entity(patient: &str) -> Value {
-    json!({
-        "what": { "reference": format!("Patient/{patient}") },
-        "type": coding(ENTITY_TYPE, "1", "Person"),
-        "role": coding(OBJECT_ROLE, "1", "Patient")
-    })
+#[derive(Serialize)]
+struct Detail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "valueString")]
+    value: &'a str,
 }
 
-fn resource_entity(reference: &str) -> Value {
-    json!({
-        "what": { "reference": reference },
-        "type": coding(ENTITY_TYPE, "2", "System Object"),
-        "role": coding(OBJECT_ROLE, "4", "Domain Resource")
-    })
+#[derive(Serialize)]
+struct Entity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    what: Option<Reference<'a>>,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Coding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<[Detail<'a>; 1]>,
+}
+
+fn patient_entity<'a>(patient: &str) -> Entity<'a> {
+    Entity {
+        what: Some(reference_to(format!("Patient/{patient}"))),
+        kind: coding(ENTITY_TYPE, "1", "Person"),
+        role: Some(coding(OBJECT_ROLE, "1", "Patient")),
+        query: None,
+        detail: None,
+    }
+}
+
+fn resource_entity<'a>(reference: String) -> Entity<'a> {
+    Entity {
+        what: Some(reference_to(reference)),
+        kind: coding(ENTITY_TYPE, "2", "System Object"),
+        role: Some(coding(OBJECT_ROLE, "4", "Domain Resource")),
+        query: None,
+        detail: None,
+    }
+}
+
+#[derive(Serialize)]
+struct Extension<'a> {
+    url: &'static str,
+    #[serde(rename = "valueString", skip_serializing_if = "Option::is_none")]
+    string: Option<&'a str>,
+    #[serde(rename = "valueBoolean", skip_serializing_if = "Option::is_none")]
+    boolean: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta<'a> {
+    version_id: &'static str,
+    last_updated: &'a str,
+}
+
+#[derive(Serialize)]
+struct Source {
+    observer: Reference<'static>,
+    #[serde(rename = "type")]
+    kind: [Coding<'static>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    resource_type: &'static str,
+    id: &'a str,
+    meta: Meta<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extension: Vec<Extension<'a>>,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subtype: Vec<Coding<'a>>,
+    action: &'static str,
+    recorded: &'a str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome_desc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose_of_event: Option<[Concept<'a>; 1]>,
+    agent: [Agent<'a>; 3],
+    source: Source,
+    entity: Vec<Entity<'a>>,
 }
 
 /// `AuditEvent.entity.detail.type` of a query entity naming the type searched.
 pub const QUERY_TYPE_DETAIL: &str = "resourceType";
 
-/// Builds the event of `trace` for `patient` (None: the interaction concerned no
-/// patient's space, e.g. an unauthenticated call). `id` and `recorded` are given so
-/// the stored JSON is final.
+/// The JSON of the event of `trace` for `patient` (None: the interaction concerned
+/// no patient's space, e.g. an unauthenticated call). `id` and `recorded` are given
+/// so the stored JSON is final.
 pub fn build(
     trace: &Trace,
     outcome: &Outcome,
@@ -181,79 +352,50 @@ pub fn build(
     patient: Option<&str>,
     id: &str,
     recorded: &str,
-) -> Value {
+) -> String {
     let action = action(trace);
-    let mut event = serde_json::Map::new();
-    event.insert("resourceType".into(), json!("AuditEvent"));
-    event.insert("id".into(), json!(id));
-    event.insert(
-        "meta".into(),
-        json!({ "versionId": "1", "lastUpdated": recorded }),
-    );
+    let mut extension = Vec::new();
     if let Some(rule) = outcome.rule {
-        let mut extensions = vec![json!({ "url": RULE_EXTENSION, "valueString": rule })];
+        extension.push(Extension {
+            url: RULE_EXTENSION,
+            string: Some(rule),
+            boolean: None,
+        });
         if outcome.concealed {
-            extensions.push(json!({ "url": CONCEALED_EXTENSION, "valueBoolean": true }));
+            extension.push(Extension {
+                url: CONCEALED_EXTENSION,
+                string: None,
+                boolean: Some(true),
+            });
         }
-        event.insert("extension".into(), json!(extensions));
     }
-    event.insert(
-        "type".into(),
-        coding(
-            "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "rest",
-            "Restful Operation",
-        ),
-    );
+    let mut subtype = Vec::new();
     if !trace.interaction.is_empty() {
-        let mut subtypes = vec![
-            json!({ "system": "http://hl7.org/fhir/restful-interaction", "code": trace.interaction }),
-        ];
+        subtype.push(Coding {
+            system: "http://hl7.org/fhir/restful-interaction",
+            code: trace.interaction,
+            display: None,
+        });
         // R-MHD-8: the IHE transaction beside the REST interaction.
         if let Some(transaction) = trace.ihe_transaction {
-            subtypes.push(json!({
-                "system": crate::fhir::mhd::IHE_EVENT_TYPE_SYSTEM,
-                "code": transaction.code,
-                "display": transaction.display,
-            }));
+            subtype.push(coding(
+                crate::fhir::mhd::IHE_EVENT_TYPE_SYSTEM,
+                transaction.code,
+                transaction.display,
+            ));
         }
-        event.insert("subtype".into(), json!(subtypes));
     }
-    event.insert("action".into(), json!(action));
-    event.insert("recorded".into(), json!(recorded));
-    event.insert("outcome".into(), json!(outcome_code(outcome.status)));
-    let description = match (outcome.rule, &outcome.detail) {
+    let outcome_desc = match (outcome.rule, &outcome.detail) {
         (Some(rule), Some(detail)) => Some(format!("{}: rule {rule}: {detail}", outcome.status)),
         (None, Some(detail)) => Some(format!("{}: {detail}", outcome.status)),
         (Some(rule), None) => Some(format!("{}: rule {rule}", outcome.status)),
         (None, None) if outcome.status >= 400 => Some(outcome.status.to_string()),
         (None, None) => None,
     };
-    if let Some(description) = description {
-        event.insert("outcomeDesc".into(), json!(description));
-    }
-    if let Some(principal) = &trace.principal {
-        event.insert("purposeOfEvent".into(), json!([access_mode(principal)]));
-    }
     let writes = matches!(action, "C" | "U" | "D");
-    event.insert(
-        "agent".into(),
-        json!([
-            user_agent(trace, writes),
-            client_agent(trace),
-            server_agent(trace)
-        ]),
-    );
-    event.insert(
-        "source".into(),
-        json!({
-            "observer": { "display": "dmp-fhir-server" },
-            "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")]
-        }),
-    );
-    let mut entities = Vec::new();
+    let mut entity = Vec::new();
     if let Some(patient) = patient {
-        entities.push(patient_entity(patient));
+        entity.push(patient_entity(patient));
     }
     // The resources this interaction named or wrote in this patient's space.
     let mut named = Vec::new();
@@ -269,23 +411,65 @@ pub fn build(
             named.push(reference);
         }
     }
-    entities.extend(named.iter().map(|reference| resource_entity(reference)));
+    entity.extend(named.into_iter().map(resource_entity));
     if let Some(query) = &trace.query {
-        let mut entity = json!({
-            "type": coding(ENTITY_TYPE, "2", "System Object"),
-            "role": coding(OBJECT_ROLE, "24", "Query"),
-            "query": STANDARD.encode(query.as_bytes())
+        entity.push(Entity {
+            what: None,
+            kind: coding(ENTITY_TYPE, "2", "System Object"),
+            role: Some(coding(OBJECT_ROLE, "24", "Query")),
+            query: Some(STANDARD.encode(query.as_bytes())),
+            // The type searched: what the query's ids are ids of.
+            detail: trace.resource_type.map(|resource_type| {
+                [Detail {
+                    kind: QUERY_TYPE_DETAIL,
+                    value: resource_type,
+                }]
+            }),
         });
-        // The type searched: what the query's ids are ids of.
-        if let Some(resource_type) = trace.resource_type {
-            entity["detail"] = json!([{ "type": QUERY_TYPE_DETAIL, "valueString": resource_type }]);
-        }
-        entities.push(entity);
     }
-    entities.push(json!({
-        "what": { "identifier": { "value": trace.request_id } },
-        "type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id")
-    }));
-    event.insert("entity".into(), json!(entities));
-    Value::Object(event)
+    entity.push(Entity {
+        what: Some(identified(None, &trace.request_id)),
+        kind: coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
+        role: None,
+        query: None,
+        detail: None,
+    });
+    let event = Event {
+        resource_type: "AuditEvent",
+        id,
+        meta: Meta {
+            version_id: "1",
+            last_updated: recorded,
+        },
+        extension,
+        kind: coding(
+            "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "rest",
+            "Restful Operation",
+        ),
+        subtype,
+        action,
+        recorded,
+        outcome: outcome_code(outcome.status),
+        outcome_desc,
+        purpose_of_event: trace
+            .principal
+            .as_ref()
+            .map(|principal| [access_mode(principal)]),
+        agent: [
+            user_agent(trace, writes),
+            client_agent(trace),
+            server_agent(trace),
+        ],
+        source: Source {
+            observer: displayed("dmp-fhir-server"),
+            kind: [coding(
+                "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "4",
+                "Application Server",
+            )],
+        },
+        entity,
+    };
+    serde_json::to_string(&event).expect("an event of strings serialises")
 }

@@ -191,7 +191,7 @@ pub fn prepare(record: Record) -> Prepared {
         .into_iter()
         .map(|patient| {
             let id = uuid::Uuid::new_v4().to_string();
-            let value = event::build(
+            let content = event::build(
                 &record.trace,
                 &record.outcome,
                 &record.touched,
@@ -200,7 +200,7 @@ pub fn prepare(record: Record) -> Prepared {
                 &recorded,
             );
             PreparedEvent {
-                content: value.to_string(),
+                content,
                 chain_key: patient.unwrap_or("").to_owned(),
                 id,
             }
