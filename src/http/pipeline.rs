@@ -154,7 +154,8 @@ fn request_id(request: &HttpRequest) -> String {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        // Time-ordered, so that the trace's index by request id grows at its end.
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
 /// The header carrying the request id.
