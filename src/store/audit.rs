@@ -94,7 +94,9 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
                 .text(link.event.id)
                 .push(", 1, ")
                 .text(link.event.recorded)
-                .push(&format!(", {}, ", dialect::bool_literal(false)))
+                .push(", ")
+                .boolean(false)
+                .push(", ")
                 .text(link.event.content);
         },
     ) {

@@ -529,12 +529,10 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
                 .text(author.actor.as_str())
                 .push(", ")
                 .text(author.subject.as_str())
-                .push(", ");
-            match &author.organization {
-                Some(organization) => sql.text(organization.as_str()),
-                None => sql.push("NULL"),
-            };
-            sql.push(", ").text(author.created_at.as_str());
+                .push(", ")
+                .optional_text(author.organization.as_deref())
+                .push(", ")
+                .text(author.created_at.as_str());
         },
     ) {
         record.execute(conn)?;
@@ -581,7 +579,9 @@ fn version_columns(sql: &mut Sql, version: &NewVersion<'_>) {
         .int(version.version_id)
         .push(", ")
         .text(version.last_updated)
-        .push(&format!(", {}, ", bool_literal(version.deleted)));
+        .push(", ")
+        .boolean(version.deleted)
+        .push(", ");
 }
 
 /// One index row: the resource's key and type, then the table's own values.
@@ -596,11 +596,7 @@ fn insert_rows(conn: &mut Conn, columns: &str, rows: &[IndexRow<'_>]) -> diesel:
         |sql, (pk, res_type, values)| {
             sql.int(*pk).push(", ").text(*res_type);
             for value in values {
-                sql.push(", ");
-                match value {
-                    Some(value) => sql.text(value.as_str()),
-                    None => sql.push("NULL"),
-                };
+                sql.push(", ").optional_text(value.as_deref());
             }
         },
     ) {

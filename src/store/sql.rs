@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-use diesel::sql_types::{BigInt, Text, Untyped};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Untyped};
 use diesel::{QueryResult, QueryableByName};
 
 use super::dialect::{self, Backend, Conn};
@@ -14,6 +14,9 @@ use super::dialect::{self, Backend, Conn};
 pub enum Bind {
     Text(String),
     Int(i64),
+    Bool(bool),
+    /// A NULL text value.
+    Null,
 }
 
 /// SQL text and its bind values, in order.
@@ -63,6 +66,26 @@ impl Sql {
         self.binds.push(Bind::Int(value));
         self.text.push_str(dialect::placeholder(self.binds.len()));
         self
+    }
+
+    /// Appends a placeholder bound to a boolean.
+    pub fn boolean(&mut self, value: bool) -> &mut Self {
+        self.binds.push(Bind::Bool(value));
+        self.text.push_str(dialect::placeholder(self.binds.len()));
+        self
+    }
+
+    /// Appends a placeholder bound to `value`, NULL for none (a placeholder either
+    /// way, so that the statement's text does not depend on the value).
+    pub fn optional_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.text(value),
+            None => {
+                self.binds.push(Bind::Null);
+                self.text.push_str(dialect::placeholder(self.binds.len()));
+                self
+            }
+        }
     }
 
     /// Appends `(?, ?, …)` bound to `values`; an empty list is an empty set (`IN ()`
@@ -118,6 +141,8 @@ impl Sql {
             query = match bind {
                 Bind::Text(value) => query.bind::<Text, _>(value),
                 Bind::Int(value) => query.bind::<BigInt, _>(value),
+                Bind::Bool(value) => query.bind::<Bool, _>(value),
+                Bind::Null => query.bind::<Nullable<Text>, _>(None::<String>),
             };
         }
         query
@@ -204,6 +229,8 @@ impl QueryFragment<Backend> for KeptStatement {
             match bind {
                 Bind::Text(value) => out.push_bind_param::<Text, String>(value)?,
                 Bind::Int(value) => out.push_bind_param::<BigInt, i64>(value)?,
+                Bind::Bool(value) => out.push_bind_param::<Bool, bool>(value)?,
+                Bind::Null => out.push_bind_param::<Nullable<Text>, Option<String>>(&None)?,
             }
             out.push_sql(part);
         }
@@ -223,27 +250,50 @@ impl Query for KeptStatement {
 
 impl RunQueryDsl<Conn> for KeptStatement {}
 
-/// Multi-row statements: `head (…), (…) tail` over `items`, at most 200 rows each;
-/// `row` appends one item's values, comma-separated, inside the parentheses.
+/// The row counts of multi-row statements, largest first: a list of rows is cut
+/// into statements of these sizes, so that each connection keeps a few prepared
+/// texts per statement (a text per count would be one per list length, a statement
+/// parsed and planned for every write).
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// Multi-row statements: `head (…), (…) tail` over `items`, kept prepared
+/// ([`Sql::prepared`]); `row` appends one item's values, comma-separated, inside
+/// the parentheses, as placeholders only (the same text for every item: NULLs and
+/// booleans bound, see [`Sql::optional_text`], [`Sql::boolean`]).
 pub fn multi_row<T>(
     head: &str,
     items: &[T],
     tail: &str,
     mut row: impl FnMut(&mut Sql, &T),
 ) -> Vec<Sql> {
-    items
-        .chunks(200)
-        .map(|chunk| {
-            let mut sql = Sql::new(head);
-            for (index, item) in chunk.iter().enumerate() {
-                sql.push(if index == 0 { "(" } else { ", (" });
-                row(&mut sql, item);
-                sql.push(")");
-            }
-            sql.push(tail);
-            sql
-        })
-        .collect()
+    let mut statements = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = ROWS_PER_STATEMENT
+            .into_iter()
+            .find(|size| *size <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let mut sql = Sql::prepared(head);
+        let mut row_text: Option<String> = None;
+        for (index, item) in chunk.iter().enumerate() {
+            sql.push(if index == 0 { "(" } else { ", (" });
+            let start = sql.text.len();
+            row(&mut sql, item);
+            // Every row the same text, or the kept statements would grow with the
+            // values written.
+            let text = &sql.text[start..];
+            debug_assert!(
+                row_text.get_or_insert_with(|| text.to_owned()) == text,
+                "a multi-row statement's rows differ in text: {head}"
+            );
+            sql.push(")");
+        }
+        sql.push(tail);
+        statements.push(sql);
+    }
+    statements
 }
 
 /// Whether [`Sql::load`] logs the plan of each query (`--log-query-plans`).
