@@ -6,13 +6,27 @@ pub mod capability;
 pub mod handlers;
 pub mod pipeline;
 
+use actix_web::guard::{self, GuardContext};
 use actix_web::web;
 
 /// The FHIR JSON media type of every response.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-/// Registers every route. Literal segments (`_history`, `_search`) come before
-/// `{id}` so that the router, not the handler, names the interaction.
+/// Whether a two-segment path is an instance (`/{type}/{id}`): not a literal
+/// segment (`_search`, `_history`: a FHIR id never starts with `_`) nor one of the
+/// server's own definitions.
+fn instance_path(context: &GuardContext<'_>) -> bool {
+    let mut segments = context.head().uri.path().trim_start_matches('/').split('/');
+    let (Some(type_name), Some(id)) = (segments.next(), segments.next()) else {
+        return false;
+    };
+    type_name != "OperationDefinition" && !id.starts_with('_')
+}
+
+/// Registers every route. Literal segments (`_history`, `_search`) are not taken
+/// for an `{id}`, so that the router, not the handler, names the interaction. The
+/// instance and type routes, which almost every request takes, come first: the
+/// router tries each pattern in turn, a regular expression each.
 pub fn routes(config: &mut web::ServiceConfig) {
     use handlers::*;
     config
@@ -27,13 +41,29 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/OperationDefinition/{id}")
-                .route(web::get().to(operation_definition))
+            web::resource("/")
+                .route(web::post().to(bundle))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/")
-                .route(web::post().to(bundle))
+            web::resource("/{type}/{id}")
+                .guard(guard::fn_guard(instance_path))
+                .route(web::get().to(read))
+                .route(web::put().to(update))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{type}")
+                .route(web::get().to(search_get))
+                .route(web::post().to(create))
+                .route(web::patch().to(conditional_patch))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/OperationDefinition/{id}")
+                .route(web::get().to(operation_definition))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
@@ -60,21 +90,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/{type}/{id}/{operation}")
                 .route(web::post().to(operation))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}/{id}")
-                .route(web::get().to(read))
-                .route(web::put().to(update))
-                .route(web::patch().to(patch))
-                .route(web::delete().to(delete))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/{type}")
-                .route(web::get().to(search_get))
-                .route(web::post().to(create))
-                .route(web::patch().to(conditional_patch))
                 .default_service(web::to(method_not_allowed)),
         );
 }
