@@ -14,13 +14,19 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// Whether a two-segment path is an instance (`/{type}/{id}`): not a literal
 /// segment (`_search`, `_history`: a FHIR id never starts with `_`) nor one of the
-/// server's own definitions.
+/// server's own definitions. The segments are read decoded, as the router matches
+/// them (`%5Fsearch` is `_search`).
 fn instance_path(context: &GuardContext<'_>) -> bool {
     let mut segments = context.head().uri.path().trim_start_matches('/').split('/');
     let (Some(type_name), Some(id)) = (segments.next(), segments.next()) else {
         return false;
     };
-    type_name != "OperationDefinition" && !id.starts_with('_')
+    let decoded = |segment: &str| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    decoded(type_name) != "OperationDefinition" && !decoded(id).starts_with('_')
 }
 
 /// Registers every route. Literal segments (`_history`, `_search`) are not taken

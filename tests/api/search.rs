@@ -389,6 +389,16 @@ fn post_search_matches_get_search() {
         .fhir()
         .send(Some("{}".into()));
     assert_eq!(wrong.status, 415);
+    // `_search` written with its underscore percent-encoded is still the search,
+    // not an instance whose id would be "_search".
+    let encoded = p
+        .app
+        .request("POST", "Patient/%5Fsearch")
+        .as_(&As::doctor())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(Some("family=martin".to_owned()));
+    assert_eq!(encoded.status, 200, "{}", encoded.body);
+    assert_eq!(ids(&encoded.json()), vec![p.jules.clone()]);
 }
 
 #[test]
