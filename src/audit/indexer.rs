@@ -155,3 +155,65 @@ fn index_batch(conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), Ap
     stored::index_events(conn, &indexed)?;
     Ok((events.len(), events.last().map_or(last, |event| event.pk)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Outcome, Record, Touched, Trace, persist, prepare};
+    use crate::store::sql::Sql;
+
+    /// A queue far behind (more than [`FAR_BEHIND`] keys) is indexed whole by one
+    /// pass, through its catch-up batches: none left queued, each event's patient
+    /// in the index (R-PAT-4's search finds it).
+    #[test]
+    fn a_queue_far_behind_is_indexed_whole_in_one_pass() {
+        let folder = std::env::temp_dir().join(format!(
+            "dmp-indexer-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let db = Db::open(folder.join("db.sqlite").to_str().unwrap()).unwrap();
+        let events = 2 * FAR_BEHIND as usize;
+        let records: Vec<_> = (0..events)
+            .map(|n| {
+                prepare(Record {
+                    trace: Trace {
+                        request_id: format!("burst-{n}"),
+                        method: "GET".into(),
+                        interaction: "read",
+                        ..Trace::default()
+                    },
+                    outcome: Outcome::answered(200),
+                    touched: Touched {
+                        patients: ["patient-far-behind".to_owned()].into(),
+                        writes: Vec::new(),
+                    },
+                })
+            })
+            .collect();
+        db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| {
+                persist(conn, &records.iter().collect::<Vec<_>>())
+            })
+        })
+        .unwrap();
+        let mut conn = db.rebuildable_writes_connection().unwrap();
+        assert_eq!(index_all(&db, &mut conn).unwrap(), events);
+        assert_eq!(stored::first_unindexed(&mut conn).unwrap(), None);
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let indexed: Vec<Count> = Sql::new(
+            "SELECT COUNT(*) AS n FROM search_reference WHERE res_type = 'AuditEvent' \
+             AND param = 'patient' AND target_id = 'patient-far-behind'",
+        )
+        .load(&mut conn)
+        .unwrap();
+        assert_eq!(indexed[0].n, events as i64);
+        drop(conn);
+        drop(db);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}

@@ -489,6 +489,41 @@ fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
     }
 }
 
+/// R-PAT-4 / R-AUD-2 under a burst: 1,600 reads from eight clients at once, their
+/// events committed in groups and indexed in batches; the patient's trace searched
+/// next counts every one of them (the catch-up batches of a queue far behind are
+/// checked in `audit::indexer`'s own test).
+#[test]
+fn r_pat_4_a_burst_of_accesses_is_whole_in_the_trace_searched_next() {
+    let (app, patient_id, document_id) = space();
+    let me = As::Patient(patient_id.clone());
+    let (_, before) = trace(&app, &format!("patient={patient_id}"), &me);
+    let (threads, reads) = (8, 200);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (app, document_id) = (&app, &document_id);
+                scope.spawn(move || {
+                    (0..reads)
+                        .map(|_| {
+                            app.get(&format!("DocumentReference/{document_id}"), &As::doctor())
+                                .status
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    assert!(statuses.iter().all(|status| *status == 200));
+    let (_, after) = trace(&app, &format!("patient={patient_id}"), &me);
+    // Every read, and the patient's first search.
+    assert_eq!(after, before + (threads * reads) as i64 + 1);
+}
+
 fn agent_ids(events: &[Value]) -> Vec<String> {
     let mut ids: Vec<String> = events
         .iter()
