@@ -226,16 +226,13 @@ where
     F: FnOnce(&mut Conn) -> Result<T, ApiError>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let outermost_sqlite = match conn {
-        Conn::Sqlite(sqlite) => AnsiTransactionManager::transaction_manager_status_mut(sqlite)
-            .transaction_depth()?
-            .is_none(),
-        Conn::Postgresql(_) => false,
-    };
     let Conn::Sqlite(sqlite) = conn else {
         return conn.transaction(work);
     };
-    if !outermost_sqlite {
+    if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+        .transaction_depth()?
+        .is_some()
+    {
         return conn.transaction(work);
     }
     AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;

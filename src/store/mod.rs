@@ -223,14 +223,7 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, ApiError>,
     {
         let mut conn = self.connection()?;
-        // A poisoned lock only means another writer panicked; the database itself
-        // rolled that transaction back.
-        let _turn = self.writer.as_ref().map(|writer| {
-            writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        });
-        work(&mut conn)
+        self.write_on(&mut conn, work)
     }
 
     /// A connection of its own, outside the pool, for a background worker whose
@@ -249,12 +242,15 @@ impl Db {
         Ok(conn)
     }
 
-    /// Runs `work` on `conn` (see [`Db::rebuildable_writes_connection`]) as the only
-    /// writer of this process on SQLite.
+    /// Runs `work` on `conn` (a pooled one, or see
+    /// [`Db::rebuildable_writes_connection`]) as the only writer of this process on
+    /// SQLite.
     pub fn write_on<T, F>(&self, conn: &mut Conn, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut Conn) -> Result<T, ApiError>,
     {
+        // A poisoned lock only means another writer panicked; the database itself
+        // rolled that transaction back.
         let _turn = self.writer.as_ref().map(|writer| {
             writer
                 .lock()

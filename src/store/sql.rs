@@ -54,38 +54,32 @@ impl Sql {
         self
     }
 
-    /// Appends a placeholder bound to `value`.
-    pub fn text(&mut self, value: impl Into<String>) -> &mut Self {
-        self.binds.push(Bind::Text(value.into()));
+    /// Appends a placeholder bound to `bind`.
+    fn bind(&mut self, bind: Bind) -> &mut Self {
+        self.binds.push(bind);
         self.text.push_str(dialect::placeholder(self.binds.len()));
         self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn text(&mut self, value: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Text(value.into()))
     }
 
     /// Appends a placeholder bound to an integer.
     pub fn int(&mut self, value: i64) -> &mut Self {
-        self.binds.push(Bind::Int(value));
-        self.text.push_str(dialect::placeholder(self.binds.len()));
-        self
+        self.bind(Bind::Int(value))
     }
 
     /// Appends a placeholder bound to a boolean.
     pub fn boolean(&mut self, value: bool) -> &mut Self {
-        self.binds.push(Bind::Bool(value));
-        self.text.push_str(dialect::placeholder(self.binds.len()));
-        self
+        self.bind(Bind::Bool(value))
     }
 
     /// Appends a placeholder bound to `value`, NULL for none (a placeholder either
     /// way, so that the statement's text does not depend on the value).
     pub fn optional_text(&mut self, value: Option<&str>) -> &mut Self {
-        match value {
-            Some(value) => self.text(value),
-            None => {
-                self.binds.push(Bind::Null);
-                self.text.push_str(dialect::placeholder(self.binds.len()));
-                self
-            }
-        }
+        self.bind(value.map_or(Bind::Null, |value| Bind::Text(value.to_owned())))
     }
 
     /// Appends `(?, ?, …)` bound to `values`; an empty list is an empty set (`IN ()`
