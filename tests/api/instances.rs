@@ -232,3 +232,73 @@ fn generated_spaces_are_served_under_the_rules() {
         .json();
     assert_eq!(found["entry"][0]["resource"]["id"], "gen-7-4");
 }
+
+/// The server's PostgreSQL connections closed under it (a database restart, a
+/// failover, an administrator's `pg_terminate_backend`): each pooled connection
+/// fails at most the one request that finds it closed, with a clear 500, and the
+/// server goes on answering with fresh connections. A connection that served a
+/// moment ago is not checked before its next use (a round trip a request), so
+/// this is how a closed one is found and replaced.
+#[test]
+fn closed_database_connections_fail_one_request_each_and_are_replaced() {
+    let app = TestApp::new();
+    if !app.is_postgres() {
+        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+        return;
+    }
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let document_id = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let path = format!("DocumentReference/{document_id}");
+    for _ in 0..20 {
+        assert_eq!(app.get(&path, &As::doctor()).status, 200);
+    }
+    let closed = app.query_texts(
+        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS TEXT) AS text FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(closed, ["0"], "the server had connections to close");
+
+    // The pool holds at most 8 connections; the trace's committer and the read
+    // each take one per request.
+    let mut failed = 0;
+    loop {
+        let reply = app.get(&path, &As::doctor());
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+        failed += 1;
+        assert!(
+            failed <= 8,
+            "a closed connection failed more than one request"
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(app.get(&path, &As::doctor()).status, 200);
+    }
+    // Searches, writes and the trace's reader work again too.
+    assert_eq!(
+        app.get(
+            &format!("DocumentReference?patient={patient_id}"),
+            &As::doctor()
+        )
+        .status,
+        200
+    );
+    app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-02"),
+    );
+    let trace = app.get(
+        &format!("AuditEvent?patient={patient_id}"),
+        &As::Patient(patient_id.clone()),
+    );
+    assert_eq!(trace.status, 200, "{}", trace.body);
+}
