@@ -38,12 +38,9 @@ pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(),
     let mut keys: Vec<&str> = events.iter().map(|event| event.chain_key).collect();
     keys.sort_unstable();
     keys.dedup();
-    // Appenders to the same chain take turns across instances (a chain's first link
-    // has no head row to lock yet); in sorted order, so two groups never deadlock.
-    for key in &keys {
-        crate::store::dialect::lock(conn, &format!("audit-chain/{key}"))?;
-    }
-    let heads = stored::chain_heads(conn, &keys)?;
+    // Appenders to the same chain take turns across instances until this
+    // transaction ends.
+    let heads = stored::lock_chain_heads(conn, &keys)?;
     // Where each chain stands, moved forward as the events are linked.
     let mut tips: std::collections::HashMap<String, (i64, String)> = heads
         .into_iter()

@@ -30,9 +30,11 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-/// The heads of these chains, locked until the transaction ends where the backend
-/// can.
-pub fn chain_heads(
+/// The heads of these chains (sorted, distinct), which stay this transaction's
+/// until it ends: appenders to the same chain take turns across instances, a
+/// chain's first link included (it has no head row to lock yet). SQLite's writers
+/// are serialised already.
+pub fn lock_chain_heads(
     conn: &mut Conn,
     chain_keys: &[&str],
 ) -> diesel::QueryResult<HashMap<String, ChainHead>> {
@@ -47,11 +49,44 @@ pub fn chain_heads(
     }
     let mut heads = HashMap::new();
     for chunk in chain_keys.chunks(500) {
-        let mut sql =
-            Sql::new("SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ");
-        sql.text_list(chunk.iter().copied())
-            .push(dialect::for_update(conn));
-        for row in sql.load::<HeadRow>(conn)? {
+        let rows = match dialect::kind(conn) {
+            // One round trip for every chain of the group: a transaction-scoped
+            // advisory lock per chain, taken in key order (two groups never
+            // deadlock), then the heads, locked. The statement's snapshot predates
+            // the wait for a lock: `FOR UPDATE` reads the newest version of a head
+            // another instance moved meanwhile, and a chain another instance began
+            // meanwhile (a head this snapshot cannot see) makes the link insert
+            // fail on `(chain_key, chain_seq)`, so the group is committed again.
+            dialect::Kind::Postgres => {
+                let keys = serde_json::to_string(chunk)
+                    .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+                // The count over every lock, a lateral input of the heads' read,
+                // has them all taken before any head is read.
+                let mut sql = Sql::prepared(
+                    "WITH locked AS MATERIALIZED (\
+                     SELECT pg_advisory_xact_lock(hashtext('audit-chain/' || chain_key)) \
+                     FROM (SELECT value AS chain_key FROM json_array_elements_text(CAST(",
+                );
+                sql.text(&keys).push(
+                    " AS json)) ORDER BY value) wanted) \
+                     SELECT heads.chain_key, heads.seq, heads.hash \
+                     FROM (SELECT COUNT(*) AS taken FROM locked) locks, LATERAL (\
+                     SELECT h.chain_key, h.seq, h.hash FROM audit_chain_head h \
+                     WHERE h.chain_key IN (SELECT value FROM json_array_elements_text(CAST(",
+                );
+                sql.text(&keys)
+                    .push(" AS json))) AND locks.taken >= 0 FOR UPDATE OF h) heads");
+                sql.load::<HeadRow>(conn)?
+            }
+            dialect::Kind::Sqlite => {
+                let mut sql = Sql::new(
+                    "SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ",
+                );
+                sql.text_list(chunk.iter().copied());
+                sql.load::<HeadRow>(conn)?
+            }
+        };
+        for row in rows {
             heads.insert(
                 row.chain_key,
                 ChainHead {
@@ -72,11 +107,71 @@ pub struct Link<'a> {
     pub hash: String,
 }
 
-/// Appends linked events: a handful of multi-row statements for a whole group of
-/// requests, each row at the end of its table; their search-index rows are the
-/// indexer's ([`unindexed_events`], [`index_events`]). Call it inside a write
-/// transaction, after [`chain_heads`].
+/// Appends linked events, each row at the end of its table; their search-index
+/// rows are the indexer's ([`unindexed_events`], [`index_events`]). Call it inside
+/// a write transaction, after [`chain_heads`].
 pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
+    match dialect::kind(conn) {
+        dialect::Kind::Postgres => append_links_in_one_statement(conn, links),
+        dialect::Kind::Sqlite => append_links_table_by_table(conn, links),
+    }
+}
+
+/// PostgreSQL: the events, their queue entries, their links and the chains' heads
+/// in one statement (data-modifying CTEs over the links passed as one JSON
+/// parameter), whatever the group's size: each statement is a round trip on the
+/// committer, whose commits every answer waits on.
+fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
+    #[derive(serde::Serialize)]
+    struct LinkRow<'a> {
+        res_id: &'a str,
+        recorded: &'a str,
+        content: &'a str,
+        chain_key: &'a str,
+        chain_seq: i64,
+        request_id: &'a str,
+        prev_hash: &'a str,
+        hash: &'a str,
+    }
+    let rows: Vec<LinkRow<'_>> = links
+        .iter()
+        .map(|link| LinkRow {
+            res_id: link.event.id,
+            recorded: link.event.recorded,
+            content: link.event.content,
+            chain_key: link.event.chain_key,
+            chain_seq: link.seq,
+            request_id: link.event.request_id,
+            prev_hash: &link.prev_hash,
+            hash: &link.hash,
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows)
+        .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+    let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
+    statement.text(&rows).push(
+        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
+         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
+         event AS (\
+         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
+         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
+         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
+         chained AS (\
+         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
+         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
+         FROM event JOIN link ON link.res_id = event.res_id) \
+         INSERT INTO audit_chain_head (chain_key, seq, hash) \
+         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
+         ORDER BY chain_key, chain_seq DESC \
+         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    );
+    statement.execute(conn)?;
+    Ok(())
+}
+
+/// SQLite (no data-modifying CTEs): a multi-row statement per table, each a call
+/// into the library, not a round trip.
+fn append_links_table_by_table(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     #[derive(QueryableByName)]
     struct PkRow {
         #[diesel(sql_type = BigInt)]
@@ -338,10 +433,15 @@ pub fn first_accesses(
         #[diesel(sql_type = Text)]
         subject: String,
     }
+    // A group's requests often repeat a pair (one professional reading on): one
+    // row each, in fewer statements.
+    let mut pairs = accesses.to_vec();
+    pairs.sort_unstable();
+    pairs.dedup();
     let mut first = HashSet::new();
     for insert in multi_row(
         "INSERT INTO first_access (patient_id, subject, accessed_at) VALUES ",
-        accesses,
+        &pairs,
         " ON CONFLICT (patient_id, subject) DO NOTHING RETURNING patient_id, subject",
         |sql, (patient, subject)| {
             sql.text(*patient)
