@@ -40,6 +40,8 @@ pub struct Gate<'a> {
     cache: &'a SpaceCache,
     now: DateTime<Utc>,
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
+    /// Access versions of spaces read with a row (see [`Self::knows_space_versions`]).
+    space_versions: RefCell<HashMap<String, i64>>,
     /// Whether each resource an event names may be shown (see `redacted_event`).
     entities: RefCell<HashMap<String, bool>>,
     /// The spaces this request concerns and what it writes, for its trace.
@@ -107,6 +109,7 @@ impl<'a> Gate<'a> {
             cache,
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
+            space_versions: RefCell::new(HashMap::new()),
             entities: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
             quiet: std::cell::Cell::new(false),
@@ -171,7 +174,11 @@ impl<'a> Gate<'a> {
         }
         // The version is read before the documents: a write in between leaves newer
         // facts under the older version, which the next request misses.
-        let version = store::access::space_version(conn, patient)?;
+        let known = self.space_versions.borrow_mut().remove(patient);
+        let version = match known {
+            Some(version) => version,
+            None => store::access::space_version(conn, patient)?,
+        };
         let facts = match self.cache.get(patient, version) {
             Some(facts) => facts,
             None => {
@@ -189,6 +196,14 @@ impl<'a> Gate<'a> {
             .borrow_mut()
             .insert(patient.to_owned(), Arc::clone(&facts));
         Ok(facts)
+    }
+
+    /// Access versions of spaces, read in the statement that read the row about to
+    /// be decided (`store::resources::current_with_space_versions`): the facts of
+    /// those spaces are then taken as of that statement, without reading the
+    /// version again.
+    pub fn knows_space_versions(&self, versions: store::resources::SpaceVersions) {
+        self.space_versions.borrow_mut().extend(versions);
     }
 
     /// R-ACC-2 to R-ACC-5 for a professional on a space (403 when refused).

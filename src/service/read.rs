@@ -47,7 +47,9 @@ pub fn read(
     id: &str,
 ) -> Result<FhirResponse, ApiError> {
     let not_found = || ApiError::not_found(format!("{}/{id} is not known", def.name));
-    let row = store::resources::current(conn, def.name, id)?.ok_or_else(not_found)?;
+    let (row, space_versions) =
+        store::resources::current_with_space_versions(conn, def.name, id)?.ok_or_else(not_found)?;
+    ctx.gate.knows_space_versions(space_versions);
     let body = ctx.gate.release(conn, &row.stored())?;
     Ok(FhirResponse {
         status: StatusCode::OK,

@@ -318,6 +318,42 @@ pub fn current(
     Ok(sql.load(conn)?.pop())
 }
 
+/// The access version of each space whose compartment holds a row.
+pub type SpaceVersions = Vec<(String, i64)>;
+
+/// [`current`] with the access version (see [`super::access::space_version`]) of
+/// each space whose compartment holds it, read in the same statement: a read by id
+/// then needs no second round trip before the rules decide it.
+pub fn current_with_space_versions(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+) -> diesel::QueryResult<Option<(ResourceRow, SpaceVersions)>> {
+    #[derive(QueryableByName)]
+    struct RowInSpace {
+        #[diesel(embed)]
+        resource: ResourceRow,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        space: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        space_version: i64,
+    }
+    let mut sql = Sql::prepared(&format!(
+        "SELECT {RESOURCE_COLUMNS}, c.patient_id AS space, COALESCE(s.version, 0) AS space_version \
+         FROM resources r LEFT JOIN resource_compartment c ON c.resource_pk = r.pk \
+         LEFT JOIN space_access s ON s.patient_id = c.patient_id WHERE r.res_type = "
+    ));
+    sql.text(res_type).push(" AND r.res_id = ").text(res_id);
+    let mut found: Option<(ResourceRow, SpaceVersions)> = None;
+    for in_space in sql.load::<RowInSpace>(conn)? {
+        let (_, versions) = found.get_or_insert_with(|| (in_space.resource, Vec::new()));
+        if let Some(space) = in_space.space {
+            versions.push((space, in_space.space_version));
+        }
+    }
+    Ok(found)
+}
+
 /// Patients in whose compartment the current version of a resource lies.
 pub fn compartment_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Vec<String>> {
     #[derive(QueryableByName)]
