@@ -147,6 +147,7 @@ pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult
         .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN ")
         .int_list(heads.iter().map(|head| head.pk));
     let mut small: std::collections::HashMap<i64, SmallRow> = sql
+        .kept_while_room()
         .load::<SmallRow>(conn)?
         .into_iter()
         .map(|row| (row.pk, row))

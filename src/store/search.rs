@@ -383,7 +383,11 @@ pub fn run(
     let count_total = |conn: &mut Conn| -> diesel::QueryResult<i64> {
         let mut count = Sql::new("SELECT COUNT(*) AS n");
         count.append(from_where(request, narrowing, None));
-        Ok(count.load::<CountRow>(conn)?.pop().map_or(0, |row| row.n))
+        Ok(count
+            .kept_while_room()
+            .load::<CountRow>(conn)?
+            .pop()
+            .map_or(0, |row| row.n))
     };
     if request.summary_count || request.count == 0 {
         return Ok(SearchPage {
@@ -420,7 +424,7 @@ pub fn run(
     .int(request.count as i64 + 1)
     .push(" OFFSET ")
     .int(request.offset as i64);
-    let mut rows: Vec<RowHead> = page.load(conn)?;
+    let mut rows: Vec<RowHead> = page.kept_while_room().load(conn)?;
     let has_more = rows.len() > request.count;
     rows.truncate(request.count);
     let total = if request.total_accurate {

@@ -1,6 +1,8 @@
 //! A small builder for dynamic SQL with bind parameters, run through diesel.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
@@ -26,6 +28,33 @@ pub struct Sql {
     binds: Vec<Bind>,
     /// The statement is prepared once per connection and kept ([`Sql::prepared`]).
     keep_prepared: bool,
+    /// Kept while the bounded set of such texts has room ([`Sql::kept_while_room`]).
+    keep_if_room: bool,
+}
+
+/// The most texts built from a request's shape that connections keep prepared
+/// (see [`Sql::kept_while_room`]): each connection keeps at most these, whatever
+/// callers send.
+const KEPT_SHAPES: usize = 64;
+
+/// The texts built from a request's shape that connections keep: the first
+/// [`KEPT_SHAPES`] distinct ones the process ran.
+static KEPT_SHAPE_TEXTS: LazyLock<Mutex<HashSet<String>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
+
+/// Whether this shape's text is, or now becomes, one of the kept ones.
+fn shape_is_kept(text: &str) -> bool {
+    let mut kept = KEPT_SHAPE_TEXTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if kept.contains(text) {
+        return true;
+    }
+    if kept.len() < KEPT_SHAPES {
+        kept.insert(text.to_owned());
+        return true;
+    }
+    false
 }
 
 impl Sql {
@@ -34,6 +63,7 @@ impl Sql {
             text: text.to_owned(),
             binds: Vec::new(),
             keep_prepared: false,
+            keep_if_room: false,
         }
     }
 
@@ -46,6 +76,23 @@ impl Sql {
         let mut sql = Sql::new(text);
         sql.keep_prepared = true;
         sql
+    }
+
+    /// A statement whose text follows the request's shape (a search's criteria,
+    /// its lists) but repeats across requests of one kind (a professional's search
+    /// of a space: the same text for every space): kept prepared like
+    /// [`Sql::prepared`] while fewer than [`KEPT_SHAPES`] distinct texts are, run
+    /// unprepared after that. PostgreSQL spent four times longer planning a
+    /// search page than running it; the bound keeps what callers can make the
+    /// connections hold.
+    pub fn kept_while_room(mut self) -> Sql {
+        self.keep_if_room = true;
+        self
+    }
+
+    /// Whether the connection keeps this statement prepared.
+    fn kept(&self) -> bool {
+        self.keep_prepared || (self.keep_if_room && shape_is_kept(&self.text))
     }
 
     /// Appends SQL text.
@@ -150,7 +197,7 @@ impl Sql {
         if LOG_QUERY_PLANS.load(Ordering::Relaxed) && self.text.starts_with("SELECT") {
             self.log_plan(conn);
         }
-        if self.keep_prepared {
+        if self.kept() {
             return KeptStatement(self).load(conn);
         }
         self.boxed(conn).load(conn)
@@ -203,7 +250,7 @@ impl Sql {
 
     /// Runs a statement, returning the number of rows changed.
     pub fn execute(self, conn: &mut Conn) -> QueryResult<usize> {
-        if self.keep_prepared {
+        if self.kept() {
             return KeptStatement(self).execute(conn);
         }
         self.boxed(conn).execute(conn)
@@ -346,7 +393,31 @@ pub struct CountRow {
 
 #[cfg(test)]
 mod tests {
-    use super::without_literals;
+    use super::{KEPT_SHAPE_TEXTS, KEPT_SHAPES, shape_is_kept, without_literals};
+
+    /// However many shapes callers send, connections keep at most `KEPT_SHAPES` of
+    /// them; a shape kept stays kept, one refused stays refused.
+    #[test]
+    fn request_shaped_statements_kept_are_bounded() {
+        let run = uuid::Uuid::new_v4();
+        let mut kept = Vec::new();
+        let mut refused = Vec::new();
+        for n in 0..=KEPT_SHAPES {
+            let text = format!("SELECT {n} AS n /* {run} */");
+            if shape_is_kept(&text) {
+                kept.push(text);
+            } else {
+                refused.push(text);
+            }
+        }
+        assert!(
+            !refused.is_empty(),
+            "more shapes than the bound were all kept"
+        );
+        assert_eq!(KEPT_SHAPE_TEXTS.lock().unwrap().len(), KEPT_SHAPES);
+        assert!(kept.iter().all(|text| shape_is_kept(text)));
+        assert!(refused.iter().all(|text| !shape_is_kept(text)));
+    }
 
     #[test]
     fn plan_lines_lose_their_values() {
