@@ -281,9 +281,13 @@ pub fn unindexed_events(
     last: i64,
     limit: i64,
 ) -> diesel::QueryResult<Vec<UnindexedEvent>> {
+    // The queue leads (SQLite takes `CROSS JOIN` as the join order): statistics
+    // taken while the queue was empty, as it mostly is, once had SQLite walk every
+    // row of `resources` up to `last` for each batch, the indexer then 70 % of the
+    // CPU and the search at 100,000 documents three times slower.
     let mut sql = Sql::prepared(
-        "SELECT r.pk, r.content FROM audit_unindexed u JOIN resources r ON r.pk = u.resource_pk \
-         WHERE u.resource_pk <= ",
+        "SELECT r.pk, r.content FROM audit_unindexed u CROSS JOIN resources r \
+         WHERE r.pk = u.resource_pk AND u.resource_pk <= ",
     );
     sql.int(last)
         .push(" ORDER BY u.resource_pk LIMIT ")
