@@ -30,73 +30,106 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-/// The heads of these chains (sorted, distinct), which stay this transaction's
-/// until it ends: appenders to the same chain take turns across instances, a
-/// chain's first link included (it has no head row to lock yet). SQLite's writers
-/// are serialised already.
+/// The heads of these chains (distinct), which stay this transaction's until it
+/// ends: appenders to the same chain take turns across instances, a chain's first
+/// link included (it has no head row to lock yet). SQLite's writers are serialised
+/// already.
 pub fn lock_chain_heads(
     conn: &mut Conn,
     chain_keys: &[&str],
 ) -> diesel::QueryResult<HashMap<String, ChainHead>> {
-    #[derive(QueryableByName)]
-    struct HeadRow {
-        #[diesel(sql_type = Text)]
-        chain_key: String,
-        #[diesel(sql_type = BigInt)]
-        seq: i64,
-        #[diesel(sql_type = Text)]
-        hash: String,
-    }
-    let mut heads = HashMap::new();
-    for chunk in chain_keys.chunks(500) {
-        let rows = match dialect::kind(conn) {
-            // One round trip for every chain of the group: a transaction-scoped
-            // advisory lock per chain, taken in key order (two groups never
-            // deadlock), then the heads, locked. The statement's snapshot predates
-            // the wait for a lock: `FOR UPDATE` reads the newest version of a head
-            // another instance moved meanwhile, and a chain another instance began
-            // meanwhile (a head this snapshot cannot see) makes the link insert
-            // fail on `(chain_key, chain_seq)`, so the group is committed again.
-            dialect::Kind::Postgres => {
-                let keys = serde_json::to_string(chunk)
-                    .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
-                // The count over every lock, a lateral input of the heads' read,
-                // has them all taken before any head is read.
-                let mut sql = Sql::prepared(
-                    "WITH locked AS MATERIALIZED (\
-                     SELECT pg_advisory_xact_lock(hashtext('audit-chain/' || chain_key)) \
-                     FROM (SELECT value AS chain_key FROM json_array_elements_text(CAST(",
-                );
-                sql.text(&keys).push(
-                    " AS json)) ORDER BY value) wanted) \
-                     SELECT heads.chain_key, heads.seq, heads.hash \
-                     FROM (SELECT COUNT(*) AS taken FROM locked) locks, LATERAL (\
-                     SELECT h.chain_key, h.seq, h.hash FROM audit_chain_head h \
-                     WHERE h.chain_key IN (SELECT value FROM json_array_elements_text(CAST(",
-                );
-                sql.text(&keys)
-                    .push(" AS json))) AND locks.taken >= 0 FOR UPDATE OF h) heads");
-                sql.load::<HeadRow>(conn)?
-            }
-            dialect::Kind::Sqlite => {
+    let rows = match dialect::kind(conn) {
+        dialect::Kind::Postgres => lock_heads_on_postgres(conn, chain_keys)?,
+        dialect::Kind::Sqlite => {
+            let mut rows = Vec::new();
+            for chunk in chain_keys.chunks(500) {
                 let mut sql = Sql::new(
                     "SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ",
                 );
                 sql.text_list(chunk.iter().copied());
-                sql.load::<HeadRow>(conn)?
+                rows.extend(sql.load::<HeadRow>(conn)?);
             }
-        };
-        for row in rows {
-            heads.insert(
+            rows
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
                 row.chain_key,
                 ChainHead {
                     seq: row.seq,
                     hash: row.hash,
                 },
-            );
-        }
+            )
+        })
+        .collect())
+}
+
+/// Rows or values as one JSON parameter (read back with `json_to_recordset`,
+/// `json_array_elements_text`): one statement text whatever their number.
+fn json_parameter(rows: &impl serde::Serialize) -> diesel::QueryResult<String> {
+    serde_json::to_string(rows)
+        .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))
+}
+
+#[derive(QueryableByName)]
+struct HeadRow {
+    #[diesel(sql_type = Text)]
+    chain_key: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    hash: String,
+}
+
+/// PostgreSQL: every chain's transaction-scoped advisory lock and its head, in one
+/// round trip for the whole group. The locks are taken in the order of their own
+/// keys (`hashtext`, which two chains may share), the same order in every
+/// transaction, so two groups never deadlock; a count over them, a lateral input of
+/// the heads' read, has them all taken before any head is read. That statement's
+/// snapshot predates its wait for a lock: `FOR UPDATE` returns the newest version
+/// of a head another instance moved meanwhile, but a head another instance created
+/// meanwhile is not in the snapshot, so the heads not found are read again, in a
+/// statement of their own (after the locks, with a fresh snapshot).
+fn lock_heads_on_postgres(
+    conn: &mut Conn,
+    chain_keys: &[&str],
+) -> diesel::QueryResult<Vec<HeadRow>> {
+    let keys = json_parameter(&chain_keys)?;
+    let mut sql = Sql::prepared(
+        "WITH locked AS MATERIALIZED (\
+         SELECT pg_advisory_xact_lock(lock_key) FROM (\
+         SELECT DISTINCT hashtext('audit-chain/' || value) AS lock_key \
+         FROM json_array_elements_text(CAST(",
+    );
+    sql.text(&keys).push(
+        " AS json)) ORDER BY lock_key) wanted) \
+         SELECT heads.chain_key, heads.seq, heads.hash \
+         FROM (SELECT COUNT(*) AS taken FROM locked) locks, LATERAL (\
+         SELECT h.chain_key, h.seq, h.hash FROM audit_chain_head h \
+         WHERE h.chain_key IN (SELECT value FROM json_array_elements_text(CAST(",
+    );
+    sql.text(&keys)
+        .push(" AS json))) AND locks.taken >= 0 FOR UPDATE OF h) heads");
+    let mut rows = sql.load::<HeadRow>(conn)?;
+    if rows.len() < chain_keys.len() {
+        let found: HashSet<&str> = rows.iter().map(|row| row.chain_key.as_str()).collect();
+        let missing: Vec<&str> = chain_keys
+            .iter()
+            .copied()
+            .filter(|key| !found.contains(key))
+            .collect();
+        let mut again = Sql::prepared(
+            "SELECT chain_key, seq, hash FROM audit_chain_head \
+             WHERE chain_key IN (SELECT value FROM json_array_elements_text(CAST(",
+        );
+        again
+            .text(&json_parameter(&missing)?)
+            .push(" AS json))) FOR UPDATE");
+        rows.extend(again.load::<HeadRow>(conn)?);
     }
-    Ok(heads)
+    Ok(rows)
 }
 
 /// An event with its place in its chain.
@@ -109,7 +142,7 @@ pub struct Link<'a> {
 
 /// Appends linked events, each row at the end of its table; their search-index
 /// rows are the indexer's ([`unindexed_events`], [`index_events`]). Call it inside
-/// a write transaction, after [`chain_heads`].
+/// a write transaction, after [`lock_chain_heads`].
 pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     match dialect::kind(conn) {
         dialect::Kind::Postgres => append_links_in_one_statement(conn, links),
@@ -146,8 +179,7 @@ fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel:
             hash: &link.hash,
         })
         .collect();
-    let rows = serde_json::to_string(&rows)
-        .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+    let rows = json_parameter(&rows)?;
     let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
     statement.text(&rows).push(
         " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \

@@ -12,8 +12,12 @@ pub mod sql;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use diesel::Connection as _;
+use diesel::connection::InstrumentationEvent;
 
 use diesel::r2d2::{CustomizeConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -49,15 +53,18 @@ pub struct Db {
     group: Option<group_commit::GroupCommitter>,
 }
 
-/// How long a PostgreSQL connection that just served a request without a database
-/// error is trusted without a check at its next checkout (HikariCP's "alive bypass
-/// window", same length): a check is a round trip, a third of an audited read's.
+/// How long a PostgreSQL connection whose last work ran no failed statement is
+/// trusted without a check at its next checkout (HikariCP's "alive bypass window",
+/// same length): a check is a round trip, a third of an audited read's.
 const TRUSTED_AFTER_USE: Duration = Duration::from_millis(500);
 
-/// A pooled connection, with when it last served work without a database error.
+/// A pooled connection, with when its last work ended without a failed statement.
 pub struct Pooled {
     conn: Conn,
     worked_at: Option<Instant>,
+    /// Set by the connection's instrumentation when a statement fails, whatever
+    /// the work then makes of the error (a write answers its failure as `Ok`).
+    statement_failed: Arc<AtomicBool>,
 }
 
 impl Deref for Pooled {
@@ -74,17 +81,34 @@ impl DerefMut for Pooled {
 }
 
 impl Pooled {
-    /// Runs `work`; a server error (a lost connection among them) has the connection
-    /// checked before its next use.
+    fn new(mut conn: Conn) -> Pooled {
+        let statement_failed = Arc::new(AtomicBool::new(false));
+        let failed = Arc::clone(&statement_failed);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::FinishQuery { error: Some(_), .. } = event {
+                failed.store(true, Ordering::Relaxed);
+            }
+        });
+        Pooled {
+            conn,
+            worked_at: None,
+            statement_failed,
+        }
+    }
+
+    /// Runs `work`. The connection is trusted for its next checkout only if no
+    /// statement failed meanwhile (a closed connection among the causes) and the
+    /// work returned: after a panic it is checked, or dropped (`has_broken`).
     fn work<T>(
         &mut self,
         work: impl FnOnce(&mut Conn) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.worked_at = None;
+        self.statement_failed.store(false, Ordering::Relaxed);
         let result = work(&mut self.conn);
-        self.worked_at = match &result {
-            Err(error) if error.status.is_server_error() => None,
-            _ => Some(Instant::now()),
-        };
+        if !self.statement_failed.load(Ordering::Relaxed) {
+            self.worked_at = Some(Instant::now());
+        }
         result
     }
 }
@@ -101,10 +125,7 @@ impl diesel::r2d2::ManageConnection for Manager {
         let conn = dialect::connect(&self.0).map_err(|message| {
             diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(message))
         })?;
-        Ok(Pooled {
-            conn,
-            worked_at: None,
-        })
+        Ok(Pooled::new(conn))
     }
 
     /// Checks a connection at checkout, unless it served work without error a
@@ -126,8 +147,18 @@ impl diesel::r2d2::ManageConnection for Manager {
         Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut Pooled) -> bool {
-        false
+    /// A connection whose work panicked, or that comes back inside a transaction
+    /// (or with its transaction state broken), is not reused.
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        use diesel::connection::{Connection, TransactionManager};
+        std::thread::panicking()
+            || !matches!(
+                <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
+                    &mut pooled.conn
+                )
+                .transaction_depth(),
+                Ok(None)
+            )
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Sql {
 /// callers send.
 const KEPT_SHAPES: usize = 64;
 
+/// The largest request-shaped statement kept (placeholders, bytes of text): a
+/// search's limits allow thousands of values in one, which a connection would
+/// otherwise hold with its plan.
+const KEPT_SHAPE_BINDS: usize = 200;
+const KEPT_SHAPE_BYTES: usize = 8 * 1024;
+
 /// The texts built from a request's shape that connections keep: the first
 /// [`KEPT_SHAPES`] distinct ones the process ran.
 static KEPT_SHAPE_TEXTS: LazyLock<Mutex<HashSet<String>>> =
@@ -92,7 +98,11 @@ impl Sql {
 
     /// Whether the connection keeps this statement prepared.
     fn kept(&self) -> bool {
-        self.keep_prepared || (self.keep_if_room && shape_is_kept(&self.text))
+        self.keep_prepared
+            || (self.keep_if_room
+                && self.binds.len() <= KEPT_SHAPE_BINDS
+                && self.text.len() <= KEPT_SHAPE_BYTES
+                && shape_is_kept(&self.text))
     }
 
     /// Appends SQL text.

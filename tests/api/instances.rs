@@ -283,6 +283,38 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
     for _ in 0..20 {
         assert_eq!(app.get(&path, &As::doctor()).status, 200);
     }
+    // Writes alone: a failed write answers its failure without a Rust error, and
+    // its connection is still checked before its next use (a failed statement).
+    let closed = app.query_texts(
+        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS TEXT) AS text FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(closed, ["0"], "the server had connections to close");
+    let mut failed = 0;
+    loop {
+        let reply = app.post(
+            "DocumentReference",
+            &As::doctor(),
+            &document(&patient_id, "11488-4", "2024-01-03"),
+        );
+        if reply.status == 201 {
+            break;
+        }
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        failed += 1;
+        assert!(
+            failed <= 8,
+            "a closed connection failed more than one write"
+        );
+    }
+    for _ in 0..20 {
+        let reply = app.post(
+            "DocumentReference",
+            &As::doctor(),
+            &document(&patient_id, "11488-4", "2024-01-04"),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
     // Searches, writes and the trace's reader work again too.
     assert_eq!(
         app.get(
