@@ -334,3 +334,57 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
     );
     assert_eq!(trace.status, 200, "{}", trace.body);
 }
+
+/// Chains begun by two instances at once: generated spaces have no trace yet, and
+/// each space's first access comes through both instances at the same moment. An
+/// appender's statement that locks the chains reads their heads with a snapshot
+/// taken before it waited for the lock; a chain the other instance began meanwhile
+/// must still be seen (else the second link is written as a first one, and the
+/// request fails). Every read is answered, and every chain verifies.
+#[test]
+fn chains_begun_by_two_instances_at_once_are_answered_and_hold() {
+    let app = TestApp::new();
+    if !app.is_postgres() {
+        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+        return;
+    }
+    let spaces = 40;
+    generate(&app, spaces, 1, 11);
+    let instances = [
+        ServerProcess::start(&app.database_url),
+        ServerProcess::start(&app.database_url),
+    ];
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    for space in 0..spaces {
+        // Space n's médecin traitant (IdNat_PS 8100 + n on 8 digits).
+        let gp = As::Professional {
+            id_nat_ps: format!("8100{space:08}"),
+            profession: "10".into(),
+        };
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let readers: Vec<_> = instances
+            .iter()
+            .map(|instance| {
+                let url = format!("{}/DocumentReference/gen-11-{space}-d0", instance.base);
+                let (gp, start, statuses) = (gp.clone(), Arc::clone(&start), Arc::clone(&statuses));
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    start.wait();
+                    let (status, _, body) = call(&agent, "GET", &url, &gp, &[], None);
+                    statuses.lock().unwrap().push((status, body));
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    }
+    let statuses = statuses.lock().unwrap();
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
+    assert!(holds, "{printed}");
+}
