@@ -52,18 +52,7 @@ pub fn lock_chain_heads(
             rows
         }
     };
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            (
-                row.chain_key,
-                ChainHead {
-                    seq: row.seq,
-                    hash: row.hash,
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(HeadRow::keyed).collect())
 }
 
 /// Rows or values as one JSON parameter (read back with `json_to_recordset`,
@@ -73,6 +62,7 @@ fn json_parameter(rows: &impl serde::Serialize) -> diesel::QueryResult<String> {
         .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))
 }
 
+/// A row of `audit_chain_head`.
 #[derive(QueryableByName)]
 struct HeadRow {
     #[diesel(sql_type = Text)]
@@ -81,6 +71,18 @@ struct HeadRow {
     seq: i64,
     #[diesel(sql_type = Text)]
     hash: String,
+}
+
+impl HeadRow {
+    fn keyed(self) -> (String, ChainHead) {
+        (
+            self.chain_key,
+            ChainHead {
+                seq: self.seq,
+                hash: self.hash,
+            },
+        )
+    }
 }
 
 /// PostgreSQL: every chain's transaction-scoped advisory lock and its head, in one
@@ -412,28 +414,11 @@ pub fn links_after(
 
 /// Every chain head.
 pub fn heads(conn: &mut Conn) -> diesel::QueryResult<Vec<(String, ChainHead)>> {
-    #[derive(QueryableByName)]
-    struct HeadRow {
-        #[diesel(sql_type = Text)]
-        chain_key: String,
-        #[diesel(sql_type = BigInt)]
-        seq: i64,
-        #[diesel(sql_type = Text)]
-        hash: String,
-    }
     Ok(
         Sql::new("SELECT chain_key, seq, hash FROM audit_chain_head ORDER BY chain_key")
             .load::<HeadRow>(conn)?
             .into_iter()
-            .map(|row| {
-                (
-                    row.chain_key,
-                    ChainHead {
-                        seq: row.seq,
-                        hash: row.hash,
-                    },
-                )
-            })
+            .map(HeadRow::keyed)
             .collect(),
     )
 }

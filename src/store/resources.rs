@@ -142,20 +142,21 @@ pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult
     if heads.is_empty() {
         return Ok(Vec::new());
     }
-    // The list padded (with its last key again) to 1, 5, 20 or 64 keys: a few
-    // texts, kept prepared, whatever the page's length.
-    let keys = heads.iter().map(|head| head.pk);
-    let padded = [1, 5, 20, 64]
-        .into_iter()
-        .find(|size| *size >= heads.len())
-        .unwrap_or(heads.len());
-    let last = heads[heads.len() - 1].pk;
     let mut sql = Sql::new("SELECT r.pk, r.version_id, CASE WHEN LENGTH(r.content) <= ");
     sql.int(SMALL_CONTENT)
-        .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN ")
-        .int_list(keys.chain(std::iter::repeat(last)).take(padded));
-    if heads.len() <= 64 {
-        sql = sql.kept_while_room();
+        .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN ");
+    let keys = heads.iter().map(|head| head.pk);
+    // The list padded (with its last key again) to 1, 5, 20 or 64 keys: a few
+    // texts, kept prepared, whatever the page's length. A longer list is neither.
+    match [1, 5, 20, 64].into_iter().find(|size| *size >= heads.len()) {
+        Some(padded) => {
+            let last = heads[heads.len() - 1].pk;
+            sql.int_list(keys.chain(std::iter::repeat(last)).take(padded));
+            sql = sql.kept_while_room();
+        }
+        None => {
+            sql.int_list(keys);
+        }
     }
     let mut small: std::collections::HashMap<i64, SmallRow> = sql
         .load::<SmallRow>(conn)?

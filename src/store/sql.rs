@@ -26,10 +26,20 @@ pub enum Bind {
 pub struct Sql {
     pub text: String,
     binds: Vec<Bind>,
-    /// The statement is prepared once per connection and kept ([`Sql::prepared`]).
-    keep_prepared: bool,
+    /// Whether connections keep the statement prepared.
+    keep: Keep,
+}
+
+/// Whether connections keep a statement prepared.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Parsed and planned at each run.
+    #[default]
+    Never,
+    /// Prepared once per connection and kept ([`Sql::prepared`]).
+    Always,
     /// Kept while the bounded set of such texts has room ([`Sql::kept_while_room`]).
-    keep_if_room: bool,
+    WhileRoom,
 }
 
 /// The most texts built from a request's shape that connections keep prepared
@@ -68,8 +78,7 @@ impl Sql {
         Sql {
             text: text.to_owned(),
             binds: Vec::new(),
-            keep_prepared: false,
-            keep_if_room: false,
+            keep: Keep::Never,
         }
     }
 
@@ -80,7 +89,7 @@ impl Sql {
     /// every distinct text it is given.
     pub fn prepared(text: &str) -> Sql {
         let mut sql = Sql::new(text);
-        sql.keep_prepared = true;
+        sql.keep = Keep::Always;
         sql
     }
 
@@ -92,17 +101,21 @@ impl Sql {
     /// search page than running it; the bound keeps what callers can make the
     /// connections hold.
     pub fn kept_while_room(mut self) -> Sql {
-        self.keep_if_room = true;
+        self.keep = Keep::WhileRoom;
         self
     }
 
     /// Whether the connection keeps this statement prepared.
     fn kept(&self) -> bool {
-        self.keep_prepared
-            || (self.keep_if_room
-                && self.binds.len() <= KEPT_SHAPE_BINDS
-                && self.text.len() <= KEPT_SHAPE_BYTES
-                && shape_is_kept(&self.text))
+        match self.keep {
+            Keep::Never => false,
+            Keep::Always => true,
+            Keep::WhileRoom => {
+                self.binds.len() <= KEPT_SHAPE_BINDS
+                    && self.text.len() <= KEPT_SHAPE_BYTES
+                    && shape_is_kept(&self.text)
+            }
+        }
     }
 
     /// Appends SQL text.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::support::fixtures::{document, nir, patient};
-use crate::support::{As, ServerProcess, TestApp, generate, run_command};
+use crate::support::{As, Reply, ServerProcess, TestApp, generate, run_command};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -233,6 +233,40 @@ fn generated_spaces_are_served_under_the_rules() {
     assert_eq!(found["entry"][0]["resource"]["id"], "gen-7-4");
 }
 
+/// Closes every connection the server holds to the test's database.
+fn close_server_connections(app: &TestApp) {
+    let closed = app.query_texts(
+        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS TEXT) AS text FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(closed, ["0"], "the server had connections to close");
+}
+
+/// Sends `request` until it is answered with `status`: each closed connection
+/// fails at most one request (the pool holds at most 8; the trace's committer and
+/// the request each take one), with a 500 and its OperationOutcome; then 20 more
+/// are all answered.
+fn answered_again(status: u16, mut request: impl FnMut() -> Reply) {
+    let mut failed = 0;
+    loop {
+        let reply = request();
+        if reply.status == status {
+            break;
+        }
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+        failed += 1;
+        assert!(
+            failed <= 8,
+            "a closed connection failed more than one request"
+        );
+    }
+    for _ in 0..20 {
+        let reply = request();
+        assert_eq!(reply.status, status, "{}", reply.body);
+    }
+}
+
 /// The server's PostgreSQL connections closed under it (a database restart, a
 /// failover, an administrator's `pg_terminate_backend`): each pooled connection
 /// fails at most the one request that finds it closed, with a clear 500, and the
@@ -258,63 +292,18 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
     for _ in 0..20 {
         assert_eq!(app.get(&path, &As::doctor()).status, 200);
     }
-    let closed = app.query_texts(
-        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS TEXT) AS text FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    );
-    assert_ne!(closed, ["0"], "the server had connections to close");
-
-    // The pool holds at most 8 connections; the trace's committer and the read
-    // each take one per request.
-    let mut failed = 0;
-    loop {
-        let reply = app.get(&path, &As::doctor());
-        if reply.status == 200 {
-            break;
-        }
-        assert_eq!(reply.status, 500, "{}", reply.body);
-        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
-        failed += 1;
-        assert!(
-            failed <= 8,
-            "a closed connection failed more than one request"
-        );
-    }
-    for _ in 0..20 {
-        assert_eq!(app.get(&path, &As::doctor()).status, 200);
-    }
+    close_server_connections(&app);
+    answered_again(200, || app.get(&path, &As::doctor()));
     // Writes alone: a failed write answers its failure without a Rust error, and
     // its connection is still checked before its next use (a failed statement).
-    let closed = app.query_texts(
-        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS TEXT) AS text FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    );
-    assert_ne!(closed, ["0"], "the server had connections to close");
-    let mut failed = 0;
-    loop {
-        let reply = app.post(
+    close_server_connections(&app);
+    answered_again(201, || {
+        app.post(
             "DocumentReference",
             &As::doctor(),
             &document(&patient_id, "11488-4", "2024-01-03"),
-        );
-        if reply.status == 201 {
-            break;
-        }
-        assert_eq!(reply.status, 500, "{}", reply.body);
-        failed += 1;
-        assert!(
-            failed <= 8,
-            "a closed connection failed more than one write"
-        );
-    }
-    for _ in 0..20 {
-        let reply = app.post(
-            "DocumentReference",
-            &As::doctor(),
-            &document(&patient_id, "11488-4", "2024-01-04"),
-        );
-        assert_eq!(reply.status, 201, "{}", reply.body);
-    }
+        )
+    });
     // Searches, writes and the trace's reader work again too.
     assert_eq!(
         app.get(
