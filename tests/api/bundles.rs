@@ -63,6 +63,9 @@ fn a_failing_entry_rolls_the_whole_transaction_back() {
     );
     let before = app.data_rows();
     let versions_before = app.stored_rows("resource_versions");
+    // The documents' index rows (the trace's are written meanwhile by its indexer).
+    let document_tokens = "search_token WHERE res_type = 'DocumentReference'";
+    let tokens_before = app.stored_rows(document_tokens);
     let mut broken = document(&patient_id, "11488-4", "2024-01-01");
     broken.as_object_mut().unwrap().remove("type");
     let bundle = json!({
@@ -81,10 +84,7 @@ fn a_failing_entry_rolls_the_whole_transaction_back() {
         "nothing of the transaction is stored"
     );
     assert_eq!(app.stored_rows("resource_versions"), versions_before);
-    assert_eq!(
-        app.stored_rows("search_token"),
-        app.stored_rows("search_token")
-    );
+    assert_eq!(app.stored_rows(document_tokens), tokens_before);
 }
 
 #[test]
