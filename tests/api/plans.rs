@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::support::{As, ServerProcess, TestApp, generate};
+use crate::support::{As, ServerProcess, TestApp, eventually, generate};
 
 fn get(agent: &ureq::Agent, url: &str, who: &As) -> Value {
     let mut response = agent
@@ -97,14 +97,22 @@ fn hot_paths_are_planned_on_indexes() {
         &gp,
     );
     assert_eq!(found["entry"][0]["resource"]["id"], "gen-3-4");
-    // The trace's reader waits for the indexer, which has then taken its batches.
+    // The trace's reader waits for the indexer, which has then taken its batches;
+    // the indexer's thread logs its plan as the answer leaves, so the log is read
+    // until that plan is in it.
     get(
         &agent,
         &format!("{}/AuditEvent?patient=gen-3-4", server.base),
         &gp,
     );
 
-    let plans = logged_plans(&server.output());
+    let plans = eventually(|| {
+        let plans = logged_plans(&server.output());
+        plans
+            .iter()
+            .any(|(statement, _)| statement.contains("FROM audit_unindexed u"))
+            .then_some(plans)
+    });
     // The indexer walks its queue, not every resource up to the queue's end: the
     // statistics taken by `generate` saw an empty queue, which once led SQLite to
     // walk `resources` by key for each batch (a range, not a "SCAN").
