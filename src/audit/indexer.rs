@@ -120,9 +120,7 @@ fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
         } else {
             BATCH
         };
-        let (batch, indexed_to) = db.write_on(conn, |conn| {
-            dialect::write_transaction(conn, |conn| index_batch(conn, last, size))
-        })?;
+        let (batch, indexed_to) = index_batch(db, conn, last, size)?;
         reached = indexed_to;
         moved += batch;
         // A short batch may only mean that another instance's indexer took the
@@ -139,8 +137,10 @@ fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
 }
 
 /// One batch of at most `size` of the oldest unindexed events up to `last`: how
-/// many, and the key of the last. Call it inside a write transaction.
-fn index_batch(conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), ApiError> {
+/// many were read, and the key of the last. They are read, parsed and their entries
+/// extracted before the write transaction, which only claims and writes: on SQLite
+/// the trace's committer, which every answer waits on, waits for that transaction.
+fn index_batch(db: &Db, conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), ApiError> {
     let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
     let events = stored::unindexed_events(conn, last, size)?;
     let indexed: Vec<(i64, extract::IndexEntries)> = events
@@ -152,7 +152,11 @@ fn index_batch(conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), Ap
             (event.pk, extract::index(def, &value))
         })
         .collect();
-    stored::index_events(conn, &indexed)?;
+    if !indexed.is_empty() {
+        db.write_on(conn, |conn| {
+            dialect::write_transaction(conn, |conn| Ok(stored::index_events(conn, &indexed)?))
+        })?;
+    }
     Ok((events.len(), events.last().map_or(last, |event| event.pk)))
 }
 
@@ -162,18 +166,15 @@ mod tests {
     use crate::audit::{Outcome, Record, Touched, Trace, persist, prepare};
     use crate::store::sql::Sql;
 
-    /// A queue far behind (more than [`FAR_BEHIND`] keys) is indexed whole by one
-    /// pass, through its catch-up batches: none left queued, each event's patient
-    /// in the index (R-PAT-4's search finds it).
-    #[test]
-    fn a_queue_far_behind_is_indexed_whole_in_one_pass() {
+    /// A fresh SQLite store with `events` read events of `patient`'s space committed
+    /// and queued.
+    fn store_with_events(patient: &str, events: usize) -> (std::path::PathBuf, Db) {
         let folder = std::env::temp_dir().join(format!(
             "dmp-indexer-{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
         let db = Db::open(folder.join("db.sqlite").to_str().unwrap()).unwrap();
-        let events = 2 * FAR_BEHIND as usize;
         let records: Vec<_> = (0..events)
             .map(|n| {
                 prepare(Record {
@@ -185,7 +186,7 @@ mod tests {
                     },
                     outcome: Outcome::answered(200),
                     touched: Touched {
-                        patients: ["patient-far-behind".to_owned()].into(),
+                        patients: [patient.to_owned()].into(),
                         writes: Vec::new(),
                     },
                 })
@@ -197,22 +198,70 @@ mod tests {
             })
         })
         .unwrap();
-        let mut conn = db.rebuildable_writes_connection().unwrap();
-        assert_eq!(index_all(&db, &mut conn).unwrap(), events);
-        assert_eq!(stored::first_unindexed(&mut conn).unwrap(), None);
+        (folder, db)
+    }
+
+    /// How many events the index finds in `patient`'s trace.
+    fn indexed_in_trace_of(conn: &mut Conn, patient: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let indexed: Vec<Count> = Sql::new(
+        let mut count = Sql::new(
             "SELECT COUNT(*) AS n FROM search_reference WHERE res_type = 'AuditEvent' \
-             AND param = 'patient' AND target_id = 'patient-far-behind'",
-        )
-        .load(&mut conn)
-        .unwrap();
-        assert_eq!(indexed[0].n, events as i64);
+             AND param = 'patient' AND target_id = ",
+        );
+        count.text(patient);
+        count.load::<Count>(conn).unwrap()[0].n
+    }
+
+    /// A queue far behind (more than [`FAR_BEHIND`] keys) is indexed whole by one
+    /// pass, through its catch-up batches: none left queued, each event's patient
+    /// in the index (R-PAT-4's search finds it).
+    #[test]
+    fn a_queue_far_behind_is_indexed_whole_in_one_pass() {
+        let events = 2 * FAR_BEHIND as usize;
+        let (folder, db) = store_with_events("patient-far-behind", events);
+        let mut conn = db.rebuildable_writes_connection().unwrap();
+        assert_eq!(index_all(&db, &mut conn).unwrap(), events);
+        assert_eq!(stored::first_unindexed(&mut conn).unwrap(), None);
+        assert_eq!(
+            indexed_in_trace_of(&mut conn, "patient-far-behind"),
+            events as i64
+        );
         drop(conn);
+        drop(db);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
+    /// Two indexers (two instances on one store) read the same events before either
+    /// writes, as they read outside their write transactions: the second to write
+    /// claims none of them and writes no index row, so each event is found once.
+    #[test]
+    fn events_another_indexer_took_are_not_indexed_twice() {
+        let (folder, db) = store_with_events("patient-two-indexers", 10);
+        let def = definitions::resource("AuditEvent").unwrap();
+        let mut late = db.rebuildable_writes_connection().unwrap();
+        let read_early: Vec<(i64, extract::IndexEntries)> =
+            stored::unindexed_events(&mut late, i64::MAX, 64)
+                .unwrap()
+                .iter()
+                .map(|event| {
+                    let value = serde_json::from_str(&event.content).unwrap();
+                    (event.pk, extract::index(def, &value))
+                })
+                .collect();
+        assert_eq!(read_early.len(), 10);
+        let mut first = db.rebuildable_writes_connection().unwrap();
+        assert_eq!(index_all(&db, &mut first).unwrap(), 10);
+        let written_late = dialect::write_transaction(&mut late, |conn| {
+            Ok(stored::index_events(conn, &read_early)?)
+        })
+        .unwrap();
+        assert_eq!(written_late, 0);
+        assert_eq!(indexed_in_trace_of(&mut late, "patient-two-indexers"), 10);
+        drop((first, late));
         drop(db);
         let _ = std::fs::remove_dir_all(folder);
     }

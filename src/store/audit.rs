@@ -308,8 +308,9 @@ pub struct UnindexedEvent {
     pub content: String,
 }
 
-/// The oldest `limit` unindexed events up to `last`, locked until the transaction
-/// ends where the backend can (two indexers never index the same event).
+/// The oldest `limit` unindexed events up to `last`. Read without a lock: the
+/// indexer parses them outside its write transaction, and [`index_events`] claims
+/// them (another indexer may have taken some meanwhile).
 pub fn unindexed_events(
     conn: &mut Conn,
     last: i64,
@@ -326,9 +327,6 @@ pub fn unindexed_events(
     sql.int(last)
         .push(" ORDER BY u.resource_pk LIMIT ")
         .int(limit);
-    if matches!(dialect::kind(conn), dialect::Kind::Postgres) {
-        sql.push(" FOR UPDATE OF u");
-    }
     sql.load(conn)
 }
 
@@ -354,20 +352,34 @@ fn queue_end(conn: &mut Conn, query: &str) -> diesel::QueryResult<Option<i64>> {
         .and_then(|row| row.pk))
 }
 
-/// Writes the search-index rows of these events and takes them off the queue. Call
-/// it inside a write transaction, after [`unindexed_events`].
-pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::QueryResult<()> {
+/// Takes these events off the queue and writes the search-index rows of those it
+/// took; returns how many. An event another indexer took first (its row already
+/// gone: PostgreSQL's `DELETE` waits for that indexer's transaction, SQLite's
+/// writers take turns) is left to it. Call it inside a write transaction.
+pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::QueryResult<usize> {
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = BigInt)]
+        resource_pk: i64,
+    }
+    let mut claimed = HashSet::new();
+    for chunk in events.chunks(500) {
+        let mut take = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN ");
+        take.int_list(chunk.iter().map(|(pk, _)| *pk))
+            .push(" RETURNING resource_pk");
+        claimed.extend(
+            take.load::<Claimed>(conn)?
+                .into_iter()
+                .map(|row| row.resource_pk),
+        );
+    }
     let indexed: Vec<_> = events
         .iter()
+        .filter(|(pk, _)| claimed.contains(pk))
         .map(|(pk, index)| (*pk, "AuditEvent", index))
         .collect();
     write_indexes(conn, &indexed)?;
-    for chunk in events.chunks(500) {
-        let mut done = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN ");
-        done.int_list(chunk.iter().map(|(pk, _)| *pk));
-        done.execute(conn)?;
-    }
-    Ok(())
+    Ok(indexed.len())
 }
 
 /// One link as stored, with its event's JSON.
