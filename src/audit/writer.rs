@@ -2,7 +2,9 @@
 //! searches, refusals, errors) is committed here before its response is sent
 //! (R-AUD-2). Requests arriving while a commit runs wait for the next one, which
 //! commits all of them in one transaction: one fsync for a group instead of one per
-//! request. With grouping off, each request's events get their own transaction.
+//! request. With grouping off, each request's events get their own transaction. On
+//! SQLite the fsync runs after the writer's turn (`store::wal_sync`): a group is
+//! answered once it is durable, while the next one commits.
 
 use std::sync::mpsc;
 use std::thread;
@@ -12,7 +14,7 @@ use tokio::sync::oneshot;
 use super::Prepared;
 use crate::error::ApiError;
 use crate::notify::Wakeup;
-use crate::store::{Db, dialect};
+use crate::store::{CommitterConnection, Db, dialect};
 
 /// The most requests one commit takes.
 const MAX_GROUP: usize = 512;
@@ -53,37 +55,39 @@ impl AuditWriter {
 
 fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup: &Wakeup) {
     let max = if group_commit { MAX_GROUP } else { 1 };
+    let mut conn = CommitterConnection::with_temporaries_in_memory();
     while let Some(group) = crate::store::group_commit::next_group(queue, max) {
-        match commit(db, &group) {
+        let results: Vec<Result<usize, ApiError>> = match commit(db, &mut conn, &group) {
             Ok(notifications) => {
-                if notifications > 0 {
-                    wakeup.wake();
-                }
-                for job in group {
-                    let _ = job.done.send(Ok(()));
-                }
+                let mut results = vec![Ok(0); group.len()];
+                results[0] = Ok(notifications);
+                results
             }
             // One bad record must not fail its neighbours: retry them one by one.
-            Err(_) if group.len() > 1 => {
-                for job in group {
-                    let result = commit(db, std::slice::from_ref(&job));
-                    if matches!(result, Ok(n) if n > 0) {
-                        wakeup.wake();
-                    }
-                    let _ = job.done.send(result.map(|_| ()));
-                }
+            Err(_) if group.len() > 1 => group
+                .iter()
+                .map(|job| commit(db, &mut conn, std::slice::from_ref(job)))
+                .collect(),
+            Err(error) => vec![Err(error)],
+        };
+        // Answered once durable: the next group commits meanwhile.
+        let wakeup = wakeup.clone();
+        db.when_durable(Box::new(move |synced| {
+            let mut notified = false;
+            for (job, result) in group.into_iter().zip(results) {
+                let result = synced.clone().and(result);
+                notified |= matches!(result, Ok(n) if n > 0);
+                let _ = job.done.send(result.map(|_| ()));
             }
-            Err(error) => {
-                for job in group {
-                    let _ = job.done.send(Err(error.clone()));
-                }
+            if notified {
+                wakeup.wake();
             }
-        }
+        }));
     }
 }
 
-fn commit(db: &Db, group: &[Job]) -> Result<usize, ApiError> {
-    db.write_blocking(|conn| {
+fn commit(db: &Db, conn: &mut CommitterConnection, group: &[Job]) -> Result<usize, ApiError> {
+    db.commit_on(conn, |conn| {
         dialect::write_transaction(conn, |conn| {
             let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
             super::persist(conn, &prepared)

@@ -40,13 +40,14 @@ pub fn lock_chain_heads(
 ) -> diesel::QueryResult<HashMap<String, ChainHead>> {
     let rows = match dialect::kind(conn) {
         dialect::Kind::Postgres => lock_heads_on_postgres(conn, chain_keys)?,
+        // A kept statement per chain: no round trip, and no list text to parse.
         dialect::Kind::Sqlite => {
             let mut rows = Vec::new();
-            for chunk in chain_keys.chunks(500) {
-                let mut sql = Sql::new(
-                    "SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key IN ",
+            for key in chain_keys {
+                let mut sql = Sql::prepared(
+                    "SELECT chain_key, seq, hash FROM audit_chain_head WHERE chain_key = ",
                 );
-                sql.text_list(chunk.iter().copied());
+                sql.text(*key);
                 rows.extend(sql.load::<HeadRow>(conn)?);
             }
             rows

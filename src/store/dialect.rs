@@ -206,17 +206,24 @@ pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
 
 /// Commits on this connection no longer wait for the disk: SQLite's
 /// `synchronous = NORMAL`, PostgreSQL's `synchronous_commit = off` (see
-/// `Db::rebuildable_writes_connection`). SQLite's statement journals (the undo of
-/// one multi-row statement inside a transaction, such as the indexer's inserts)
-/// also stay in memory (`temp_store = MEMORY`): past 64 KiB they went to a
-/// temporary file, half of the indexer's writes. This connection runs no search,
-/// whose sorts the same setting would keep in memory too.
+/// `Db::rebuildable_writes_connection`, `Db::deferred_sync_connection`).
 pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
-        Conn::Sqlite(sqlite) => {
-            sqlite.batch_execute("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")
-        }
+        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA synchronous = NORMAL;"),
         Conn::Postgresql(postgres) => postgres.batch_execute("SET synchronous_commit = off;"),
+    }
+}
+
+/// SQLite: the trace's writers' temporary structures stay in memory
+/// (`temp_store = MEMORY`): the statement journals of their multi-row inserts (the
+/// undo of one statement inside a transaction), which past 64 KiB went to a
+/// temporary file (half of the indexer's writes), and their `RETURNING` lists.
+/// Measured: about a fifth more audited reads a second. Only for connections that
+/// run the trace's fixed statements: a search's sorts would stay in memory too.
+pub fn temporaries_in_memory(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    match conn {
+        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA temp_store = MEMORY;"),
+        Conn::Postgresql(_) => Ok(()),
     }
 }
 

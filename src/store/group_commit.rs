@@ -4,7 +4,8 @@
 //! each in a savepoint of one transaction (each write's own transactions become
 //! nested savepoints: a write that fails rolls back alone), commits once, and only
 //! then answers each write — so every answer still follows its durable commit
-//! (R-AUD-2), and a failed commit fails every write of the group.
+//! (R-AUD-2), and a failed commit fails every write of the group. The fsync runs
+//! after the writer's turn (`wal_sync`): the next group commits meanwhile.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,8 +15,8 @@ use std::thread;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
-use super::Db;
 use super::dialect::Conn;
+use super::{CommitterConnection, Db};
 use crate::error::ApiError;
 
 /// Writes committed together at most.
@@ -80,10 +81,13 @@ pub(crate) fn next_group<T>(queue: &mpsc::Receiver<T>, max: usize) -> Option<Vec
 }
 
 fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
+    let mut conn = CommitterConnection::default();
     while let Some(group) = next_group(queue, MAX_GROUP) {
         let (works, dones): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.done)).unzip();
-        match commit_group(db, works) {
+        let committed = commit_group(db, &mut conn, works);
+        // Answered once durable, while the next group commits.
+        db.when_durable(Box::new(move |synced| match synced.and(committed) {
             Ok(results) => {
                 for (done, result) in dones.into_iter().zip(results) {
                     let _ = done.send(Ok(result));
@@ -94,13 +98,17 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
                     let _ = done.send(Err(error.clone()));
                 }
             }
-        }
+        }));
     }
 }
 
 /// One transaction, a savepoint per write; the results in order once committed.
-fn commit_group(db: &Db, works: Vec<Work>) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
-    db.write_blocking(|conn| {
+fn commit_group(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    works: Vec<Work>,
+) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
+    db.commit_on(conn, |conn| {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let mut results = Vec::with_capacity(works.len());

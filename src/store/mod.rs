@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod resources;
 pub mod search;
 pub mod sql;
+pub mod wal_sync;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -51,6 +52,8 @@ pub struct Db {
     writer: Option<Arc<Mutex<()>>>,
     /// SQLite's write group commit, when started ([`Db::start_group_commit`]).
     group: Option<group_commit::GroupCommitter>,
+    /// SQLite's log syncer, for the committers' connections (see [`Db::commit_on`]).
+    syncer: Option<wal_sync::WalSyncer>,
 }
 
 /// How long a PostgreSQL connection whose last work ran no failed statement is
@@ -110,6 +113,27 @@ impl Pooled {
             self.worked_at = Some(Instant::now());
         }
         result
+    }
+}
+
+/// Where a committer thread (the trace's, the requests' writes') commits: on SQLite
+/// a connection of its own, outside the pool, whose commits do not wait for the
+/// disk; on PostgreSQL the pool's connections, whose commits do.
+#[derive(Default)]
+pub struct CommitterConnection {
+    own: Option<Conn>,
+    /// See [`dialect::temporaries_in_memory`]: for committers that run fixed
+    /// statements only.
+    temporaries_in_memory: bool,
+}
+
+impl CommitterConnection {
+    /// For a committer that runs fixed statements only (the trace's).
+    pub fn with_temporaries_in_memory() -> CommitterConnection {
+        CommitterConnection {
+            own: None,
+            temporaries_in_memory: true,
+        }
     }
 }
 
@@ -211,6 +235,12 @@ impl Db {
                 dialect::Kind::Postgres => None,
             },
             group: None,
+            syncer: match target.kind {
+                dialect::Kind::Sqlite if target.location != ":memory:" => {
+                    Some(wal_sync::WalSyncer::start(&target.location))
+                }
+                _ => None,
+            },
         };
         db.migrate()?;
         db.refresh_statistics(false)
@@ -331,6 +361,57 @@ impl Db {
         dialect::prepare_connection(&mut conn)?;
         dialect::without_fsync_per_commit(&mut conn)?;
         Ok(conn)
+    }
+
+    /// Runs `work` for a committer thread (see [`CommitterConnection`]) as the only
+    /// writer of this process on SQLite; its answers wait for [`Db::when_durable`].
+    pub fn commit_on<T, F>(
+        &self,
+        committer: &mut CommitterConnection,
+        work: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        if self.syncer.is_none() {
+            return self.write_blocking(work);
+        }
+        let conn = match &mut committer.own {
+            Some(conn) => conn,
+            own => own.insert(self.deferred_sync_connection(committer.temporaries_in_memory)?),
+        };
+        let result = self.write_on(conn, work);
+        if result.is_err() {
+            // Made again for the next commit, whatever broke.
+            committer.own = None;
+        }
+        result
+    }
+
+    /// SQLite: a connection of its own whose commits write the log without waiting
+    /// for the disk (`synchronous = NORMAL`), so that the writer's lock is not held
+    /// during the fsync (see [`wal_sync`]).
+    fn deferred_sync_connection(&self, temporaries_in_memory: bool) -> Result<Conn, ApiError> {
+        let mut conn = dialect::connect(&self.target).map_err(|message| {
+            tracing::error!(%message, "no database connection");
+            ApiError::internal("database unavailable")
+        })?;
+        dialect::prepare_connection(&mut conn)?;
+        dialect::without_fsync_per_commit(&mut conn)?;
+        if temporaries_in_memory {
+            dialect::temporaries_in_memory(&mut conn)?;
+        }
+        Ok(conn)
+    }
+
+    /// Calls `answer` once every commit made through [`Db::commit_on`] before this
+    /// call is durable: after the next fsync of SQLite's log, at once on PostgreSQL
+    /// (whose commits are durable as they return).
+    pub fn when_durable(&self, answer: wal_sync::Answer) {
+        match &self.syncer {
+            Some(syncer) => syncer.after_sync(answer),
+            None => answer(Ok(())),
+        }
     }
 
     /// Runs `work` on `conn` (a pooled one, or see
