@@ -354,6 +354,10 @@ impl Db {
     /// (the write-ahead log is written in order) or a checkpoint, and a crash before
     /// loses them, never the queue they came from.
     pub fn rebuildable_writes_connection(&self) -> Result<Conn, ApiError> {
+        self.connection_without_fsync_per_commit()
+    }
+
+    fn connection_without_fsync_per_commit(&self) -> Result<Conn, ApiError> {
         let mut conn = dialect::connect(&self.target).map_err(|message| {
             tracing::error!(%message, "no database connection");
             ApiError::internal("database unavailable")
@@ -392,12 +396,7 @@ impl Db {
     /// for the disk (`synchronous = NORMAL`), so that the writer's lock is not held
     /// during the fsync (see [`wal_sync`]).
     fn deferred_sync_connection(&self, temporaries_in_memory: bool) -> Result<Conn, ApiError> {
-        let mut conn = dialect::connect(&self.target).map_err(|message| {
-            tracing::error!(%message, "no database connection");
-            ApiError::internal("database unavailable")
-        })?;
-        dialect::prepare_connection(&mut conn)?;
-        dialect::without_fsync_per_commit(&mut conn)?;
+        let mut conn = self.connection_without_fsync_per_commit()?;
         if temporaries_in_memory {
             dialect::temporaries_in_memory(&mut conn)?;
         }
