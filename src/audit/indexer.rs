@@ -101,12 +101,6 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
         for waiter in waiting {
             let _ = waiter.send(result.clone());
         }
-        // The write-ahead log's pages go to the database here, off the answers' path.
-        if let Some(conn) = conn.as_mut()
-            && let Err(error) = dialect::checkpoint(conn)
-        {
-            tracing::warn!(%error, "checkpoint failed; a later one or a commit will do it");
-        }
     }
 }
 

@@ -185,9 +185,10 @@ pub fn configure_sqlite_process() -> bool {
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
-            // The write-ahead log is copied into the database by the trace's
-            // indexer thread (`checkpoint`), every few tens of milliseconds; a
-            // commit that finds it past SQLite's threshold (1,000 pages) still does.
+            // The write-ahead log is copied into the database by the log syncer's
+            // checkpointer (`wal_sync`), every 10 ms; a commit of another connection
+            // than the committers' that finds it past SQLite's threshold (1,000
+            // pages) still does.
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         ),
         Conn::Postgresql(_) => Ok(()),
@@ -196,7 +197,7 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
 
 /// Copies what the write-ahead log holds into the SQLite database, as far as readers
 /// allow, without waiting for or blocking writers (a passive checkpoint), so that
-/// commits on the answer's path seldom do it; nothing on PostgreSQL.
+/// commits on the answer's path do not; nothing on PostgreSQL.
 pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA wal_checkpoint(PASSIVE);"),
@@ -211,6 +212,17 @@ pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::E
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA synchronous = NORMAL;"),
         Conn::Postgresql(postgres) => postgres.batch_execute("SET synchronous_commit = off;"),
+    }
+}
+
+/// SQLite: commits on this connection never copy the log into the database (its
+/// automatic checkpoint, past 1,000 pages of log, is off): the log syncer's
+/// checkpointer does (`wal_sync`), so that the committers' answers never wait for
+/// it. Only for connections whose store has that thread.
+pub fn checkpoints_left_to_checkpointer(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    match conn {
+        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA wal_autocheckpoint = 0;"),
+        Conn::Postgresql(_) => Ok(()),
     }
 }
 

@@ -237,7 +237,7 @@ impl Db {
             group: None,
             syncer: match target.kind {
                 dialect::Kind::Sqlite if target.location != ":memory:" => {
-                    Some(wal_sync::WalSyncer::start(&target.location))
+                    Some(wal_sync::WalSyncer::start(&target))
                 }
                 _ => None,
             },

@@ -28,7 +28,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
+use super::dialect::{self, Conn, Target};
 use super::group_commit::next_group;
 use crate::error::ApiError;
 
@@ -39,16 +41,23 @@ pub type Answer = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
 /// wait for the next pass, which starts at once).
 const MAX_ANSWERS: usize = 4096;
 
-/// Handle on the syncing thread; it stops when the last handle is dropped.
+/// Handle on the syncing and checkpointing threads; they stop when the last handle
+/// is dropped.
 #[derive(Clone)]
 pub struct WalSyncer {
     answers: mpsc::Sender<Answer>,
+    /// Dropped with the last handle, which stops the checkpointer.
+    _checkpointer: mpsc::Sender<()>,
 }
+
+/// How often the checkpointer copies the log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
 impl WalSyncer {
     /// Starts the thread that syncs the write-ahead log of the SQLite database at
     /// `database_path`.
-    pub fn start(database_path: &str) -> WalSyncer {
+    pub fn start(target: &Target) -> WalSyncer {
+        let database_path = target.location.as_str();
         let (answers, queue) = mpsc::channel::<Answer>();
         let mut log = WriteAheadLog::of(Path::new(database_path));
         thread::Builder::new()
@@ -65,7 +74,16 @@ impl WalSyncer {
                 }
             })
             .expect("the write-ahead log syncer starts");
-        WalSyncer { answers }
+        let (checkpointer, stop) = mpsc::channel::<()>();
+        let target = target.clone();
+        thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || checkpoint_loop(&target, &stop))
+            .expect("the write-ahead log checkpointer starts");
+        WalSyncer {
+            answers,
+            _checkpointer: checkpointer,
+        }
     }
 
     /// Calls `answer` once every commit that returned before this call is on the
@@ -75,6 +93,29 @@ impl WalSyncer {
             answer(Err(ApiError::internal(
                 "the write-ahead log syncer has stopped",
             )));
+        }
+    }
+}
+
+/// Copies the log into the database every [`CHECKPOINT_EVERY`], as far as readers
+/// allow (a passive checkpoint: it neither waits for nor blocks writers), on a
+/// connection of its own: the committers' connections leave it to this thread
+/// (`dialect::checkpoints_left_to_checkpointer`), so that no answer waits for a
+/// copy, which took several milliseconds after one commit in a hundred.
+fn checkpoint_loop(target: &Target, stop: &mpsc::Receiver<()>) {
+    let mut conn: Option<Conn> = None;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if conn.is_none() {
+            conn = dialect::connect(target).ok().and_then(|mut conn| {
+                dialect::prepare_connection(&mut conn).ok()?;
+                Some(conn)
+            });
+        }
+        if let Some(open) = conn.as_mut()
+            && let Err(error) = dialect::checkpoint(open)
+        {
+            tracing::warn!(%error, "checkpoint failed; the next one starts again");
+            conn = None;
         }
     }
 }
@@ -130,7 +171,6 @@ impl WriteAheadLog {
 mod tests {
     use super::*;
     use std::sync::mpsc::channel;
-    use std::time::Duration;
 
     fn answered(syncer: &WalSyncer) -> Result<(), ApiError> {
         let (sender, answer) = channel();
@@ -150,7 +190,7 @@ mod tests {
         ));
         std::fs::create_dir_all(&folder).unwrap();
         let database = folder.join("db.sqlite");
-        let syncer = WalSyncer::start(database.to_str().unwrap());
+        let syncer = WalSyncer::start(&dialect::target(database.to_str().unwrap()).unwrap());
         assert!(answered(&syncer).is_err(), "no log yet: nothing synced");
         std::fs::write(folder.join("db.sqlite-wal"), b"frames").unwrap();
         assert!(answered(&syncer).is_ok());
