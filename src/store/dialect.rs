@@ -186,9 +186,8 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute(
             // The write-ahead log is copied into the database by the log syncer's
-            // checkpointer (`wal_sync`), every 10 ms; a commit of another connection
-            // than the committers' that finds it past SQLite's threshold (1,000
-            // pages) still does.
+            // checkpointer (`wal_sync`), every 10 ms; a commit that finds it past
+            // SQLite's threshold (1,000 pages) still does.
             "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         ),
         Conn::Postgresql(_) => Ok(()),
@@ -215,15 +214,39 @@ pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::E
     }
 }
 
-/// SQLite: commits on this connection never copy the log into the database (its
-/// automatic checkpoint, past 1,000 pages of log, is off): the log syncer's
-/// checkpointer does (`wal_sync`), so that the committers' answers never wait for
-/// it. Only for connections whose store has that thread.
-pub fn checkpoints_left_to_checkpointer(conn: &mut Conn) -> Result<(), diesel::result::Error> {
-    match conn {
-        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA wal_autocheckpoint = 0;"),
-        Conn::Postgresql(_) => Ok(()),
+/// SQLite: the write-ahead log's file as SQLite names it (beside the database
+/// file a symbolic link leads to, or the one a `file:` URI names), when the
+/// database is a file in WAL mode; `None` otherwise (in memory, or the mode did not
+/// take), and the committers then commit with an fsync each.
+pub fn write_ahead_log(conn: &mut Conn) -> diesel::QueryResult<Option<std::path::PathBuf>> {
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
     }
+    #[derive(diesel::QueryableByName)]
+    struct Database {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file: String,
+    }
+    use diesel::RunQueryDsl;
+    let Conn::Sqlite(sqlite) = conn else {
+        return Ok(None);
+    };
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode").load(sqlite)?;
+    if !mode
+        .iter()
+        .any(|mode| mode.journal_mode.eq_ignore_ascii_case("wal"))
+    {
+        return Ok(None);
+    }
+    let databases: Vec<Database> = diesel::sql_query("PRAGMA database_list").load(sqlite)?;
+    Ok(databases
+        .into_iter()
+        .find(|database| database.name == "main" && !database.file.is_empty())
+        .map(|database| std::path::PathBuf::from(format!("{}-wal", database.file))))
 }
 
 /// SQLite: the trace's writers' temporary structures stay in memory

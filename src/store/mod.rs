@@ -235,14 +235,16 @@ impl Db {
                 dialect::Kind::Postgres => None,
             },
             group: None,
-            syncer: match target.kind {
-                dialect::Kind::Sqlite if target.location != ":memory:" => {
-                    Some(wal_sync::WalSyncer::start(&target))
-                }
-                _ => None,
-            },
+            syncer: None,
         };
         db.migrate()?;
+        let log = db
+            .read_blocking(|conn| Ok(dialect::write_ahead_log(conn)?))
+            .map_err(|error| format!("cannot read the database's journal mode: {error}"))?;
+        let db = Db {
+            syncer: log.map(|log| wal_sync::WalSyncer::start(&target, log)),
+            ..db
+        };
         db.refresh_statistics(false)
             .map_err(|error| format!("cannot analyse the database: {error}"))?;
         Ok(db)
