@@ -179,8 +179,9 @@ pub fn configure_sqlite_process() -> bool {
 
 /// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
 /// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
-/// survives a power cut as well as a killed process (R-AUD-2), and the trace's group
-/// commit pays that fsync once for many requests. PostgreSQL's defaults already
+/// survives a power cut as well as a killed process (R-AUD-2); the committers'
+/// connections then defer it past the commit (`Db::commit_on`, `wal_sync`), one
+/// fsync for many requests. PostgreSQL's defaults already
 /// commit durably (`synchronous_commit = on`).
 pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
