@@ -202,13 +202,15 @@ mod tests {
             uuid::Uuid::new_v4()
         ));
         std::fs::create_dir_all(&folder).unwrap();
-        let database = folder.join("db.sqlite");
         let path = folder.join("db.sqlite-wal");
         let mut log = WriteAheadLog::at(path.clone());
         assert!(log.sync().is_err(), "no log: nothing synced");
         std::fs::write(&path, b"frames").unwrap();
+        // The checkpointer works on a database of its own: this log is not SQLite's.
+        let elsewhere = folder.join("checkpointed").join("db.sqlite");
+        std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
         let syncer = WalSyncer::start(
-            &dialect::target(database.to_str().unwrap()).unwrap(),
+            &dialect::target(elsewhere.to_str().unwrap()).unwrap(),
             path.clone(),
         );
         assert!(answered(&syncer).is_ok());
@@ -223,6 +225,8 @@ mod tests {
             std::fs::metadata(&path).unwrap().ino()
         );
         drop(syncer);
+        // The checkpointer stops at its next turn.
+        std::thread::sleep(2 * CHECKPOINT_EVERY);
         let _ = std::fs::remove_dir_all(folder);
     }
 
