@@ -192,16 +192,22 @@ mod tests {
         answer.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 
-    /// A commit is answered once its log is synced; a log SQLite made again (its
-    /// last connection closed, then one opened) is the file then synced.
-    #[test]
-    fn a_commit_is_answered_once_its_log_is_synced() {
+    /// A new folder under the system's temporary one.
+    fn fresh_folder(label: &str) -> std::path::PathBuf {
         let folder = std::env::temp_dir().join(format!(
-            "dmp-wal-sync-{}-{}",
+            "dmp-{label}-{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4()
         ));
         std::fs::create_dir_all(&folder).unwrap();
+        folder
+    }
+
+    /// A commit is answered once its log is synced; a log SQLite made again (its
+    /// last connection closed, then one opened) is the file then synced.
+    #[test]
+    fn a_commit_is_answered_once_its_log_is_synced() {
+        let folder = fresh_folder("wal-sync");
         let path = folder.join("db.sqlite-wal");
         let mut log = WriteAheadLog::at(path.clone());
         assert!(log.sync().is_err(), "no log: nothing synced");
@@ -234,11 +240,7 @@ mod tests {
     /// symbolic link leads to, not beside the link.
     #[test]
     fn the_log_synced_is_the_one_sqlite_writes_through_a_link() {
-        let folder = std::env::temp_dir().join(format!(
-            "dmp-wal-link-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
+        let folder = fresh_folder("wal-link");
         std::fs::create_dir_all(folder.join("real")).unwrap();
         std::fs::create_dir_all(folder.join("link")).unwrap();
         let real = folder.join("real").join("db.sqlite");
