@@ -81,13 +81,7 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
         // Everyone who asked before this pass starts is answered by it.
         waiting.extend(queue.try_iter());
         if conn.is_none() {
-            conn = db
-                .rebuildable_writes_connection()
-                .ok()
-                .and_then(|mut conn| {
-                    dialect::temporaries_in_memory(&mut conn).ok()?;
-                    Some(conn)
-                });
+            conn = db.rebuildable_writes_connection().ok();
         }
         let result = match conn.as_mut() {
             Some(conn) => index_all(db, conn).map(|_| ()),

@@ -207,7 +207,7 @@ pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
 
 /// Commits on this connection no longer wait for the disk: SQLite's
 /// `synchronous = NORMAL`, PostgreSQL's `synchronous_commit = off` (see
-/// `Db::rebuildable_writes_connection`, `Db::deferred_sync_connection`).
+/// `Db::rebuildable_writes_connection`, `Db::commit_on`).
 pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA synchronous = NORMAL;"),

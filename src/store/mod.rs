@@ -356,16 +356,26 @@ impl Db {
     /// (the write-ahead log is written in order) or a checkpoint, and a crash before
     /// loses them, never the queue they came from.
     pub fn rebuildable_writes_connection(&self) -> Result<Conn, ApiError> {
-        self.connection_without_fsync_per_commit()
+        // Its one user, the trace's indexer, runs fixed statements only.
+        self.connection_without_fsync_per_commit(true)
     }
 
-    fn connection_without_fsync_per_commit(&self) -> Result<Conn, ApiError> {
+    /// A connection of its own whose commits write the log without waiting for the
+    /// disk (see [`dialect::without_fsync_per_commit`]), with its temporaries in
+    /// memory or not (see [`dialect::temporaries_in_memory`]).
+    fn connection_without_fsync_per_commit(
+        &self,
+        temporaries_in_memory: bool,
+    ) -> Result<Conn, ApiError> {
         let mut conn = dialect::connect(&self.target).map_err(|message| {
             tracing::error!(%message, "no database connection");
             ApiError::internal("database unavailable")
         })?;
         dialect::prepare_connection(&mut conn)?;
         dialect::without_fsync_per_commit(&mut conn)?;
+        if temporaries_in_memory {
+            dialect::temporaries_in_memory(&mut conn)?;
+        }
         Ok(conn)
     }
 
@@ -384,7 +394,9 @@ impl Db {
         }
         let conn = match &mut committer.own {
             Some(conn) => conn,
-            own => own.insert(self.deferred_sync_connection(committer.temporaries_in_memory)?),
+            // The writer's lock is then not held during the fsync (see [`wal_sync`]).
+            own => own
+                .insert(self.connection_without_fsync_per_commit(committer.temporaries_in_memory)?),
         };
         let result = self.write_on(conn, work);
         if result.is_err() {
@@ -392,17 +404,6 @@ impl Db {
             committer.own = None;
         }
         result
-    }
-
-    /// SQLite: a connection of its own whose commits write the log without waiting
-    /// for the disk (`synchronous = NORMAL`), so that the writer's lock is not held
-    /// during the fsync (see [`wal_sync`]).
-    fn deferred_sync_connection(&self, temporaries_in_memory: bool) -> Result<Conn, ApiError> {
-        let mut conn = self.connection_without_fsync_per_commit()?;
-        if temporaries_in_memory {
-            dialect::temporaries_in_memory(&mut conn)?;
-        }
-        Ok(conn)
     }
 
     /// Calls `answer` once every commit made through [`Db::commit_on`] before this

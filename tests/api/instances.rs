@@ -59,13 +59,23 @@ fn call(
     (status, etag, body)
 }
 
+/// A test app on PostgreSQL, or none (and a word why) on SQLite, for the tests
+/// that run on PostgreSQL only.
+fn app_on_postgres() -> Option<TestApp> {
+    let app = TestApp::new();
+    if app.is_postgres() {
+        Some(app)
+    } else {
+        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+        None
+    }
+}
+
 #[test]
 fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
-    let app = TestApp::new();
-    if !app.is_postgres() {
-        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+    let Some(app) = app_on_postgres() else {
         return;
-    }
+    };
     let instances = [
         ServerProcess::start(&app.database_url),
         ServerProcess::start(&app.database_url),
@@ -275,11 +285,9 @@ fn answered_again(status: u16, mut request: impl FnMut() -> Reply) {
 /// this is how a closed one is found and replaced.
 #[test]
 fn closed_database_connections_fail_one_request_each_and_are_replaced() {
-    let app = TestApp::new();
-    if !app.is_postgres() {
-        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+    let Some(app) = app_on_postgres() else {
         return;
-    }
+    };
     let patient_id = app.create(
         &As::System,
         &patient(&nir(), "Martin", "Claire", "1980-05-01"),
@@ -332,11 +340,9 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
 /// request fails). Every read is answered, and every chain verifies.
 #[test]
 fn chains_begun_by_two_instances_at_once_are_answered_and_hold() {
-    let app = TestApp::new();
-    if !app.is_postgres() {
-        eprintln!("runs on PostgreSQL only (DMP_TEST_POSTGRES_URL)");
+    let Some(app) = app_on_postgres() else {
         return;
-    }
+    };
     let spaces = 40;
     generate(&app, spaces, 1, 11);
     let instances = [
