@@ -25,14 +25,7 @@ fn colleague() -> As {
 /// médecin traitant deposited.
 fn space() -> (TestApp, String, String) {
     let app = TestApp::new();
-    let patient_id = app.create(
-        &As::System,
-        &patient(&nir(), "Martin", "Claire", "2012-05-01"),
-    );
-    let document_id = app.create(
-        &As::doctor(),
-        &document(&patient_id, "11488-4", "2024-01-01"),
-    );
+    let (patient_id, document_id) = app.patient_with_document("2012-05-01");
     (app, patient_id, document_id)
 }
 

@@ -80,14 +80,7 @@ fn two_instances_lose_no_update_duplicate_no_create_and_keep_the_chains() {
         ServerProcess::start(&app.database_url),
         ServerProcess::start(&app.database_url),
     ];
-    let patient_id = app.create(
-        &As::System,
-        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
-    );
-    let document_id = app.create(
-        &As::doctor(),
-        &document(&patient_id, "11488-4", "2024-01-01"),
-    );
+    let (_, document_id) = app.patient_with_document("1980-05-01");
 
     // Concurrent If-Match updates of one document through both instances: each
     // writer reads, changes and writes back with the version it read.
@@ -288,14 +281,7 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
     let Some(app) = app_on_postgres() else {
         return;
     };
-    let patient_id = app.create(
-        &As::System,
-        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
-    );
-    let document_id = app.create(
-        &As::doctor(),
-        &document(&patient_id, "11488-4", "2024-01-01"),
-    );
+    let (patient_id, document_id) = app.patient_with_document("1980-05-01");
     let path = format!("DocumentReference/{document_id}");
     for _ in 0..20 {
         assert_eq!(app.get(&path, &As::doctor()).status, 200);

@@ -401,6 +401,20 @@ impl TestApp {
     }
 
     /// Creates and returns the new id, failing the test on anything but 201.
+    /// A patient (born `born`, médecin traitant `As::doctor()`) and one document the
+    /// médecin traitant deposited: their ids.
+    pub fn patient_with_document(&self, born: &str) -> (String, String) {
+        let patient_id = self.create(
+            &As::System,
+            &fixtures::patient(&fixtures::nir(), "Martin", "Claire", born),
+        );
+        let document_id = self.create(
+            &As::doctor(),
+            &fixtures::document(&patient_id, "11488-4", "2024-01-01"),
+        );
+        (patient_id, document_id)
+    }
+
     pub fn create(&self, who: &As, body: &Value) -> String {
         let kind = body["resourceType"].as_str().expect("resourceType");
         let reply = self.post(kind, who, body);
