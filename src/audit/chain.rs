@@ -7,6 +7,8 @@
 //! row, and lets a patient's trace be checked on its own. [`verify`] recomputes
 //! every link and reports the first broken one of each chain.
 
+use std::collections::HashMap;
+
 use openssl::sha::Sha256;
 
 use crate::error::ApiError;
@@ -29,11 +31,15 @@ pub fn link_hash(prev_hash: &str, content: &str) -> String {
         .collect()
 }
 
+/// Where chains stand: each one's last link, `(seq, hash)`, by chain key.
+pub type Tips = HashMap<String, (i64, String)>;
+
 /// Appends events to their chains, in order (the indexer makes them searchable).
-/// Call it inside a write transaction.
-pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(), ApiError> {
+/// Call it inside a write transaction. Returns where the chains stand once it
+/// commits.
+pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<Tips, ApiError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Tips::new());
     }
     let mut keys: Vec<&str> = events.iter().map(|event| event.chain_key).collect();
     keys.sort_unstable();
@@ -41,11 +47,18 @@ pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(),
     // Appenders to the same chain take turns across instances until this
     // transaction ends.
     let heads = stored::lock_chain_heads(conn, &keys)?;
-    // Where each chain stands, moved forward as the events are linked.
-    let mut tips: std::collections::HashMap<String, (i64, String)> = heads
+    let mut tips: Tips = heads
         .into_iter()
         .map(|(key, head)| (key, (head.seq, head.hash)))
         .collect();
+    let links = link(events, &mut tips);
+    stored::append_links(conn, &links)?;
+    Ok(tips)
+}
+
+/// Links events, in order, after `tips` (a chain not in it starts at genesis),
+/// moving each tip to its chain's new last link.
+pub fn link<'a>(events: Vec<NewAuditEvent<'a>>, tips: &mut Tips) -> Vec<stored::Link<'a>> {
     let mut links = Vec::with_capacity(events.len());
     for event in events {
         let (seq, prev_hash) = tips
@@ -61,8 +74,7 @@ pub fn append_all(conn: &mut Conn, events: Vec<NewAuditEvent<'_>>) -> Result<(),
             hash,
         });
     }
-    stored::append_links(conn, &links)?;
-    Ok(())
+    links
 }
 
 /// A link that does not hold.

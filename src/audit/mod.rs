@@ -216,11 +216,16 @@ pub fn prepare(record: Record) -> Prepared {
     }
 }
 
-/// Appends the events of these requests to their chains and queues the
-/// notifications they cause, with a few statements for the whole group. Call it
-/// inside a write transaction. Returns the number of notifications queued.
-pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<usize, ApiError> {
-    let events = group
+/// What a group's commit did: the notifications it queued, and where the chains
+/// it appended to stand once it commits.
+pub struct Persisted {
+    pub notifications: usize,
+    pub tips: chain::Tips,
+}
+
+/// The group's events, in order, as rows to append.
+fn new_events<'a>(group: &[&'a Prepared]) -> Vec<crate::store::audit::NewAuditEvent<'a>> {
+    group
         .iter()
         .flat_map(|prepared| {
             prepared
@@ -234,19 +239,29 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<usize, ApiError> 
                     request_id: &prepared.record.trace.request_id,
                 })
         })
-        .collect();
-    chain::append_all(conn, events)?;
-    let succeeded: Vec<&Prepared> = group
+        .collect()
+}
+
+/// The (patient, professional) pairs of the group's successful requests.
+fn group_accesses<'a>(group: &[&'a Prepared]) -> Vec<(&'a str, &'a str)> {
+    group
         .iter()
-        .copied()
         .filter(|prepared| prepared.record.outcome.success())
-        .collect();
-    let accesses: Vec<(&str, &str)> = succeeded
-        .iter()
         .flat_map(|prepared| crate::notify::accesses(&prepared.record))
-        .collect();
+        .collect()
+}
+
+/// Appends the events of these requests to their chains and queues the
+/// notifications they cause, with a few statements for the whole group. Call it
+/// inside a write transaction.
+pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiError> {
+    let tips = chain::append_all(conn, new_events(group))?;
+    let accesses = group_accesses(group);
     let Some(first) = group.first() else {
-        return Ok(0);
+        return Ok(Persisted {
+            notifications: 0,
+            tips,
+        });
     };
     let first_accesses = if accesses.is_empty() {
         Default::default()
@@ -254,11 +269,63 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<usize, ApiError> 
         crate::store::audit::first_accesses(conn, &accesses, &first.recorded)?
     };
     let mut notifications = 0;
-    for prepared in succeeded {
+    for prepared in group
+        .iter()
+        .filter(|prepared| prepared.record.outcome.success())
+    {
         notifications +=
             crate::notify::queue(conn, &prepared.record, &prepared.recorded, &first_accesses)?;
     }
-    Ok(notifications)
+    Ok(Persisted {
+        notifications,
+        tips,
+    })
+}
+
+/// PostgreSQL: appends the group's events in one statement, outside any
+/// transaction (one round trip instead of five), when the committer knows where
+/// each of their chains stands (`known`, from its own earlier commits) and the group
+/// tells no patient anything: no request of it notifies whatever came before, and
+/// every (patient, professional) pair it accessed had accessed before. Returns where
+/// the chains stand then, or `None` when the group needs [`persist`] (nothing was
+/// written).
+///
+/// The chains stay whole: the statement takes the chains' locks as [`persist`]
+/// does, and a link is unique by (chain, seq): if another transaction moved a chain
+/// past the tip known here, the statement fails on that link and writes nothing,
+/// and the caller forgets what it knew of the group's chains and runs [`persist`].
+pub fn persist_after_known_tips(
+    conn: &mut Conn,
+    group: &[&Prepared],
+    known: &chain::Tips,
+) -> Result<Option<chain::Tips>, ApiError> {
+    let quiet = group.iter().all(|prepared| {
+        !prepared.record.outcome.success() || !crate::notify::tells_regardless(&prepared.record)
+    });
+    let events = new_events(group);
+    if !quiet
+        || events.is_empty()
+        || !events
+            .iter()
+            .all(|event| known.contains_key(event.chain_key))
+    {
+        return Ok(None);
+    }
+    let mut tips: chain::Tips = events
+        .iter()
+        .filter_map(|event| {
+            known
+                .get_key_value(event.chain_key)
+                .map(|(key, tip)| (key.clone(), tip.clone()))
+        })
+        .collect();
+    let links = chain::link(events, &mut tips);
+    let appended = crate::store::audit::append_links_unless_first_access(
+        conn,
+        &links,
+        &group_accesses(group),
+    )?;
+    Ok(appended.then_some(tips))
 }
 
 /// The log record of a request (the `audit` tracing target).

@@ -11,7 +11,7 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::Prepared;
+use super::{Prepared, chain};
 use crate::error::ApiError;
 use crate::notify::Wakeup;
 use crate::store::{CommitterConnection, Db, dialect};
@@ -53,11 +53,39 @@ impl AuditWriter {
     }
 }
 
+/// The chains' tips this committer's own commits left: on PostgreSQL they let a
+/// group go in one statement ([`super::persist_after_known_tips`]). At most
+/// [`KNOWN_TIPS`] chains are kept (forgotten all at once past that).
+#[derive(Default)]
+struct KnownTips(chain::Tips);
+
+/// Chains whose tips a committer keeps (about 150 bytes each).
+const KNOWN_TIPS: usize = 16_384;
+
+impl KnownTips {
+    fn learn(&mut self, tips: chain::Tips) {
+        if self.0.len() + tips.len() > KNOWN_TIPS {
+            self.0.clear();
+        }
+        self.0.extend(tips);
+    }
+
+    fn forget(&mut self, group: &[Job]) {
+        for job in group {
+            for event in &job.prepared.events {
+                self.0.remove(&event.chain_key);
+            }
+        }
+    }
+}
+
 fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup: &Wakeup) {
     let max = if group_commit { MAX_GROUP } else { 1 };
     let mut conn = CommitterConnection::with_temporaries_in_memory();
+    let mut known = KnownTips::default();
     while let Some(group) = crate::store::group_commit::next_group(queue, max) {
-        let results: Vec<Result<usize, ApiError>> = match commit(db, &mut conn, &group) {
+        let results: Vec<Result<usize, ApiError>> = match commit(db, &mut conn, &mut known, &group)
+        {
             Ok(notifications) => {
                 let mut results = vec![Ok(0); group.len()];
                 results[0] = Ok(notifications);
@@ -66,7 +94,7 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup:
             // One bad record must not fail its neighbours: retry them one by one.
             Err(_) if group.len() > 1 => group
                 .iter()
-                .map(|job| commit(db, &mut conn, std::slice::from_ref(job)))
+                .map(|job| commit(db, &mut conn, &mut known, std::slice::from_ref(job)))
                 .collect(),
             Err(error) => vec![Err(error)],
         };
@@ -86,11 +114,39 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup:
     }
 }
 
-fn commit(db: &Db, conn: &mut CommitterConnection, group: &[Job]) -> Result<usize, ApiError> {
-    db.commit_on(conn, |conn| {
-        dialect::write_transaction(conn, |conn| {
-            let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
-            super::persist(conn, &prepared)
-        })
-    })
+/// Commits a group's events; returns the number of notifications queued.
+fn commit(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    known: &mut KnownTips,
+    group: &[Job],
+) -> Result<usize, ApiError> {
+    let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
+    if db.is_postgres() {
+        match db.write_blocking(|conn| super::persist_after_known_tips(conn, &prepared, &known.0)) {
+            Ok(Some(tips)) => {
+                known.learn(tips);
+                return Ok(0);
+            }
+            Ok(None) => {}
+            // Most often a chain moved by another transaction: the locking path
+            // reads where it stands.
+            Err(_) => known.forget(group),
+        }
+    }
+    let persisted = db.commit_on(conn, |conn| {
+        dialect::write_transaction(conn, |conn| super::persist(conn, &prepared))
+    });
+    match persisted {
+        Ok(persisted) => {
+            if db.is_postgres() {
+                known.learn(persisted.tips);
+            }
+            Ok(persisted.notifications)
+        }
+        Err(error) => {
+            known.forget(group);
+            Err(error)
+        }
+    }
 }

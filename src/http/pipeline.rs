@@ -394,6 +394,7 @@ async fn stages(
                         touched: touched.snapshot(),
                     };
                     audit::persist(conn, &[&audit::prepare(record)])
+                        .map(|persisted| persisted.notifications)
                 };
                 let answered = |conn: &mut crate::store::Conn, response: FhirResponse| {
                     let notifications = traced(conn, Outcome::answered(response.status.as_u16()))?;

@@ -220,6 +220,12 @@ fn communication(notice: &Notice, id: &str, now: &str) -> Value {
     message
 }
 
+/// Whether `record` tells its patient something whoever accessed before (an
+/// emergency access, a document deposited…), first accesses aside.
+pub fn tells_regardless(record: &Record) -> bool {
+    !notices(record, &HashSet::new()).is_empty()
+}
+
 /// Writes the notifications `record` causes and queues their delivery. Call it
 /// inside the transaction that records the cause. Returns how many were queued.
 pub fn queue(
@@ -256,7 +262,9 @@ pub fn welcome(conn: &mut Conn, patient: &str, now: &str) -> Result<(), ApiError
 /// Writes one notification and queues its delivery.
 fn send(conn: &mut Conn, notice: &Notice, now: &str) -> Result<(), ApiError> {
     let def = definitions::resource("Communication").expect("Communication is served");
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered: its index entries go at the end of theirs, not on a random page
+    // (every document written sends one). It tells no more than its `sent`.
+    let id = uuid::Uuid::now_v7().to_string();
     let value = communication(notice, &id, now);
     let content = value.to_string();
     let index = extract::index(def, &value);

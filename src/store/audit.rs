@@ -158,6 +158,96 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
 /// parameter), whatever the group's size: each statement is a round trip on the
 /// committer, whose commits every answer waits on.
 fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
+    let rows = link_rows(links)?;
+    let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
+    statement.text(&rows).push(
+        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
+         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
+         event AS (\
+         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
+         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
+         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
+         chained AS (\
+         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
+         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
+         FROM event JOIN link ON link.res_id = event.res_id) \
+         INSERT INTO audit_chain_head (chain_key, seq, hash) \
+         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
+         ORDER BY chain_key, chain_seq DESC \
+         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    );
+    statement.execute(conn)?;
+    Ok(())
+}
+
+/// PostgreSQL, outside any transaction: the links appended in one statement, its
+/// own transaction, unless one of `accesses` (patient, professional) is a first
+/// one (whose notification must commit with it): then nothing is written and this
+/// returns `false`. The statement first takes the chains' locks, in the order
+/// [`lock_chain_heads`] takes them, then writes the rows of
+/// [`append_links_in_one_statement`]. A link whose (chain, seq) another
+/// transaction took fails the statement (`audit_chain`'s unique key), which then
+/// writes nothing: the caller's tips were behind.
+pub fn append_links_unless_first_access(
+    conn: &mut Conn,
+    links: &[Link<'_>],
+    accesses: &[(&str, &str)],
+) -> diesel::QueryResult<bool> {
+    #[derive(serde::Serialize)]
+    struct Pair<'a> {
+        patient_id: &'a str,
+        subject: &'a str,
+    }
+    #[derive(QueryableByName)]
+    struct Appended {
+        #[diesel(sql_type = BigInt)]
+        appended: i64,
+    }
+    let pairs: Vec<Pair<'_>> = accesses
+        .iter()
+        .map(|&(patient_id, subject)| Pair {
+            patient_id,
+            subject,
+        })
+        .collect();
+    let mut statement =
+        Sql::prepared("WITH input AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(");
+    statement.text(&link_rows(links)?).push(
+        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
+         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
+         locked AS MATERIALIZED (\
+         SELECT pg_advisory_xact_lock(lock_key) FROM (\
+         SELECT DISTINCT hashtext('audit-chain/' || chain_key) AS lock_key FROM input \
+         ORDER BY lock_key) wanted), \
+         fresh AS (SELECT 1 FROM json_to_recordset(CAST(",
+    );
+    statement.text(&json_parameter(&pairs)?).push(
+        " AS json)) AS pair (patient_id TEXT, subject TEXT) \
+         WHERE NOT EXISTS (SELECT 1 FROM first_access f \
+         WHERE f.patient_id = pair.patient_id AND f.subject = pair.subject)), \
+         link AS MATERIALIZED (SELECT input.* FROM (SELECT COUNT(*) AS taken FROM locked) locks, input \
+         WHERE locks.taken >= 0 AND NOT EXISTS (SELECT 1 FROM fresh)), \
+         event AS (\
+         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
+         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
+         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
+         chained AS (\
+         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
+         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
+         FROM event JOIN link ON link.res_id = event.res_id), \
+         head AS (\
+         INSERT INTO audit_chain_head (chain_key, seq, hash) \
+         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
+         ORDER BY chain_key, chain_seq DESC \
+         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
+         SELECT COUNT(*) AS appended FROM event",
+    );
+    let appended = statement.load::<Appended>(conn)?;
+    Ok(appended.first().is_some_and(|row| row.appended > 0))
+}
+
+/// The links as one JSON parameter of rows (`json_to_recordset`).
+fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
     #[derive(serde::Serialize)]
     struct LinkRow<'a> {
         res_id: &'a str,
@@ -182,26 +272,7 @@ fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel:
             hash: &link.hash,
         })
         .collect();
-    let rows = json_parameter(&rows)?;
-    let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
-    statement.text(&rows).push(
-        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
-         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
-         event AS (\
-         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
-         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
-         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
-         chained AS (\
-         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
-         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
-         FROM event JOIN link ON link.res_id = event.res_id) \
-         INSERT INTO audit_chain_head (chain_key, seq, hash) \
-         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
-         ORDER BY chain_key, chain_seq DESC \
-         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-    );
-    statement.execute(conn)?;
-    Ok(())
+    json_parameter(&rows)
 }
 
 /// SQLite (no data-modifying CTEs): a multi-row statement per table, each a call

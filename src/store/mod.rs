@@ -250,6 +250,11 @@ impl Db {
         Ok(db)
     }
 
+    /// Whether this is a PostgreSQL database (where each statement is a round trip).
+    pub fn is_postgres(&self) -> bool {
+        self.target.kind == dialect::Kind::Postgres
+    }
+
     /// Applies pending migrations.
     pub fn migrate(&self) -> Result<(), String> {
         let mut conn = self

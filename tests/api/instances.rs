@@ -323,9 +323,11 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
 /// appender's statement that locks the chains reads their heads with a snapshot
 /// taken before it waited for the lock; a chain the other instance began meanwhile
 /// must still be seen (else the second link is written as a first one, and the
-/// request fails). Every read is answered, and every chain verifies.
+/// request fails). Then both read each space again, twice: each instance's
+/// committer knows where it left each chain, and the other instance has moved it
+/// since. Every read is answered and traced, and every chain verifies.
 #[test]
-fn chains_begun_by_two_instances_at_once_are_answered_and_hold() {
+fn chains_begun_and_extended_by_two_instances_at_once_are_answered_and_hold() {
     let Some(app) = app_on_postgres() else {
         return;
     };
@@ -335,8 +337,12 @@ fn chains_begun_by_two_instances_at_once_are_answered_and_hold() {
         ServerProcess::start(&app.database_url),
         ServerProcess::start(&app.database_url),
     ];
+    let links_before = app.stored_rows("audit_chain");
     let statuses = Arc::new(Mutex::new(Vec::new()));
-    for space in 0..spaces {
+    // The first round begins each chain from both instances at once; the later
+    // ones extend chains each instance's committer last saw at a link the other
+    // instance has since passed.
+    for space in (0..3).flat_map(|_| 0..spaces) {
         // Space n's médecin traitant (IdNat_PS 8100 + n on 8 digits).
         let gp = As::Professional {
             id_nat_ps: format!("8100{space:08}"),
@@ -366,6 +372,11 @@ fn chains_begun_by_two_instances_at_once_are_answered_and_hold() {
         .filter(|(status, _)| *status != 200)
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
+    // One event per read (R-AUD-2), none twice.
+    assert_eq!(
+        app.stored_rows("audit_chain") - links_before,
+        statuses.len() as i64
+    );
     let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
     assert!(holds, "{printed}");
 }

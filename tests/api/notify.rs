@@ -17,6 +17,7 @@ use dmp_fhir_server::config::NotificationChannelSetting;
 
 const COLLEAGUE: &str = "810000000002";
 const STRANGER: &str = "810000000003";
+const AUTHORISED: &str = "810000000004";
 const NOTIFICATION: &str =
     "http://terminology.hl7.org/CodeSystem/communication-category|notification";
 
@@ -138,6 +139,23 @@ fn r_aud_4_the_patient_is_told_of_each_event_the_spec_lists_and_of_nothing_else(
         kinds[before..],
         ["emergency-access", "first-access", "emergency-access"]
     );
+    // A professional the patient authorised reads the space: a first access, told
+    // though the trace of this space was written just before (the patient's reads).
+    let authorised = As::Professional {
+        id_nat_ps: AUTHORISED.into(),
+        profession: "10".into(),
+    };
+    app.create(&me, &permit_professional(&patient_id, AUTHORISED));
+    let before = notification_kinds(&app, &patient_id).len();
+    for _ in 0..2 {
+        let reply = app.get(
+            &format!("DocumentReference?patient={patient_id}"),
+            &authorised,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let kinds = notification_kinds(&app, &patient_id);
+    assert_eq!(kinds[before..], ["first-access"]);
     // The patient's own actions and identity lookups tell nothing.
     let before = notification_kinds(&app, &patient_id).len();
     app.get(&format!("DocumentReference?patient={patient_id}"), &me);

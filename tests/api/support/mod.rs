@@ -286,6 +286,8 @@ fn test_database(dir: &std::path::Path) -> String {
     let name = format!("dmp_test_{}_{n}", std::process::id());
     let target = dialect::target(&admin).expect("DMP_TEST_POSTGRES_URL");
     let mut conn = dialect::connect(&target).expect("connect to DMP_TEST_POSTGRES_URL");
+    static EARLIER_RUNS_DROPPED: std::sync::Once = std::sync::Once::new();
+    EARLIER_RUNS_DROPPED.call_once(|| drop_databases_of_ended_runs(&mut conn));
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .expect("create the test database");
@@ -297,6 +299,33 @@ fn test_database(dir: &std::path::Path) -> String {
         }
         _ => {
             panic!("DMP_TEST_POSTGRES_URL must name a database: postgres://user@host:port/postgres")
+        }
+    }
+}
+
+/// Drops the test databases of runs whose process has ended: a server kept between
+/// runs (`scripts/throwaway-postgres.sh` in a shell of one's own) would otherwise
+/// keep every run's databases (a run's servers live as long as its process).
+fn drop_databases_of_ended_runs(conn: &mut dialect::Conn) {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let names =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'dmp\\_test\\_%'")
+            .load::<Name>(conn)
+            .unwrap_or_default();
+    for Name { datname } in names {
+        let ended = datname
+            .split('_')
+            .nth(2)
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if ended {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
+                .execute(conn);
         }
     }
 }
