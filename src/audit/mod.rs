@@ -282,35 +282,36 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
     })
 }
 
+/// Whether a group may go through [`persist_after_known_tips`]: the committer knows
+/// where each of its chains stands (`known`, from its own earlier commits), and
+/// no request of it tells its patient something whatever came before (an
+/// emergency access, a write's notice).
+pub fn fits_known_tips(group: &[&Prepared], known: &chain::Tips) -> bool {
+    group.iter().all(|prepared| {
+        (!prepared.record.outcome.success() || !crate::notify::tells_regardless(&prepared.record))
+            && prepared
+                .events
+                .iter()
+                .all(|event| known.contains_key(&event.chain_key))
+    }) && group.iter().any(|prepared| !prepared.events.is_empty())
+}
+
 /// PostgreSQL: appends the group's events in one statement, outside any
-/// transaction (one round trip instead of five), when the committer knows where
-/// each of their chains stands (`known`, from its own earlier commits) and the group
-/// tells no patient anything: no request of it notifies whatever came before, and
-/// every (patient, professional) pair it accessed had accessed before. Returns where
-/// the chains stand then, or `None` when the group needs [`persist`] (nothing was
-/// written).
+/// transaction (one round trip instead of five), for a group that
+/// [`fits_known_tips`], unless one of its (patient, professional) pairs is a first
+/// access or a chain is no longer where `known` says. Returns where the chains
+/// stand then, or `None` when the group needs [`persist`] (nothing was written).
 ///
 /// The chains stay whole: the statement takes the chains' locks as [`persist`]
-/// does, and a link is unique by (chain, seq): if another transaction moved a chain
-/// past the tip known here, the statement fails on that link and writes nothing,
-/// and the caller forgets what it knew of the group's chains and runs [`persist`].
+/// does, checks that each chain's head is the link its first new link follows, and
+/// a link is unique by (chain, seq): a chain another transaction moves while the
+/// statement waits for its lock fails the statement, which writes nothing.
 pub fn persist_after_known_tips(
     conn: &mut Conn,
     group: &[&Prepared],
     known: &chain::Tips,
 ) -> Result<Option<chain::Tips>, ApiError> {
-    let quiet = group.iter().all(|prepared| {
-        !prepared.record.outcome.success() || !crate::notify::tells_regardless(&prepared.record)
-    });
     let events = new_events(group);
-    if !quiet
-        || events.is_empty()
-        || !events
-            .iter()
-            .all(|event| known.contains_key(event.chain_key))
-    {
-        return Ok(None);
-    }
     let mut tips: chain::Tips = events
         .iter()
         .filter_map(|event| {
@@ -326,6 +327,18 @@ pub fn persist_after_known_tips(
         &group_accesses(group),
     )?;
     Ok(appended.then_some(tips))
+}
+
+/// Whether the group's events are stored: after a statement whose answer was lost
+/// (the connection broke), it tells whether it committed (its events are written
+/// all together or not at all).
+pub fn group_stored(conn: &mut Conn, group: &[&Prepared]) -> Result<bool, ApiError> {
+    match group.iter().flat_map(|prepared| &prepared.events).next() {
+        Some(event) => {
+            Ok(crate::store::resources::current(conn, "AuditEvent", &event.id)?.is_some())
+        }
+        None => Ok(false),
+    }
 }
 
 /// The log record of a request (the `audit` tracing target).

@@ -122,16 +122,24 @@ fn commit(
     group: &[Job],
 ) -> Result<usize, ApiError> {
     let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
-    if db.is_postgres() {
+    if db.is_postgres() && super::fits_known_tips(&prepared, &known.0) {
         match db.write_blocking(|conn| super::persist_after_known_tips(conn, &prepared, &known.0)) {
             Ok(Some(tips)) => {
                 known.learn(tips);
                 return Ok(0);
             }
-            Ok(None) => {}
-            // Most often a chain moved by another transaction: the locking path
-            // reads where it stands.
-            Err(_) => known.forget(group),
+            // A first access, or a chain moved by another transaction: the locking
+            // path reads where the chains stand.
+            Ok(None) => known.forget(group),
+            // Most often a chain moved while the statement waited for its lock. If
+            // the connection broke instead, the statement may have committed: its
+            // events say so (written all together or not at all).
+            Err(_) => {
+                known.0.clear();
+                if db.read_blocking(|conn| super::group_stored(conn, &prepared))? {
+                    return Ok(0);
+                }
+            }
         }
     }
     let persisted = db.commit_on(conn, |conn| {

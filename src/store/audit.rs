@@ -182,12 +182,16 @@ fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel:
 
 /// PostgreSQL, outside any transaction: the links appended in one statement, its
 /// own transaction, unless one of `accesses` (patient, professional) is a first
-/// one (whose notification must commit with it): then nothing is written and this
-/// returns `false`. The statement first takes the chains' locks, in the order
-/// [`lock_chain_heads`] takes them, then writes the rows of
-/// [`append_links_in_one_statement`]. A link whose (chain, seq) another
-/// transaction took fails the statement (`audit_chain`'s unique key), which then
-/// writes nothing: the caller's tips were behind.
+/// one (whose notification must commit with it) or a chain's head is not the link
+/// its first new link follows: then nothing is written and this returns `false`.
+/// The statement first takes the chains' locks, in the order [`lock_chain_heads`]
+/// takes them, then writes the rows of [`append_links_in_one_statement`], every
+/// one fed from the gated `link` (a row written before the locks are all taken is
+/// not possible: keep it so). Its snapshot predates its wait for the locks: a chain
+/// moved after it by another transaction fails the statement on the link that
+/// other transaction took first (`audit_chain`'s unique key), and nothing is
+/// written. The check of the heads also refuses tips ahead of the database (a
+/// restore, or a failover that lost acknowledged commits).
 pub fn append_links_unless_first_access(
     conn: &mut Conn,
     links: &[Link<'_>],
@@ -225,8 +229,14 @@ pub fn append_links_unless_first_access(
         " AS json)) AS pair (patient_id TEXT, subject TEXT) \
          WHERE NOT EXISTS (SELECT 1 FROM first_access f \
          WHERE f.patient_id = pair.patient_id AND f.subject = pair.subject)), \
+         moved AS (SELECT 1 FROM (\
+         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, prev_hash FROM input \
+         ORDER BY chain_key, chain_seq) first_link \
+         WHERE NOT EXISTS (SELECT 1 FROM audit_chain_head h WHERE h.chain_key = first_link.chain_key \
+         AND h.seq = first_link.chain_seq - 1 AND h.hash = first_link.prev_hash)), \
          link AS MATERIALIZED (SELECT input.* FROM (SELECT COUNT(*) AS taken FROM locked) locks, input \
-         WHERE locks.taken >= 0 AND NOT EXISTS (SELECT 1 FROM fresh)), \
+         WHERE locks.taken >= 0 AND NOT EXISTS (SELECT 1 FROM fresh) \
+         AND NOT EXISTS (SELECT 1 FROM moved)), \
          event AS (\
          INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
          SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \

@@ -380,3 +380,55 @@ fn chains_begun_and_extended_by_two_instances_at_once_are_answered_and_hold() {
     let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
     assert!(holds, "{printed}");
 }
+
+/// A database that lost commits it had acknowledged (a restore, a failover to a
+/// standby behind) holds a chain shorter than the one the trace's committer last
+/// saw: the next event follows the link the database holds, and the chain verifies.
+#[test]
+fn a_chain_restored_behind_the_committers_last_link_is_continued_from_its_head() {
+    let Some(app) = app_on_postgres() else {
+        return;
+    };
+    let (patient_id, document_id) = app.patient_with_document("1980-05-01");
+    let read = |who: &As| {
+        let reply = app.get(&format!("DocumentReference/{document_id}"), who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    read(&As::doctor());
+    read(&As::doctor());
+    // Every event indexed before the newest link goes (the holder's trace search
+    // waits for the indexer).
+    let reply = app.get(
+        &format!("AuditEvent?patient={patient_id}"),
+        &As::Patient(patient_id.clone()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let links =
+        |app: &TestApp| app.stored_rows(&format!("audit_chain WHERE chain_key = '{patient_id}'"));
+    let before = links(&app);
+    app.execute_sql(&format!(
+        "DO $$ DECLARE lost BIGINT; lost_seq BIGINT; lost_prev TEXT; BEGIN \
+         ALTER TABLE audit_chain DISABLE TRIGGER USER; \
+         ALTER TABLE resources DISABLE TRIGGER USER; \
+         SELECT resource_pk, chain_seq, prev_hash INTO lost, lost_seq, lost_prev FROM audit_chain \
+         WHERE chain_key = '{patient_id}' ORDER BY chain_seq DESC LIMIT 1; \
+         DELETE FROM audit_chain WHERE resource_pk = lost; \
+         DELETE FROM audit_unindexed WHERE resource_pk = lost; \
+         DELETE FROM search_token WHERE resource_pk = lost; \
+         DELETE FROM search_string WHERE resource_pk = lost; \
+         DELETE FROM search_date WHERE resource_pk = lost; \
+         DELETE FROM search_reference WHERE resource_pk = lost; \
+         DELETE FROM resource_compartment WHERE resource_pk = lost; \
+         DELETE FROM resources WHERE pk = lost; \
+         UPDATE audit_chain_head SET seq = lost_seq - 1, hash = lost_prev WHERE chain_key = '{patient_id}'; \
+         ALTER TABLE resources ENABLE TRIGGER USER; \
+         ALTER TABLE audit_chain ENABLE TRIGGER USER; \
+         END $$"
+    ));
+    assert_eq!(links(&app), before - 1);
+    read(&As::doctor());
+    read(&As::doctor());
+    assert_eq!(links(&app), before + 1);
+    let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
+    assert!(holds, "{printed}");
+}
