@@ -408,6 +408,8 @@ fn a_chain_restored_behind_the_committers_last_link_is_continued_from_its_head()
     let before = links(&app);
     app.execute_sql(&format!(
         "DO $$ DECLARE lost BIGINT; lost_seq BIGINT; lost_prev TEXT; BEGIN \
+         PERFORM pg_advisory_xact_lock(hashtext('audit-chain/{patient_id}')); \
+         PERFORM 1 FROM audit_chain_head WHERE chain_key = '{patient_id}' FOR UPDATE; \
          ALTER TABLE audit_chain DISABLE TRIGGER USER; \
          ALTER TABLE resources DISABLE TRIGGER USER; \
          SELECT resource_pk, chain_seq, prev_hash INTO lost, lost_seq, lost_prev FROM audit_chain \

@@ -1,0 +1,2 @@
+ALTER TABLE resources ALTER COLUMN content SET COMPRESSION default;
+ALTER TABLE resource_versions ALTER COLUMN content SET COMPRESSION default;
