@@ -153,6 +153,27 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
     }
 }
 
+/// The writes of a trace append, from a `link` of rows (`res_id`, `recorded`,
+/// `content`, `chain_key`, `chain_seq`, `request_id`, `prev_hash`, `hash`) defined
+/// before it: the events, their queue entries, their links and the chains' heads;
+/// it answers how many events it wrote (`appended`). Every write reads `link`, or
+/// `event` made from it.
+const APPEND_FROM_LINK: &str = "\
+    event AS (\
+    INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
+    SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
+    queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
+    chained AS (\
+    INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
+    SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
+    FROM event JOIN link ON link.res_id = event.res_id), \
+    head AS (\
+    INSERT INTO audit_chain_head (chain_key, seq, hash) \
+    SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
+    ORDER BY chain_key, chain_seq DESC \
+    ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
+    SELECT COUNT(*) AS appended FROM event";
+
 /// PostgreSQL: the events, their queue entries, their links and the chains' heads
 /// in one statement (data-modifying CTEs over the links passed as one JSON
 /// parameter), whatever the group's size: each statement is a round trip on the
@@ -162,20 +183,9 @@ fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel:
     let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
     statement.text(&rows).push(
         " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
-         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
-         event AS (\
-         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
-         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
-         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
-         chained AS (\
-         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
-         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
-         FROM event JOIN link ON link.res_id = event.res_id) \
-         INSERT INTO audit_chain_head (chain_key, seq, hash) \
-         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
-         ORDER BY chain_key, chain_seq DESC \
-         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), ",
     );
+    statement.push(APPEND_FROM_LINK);
     statement.execute(conn)?;
     Ok(())
 }
@@ -236,22 +246,9 @@ pub fn append_links_unless_first_access(
          AND h.seq = first_link.chain_seq - 1 AND h.hash = first_link.prev_hash)), \
          link AS MATERIALIZED (SELECT input.* FROM (SELECT COUNT(*) AS taken FROM locked) locks, input \
          WHERE locks.taken >= 0 AND NOT EXISTS (SELECT 1 FROM fresh) \
-         AND NOT EXISTS (SELECT 1 FROM moved)), \
-         event AS (\
-         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
-         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
-         queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
-         chained AS (\
-         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
-         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
-         FROM event JOIN link ON link.res_id = event.res_id), \
-         head AS (\
-         INSERT INTO audit_chain_head (chain_key, seq, hash) \
-         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
-         ORDER BY chain_key, chain_seq DESC \
-         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
-         SELECT COUNT(*) AS appended FROM event",
+         AND NOT EXISTS (SELECT 1 FROM moved)), ",
     );
+    statement.push(APPEND_FROM_LINK);
     let appended = statement.load::<Appended>(conn)?;
     Ok(appended.first().is_some_and(|row| row.appended > 0))
 }
