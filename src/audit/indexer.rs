@@ -11,6 +11,7 @@
 //! instances. If indexing keeps failing, the trace's readers get 500s (the trace is
 //! never shown incomplete) while the events stay durable in the queue.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -84,7 +85,10 @@ fn index_loop(db: &Db, queue: &mpsc::Receiver<oneshot::Sender<Result<(), ApiErro
             conn = db.rebuildable_writes_connection().ok();
         }
         let result = match conn.as_mut() {
-            Some(conn) => index_all(db, conn).map(|_| ()),
+            // A panic fails this pass's waiters, not every later one's (this thread
+            // would be gone): the events stay queued for the next pass.
+            Some(open) => catch_unwind(AssertUnwindSafe(|| index_all(db, open).map(|_| ())))
+                .unwrap_or_else(|_| Err(ApiError::internal("indexing the trace panicked"))),
             None => Err(ApiError::internal("database unavailable")),
         };
         if let Err(error) = &result {

@@ -6,6 +6,7 @@
 //! SQLite the fsync runs after the writer's turn (`store::wal_sync`): a group is
 //! answered once it is durable, while the next one commits.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::thread;
 
@@ -84,20 +85,20 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup:
     let mut conn = CommitterConnection::with_temporaries_in_memory();
     let mut known = KnownTips::default();
     while let Some(group) = crate::store::group_commit::next_group(queue, max) {
-        let results: Vec<Result<usize, ApiError>> = match commit(db, &mut conn, &mut known, &group)
-        {
-            Ok(notifications) => {
-                let mut results = vec![Ok(0); group.len()];
-                results[0] = Ok(notifications);
-                results
-            }
-            // One bad record must not fail its neighbours: retry them one by one.
-            Err(_) if group.len() > 1 => group
-                .iter()
-                .map(|job| commit(db, &mut conn, &mut known, std::slice::from_ref(job)))
-                .collect(),
-            Err(error) => vec![Err(error)],
-        };
+        let results: Vec<Result<usize, ApiError>> =
+            match commit_guarded(db, &mut conn, &mut known, &group) {
+                Ok(notifications) => {
+                    let mut results = vec![Ok(0); group.len()];
+                    results[0] = Ok(notifications);
+                    results
+                }
+                // One bad record must not fail its neighbours: retry them one by one.
+                Err(_) if group.len() > 1 => group
+                    .iter()
+                    .map(|job| commit_guarded(db, &mut conn, &mut known, std::slice::from_ref(job)))
+                    .collect(),
+                Err(error) => vec![Err(error)],
+            };
         // Answered once durable: the next group commits meanwhile.
         let wakeup = wakeup.clone();
         db.when_durable(Box::new(move |synced| {
@@ -112,6 +113,23 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup:
             }
         }));
     }
+}
+
+/// [`commit`], where a panic fails this group's requests (their answers are
+/// withheld), not every later one's: the thread goes on, on a fresh connection and
+/// knowing no chain.
+fn commit_guarded(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    known: &mut KnownTips,
+    group: &[Job],
+) -> Result<usize, ApiError> {
+    catch_unwind(AssertUnwindSafe(|| commit(db, conn, known, group))).unwrap_or_else(|_| {
+        tracing::error!("committing the trace of a group panicked");
+        *conn = CommitterConnection::with_temporaries_in_memory();
+        *known = KnownTips::default();
+        Err(ApiError::internal("the trace could not be written"))
+    })
 }
 
 /// Commits a group's events; returns the number of notifications queued.
