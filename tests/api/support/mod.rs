@@ -269,10 +269,32 @@ pub struct TestApp {
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 pub fn temp_dir(label: &str) -> PathBuf {
+    static EARLIER_RUNS_REMOVED: std::sync::Once = std::sync::Once::new();
+    EARLIER_RUNS_REMOVED.call_once(remove_folders_of_ended_runs);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("dmp-test-{}-{label}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Removes the test folders of runs whose process has ended: a run's servers live
+/// as long as its process, so its folders (their databases) outlive its tests.
+fn remove_folders_of_ended_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ended = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("dmp-test-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The database of one test: with `DMP_TEST_POSTGRES_URL` (a URL of the server's
