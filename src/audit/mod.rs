@@ -242,11 +242,17 @@ fn new_events<'a>(group: &[&'a Prepared]) -> Vec<crate::store::audit::NewAuditEv
         .collect()
 }
 
-/// The (patient, professional) pairs of the group's successful requests.
-fn group_accesses<'a>(group: &[&'a Prepared]) -> Vec<(&'a str, &'a str)> {
+/// The group's successful requests: those that notify, and whose accesses count.
+fn succeeded<'a, 'b>(group: &'b [&'a Prepared]) -> impl Iterator<Item = &'a Prepared> + 'b {
     group
         .iter()
+        .copied()
         .filter(|prepared| prepared.record.outcome.success())
+}
+
+/// The (patient, professional) pairs of the group's successful requests.
+fn group_accesses<'a>(group: &[&'a Prepared]) -> Vec<(&'a str, &'a str)> {
+    succeeded(group)
         .flat_map(|prepared| crate::notify::accesses(&prepared.record))
         .collect()
 }
@@ -269,10 +275,7 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
         crate::store::audit::first_accesses(conn, &accesses, &first.recorded)?
     };
     let mut notifications = 0;
-    for prepared in group
-        .iter()
-        .filter(|prepared| prepared.record.outcome.success())
-    {
+    for prepared in succeeded(group) {
         notifications +=
             crate::notify::queue(conn, &prepared.record, &prepared.recorded, &first_accesses)?;
     }
@@ -287,13 +290,12 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
 /// no request of it tells its patient something whatever came before (an
 /// emergency access, a write's notice).
 pub fn fits_known_tips(group: &[&Prepared], known: &chain::Tips) -> bool {
-    group.iter().all(|prepared| {
-        (!prepared.record.outcome.success() || !crate::notify::tells_regardless(&prepared.record))
-            && prepared
-                .events
-                .iter()
-                .all(|event| known.contains_key(&event.chain_key))
-    }) && group.iter().any(|prepared| !prepared.events.is_empty())
+    succeeded(group).all(|prepared| !crate::notify::tells_regardless(&prepared.record))
+        && group
+            .iter()
+            .flat_map(|prepared| &prepared.events)
+            .all(|event| known.contains_key(&event.chain_key))
+        && group.iter().any(|prepared| !prepared.events.is_empty())
 }
 
 /// PostgreSQL: appends the group's events in one statement, outside any

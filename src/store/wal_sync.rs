@@ -197,6 +197,25 @@ mod tests {
         answer.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 
+    /// A syncer of the log at `path` (a file this test writes, not SQLite's), whose
+    /// checkpointer works on a database of its own in `folder`.
+    fn syncer_of(folder: &Path, path: &Path) -> WalSyncer {
+        let elsewhere = folder.join("checkpointed").join("db.sqlite");
+        std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+        WalSyncer::start(
+            &dialect::target(elsewhere.to_str().unwrap()).unwrap(),
+            path.to_path_buf(),
+        )
+    }
+
+    /// Stops a syncer of [`syncer_of`] and removes its folder.
+    fn stop(syncer: WalSyncer, folder: &Path) {
+        drop(syncer);
+        // The checkpointer stops at its next turn.
+        std::thread::sleep(2 * CHECKPOINT_EVERY);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
     /// A new folder under the system's temporary one.
     fn fresh_folder(label: &str) -> std::path::PathBuf {
         let folder = std::env::temp_dir().join(format!(
@@ -217,13 +236,7 @@ mod tests {
         let mut log = WriteAheadLog::at(path.clone());
         assert!(log.sync().is_err(), "no log: nothing synced");
         std::fs::write(&path, b"frames").unwrap();
-        // The checkpointer works on a database of its own: this log is not SQLite's.
-        let elsewhere = folder.join("checkpointed").join("db.sqlite");
-        std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
-        let syncer = WalSyncer::start(
-            &dialect::target(elsewhere.to_str().unwrap()).unwrap(),
-            path.clone(),
-        );
+        let syncer = syncer_of(&folder, &path);
         assert!(answered(&syncer).is_ok());
         log.sync().unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -235,10 +248,7 @@ mod tests {
             synced.metadata().unwrap().ino(),
             std::fs::metadata(&path).unwrap().ino()
         );
-        drop(syncer);
-        // The checkpointer stops at its next turn.
-        std::thread::sleep(2 * CHECKPOINT_EVERY);
-        let _ = std::fs::remove_dir_all(folder);
+        stop(syncer, &folder);
     }
 
     /// An answer that panics leaves the syncer answering the commits after it.
@@ -247,15 +257,11 @@ mod tests {
         let folder = fresh_folder("wal-panic");
         let path = folder.join("db.sqlite-wal");
         std::fs::write(&path, b"frames").unwrap();
-        let elsewhere = folder.join("checkpointed").join("db.sqlite");
-        std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
-        let syncer = WalSyncer::start(&dialect::target(elsewhere.to_str().unwrap()).unwrap(), path);
+        let syncer = syncer_of(&folder, &path);
         syncer.after_sync(Box::new(|_| panic!("an answer that fails")));
         assert!(answered(&syncer).is_ok());
         assert!(answered(&syncer).is_ok());
-        drop(syncer);
-        std::thread::sleep(2 * CHECKPOINT_EVERY);
-        let _ = std::fs::remove_dir_all(folder);
+        stop(syncer, &folder);
     }
 
     /// The log synced is the one SQLite writes: beside the database file that a

@@ -44,6 +44,17 @@ fn notification_kinds(app: &TestApp, patient_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The kinds of the notifications `who`'s two searches of the patient's documents
+/// added.
+fn told_after_two_searches(app: &TestApp, patient_id: &str, who: &As) -> Vec<String> {
+    let before = notification_kinds(app, patient_id).len();
+    for _ in 0..2 {
+        let reply = app.get(&format!("DocumentReference?patient={patient_id}"), who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    notification_kinds(app, patient_id).split_off(before)
+}
+
 fn with_file_channel() -> (TestApp, PathBuf, String) {
     let outbox = temp_dir("notifications").join("delivered.jsonl");
     let path = outbox.clone();
@@ -126,17 +137,9 @@ fn r_aud_4_the_patient_is_told_of_each_event_the_spec_lists_and_of_nothing_else(
         Some("bris_de_glace"),
         Some("malaise au cabinet"),
     );
-    let before = notification_kinds(&app, &patient_id).len();
-    for _ in 0..2 {
-        let reply = app.get(
-            &format!("DocumentReference?patient={patient_id}"),
-            &emergency,
-        );
-        assert_eq!(reply.status, 200, "{}", reply.body);
-    }
-    let kinds = notification_kinds(&app, &patient_id);
+    let kinds = told_after_two_searches(&app, &patient_id, &emergency);
     assert_eq!(
-        kinds[before..],
+        kinds,
         ["emergency-access", "first-access", "emergency-access"]
     );
     // A professional the patient authorised reads the space: a first access, told
@@ -146,16 +149,8 @@ fn r_aud_4_the_patient_is_told_of_each_event_the_spec_lists_and_of_nothing_else(
         profession: "10".into(),
     };
     app.create(&me, &permit_professional(&patient_id, AUTHORISED));
-    let before = notification_kinds(&app, &patient_id).len();
-    for _ in 0..2 {
-        let reply = app.get(
-            &format!("DocumentReference?patient={patient_id}"),
-            &authorised,
-        );
-        assert_eq!(reply.status, 200, "{}", reply.body);
-    }
-    let kinds = notification_kinds(&app, &patient_id);
-    assert_eq!(kinds[before..], ["first-access"]);
+    let kinds = told_after_two_searches(&app, &patient_id, &authorised);
+    assert_eq!(kinds, ["first-access"]);
     // The patient's own actions and identity lookups tell nothing.
     let before = notification_kinds(&app, &patient_id).len();
     app.get(&format!("DocumentReference?patient={patient_id}"), &me);

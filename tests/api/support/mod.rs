@@ -277,6 +277,13 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// Whether the test run of this process id (as test folders and databases are
+/// named) has ended.
+fn run_ended(pid: &str) -> bool {
+    pid.parse::<u32>()
+        .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// Removes the test folders of runs whose process has ended: a run's servers live
 /// as long as its process, so its folders (their databases) outlive its tests.
 fn remove_folders_of_ended_runs() {
@@ -285,13 +292,11 @@ fn remove_folders_of_ended_runs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let ended = name
+        let pid = name
             .to_str()
             .and_then(|name| name.strip_prefix("dmp-test-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if ended {
+            .and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(run_ended) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -340,12 +345,7 @@ fn drop_databases_of_ended_runs(conn: &mut dialect::Conn) {
             .load::<Name>(conn)
             .unwrap_or_default();
     for Name { datname } in names {
-        let ended = datname
-            .split('_')
-            .nth(2)
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if ended {
+        if datname.split('_').nth(2).is_some_and(run_ended) {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
                 .execute(conn);
         }
