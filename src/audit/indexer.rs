@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::error::ApiError;
 use crate::fhir::{definitions, extract};
 use crate::store::audit as stored;
+use crate::store::audit_index;
 use crate::store::{Conn, Db, dialect};
 
 /// The most events one indexing transaction indexes: bounds how long it holds
@@ -141,13 +142,14 @@ fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
 fn index_batch(db: &Db, conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), ApiError> {
     let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
     let events = stored::unindexed_events(conn, last, size)?;
-    let indexed: Vec<(i64, extract::IndexEntries)> = events
+    let indexed: Vec<stored::IndexedEvent> = events
         .iter()
         .map(|event| {
             // The server wrote this JSON; a row that does not parse is indexed as
             // nothing (it is still stored and chained, and the chain check reads it).
             let value = serde_json::from_str(&event.content).unwrap_or_default();
-            (event.pk, extract::index(def, &value))
+            let (columns, generic) = audit_index::split(extract::index(def, &value));
+            (event.pk, columns, generic)
         })
         .collect();
     if !indexed.is_empty() {
@@ -206,10 +208,7 @@ mod tests {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let mut count = Sql::new(
-            "SELECT COUNT(*) AS n FROM search_reference WHERE res_type = 'AuditEvent' \
-             AND param = 'patient' AND target_id = ",
-        );
+        let mut count = Sql::new("SELECT COUNT(*) AS n FROM audit_index WHERE space = ");
         count.text(patient);
         count.load::<Count>(conn).unwrap()[0].n
     }
@@ -241,13 +240,14 @@ mod tests {
         let (folder, db) = store_with_events("patient-two-indexers", 10);
         let def = definitions::resource("AuditEvent").unwrap();
         let mut late = db.rebuildable_writes_connection().unwrap();
-        let read_early: Vec<(i64, extract::IndexEntries)> =
+        let read_early: Vec<stored::IndexedEvent> =
             stored::unindexed_events(&mut late, i64::MAX, 64)
                 .unwrap()
                 .iter()
                 .map(|event| {
                     let value = serde_json::from_str(&event.content).unwrap();
-                    (event.pk, extract::index(def, &value))
+                    let (columns, generic) = audit_index::split(extract::index(def, &value));
+                    (event.pk, columns, generic)
                 })
                 .collect();
         assert_eq!(read_early.len(), 10);

@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Text};
 use super::dialect::{self, Conn};
 use std::collections::{HashMap, HashSet};
 
+use super::audit_index::TraceColumns;
 use super::resources::write_indexes;
 use super::sql::{Sql, multi_row};
 use crate::fhir::extract::IndexEntries;
@@ -431,11 +432,15 @@ fn queue_end(conn: &mut Conn, query: &str) -> diesel::QueryResult<Option<i64>> {
         .and_then(|row| row.pk))
 }
 
+/// An event's key, its trace row and its generic index entries
+/// ([`super::audit_index::split`]).
+pub type IndexedEvent = (i64, TraceColumns, IndexEntries);
+
 /// Takes these events off the queue and writes the search-index rows of those it
 /// took; returns how many. An event another indexer took first (its row already
 /// gone: PostgreSQL's `DELETE` waits for that indexer's transaction, SQLite's
 /// writers take turns) is left to it. Call it inside a write transaction.
-pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::QueryResult<usize> {
+pub fn index_events(conn: &mut Conn, events: &[IndexedEvent]) -> diesel::QueryResult<usize> {
     #[derive(QueryableByName)]
     struct Claimed {
         #[diesel(sql_type = BigInt)]
@@ -444,7 +449,7 @@ pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::
     let mut claimed = HashSet::new();
     for chunk in events.chunks(500) {
         let mut take = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN ");
-        take.int_list(chunk.iter().map(|(pk, _)| *pk))
+        take.int_list(chunk.iter().map(|(pk, _, _)| *pk))
             .push(" RETURNING resource_pk");
         claimed.extend(
             take.load::<Claimed>(conn)?
@@ -452,13 +457,21 @@ pub fn index_events(conn: &mut Conn, events: &[(i64, IndexEntries)]) -> diesel::
                 .map(|row| row.resource_pk),
         );
     }
-    let indexed: Vec<_> = events
+    let taken: Vec<&IndexedEvent> = events
         .iter()
-        .filter(|(pk, _)| claimed.contains(pk))
-        .map(|(pk, index)| (*pk, "AuditEvent", index))
+        .filter(|event| claimed.contains(&event.0))
         .collect();
-    write_indexes(conn, &indexed)?;
-    Ok(indexed.len())
+    let rows: Vec<(i64, TraceColumns)> = taken
+        .iter()
+        .map(|(pk, columns, _)| (*pk, columns.clone()))
+        .collect();
+    super::audit_index::write(conn, &rows)?;
+    let generic: Vec<_> = taken
+        .iter()
+        .map(|(pk, _, index)| (*pk, super::audit_index::AUDIT_EVENT, index))
+        .collect();
+    write_indexes(conn, &generic)?;
+    Ok(rows.len())
 }
 
 /// One link as stored, with its event's JSON.

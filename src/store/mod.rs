@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod audit_index;
 pub mod dialect;
 pub(crate) mod group_commit;
 pub mod lifecycle;

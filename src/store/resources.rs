@@ -350,10 +350,22 @@ pub fn current_with_space_versions(
         #[diesel(sql_type = BigInt)]
         space_version: i64,
     }
+    // The trace's events keep their space in their own index (`store::audit_index`).
+    let (compartment, space) = if res_type == super::audit_index::AUDIT_EVENT {
+        (
+            "audit_index c ON c.resource_pk = r.pk AND c.space <> ''",
+            "c.space",
+        )
+    } else {
+        (
+            "resource_compartment c ON c.resource_pk = r.pk",
+            "c.patient_id",
+        )
+    };
     let mut sql = Sql::prepared(&format!(
-        "SELECT {RESOURCE_COLUMNS}, c.patient_id AS space, COALESCE(s.version, 0) AS space_version \
-         FROM resources r LEFT JOIN resource_compartment c ON c.resource_pk = r.pk \
-         LEFT JOIN space_access s ON s.patient_id = c.patient_id WHERE r.res_type = "
+        "SELECT {RESOURCE_COLUMNS}, {space} AS space, COALESCE(s.version, 0) AS space_version \
+         FROM resources r LEFT JOIN {compartment} \
+         LEFT JOIN space_access s ON s.patient_id = {space} WHERE r.res_type = "
     ));
     sql.text(res_type).push(" AND r.res_id = ").text(res_id);
     let mut found: Option<(ResourceRow, SpaceVersions)> = None;

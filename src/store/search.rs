@@ -1,6 +1,7 @@
 //! Compiles a parsed search and the access narrowing into one SQL query, so that
 //! pages are full and totals exact for what the caller may see.
 
+use super::audit_index;
 use super::dialect::Conn;
 use super::resources::{HEAD_COLUMNS, RowHead};
 use super::sql::{CountRow, Sql};
@@ -71,7 +72,11 @@ impl Narrowing {
                 " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = "
             ));
             sql.text(res_type).push(" AND patient_id IN ");
-            sql.text_list(patients.iter().map(String::as_str)).push(")");
+            sql.text_list(patients.iter().map(String::as_str));
+            if res_type == audit_index::AUDIT_EVENT {
+                audit_index::union_events_of_spaces(sql, patients.iter().map(String::as_str));
+            }
+            sql.push(")");
         }
         let type_probe = |sql: &mut Sql, types: &[(String, String)]| {
             sql.push(&format!(
@@ -119,13 +124,25 @@ impl Narrowing {
             sql.push(")");
         }
         if let Some(participant) = &self.participant {
+            let trace = res_type == audit_index::AUDIT_EVENT;
+            if trace {
+                sql.push(&format!(
+                    " AND (EXISTS (SELECT 1 FROM audit_index ai WHERE ai.resource_pk = {alias}.pk AND ai.participant = "
+                ));
+                sql.text(participant.as_str()).push(") OR");
+            } else {
+                sql.push(" AND");
+            }
             sql.push(&format!(
-                " AND EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'participant' AND t.system = "
+                " EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'participant' AND t.system = "
             ));
             sql.text(crate::fhir::IDNAT_PS_SYSTEM)
                 .push(" AND t.code = ")
                 .text(participant.as_str())
                 .push(")");
+            if trace {
+                sql.push(")");
+            }
         }
         if let Some(depositor) = &self.deposited_by {
             sql.push(&format!(
@@ -140,10 +157,11 @@ impl Narrowing {
             }
             sql.push("))");
         }
+        // Only events have it: it lives in their own index.
         if self.without_concealed {
             sql.push(&format!(
-                " AND NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = '{}' AND t.code = 'true')",
-                crate::fhir::definitions::CONCEALED
+                " AND NOT EXISTS (SELECT 1 FROM audit_index ai WHERE ai.resource_pk = {alias}.pk AND ai.concealed = {})",
+                super::dialect::bool_literal(true)
             ));
         }
         if let Some(documents) = &self.list_documents {
@@ -206,6 +224,12 @@ fn date_condition(sql: &mut Sql, low: &str, high: &str, prefix: Prefix, range: &
     }
 }
 
+/// An AuditEvent's `date` (its `recorded`) is its row's `last_updated`: the
+/// committer writes both from one value, and the trace keeps no date rows.
+fn recorded_is_last_updated(res_type: &str, param: &str) -> bool {
+    res_type == audit_index::AUDIT_EVENT && param == "date"
+}
+
 fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -236,7 +260,7 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
             negated,
         } => {
             sql.push(&format!(
-                " AND {alias}.pk {}IN (SELECT resource_pk FROM search_token WHERE res_type = ",
+                " AND {}({alias}.pk IN (SELECT resource_pk FROM search_token WHERE res_type = ",
                 if *negated { "NOT " } else { "" }
             ));
             sql.text(res_type).push(" AND param = ");
@@ -261,6 +285,8 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
                 sql.push(")");
             }
             sql.push("))");
+            audit_index::or_token_column(sql, alias, res_type, param, values);
+            sql.push(")");
         }
         Criterion::String {
             param,
@@ -298,6 +324,17 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
             }
             sql.push("))");
         }
+        Criterion::Date { param, values } if recorded_is_last_updated(res_type, param) => {
+            sql.push(" AND (");
+            for (index, (prefix, range)) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                let column = format!("{alias}.last_updated");
+                date_condition(sql, &column, &column, *prefix, range);
+            }
+            sql.push(")");
+        }
         Criterion::Date { param, values } => {
             sql.push(&format!(
                 " AND {alias}.pk IN (SELECT resource_pk FROM search_date WHERE res_type = "
@@ -328,7 +365,19 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
                 }
                 sql.push(")");
             }
-            sql.push("))");
+            sql.push(")");
+            if audit_index::holds_space_of(res_type, param) {
+                audit_index::union_events_of_spaces(
+                    sql,
+                    values
+                        .iter()
+                        .filter(|(target_type, _)| {
+                            target_type.as_deref().is_none_or(|t| t == "Patient")
+                        })
+                        .map(|(_, target_id)| target_id.as_str()),
+                );
+            }
+            sql.push(")");
         }
         Criterion::Chain {
             param,
@@ -336,12 +385,12 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
             inner,
         } => {
             let target_alias = format!("{alias}c");
+            let live = super::dialect::bool_literal(false);
             sql.push(&format!(
                 " AND {alias}.pk IN (SELECT sr.resource_pk FROM search_reference sr \
                  JOIN resources {target_alias} ON {target_alias}.res_type = sr.target_type \
-                 AND {target_alias}.res_id = sr.target_id AND {target_alias}.deleted = {} \
-                 WHERE sr.res_type = ",
-                super::dialect::bool_literal(false)
+                 AND {target_alias}.res_id = sr.target_id AND {target_alias}.deleted = {live} \
+                 WHERE sr.res_type = "
             ));
             sql.text(res_type)
                 .push(" AND sr.param = ")
@@ -349,6 +398,16 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
                 .push(" AND sr.target_type = ")
                 .text(*target);
             self::criterion(sql, &target_alias, target, inner);
+            // The trace's spaces, in its own index: the same inner criteria on them.
+            if audit_index::holds_space_of(res_type, param) && *target == "Patient" {
+                sql.push(&format!(
+                    " UNION ALL SELECT ai.resource_pk FROM audit_index ai \
+                     JOIN resources {target_alias} ON {target_alias}.res_type = 'Patient' \
+                     AND {target_alias}.res_id = ai.space AND {target_alias}.deleted = {live} \
+                     WHERE ai.space <> ''"
+                ));
+                self::criterion(sql, &target_alias, target, inner);
+            }
             sql.push(")");
         }
     }
@@ -396,8 +455,9 @@ pub fn run(
             has_more: false,
         });
     }
+    let res_type = request.resource.name;
     let sort_param = request.sort.iter().find_map(|sort| match sort.key {
-        SortKey::Date(param) => Some(param),
+        SortKey::Date(param) if !recorded_is_last_updated(res_type, param) => Some(param),
         _ => None,
     });
     let mut page = Sql::new(&format!("SELECT {HEAD_COLUMNS}"));
@@ -407,6 +467,7 @@ pub fn run(
         let column = match sort.key {
             SortKey::LastUpdated => "r.last_updated",
             SortKey::Id => "r.res_id",
+            SortKey::Date(param) if recorded_is_last_updated(res_type, param) => "r.last_updated",
             SortKey::Date(_) => "sd.low",
         };
         page.push(&format!(
@@ -452,18 +513,34 @@ pub fn included(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!(
-        "SELECT DISTINCT {HEAD_COLUMNS} FROM search_reference sr JOIN resources r \
-         ON r.res_type = sr.target_type AND r.res_id = sr.target_id AND r.deleted = {} WHERE sr.param = ",
-        super::dialect::bool_literal(false)
+        "SELECT DISTINCT {HEAD_COLUMNS} FROM (SELECT target_type, target_id FROM search_reference \
+         WHERE param = "
     ));
     sql.text(include.param.name);
     if let Some(target) = &include.target_type {
-        sql.push(" AND sr.target_type = ").text(target.as_str());
+        sql.push(" AND target_type = ").text(target.as_str());
     }
-    sql.push(" AND sr.resource_pk IN ")
-        .int_list(pks.iter().copied())
-        .push(" ORDER BY r.pk LIMIT ")
-        .int(limit as i64);
+    sql.push(" AND resource_pk IN ")
+        .int_list(pks.iter().copied());
+    // The trace's spaces, in its own index.
+    if audit_index::holds_space_of(include.source.name, include.param.name)
+        && include
+            .target_type
+            .as_deref()
+            .is_none_or(|target| target == "Patient")
+    {
+        sql.push(
+            " UNION ALL SELECT 'Patient' AS target_type, space AS target_id FROM audit_index \
+             WHERE space <> '' AND resource_pk IN ",
+        )
+        .int_list(pks.iter().copied());
+    }
+    sql.push(&format!(
+        ") sr JOIN resources r ON r.res_type = sr.target_type AND r.res_id = sr.target_id \
+         AND r.deleted = {} ORDER BY r.pk LIMIT ",
+        super::dialect::bool_literal(false)
+    ))
+    .int(limit as i64);
     sql.load(conn)
 }
 
@@ -494,8 +571,13 @@ pub fn rev_included(
         .push(" AND target_type = ")
         .text(target_type)
         .push(" AND target_id IN ")
-        .text_list(target_ids.iter().copied())
-        .push(")");
+        .text_list(target_ids.iter().copied());
+    if audit_index::holds_space_of(include.source.name, include.param.name)
+        && target_type == "Patient"
+    {
+        audit_index::union_events_of_spaces(&mut sql, target_ids.iter().copied());
+    }
+    sql.push(")");
     sql.push(" ORDER BY r.pk LIMIT ").int(limit as i64);
     sql.load(conn)
 }

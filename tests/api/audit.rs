@@ -895,3 +895,124 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
     assert!(holds, "{report}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Each of the trace's search parameters finds the events it names through the
+/// trace's own index (one row per event for its space, its professional and its
+/// refusal mark; its date is its `lastUpdated`): the space's reference however it is
+/// written (`patient`, typed or not, `entity`, chained), its dates before and after,
+/// its codes (`type`, `subtype`, `outcome`, with and without system, negated),
+/// its order by date, `_include` and `_revinclude` of its patient; and another
+/// space's events, or dates that do not match, are not found (R-PAT-4).
+#[test]
+fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
+    let (app, patient_id, document_id) = space();
+    let nir = app
+        .get(&format!("Patient/{patient_id}"), &As::System)
+        .json()["identifier"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (other_id, _) = app.patient_with_document("1990-01-01");
+    let reads = |request_id: &str, document: &str| {
+        let path = format!("DocumentReference/{document}");
+        let reply = traced(&app, "GET", &path, &As::doctor(), None, request_id);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    let before = app.get(&format!("DocumentReference/{document_id}"), &As::doctor());
+    let first_instant = before.json()["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reads("index-read-1", &document_id);
+    reads("index-read-2", &document_id);
+    let me = As::Patient(patient_id.clone());
+    let found = |query: &str| -> Vec<String> {
+        let (events, total) = trace(&app, query, &me);
+        assert_eq!(total as usize, events.len(), "{query}");
+        traced_request_ids(&events)
+            .into_iter()
+            .filter(|id| id.starts_with("index-read-"))
+            .collect()
+    };
+    let both = vec!["index-read-1".to_owned(), "index-read-2".to_owned()];
+    for query in [
+        format!("patient={patient_id}"),
+        format!("patient=Patient/{patient_id}"),
+        format!("entity=Patient/{patient_id}"),
+        format!("patient.identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}"),
+        format!("patient={patient_id}&entity=DocumentReference/{document_id}"),
+        format!("patient={patient_id}&date=ge{first_instant}"),
+        format!("patient={patient_id}&_sort=date"),
+        format!("patient={patient_id}&subtype=read"),
+        format!("patient={patient_id}&subtype=http://hl7.org/fhir/restful-interaction|read,vread"),
+        format!("patient={patient_id}&subtype:not=search-type"),
+        format!("patient={patient_id}&type=rest&outcome=0"),
+        format!("patient={patient_id}&outcome=|0"),
+    ] {
+        let mut ids = found(&query);
+        ids.sort();
+        assert_eq!(ids, both, "{query}");
+    }
+    for query in [
+        format!("patient={patient_id}&date=lt{first_instant}"),
+        format!("patient={patient_id}&entity=Patient/{other_id}"),
+        format!("patient={patient_id}&subtype=|read"),
+        format!("patient={patient_id}&subtype=search-type"),
+        format!("patient={patient_id}&subtype:not=read"),
+        format!("patient={patient_id}&outcome=4"),
+        format!("patient={patient_id}&type=http://elsewhere|rest"),
+    ] {
+        assert!(found(&query).is_empty(), "{query}");
+    }
+    // Another space's holder does not find them by naming this space.
+    let other = As::Patient(other_id.clone());
+    let reply = app.get(&format!("AuditEvent?patient={patient_id}"), &other);
+    assert!(
+        reply.status != 200 || reply.json()["entry"].is_null(),
+        "{}",
+        reply.body
+    );
+    // Newest first by date: the second read before the first.
+    let (events, _) = trace(&app, &format!("patient={patient_id}&_sort=-date"), &me);
+    let recorded: Vec<&str> = events
+        .iter()
+        .map(|event| event["recorded"].as_str().unwrap())
+        .collect();
+    assert!(
+        recorded.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{recorded:?}"
+    );
+    let order = traced_request_ids(&events);
+    let position = |id: &str| order.iter().position(|found| found == id).unwrap();
+    assert!(position("index-read-2") < position("index-read-1"));
+    // The space's Patient included with its events, and its events with it.
+    let bundle = app
+        .get(
+            &format!("AuditEvent?patient={patient_id}&_include=AuditEvent:patient&_count=500"),
+            &me,
+        )
+        .json();
+    let patients: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["resourceType"] == "Patient")
+        .collect();
+    assert_eq!(patients.len(), 1, "{bundle}");
+    assert_eq!(patients[0]["resource"]["id"], patient_id.as_str());
+    let bundle = app
+        .get(
+            &format!("Patient?_id={patient_id}&_revinclude=AuditEvent:entity&_count=500"),
+            &me,
+        )
+        .json();
+    let included: Vec<Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
+        .map(|entry| entry["resource"].clone())
+        .collect();
+    let ids = traced_request_ids(&included);
+    assert!(both.iter().all(|id| ids.contains(id)), "{ids:?}");
+}
