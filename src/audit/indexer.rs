@@ -1,8 +1,8 @@
-//! The trace's indexer. A request's events are durable before its answer as their
-//! `resources` rows and `audit_chain` links (R-AUD-2, R-AUD-3), rows appended at the
-//! end of their tables; this thread writes their search-index rows (a dozen per
-//! event, on pages all over the database) later, many events at a time, so that
-//! this work is off the path every answer waits on and shared by a batch.
+//! The trace's indexer. A request's events are durable before its answer with their
+//! chain links and their search index (`store::audit_index`), all in one commit; this
+//! thread indexes the events that were queued instead (`audit_unindexed`): those an
+//! earlier version of the server left unindexed, which it wrote the index of later,
+//! many at a time, and any the append cannot index.
 //!
 //! Read-your-writes (R-PAT-4, R-ACC-11): a request that may read the trace first
 //! calls [`TraceIndexer::caught_up`], which returns once every event committed
@@ -19,9 +19,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::fhir::{definitions, extract};
 use crate::store::audit as stored;
-use crate::store::audit_index;
+use crate::store::audit_index::EventIndex;
 use crate::store::{Conn, Db, dialect};
 
 /// The most events one indexing transaction indexes: bounds how long it holds
@@ -140,17 +139,10 @@ fn index_all(db: &Db, conn: &mut Conn) -> Result<usize, ApiError> {
 /// extracted before the write transaction, which only claims and writes: on SQLite
 /// the trace's committer, which every answer waits on, waits for that transaction.
 fn index_batch(db: &Db, conn: &mut Conn, last: i64, size: i64) -> Result<(usize, i64), ApiError> {
-    let def = definitions::resource("AuditEvent").expect("AuditEvent is served");
     let events = stored::unindexed_events(conn, last, size)?;
     let indexed: Vec<stored::IndexedEvent> = events
         .iter()
-        .map(|event| {
-            // The server wrote this JSON; a row that does not parse is indexed as
-            // nothing (it is still stored and chained, and the chain check reads it).
-            let value = serde_json::from_str(&event.content).unwrap_or_default();
-            let (columns, generic) = audit_index::split(extract::index(def, &value));
-            (event.pk, columns, generic)
-        })
+        .map(|event| (event.pk, EventIndex::of(&event.content)))
         .collect();
     if !indexed.is_empty() {
         db.write_on(conn, |conn| {
@@ -167,8 +159,26 @@ mod tests {
     use crate::store::sql::Sql;
 
     /// A fresh SQLite store with `events` read events of `patient`'s space committed
-    /// and queued.
+    /// and queued, unindexed, as an earlier version of the server left the events it
+    /// had not indexed yet (this one indexes them with their append).
     fn store_with_events(patient: &str, events: usize) -> (std::path::PathBuf, Db) {
+        let (folder, db) = store_with_appended(patient, events);
+        let mut conn = db.rebuildable_writes_connection().unwrap();
+        for statement in [
+            "DELETE FROM audit_index",
+            "DELETE FROM search_token WHERE res_type = 'AuditEvent'",
+            "DELETE FROM search_reference WHERE res_type = 'AuditEvent'",
+            "DELETE FROM resource_compartment WHERE res_type = 'AuditEvent'",
+            "INSERT INTO audit_unindexed (resource_pk) \
+             SELECT pk FROM resources WHERE res_type = 'AuditEvent'",
+        ] {
+            Sql::new(statement).execute(&mut conn).unwrap();
+        }
+        (folder, db)
+    }
+
+    /// A fresh SQLite store with `events` read events of `patient`'s space appended.
+    fn store_with_appended(patient: &str, events: usize) -> (std::path::PathBuf, Db) {
         let folder = std::env::temp_dir().join(format!(
             "dmp-indexer-{}-{}",
             std::process::id(),
@@ -213,6 +223,19 @@ mod tests {
         count.load::<Count>(conn).unwrap()[0].n
     }
 
+    /// An event is indexed by its own append, in the trace's index: nothing is left
+    /// for the indexer, and the space's search finds it at once (R-PAT-4).
+    #[test]
+    fn an_appended_event_is_searchable_without_the_indexer() {
+        let (folder, db) = store_with_appended("patient-appended", 3);
+        let mut conn = db.rebuildable_writes_connection().unwrap();
+        assert_eq!(stored::first_unindexed(&mut conn).unwrap(), None);
+        assert_eq!(indexed_in_trace_of(&mut conn, "patient-appended"), 3);
+        drop(conn);
+        drop(db);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
     /// A queue far behind (more than [`FAR_BEHIND`] keys) is indexed whole by one
     /// pass, through its catch-up batches: none left queued, each event's patient
     /// in the index (R-PAT-4's search finds it).
@@ -238,17 +261,12 @@ mod tests {
     #[test]
     fn events_another_indexer_took_are_not_indexed_twice() {
         let (folder, db) = store_with_events("patient-two-indexers", 10);
-        let def = definitions::resource("AuditEvent").unwrap();
         let mut late = db.rebuildable_writes_connection().unwrap();
         let read_early: Vec<stored::IndexedEvent> =
             stored::unindexed_events(&mut late, i64::MAX, 64)
                 .unwrap()
                 .iter()
-                .map(|event| {
-                    let value = serde_json::from_str(&event.content).unwrap();
-                    let (columns, generic) = audit_index::split(extract::index(def, &value));
-                    (event.pk, columns, generic)
-                })
+                .map(|event| (event.pk, EventIndex::of(&event.content)))
                 .collect();
         assert_eq!(read_early.len(), 10);
         let mut first = db.rebuildable_writes_connection().unwrap();

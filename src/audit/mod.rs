@@ -162,6 +162,8 @@ pub struct PreparedEvent {
     /// The patient whose chain takes it ('' for none).
     pub chain_key: String,
     pub content: String,
+    /// Its search index, written with it.
+    pub index: crate::store::audit_index::EventIndex,
 }
 
 /// A request's events, built outside the commit (on the request's own thread) so
@@ -203,6 +205,7 @@ pub fn prepare(record: Record) -> Prepared {
                 &recorded,
             );
             PreparedEvent {
+                index: crate::store::audit_index::EventIndex::of(&content),
                 content,
                 chain_key: patient.unwrap_or("").to_owned(),
                 id,
@@ -235,6 +238,7 @@ fn new_events<'a>(group: &[&'a Prepared]) -> Vec<crate::store::audit::NewAuditEv
                     id: &event.id,
                     recorded: &prepared.recorded,
                     content: &event.content,
+                    index: &event.index,
                     chain_key: &event.chain_key,
                     request_id: &prepared.record.trace.request_id,
                 })

@@ -7,16 +7,16 @@ use diesel::sql_types::{BigInt, Text};
 use super::dialect::{self, Conn};
 use std::collections::{HashMap, HashSet};
 
-use super::audit_index::TraceColumns;
+use super::audit_index::EventIndex;
 use super::resources::write_indexes;
 use super::sql::{Sql, multi_row};
-use crate::fhir::extract::IndexEntries;
 
-/// An AuditEvent ready to be appended: its stored JSON.
+/// An AuditEvent ready to be appended: its stored JSON and its index.
 pub struct NewAuditEvent<'a> {
     pub id: &'a str,
     pub recorded: &'a str,
     pub content: &'a str,
+    pub index: &'a EventIndex,
     /// The patient whose chain holds it ('' for none).
     pub chain_key: &'a str,
     pub request_id: &'a str,
@@ -144,9 +144,10 @@ pub struct Link<'a> {
     pub hash: String,
 }
 
-/// Appends linked events, each row at the end of its table; their search-index
-/// rows are the indexer's ([`unindexed_events`], [`index_events`]). Call it inside
-/// a write transaction, after [`lock_chain_heads`].
+/// Appends linked events, each row at the end of its table, with their search
+/// index (an event the append cannot index is queued for the indexer:
+/// [`unindexed_events`], [`index_events`]). Call it inside a write transaction,
+/// after [`lock_chain_heads`].
 pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     match dialect::kind(conn) {
         dialect::Kind::Postgres => append_links_in_one_statement(conn, links),
@@ -154,16 +155,41 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
     }
 }
 
-/// The writes of a trace append, from a `link` of rows (`res_id`, `recorded`,
-/// `content`, `chain_key`, `chain_seq`, `request_id`, `prev_hash`, `hash`) defined
-/// before it: the events, their queue entries, their links and the chains' heads;
-/// it answers how many events it wrote (`appended`). Every write reads `link`, or
-/// `event` made from it.
+/// The columns of a `link` row, as [`link_rows`] writes them (for `json_to_recordset`).
+const LINK_RECORD: &str = "link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
+    chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT, queued BOOLEAN, \
+    space TEXT, participant TEXT, concealed BOOLEAN, event_type TEXT, interaction TEXT, \
+    outcome TEXT, refs JSON, tokens JSON, patients JSON)";
+
+/// The writes of a trace append, from a `link` of rows ([`LINK_RECORD`]) defined
+/// before it: the events, their index (or, for an event `queued`, its queue entry),
+/// their links and the chains' heads; it answers how many events it wrote
+/// (`appended`). Every write reads `link`, or `event` made from it.
 const APPEND_FROM_LINK: &str = "\
     event AS (\
     INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
     SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
-    queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM event), \
+    indexing AS (SELECT event.pk, link.* FROM event JOIN link ON link.res_id = event.res_id), \
+    queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM indexing WHERE queued), \
+    indexed AS (\
+    INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, event_type, \
+    interaction, outcome) SELECT pk, space, recorded, participant, concealed, event_type, \
+    interaction, outcome FROM indexing WHERE NOT queued), \
+    referenced AS (\
+    INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
+    SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
+    CROSS JOIN LATERAL json_to_recordset(indexing.refs) AS x (param TEXT, target_type TEXT, \
+    target_id TEXT) WHERE NOT indexing.queued), \
+    tokened AS (\
+    INSERT INTO search_token (resource_pk, res_type, param, system, code) \
+    SELECT indexing.pk, 'AuditEvent', x.param, x.system, x.code FROM indexing \
+    CROSS JOIN LATERAL json_to_recordset(indexing.tokens) AS x (param TEXT, system TEXT, \
+    code TEXT) WHERE NOT indexing.queued), \
+    placed AS (\
+    INSERT INTO resource_compartment (resource_pk, res_type, patient_id) \
+    SELECT indexing.pk, 'AuditEvent', x.value FROM indexing \
+    CROSS JOIN LATERAL json_array_elements_text(indexing.patients) AS x \
+    WHERE NOT indexing.queued), \
     chained AS (\
     INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
     SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
@@ -175,17 +201,16 @@ const APPEND_FROM_LINK: &str = "\
     ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
     SELECT COUNT(*) AS appended FROM event";
 
-/// PostgreSQL: the events, their queue entries, their links and the chains' heads
+/// PostgreSQL: the events, their index, their links and the chains' heads
 /// in one statement (data-modifying CTEs over the links passed as one JSON
 /// parameter), whatever the group's size: each statement is a round trip on the
 /// committer, whose commits every answer waits on.
 fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
     let rows = link_rows(links)?;
     let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
-    statement.text(&rows).push(
-        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
-         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), ",
-    );
+    statement
+        .text(&rows)
+        .push(&format!(" AS json)) AS {LINK_RECORD}), "));
     statement.push(APPEND_FROM_LINK);
     statement.execute(conn)?;
     Ok(())
@@ -227,10 +252,11 @@ pub fn append_links_unless_first_access(
         .collect();
     let mut statement =
         Sql::prepared("WITH input AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(");
-    statement.text(&link_rows(links)?).push(
-        " AS json)) AS link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
-         chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT)), \
-         locked AS MATERIALIZED (\
+    statement
+        .text(&link_rows(links)?)
+        .push(&format!(" AS json)) AS {LINK_RECORD}), "));
+    statement.push(
+        "locked AS MATERIALIZED (\
          SELECT pg_advisory_xact_lock(lock_key) FROM (\
          SELECT DISTINCT hashtext('audit-chain/' || chain_key) AS lock_key FROM input \
          ORDER BY lock_key) wanted), \
@@ -257,6 +283,18 @@ pub fn append_links_unless_first_access(
 /// The links as one JSON parameter of rows (`json_to_recordset`).
 fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
     #[derive(serde::Serialize)]
+    struct Reference<'a> {
+        param: &'a str,
+        target_type: &'a str,
+        target_id: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Token<'a> {
+        param: &'a str,
+        system: Option<&'a str>,
+        code: &'a str,
+    }
+    #[derive(serde::Serialize)]
     struct LinkRow<'a> {
         res_id: &'a str,
         recorded: &'a str,
@@ -266,18 +304,62 @@ fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
         request_id: &'a str,
         prev_hash: &'a str,
         hash: &'a str,
+        queued: bool,
+        space: &'a str,
+        participant: &'a str,
+        concealed: bool,
+        event_type: &'a str,
+        interaction: &'a str,
+        outcome: &'a str,
+        refs: Vec<Reference<'a>>,
+        tokens: Vec<Token<'a>>,
+        patients: &'a [String],
     }
     let rows: Vec<LinkRow<'_>> = links
         .iter()
-        .map(|link| LinkRow {
-            res_id: link.event.id,
-            recorded: link.event.recorded,
-            content: link.event.content,
-            chain_key: link.event.chain_key,
-            chain_seq: link.seq,
-            request_id: link.event.request_id,
-            prev_hash: &link.prev_hash,
-            hash: &link.hash,
+        .map(|link| {
+            let index = link.event.index;
+            let columns = &index.columns;
+            let generic = &index.generic;
+            let queued = !index.written_with_event();
+            LinkRow {
+                res_id: link.event.id,
+                recorded: link.event.recorded,
+                content: link.event.content,
+                chain_key: link.event.chain_key,
+                chain_seq: link.seq,
+                request_id: link.event.request_id,
+                prev_hash: &link.prev_hash,
+                hash: &link.hash,
+                queued,
+                space: &columns.space,
+                participant: &columns.participant,
+                concealed: columns.concealed,
+                event_type: &columns.codes[0],
+                interaction: &columns.codes[1],
+                outcome: &columns.codes[2],
+                refs: generic
+                    .references
+                    .iter()
+                    .filter(|_| !queued)
+                    .map(|entry| Reference {
+                        param: entry.param,
+                        target_type: &entry.target_type,
+                        target_id: &entry.target_id,
+                    })
+                    .collect(),
+                tokens: generic
+                    .tokens
+                    .iter()
+                    .filter(|_| !queued)
+                    .map(|entry| Token {
+                        param: entry.param,
+                        system: entry.system.as_deref(),
+                        code: &entry.code,
+                    })
+                    .collect(),
+                patients: if queued { &[] } else { &generic.patients },
+            }
         })
         .collect();
     json_parameter(&rows)
@@ -324,10 +406,29 @@ fn append_links_table_by_table(conn: &mut Conn, links: &[Link<'_>]) -> diesel::Q
                 .ok_or(diesel::result::Error::NotFound)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Searchable once the indexer has written their index rows.
+    // Searchable with the event; one the append cannot index, once the indexer has.
+    let (indexed, queued): (Vec<_>, Vec<_>) = linked
+        .iter()
+        .partition(|(_, link)| link.event.index.written_with_event());
+    let rows: Vec<_> = indexed
+        .iter()
+        .map(|(pk, link)| (*pk, &link.event.index.columns))
+        .collect();
+    super::audit_index::write(conn, &rows)?;
+    let generic: Vec<_> = indexed
+        .iter()
+        .map(|(pk, link)| {
+            (
+                *pk,
+                super::audit_index::AUDIT_EVENT,
+                &link.event.index.generic,
+            )
+        })
+        .collect();
+    write_indexes(conn, &generic)?;
     for queue in multi_row(
         "INSERT INTO audit_unindexed (resource_pk) VALUES ",
-        &linked,
+        &queued,
         "",
         |sql, (pk, _)| {
             sql.int(*pk);
@@ -432,9 +533,8 @@ fn queue_end(conn: &mut Conn, query: &str) -> diesel::QueryResult<Option<i64>> {
         .and_then(|row| row.pk))
 }
 
-/// An event's key, its trace row and its generic index entries
-/// ([`super::audit_index::split`]).
-pub type IndexedEvent = (i64, TraceColumns, IndexEntries);
+/// An event's key and its index.
+pub type IndexedEvent = (i64, EventIndex);
 
 /// Takes these events off the queue and writes the search-index rows of those it
 /// took; returns how many. An event another indexer took first (its row already
@@ -449,7 +549,7 @@ pub fn index_events(conn: &mut Conn, events: &[IndexedEvent]) -> diesel::QueryRe
     let mut claimed = HashSet::new();
     for chunk in events.chunks(500) {
         let mut take = Sql::new("DELETE FROM audit_unindexed WHERE resource_pk IN ");
-        take.int_list(chunk.iter().map(|(pk, _, _)| *pk))
+        take.int_list(chunk.iter().map(|(pk, _)| *pk))
             .push(" RETURNING resource_pk");
         claimed.extend(
             take.load::<Claimed>(conn)?
@@ -461,14 +561,14 @@ pub fn index_events(conn: &mut Conn, events: &[IndexedEvent]) -> diesel::QueryRe
         .iter()
         .filter(|event| claimed.contains(&event.0))
         .collect();
-    let rows: Vec<(i64, TraceColumns)> = taken
+    let rows: Vec<_> = taken
         .iter()
-        .map(|(pk, columns, _)| (*pk, columns.clone()))
+        .map(|(pk, index)| (*pk, &index.columns))
         .collect();
     super::audit_index::write(conn, &rows)?;
     let generic: Vec<_> = taken
         .iter()
-        .map(|(pk, _, index)| (*pk, super::audit_index::AUDIT_EVENT, index))
+        .map(|(pk, index)| (*pk, super::audit_index::AUDIT_EVENT, &index.generic))
         .collect();
     write_indexes(conn, &generic)?;
     Ok(rows.len())

@@ -64,6 +64,32 @@ pub struct TraceColumns {
     pub codes: [String; 3],
 }
 
+/// An event's whole index: its row, and its entries in the generic tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventIndex {
+    pub columns: TraceColumns,
+    pub generic: IndexEntries,
+}
+
+impl EventIndex {
+    /// The index of an event's stored JSON (the server wrote it; JSON that does not
+    /// parse is indexed as nothing: it is still stored and chained, and the chain
+    /// check reads it).
+    pub fn of(content: &str) -> EventIndex {
+        let def = crate::fhir::definitions::resource(AUDIT_EVENT).expect("AuditEvent is served");
+        let value = serde_json::from_str(content).unwrap_or_default();
+        let (columns, generic) = split(crate::fhir::extract::index(def, &value));
+        EventIndex { columns, generic }
+    }
+
+    /// Whether the trace's append writes it with the event: its generic entries are
+    /// references, tokens and compartments only (AuditEvent has no string parameter,
+    /// and its one date is a column); else the event is queued for the indexer.
+    pub fn written_with_event(&self) -> bool {
+        self.generic.strings.is_empty() && self.generic.dates.is_empty()
+    }
+}
+
 /// Splits an event's index entries into its `audit_index` row and the entries
 /// that stay in the generic tables.
 pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
@@ -112,7 +138,7 @@ pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
 }
 
 /// Writes the rows of these events.
-pub fn write(conn: &mut Conn, rows: &[(i64, TraceColumns)]) -> diesel::QueryResult<()> {
+pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryResult<()> {
     for insert in multi_row(
         "INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, \
          event_type, interaction, outcome) VALUES ",

@@ -97,9 +97,11 @@ fn hot_paths_are_planned_on_indexes() {
         &gp,
     );
     assert_eq!(found["entry"][0]["resource"]["id"], "gen-3-4");
-    // The trace's reader waits for the indexer, which has then taken its batches;
-    // the indexer's thread logs its plan as the answer leaves, so the log is read
-    // until that plan is in it.
+    // The trace's reader waits for the indexer, which has then taken its batches
+    // (events an earlier version left unindexed: this one indexes an event with its
+    // append); the indexer's thread logs its plan as the answer leaves, so the log
+    // is read until that plan is in it.
+    app.unindex_the_trace();
     get(
         &agent,
         &format!("{}/AuditEvent?patient=gen-3-4", server.base),

@@ -517,6 +517,27 @@ impl TestApp {
         self.stored_rows("resources WHERE res_type <> 'AuditEvent'")
     }
 
+    /// Takes the index of every stored AuditEvent back and queues them, as an
+    /// earlier version of the server left the events it had not indexed yet (this
+    /// one indexes an event with its append): the trace's indexer indexes them
+    /// before any reader of the trace is answered.
+    pub fn unindex_the_trace(&self) {
+        use diesel::RunQueryDsl;
+        let mut conn = self.connect();
+        for statement in [
+            "DELETE FROM audit_index",
+            "DELETE FROM search_token WHERE res_type = 'AuditEvent'",
+            "DELETE FROM search_reference WHERE res_type = 'AuditEvent'",
+            "DELETE FROM resource_compartment WHERE res_type = 'AuditEvent'",
+            "INSERT INTO audit_unindexed (resource_pk) \
+             SELECT pk FROM resources WHERE res_type = 'AuditEvent'",
+        ] {
+            diesel::sql_query(statement)
+                .execute(&mut conn)
+                .expect(statement);
+        }
+    }
+
     /// The AuditEvents of one request (by its X-Request-Id), as stored.
     pub fn audit_events(&self, request_id: &str) -> Vec<Value> {
         self.query_texts(&format!(
