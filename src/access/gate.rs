@@ -602,13 +602,21 @@ impl<'a> Gate<'a> {
     ) -> Result<Narrowing, ApiError> {
         let named = match self.named_patient(conn, request) {
             Ok(named) => named,
-            // No patient named: the professional's own actions, in every space.
-            Err(error) if error.rule == Some("R-ACC-3") => {
+            // No space named in any way: the professional's own actions, in every
+            // space. Their attempts answered "not known" are among them only when no
+            // criterion could tie them to a space (a reference, a chain) or to what
+            // the answer hid: such an event is shown without its space.
+            Err(error) if error.rule == Some("R-ACC-3") && !names_a_patient(request) => {
                 return Ok(Narrowing {
                     participant: Some(self.principal.subject.clone()),
+                    without_concealed: !request.criteria.iter().all(ties_to_nothing),
                     ..Narrowing::default()
                 });
             }
+            // A space named otherwise than by one patient (several, an `entity` or
+            // `agent` Patient, a chain matching several): refused as for any other
+            // type, so that no such criterion finds an attempt in a space the
+            // professional was not told of.
             Err(error) => return Err(error),
         };
         let Some(patient) = named else {
@@ -762,8 +770,22 @@ impl<'a> Gate<'a> {
                 .iter()
                 .all(|patient| Some(patient.as_str()) == own);
         if !hidden_from_holder && !self.quiet.get() {
+            // A space the caller is not told of (a resource answered "not known",
+            // their own such attempt shown without its space) marks this request's
+            // event there concealed: it never ties them to that space.
+            let concealed = match &decision {
+                Err(error) => error.concealed,
+                Ok(()) if stored.res_type == "AuditEvent" => self
+                    .own_concealed_refusal(conn, &judged.value)?
+                    .is_some_and(|keep_space| !keep_space),
+                Ok(()) => false,
+            };
             for patient in &judged.compartment {
-                self.touched.patient(patient);
+                if concealed {
+                    self.touched.concealed_patient(patient);
+                } else {
+                    self.touched.patient(patient);
+                }
             }
         }
         decision
@@ -1279,21 +1301,24 @@ impl<'a> Gate<'a> {
         Ok(all)
     }
 
-    /// A professional's own action (R-ACC-11) that was answered "not known" (a
-    /// resource hidden from them) reads as it was answered: without the rule and the
-    /// space (its Patient entity), which would tell that the resource exists and
-    /// whose it is. The médecin traitant of that space keeps the space.
-    fn own_refusal_as_answered(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
-        let Ok(mut event) = serde_json::from_str::<Value>(content) else {
-            return Ok(content.to_owned());
-        };
+    /// Whether `event` is the reader's own action answered "not known" (a resource
+    /// hidden from them, or a space they were not told of), and if so whether they
+    /// keep its space: the médecin traitant keeps it (their patient's), not the
+    /// rule (R-ACC-6, R-ACC-7 say why the resource is hidden from them).
+    fn own_concealed_refusal(
+        &self,
+        conn: &mut Conn,
+        event: &Value,
+    ) -> Result<Option<bool>, ApiError> {
         // Only the reader's own requests were answered to them.
-        if !is_agent(&event, &self.principal.subject) {
-            return Ok(content.to_owned());
+        if self.principal.actor != ActorKind::Professional
+            || !is_agent(event, &self.principal.subject)
+        {
+            return Ok(None);
         }
-        // A refusal answered "not known": marked so (older events: a 404, or a 412 to
-        // an If-Match on it, naming a rule).
-        let marked = values_at(&event, "extension").into_iter().any(|extension| {
+        // Marked so (older events: a 404, or a 412 to an If-Match on it, naming a
+        // rule).
+        let marked = values_at(event, "extension").into_iter().any(|extension| {
             extension.get("url").and_then(Value::as_str)
                 == Some(crate::audit::event::CONCEALED_EXTENSION)
         });
@@ -1305,22 +1330,33 @@ impl<'a> Gate<'a> {
                     text.starts_with("404: rule ") || text.starts_with("412: rule ")
                 });
         if !concealed {
-            return Ok(content.to_owned());
+            return Ok(None);
         }
-        let spaces: Vec<String> = values_at(&event, "entity.what.reference")
+        let spaces: Vec<String> = values_at(event, "entity.what.reference")
             .into_iter()
             .filter_map(Value::as_str)
             .filter_map(extract::parse_reference)
             .filter(|(kind, _)| kind == "Patient")
             .map(|(_, id)| id)
             .collect();
-        // The médecin traitant keeps the space (their patient's), not the rule: the
-        // rule of a refusal told "not known" (R-ACC-6, R-ACC-7) says why the
-        // resource is hidden from them.
         let mut keep_space = false;
         for patient in &spaces {
             keep_space |= self.reads_whole_trace(conn, patient)?;
         }
+        Ok(Some(keep_space))
+    }
+
+    /// A professional's own action (R-ACC-11) that was answered "not known" (a
+    /// resource hidden from them) reads as it was answered: without the rule and the
+    /// space (its Patient entity), which would tell that the resource exists and
+    /// whose it is. The médecin traitant of that space keeps the space.
+    fn own_refusal_as_answered(&self, conn: &mut Conn, content: &str) -> Result<String, ApiError> {
+        let Ok(mut event) = serde_json::from_str::<Value>(content) else {
+            return Ok(content.to_owned());
+        };
+        let Some(keep_space) = self.own_concealed_refusal(conn, &event)? else {
+            return Ok(content.to_owned());
+        };
         if !keep_space && let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut)
         {
             entities.retain(|entity| {
@@ -2075,6 +2111,31 @@ fn without_concealed_mark(text: String) -> String {
     };
     remove_extensions(&mut event, &[crate::audit::event::CONCEALED_EXTENSION]);
     event.to_string()
+}
+
+/// Whether a search criterion may name a Patient: a reference that is or may be
+/// to one, or a chain (through any reference).
+fn names_a_patient(request: &SearchRequest) -> bool {
+    request.criteria.iter().any(|criterion| match criterion {
+        Criterion::Reference { values, .. } => values
+            .iter()
+            .any(|(kind, _)| kind.as_deref().is_none_or(|kind| kind == "Patient")),
+        Criterion::Chain { .. } => true,
+        _ => false,
+    })
+}
+
+/// Whether a criterion ties what it finds to nothing but the event's own
+/// id, time and codes (default deny: a reference, a chain or a text may name a
+/// space or what the answer hid).
+fn ties_to_nothing(criterion: &Criterion) -> bool {
+    matches!(
+        criterion,
+        Criterion::Id(_)
+            | Criterion::LastUpdated(_)
+            | Criterion::Date { .. }
+            | Criterion::Token { .. }
+    )
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).

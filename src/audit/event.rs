@@ -361,13 +361,17 @@ pub fn build(
             string: Some(rule),
             boolean: None,
         });
-        if outcome.concealed {
-            extension.push(Extension {
-                url: CONCEALED_EXTENSION,
-                string: None,
-                boolean: Some(true),
-            });
-        }
+    }
+    // Concealed: the request was refused as "not known", or it concerned this
+    // space only through what it hid from the caller.
+    let concealed = (outcome.rule.is_some() && outcome.concealed)
+        || patient.is_some_and(|patient| touched.concealed.contains(patient));
+    if concealed {
+        extension.push(Extension {
+            url: CONCEALED_EXTENSION,
+            string: None,
+            boolean: Some(true),
+        });
     }
     let mut subtype = Vec::new();
     if !trace.interaction.is_empty() {

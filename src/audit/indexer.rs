@@ -197,7 +197,7 @@ mod tests {
                     outcome: Outcome::answered(200),
                     touched: Touched {
                         patients: [patient.to_owned()].into(),
-                        writes: Vec::new(),
+                        ..Touched::default()
                     },
                 })
             })

@@ -101,7 +101,20 @@ pub struct WriteFact {
 #[derive(Debug, Clone, Default)]
 pub struct Touched {
     pub patients: BTreeSet<String>,
+    /// Those of `patients` the request concerned only through what it hid from the
+    /// caller (a resource answered "not known", an event shown without its space):
+    /// their events are marked so, and never tie the caller to that space.
+    pub concealed: BTreeSet<String>,
     pub writes: Vec<WriteFact>,
+}
+
+impl Touched {
+    /// The spaces the caller was told the request concerned.
+    pub fn told(&self) -> impl Iterator<Item = &String> {
+        self.patients
+            .iter()
+            .filter(|patient| !self.concealed.contains(*patient))
+    }
 }
 
 /// [`Touched`], filled in by the gate on the database thread and read by the
@@ -118,12 +131,26 @@ impl TouchedLog {
         work(&mut touched)
     }
 
-    /// The request concerned this patient's space.
+    /// The request concerned this patient's space, and the caller is told so.
     pub fn patient(&self, patient: &str) {
         if !patient.is_empty() {
             self.with(|touched| {
                 if !touched.patients.contains(patient) {
                     touched.patients.insert(patient.to_owned());
+                }
+                touched.concealed.remove(patient);
+            });
+        }
+    }
+
+    /// The request concerned this patient's space through something hidden from
+    /// the caller: concealed, unless the caller is told of it otherwise.
+    pub fn concealed_patient(&self, patient: &str) {
+        if !patient.is_empty() {
+            self.with(|touched| {
+                if !touched.patients.contains(patient) {
+                    touched.patients.insert(patient.to_owned());
+                    touched.concealed.insert(patient.to_owned());
                 }
             });
         }
@@ -132,6 +159,9 @@ impl TouchedLog {
     /// The request wrote this resource.
     pub fn write(&self, fact: WriteFact) {
         self.with(|touched| {
+            for patient in &fact.patients {
+                touched.concealed.remove(patient);
+            }
             touched.patients.extend(fact.patients.iter().cloned());
             touched.writes.push(fact);
         });

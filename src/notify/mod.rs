@@ -96,8 +96,7 @@ pub fn accesses(record: &Record) -> Vec<(&str, &str)> {
         {
             record
                 .touched
-                .patients
-                .iter()
+                .told()
                 .map(|patient| (patient.as_str(), principal.subject.as_str()))
                 .collect()
         }
@@ -118,7 +117,7 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
     // Identity lookups (R-ACC-10) are not accesses to the space's content.
     let space_content = record.trace.resource_type != Some("Patient");
     if professional && space_content {
-        for patient in &record.touched.patients {
+        for patient in record.touched.told() {
             if principal.purpose_of_use != PurposeOfUse::Normal {
                 let mode = match principal.purpose_of_use {
                     PurposeOfUse::Centre15 => "centre 15 (SAMU)",

@@ -10,7 +10,7 @@ use super::{Ctx, FhirResponse};
 use crate::access::{BundleEntry, BundleLink, BundleOut, Released};
 use crate::error::ApiError;
 use crate::fhir::definitions::ResourceDef;
-use crate::fhir::search::{self as fhir_search, SearchRequest};
+use crate::fhir::search::{self as fhir_search, Include, SearchRequest};
 use crate::store::{self, Conn};
 
 /// Rows whose small contents one query fetches together (at most 20 × 256 KiB in
@@ -42,6 +42,21 @@ pub(super) fn paging_url(
 fn page_url(ctx: &Ctx<'_>, request: &SearchRequest, offset: usize) -> String {
     let path = format!("{}/{}", ctx.base_url, request.resource.name);
     paging_url(&path, &request.link_params, request.count, offset)
+}
+
+/// The references of `param` a released body holds (its index, as the store writes
+/// it, of what the caller is shown), as (type, id).
+fn released_references(
+    body: &Released,
+    def: &ResourceDef,
+    param: &str,
+) -> impl Iterator<Item = (String, String)> {
+    let value: serde_json::Value = serde_json::from_str(body.text()).unwrap_or_default();
+    crate::fhir::extract::index(def, &value)
+        .references
+        .into_iter()
+        .filter(move |entry| entry.param == param)
+        .map(|entry| (entry.target_type, entry.target_id))
 }
 
 /// The `fullUrl` of a stored resource.
@@ -97,8 +112,12 @@ pub fn search(
         .iter()
         .map(|row| (row.res_type.clone(), row.res_id.clone()))
         .collect();
-    let pks: Vec<i64> = page.rows.iter().map(|row| row.pk).collect();
-    let ids: Vec<String> = page.rows.iter().map(|row| row.res_id.clone()).collect();
+    // What the released matches link to, and who they are: an `_include` follows a
+    // reference a match's released body still holds, a `_revinclude` one that the
+    // included resource's released body holds to a released match. A link the gate
+    // hid from the caller (an event shown without its space) is never followed.
+    let mut linked_from_matches: HashSet<(String, String)> = HashSet::new();
+    let mut released_matches: Vec<String> = Vec::new();
     // One chunk of small bodies in memory at a time; a large one alone.
     for chunk in page.rows.chunks(COMPLETED_TOGETHER) {
         for completed in store::resources::complete_chunk(conn, chunk)? {
@@ -123,6 +142,19 @@ pub fn search(
                 }
                 Err(error) => return Err(error),
             };
+            for include in &request.includes {
+                linked_from_matches.extend(
+                    released_references(&body, include.source, include.param.name).filter(
+                        |(kind, _)| {
+                            include
+                                .target_type
+                                .as_deref()
+                                .is_none_or(|target| target == kind)
+                        },
+                    ),
+                );
+            }
+            released_matches.push(row.res_id.clone());
             bundle.entry.push(BundleEntry {
                 full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
                 search: Some(json!({ "mode": "match" })),
@@ -134,26 +166,35 @@ pub fn search(
             });
         }
     }
+    let pks: Vec<i64> = page.rows.iter().map(|row| row.pk).collect();
     let mut extra = Vec::new();
+    let mut origin: std::collections::HashMap<(String, String), Option<&Include>> =
+        std::collections::HashMap::new();
     for include in &request.includes {
-        extra.extend(store::search::included(
-            conn,
-            &pks,
-            include,
-            ctx.limits.max_include_rows,
-        )?);
+        for head in store::search::included(conn, &pks, include, ctx.limits.max_include_rows)? {
+            let key = (head.res_type.clone(), head.res_id.clone());
+            if linked_from_matches.contains(&key) && seen.insert(key.clone()) {
+                origin.insert(key, None);
+                extra.push(head);
+            }
+        }
     }
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let id_refs: Vec<&str> = released_matches.iter().map(String::as_str).collect();
     for include in &request.revincludes {
-        extra.extend(store::search::rev_included(
+        for head in store::search::rev_included(
             conn,
             def.name,
             &id_refs,
             include,
             ctx.limits.max_include_rows,
-        )?);
+        )? {
+            let key = (head.res_type.clone(), head.res_id.clone());
+            if seen.insert(key.clone()) {
+                origin.insert(key, Some(include));
+                extra.push(head);
+            }
+        }
     }
-    extra.retain(|head| seen.insert((head.res_type.clone(), head.res_id.clone())));
     for chunk in extra.chunks(COMPLETED_TOGETHER) {
         for completed in store::resources::complete_chunk(conn, chunk)? {
             // A large body is loaded now, alone, and counted against the bound.
@@ -169,6 +210,12 @@ pub fn search(
                 }
                 Err(error) => return Err(error),
             };
+            if let Some(Some(include)) = origin.get(&(row.res_type.clone(), row.res_id.clone()))
+                && !released_references(&body, include.source, include.param.name)
+                    .any(|(kind, id)| kind == def.name && id_refs.contains(&id.as_str()))
+            {
+                continue;
+            }
             bundle.entry.push(BundleEntry {
                 full_url: Some(full_url(ctx, &row.res_type, &row.res_id)),
                 search: Some(json!({ "mode": "include" })),

@@ -1016,3 +1016,168 @@ fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
     let ids = traced_request_ids(&included);
     assert!(both.iter().all(|id| ids.contains(id)), "{ids:?}");
 }
+
+/// The entries of a Bundle of one resource type.
+fn entries_of(bundle: &Value, kind: &str) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry["resource"].clone())
+        .filter(|resource| resource["resourceType"] == kind)
+        .collect()
+}
+
+/// The Patient entities an event shows its reader.
+fn patients_named(event: &Value) -> Vec<String> {
+    event["entity"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entity| entity.pointer("/what/reference").and_then(Value::as_str))
+        .filter(|reference| reference.starts_with("Patient/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// R-ACC-11: a professional's attempts answered "not known" (a document of a space
+/// they may not enter, alone or in a batch) are in their own trace without the space,
+/// and no path ties them to it: not several patients, not `entity=Patient/…`, not an
+/// `_include` of the event's patient, not a `_revinclude` from that Patient, not the
+/// events their own reading of that trace leaves. The holder reads every attempt in
+/// their space's trace (R-PAT-4), and so does the médecin traitant, with the space.
+#[test]
+fn r_acc_11_an_attempt_answered_not_known_never_ties_its_author_to_the_space() {
+    let (app, patient_id, document_id) = space();
+    let (other_id, _) = app.patient_with_document("1991-02-03");
+    let stranger = As::Professional {
+        id_nat_ps: STRANGER.into(),
+        profession: "10".into(),
+    };
+    let read = format!("DocumentReference/{document_id}");
+    assert_eq!(
+        traced(&app, "GET", &read, &stranger, None, "probe-get").status,
+        404
+    );
+    let batch = json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+        { "request": { "method": "GET", "url": read } }
+    ]});
+    let reply = traced(&app, "POST", "", &stranger, Some(&batch), "probe-batch");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json()["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .split(' ')
+            .next(),
+        Some("404")
+    );
+    let probe_event = app.audit_events("probe-get")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Their own trace, searched with nothing tying it to a space, and read by id
+    // (each leaves an event of its own): the attempts are there, without the space.
+    let reply = traced(
+        &app,
+        "GET",
+        "AuditEvent?outcome=4",
+        &stranger,
+        None,
+        "own-search",
+    );
+    let own = entries_of(&reply.json(), "AuditEvent");
+    assert!(traced_request_ids(&own).contains(&"probe-get".to_owned()));
+    let path = format!("AuditEvent/{probe_event}");
+    assert_eq!(
+        traced(&app, "GET", &path, &stranger, None, "own-read").status,
+        200
+    );
+    // Searched by that space in every other way: refused, or nothing of them.
+    let space = format!("Patient/{patient_id}");
+    for query in [
+        format!("patient={patient_id},{patient_id}"),
+        format!("patient={space},{space}"),
+        format!("patient={patient_id},{other_id}"),
+        format!("entity={space}"),
+        format!("entity={space}&outcome=4"),
+        format!("agent={space}"),
+        "patient._lastUpdated=gt2000-01-01".to_owned(),
+        format!("_id={probe_event}&entity={space}"),
+    ] {
+        let reply = app.get(&format!("AuditEvent?{query}&_count=500"), &stranger);
+        if reply.status == 200 {
+            let ids = traced_request_ids(&entries_of(&reply.json(), "AuditEvent"));
+            assert!(
+                !ids.iter().any(|id| id.starts_with("probe-")),
+                "{query}: {ids:?}"
+            );
+        } else {
+            assert!(
+                (400..500).contains(&reply.status),
+                "{query}: {}",
+                reply.body
+            );
+        }
+    }
+    // Its patient is not included with it, nor it with its patient.
+    let bundle = app
+        .get(
+            &format!("AuditEvent?_id={probe_event}&_include=AuditEvent:patient&_include=AuditEvent:entity"),
+            &stranger,
+        )
+        .json();
+    assert_eq!(entries_of(&bundle, "AuditEvent").len(), 1, "{bundle}");
+    assert!(entries_of(&bundle, "Patient").is_empty(), "{bundle}");
+    for revinclude in ["AuditEvent:patient", "AuditEvent:entity"] {
+        let bundle = app
+            .get(
+                &format!("Patient?_id={patient_id}&_revinclude={revinclude}&_count=500"),
+                &stranger,
+            )
+            .json();
+        let ids = traced_request_ids(&entries_of(&bundle, "AuditEvent"));
+        assert!(
+            !ids.iter().any(|id| id.starts_with("probe-")),
+            "{revinclude}: {ids:?}"
+        );
+    }
+    // Nothing of all this shows them the space: not the batch's event, not the
+    // events their reading of their own trace left.
+    let (own, _) = trace(&app, "_count=500", &stranger);
+    let mut found = Vec::new();
+    for event in &own {
+        let ids = traced_request_ids(std::slice::from_ref(event));
+        if let Some(id) = ids.iter().find(|id| {
+            ["probe-get", "probe-batch", "own-search", "own-read"].contains(&id.as_str())
+        }) {
+            assert!(patients_named(event).is_empty(), "{event}");
+            found.push(id.clone());
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        ["own-read", "own-search", "probe-batch", "probe-get"]
+    );
+    // The holder reads both attempts in their space's trace; the médecin traitant
+    // reads them with the space.
+    let me = As::Patient(patient_id.clone());
+    for reader in [&me, &As::doctor()] {
+        let (events, _) = trace(&app, &format!("patient={patient_id}"), reader);
+        let attempts: Vec<&Value> = events
+            .iter()
+            .filter(|event| {
+                traced_request_ids(std::slice::from_ref(event))
+                    .iter()
+                    .any(|id| id == "probe-get" || id == "probe-batch")
+            })
+            .collect();
+        assert_eq!(attempts.len(), 2, "{reader:?}");
+        for event in attempts {
+            assert_eq!(patients_named(event), vec![space.clone()], "{event}");
+        }
+    }
+}
