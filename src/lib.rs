@@ -38,6 +38,8 @@ pub struct AppState {
     pub trace_index: audit::indexer::TraceIndexer,
     /// Wakes the notification delivery worker after a write queued notifications.
     pub notifications: notify::Wakeup,
+    /// The lifecycle job's thread, which ends with the state.
+    pub lifecycle: lifecycle::jobs::LifecycleJob,
     /// The time the rules see (R-LIFE, R-PAT-1).
     pub clock: std::sync::Arc<dyn clock::Clock>,
     /// Bytes of request bodies the process holds at once, in KiB permits: requests
@@ -79,7 +81,7 @@ impl AppState {
             notifications.clone(),
         );
         let trace_index = audit::indexer::TraceIndexer::start(db.clone());
-        lifecycle::jobs::start(
+        let lifecycle = lifecycle::jobs::start(
             db.clone(),
             std::sync::Arc::clone(&clock),
             std::time::Duration::from_millis(config.lifecycle_interval_ms),
@@ -98,6 +100,7 @@ impl AppState {
             audit,
             trace_index,
             notifications,
+            lifecycle,
             clock,
             bodies_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 config.max_inflight_body_bytes.div_ceil(1024).max(1),

@@ -3,7 +3,7 @@
 //! and sends their welcome message (R-LIFE-1, R-MSG-2), and purges closed spaces 10
 //! years after their closure (R-LIFE-3), AuditEvents excepted (R-AUD-3).
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, Months, Utc};
@@ -84,8 +84,15 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
     Ok(report)
 }
 
+/// Handle on the lifecycle thread: it stops when the handle is dropped (with the
+/// server's state), and with it its hold on the database and the notifications.
+pub struct LifecycleJob {
+    _stop: mpsc::Sender<()>,
+}
+
 /// Runs the job every `interval` on a thread of its own.
-pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) {
+pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) -> LifecycleJob {
+    let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("lifecycle".into())
         .spawn(move || {
@@ -109,8 +116,11 @@ pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) 
                 if let Err(error) = db.refresh_statistics(false) {
                     tracing::warn!(%error, "cannot refresh the planner's statistics");
                 }
-                std::thread::sleep(interval);
+                if let Err(mpsc::RecvTimeoutError::Disconnected) = stopped.recv_timeout(interval) {
+                    return;
+                }
             }
         })
         .expect("the lifecycle thread starts");
+    LifecycleJob { _stop: stop }
 }

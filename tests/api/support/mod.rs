@@ -264,6 +264,19 @@ pub struct TestApp {
     agent: ureq::Agent,
     /// The time the server's rules see; [`TestApp::advance`] moves it forward.
     clock: std::sync::Arc<dmp_fhir_server::clock::OffsetClock>,
+    /// The server, stopped when the test ends, so that its connections, threads and
+    /// files go with it (a PostgreSQL run would otherwise reach its connection limit).
+    server: Option<(actix_web::dev::ServerHandle, std::thread::JoinHandle<()>)>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((handle, thread)) = self.server.take() {
+            // The stop command is sent when `stop` is called; its future only waits.
+            drop(handle.stop(false));
+            let _ = thread.join();
+        }
+    }
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -396,14 +409,15 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let clock = std::sync::Arc::new(dmp_fhir_server::clock::OffsetClock::default());
         let state = AppState::with_clock(config, clock.clone()).expect("app state");
-        std::thread::spawn(move || {
+        let (handle_sender, handle) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                build_server(state, listener)
-                    .expect("server")
-                    .await
-                    .expect("serve");
+                let server = build_server(state, listener).expect("server");
+                handle_sender.send(server.handle()).expect("the test waits");
+                server.await.expect("serve");
             });
         });
+        let handle = handle.recv().expect("the server starts");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -413,6 +427,7 @@ impl TestApp {
             database_url,
             agent,
             clock,
+            server: Some((handle, thread)),
         }
     }
 
