@@ -837,7 +837,9 @@ impl<'a> Gate<'a> {
             ActorKind::Professional if stored.res_type == "Patient" => Ok(()),
             // R-ACC-11: their own actions; the médecin traitant, the whole trace.
             ActorKind::Professional if stored.res_type == "AuditEvent" => {
-                if is_agent(&judged.value, &self.principal.subject) {
+                if is_agent(&judged.value, &self.principal.subject)
+                    && !has_mark(&judged.value, crate::audit::event::WITHHELD_EXTENSION)
+                {
                     return Ok(());
                 }
                 for patient in compartment {
@@ -1111,10 +1113,22 @@ impl<'a> Gate<'a> {
                 }
             }
         }
-        // A search's query names resources by id or identifier: values the holder
-        // may not verify as theirs to see are masked (R-PAT-1, R-PAT-5).
+        // A search's query names resources by id or identifier: values the reader
+        // may not verify as theirs to see are masked (R-PAT-1, R-PAT-5), and so are
+        // the identities of any other person than the event's own patient (a search
+        // matching several people leaves one event in each space, R-PAT-4, R-ACC-11).
+        let space = kept
+            .iter()
+            .filter_map(|entity| entity.pointer("/what/reference").and_then(Value::as_str))
+            .filter_map(extract::parse_reference)
+            .find(|(kind, _)| kind == "Patient")
+            .map(|(_, id)| id);
+        let space = match space {
+            Some(id) => Some(SpaceIdentity::of(conn, id)?),
+            None => None,
+        };
         for entity in kept.iter_mut() {
-            if self.mask_query(conn, entity)? {
+            if self.mask_query(conn, entity, space.as_ref())? {
                 left_out = true;
             }
         }
@@ -1175,7 +1189,12 @@ impl<'a> Gate<'a> {
     /// a hidden one look alike), for Patient references and identifiers (identities
     /// are readable, R-ACC-10); every other value, a bare id or an unknown parameter
     /// included, is masked. Whether anything was masked.
-    fn mask_query(&self, conn: &mut Conn, entity: &mut Value) -> Result<bool, ApiError> {
+    fn mask_query(
+        &self,
+        conn: &mut Conn,
+        entity: &mut Value,
+        space: Option<&SpaceIdentity>,
+    ) -> Result<bool, ApiError> {
         use base64::Engine;
         use base64::engine::general_purpose::STANDARD;
         let Some(encoded) = entity.get("query").and_then(Value::as_str) else {
@@ -1199,13 +1218,17 @@ impl<'a> Gate<'a> {
         let mut masked = false;
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()).into_owned() {
-            let shown = self.query_value_shown(conn, searched.as_deref(), &key, &value)?;
-            if shown {
-                pairs.push((key, value));
-            } else {
-                masked = true;
-                pairs.push((key, "(masqué)".to_owned()));
+            // Item by item: `identifier=<theirs>,<another person's>` keeps theirs.
+            let mut items = Vec::new();
+            for item in value.split(',') {
+                if self.query_value_shown(conn, searched.as_deref(), space, &key, item)? {
+                    items.push(item);
+                } else {
+                    masked = true;
+                    items.push("(masqué)");
+                }
             }
+            pairs.push((key, items.join(",")));
         }
         if masked {
             let rewritten = form_urlencoded::Serializer::new(String::new())
@@ -1221,6 +1244,7 @@ impl<'a> Gate<'a> {
         &self,
         conn: &mut Conn,
         searched: Option<&str>,
+        space: Option<&SpaceIdentity>,
         key: &str,
         value: &str,
     ) -> Result<bool, ApiError> {
@@ -1277,8 +1301,12 @@ impl<'a> Gate<'a> {
             || name.starts_with("subject.")
             || name.starts_with("subject:Patient.");
         if name == "identifier" || name.ends_with(".identifier") {
-            return Ok(on_patient);
+            return Ok(on_patient
+                && value
+                    .split(',')
+                    .all(|item| space.is_some_and(|space| space.has_identifier(item))));
         }
+        let own_patient = |id: &str| space.is_some_and(|space| space.id == id);
         let mut all = true;
         for item in value.split(',') {
             let named = if name == "_id" {
@@ -1287,10 +1315,10 @@ impl<'a> Gate<'a> {
                 extract::parse_reference(item)
             };
             all &= match named {
-                Some((kind, _)) if kind == "Patient" => true,
+                Some((kind, id)) if kind == "Patient" => own_patient(&id),
                 // `patient=<id>` / `subject=<id>`: a Patient's id.
                 None if matches!(name, "patient" | "subject") && crate::fhir::is_valid_id(item) => {
-                    true
+                    own_patient(item)
                 }
                 Some((kind, id)) => {
                     definitions::resource(&kind).is_some() && self.named_shown(conn, &kind, &id)?
@@ -1316,21 +1344,20 @@ impl<'a> Gate<'a> {
         {
             return Ok(None);
         }
-        // Marked so (older events: a 404, or a 412 to an If-Match on it, naming a
-        // rule).
-        let marked = values_at(event, "extension").into_iter().any(|extension| {
-            extension.get("url").and_then(Value::as_str)
-                == Some(crate::audit::event::CONCEALED_EXTENSION)
-        });
-        let concealed = marked
-            || event
-                .get("outcomeDesc")
-                .and_then(Value::as_str)
-                .is_some_and(|text| {
-                    text.starts_with("404: rule ") || text.starts_with("412: rule ")
-                });
+        // Marked so (events of earlier versions: concealed only, or a 404, or a
+        // 412 to an If-Match on it, naming a rule).
+        let answered = has_mark(event, crate::audit::event::ANSWERED_NOT_KNOWN_EXTENSION);
+        let concealed = has_mark(event, crate::audit::event::CONCEALED_EXTENSION)
+            || !answered
+                && event
+                    .get("outcomeDesc")
+                    .and_then(Value::as_str)
+                    .is_some_and(|text| {
+                        text.starts_with("404: rule ") || text.starts_with("412: rule ")
+                    });
         if !concealed {
-            return Ok(None);
+            // A space they were told of: they keep it, and read the answer's words.
+            return Ok(answered.then_some(true));
         }
         let spaces: Vec<String> = values_at(event, "entity.what.reference")
             .into_iter()
@@ -2103,14 +2130,22 @@ fn holder_rules(
 /// An event's text without the server's mark of a refusal answered "not known"
 /// (`audit::event::CONCEALED_EXTENSION`), which no reader is shown.
 fn without_concealed_mark(text: String) -> String {
-    if !text.contains(crate::audit::event::CONCEALED_EXTENSION) {
+    let marks = crate::audit::event::INTERNAL_MARKS;
+    if !marks.iter().any(|mark| text.contains(mark)) {
         return text;
     }
     let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
         return text;
     };
-    remove_extensions(&mut event, &[crate::audit::event::CONCEALED_EXTENSION]);
+    remove_extensions(&mut event, &marks);
     event.to_string()
+}
+
+/// Whether an event carries one of the server's own marks.
+fn has_mark(event: &Value, mark: &str) -> bool {
+    values_at(event, "extension")
+        .into_iter()
+        .any(|extension| extension.get("url").and_then(Value::as_str) == Some(mark))
 }
 
 /// Whether a search criterion may name a Patient: a reference that is or may be
@@ -2125,17 +2160,60 @@ fn names_a_patient(request: &SearchRequest) -> bool {
     })
 }
 
-/// Whether a criterion ties what it finds to nothing but the event's own
-/// id, time and codes (default deny: a reference, a chain or a text may name a
+/// Whether a criterion ties what it finds to nothing but the event's own id, time,
+/// codes and the resources the request named, as its author reads it (default
+/// deny: a reference that is or may be to a Patient, a chain or a text may name a
 /// space or what the answer hid).
 fn ties_to_nothing(criterion: &Criterion) -> bool {
-    matches!(
-        criterion,
+    match criterion {
         Criterion::Id(_)
-            | Criterion::LastUpdated(_)
-            | Criterion::Date { .. }
-            | Criterion::Token { .. }
-    )
+        | Criterion::LastUpdated(_)
+        | Criterion::Date { .. }
+        | Criterion::Token { .. } => true,
+        Criterion::Reference { values, .. } => values
+            .iter()
+            .all(|(kind, _)| kind.as_deref().is_some_and(|kind| kind != "Patient")),
+        Criterion::String { .. } | Criterion::Chain { .. } => false,
+    }
+}
+
+/// The patient of an event's space and their identifiers (`system|value`), which
+/// its query may show (see [`Gate::mask_query`]).
+struct SpaceIdentity {
+    id: String,
+    identifiers: Vec<(String, String)>,
+}
+
+impl SpaceIdentity {
+    fn of(conn: &mut Conn, id: String) -> Result<SpaceIdentity, ApiError> {
+        let identifiers = match store::resources::current(conn, "Patient", &id)? {
+            Some(row) if !row.deleted => serde_json::from_str::<Value>(&row.content)
+                .map(|patient| {
+                    values_at(&patient, "identifier")
+                        .into_iter()
+                        .filter_map(|identifier| {
+                            let value = identifier.get("value")?.as_str()?;
+                            let system = identifier.get("system").and_then(Value::as_str);
+                            Some((system.unwrap_or("").to_owned(), value.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Ok(SpaceIdentity { id, identifiers })
+    }
+
+    /// Whether a token (`system|value`, `|value` or `value`) names this patient.
+    fn has_identifier(&self, token: &str) -> bool {
+        let (system, value) = match token.split_once('|') {
+            Some((system, value)) => (Some(system), value),
+            None => (None, token),
+        };
+        self.identifiers.iter().any(|(held_system, held_value)| {
+            held_value == value && system.is_none_or(|system| system == held_system)
+        })
+    }
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).

@@ -16,10 +16,25 @@ use crate::fhir::IDNAT_PS_SYSTEM;
 
 /// The deciding rule of a refusal, machine-readable beside `outcomeDesc`.
 pub const RULE_EXTENSION: &str = "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-rule";
-/// Marks a refusal answered "not known" (a resource hidden from the caller): kept
-/// in the stored event, never shown.
+/// Marks an event of a space the caller was not told the request concerned (a
+/// resource there answered "not known"), or, in an event of no space, a refusal
+/// answered so: kept in the stored event, never shown.
 pub const CONCEALED_EXTENSION: &str =
     "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed";
+/// Marks an event of a request refused as "not known": its author reads its
+/// description as answered, without the rule. Kept in the stored event, never shown.
+pub const ANSWERED_NOT_KNOWN_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-answered-not-known";
+/// Marks an event its professional agent does not read: kept in the stored event,
+/// never shown (see [`build`]).
+pub const WITHHELD_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-withheld-from-agent";
+/// The marks above, which only the server reads.
+pub const INTERNAL_MARKS: [&str; 3] = [
+    CONCEALED_EXTENSION,
+    ANSWERED_NOT_KNOWN_EXTENSION,
+    WITHHELD_EXTENSION,
+];
 /// TRE_R248-ModeAcces, the access modes (`normal`, `bris_de_glace`, `centre_15`).
 pub const ACCESS_MODE_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.1.4.248";
 const PROFESSION_SYSTEM: &str =
@@ -362,16 +377,42 @@ pub fn build(
             boolean: None,
         });
     }
-    // Concealed: the request was refused as "not known", or it concerned this
-    // space only through what it hid from the caller.
-    let concealed = (outcome.rule.is_some() && outcome.concealed)
-        || patient.is_some_and(|patient| touched.concealed.contains(patient));
-    if concealed {
-        extension.push(Extension {
-            url: CONCEALED_EXTENSION,
-            string: None,
-            boolean: Some(true),
-        });
+    // What the author reads of their own request is what they were answered, and
+    // an attempt answered "not known" reads as one at something nobody holds
+    // (R-ACC-11):
+    // - refused as "not known": the description without the rule;
+    // - concealed: this space was not told to them (the request concerned it only
+    //   through what it hid), so the event reads without it;
+    // - withheld: had the hidden resource not existed, this event would not have
+    //   been written, so they do not read it: the request's events in the spaces
+    //   they were told of stand alone, or, when it told of none, the first concealed
+    //   one reads as the attempt's one event (the patients' and their médecins
+    //   traitants' traces show every one, R-PAT-4).
+    let answered_not_known = outcome.rule.is_some() && outcome.concealed;
+    let concealed = match patient {
+        Some(patient) => touched.concealed.contains(patient),
+        None => answered_not_known,
+    };
+    let withheld = patient.is_some_and(|patient| {
+        touched.concealed.contains(patient)
+            && (touched.told().next().is_some()
+                || touched
+                    .concealed
+                    .first()
+                    .is_some_and(|first| first != patient))
+    });
+    for (url, mark) in [
+        (ANSWERED_NOT_KNOWN_EXTENSION, answered_not_known),
+        (CONCEALED_EXTENSION, concealed),
+        (WITHHELD_EXTENSION, withheld),
+    ] {
+        if mark {
+            extension.push(Extension {
+                url,
+                string: None,
+                boolean: Some(true),
+            });
+        }
     }
     let mut subtype = Vec::new();
     if !trace.interaction.is_empty() {

@@ -173,6 +173,8 @@ pub const CONTENT_BINARY: &str = "content-binary";
 
 /// An AuditEvent of a refusal answered "not known" (see `audit::event::CONCEALED_EXTENSION`).
 pub const CONCEALED: &str = "concealed";
+/// The internal parameter of an event kept from its professional agent.
+pub const WITHHELD: &str = "withheld";
 
 /// A DocumentReference's `masterIdentifier` (the XDS uniqueId), unique in the store.
 pub const MASTER_IDENTIFIER: &str = "master-identifier";
@@ -833,6 +835,18 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
             kind: Token,
             paths: &[
                 "extension[https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed].valueBoolean",
+            ],
+            targets: &[],
+            definition: "",
+            internal: true,
+        },
+        // An event its professional does not read (a request's other event in a
+        // space the answer did not tell them of): their own actions leave it out.
+        SearchParamDef {
+            name: WITHHELD,
+            kind: Token,
+            paths: &[
+                "extension[https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-withheld-from-agent].valueBoolean",
             ],
             targets: &[],
             definition: "",

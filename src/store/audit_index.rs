@@ -5,7 +5,10 @@
 //! - `space`: the space the event concerns (R-PAT-4), its compartment, which is
 //!   also its `patient` and `entity` Patient reference;
 //! - `participant`: its professional agent's IdNat_PS (R-ACC-11);
-//! - `concealed`: a refusal answered "not known";
+//! - `concealed`: a refusal answered "not known" (the space is not told to its
+//!   professional);
+//! - `withheld`: an event its professional does not read (a request's other event
+//!   in a space the answer did not tell them of, see `audit::event::build`);
 //! - `recorded`: its `date`, which is also the `last_updated` of its row (the
 //!   committer writes both from one value), so that searches compare that column;
 //! - the codes of its `type`, its REST `subtype` and its `outcome`
@@ -16,7 +19,7 @@
 
 use super::dialect::Conn;
 use super::sql::{Sql, multi_row};
-use crate::fhir::definitions::{CONCEALED, PARTICIPANT};
+use crate::fhir::definitions::{CONCEALED, PARTICIPANT, WITHHELD};
 use crate::fhir::extract::IndexEntries;
 use crate::fhir::search::{SystemMatch, TokenValue};
 
@@ -60,6 +63,7 @@ pub struct TraceColumns {
     /// '' when the event has no single professional agent.
     pub participant: String,
     pub concealed: bool,
+    pub withheld: bool,
     /// The codes of [`TOKEN_COLUMNS`], '' when none (or several: then generic).
     pub codes: [String; 3],
 }
@@ -133,7 +137,13 @@ pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
         .tokens
         .iter()
         .any(|entry| entry.param == CONCEALED && entry.code == "true");
-    entries.tokens.retain(|entry| entry.param != CONCEALED);
+    columns.withheld = entries
+        .tokens
+        .iter()
+        .any(|entry| entry.param == WITHHELD && entry.code == "true");
+    entries
+        .tokens
+        .retain(|entry| entry.param != CONCEALED && entry.param != WITHHELD);
     (columns, entries)
 }
 
@@ -141,7 +151,7 @@ pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
 pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryResult<()> {
     for insert in multi_row(
         "INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, \
-         event_type, interaction, outcome) VALUES ",
+         withheld, event_type, interaction, outcome) VALUES ",
         rows,
         "",
         |sql, (pk, columns)| {
@@ -153,7 +163,9 @@ pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryRes
                 .push(", ")
                 .text(columns.participant.as_str())
                 .push(", ")
-                .boolean(columns.concealed);
+                .boolean(columns.concealed)
+                .push(", ")
+                .boolean(columns.withheld);
             for code in &columns.codes {
                 sql.push(", ").text(code.as_str());
             }
@@ -289,6 +301,7 @@ mod tests {
                 recorded: "2026-12-05T04:23:05.073024Z".into(),
                 participant: "810000000001".into(),
                 concealed: false,
+                withheld: false,
                 codes: ["".into(), "read".into(), "".into()],
             }
         );
@@ -338,6 +351,7 @@ mod tests {
         let (columns, rest) = split(entries);
         assert!(columns.concealed);
         assert!(rest.tokens.iter().all(|t| t.param != CONCEALED));
+        assert!(!columns.withheld);
     }
 
     /// An IHE transaction beside the REST interaction (R-MHD-8) stays generic; a

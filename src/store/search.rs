@@ -126,6 +126,11 @@ impl Narrowing {
         if let Some(participant) = &self.participant {
             let trace = res_type == audit_index::AUDIT_EVENT;
             if trace {
+                // Their own actions, but not the events kept from them.
+                sql.push(&format!(
+                    " AND NOT EXISTS (SELECT 1 FROM audit_index ai WHERE ai.resource_pk = {alias}.pk AND ai.withheld = {})",
+                    super::dialect::bool_literal(true)
+                ));
                 sql.push(&format!(
                     " AND (EXISTS (SELECT 1 FROM audit_index ai WHERE ai.resource_pk = {alias}.pk AND ai.participant = "
                 ));

@@ -7,7 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{
-    DOCTOR_IDNAT, block_professional, document, nir, patient, permit_professional,
+    DOCTOR_IDNAT, INS, block_professional, document, labelled_document, nir, patient,
+    permit_professional,
 };
 use crate::support::{As, Reply, ServerProcess, TestApp, match_ids, run_command};
 
@@ -1178,6 +1179,151 @@ fn r_acc_11_an_attempt_answered_not_known_never_ties_its_author_to_the_space() {
         assert_eq!(attempts.len(), 2, "{reader:?}");
         for event in attempts {
             assert_eq!(patients_named(event), vec![space.clone()], "{event}");
+        }
+    }
+}
+
+/// The events of `events` that the request `request_id` left.
+fn events_of<'a>(events: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|event| {
+            traced_request_ids(std::slice::from_ref(event))
+                .iter()
+                .any(|id| id == request_id)
+        })
+        .collect()
+}
+
+/// R-ACC-11: a deposit replacing a document hidden from its author (masked in the
+/// deposit's space, or of another space) is answered as one replacing a document
+/// nobody holds, and their own trace reads the same in the three cases: one event,
+/// in the deposit's space, described as answered. The other space's holder and
+/// médecin traitant read the attempt there (R-PAT-4); its author does not, by any
+/// search or by id.
+#[test]
+fn r_acc_11_a_deposit_replacing_a_hidden_document_reads_as_one_replacing_nothing() {
+    let (app, other_id, other_document) = space();
+    let (patient_id, _) = app.patient_with_document("1991-02-03");
+    app.create(
+        &As::Patient(patient_id.clone()),
+        &permit_professional(&patient_id, COLLEAGUE),
+    );
+    let masked = app.create(
+        &As::doctor(),
+        &labelled_document(&patient_id, "11488-4", "2024-01-03", "MASQUE_PS"),
+    );
+    let probes = [
+        ("probe-none", "nobody-holds-this".to_owned()),
+        ("probe-masked", masked),
+        ("probe-other", other_document),
+    ];
+    for (request_id, target) in &probes {
+        let mut deposit = document(&patient_id, "11488-4", "2024-02-01");
+        deposit["relatesTo"] = json!([{ "code": "replaces",
+            "target": { "reference": format!("DocumentReference/{target}") } }]);
+        let reply = traced(
+            &app,
+            "POST",
+            "DocumentReference",
+            &colleague(),
+            Some(&deposit),
+            request_id,
+        );
+        assert_eq!(reply.status, 422, "{request_id}: {}", reply.body);
+        assert!(!reply.body.contains("R-ACC"), "{}", reply.body);
+    }
+    let space = format!("Patient/{patient_id}");
+    for query in ["subtype=create", "outcome=4", ""] {
+        let (own, _) = trace(&app, query, &colleague());
+        for (request_id, target) in &probes {
+            let events = events_of(&own, request_id);
+            assert_eq!(events.len(), 1, "{query} {request_id}: {events:?}");
+            assert_eq!(
+                patients_named(events[0]),
+                vec![space.clone()],
+                "{}",
+                events[0]
+            );
+            assert_eq!(
+                events[0]["outcomeDesc"],
+                format!("422: relatesTo replaces DocumentReference/{target}, which is not known"),
+            );
+        }
+    }
+    let (in_space, _) = trace(&app, &format!("patient={patient_id}"), &colleague());
+    for (request_id, _) in &probes {
+        assert_eq!(events_of(&in_space, request_id).len(), 1, "{request_id}");
+    }
+    // The other space's trace shows the attempt to those who read it; its author
+    // cannot read that event, even by id.
+    for reader in [&As::Patient(other_id.clone()), &As::doctor()] {
+        let (events, _) = trace(&app, &format!("patient={other_id}"), reader);
+        let attempt = events_of(&events, "probe-other");
+        assert_eq!(attempt.len(), 1, "{reader:?}");
+        assert_eq!(
+            patients_named(attempt[0]),
+            vec![format!("Patient/{other_id}")]
+        );
+        let path = format!("AuditEvent/{}", attempt[0]["id"].as_str().unwrap());
+        assert_eq!(app.get(&path, &colleague()).status, 404);
+        assert_eq!(app.get(&path, reader).status, 200);
+    }
+}
+
+/// R-PAT-4, R-ACC-11: a search naming two people leaves an event in each space;
+/// each shows the query with its own patient's identifier or id, and masks the
+/// other person's (their NIR is not the reader's to learn).
+#[test]
+fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
+    let (app, first, _) = space();
+    let (second, _) = app.patient_with_document("1991-02-03");
+    let nir_of = |id: &str| {
+        app.get(&format!("Patient/{id}"), &As::doctor()).json()["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (first_nir, second_nir) = (nir_of(&first), nir_of(&second));
+    let lookups = [
+        (
+            "lookup-nir",
+            format!("Patient?identifier={INS}|{first_nir},{INS}|{second_nir}"),
+        ),
+        ("lookup-id", format!("Patient?_id={first},{second}")),
+    ];
+    for (request_id, path) in &lookups {
+        let reply = traced(&app, "GET", path, &colleague(), None, request_id);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            entries_of(&reply.json(), "Patient").len(),
+            2,
+            "{}",
+            reply.body
+        );
+    }
+    for (own, other) in [(&first, &second), (&second, &first)] {
+        let (own_nir, other_nir) = (nir_of(own), nir_of(other));
+        for reader in [As::Patient(own.clone()), As::doctor()] {
+            let (events, _) = trace(&app, &format!("patient={own}"), &reader);
+            for (request_id, _) in &lookups {
+                let event = events_of(&events, request_id);
+                assert_eq!(event.len(), 1, "{reader:?} {request_id}");
+                let query = event[0]["entity"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find_map(|entity| entity["query"].as_str())
+                    .map(|query| String::from_utf8(STANDARD.decode(query).unwrap()).unwrap())
+                    .expect("a query entity");
+                let (shown, hidden) = if *request_id == "lookup-nir" {
+                    (&own_nir, &other_nir)
+                } else {
+                    (own, other)
+                };
+                assert!(query.contains(shown.as_str()), "{query}");
+                assert!(!query.contains(hidden.as_str()), "{query}");
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 -- trace reader narrows by, instead of a row in each generic index table. The space
 -- it concerns (R-PAT-4: also its `patient` and `entity` Patient references), when
 -- it names exactly one; the IdNat_PS of its professional agent (R-ACC-11), when it
--- has exactly one; whether it is a refusal answered "not known"; its `recorded`,
+-- has exactly one; whether it is a refusal answered "not known" (`concealed`), and
+-- whether it is kept from that professional (`withheld`: one of a request's events in
+-- a space the answer did not tell them of, beside the one they read); its `recorded`,
 -- which is also its `date` and its `lastUpdated`; and the codes of its `type`, its
 -- REST `subtype` and its `outcome`. Values that do not
 -- fit a column stay in the generic tables, which searches read beside it
@@ -15,6 +17,7 @@ CREATE TABLE audit_index (
     -- '' when none (or several: then in search_token).
     participant TEXT NOT NULL,
     concealed BOOLEAN NOT NULL,
+    withheld BOOLEAN NOT NULL,
     -- '' when none (or several: then in search_token).
     event_type TEXT NOT NULL,
     interaction TEXT NOT NULL,
@@ -24,7 +27,7 @@ CREATE INDEX audit_index_space ON audit_index (space, recorded);
 CREATE INDEX audit_index_participant ON audit_index (participant, recorded);
 
 -- The events indexed so far move to it.
-INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed,
+INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, withheld,
     event_type, interaction, outcome)
 SELECT r.pk,
     COALESCE((SELECT CASE WHEN COUNT(*) = 1 THEN MIN(c.patient_id) END
@@ -35,6 +38,7 @@ SELECT r.pk,
               FROM search_token t WHERE t.resource_pk = r.pk AND t.param = 'participant'), ''),
     EXISTS (SELECT 1 FROM search_token t
             WHERE t.resource_pk = r.pk AND t.param = 'concealed' AND t.code = 'true'),
+    FALSE,
     COALESCE((SELECT CASE WHEN COUNT(*) = 1 THEN MIN(t.code) END FROM search_token t
               WHERE t.resource_pk = r.pk AND t.param = 'type'
                 AND t.system = 'http://terminology.hl7.org/CodeSystem/audit-event-type'), ''),
