@@ -1150,6 +1150,19 @@ impl<'a> Gate<'a> {
                 details_cut = true;
             }
         }
+        // The rule of a refusal answered "not known" in a space the request told of
+        // is withheld too: what it refused may be of another space, and it would tell
+        // that it exists, is masked or of a closed space (and the holder's own
+        // attempt was answered without it). An event of a space the request
+        // concerned only through what it hid keeps it: the refusal was there.
+        if !own_request
+            && has_mark(&event, crate::audit::event::ANSWERED_NOT_KNOWN_EXTENSION)
+            && !has_mark(&event, crate::audit::event::CONCEALED_EXTENSION)
+            && has_mark(&event, crate::audit::event::RULE_EXTENSION)
+        {
+            remove_extensions(&mut event, &[crate::audit::event::RULE_EXTENSION]);
+            details_cut = true;
+        }
         if !left_out {
             return Ok(if details_cut {
                 event.to_string()
@@ -1273,8 +1286,6 @@ impl<'a> Gate<'a> {
             "subtype",
             "action",
             "purpose",
-            "given",
-            "family",
             "birthdate",
             "gender",
             "author.given",
@@ -1300,6 +1311,11 @@ impl<'a> Gate<'a> {
             || name.starts_with("patient.")
             || name.starts_with("subject.")
             || name.starts_with("subject:Patient.");
+        // A Patient search by name: the event's own patient's names only (another
+        // person searched beside them is not the reader's to learn).
+        if searched == Some("Patient") && matches!(name, "family" | "given") {
+            return Ok(space.is_some_and(|space| space.has_name(value)));
+        }
         if name == "identifier" || name.ends_with(".identifier") {
             return Ok(on_patient
                 && value
@@ -2182,26 +2198,43 @@ fn ties_to_nothing(criterion: &Criterion) -> bool {
 struct SpaceIdentity {
     id: String,
     identifiers: Vec<(String, String)>,
+    /// Its family names and given names, lowercased.
+    names: Vec<String>,
 }
 
 impl SpaceIdentity {
     fn of(conn: &mut Conn, id: String) -> Result<SpaceIdentity, ApiError> {
-        let identifiers = match store::resources::current(conn, "Patient", &id)? {
-            Some(row) if !row.deleted => serde_json::from_str::<Value>(&row.content)
-                .map(|patient| {
-                    values_at(&patient, "identifier")
-                        .into_iter()
-                        .filter_map(|identifier| {
-                            let value = identifier.get("value")?.as_str()?;
-                            let system = identifier.get("system").and_then(Value::as_str);
-                            Some((system.unwrap_or("").to_owned(), value.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        Ok(SpaceIdentity { id, identifiers })
+        let patient = match store::resources::current(conn, "Patient", &id)? {
+            Some(row) if !row.deleted => serde_json::from_str::<Value>(&row.content).ok(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let identifiers = values_at(&patient, "identifier")
+            .into_iter()
+            .filter_map(|identifier| {
+                let value = identifier.get("value")?.as_str()?;
+                let system = identifier.get("system").and_then(Value::as_str);
+                Some((system.unwrap_or("").to_owned(), value.to_owned()))
+            })
+            .collect();
+        let names = ["name.family", "name.given"]
+            .into_iter()
+            .flat_map(|path| values_at(&patient, path))
+            .filter_map(Value::as_str)
+            .map(str::to_lowercase)
+            .collect();
+        Ok(SpaceIdentity {
+            id,
+            identifiers,
+            names,
+        })
+    }
+
+    /// Whether a name searched (the start of a name, as a string search matches)
+    /// is one of this patient's.
+    fn has_name(&self, searched: &str) -> bool {
+        let searched = searched.to_lowercase();
+        !searched.is_empty() && self.names.iter().any(|name| name.starts_with(&searched))
     }
 
     /// Whether a token (`system|value`, `|value` or `value`) names this patient.

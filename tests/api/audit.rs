@@ -1255,6 +1255,48 @@ fn r_acc_11_a_deposit_replacing_a_hidden_document_reads_as_one_replacing_nothing
     for (request_id, _) in &probes {
         assert_eq!(events_of(&in_space, request_id).len(), 1, "{request_id}");
     }
+    // The space's holder and médecin traitant read the attempts alike: the status,
+    // not the rule that refused a document hidden from them.
+    for reader in [&As::Patient(patient_id.clone()), &As::doctor()] {
+        let (events, _) = trace(&app, &format!("patient={patient_id}"), reader);
+        for (request_id, _) in &probes {
+            let event = events_of(&events, request_id);
+            assert_eq!(event.len(), 1, "{reader:?} {request_id}");
+            assert_eq!(event[0]["outcomeDesc"], "422", "{}", event[0]);
+            assert!(!event[0].to_string().contains("audit-rule"), "{}", event[0]);
+        }
+    }
+    // The holder's own deposit replacing a document of another space reads as one
+    // replacing a document nobody holds.
+    let me = As::Patient(patient_id.clone());
+    for (request_id, target) in [
+        ("own-none", "nobody-holds-this"),
+        ("own-other", probes[2].1.as_str()),
+    ] {
+        let mut deposit = document(&patient_id, "11488-4", "2024-02-02");
+        deposit["category"] = json!([{ "coding": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument", "code": "90" }] }]);
+        deposit["relatesTo"] = json!([{ "code": "replaces",
+            "target": { "reference": format!("DocumentReference/{target}") } }]);
+        let reply = traced(
+            &app,
+            "POST",
+            "DocumentReference",
+            &me,
+            Some(&deposit),
+            request_id,
+        );
+        assert_eq!(reply.status, 422, "{request_id}: {}", reply.body);
+    }
+    let (events, _) = trace(&app, &format!("patient={patient_id}"), &me);
+    let none = events_of(&events, "own-none")[0].clone();
+    let other = events_of(&events, "own-other")[0].clone();
+    for field in ["extension", "outcome", "outcomeDesc"] {
+        assert_eq!(
+            none.get(field),
+            other.get(field),
+            "{field}: {none} / {other}"
+        );
+    }
     // The other space's trace shows the attempt to those who read it; its author
     // cannot read that event, even by id.
     for reader in [&As::Patient(other_id.clone()), &As::doctor()] {
@@ -1277,7 +1319,11 @@ fn r_acc_11_a_deposit_replacing_a_hidden_document_reads_as_one_replacing_nothing
 #[test]
 fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
     let (app, first, _) = space();
-    let (second, _) = app.patient_with_document("1991-02-03");
+    let second = app.create(
+        &As::System,
+        &patient(&nir(), "Durand", "Paul", "1991-02-03"),
+    );
+    let family_of = |id: &str| if id == first { "Martin" } else { "Durand" };
     let nir_of = |id: &str| {
         app.get(&format!("Patient/{id}"), &As::doctor()).json()["identifier"][0]["value"]
             .as_str()
@@ -1291,6 +1337,7 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
             format!("Patient?identifier={INS}|{first_nir},{INS}|{second_nir}"),
         ),
         ("lookup-id", format!("Patient?_id={first},{second}")),
+        ("lookup-name", "Patient?family=martin,Durand".to_owned()),
     ];
     for (request_id, path) in &lookups {
         let reply = traced(&app, "GET", path, &colleague(), None, request_id);
@@ -1316,11 +1363,15 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
                     .find_map(|entity| entity["query"].as_str())
                     .map(|query| String::from_utf8(STANDARD.decode(query).unwrap()).unwrap())
                     .expect("a query entity");
-                let (shown, hidden) = if *request_id == "lookup-nir" {
-                    (&own_nir, &other_nir)
-                } else {
-                    (own, other)
+                let (shown, hidden) = match *request_id {
+                    "lookup-nir" => (own_nir.clone(), other_nir.clone()),
+                    "lookup-name" => (
+                        family_of(own).to_lowercase(),
+                        family_of(other).to_lowercase(),
+                    ),
+                    _ => (own.clone(), other.clone()),
                 };
+                let query = query.to_lowercase();
                 assert!(query.contains(shown.as_str()), "{query}");
                 assert!(!query.contains(hidden.as_str()), "{query}");
             }
