@@ -653,7 +653,7 @@ pub fn patch(
 }
 
 /// Most matches a conditional PATCH examines when it is not narrowed to a space (a
-/// search by identifier alone; hidden ones count as nothing).
+/// search by identifier alone, among the caller's own deposits).
 const CONDITIONAL_SCAN: usize = 50;
 
 /// Result parameters mean nothing to a conditional PATCH: it patches the one match
@@ -677,8 +677,7 @@ const RESULT_PARAMETERS: &[&str] = &[
 /// store holds beyond the caller's sight, so the answer tells nothing of hidden
 /// resources. The search runs under the caller's narrowing (their space, their
 /// professional's space named by the search); a professional's search by
-/// `identifier` alone (TD3.3) examines its few matches one by one; the system
-/// matches among its own deposits (it reads nothing).
+/// `identifier` alone (TD3.3) and the system's match among their own deposits.
 pub fn conditional_patch(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -711,8 +710,10 @@ pub fn conditional_patch(
     } else {
         match ctx.gate.search_narrowing(conn, &request) {
             Ok(narrowing) => narrowing,
-            // A professional naming no patient: by identifier, matches decided one
-            // by one below.
+            // A professional naming no patient (or several): by identifier, among
+            // the resources they deposited (R-ACC-9: only their author changes
+            // them), so that what the SQL counts against the scan's bound is theirs
+            // to know: a hidden resource never moves the answer.
             Err(error)
                 if error.rule == Some("R-ACC-3")
                     && request.criteria.iter().any(|criterion| {
@@ -726,7 +727,14 @@ pub fn conditional_patch(
                         )
                     }) =>
             {
-                store::Narrowing::none()
+                store::Narrowing {
+                    deposited_by: Some(store::search::Depositor {
+                        actor: ctx.gate.principal.actor.code().to_owned(),
+                        subject: ctx.gate.principal.subject.clone(),
+                        organization: None,
+                    }),
+                    ..store::Narrowing::none()
+                }
             }
             Err(error) => return Err(error),
         }

@@ -1943,3 +1943,57 @@ fn r_mhd_5_lists_and_their_items_through_includes_history_and_bundles() {
     );
     assert!(author.body.contains(&masked) && author.body.contains(&shown));
 }
+
+/// R-MHD-7, R-ACC-9: a professional's conditional PATCH by identifier alone matches
+/// among their own deposits, so that documents hidden from them (of a space they may
+/// not enter, masked) never count against the bound of 50 candidates: the answer is
+/// the same whether many hidden documents share the identifier or none does.
+#[test]
+fn r_mhd_7_a_conditional_patch_by_identifier_counts_no_hidden_document() {
+    let app = TestApp::new();
+    let (space_id, _) = space(&app);
+    let shared = "urn:x|SHARED-1";
+    let mut bundle = Vec::new();
+    for day in 0..51 {
+        let mut document = crate::support::fixtures::document(
+            &space_id,
+            "11488-4",
+            &format!("2024-01-{:02}", day % 28 + 1),
+        );
+        document["identifier"] = json!([{ "system": "urn:x", "value": "SHARED-1" }]);
+        bundle.push(json!({ "resource": document,
+            "request": { "method": "POST", "url": "DocumentReference" } }));
+    }
+    let reply = app.post(
+        "",
+        &As::doctor(),
+        &json!({ "resourceType": "Bundle", "type": "transaction", "entry": bundle }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let stranger = As::professional("810000000003", "10", None, None, None);
+    let test_only = json!([{ "op": "test", "path": "/status", "value": "current" }]);
+    let answer = |who: &As, identifier: &str| {
+        let reply = json_patch(
+            &app,
+            &format!("/DocumentReference?identifier={identifier}"),
+            who,
+            &test_only,
+        );
+        (
+            reply.status,
+            reply.json()["issue"][0]["diagnostics"].clone(),
+        )
+    };
+    let unknown = answer(&stranger, "urn:x|NOBODY");
+    assert_eq!(unknown.0, 404, "{unknown:?}");
+    assert_eq!(answer(&stranger, shared), unknown);
+    // Their author is told the search is too wide.
+    let reply = json_patch(
+        &app,
+        &format!("/DocumentReference?identifier={shared}"),
+        &As::doctor(),
+        &test_only,
+    );
+    assert_eq!(reply.status, 412, "{}", reply.body);
+    assert!(reply.body.contains("more than 50"), "{}", reply.body);
+}
