@@ -89,6 +89,15 @@ pub fn search(
     // narrow: the rules become predicates of the query before it runs.
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
     let page = store::search::run(conn, &request, &narrowing)?;
+    // Identity answers concern each patient they count (R-AUD-1: their trace shows
+    // the lookup), also those a total or `_summary=count` counts beyond the page.
+    if def.name == "Patient"
+        && page
+            .total
+            .is_some_and(|total| usize::try_from(total).unwrap_or(usize::MAX) > page.rows.len())
+    {
+        record_counted_patients(conn, ctx, &request, &narrowing)?;
+    }
     let mut bundle = BundleOut::new("searchset");
     bundle.total = page.total;
     bundle.link.push(BundleLink {
@@ -236,4 +245,37 @@ pub fn search(
         StatusCode::OK,
         Released::bundle(&bundle),
     ))
+}
+
+/// Records as concerned every Patient a search's total counts (see [`search`]): at
+/// most a page's bound of them, so that one request writes a bounded number of
+/// events; a count of more people is refused (narrow the search, or page through
+/// it, each page recording its own).
+fn record_counted_patients(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    request: &fhir_search::SearchRequest,
+    narrowing: &store::Narrowing,
+) -> Result<(), ApiError> {
+    let bound = ctx.limits.max;
+    let mut every = request.clone();
+    every.offset = 0;
+    every.count = bound + 1;
+    every.summary_count = false;
+    every.total_accurate = false;
+    every.includes.clear();
+    every.revincludes.clear();
+    let rows = store::search::run(conn, &every, narrowing)?.rows;
+    if rows.len() > bound {
+        return Err(ApiError::bad_request(
+            crate::error::IssueCode::TooCostly,
+            format!(
+                "a total of Patients is given for at most {bound} people (each one's trace shows the lookup): narrow the search or page through it"
+            ),
+        ));
+    }
+    for row in rows {
+        ctx.gate.touched.patient(&row.res_id);
+    }
+    Ok(())
 }

@@ -333,6 +333,24 @@ fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
     let mut expected = vec![format!("Patient/{first}"), format!("Patient/{second}")];
     expected.sort();
     assert_eq!(concerned, expected);
+    // A count, or a total beyond the page, concerns every patient it counts.
+    for (request_id, query) in [
+        ("count-only", "_summary=count"),
+        ("count-zero", "_count=0&_total=accurate"),
+        ("short-page", "_count=1&_total=accurate"),
+    ] {
+        let path = format!("Patient?family=Durand&{query}");
+        let reply = traced(&app, "GET", &path, &As::doctor(), None, request_id);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["total"], 2, "{}", reply.body);
+        let mut concerned: Vec<String> = app
+            .audit_events(request_id)
+            .iter()
+            .map(|event| entities(event)[0].clone())
+            .collect();
+        concerned.sort();
+        assert_eq!(concerned, expected, "{query}");
+    }
 }
 
 #[test]
