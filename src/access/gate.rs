@@ -1286,7 +1286,6 @@ impl<'a> Gate<'a> {
             "subtype",
             "action",
             "purpose",
-            "birthdate",
             "gender",
             "author.given",
             "author.family",
@@ -1315,6 +1314,9 @@ impl<'a> Gate<'a> {
         // person searched beside them is not the reader's to learn).
         if searched == Some("Patient") && matches!(name, "family" | "given") {
             return Ok(space.is_some_and(|space| space.has_name(value)));
+        }
+        if searched == Some("Patient") && name == "birthdate" {
+            return Ok(space.is_some_and(|space| space.was_born_on(value)));
         }
         if name == "identifier" || name.ends_with(".identifier") {
             return Ok(on_patient
@@ -2200,6 +2202,7 @@ struct SpaceIdentity {
     identifiers: Vec<(String, String)>,
     /// Its family names and given names, lowercased.
     names: Vec<String>,
+    birth_date: Option<String>,
 }
 
 impl SpaceIdentity {
@@ -2223,11 +2226,23 @@ impl SpaceIdentity {
             .filter_map(Value::as_str)
             .map(str::to_lowercase)
             .collect();
+        let birth_date = patient
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         Ok(SpaceIdentity {
             id,
             identifiers,
             names,
+            birth_date,
         })
+    }
+
+    /// Whether a birth date searched (`1985-06-15`, `eq1985-06-15`) is this
+    /// patient's; a range or another date is not shown.
+    fn was_born_on(&self, searched: &str) -> bool {
+        let date = searched.strip_prefix("eq").unwrap_or(searched);
+        self.birth_date.as_deref() == Some(date)
     }
 
     /// Whether a name searched (the start of a name, as a string search matches)

@@ -1342,6 +1342,13 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
         &patient(&nir(), "Durand", "Paul", "1991-02-03"),
     );
     let family_of = |id: &str| if id == first { "Martin" } else { "Durand" };
+    let born_of = |id: &str| {
+        if id == first {
+            "2012-05-01"
+        } else {
+            "1991-02-03"
+        }
+    };
     let nir_of = |id: &str| {
         app.get(&format!("Patient/{id}"), &As::doctor()).json()["identifier"][0]["value"]
             .as_str()
@@ -1356,6 +1363,10 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
         ),
         ("lookup-id", format!("Patient?_id={first},{second}")),
         ("lookup-name", "Patient?family=martin,Durand".to_owned()),
+        (
+            "lookup-born",
+            "Patient?birthdate=2012-05-01,1991-02-03".to_owned(),
+        ),
     ];
     for (request_id, path) in &lookups {
         let reply = traced(&app, "GET", path, &colleague(), None, request_id);
@@ -1383,6 +1394,7 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
                     .expect("a query entity");
                 let (shown, hidden) = match *request_id {
                     "lookup-nir" => (own_nir.clone(), other_nir.clone()),
+                    "lookup-born" => (born_of(own).to_owned(), born_of(other).to_owned()),
                     "lookup-name" => (
                         family_of(own).to_lowercase(),
                         family_of(other).to_lowercase(),
