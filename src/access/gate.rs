@@ -289,7 +289,14 @@ impl<'a> Gate<'a> {
                     match rows.as_slice() {
                         [] => named.push(None),
                         [one] => named.push(Some(one.res_id.clone())),
-                        _ => return Err(missing()),
+                        // A lookup of several people, refused: their traces show it
+                        // (R-AUD-1), the caller is told of none of them.
+                        several => {
+                            for row in several {
+                                self.touched.concealed_patient(&row.res_id);
+                            }
+                            return Err(missing());
+                        }
                     }
                 }
                 _ => {}

@@ -92,9 +92,10 @@ pub fn search(
     // Identity answers concern each patient they count (R-AUD-1: their trace shows
     // the lookup), also those a total or `_summary=count` counts beyond the page.
     if def.name == "Patient"
-        && page
-            .total
-            .is_some_and(|total| usize::try_from(total).unwrap_or(usize::MAX) > page.rows.len())
+        && (page.has_more
+            || page.total.is_some_and(|total| {
+                usize::try_from(total).unwrap_or(usize::MAX) > page.rows.len()
+            }))
     {
         record_counted_patients(conn, ctx, &request, &narrowing)?;
     }
@@ -247,10 +248,10 @@ pub fn search(
     ))
 }
 
-/// Records as concerned every Patient a search's total counts (see [`search`]): at
-/// most a page's bound of them, so that one request writes a bounded number of
-/// events; a count of more people is refused (narrow the search, or page through
-/// it, each page recording its own).
+/// Records as concerned every Patient a search's total or next link counts (see
+/// [`search`]): at most a page's bound of them, so that one request writes a bounded
+/// number of events; a search matching more people is refused (narrow it), its
+/// first matches in the order they were stored recorded all the same.
 fn record_counted_patients(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
@@ -265,17 +266,20 @@ fn record_counted_patients(
     every.total_accurate = false;
     every.includes.clear();
     every.revincludes.clear();
+    every.sort.clear();
     let rows = store::search::run(conn, &every, narrowing)?.rows;
+    // Those the page shows are told to the caller as it releases them; the others
+    // are not (the caller's own trace does not name them).
+    for row in rows.iter().take(bound) {
+        ctx.gate.touched.concealed_patient(&row.res_id);
+    }
     if rows.len() > bound {
         return Err(ApiError::bad_request(
             crate::error::IssueCode::TooCostly,
             format!(
-                "a total of Patients is given for at most {bound} people (each one's trace shows the lookup): narrow the search or page through it"
+                "a Patient search may match at most {bound} people (each one's trace shows the lookup): narrow the search"
             ),
         ));
-    }
-    for row in rows {
-        ctx.gate.touched.patient(&row.res_id);
     }
     Ok(())
 }

@@ -338,11 +338,14 @@ fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
         ("count-only", "_summary=count"),
         ("count-zero", "_count=0&_total=accurate"),
         ("short-page", "_count=1&_total=accurate"),
+        ("next-link", "_count=1"),
     ] {
         let path = format!("Patient?family=Durand&{query}");
         let reply = traced(&app, "GET", &path, &As::doctor(), None, request_id);
         assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.json()["total"], 2, "{}", reply.body);
+        if request_id != "next-link" {
+            assert_eq!(reply.json()["total"], 2, "{}", reply.body);
+        }
         let mut concerned: Vec<String> = app
             .audit_events(request_id)
             .iter()
@@ -351,6 +354,66 @@ fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
         concerned.sort();
         assert_eq!(concerned, expected, "{query}");
     }
+    // A lookup of several people by a chain (refused) or a conditional reference
+    // (refused as ambiguous) concerns each; one found by a conditional reference,
+    // that one.
+    let mut deposit = document(&first, "11488-4", "2024-01-01");
+    deposit["author"] = json!([{ "reference": "Patient?family=Durand" }]);
+    let lookups = [
+        (
+            "GET",
+            "DocumentReference?patient.family=Durand".to_owned(),
+            None,
+            403,
+            expected.clone(),
+        ),
+        (
+            "POST",
+            "DocumentReference".to_owned(),
+            Some(deposit.clone()),
+            412,
+            expected.clone(),
+        ),
+    ];
+    for (index, (method, path, body, status, concerned_expected)) in lookups.into_iter().enumerate()
+    {
+        let request_id = format!("lookup-{index}");
+        let reply = traced(
+            &app,
+            method,
+            &path,
+            &As::doctor(),
+            body.as_ref(),
+            &request_id,
+        );
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        let mut concerned: Vec<String> = app
+            .audit_events(&request_id)
+            .iter()
+            .map(|event| entities(event)[0].clone())
+            .collect();
+        concerned.sort();
+        assert_eq!(concerned, concerned_expected, "{path}");
+    }
+    deposit["author"] = json!([{ "reference": "Patient?family=Durand&given=Paul" }]);
+    let reply = traced(
+        &app,
+        "POST",
+        "DocumentReference",
+        &As::doctor(),
+        Some(&deposit),
+        "lookup-one",
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let mut concerned: Vec<String> = app
+        .audit_events("lookup-one")
+        .iter()
+        .flat_map(entities)
+        .filter(|entity| entity.starts_with("Patient/"))
+        .collect();
+    concerned.sort();
+    concerned.dedup();
+    assert_eq!(concerned, expected, "the deposit's space and the author's");
 }
 
 #[test]
