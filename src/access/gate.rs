@@ -376,6 +376,7 @@ impl<'a> Gate<'a> {
             return Ok(Narrowing::none());
         }
         let def = request.resource;
+        chains_into_people_only_by_space(request)?;
         let narrowing = self.actor_narrowing(conn, request)?;
         // A List searched by an item it names: only by one the caller may see, or
         // the match would tell that a hidden document exists (R-MHD-5). Decided after
@@ -588,6 +589,7 @@ impl<'a> Gate<'a> {
         request: &SearchRequest,
     ) -> Result<Narrowing, ApiError> {
         if self.principal.actor == ActorKind::System && request.resource.name != "Patient" {
+            chains_into_people_only_by_space(request)?;
             return Ok(Narrowing {
                 deposited_by: Some(store::search::Depositor {
                     actor: self.principal.actor.code().to_owned(),
@@ -2171,6 +2173,34 @@ fn has_mark(event: &Value, mark: &str) -> bool {
     values_at(event, "extension")
         .into_iter()
         .any(|extension| extension.get("url").and_then(Value::as_str) == Some(mark))
+}
+
+/// A chain into Patient is a lookup of people: only through the space's own
+/// reference (`patient.`, `subject.`), which decides and traces it. Through any other
+/// reference (an author, an actor, a recipient) it would read a person's identity the
+/// caller may not, and leave no event in their space.
+fn chains_into_people_only_by_space(request: &SearchRequest) -> Result<(), ApiError> {
+    let chain = request
+        .criteria
+        .iter()
+        .find_map(|criterion| match criterion {
+            Criterion::Chain { param, target, .. }
+                if *target == "Patient" && !matches!(*param, "patient" | "subject") =>
+            {
+                Some(*param)
+            }
+            _ => None,
+        });
+    match chain {
+        Some(param) => Err(ApiError::bad_request(
+            IssueCode::NotSupported,
+            format!(
+                "{param}. chains into Patient are not supported: search people with Patient?, or chain through patient. or subject."
+            ),
+        )
+        .at(format!("{param}."))),
+        None => Ok(()),
+    }
 }
 
 /// Whether a search criterion may name a Patient: a reference that is or may be

@@ -66,7 +66,7 @@ fn store_version(
     ctx.gate
         .check_write(conn, def, interaction, existing, Some(&incoming.value))?;
     if def.name == "Patient" {
-        one_space_per_person(conn, id, &incoming.value)?;
+        one_space_per_person(conn, ctx, id, &incoming.value)?;
     }
     if def.name == "DocumentReference" {
         mhd::check_master_identifier(conn, id, &incoming.value)?;
@@ -227,7 +227,12 @@ fn supersede(
 /// One space per person (R-LIFE-1, DMP TD0.2): an INS (NIR or NIA) names one live
 /// Patient. Writers of the same INS take turns across instances until the
 /// transaction ends, so two never both find it free.
-fn one_space_per_person(conn: &mut Conn, id: &str, patient: &Value) -> Result<(), ApiError> {
+fn one_space_per_person(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    id: &str,
+    patient: &Value,
+) -> Result<(), ApiError> {
     use crate::fhir::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
     for identifier in extract::values_at(patient, "identifier") {
         let (Some(system), Some(value)) = (
@@ -250,6 +255,9 @@ fn one_space_per_person(conn: &mut Conn, id: &str, patient: &Value) -> Result<()
         if let Some(other) =
             store::access::patients_with_identifier(conn, system, value, id)?.first()
         {
+            // A lookup of that person (the answer names their space): their trace
+            // shows it (R-AUD-1).
+            ctx.gate.touched.patient(other);
             return Err(ApiError::conflict(format!(
                 "Patient/{other} already holds the space of {system}|{value}: one space per person"
             ))
@@ -403,6 +411,13 @@ pub fn existing_match(
     // the end of the transaction: two never both find nothing and both create.
     store::dialect::lock(conn, &format!("{}?{query}", def.name))?;
     let mut matches = conditional_matches(conn, ctx, def, query)?;
+    // A lookup of several people, refused: each one's trace shows it (R-AUD-1), the
+    // caller is told of none of them (the one match is traced as it is released).
+    if def.name == "Patient" && matches.len() > 1 {
+        for head in &matches {
+            ctx.gate.touched.concealed_patient(&head.res_id);
+        }
+    }
     match matches.len() {
         0 => Ok(None),
         1 => {

@@ -414,6 +414,55 @@ fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
     concerned.sort();
     concerned.dedup();
     assert_eq!(concerned, expected, "the deposit's space and the author's");
+    // A feed's Patient whose INS a space holds (409 naming it), or whose
+    // If-None-Exist matches several people (412): each person's trace shows it.
+    let first_nir =
+        app.get(&format!("Patient/{first}"), &As::doctor()).json()["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let newcomer = patient(&first_nir, "Autre", "Personne", "1990-01-01");
+    let reply = traced(
+        &app,
+        "POST",
+        "Patient",
+        &As::System,
+        Some(&newcomer),
+        "held-ins",
+    );
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    let concerned: Vec<String> = app
+        .audit_events("held-ins")
+        .iter()
+        .map(|event| entities(event)[0].clone())
+        .collect();
+    assert!(
+        concerned.contains(&format!("Patient/{first}")),
+        "{concerned:?}"
+    );
+    let reply = app
+        .request("POST", "Patient")
+        .as_(&As::System)
+        .header("Content-Type", "application/fhir+json")
+        .header("If-None-Exist", "family=Durand")
+        .header("X-Request-Id", "if-none-exist")
+        .send(Some(
+            patient(&nir(), "Durand", "Zoé", "1999-01-01").to_string(),
+        ));
+    assert_eq!(reply.status, 412, "{}", reply.body);
+    let mut concerned: Vec<String> = app
+        .audit_events("if-none-exist")
+        .iter()
+        .map(|event| entities(event)[0].clone())
+        .collect();
+    concerned.sort();
+    assert_eq!(concerned, expected);
+    // A chain into Patient through another reference than the space's is refused.
+    let reply = app.get(
+        &format!("DocumentReference?patient={first}&author.identifier={first_nir}"),
+        &As::doctor(),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
 }
 
 #[test]
