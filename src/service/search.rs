@@ -88,7 +88,7 @@ pub fn search(
     }
     // narrow: the rules become predicates of the query before it runs.
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
-    let page = store::search::run(conn, &request, &narrowing)?;
+    let mut page = store::search::run(conn, &request, &narrowing)?;
     // Identity answers concern each patient they count (R-AUD-1: their trace shows
     // the lookup), also those a total or `_summary=count` counts beyond the page.
     if def.name == "Patient"
@@ -96,8 +96,9 @@ pub fn search(
             || page.total.is_some_and(|total| {
                 usize::try_from(total).unwrap_or(usize::MAX) > page.rows.len()
             }))
+        && !record_counted_patients(conn, ctx, &request, &narrowing)?
     {
-        record_counted_patients(conn, ctx, &request, &narrowing)?;
+        page.total = None;
     }
     let mut bundle = BundleOut::new("searchset");
     bundle.total = page.total;
@@ -248,38 +249,31 @@ pub fn search(
     ))
 }
 
-/// Records as concerned every Patient a search's total or next link counts (see
-/// [`search`]): at most a page's bound of them, so that one request writes a bounded
-/// number of events; a search matching more people is refused (narrow it), its
-/// first matches in the order they were stored recorded all the same.
+/// Records as concerned every Patient the answer tells of (see [`search`]): in the
+/// answer's order, those of its page, the one its `next` link stands for, and, for a
+/// total, every match, up to a page's bound (or the page's end and one more, when
+/// further). Whether every match was recorded: if not, the answer gives no total
+/// (a total is a count the trace must show, and a refusal past a bound would tell
+/// of the people beyond it all the same).
 fn record_counted_patients(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     request: &fhir_search::SearchRequest,
     narrowing: &store::Narrowing,
-) -> Result<(), ApiError> {
-    let bound = ctx.limits.max;
+) -> Result<bool, ApiError> {
+    let told = (request.offset + request.count + 1).max(ctx.limits.max);
     let mut every = request.clone();
     every.offset = 0;
-    every.count = bound + 1;
+    every.count = told + 1;
     every.summary_count = false;
     every.total_accurate = false;
     every.includes.clear();
     every.revincludes.clear();
-    every.sort.clear();
     let rows = store::search::run(conn, &every, narrowing)?.rows;
     // Those the page shows are told to the caller as it releases them; the others
     // are not (the caller's own trace does not name them).
-    for row in rows.iter().take(bound) {
+    for row in rows.iter().take(told) {
         ctx.gate.touched.concealed_patient(&row.res_id);
     }
-    if rows.len() > bound {
-        return Err(ApiError::bad_request(
-            crate::error::IssueCode::TooCostly,
-            format!(
-                "a Patient search may match at most {bound} people (each one's trace shows the lookup): narrow the search"
-            ),
-        ));
-    }
-    Ok(())
+    Ok(rows.len() <= told)
 }

@@ -1520,3 +1520,59 @@ fn r_pat_4_a_query_in_a_space_trace_names_no_other_person() {
         }
     }
 }
+
+/// R-AUD-1, R-ACC-10: a Patient search matching more people than the page's bound
+/// is answered (its page, a `next` link, a total only when every match was
+/// recorded), never refused, and the last person stored, whose existence the answer
+/// tells, is in the trace.
+#[test]
+fn r_aud_1_a_wide_patient_search_tells_of_no_one_it_does_not_trace() {
+    let app = TestApp::with(|config| {
+        config.max_page_size = 2;
+        config.default_page_size = 2;
+    });
+    let people: Vec<(String, String)> = (0..3)
+        .map(|index| {
+            let ins = nir();
+            let id = app.create(
+                &As::System,
+                &patient(&ins, "Durand", &format!("Enfant{index}"), "1990-01-01"),
+            );
+            (id, ins)
+        })
+        .collect();
+    let last = &people[2];
+    let listed = |with_last: bool| {
+        let mut nirs: Vec<String> = people[..2].iter().map(|(_, ins)| ins.clone()).collect();
+        nirs.push(if with_last { last.1.clone() } else { nir() });
+        nirs.join(",")
+    };
+    for (index, query) in ["_summary=count", "_total=accurate", ""]
+        .into_iter()
+        .enumerate()
+    {
+        for with_last in [true, false] {
+            let request_id = format!("wide-{index}-{with_last}");
+            let path = format!("Patient?identifier={}&{query}", listed(with_last));
+            let reply = traced(&app, "GET", &path, &As::doctor(), None, &request_id);
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            if with_last && !query.is_empty() {
+                // Three matched, two recorded at most in one page's bound and the
+                // one past it: no total unless every match was recorded.
+                let total = &reply.json()["total"];
+                assert!(total.is_null() || total == 3, "{query}: {}", reply.body);
+            }
+            let concerned: Vec<String> = app
+                .audit_events(&request_id)
+                .iter()
+                .map(|event| entities(event)[0].clone())
+                .collect();
+            if with_last {
+                assert!(
+                    concerned.contains(&format!("Patient/{}", last.0)),
+                    "{query}: {concerned:?}"
+                );
+            }
+        }
+    }
+}
