@@ -164,14 +164,7 @@ mod tests {
     fn store_with_events(patient: &str, events: usize) -> (std::path::PathBuf, Db) {
         let (folder, db) = store_with_appended(patient, events);
         let mut conn = db.rebuildable_writes_connection().unwrap();
-        for statement in [
-            "DELETE FROM audit_index",
-            "DELETE FROM search_token WHERE res_type = 'AuditEvent'",
-            "DELETE FROM search_reference WHERE res_type = 'AuditEvent'",
-            "DELETE FROM resource_compartment WHERE res_type = 'AuditEvent'",
-            "INSERT INTO audit_unindexed (resource_pk) \
-             SELECT pk FROM resources WHERE res_type = 'AuditEvent'",
-        ] {
+        for statement in crate::store::audit_index::UNINDEX_EVERY_EVENT {
             Sql::new(statement).execute(&mut conn).unwrap();
         }
         (folder, db)

@@ -147,6 +147,19 @@ pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
     (columns, entries)
 }
 
+/// The statements that take every stored event's index back and queue the events,
+/// as an earlier version of the server left the events it had not indexed yet (for
+/// the tests of the indexer, which indexes them before any reader of the trace is
+/// answered).
+#[doc(hidden)]
+pub const UNINDEX_EVERY_EVENT: [&str; 5] = [
+    "DELETE FROM audit_index",
+    "DELETE FROM search_token WHERE res_type = 'AuditEvent'",
+    "DELETE FROM search_reference WHERE res_type = 'AuditEvent'",
+    "DELETE FROM resource_compartment WHERE res_type = 'AuditEvent'",
+    "INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM resources WHERE res_type = 'AuditEvent'",
+];
+
 /// Writes the rows of these events.
 pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryResult<()> {
     for insert in multi_row(

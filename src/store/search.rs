@@ -191,6 +191,20 @@ impl Narrowing {
     }
 }
 
+/// ` AND (…)`: the row's `last_updated` in any of these date ranges (`_lastUpdated`,
+/// and the trace's `date`, which is its `last_updated`).
+fn last_updated_condition(sql: &mut Sql, alias: &str, values: &[(Prefix, DateRange)]) {
+    sql.push(" AND (");
+    for (index, (prefix, range)) in values.iter().enumerate() {
+        if index > 0 {
+            sql.push(" OR ");
+        }
+        let column = format!("{alias}.last_updated");
+        date_condition(sql, &column, &column, *prefix, range);
+    }
+    sql.push(")");
+}
+
 /// One page of results with the total when asked or known.
 pub struct SearchPage {
     /// The page's rows, without their contents ([`super::resources::complete`]).
@@ -249,15 +263,7 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
             sql.text_list(ids.iter().map(String::as_str));
         }
         Criterion::LastUpdated(values) => {
-            sql.push(" AND (");
-            for (index, (prefix, range)) in values.iter().enumerate() {
-                if index > 0 {
-                    sql.push(" OR ");
-                }
-                let column = format!("{alias}.last_updated");
-                date_condition(sql, &column, &column, *prefix, range);
-            }
-            sql.push(")");
+            last_updated_condition(sql, alias, values);
         }
         Criterion::Token {
             param,
@@ -330,15 +336,7 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
             sql.push("))");
         }
         Criterion::Date { param, values } if recorded_is_last_updated(res_type, param) => {
-            sql.push(" AND (");
-            for (index, (prefix, range)) in values.iter().enumerate() {
-                if index > 0 {
-                    sql.push(" OR ");
-                }
-                let column = format!("{alias}.last_updated");
-                date_condition(sql, &column, &column, *prefix, range);
-            }
-            sql.push(")");
+            last_updated_condition(sql, alias, values);
         }
         Criterion::Date { param, values } => {
             sql.push(&format!(

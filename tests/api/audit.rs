@@ -595,13 +595,7 @@ fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
                 &As::doctor(),
             )
             .json();
-        let included: Vec<Value> = bundle["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
-            .map(|entry| entry["resource"].clone())
-            .collect();
+        let included = entries_of(&bundle, "AuditEvent");
         assert!(
             traced_request_ids(&included).contains(&request_id),
             "round {round}: the read just answered is not among the included events"
@@ -765,13 +759,7 @@ fn r_acc_11_a_professional_reads_their_own_trace_and_the_medecin_traitant_all() 
             &colleague(),
         )
         .json();
-    let included: Vec<Value> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
-        .map(|entry| entry["resource"].clone())
-        .collect();
+    let included = entries_of(&bundle, "AuditEvent");
     assert!(!included.is_empty());
     assert_eq!(agent_ids(&included), vec![COLLEAGUE.to_owned()]);
     // The médecin traitant: the whole trace of the space.
@@ -1137,13 +1125,7 @@ fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
             &me,
         )
         .json();
-    let included: Vec<Value> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|entry| entry["resource"]["resourceType"] == "AuditEvent")
-        .map(|entry| entry["resource"].clone())
-        .collect();
+    let included = entries_of(&bundle, "AuditEvent");
     let ids = traced_request_ids(&included);
     assert!(both.iter().all(|id| ids.contains(id)), "{ids:?}");
 }
@@ -1298,14 +1280,8 @@ fn r_acc_11_an_attempt_answered_not_known_never_ties_its_author_to_the_space() {
     let me = As::Patient(patient_id.clone());
     for reader in [&me, &As::doctor()] {
         let (events, _) = trace(&app, &format!("patient={patient_id}"), reader);
-        let attempts: Vec<&Value> = events
-            .iter()
-            .filter(|event| {
-                traced_request_ids(std::slice::from_ref(event))
-                    .iter()
-                    .any(|id| id == "probe-get" || id == "probe-batch")
-            })
-            .collect();
+        let mut attempts = events_of(&events, "probe-get");
+        attempts.extend(events_of(&events, "probe-batch"));
         assert_eq!(attempts.len(), 2, "{reader:?}");
         for event in attempts {
             assert_eq!(patients_named(event), vec![space.clone()], "{event}");

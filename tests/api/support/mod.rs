@@ -539,14 +539,7 @@ impl TestApp {
     pub fn unindex_the_trace(&self) {
         use diesel::RunQueryDsl;
         let mut conn = self.connect();
-        for statement in [
-            "DELETE FROM audit_index",
-            "DELETE FROM search_token WHERE res_type = 'AuditEvent'",
-            "DELETE FROM search_reference WHERE res_type = 'AuditEvent'",
-            "DELETE FROM resource_compartment WHERE res_type = 'AuditEvent'",
-            "INSERT INTO audit_unindexed (resource_pk) \
-             SELECT pk FROM resources WHERE res_type = 'AuditEvent'",
-        ] {
+        for statement in dmp_fhir_server::store::audit_index::UNINDEX_EVERY_EVENT {
             diesel::sql_query(statement)
                 .execute(&mut conn)
                 .expect(statement);
