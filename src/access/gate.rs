@@ -289,12 +289,10 @@ impl<'a> Gate<'a> {
                     match rows.as_slice() {
                         [] => named.push(None),
                         [one] => named.push(Some(one.res_id.clone())),
-                        // A lookup of several people, refused: their traces show it
-                        // (R-AUD-1), the caller is told of none of them.
+                        // A lookup of several people, refused.
                         several => {
-                            for row in several {
-                                self.touched.concealed_patient(&row.res_id);
-                            }
+                            self.touched
+                                .people_found(several.iter().map(|row| row.res_id.as_str()));
                             return Err(missing());
                         }
                     }

@@ -156,6 +156,20 @@ impl TouchedLog {
         }
     }
 
+    /// A lookup of people (a conditional reference, a conditional create, a chain)
+    /// found these Patients: each one's trace shows it (R-AUD-1), and the caller is
+    /// told of the one it found, never of several (the answer names none of them).
+    pub fn people_found<'a>(&self, found: impl ExactSizeIterator<Item = &'a str>) {
+        let one = found.len() == 1;
+        for patient in found {
+            if one {
+                self.patient(patient);
+            } else {
+                self.concealed_patient(patient);
+            }
+        }
+    }
+
     /// The request wrote this resource.
     pub fn write(&self, fact: WriteFact) {
         self.with(|touched| {

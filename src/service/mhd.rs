@@ -103,15 +103,9 @@ fn resolve_one(conn: &mut Conn, ctx: &Ctx<'_>, reference: &str) -> Result<String
         .map_err(|error| ApiError::unprocessable(IssueCode::Invalid, error.message))?;
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
     let rows = store::search::run(conn, &request, &narrowing)?.rows;
-    // A lookup of people (R-ACC-10): their traces show it (R-AUD-1), the one found
-    // named to the caller, several ones not.
-    for row in &rows {
-        if rows.len() == 1 {
-            ctx.gate.touched.patient(&row.res_id);
-        } else {
-            ctx.gate.touched.concealed_patient(&row.res_id);
-        }
-    }
+    ctx.gate
+        .touched
+        .people_found(rows.iter().map(|row| row.res_id.as_str()));
     match rows.as_slice() {
         [one] => Ok(format!("Patient/{}", one.res_id)),
         [] => Err(ApiError::unprocessable(

@@ -411,12 +411,10 @@ pub fn existing_match(
     // the end of the transaction: two never both find nothing and both create.
     store::dialect::lock(conn, &format!("{}?{query}", def.name))?;
     let mut matches = conditional_matches(conn, ctx, def, query)?;
-    // A lookup of several people, refused: each one's trace shows it (R-AUD-1), the
-    // caller is told of none of them (the one match is traced as it is released).
-    if def.name == "Patient" && matches.len() > 1 {
-        for head in &matches {
-            ctx.gate.touched.concealed_patient(&head.res_id);
-        }
+    if def.name == "Patient" {
+        ctx.gate
+            .touched
+            .people_found(matches.iter().map(|head| head.res_id.as_str()));
     }
     match matches.len() {
         0 => Ok(None),
