@@ -240,7 +240,7 @@ pub fn prepare(record: Record) -> Prepared {
             // instead of on a random page of it (a page written per event per commit).
             // The time it tells is the event's `recorded`.
             let id = uuid::Uuid::now_v7().to_string();
-            let content = event::build(
+            let event::BuiltEvent { content, index } = event::build(
                 &record.trace,
                 &record.outcome,
                 &record.touched,
@@ -249,7 +249,7 @@ pub fn prepare(record: Record) -> Prepared {
                 &recorded,
             );
             PreparedEvent {
-                index: crate::store::audit_index::EventIndex::of(&content),
+                index,
                 content,
                 chain_key: patient.unwrap_or("").to_owned(),
                 id,

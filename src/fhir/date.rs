@@ -16,12 +16,38 @@ pub const LATEST: &str = "9999-12-31T23:59:59.999999Z";
 
 /// Formats an instant in the index format: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn index_format(instant: DateTime<Utc>) -> String {
-    instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    fhir_instant(instant)
 }
 
-/// Formats an instant as FHIR `instant` for `meta.lastUpdated`.
+/// Formats an instant as FHIR `instant` for `meta.lastUpdated` (and every event's
+/// `recorded`), in the index format. Written digit by digit: chrono's `format`
+/// parses its pattern at every call, about 1.5 % of an audited read's CPU.
 pub fn fhir_instant(instant: DateTime<Utc>) -> String {
-    instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let year = instant.year();
+    let nanos = instant.nanosecond();
+    // Years of other than four digits, and leap seconds, as chrono writes them.
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    let mut text = String::with_capacity(27);
+    let mut digits = |value: u32, width: u32, after: Option<char>| {
+        for place in (0..width).rev() {
+            let digit = (value / 10u32.pow(place)) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+        if let Some(separator) = after {
+            text.push(separator);
+        }
+    };
+    digits(year as u32, 4, Some('-'));
+    digits(instant.month(), 2, Some('-'));
+    digits(instant.day(), 2, Some('T'));
+    digits(instant.hour(), 2, Some(':'));
+    digits(instant.minute(), 2, Some(':'));
+    digits(instant.second(), 2, Some('.'));
+    digits(nanos / 1_000, 6, Some('Z'));
+    text
 }
 
 fn day_range(start: NaiveDate, end_exclusive: NaiveDate) -> DateRange {
@@ -110,6 +136,34 @@ pub fn is_fhir_date(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The instant written digit by digit is chrono's, across years, days and
+    /// fractions (the index compares them as text).
+    #[test]
+    fn an_instant_is_written_as_chrono_writes_it() {
+        let chrono_format =
+            |instant: DateTime<Utc>| instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let mut instant = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap();
+        let end = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        // A step that visits every field's values over the millennia.
+        let step = Duration::seconds(86_400 * 367 + 3_661) + Duration::nanoseconds(123_456_789);
+        while instant < end {
+            assert_eq!(fhir_instant(instant), chrono_format(instant));
+            instant += step;
+        }
+        for instant in [
+            Utc.with_ymd_and_hms(2026, 12, 5, 8, 11, 15).unwrap()
+                + Duration::nanoseconds(250_642_999),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-5, 6, 7, 8, 9, 10).unwrap(),
+        ] {
+            assert_eq!(fhir_instant(instant), chrono_format(instant));
+        }
+        assert_eq!(
+            fhir_instant(Utc.with_ymd_and_hms(2026, 12, 5, 8, 11, 15).unwrap()),
+            "2026-12-05T08:11:15.000000Z"
+        );
+    }
 
     #[test]
     fn a_day_covers_the_whole_day() {

@@ -80,9 +80,14 @@ impl EventIndex {
     /// parse is indexed as nothing: it is still stored and chained, and the chain
     /// check reads it).
     pub fn of(content: &str) -> EventIndex {
+        EventIndex::of_parts(&serde_json::from_str(content).unwrap_or_default())
+    }
+
+    /// The index of an event, from its JSON or from the part of it that AuditEvent's
+    /// search parameters read.
+    pub fn of_parts(value: &serde_json::Value) -> EventIndex {
         let def = crate::fhir::definitions::resource(AUDIT_EVENT).expect("AuditEvent is served");
-        let value = serde_json::from_str(content).unwrap_or_default();
-        let (columns, generic) = split(crate::fhir::extract::index(def, &value));
+        let (columns, generic) = split(crate::fhir::extract::index(def, value));
         EventIndex { columns, generic }
     }
 
