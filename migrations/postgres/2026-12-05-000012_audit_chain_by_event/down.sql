@@ -1,0 +1,1 @@
+CREATE INDEX audit_chain_request ON audit_chain (request_id);
