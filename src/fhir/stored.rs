@@ -13,8 +13,12 @@ use crate::error::{ApiError, IssueCode};
 /// top-level elements (for storage).
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    pub value: Value,
+    value: Value,
     raw: IndexMap<String, Box<RawValue>>,
+    /// The type this resource passed `fhir::validate::check` for, as it is now:
+    /// every change made through these methods forgets it (the value is not
+    /// reachable otherwise), so a check made before the writer's turn stands.
+    checked_as: Option<&'static str>,
 }
 
 impl Incoming {
@@ -38,7 +42,11 @@ impl Incoming {
             serde_json::from_slice(body).map_err(|error| {
                 ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
             })?;
-        Ok(Incoming { value, raw })
+        Ok(Incoming {
+            value,
+            raw,
+            checked_as: None,
+        })
     }
 
     /// Builds from a value the server made or changed (no raw text to preserve).
@@ -50,7 +58,11 @@ impl Incoming {
                 .collect(),
             _ => IndexMap::new(),
         };
-        Incoming { value, raw }
+        Incoming {
+            value,
+            raw,
+            checked_as: None,
+        }
     }
 
     /// Replaces `value` by `changed`, keeping the raw text of every top-level element
@@ -73,7 +85,28 @@ impl Incoming {
         Incoming {
             value: changed,
             raw,
+            checked_as: None,
         }
+    }
+
+    /// The resource's parsed value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The resource's parsed value, taken out.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+
+    /// The type it passed the checks for, unchanged since.
+    pub fn checked_as(&self) -> Option<&'static str> {
+        self.checked_as
+    }
+
+    /// Records that it passed the checks for `resource_type` as it is now.
+    pub(crate) fn mark_checked(&mut self, resource_type: &'static str) {
+        self.checked_as = Some(resource_type);
     }
 
     pub fn resource_type(&self) -> Option<&str> {
@@ -86,6 +119,7 @@ impl Incoming {
 
     /// Sets the id in both views (the stored text is built by [`Self::finish`]).
     pub fn set_id(&mut self, id: &str) {
+        self.checked_as = None;
         self.value["id"] = Value::String(id.to_owned());
         self.raw
             .insert("id".to_owned(), to_raw(&Value::String(id.to_owned())));
@@ -299,6 +333,47 @@ pub fn with_member(content: &str, name: &str, value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resource checked before the writer's turn stays checked only as it was: a
+    /// resolved conditional reference or a new id makes the writer check it again,
+    /// and a check for one type does not stand for another.
+    #[test]
+    fn a_check_made_ahead_stands_only_for_the_resource_unchanged() {
+        let body = br#"{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"subject":{"reference":"Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|285067512345639"},"content":[{"attachment":{"url":"Binary/b1"}}]}"#;
+        let mut incoming = Incoming::parse(body).unwrap();
+        assert_eq!(incoming.checked_as(), None);
+        // Unresolved, the subject is refused: the pipeline leaves such a resource
+        // to the writer, which checks it once resolved.
+        assert!(crate::service::mhd::has_conditional_references(
+            incoming.value()
+        ));
+        assert!(crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).is_err());
+        assert_eq!(incoming.checked_as(), None, "a failed check marks nothing");
+        incoming.rewrite_references(&|reference| {
+            reference
+                .starts_with("Patient?")
+                .then(|| "Patient/p1".to_owned())
+        });
+        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).unwrap();
+        assert_eq!(incoming.checked_as(), Some("DocumentReference"));
+        incoming.rewrite_references(&|_| None);
+        assert_eq!(
+            incoming.checked_as(),
+            Some("DocumentReference"),
+            "nothing changed"
+        );
+        incoming.rewrite_references(&|reference| {
+            (reference == "Patient/p1").then(|| "Patient/p2".to_owned())
+        });
+        assert_eq!(incoming.checked_as(), None, "a reference rewritten");
+        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).unwrap();
+        incoming.set_id("d1");
+        assert_eq!(incoming.checked_as(), None, "an id set");
+        // A mark for another type is no check: a Patient body is still refused.
+        let mut patient = Incoming::parse(br#"{"resourceType":"Patient"}"#).unwrap();
+        crate::fhir::validate::check_ahead("Patient", &mut patient).unwrap();
+        assert!(crate::fhir::validate::check("DocumentReference", &patient).is_err());
+    }
 
     #[test]
     fn keeps_decimals_and_unknown_elements_as_sent() {

@@ -247,7 +247,7 @@ pub async fn operation(
                     "an operation's body must be a Parameters resource",
                 ));
             }
-            for parameter in parameters.value["parameter"]
+            for parameter in parameters.value()["parameter"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -426,7 +426,7 @@ fn patch_document(request: &HttpRequest, received: &[u8]) -> Result<PatchDocumen
                     "a FHIRPath Patch is a Parameters resource",
                 ));
             }
-            Ok(PatchDocument::FhirPath(parameters.value))
+            Ok(PatchDocument::FhirPath(parameters.into_value()))
         }
         other => Err(unsupported(&format!(
             "PATCH takes application/json-patch+json, application/merge-patch+json or a FHIRPath Patch in application/fhir+json, not {}",

@@ -41,7 +41,7 @@ impl Call {
         match self {
             Call::Resource { operation, .. } => operation.interaction().code(),
             Call::Bundle(incoming)
-                if incoming.value.get("type").and_then(Value::as_str) == Some("transaction") =>
+                if incoming.value().get("type").and_then(Value::as_str) == Some("transaction") =>
             {
                 "transaction"
             }
@@ -54,14 +54,14 @@ impl Call {
         use crate::fhir::mhd;
         match self {
             Call::Bundle(incoming) => {
-                mhd::is_provide_bundle(&incoming.value).then_some(&mhd::ITI_65)
+                mhd::is_provide_bundle(incoming.value()).then_some(&mhd::ITI_65)
             }
             Call::Resource { def, operation } => match (def.name, operation.interaction()) {
                 ("List", Interaction::SearchType) => Some(&mhd::ITI_66),
                 ("DocumentReference", Interaction::SearchType) => Some(&mhd::ITI_67),
                 ("Binary", Interaction::Read) => Some(&mhd::ITI_68),
                 ("DocumentReference", Interaction::Create) => match operation {
-                    Operation::Create { body, .. } if mhd::is_simplified_publish(&body.value) => {
+                    Operation::Create { body, .. } if mhd::is_simplified_publish(body.value()) => {
                         Some(&mhd::ITI_105)
                     }
                     _ => None,
@@ -79,7 +79,7 @@ impl Call {
             Call::Resource { def, .. } => {
                 def.name == "AuditEvent" || query.is_some_and(|query| query.contains("AuditEvent"))
             }
-            Call::Bundle(incoming) => incoming.value.to_string().contains("AuditEvent"),
+            Call::Bundle(incoming) => incoming.value().to_string().contains("AuditEvent"),
         }
     }
 
@@ -283,7 +283,7 @@ async fn stages(
     };
 
     // classify: the route and body become an operation.
-    let call = classify(body).map_err(untraced)?;
+    let mut call = classify(body).map_err(untraced)?;
     trace.interaction = call.interaction_code();
     trace.ihe_transaction = call.ihe_transaction();
     trace.query = call.query();
@@ -307,6 +307,16 @@ async fn stages(
     };
     if let Call::Resource { def, operation } = &call {
         authorize(def, operation.interaction()).map_err(untraced)?;
+    }
+    // A resource created or replaced is checked here, not on the writer's turn;
+    // one with conditional references only once they are resolved, there.
+    if let Call::Resource {
+        def,
+        operation: Operation::Create { body, .. } | Operation::Update { body, .. },
+    } = &mut call
+        && !service::mhd::has_conditional_references(body.value())
+    {
+        crate::fhir::validate::check_ahead(def.name, body).map_err(untraced)?;
     }
 
     // The trace is read as of now: every event committed so far is searchable.

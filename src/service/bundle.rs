@@ -56,7 +56,7 @@ pub fn classify(
         )
         .at("resourceType"));
     }
-    let kind = match bundle.value.get("type").and_then(Value::as_str) {
+    let kind = match bundle.value().get("type").and_then(Value::as_str) {
         Some("transaction") => BundleKind::Transaction,
         Some("batch") => BundleKind::Batch,
         other => {
@@ -67,7 +67,7 @@ pub fn classify(
             .at("Bundle.type"));
         }
     };
-    let entries = match bundle.value.get("entry") {
+    let entries = match bundle.value().get("entry") {
         None => Vec::new(),
         Some(Value::Array(entries)) => entries.clone(),
         Some(_) => {
@@ -385,7 +385,7 @@ pub fn transaction(
         .filter(|entry| entry.def.name == "DocumentReference")
         .filter_map(|entry| match &entry.operation {
             Operation::Create { body, .. } | Operation::Update { body, .. } => {
-                Some(body.value.clone())
+                Some(body.value().clone())
             }
             _ => None,
         })
@@ -456,7 +456,7 @@ fn check_submission_sets(entries: &[Entry]) -> Result<(), ApiError> {
         .filter(|entry| entry.def.name == "List")
         .filter(|entry| match &entry.operation {
             Operation::Create { body, .. } | Operation::Update { body, .. } => {
-                crate::fhir::mhd::is_submission_set(&body.value)
+                crate::fhir::mhd::is_submission_set(body.value())
             }
             _ => false,
         })

@@ -30,7 +30,7 @@ pub fn resolve_conditional_references(
     incoming: &mut Incoming,
 ) -> Result<(), ApiError> {
     let mut queries: Vec<String> = Vec::new();
-    collect_conditional(&incoming.value, &mut queries);
+    collect_conditional(incoming.value(), &mut queries);
     if queries.is_empty() {
         return Ok(());
     }
@@ -51,6 +51,14 @@ pub fn resolve_conditional_references(
     }
     incoming.rewrite_references(&|reference| resolved.get(reference).cloned());
     Ok(())
+}
+
+/// Whether a resource carries a conditional reference (`Type?query`), which the
+/// writer resolves before checking it.
+pub fn has_conditional_references(value: &Value) -> bool {
+    let mut found = Vec::new();
+    collect_conditional(value, &mut found);
+    !found.is_empty()
 }
 
 /// The `Type?query` references in a resource (its `reference` members).
@@ -133,7 +141,7 @@ pub fn attached_binaries(document: &Value) -> Vec<String> {
 /// DocumentReference that points at it belongs to that document's space. `documents`
 /// are the Bundle's DocumentReferences (references already resolved).
 pub fn binary_with_space(binary: &Incoming, id: &str, documents: &[&Value]) -> Option<Incoming> {
-    if binary.value.get("securityContext").is_some() {
+    if binary.value().get("securityContext").is_some() {
         return None;
     }
     let subjects: Vec<&Value> = documents
@@ -146,7 +154,7 @@ pub fn binary_with_space(binary: &Incoming, id: &str, documents: &[&Value]) -> O
         return None;
     }
     let reference = subject.get("reference")?.as_str()?;
-    let mut changed = binary.value.clone();
+    let mut changed = binary.value().clone();
     changed["securityContext"] = json!({ "reference": reference });
     Some(binary.with_changes(changed))
 }

@@ -48,7 +48,7 @@ fn store_version(
         interaction,
         existing,
     } = plan;
-    let index = extract::index(def, &incoming.value);
+    let index = extract::index(def, incoming.value());
     // A resource of a patient's space must point at an existing, live Patient.
     if def.name != "Patient" {
         for patient in &index.patients {
@@ -64,12 +64,12 @@ fn store_version(
     }
     // The write gate, on the old version and the new one.
     ctx.gate
-        .check_write(conn, def, interaction, existing, Some(&incoming.value))?;
+        .check_write(conn, def, interaction, existing, Some(incoming.value()))?;
     if def.name == "Patient" {
-        one_space_per_person(conn, ctx, id, &incoming.value)?;
+        one_space_per_person(conn, ctx, id, incoming.value())?;
     }
     if def.name == "DocumentReference" {
-        mhd::check_master_identifier(conn, id, &incoming.value)?;
+        mhd::check_master_identifier(conn, id, incoming.value())?;
     }
     let last_updated = fhir_instant(Utc::now());
     // The space's state and the caller's authorisation are the server's to show
@@ -108,7 +108,7 @@ fn store_version(
         let masked_before = existing.is_some_and(|row| {
             serde_json::from_str::<Value>(&row.content).is_ok_and(|value| is_masked(&value))
         });
-        let masked_after = is_masked(&incoming.value);
+        let masked_after = is_masked(incoming.value());
         // The patient's masking prevails: a holder writing a masked version makes the
         // masking theirs, even over one a professional made first.
         let holder_masks = masked_after && principal.own_patient().is_some();
@@ -121,7 +121,7 @@ fn store_version(
     // system gives (or now).
     if def.name == "Patient" && version == 1 {
         let now = fhir_instant(ctx.gate.now());
-        let notified_at = notified_at(&incoming.value).unwrap_or_else(|| now.clone());
+        let notified_at = notified_at(incoming.value()).unwrap_or_else(|| now.clone());
         store::lifecycle::put(
             conn,
             &store::lifecycle::LifecycleRow {
@@ -140,13 +140,13 @@ fn store_version(
         res_id: id.to_owned(),
         interaction,
         patients: index.patients.clone(),
-        hidden_from_patient: hidden_from_patient(&incoming.value),
+        hidden_from_patient: hidden_from_patient(incoming.value()),
     });
     ctx.gate.forget(id);
     // R-MHD-3: a new document that replaces others supersedes them, in the same
     // transaction, under the write gate of whoever may update them.
     if def.name == "DocumentReference" && interaction == Interaction::Create {
-        for replaced in mhd::replaced_documents(&incoming.value) {
+        for replaced in mhd::replaced_documents(incoming.value()) {
             supersede(conn, ctx, def, &replaced, &index.patients)?;
         }
     }
@@ -270,7 +270,7 @@ fn one_space_per_person(
 /// The Patient without the extensions the server adds when it presents one.
 fn without_presented_extensions(incoming: &Incoming) -> Incoming {
     let presented = [SPACE_STATE_EXTENSION, AUTHORISATION_EXTENSION];
-    let Some(Value::Array(extensions)) = incoming.value.get("extension") else {
+    let Some(Value::Array(extensions)) = incoming.value().get("extension") else {
         return incoming.clone();
     };
     let kept: Vec<Value> = extensions
@@ -286,7 +286,7 @@ fn without_presented_extensions(incoming: &Incoming) -> Incoming {
     if kept.len() == extensions.len() {
         return incoming.clone();
     }
-    let mut changed = incoming.value.clone();
+    let mut changed = incoming.value().clone();
     let object = changed.as_object_mut().expect("a resource is an object");
     if kept.is_empty() {
         object.remove("extension");
@@ -364,7 +364,7 @@ pub fn create(
     mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
     if def.name == "DocumentReference" {
-        mhd::check_attachments(conn, ctx, &incoming.value)?;
+        mhd::check_attachments(conn, ctx, incoming.value())?;
     }
     if let Some(query) = if_none_exist
         && let Some(existing) = existing_match(conn, ctx, def, query)?
@@ -508,7 +508,7 @@ pub fn update(
     mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
     validate::check(def.name, &incoming)?;
     if def.name == "DocumentReference" {
-        mhd::check_attachments(conn, ctx, &incoming.value)?;
+        mhd::check_attachments(conn, ctx, incoming.value())?;
     }
     if !crate::fhir::is_valid_id(id) {
         return Err(ApiError::bad_request(
@@ -534,7 +534,7 @@ pub fn update(
         Some(row) => (row.version_id + 1, StatusCode::OK),
         None => (1, StatusCode::CREATED),
     };
-    let withdraws = withdrawal(conn, ctx, def, current.as_ref(), &incoming.value)?;
+    let withdraws = withdrawal(conn, ctx, def, current.as_ref(), incoming.value())?;
     let response = store_version(
         conn,
         ctx,
@@ -605,12 +605,12 @@ pub fn patch(
     }
     check_if_match(Some(&current), if_match, def, id)?;
     let stored = Incoming::parse(current.content.as_bytes())?;
-    let operations = patch_document.operations(def.name, &stored.value)?;
+    let operations = patch_document.operations(def.name, stored.value())?;
     // A patch may not grow the resource beyond what it carries (`copy` doubles what
     // it copies): checked after each operation, so that memory stays bounded.
     let growth_bound = (current.content.len() + json_size(&operations) + PATCH_SLACK_BYTES)
         .min(ctx.max_resource_bytes.max(current.content.len()));
-    let mut patched = stored.value.clone();
+    let mut patched = stored.value().clone();
     for operation in operations.iter() {
         json_patch::patch(&mut patched, std::slice::from_ref(operation)).map_err(|error| {
             ApiError::unprocessable(
@@ -627,7 +627,7 @@ pub fn patch(
         }
     }
     if patched.get("id").and_then(Value::as_str) != Some(id)
-        || patched.get("resourceType") != stored.value.get("resourceType")
+        || patched.get("resourceType") != stored.value().get("resourceType")
     {
         return Err(ApiError::unprocessable(
             IssueCode::Invalid,
