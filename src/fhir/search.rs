@@ -610,11 +610,16 @@ pub fn parse(
             "_format" | "_pretty" => keep = false,
             _ => {
                 // A dotted name the table declares (`author.family`) is a parameter of
-                // its own, not a chain.
-                let declared = def
-                    .param(key.split_once(':').map_or(key.as_str(), |(name, _)| name))
-                    .is_some();
-                if key.contains('.') && !declared {
+                // its own, not a chain; a typed chain (`entity:DocumentReference.status`)
+                // is one, its name declared and its type and inner name after the colon.
+                let (name, modifier) = key
+                    .split_once(':')
+                    .map_or((key.as_str(), None), |(name, modifier)| {
+                        (name, Some(modifier))
+                    });
+                let declared = def.param(name).is_some();
+                let typed_chain = modifier.is_some_and(|modifier| modifier.contains('.'));
+                if key.contains('.') && (!declared || typed_chain) {
                     request
                         .criteria
                         .push(parse_chain(def, key, value, limits.max_values)?);

@@ -158,7 +158,7 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
 /// The columns of a `link` row, as [`link_rows`] writes them (for `json_to_recordset`).
 const LINK_RECORD: &str = "link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
     chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT, queued BOOLEAN, \
-    space TEXT, participant TEXT, concealed BOOLEAN, withheld BOOLEAN, event_type TEXT, interaction TEXT, \
+    space TEXT, participant TEXT, entity_type TEXT, entity_id TEXT, concealed BOOLEAN, withheld BOOLEAN, event_type TEXT, interaction TEXT, \
     outcome TEXT, refs JSON, tokens JSON, patients JSON)";
 
 /// The writes of a trace append, from a `link` of rows ([`LINK_RECORD`]) defined
@@ -172,9 +172,10 @@ const APPEND_FROM_LINK: &str = "\
     indexing AS (SELECT event.pk, link.* FROM event JOIN link ON link.res_id = event.res_id), \
     queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM indexing WHERE queued), \
     indexed AS (\
-    INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, withheld, \
-    event_type, interaction, outcome) SELECT pk, space, recorded, participant, concealed, \
-    withheld, event_type, interaction, outcome FROM indexing WHERE NOT queued), \
+    INSERT INTO audit_index (resource_pk, space, recorded, participant, entity_type, entity_id, \
+    concealed, withheld, event_type, interaction, outcome) SELECT pk, space, recorded, \
+    participant, entity_type, entity_id, concealed, withheld, event_type, interaction, outcome \
+    FROM indexing WHERE NOT queued), \
     referenced AS (\
     INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
     SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
@@ -307,6 +308,8 @@ fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
         queued: bool,
         space: &'a str,
         participant: &'a str,
+        entity_type: &'a str,
+        entity_id: &'a str,
         concealed: bool,
         withheld: bool,
         event_type: &'a str,
@@ -335,6 +338,8 @@ fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
                 queued,
                 space: &columns.space,
                 participant: &columns.participant,
+                entity_type: &columns.entity_type,
+                entity_id: &columns.entity_id,
                 concealed: columns.concealed,
                 withheld: columns.withheld,
                 event_type: &columns.codes[0],

@@ -5,6 +5,8 @@
 //! - `space`: the space the event concerns (R-PAT-4), its compartment, which is
 //!   also its `patient` and `entity` Patient reference;
 //! - `participant`: its professional agent's IdNat_PS (R-ACC-11);
+//! - `entity_type` / `entity_id`: the resource it names beside its space (the
+//!   document read, the List searched…), its `entity` reference when it has one;
 //! - `concealed`: a refusal answered "not known" (the space is not told to its
 //!   professional);
 //! - `withheld`: an event its professional does not read (a request's other event
@@ -62,6 +64,10 @@ pub struct TraceColumns {
     pub recorded: String,
     /// '' when the event has no single professional agent.
     pub participant: String,
+    /// Its one other `entity` reference (type and id), '' when none (or several:
+    /// then in search_reference).
+    pub entity_type: String,
+    pub entity_id: String,
     pub concealed: bool,
     pub withheld: bool,
     /// The codes of [`TOKEN_COLUMNS`], '' when none (or several: then generic).
@@ -111,6 +117,16 @@ pub fn split(mut entries: IndexEntries) -> (TraceColumns, IndexEntries) {
                 && entry.target_type == "Patient"
                 && entry.target_id == columns.space)
         });
+    }
+    let entities: Vec<_> = entries
+        .references
+        .iter()
+        .filter(|entry| entry.param == "entity")
+        .collect();
+    if let [only] = entities.as_slice() {
+        columns.entity_type = only.target_type.clone();
+        columns.entity_id = only.target_id.clone();
+        entries.references.retain(|entry| entry.param != "entity");
     }
     // `recorded` is 1..1: its one value.
     if let Some(date) = entries.dates.iter().find(|entry| entry.param == "date") {
@@ -168,8 +184,8 @@ pub const UNINDEX_EVERY_EVENT: [&str; 5] = [
 /// Writes the rows of these events.
 pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryResult<()> {
     for insert in multi_row(
-        "INSERT INTO audit_index (resource_pk, space, recorded, participant, concealed, \
-         withheld, event_type, interaction, outcome) VALUES ",
+        "INSERT INTO audit_index (resource_pk, space, recorded, participant, entity_type, \
+         entity_id, concealed, withheld, event_type, interaction, outcome) VALUES ",
         rows,
         "",
         |sql, (pk, columns)| {
@@ -180,6 +196,10 @@ pub fn write(conn: &mut Conn, rows: &[(i64, &TraceColumns)]) -> diesel::QueryRes
                 .text(columns.recorded.as_str())
                 .push(", ")
                 .text(columns.participant.as_str())
+                .push(", ")
+                .text(columns.entity_type.as_str())
+                .push(", ")
+                .text(columns.entity_id.as_str())
                 .push(", ")
                 .boolean(columns.concealed)
                 .push(", ")
@@ -208,6 +228,40 @@ pub fn union_events_of_spaces<'a>(sql: &mut Sql, spaces: impl IntoIterator<Item 
         sql.push(" UNION ALL SELECT resource_pk FROM audit_index WHERE space IN ")
             .text_list(spaces);
     }
+}
+
+/// `UNION ALL SELECT resource_pk FROM audit_index WHERE …`: the events whose one
+/// other entity is one of `values` (type and id, or id of any type), an arm beside
+/// `search_reference`'s for the `entity` parameter (nothing for another).
+pub fn union_events_naming<'a>(
+    sql: &mut Sql,
+    res_type: &str,
+    param: &str,
+    values: impl IntoIterator<Item = (Option<&'a str>, &'a str)>,
+) {
+    if res_type != AUDIT_EVENT || param != "entity" {
+        return;
+    }
+    let mut first = true;
+    for (target_type, target_id) in values {
+        sql.push(if first {
+            " UNION ALL SELECT resource_pk FROM audit_index WHERE "
+        } else {
+            " OR "
+        });
+        first = false;
+        sql.push("(entity_id = ").text(target_id);
+        if let Some(target_type) = target_type {
+            sql.push(" AND entity_type = ").text(target_type);
+        }
+        sql.push(")");
+    }
+}
+
+/// Whether `param` of `res_type` is the trace's `entity`, whose one non-space
+/// reference the `entity_type` / `entity_id` columns hold.
+pub fn holds_entity_of(res_type: &str, param: &str) -> bool {
+    res_type == AUDIT_EVENT && param == "entity"
 }
 
 /// ` OR EXISTS (…)`: the events among `alias`'s rows whose column holds one of
@@ -307,10 +361,11 @@ mod tests {
         }
     }
 
-    /// A professional's read of one space: the space, the professional, the date
-    /// and the REST subtype move to the row; the document entity stays generic.
+    /// A professional's read of one space: the space, the professional, the
+    /// document read, the date and the REST subtype move to the row; nothing is
+    /// left for the generic tables.
     #[test]
-    fn a_read_keeps_only_its_other_entities_and_codes_in_the_generic_tables() {
+    fn a_read_leaves_nothing_in_the_generic_tables() {
         let (columns, rest) = split(event_entries());
         assert_eq!(
             columns,
@@ -318,15 +373,14 @@ mod tests {
                 space: "p1".into(),
                 recorded: "2026-12-05T04:23:05.073024Z".into(),
                 participant: "810000000001".into(),
+                entity_type: "DocumentReference".into(),
+                entity_id: "d1".into(),
                 concealed: false,
                 withheld: false,
                 codes: ["".into(), "read".into(), "".into()],
             }
         );
-        assert_eq!(
-            rest.references,
-            vec![reference("entity", "DocumentReference", "d1")]
-        );
+        assert!(rest.references.is_empty(), "{:?}", rest.references);
         assert!(rest.tokens.is_empty(), "{:?}", rest.tokens);
         assert!(rest.dates.is_empty() && rest.patients.is_empty());
     }
@@ -347,8 +401,13 @@ mod tests {
         ));
         let (columns, rest) = split(entries);
         assert_eq!(
-            (columns.space.as_str(), columns.participant.as_str()),
-            ("", "")
+            (
+                columns.space.as_str(),
+                columns.participant.as_str(),
+                columns.entity_id.as_str()
+            ),
+            ("", "", ""),
+            "two spaces make two Patient entities beside the document"
         );
         assert_eq!(rest.patients, vec!["p1".to_owned(), "p2".to_owned()]);
         assert_eq!(rest.references.len(), 4);
@@ -359,6 +418,27 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// An event naming two resources beside its space (a transaction's writes)
+    /// keeps both generic, neither in the row.
+    #[test]
+    fn two_other_entities_stay_generic() {
+        let mut entries = event_entries();
+        entries.references.push(reference("entity", "Binary", "b1"));
+        let (columns, rest) = split(entries);
+        assert_eq!(
+            (columns.entity_type.as_str(), columns.entity_id.as_str()),
+            ("", "")
+        );
+        assert_eq!(
+            rest.references,
+            vec![
+                reference("entity", "DocumentReference", "d1"),
+                reference("entity", "Binary", "b1"),
+            ]
+        );
+        assert_eq!(columns.space, "p1");
     }
 
     /// A refusal answered "not known" is marked; its token is not kept.

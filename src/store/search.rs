@@ -380,6 +380,14 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
                         .map(|(_, target_id)| target_id.as_str()),
                 );
             }
+            audit_index::union_events_naming(
+                sql,
+                res_type,
+                param,
+                values
+                    .iter()
+                    .map(|(target_type, target_id)| (target_type.as_deref(), target_id.as_str())),
+            );
             sql.push(")");
         }
         Criterion::Chain {
@@ -411,6 +419,9 @@ fn criterion(sql: &mut Sql, alias: &str, res_type: &str, criterion: &Criterion) 
                 ));
                 self::criterion(sql, &target_alias, target, inner);
             }
+            // No arm for the trace's other entity (`audit_index.entity_*`): the gate
+            // refuses chains through `entity` (`Gate::entities_searchable`); opened,
+            // they would need one, as the spaces have above.
             sql.push(")");
         }
     }
@@ -538,6 +549,17 @@ pub fn included(
         )
         .int_list(pks.iter().copied());
     }
+    if audit_index::holds_entity_of(include.source.name, include.param.name) {
+        sql.push(
+            " UNION ALL SELECT entity_type AS target_type, entity_id AS target_id FROM audit_index \
+             WHERE entity_id <> ''",
+        );
+        if let Some(target) = &include.target_type {
+            sql.push(" AND entity_type = ").text(target.as_str());
+        }
+        sql.push(" AND resource_pk IN ")
+            .int_list(pks.iter().copied());
+    }
     sql.push(&format!(
         ") sr JOIN resources r ON r.res_type = sr.target_type AND r.res_id = sr.target_id \
          AND r.deleted = {} ORDER BY r.pk LIMIT ",
@@ -579,6 +601,12 @@ pub fn rev_included(
         && target_type == "Patient"
     {
         audit_index::union_events_of_spaces(&mut sql, target_ids.iter().copied());
+    }
+    if audit_index::holds_entity_of(include.source.name, include.param.name) {
+        sql.push(" UNION ALL SELECT resource_pk FROM audit_index WHERE entity_type = ")
+            .text(target_type)
+            .push(" AND entity_id IN ")
+            .text_list(target_ids.iter().copied());
     }
     sql.push(")");
     sql.push(" ORDER BY r.pk LIMIT ").int(limit as i64);

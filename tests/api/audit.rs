@@ -457,12 +457,24 @@ fn r_aud_1_one_event_per_patient_concerned_also_for_searches() {
         .collect();
     concerned.sort();
     assert_eq!(concerned, expected);
-    // A chain into Patient through another reference than the space's is refused.
+    // A chain into Patient through another reference than the space's is refused,
+    // typed or not.
+    for chain in ["author", "author:Patient"] {
+        let reply = app.get(
+            &format!("DocumentReference?patient={first}&{chain}.identifier={first_nir}"),
+            &As::doctor(),
+        );
+        assert_eq!(reply.status, 400, "{}", reply.body);
+    }
     let reply = app.get(
-        &format!("DocumentReference?patient={first}&author.identifier={first_nir}"),
+        &format!("DocumentReference?patient={first}&author:Patient.identifier={first_nir}"),
         &As::doctor(),
     );
-    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("chains into Patient are not supported"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -1128,6 +1140,35 @@ fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
     let included = entries_of(&bundle, "AuditEvent");
     let ids = traced_request_ids(&included);
     assert!(both.iter().all(|id| ids.contains(id)), "{ids:?}");
+    // The document read, the events' one other entity: its `_include` and its
+    // `_revinclude` (the trace is not searched through the resources it names).
+    let reply = app.get(
+        &format!("AuditEvent?patient={patient_id}&entity:DocumentReference.status=current"),
+        &As::doctor(),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let bundle = app
+        .get(
+            &format!(
+                "AuditEvent?patient={patient_id}&entity=DocumentReference/{document_id}\
+                 &_include=AuditEvent:entity&_count=500"
+            ),
+            &me,
+        )
+        .json();
+    let documents = entries_of(&bundle, "DocumentReference");
+    assert_eq!(documents.len(), 1, "{bundle}");
+    assert_eq!(documents[0]["id"], document_id.as_str());
+    let bundle = app
+        .get(
+            &format!(
+                "DocumentReference?_id={document_id}&_revinclude=AuditEvent:entity&_count=500"
+            ),
+            &me,
+        )
+        .json();
+    let ids = traced_request_ids(&entries_of(&bundle, "AuditEvent"));
+    assert!(both.iter().all(|id| ids.contains(id)), "{ids:?} {bundle}");
 }
 
 /// The entries of a Bundle of one resource type.

@@ -190,6 +190,12 @@ fn reference_and_chained_search() {
         p.helene_nir
     );
     assert_eq!(ids(&search(&p.app, &chained, &doctor)), vec![mine.clone()]);
+    // The same chain naming its target type.
+    let typed = format!(
+        "DocumentReference?subject:Patient.identifier={INS}%7C{}",
+        p.helene_nir
+    );
+    assert_eq!(ids(&search(&p.app, &typed, &doctor)), vec![mine.clone()]);
     assert_eq!(
         ids(&search(
             &p.app,
