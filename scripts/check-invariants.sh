@@ -21,6 +21,12 @@ found=$(grep -rn "use crate::\(access\|http\|service\|store\)" src/fhir --includ
 [ -n "$found" ] && breach "fhir/ depends on no stage" "$found"
 found=$(grep -rn "use diesel\|diesel::" src/http src/service --include=*.rs)
 [ -n "$found" ] && breach "handlers and services never touch diesel" "$found"
+# serde_json's Map::remove (with preserve_order) swaps the last member into the
+# removed one's place: a body shaped by a branch that removes a member would tell,
+# by its order, which branch ran (an own trace's refusal read "not known" told a
+# hidden resource from a missing one so).
+found=$(grep -rnE '\.(remove|swap_remove)\("' src --include=*.rs)
+[ -n "$found" ] && breach "a JSON member is removed with shift_remove, keeping the others' order" "$found"
 if [ "$breaches" -gt 0 ]; then
     exit 1
 fi

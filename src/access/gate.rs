@@ -374,7 +374,7 @@ impl<'a> Gate<'a> {
             return Ok(Narrowing::none());
         }
         let def = request.resource;
-        chains_into_people_only_by_space(request)?;
+        chains_only_into_the_space(request)?;
         let narrowing = self.actor_narrowing(conn, request)?;
         // A List searched by an item it names: only by one the caller may see, or
         // the match would tell that a hidden document exists (R-MHD-5). Decided after
@@ -587,7 +587,7 @@ impl<'a> Gate<'a> {
         request: &SearchRequest,
     ) -> Result<Narrowing, ApiError> {
         if self.principal.actor == ActorKind::System && request.resource.name != "Patient" {
-            chains_into_people_only_by_space(request)?;
+            chains_only_into_the_space(request)?;
             return Ok(Narrowing {
                 deposited_by: Some(store::search::Depositor {
                     actor: self.principal.actor.code().to_owned(),
@@ -1483,7 +1483,7 @@ impl<'a> Gate<'a> {
             .is_some_and(Vec::is_empty)
             && let Some(object) = list.as_object_mut()
         {
-            object.remove("entry");
+            object.shift_remove("entry");
         }
         if let Some(meta) = list.get_mut("meta") {
             mark_shown_in_part(
@@ -1970,8 +1970,8 @@ pub fn check_changed_elements(
     let meta_of = |object: &serde_json::Map<String, Value>| {
         let mut meta = object.get("meta").cloned().unwrap_or(Value::Null);
         if let Some(meta) = meta.as_object_mut() {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
+            meta.shift_remove("versionId");
+            meta.shift_remove("lastUpdated");
         }
         meta
     };
@@ -2173,27 +2173,39 @@ fn has_mark(event: &Value, mark: &str) -> bool {
         .any(|extension| extension.get("url").and_then(Value::as_str) == Some(mark))
 }
 
-/// A chain into Patient is a lookup of people: only through the space's own
-/// reference (`patient.`, `subject.`), which decides and traces it. Through any other
-/// reference (an author, an actor, a recipient) it would read a person's identity the
-/// caller may not, and leave no event in their space.
-fn chains_into_people_only_by_space(request: &SearchRequest) -> Result<(), ApiError> {
+/// A chain evaluates its inner criterion on the rows it reaches in SQL, where no
+/// rule of theirs applies: default deny, every chain is refused but the lookup of
+/// the space's own Patient (`patient.`, `subject.`), which the narrowing decides and
+/// traces. Through any other reference into Patient (an author, an actor, a
+/// recipient) it would read a person's identity the caller may not, and leave no
+/// event in their space; into any other type (`relatesto.` a document, `part-of.` a
+/// message, `entity.` a traced resource, `item.` a List's entry) it would read
+/// attributes of rows hidden from the caller (masked, labelled, of a blocked
+/// professional's space, of another space), attribute by attribute.
+fn chains_only_into_the_space(request: &SearchRequest) -> Result<(), ApiError> {
     let chain = request
         .criteria
         .iter()
         .find_map(|criterion| match criterion {
             Criterion::Chain { param, target, .. }
-                if *target == "Patient" && !matches!(*param, "patient" | "subject") =>
+                if !(*target == "Patient" && matches!(*param, "patient" | "subject")) =>
             {
-                Some(*param)
+                Some((*param, *target))
             }
             _ => None,
         });
     match chain {
-        Some(param) => Err(ApiError::bad_request(
+        Some((param, "Patient")) => Err(ApiError::bad_request(
             IssueCode::NotSupported,
             format!(
                 "{param}. chains into Patient are not supported: search people with Patient?, or chain through patient. or subject."
+            ),
+        )
+        .at(format!("{param}."))),
+        Some((param, target)) => Err(ApiError::bad_request(
+            IssueCode::NotSupported,
+            format!(
+                "{param}. chains into {target} are not supported: only patient. and subject. chain (the rules of the resources a chain reaches cannot apply inside it); search {target} itself"
             ),
         )
         .at(format!("{param}."))),

@@ -289,7 +289,7 @@ fn without_presented_extensions(incoming: &Incoming) -> Incoming {
     let mut changed = incoming.value().clone();
     let object = changed.as_object_mut().expect("a resource is an object");
     if kept.is_empty() {
-        object.remove("extension");
+        object.shift_remove("extension");
     } else {
         object.insert("extension".into(), Value::Array(kept));
     }

@@ -1183,6 +1183,25 @@ fn entries_of(bundle: &Value, kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The members of a JSON value, depth first, in their order (`entity.0.what`…).
+fn members(value: &Value, at: &str) -> Vec<String> {
+    match value {
+        Value::Object(object) => object
+            .iter()
+            .flat_map(|(name, item)| {
+                let path = format!("{at}.{name}");
+                std::iter::once(path.clone()).chain(members(item, &path))
+            })
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(index, item)| members(item, &format!("{at}.{index}")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The Patient entities an event shows its reader.
 fn patients_named(event: &Value) -> Vec<String> {
     event["entity"]
@@ -1398,6 +1417,18 @@ fn r_acc_11_a_deposit_replacing_a_hidden_document_reads_as_one_replacing_nothing
             );
         }
     }
+    // …in the same form: the same members in the same order (a member the hidden
+    // cases' events lose once took the last member into its place, which told them
+    // apart).
+    let (own, _) = trace(&app, "subtype=create", &colleague());
+    let shapes: Vec<Vec<String>> = probes
+        .iter()
+        .map(|(request_id, _)| members(events_of(&own, request_id)[0], ""))
+        .collect();
+    assert!(
+        shapes.windows(2).all(|pair| pair[0] == pair[1]),
+        "{shapes:#?}"
+    );
     let (in_space, _) = trace(&app, &format!("patient={patient_id}"), &colleague());
     for (request_id, _) in &probes {
         assert_eq!(events_of(&in_space, request_id).len(), 1, "{request_id}");

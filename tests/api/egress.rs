@@ -1343,3 +1343,55 @@ fn an_if_match_on_a_hidden_resource_answers_as_on_a_missing_one() {
         missing.body.replace("no-such-document", "ID")
     );
 }
+
+/// Default deny on chains: a chain evaluates its inner criterion on the rows it
+/// reaches, in SQL, where their rules do not apply. A document pointing at a masked
+/// one (`relatesTo`) or a message pointing at another (`partOf`) must not let anyone
+/// query the target's label, type, date or existence (R-ACC-7, R-MSG-5, R-ACC-2):
+/// every actor is refused such a chain, typed or not, and a plain search still
+/// answers. Only `patient.` and `subject.` chain (into the space's Patient).
+#[test]
+fn r_acc_7_no_chain_reads_the_rows_it_reaches() {
+    let s = spaces();
+    let gp = As::doctor();
+    let mut pointing = document(&s.a, "11488-4", "2024-02-01");
+    pointing["relatesTo"] = json!([{
+        "code": "appends",
+        "target": {"reference": format!("DocumentReference/{}", s.masked)}
+    }]);
+    let pointer = s.app.create(&gp, &pointing);
+    let message = s.app.create(
+        &gp,
+        &crate::support::fixtures::communication(&s.a, "2024-03-03T10:00:00+01:00"),
+    );
+    let mut answer = crate::support::fixtures::communication(&s.a, "2024-03-04T10:00:00+01:00");
+    answer["partOf"] = json!([{"reference": format!("Communication/{message}")}]);
+    s.app.create(&gp, &answer);
+    let a = &s.a;
+    for who in [gp.clone(), s.patient_token()] {
+        for query in [
+            format!("DocumentReference?patient={a}&relatesto.security-label=MASQUE_PS"),
+            format!(
+                "DocumentReference?patient={a}&relatesto:DocumentReference.security-label=MASQUE_PS"
+            ),
+            format!("DocumentReference?patient={a}&relatesto:DocumentReference.type=11488-4"),
+            format!("DocumentReference?patient={a}&relatesto.status=current&_summary=count"),
+            format!("Communication?patient={a}&part-of.sent=2024-03-03"),
+            format!("Communication?patient={a}&part-of:Communication._id={message}"),
+        ] {
+            let reply = s.app.get(&query, &who);
+            assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+            assert!(
+                reply.body.contains("chains into"),
+                "{query}: {}",
+                reply.body
+            );
+        }
+        // The plain search answers, the pointer among its results.
+        let reply = s
+            .app
+            .get(&format!("DocumentReference?patient={a}&_count=50"), &who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.body.contains(&pointer), "{}", reply.body);
+    }
+}
