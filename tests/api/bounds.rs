@@ -278,13 +278,14 @@ fn large_answers_and_unauthenticated_bodies_keep_the_server_small() {
         })
         .collect();
     // Read and refused (422), or, past the one-second read timeout this server runs
-    // with, told to come back (503).
+    // with, told to come back (503) without its body being read: the server then
+    // closes the connection, which a poster still sending sees as an error (0).
     let statuses: Vec<u16> = posters
         .into_iter()
         .map(|poster| poster.join().unwrap())
         .collect();
     assert!(
-        statuses.iter().all(|status| matches!(status, 422 | 503)),
+        statuses.iter().all(|status| matches!(status, 0 | 422 | 503)),
         "{statuses:?}"
     );
     assert!(statuses.contains(&422), "{statuses:?}");
