@@ -518,8 +518,11 @@ impl<'a> Gate<'a> {
     }
 
     /// Whether every resource a List search names by `item` may be seen by the
-    /// caller (a chain through `item` reads documents: refused). A stored resource
-    /// not shown (hidden, or deleted) makes the search match nothing.
+    /// caller (a chain through `item` reads documents: refused). A served type's
+    /// id the caller may not read (hidden, deleted, or held by nothing) makes the
+    /// search match nothing: a List's body leaves out such entries alike
+    /// ([`Self::list_as_seen`]), and a match on an id nothing holds, against none
+    /// on a hidden one, told which ids exist.
     fn items_searchable(&self, conn: &mut Conn, request: &SearchRequest) -> Result<bool, ApiError> {
         self.named_searchable(
             conn,
@@ -528,16 +531,15 @@ impl<'a> Gate<'a> {
             &["DocumentReference", "List", "Binary"],
             "Lists are not searched through the resources they name (item.…)",
             &|gate, conn, kind, id| {
-                let stored = definitions::resource(kind).is_some()
-                    && store::resources::current(conn, kind, id)?.is_some();
-                Ok(!stored || gate.named_shown(conn, kind, id)?)
+                Ok(definitions::resource(kind).is_none() || gate.named_shown(conn, kind, id)?)
             },
         )
     }
 
     /// Whether every resource a search names through the reference parameter `param`
-    /// passes `shown` (an untyped id is tried as each of `kinds`); a chain through
-    /// `param` is refused with `chain_refusal`.
+    /// passes `shown` (an untyped id as each of `kinds` that stores it, or as the
+    /// first when none does, so that it is decided as a typed id nothing holds); a
+    /// chain through `param` is refused with `chain_refusal`.
     fn named_searchable(
         &self,
         conn: &mut Conn,
@@ -560,14 +562,31 @@ impl<'a> Gate<'a> {
                     values,
                 } if *name == param => {
                     for (kind, id) in values {
-                        let named: Vec<&str> = match kind {
-                            Some(kind) => vec![kind.as_str()],
-                            None => kinds.to_vec(),
-                        };
-                        for kind in named {
-                            if !shown(self, conn, kind, id)? {
-                                return Ok(false);
+                        let searchable = match kind {
+                            Some(kind) => shown(self, conn, kind, id)?,
+                            // An untyped id: as each of `kinds` that stores it (a
+                            // resource hidden as one of them hides it), and it must
+                            // be stored as one, as a typed id must.
+                            None => {
+                                let mut stored_as = Vec::new();
+                                for kind in kinds {
+                                    if store::resources::current(conn, kind, id)?.is_some() {
+                                        stored_as.push(*kind);
+                                    }
+                                }
+                                if stored_as.is_empty() {
+                                    shown(self, conn, kinds[0], id)?
+                                } else {
+                                    let mut all = true;
+                                    for kind in stored_as {
+                                        all &= shown(self, conn, kind, id)?;
+                                    }
+                                    all
+                                }
                             }
+                        };
+                        if !searchable {
+                            return Ok(false);
                         }
                     }
                 }

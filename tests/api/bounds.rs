@@ -285,7 +285,9 @@ fn large_answers_and_unauthenticated_bodies_keep_the_server_small() {
         .map(|poster| poster.join().unwrap())
         .collect();
     assert!(
-        statuses.iter().all(|status| matches!(status, 0 | 422 | 503)),
+        statuses
+            .iter()
+            .all(|status| matches!(status, 0 | 422 | 503)),
         "{statuses:?}"
     );
     assert!(statuses.contains(&422), "{statuses:?}");

@@ -1152,6 +1152,24 @@ fn r_mhd_5_a_list_is_not_found_by_an_item_the_caller_may_not_see() {
         vec![list.clone()]
     );
     assert_eq!(by_item(&document), vec![list.clone()]);
+    // The colleague's own List naming the document and an id nobody holds: found by
+    // the document, not by the id (its body leaves that entry out, as it leaves out
+    // a hidden one; a match would tell hidden from missing).
+    let own = app.create(
+        &colleague,
+        &json!({ "resourceType": "List", "status": "current", "mode": "working",
+                 "subject": { "reference": format!("Patient/{space_id}") },
+                 "entry": [
+                     { "item": { "reference": format!("DocumentReference/{document}") } },
+                     { "item": { "reference": "DocumentReference/nobody-holds-this" } }
+                 ] }),
+    );
+    let mut found = by_item(&document);
+    found.sort();
+    let mut expected = vec![list.clone(), own.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(by_item("DocumentReference/nobody-holds-this").is_empty());
     // Masked by the patient: the colleague's search by that item finds nothing, as
     // for an id nobody holds.
     let mask = json_patch(
@@ -1170,7 +1188,9 @@ fn r_mhd_5_a_list_is_not_found_by_an_item_the_caller_may_not_see() {
         &format!("/List?patient={space_id}&item=DocumentReference/{document}"),
         &As::doctor(),
     );
-    assert_eq!(match_ids(&author.json()), vec![list]);
+    let mut found = match_ids(&author.json());
+    found.sort();
+    assert_eq!(found, expected, "the author finds both Lists naming it");
     let chained = app.get(
         &format!("/List?patient={space_id}&item:DocumentReference.status=current"),
         &colleague,
