@@ -1092,6 +1092,16 @@ impl<'a> Gate<'a> {
                 if professional::r_acc_9_author_only(self.principal, depositor.as_ref()).is_some() {
                     return Ok(None);
                 }
+                // Nor its author reads what a closed or opposed space archived (a
+                // conditional create matching it): the answer names the version.
+                let space = store::resources::compartment_of(conn, stored.pk)?;
+                if stored.res_type != "Patient"
+                    && self
+                        .system_space_open(conn, &space, stored.res_type)
+                        .is_err()
+                {
+                    return Ok(None);
+                }
                 self.present(conn, stored)
             }
             other => other,
@@ -1603,13 +1613,38 @@ impl<'a> Gate<'a> {
             ActorKind::System => {
                 let depositor = store::resources::author_of(conn, row.pk)?;
                 match professional::r_acc_9_author_only(self.principal, depositor.as_ref()) {
-                    None => Ok(()),
+                    None => {
+                        let space = store::resources::compartment_of(conn, row.pk)?;
+                        self.system_space_open(conn, &space, &row.res_type)
+                    }
                     Some(verdict) if row.res_type == "Patient" => Err(refused(verdict)),
                     Some(verdict) => Err(hidden(&resource, &verdict)),
                 }
             }
             _ => self.admit(conn, &row.stored()),
         }
+    }
+
+    /// R-ACC-1 for the system's writes: the spaces `space` (of a resource other than
+    /// a Patient, whose state is the lifecycle's) are open. A closed or opposed
+    /// space's data is archived: the feed neither adds to it nor changes, moves or
+    /// tests it (a PATCH `test` would read it).
+    fn system_space_open(
+        &self,
+        conn: &mut Conn,
+        space: &[String],
+        res_type: &str,
+    ) -> Result<(), ApiError> {
+        if res_type == "Patient" {
+            return Ok(());
+        }
+        for patient in space {
+            let facts = self.space(conn, patient)?;
+            if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
+                return Err(refused(verdict));
+            }
+        }
+        Ok(())
     }
 
     /// The write gate, on before and after: `before` is the current row of an
@@ -1813,16 +1848,11 @@ impl<'a> Gate<'a> {
                 {
                     return Err(refused(verdict));
                 }
-                // A closed or opposed space is fed by nobody (R-LIFE-2, R-LIFE-3).
-                if let Some(space) = deposit_into
-                    && def.name != "Patient"
-                {
-                    for patient in space {
-                        let facts = self.space(conn, patient)?;
-                        if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
-                            return Err(refused(verdict));
-                        }
-                    }
+                // A closed or opposed space is fed by nobody (R-LIFE-2, R-LIFE-3):
+                // nothing goes into it, and nothing of it is changed or moved out.
+                self.system_space_open(conn, before_space, def.name)?;
+                if let Some(space) = deposit_into {
+                    self.system_space_open(conn, space, def.name)?;
                 }
                 Ok(())
             }

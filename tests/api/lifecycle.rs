@@ -642,3 +642,93 @@ fn r_acc_1_and_r_life_2_an_opposed_space_is_closed_on_every_path() {
         );
     }
 }
+
+/// R-LIFE-3, R-ACC-1: a closed space's data is archived for the feed too. The system
+/// that deposited a document there neither changes it (PATCH, PUT, a PATCH `test`,
+/// a conditional PATCH), moves it to another space, nor reads it back through a
+/// conditional create; in the open space it did all of that.
+#[test]
+fn r_life_3_the_feed_neither_changes_moves_nor_reads_a_closed_spaces_data() {
+    let app = app();
+    let (closed, _) = new_space(&app, "1975-02-03");
+    let (other, _) = new_space(&app, "1980-04-05");
+    // The feed with every scope of its own (As::System only creates documents).
+    let feed = As::Token(crate::support::sign(
+        &crate::support::keys().rsa,
+        &crate::support::base_claims("system", "insurer-feed"),
+    ));
+    let mut deposit = document(&closed, "11488-4", "2024-01-01");
+    deposit["identifier"] = json!([{ "system": "urn:x", "value": "sysdoc" }]);
+    let id = app.create(&feed, &deposit);
+    let path = format!("DocumentReference/{id}");
+    let patch = |target: &str, ops: Value| {
+        app.request("PATCH", target)
+            .as_(&feed)
+            .header("Content-Type", "application/json-patch+json")
+            .send(Some(ops.to_string()))
+    };
+    let superseded = json!([{ "op": "replace", "path": "/status", "value": "superseded" }]);
+    let current = json!([{ "op": "replace", "path": "/status", "value": "current" }]);
+    // Open: the feed changes its own deposit.
+    let first = patch(&path, superseded.clone());
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(patch(&path, current.clone()).status, 200);
+    assert_eq!(
+        operation(&app, &closed, "close", &As::Patient(closed.clone())).status,
+        200
+    );
+    let refused = |reply: Reply, what: &str| {
+        assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+        assert!(reply.body.contains("R-ACC-1"), "{what}: {}", reply.body);
+    };
+    refused(patch(&path, superseded.clone()), "PATCH");
+    refused(
+        patch(
+            &path,
+            json!([{ "op": "test", "path": "/status", "value": "current" }]),
+        ),
+        "PATCH test",
+    );
+    refused(
+        patch("DocumentReference?identifier=urn:x|sysdoc", superseded),
+        "conditional PATCH",
+    );
+    let mut changed = app.get(&path, &As::doctor()).json();
+    changed = if changed["resourceType"] == "DocumentReference" {
+        changed
+    } else {
+        // Nobody reads a closed space: the version written back is the deposit.
+        let mut again = deposit.clone();
+        again["id"] = json!(id);
+        again
+    };
+    changed["description"] = json!("changed while closed");
+    refused(app.put(&path, &feed, &changed), "PUT");
+    changed["subject"] = json!({ "reference": format!("Patient/{other}") });
+    refused(app.put(&path, &feed, &changed), "PUT moving it out");
+    // A conditional create matching it answers without the archived body.
+    let reply = app
+        .request("POST", "DocumentReference")
+        .as_(&feed)
+        .fhir()
+        .header("If-None-Exist", "identifier=urn:x|sysdoc")
+        .send(Some(deposit.to_string()));
+    assert!(
+        !reply.body.contains("11488-4"),
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
+    // Reopened: the document is as it was closed, in its own space.
+    assert_eq!(
+        operation(&app, &closed, "reopen", &As::Patient(closed.clone())).status,
+        200
+    );
+    let document = app.get(&path, &As::Patient(closed.clone())).json();
+    assert_eq!(document["status"], "current");
+    assert!(document.get("description").is_none(), "{document}");
+    assert_eq!(
+        document["subject"]["reference"],
+        format!("Patient/{closed}")
+    );
+}
