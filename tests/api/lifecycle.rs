@@ -706,6 +706,7 @@ fn r_life_3_the_feed_neither_changes_moves_nor_reads_a_closed_spaces_data() {
     refused(app.put(&path, &feed, &changed), "PUT");
     changed["subject"] = json!({ "reference": format!("Patient/{other}") });
     refused(app.put(&path, &feed, &changed), "PUT moving it out");
+    refused(app.delete(&path, &feed), "DELETE");
     // A conditional create matching it answers without the archived body.
     let reply = app
         .request("POST", "DocumentReference")
