@@ -461,6 +461,16 @@ fn a_patient_search_is_narrowed_in_the_query_with_exact_totals() {
         .unwrap();
     let second = search(&p.app, next["url"].as_str().unwrap(), &me);
     assert_eq!(ids(&second).len(), 1);
+    // The exact total rides the page; past the last match, with no row to carry
+    // it, it is counted alone, the same.
+    assert_eq!(second["total"], 3, "{second}");
+    let past = search(
+        &p.app,
+        "DocumentReference?_count=2&_offset=10&_total=accurate",
+        &me,
+    );
+    assert!(ids(&past).is_empty(), "{past}");
+    assert_eq!(past["total"], 3, "{past}");
     assert!(
         second["link"]
             .as_array()
