@@ -271,11 +271,7 @@ pub struct TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some((handle, thread)) = self.server.take() {
-            // The stop command is sent when `stop` is called; its future only waits.
-            drop(handle.stop(false));
-            let _ = thread.join();
-        }
+        self.stop_server();
     }
 }
 
@@ -536,6 +532,17 @@ impl TestApp {
     /// earlier version of the server left the events it had not indexed yet (this
     /// one indexes an event with its append): the trace's indexer indexes them
     /// before any reader of the trace is answered.
+    /// Stops the in-process server, its trace's indexer with it (at its next turn,
+    /// within 50 ms): for a test whose server process must be the only one to
+    /// index what it queues. The database stays.
+    pub fn stop_server(&mut self) {
+        if let Some((handle, thread)) = self.server.take() {
+            // The stop command is sent when `stop` is called; its future only waits.
+            drop(handle.stop(false));
+            let _ = thread.join();
+        }
+    }
+
     pub fn unindex_the_trace(&self) {
         use diesel::RunQueryDsl;
         let mut conn = self.connect();
