@@ -42,8 +42,9 @@ pub struct Gate<'a> {
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
     /// Access versions of spaces read with a row (see [`Self::knows_space_versions`]).
     space_versions: RefCell<HashMap<String, i64>>,
-    /// Whether each resource an event names may be shown (see `redacted_event`).
-    entities: RefCell<HashMap<String, bool>>,
+    /// What each resource an event or a search names is to the caller (see
+    /// `redacted_event`, [`Self::named_held`]).
+    entities: RefCell<HashMap<String, Named>>,
     /// The spaces this request concerns and what it writes, for its trace.
     pub touched: TouchedLog,
     /// Set while deciding what a search may name (an item, an entity): those checks
@@ -570,7 +571,7 @@ impl<'a> Gate<'a> {
                             None => {
                                 let mut stored_as = Vec::new();
                                 for kind in kinds {
-                                    if store::resources::current(conn, kind, id)?.is_some() {
+                                    if self.named_held(conn, kind, id)? != Named::Missing {
                                         stored_as.push(*kind);
                                     }
                                 }
@@ -1095,10 +1096,9 @@ impl<'a> Gate<'a> {
                 // Nor its author reads what a closed or opposed space archived (a
                 // conditional create matching it): the answer names the version.
                 let space = store::resources::compartment_of(conn, stored.pk)?;
-                if stored.res_type != "Patient"
-                    && self
-                        .system_space_open(conn, &space, stored.res_type)
-                        .is_err()
+                if self
+                    .open_for_feeding(conn, &space, stored.res_type)
+                    .is_err()
                 {
                     return Ok(None);
                 }
@@ -1532,18 +1532,27 @@ impl<'a> Gate<'a> {
     /// passes the egress gate; a deleted or purged resource and a hidden one look
     /// alike. Memoised for the request.
     fn named_shown(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<bool, ApiError> {
+        Ok(self.named_held(conn, kind, id)? == Named::Shown)
+    }
+
+    /// What `kind/id` is to the caller: held by nothing, held but hidden (or
+    /// deleted), or shown. Memoised for the request.
+    fn named_held(&self, conn: &mut Conn, kind: &str, id: &str) -> Result<Named, ApiError> {
         let key = format!("{kind}/{id}");
-        if let Some(shown) = self.entities.borrow().get(&key) {
-            return Ok(*shown);
+        if let Some(named) = self.entities.borrow().get(&key) {
+            return Ok(*named);
         }
         // Deciding what a body or a search may name is not an access of that
         // resource's space: it leaves no trace there.
-        let shown = match store::resources::current(conn, kind, id)? {
-            Some(row) if !row.deleted => self.quietly(|| self.visible(conn, &row.stored()))?,
-            _ => false,
+        let named = match store::resources::current(conn, kind, id)? {
+            None => Named::Missing,
+            Some(row) if !row.deleted && self.quietly(|| self.visible(conn, &row.stored()))? => {
+                Named::Shown
+            }
+            Some(_) => Named::Hidden,
         };
-        self.entities.borrow_mut().insert(key, shown);
-        Ok(shown)
+        self.entities.borrow_mut().insert(key, named);
+        Ok(named)
     }
 
     /// Runs a check of what a body or a search may name without recording it as an
@@ -1615,7 +1624,7 @@ impl<'a> Gate<'a> {
                 match professional::r_acc_9_author_only(self.principal, depositor.as_ref()) {
                     None => {
                         let space = store::resources::compartment_of(conn, row.pk)?;
-                        self.system_space_open(conn, &space, &row.res_type)
+                        self.open_for_feeding(conn, &space, &row.res_type)
                     }
                     Some(verdict) if row.res_type == "Patient" => Err(refused(verdict)),
                     Some(verdict) => Err(hidden(&resource, &verdict)),
@@ -1625,11 +1634,11 @@ impl<'a> Gate<'a> {
         }
     }
 
-    /// R-ACC-1 for the system's writes: the spaces `space` (of a resource other than
-    /// a Patient, whose state is the lifecycle's) are open. A closed or opposed
+    /// R-ACC-1 for the feed's writes and their answers: the spaces `space` (of a
+    /// resource other than a Patient, whose state is the lifecycle's) are open. A closed or opposed
     /// space's data is archived: the feed neither adds to it nor changes, moves or
     /// tests it (a PATCH `test` would read it).
-    fn system_space_open(
+    fn open_for_feeding(
         &self,
         conn: &mut Conn,
         space: &[String],
@@ -1850,9 +1859,9 @@ impl<'a> Gate<'a> {
                 }
                 // A closed or opposed space is fed by nobody (R-LIFE-2, R-LIFE-3):
                 // nothing goes into it, and nothing of it is changed or moved out.
-                self.system_space_open(conn, before_space, def.name)?;
+                self.open_for_feeding(conn, before_space, def.name)?;
                 if let Some(space) = deposit_into {
-                    self.system_space_open(conn, space, def.name)?;
+                    self.open_for_feeding(conn, space, def.name)?;
                 }
                 Ok(())
             }
@@ -1956,6 +1965,14 @@ impl<'a> Gate<'a> {
 
 /// Whether the gate shows the resource `kind/id` to its caller (for searches naming
 /// resources).
+/// What a resource named by a body or a search is to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Missing,
+    Hidden,
+    Shown,
+}
+
 type ShownTest<'t, 'a> = dyn Fn(&Gate<'a>, &mut Conn, &str, &str) -> Result<bool, ApiError> + 't;
 
 /// What the write gate knows of a write before it applies an actor's rules.

@@ -239,7 +239,7 @@ pub fn union_events_naming<'a>(
     param: &str,
     values: impl IntoIterator<Item = (Option<&'a str>, &'a str)>,
 ) {
-    if res_type != AUDIT_EVENT || param != "entity" {
+    if !holds_entity_of(res_type, param) {
         return;
     }
     let mut first = true;
