@@ -154,6 +154,10 @@ pub struct Config {
     /// Commit the trace of many requests together (one fsync for a group) rather than
     /// one transaction per request. Both are durable before the response (R-AUD-2).
     pub audit_group_commit: bool,
+    /// SQLite: make the trace of requests that wrote nothing durable in a log of
+    /// the instance's own (one append and sync per group), applied to the database
+    /// afterwards; false commits it to the database before each answer.
+    pub audit_log: bool,
     /// SQLite: commit concurrent writes together (one fsync for a group), each answered
     /// once its group is durable. PostgreSQL runs writers side by side regardless.
     pub write_group_commit: bool,
@@ -199,6 +203,7 @@ impl Default for Config {
             tls_client_ca: None,
             professional_directory: None,
             audit_group_commit: true,
+            audit_log: true,
             write_group_commit: true,
             notification_channel: NotificationChannelSetting::Log,
             notification_webhook_secret_file: None,
@@ -300,6 +305,11 @@ pub struct ConfigArgs {
     /// [default: true].
     #[arg(long, env = "DMP_AUDIT_GROUP_COMMIT", action = clap::ArgAction::Set)]
     pub audit_group_commit: Option<bool>,
+    /// SQLite: make the trace of reads durable in the instance's own log, applied
+    /// to the database afterwards (true), or commit it to the database before each
+    /// answer (false) [default: true].
+    #[arg(long, env = "DMP_AUDIT_LOG", action = clap::ArgAction::Set)]
+    pub audit_log: Option<bool>,
     /// SQLite: commit concurrent writes together (true) or one by one (false)
     /// [default: true].
     #[arg(long, env = "DMP_WRITE_GROUP_COMMIT", action = clap::ArgAction::Set)]
@@ -352,6 +362,7 @@ struct ConfigFile {
     tls_client_ca: Option<PathBuf>,
     professional_directory: Option<PathBuf>,
     audit_group_commit: Option<bool>,
+    audit_log: Option<bool>,
     write_group_commit: Option<bool>,
     notification_channel: Option<NotificationChannelSetting>,
     notification_webhook_secret_file: Option<PathBuf>,
@@ -477,6 +488,7 @@ impl ConfigArgs {
                 .audit_group_commit
                 .or(file.audit_group_commit)
                 .unwrap_or(base.audit_group_commit),
+            audit_log: self.audit_log.or(file.audit_log).unwrap_or(base.audit_log),
             write_group_commit: self
                 .write_group_commit
                 .or(file.write_group_commit)

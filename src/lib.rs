@@ -75,10 +75,14 @@ impl AppState {
             config.notification_retry_base_ms,
             wakeups,
         );
+        // The trace of answered requests that an earlier run left in its log goes
+        // into the database before this run's (R-AUD-2).
+        audit::applier::recover(&db)?;
         let audit = audit::writer::AuditWriter::start(
             db.clone(),
             config.audit_group_commit,
             notifications.clone(),
+            config.audit_log,
         );
         let trace_index = audit::indexer::TraceIndexer::start(db.clone());
         let lifecycle = lifecycle::jobs::start(

@@ -200,6 +200,15 @@ fn audit_verify(database_url: &str) -> std::process::ExitCode {
         Ok(db) => db,
         Err(code) => return code,
     };
+    // The trace a stopped server left in its log is part of the chains.
+    match dmp_fhir_server::audit::applier::recover(&db) {
+        Ok(0) => {}
+        Ok(applied) => println!("the trace's log: the events of {applied} requests applied"),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     match db.read_blocking(dmp_fhir_server::audit::chain::verify) {
         Ok(report) => {
             println!(

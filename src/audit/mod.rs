@@ -8,9 +8,11 @@
 //! A structured log record per request also goes to the `audit` tracing target; like
 //! the events, it never carries tokens or document contents.
 
+pub mod applier;
 pub mod chain;
 pub mod event;
 pub mod indexer;
+pub mod log;
 pub mod writer;
 
 use std::collections::BTreeSet;
@@ -331,6 +333,139 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
         notifications,
         tips,
     })
+}
+
+/// A request's events as the trace's log keeps them ([`log`]), for a request
+/// that wrote nothing and tells its patient nothing but a first access: what
+/// [`persist_logged`] needs to store them as [`persist`] would have, read back
+/// from the log after a crash.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoggedRequest {
+    pub recorded: String,
+    pub request_id: String,
+    pub events: Vec<LoggedEvent>,
+    /// The (patient, professional) pairs of its accesses (R-AUD-4: a first one is
+    /// told), none for a request that failed.
+    pub accesses: Vec<(String, String)>,
+    /// How the patient's notification names the professional.
+    pub who: String,
+}
+
+/// One event of a [`LoggedRequest`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoggedEvent {
+    pub id: String,
+    pub chain_key: String,
+    pub content: String,
+    /// Its search index: built with it, made again from `content` when read back
+    /// from the log (it is not written there).
+    #[serde(skip)]
+    pub index: Option<crate::store::audit_index::EventIndex>,
+}
+
+impl LoggedRequest {
+    /// Whether the request's events may go through the log: not those that must
+    /// commit with what else the request causes (a write, an emergency access's
+    /// notice), nor a request without events.
+    pub fn may_log(prepared: &Prepared) -> bool {
+        let record = &prepared.record;
+        !prepared.events.is_empty()
+            && record.touched.writes.is_empty()
+            && !(record.outcome.success() && crate::notify::tells_regardless(record))
+    }
+
+    /// The request's events for the log (see [`LoggedRequest::may_log`]).
+    pub fn of(prepared: Prepared) -> LoggedRequest {
+        let record = &prepared.record;
+        let accesses: Vec<(String, String)> = if record.outcome.success() {
+            crate::notify::accesses(record)
+                .into_iter()
+                .map(|(patient, subject)| (patient.to_owned(), subject.to_owned()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let who = if accesses.is_empty() {
+            String::new()
+        } else {
+            crate::notify::actor_name(record)
+        };
+        LoggedRequest {
+            request_id: prepared.record.trace.request_id,
+            recorded: prepared.recorded,
+            events: prepared
+                .events
+                .into_iter()
+                .map(|event| LoggedEvent {
+                    id: event.id,
+                    chain_key: event.chain_key,
+                    content: event.content,
+                    index: Some(event.index),
+                })
+                .collect(),
+            accesses,
+            who,
+        }
+    }
+}
+
+/// Appends the events of logged requests to their chains and tells the first
+/// accesses among them, as [`persist`] does for the requests they were. Call it
+/// inside a write transaction. Returns the number of notifications queued.
+pub fn persist_logged(conn: &mut Conn, group: &[&LoggedRequest]) -> Result<usize, ApiError> {
+    let made_again: Vec<Vec<crate::store::audit_index::EventIndex>> = group
+        .iter()
+        .map(|request| {
+            request
+                .events
+                .iter()
+                .filter(|event| event.index.is_none())
+                .map(|event| crate::store::audit_index::EventIndex::of(&event.content))
+                .collect()
+        })
+        .collect();
+    let mut events = Vec::new();
+    for (request, made_again) in group.iter().zip(&made_again) {
+        let mut made_again = made_again.iter();
+        for event in &request.events {
+            let index = match &event.index {
+                Some(index) => index,
+                None => made_again.next().expect("one made again per missing index"),
+            };
+            events.push(crate::store::audit::NewAuditEvent {
+                id: &event.id,
+                recorded: &request.recorded,
+                content: &event.content,
+                index,
+                chain_key: &event.chain_key,
+                request_id: &request.request_id,
+            });
+        }
+    }
+    chain::append_all(conn, events)?;
+    let accesses: Vec<(&str, &str)> = group
+        .iter()
+        .flat_map(|request| &request.accesses)
+        .map(|(patient, subject)| (patient.as_str(), subject.as_str()))
+        .collect();
+    let Some(first) = group.first() else {
+        return Ok(0);
+    };
+    if accesses.is_empty() {
+        return Ok(0);
+    }
+    let mut first_accesses = crate::store::audit::first_accesses(conn, &accesses, &first.recorded)?;
+    let mut notifications = 0;
+    for request in group {
+        for pair in &request.accesses {
+            // Told once, by the first request of the group that made it.
+            if first_accesses.remove(pair) {
+                crate::notify::queue_first_access(conn, &pair.0, &request.who, &request.recorded)?;
+                notifications += 1;
+            }
+        }
+    }
+    Ok(notifications)
 }
 
 /// Whether a group may go through [`persist_after_known_tips`]: the committer knows

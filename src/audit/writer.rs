@@ -7,12 +7,14 @@
 //! answered once it is durable, while the next one commits.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::{Prepared, chain};
+use super::applier::{Applier, Progress};
+use super::log::LogFiles;
+use super::{LoggedRequest, Prepared, chain};
 use crate::error::ApiError;
 use crate::notify::Wakeup;
 use crate::store::{CommitterConnection, Db, dialect};
@@ -29,17 +31,58 @@ struct Job {
 #[derive(Clone)]
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
+    /// With the trace's log: how far it is written and applied.
+    log_progress: Option<Arc<Progress>>,
 }
 
 impl AuditWriter {
     /// Starts the committer thread. It stops when the last handle is dropped.
-    pub fn start(db: Db, group_commit: bool, wakeup: Wakeup) -> AuditWriter {
+    /// With `use_log`, on SQLite in a file, it makes the groups it can durable in
+    /// a log of this instance's own (see [`super::log`]); recover the logs of
+    /// earlier instances first ([`super::applier::recover`]).
+    pub fn start(db: Db, group_commit: bool, wakeup: Wakeup, use_log: bool) -> AuditWriter {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let log = match db.trace_logs_folder() {
+            Some(folder) if use_log => match LogFiles::create(folder) {
+                Ok(files) => {
+                    let applier = Applier::start(db.clone(), wakeup.clone(), files.hold());
+                    Some(TraceLog {
+                        files,
+                        applier,
+                        failed: false,
+                    })
+                }
+                Err(error) => {
+                    tracing::error!(%error, folder = %folder.display(), "no trace log: the trace commits each group");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let log_progress = log.as_ref().map(|log| Arc::clone(log.applier.progress()));
         thread::Builder::new()
             .name("audit-commit".into())
-            .spawn(move || commit_loop(&db, &queue, group_commit, &wakeup))
+            .spawn(move || commit_loop(&db, &queue, group_commit, &wakeup, log))
             .expect("the audit committer thread starts");
-        AuditWriter { jobs }
+        AuditWriter { jobs, log_progress }
+    }
+
+    /// Returns once every request answered before this call has its events (and
+    /// the notifications they cause) in the database.
+    pub async fn stored(&self) -> Result<(), ApiError> {
+        match &self.log_progress {
+            Some(progress) => progress.caught_up().await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`AuditWriter::stored`] for callers outside the async runtime (commands,
+    /// tests).
+    pub fn wait_stored(&self) -> Result<(), ApiError> {
+        match &self.log_progress {
+            Some(progress) => progress.caught_up_blocking(),
+            None => Ok(()),
+        }
     }
 
     /// Commits the request's events; returns once they are durable.
@@ -80,11 +123,95 @@ impl KnownTips {
     }
 }
 
-fn commit_loop(db: &Db, queue: &mpsc::Receiver<Job>, group_commit: bool, wakeup: &Wakeup) {
+/// The trace's log, the committer's side.
+struct TraceLog {
+    files: LogFiles,
+    applier: Applier,
+    /// An append failed: the log is no longer written (what it holds stays for
+    /// the applier and the recovery), every group is committed.
+    failed: bool,
+}
+
+impl TraceLog {
+    /// Makes the requests of `group` that may go through the log durable there and
+    /// answers them (once what they read is durable too); returns the others.
+    fn append(&mut self, db: &Db, group: Vec<Job>) -> Vec<Job> {
+        // Everything the group's requests read was committed before this ticket.
+        let ticket = db.commit_ticket();
+        let progress = Arc::clone(self.applier.progress());
+        let applied = progress.applied();
+        if self.failed || self.files.behind(applied) > super::applier::MAX_BEHIND {
+            return group;
+        }
+        let (mut logged, mut committed) = (Vec::new(), Vec::new());
+        let mut requests = Vec::new();
+        for job in group {
+            if LoggedRequest::may_log(&job.prepared) {
+                requests.push(LoggedRequest::of(job.prepared));
+                logged.push(job.done);
+            } else {
+                committed.push(job);
+            }
+        }
+        if logged.is_empty() {
+            return committed;
+        }
+        let appended = serde_json::to_vec(&requests)
+            .map_err(std::io::Error::other)
+            .and_then(|payload| self.files.append(&payload, applied));
+        let end = match appended {
+            Ok(end) => end,
+            Err(error) => {
+                // What the log holds before stays readable; after a failed sync,
+                // nothing more is trusted to it. This group's requests are not
+                // answered (their events may or may not be in the log).
+                tracing::error!(%error, "the trace log could not be written; the trace commits each group from now on");
+                self.failed = true;
+                for done in logged {
+                    let _ = done.send(Err(ApiError::internal("the trace could not be written")));
+                }
+                return committed;
+            }
+        };
+        progress.logged_through(end);
+        if !self
+            .applier
+            .apply(super::applier::LoggedGroup { requests, end })
+        {
+            tracing::error!("the trace's applier has stopped; the log keeps the events");
+        }
+        let answer = move |synced: Result<(), ApiError>| {
+            for done in logged {
+                let _ = done.send(synced.clone());
+            }
+        };
+        if db.is_durable(ticket) {
+            answer(Ok(()));
+        } else {
+            db.when_durable(Box::new(answer));
+        }
+        committed
+    }
+}
+
+fn commit_loop(
+    db: &Db,
+    queue: &mpsc::Receiver<Job>,
+    group_commit: bool,
+    wakeup: &Wakeup,
+    mut log: Option<TraceLog>,
+) {
     let max = if group_commit { MAX_GROUP } else { 1 };
     let mut conn = CommitterConnection::with_temporaries_in_memory();
     let mut known = KnownTips::default();
     while let Some(group) = crate::store::group_commit::next_group(queue, max) {
+        let group = match &mut log {
+            Some(log) => log.append(db, group),
+            None => group,
+        };
+        if group.is_empty() {
+            continue;
+        }
         let results: Vec<Result<usize, ApiError>> =
             match commit_guarded(db, &mut conn, &mut known, &group) {
                 Ok(notifications) => {

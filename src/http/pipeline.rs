@@ -71,15 +71,18 @@ impl Call {
         }
     }
 
-    /// Whether the request may read AuditEvents (a read or search of the trace, an
-    /// `_include` / `_revinclude` of it, a Bundle entry naming it): it then waits for
-    /// the trace's indexer to catch up (read-your-writes, R-PAT-4, R-ACC-11).
+    /// Whether the request may read AuditEvents or Communications (a read or
+    /// search of them, an `_include` / `_revinclude` of them, a Bundle entry naming
+    /// them): it then waits for the trace's applier and indexer to catch up
+    /// (read-your-writes, R-PAT-4, R-ACC-11, R-AUD-4).
     fn may_read_trace(&self, query: Option<&str>) -> bool {
+        // The notifications (Communications) a read causes are stored with its
+        // events (R-AUD-4).
+        let names_trace =
+            |text: &str| text.contains("AuditEvent") || text.contains("Communication");
         match self {
-            Call::Resource { def, .. } => {
-                def.name == "AuditEvent" || query.is_some_and(|query| query.contains("AuditEvent"))
-            }
-            Call::Bundle(incoming) => incoming.value().to_string().contains("AuditEvent"),
+            Call::Resource { def, .. } => names_trace(def.name) || query.is_some_and(names_trace),
+            Call::Bundle(incoming) => names_trace(&incoming.value().to_string()),
         }
     }
 
@@ -319,8 +322,10 @@ async fn stages(
         crate::fhir::validate::check_ahead(def.name, body).map_err(untraced)?;
     }
 
-    // The trace is read as of now: every event committed so far is searchable.
+    // The trace is read as of now: every event of a request answered so far is
+    // stored and searchable, with the notifications it caused.
     if call.may_read_trace(trace.query.as_deref()) {
+        state.audit.stored().await.map_err(untraced)?;
         state.trace_index.caught_up().await.map_err(untraced)?;
     }
 

@@ -68,7 +68,8 @@ struct Notice {
     about: Option<String>,
 }
 
-fn actor_name(record: &Record) -> String {
+/// How the patient's notifications name the one who acted.
+pub fn actor_name(record: &Record) -> String {
     let Some(principal) = &record.trace.principal else {
         return String::new();
     };
@@ -138,14 +139,7 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
                 });
             }
             if first_accesses.contains(&(patient.clone(), principal.subject.clone())) {
-                notices.push(Notice {
-                    kind: Kind::FirstAccess,
-                    patient: patient.clone(),
-                    text: format!(
-                        "Pour la première fois, {who} a accédé à votre profil Mon espace santé."
-                    ),
-                    about: None,
-                });
+                notices.push(first_access_notice(patient, &who));
             }
         }
     }
@@ -193,6 +187,28 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
         }
     }
     notices
+}
+
+/// The patient is told `who` accessed their space for the first time.
+fn first_access_notice(patient: &str, who: &str) -> Notice {
+    Notice {
+        kind: Kind::FirstAccess,
+        patient: patient.to_owned(),
+        text: format!("Pour la première fois, {who} a accédé à votre profil Mon espace santé."),
+        about: None,
+    }
+}
+
+/// Writes the notification of a professional's first access to a space (`who`
+/// as [`actor_name`] names them) and queues its delivery. Call it inside the
+/// transaction that records the access.
+pub fn queue_first_access(
+    conn: &mut Conn,
+    patient: &str,
+    who: &str,
+    now: &str,
+) -> Result<(), ApiError> {
+    send(conn, &first_access_notice(patient, who), now)
 }
 
 /// The notification as a Communication from the service to the patient.

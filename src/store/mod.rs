@@ -55,6 +55,8 @@ pub struct Db {
     group: Option<group_commit::GroupCommitter>,
     /// SQLite's log syncer, for the committers' connections (see [`Db::commit_on`]).
     syncer: Option<wal_sync::WalSyncer>,
+    /// SQLite in a file: the folder of the trace's logs beside it (`audit::log`).
+    trace_logs: Option<std::path::PathBuf>,
 }
 
 /// How long a PostgreSQL connection whose last work ran no failed statement is
@@ -120,20 +122,42 @@ impl Pooled {
 /// Where a committer thread (the trace's, the requests' writes') commits: on SQLite
 /// a connection of its own, outside the pool, whose commits do not wait for the
 /// disk; on PostgreSQL the pool's connections, whose commits do.
-#[derive(Default)]
 pub struct CommitterConnection {
     own: Option<Conn>,
     /// See [`dialect::temporaries_in_memory`]: for committers that run fixed
     /// statements only.
     temporaries_in_memory: bool,
+    /// Requests may read its commits before they are durable: they are counted
+    /// (see [`Db::commit_ticket`]).
+    read_before_durable: bool,
+}
+
+impl Default for CommitterConnection {
+    fn default() -> CommitterConnection {
+        CommitterConnection {
+            own: None,
+            temporaries_in_memory: false,
+            read_before_durable: true,
+        }
+    }
 }
 
 impl CommitterConnection {
     /// For a committer that runs fixed statements only (the trace's).
     pub fn with_temporaries_in_memory() -> CommitterConnection {
         CommitterConnection {
-            own: None,
             temporaries_in_memory: true,
+            ..CommitterConnection::default()
+        }
+    }
+
+    /// For the trace log's applier: its commits are read only once durable (the
+    /// trace's readers wait for the applier's durable position,
+    /// `audit::applier`), so they need not be counted.
+    pub fn for_trace_log() -> CommitterConnection {
+        CommitterConnection {
+            read_before_durable: false,
+            ..CommitterConnection::with_temporaries_in_memory()
         }
     }
 }
@@ -237,18 +261,42 @@ impl Db {
             },
             group: None,
             syncer: None,
+            trace_logs: None,
         };
         db.migrate()?;
         let log = db
             .read_blocking(|conn| Ok(dialect::write_ahead_log(conn)?))
             .map_err(|error| format!("cannot read the database's journal mode: {error}"))?;
         let db = Db {
+            trace_logs: log.as_deref().and_then(|log| {
+                let database = log.to_str()?.strip_suffix("-wal")?;
+                Some(crate::audit::log::logs_folder(Path::new(database)))
+            }),
             syncer: log.map(|log| wal_sync::WalSyncer::start(&target, log)),
             ..db
         };
         db.refresh_statistics(false)
             .map_err(|error| format!("cannot analyse the database: {error}"))?;
         Ok(db)
+    }
+
+    /// SQLite in a file (in WAL mode): the folder of the trace's logs beside it.
+    pub fn trace_logs_folder(&self) -> Option<&Path> {
+        self.trace_logs.as_deref()
+    }
+
+    /// A ticket for every commit through [`Db::commit_on`] that a request could
+    /// have read by now (see [`Db::is_durable`]); 0 where commits are durable as
+    /// they return.
+    pub fn commit_ticket(&self) -> u64 {
+        self.syncer.as_ref().map_or(0, wal_sync::WalSyncer::ticket)
+    }
+
+    /// Whether every commit of `ticket` is durable.
+    pub fn is_durable(&self, ticket: u64) -> bool {
+        self.syncer
+            .as_ref()
+            .is_none_or(|syncer| syncer.is_durable(ticket))
     }
 
     /// Whether this is a PostgreSQL database (where each statement is a round trip).
@@ -404,7 +452,12 @@ impl Db {
             own => own
                 .insert(self.connection_without_fsync_per_commit(committer.temporaries_in_memory)?),
         };
-        let result = self.write_on(conn, work);
+        let syncer = self.syncer.as_ref().expect("checked above");
+        let result = if committer.read_before_durable {
+            self.write_on(conn, |conn| syncer.counted(|| work(conn)))
+        } else {
+            self.write_on(conn, work)
+        };
         if result.is_err() {
             // Made again for the next commit, whatever broke.
             committer.own = None;

@@ -36,7 +36,8 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -56,8 +57,19 @@ const MAX_ANSWERS: usize = 4096;
 #[derive(Clone)]
 pub struct WalSyncer {
     answers: mpsc::Sender<Answer>,
+    commits: Arc<Commits>,
     /// Dropped with the last handle, which stops the checkpointer.
     _checkpointer: mpsc::Sender<()>,
+}
+
+/// The committers' commits that requests may read before they are durable (see
+/// [`WalSyncer::ticket`]), counted under the writer's lock.
+#[derive(Default)]
+struct Commits {
+    begun: AtomicU64,
+    finished: AtomicU64,
+    /// How many of them the last sync made durable.
+    synced: AtomicU64,
 }
 
 /// How often the checkpointer copies the log into the database.
@@ -69,11 +81,19 @@ impl WalSyncer {
     pub fn start(target: &Target, log: PathBuf) -> WalSyncer {
         let (answers, queue) = mpsc::channel::<Answer>();
         let mut log = WriteAheadLog::at(log);
+        let commits = Arc::new(Commits::default());
+        let counted = Arc::clone(&commits);
         thread::Builder::new()
             .name("wal-sync".into())
             .spawn(move || {
                 while let Some(waiting) = next_group(&queue, MAX_ANSWERS) {
-                    if let Err(error) = log.sync() {
+                    // Every commit finished by now is in the log this sync writes.
+                    let through = counted.finished.load(Ordering::SeqCst);
+                    let synced = log.sync();
+                    if synced.is_ok() {
+                        counted.synced.fetch_max(through, Ordering::SeqCst);
+                    }
+                    if let Err(error) = synced {
                         // The commits waiting are in the log and visible, but may not
                         // be on the disk; after a failed fsync, Linux marks the pages
                         // it could not write clean, so no later fsync would write
@@ -102,8 +122,31 @@ impl WalSyncer {
             .expect("the write-ahead log checkpointer starts");
         WalSyncer {
             answers,
+            commits,
             _checkpointer: checkpointer,
         }
+    }
+
+    /// Counts a commit that requests may read before it is durable: call it under
+    /// the writer's lock, `work` being the commit.
+    pub fn counted<T>(&self, work: impl FnOnce() -> T) -> T {
+        self.commits.begun.fetch_add(1, Ordering::SeqCst);
+        let result = work();
+        self.commits.finished.fetch_add(1, Ordering::SeqCst);
+        result
+    }
+
+    /// A ticket for every counted commit begun so far (and so for everything a
+    /// request could have read by now): see [`WalSyncer::is_durable`].
+    pub fn ticket(&self) -> u64 {
+        self.commits.begun.load(Ordering::SeqCst)
+    }
+
+    /// Whether every commit of `ticket` is on the disk: an answer whose own
+    /// durability does not go through this log (the trace's log) may then go
+    /// without waiting for [`WalSyncer::after_sync`].
+    pub fn is_durable(&self, ticket: u64) -> bool {
+        self.commits.synced.load(Ordering::SeqCst) >= ticket
     }
 
     /// Calls `answer` once every commit that returned before this call is on the

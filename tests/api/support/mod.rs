@@ -267,6 +267,8 @@ pub struct TestApp {
     /// The server, stopped when the test ends, so that its connections, threads and
     /// files go with it (a PostgreSQL run would otherwise reach its connection limit).
     server: Option<(actix_web::dev::ServerHandle, std::thread::JoinHandle<()>)>,
+    /// The server's trace writer, to wait for its log to be applied.
+    trace: Option<dmp_fhir_server::audit::writer::AuditWriter>,
 }
 
 impl Drop for TestApp {
@@ -405,6 +407,7 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let clock = std::sync::Arc::new(dmp_fhir_server::clock::OffsetClock::default());
         let state = AppState::with_clock(config, clock.clone()).expect("app state");
+        let trace = Some(state.audit.clone());
         let (handle_sender, handle) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -424,6 +427,7 @@ impl TestApp {
             agent,
             clock,
             server: Some((handle, thread)),
+            trace,
         }
     }
 
@@ -500,7 +504,13 @@ impl TestApp {
     }
 
     /// A connection of its own to the test's database.
+    /// A connection of the test's own to the server's database, once every
+    /// answered request's trace is in it (the server applies its trace's log
+    /// after answering, `audit::applier`).
     pub fn connect(&self) -> dmp_fhir_server::store::Conn {
+        if let Some(trace) = &self.trace {
+            trace.wait_stored().expect("the trace is stored");
+        }
         let target = dialect::target(&self.database_url).expect("database URL");
         let mut conn = dialect::connect(&target).expect("open the test database");
         // The server's own settings, its busy timeout among them: the server may be
@@ -528,14 +538,14 @@ impl TestApp {
         self.stored_rows("resources WHERE res_type <> 'AuditEvent'")
     }
 
-    /// Takes the index of every stored AuditEvent back and queues them, as an
-    /// earlier version of the server left the events it had not indexed yet (this
-    /// one indexes an event with its append): the trace's indexer indexes them
-    /// before any reader of the trace is answered.
     /// Stops the in-process server, its trace's indexer with it (at its next turn,
     /// within 50 ms): for a test whose server process must be the only one to
-    /// index what it queues. The database stays.
+    /// index what it queues. The database stays, with the trace of every answered
+    /// request.
     pub fn stop_server(&mut self) {
+        if let Some(trace) = self.trace.take() {
+            trace.wait_stored().expect("the trace is stored");
+        }
         if let Some((handle, thread)) = self.server.take() {
             // The stop command is sent when `stop` is called; its future only waits.
             drop(handle.stop(false));
@@ -543,6 +553,10 @@ impl TestApp {
         }
     }
 
+    /// Takes the index of every stored AuditEvent back and queues them, as an
+    /// earlier version of the server left the events it had not indexed yet (this
+    /// one indexes an event with its append): the trace's indexer indexes them
+    /// before any reader of the trace is answered.
     pub fn unindex_the_trace(&self) {
         use diesel::RunQueryDsl;
         let mut conn = self.connect();

@@ -1,0 +1,382 @@
+//! The trace log's applier: moves the groups the committer made durable in the
+//! trace's log ([`super::log`]) into the database, many groups a commit, with their
+//! chain links, search index and first-access notifications ([`super::persist_logged`]).
+//!
+//! Read-your-writes (R-PAT-4, R-ACC-11, R-AUD-4): a request that may read the
+//! trace or the notifications first calls [`Progress::caught_up`], which returns
+//! once every group logged before the call is applied and durable in the database.
+//! The applied position only moves after the database's log sync, so that what a
+//! trace reader is shown is never lost by a crash (its commits are not counted
+//! among those requests may read before they are durable, see
+//! `store::CommitterConnection::for_trace_log`).
+//!
+//! A commit that fails is tried again (one group at a time, then after a pause,
+//! for as long as it fails): the events stay in the log meanwhile, the trace's
+//! readers get 500s after [`CAUGHT_UP_WITHIN`] (the trace is never shown
+//! incomplete), and once the log is [`MAX_BEHIND`] ahead the committer commits
+//! new groups itself.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::LoggedRequest;
+use super::log::LogHold;
+use crate::error::ApiError;
+use crate::notify::Wakeup;
+use crate::store::{CommitterConnection, Db, dialect};
+
+/// The most logged groups one commit applies.
+const MAX_GROUPS: usize = 64;
+
+/// How far (bytes of log) the log may run ahead of the applier before the
+/// committer commits groups itself (a bound on the log's size and on the groups
+/// held for the applier).
+pub const MAX_BEHIND: u64 = 64 << 20;
+
+/// How long a trace reader waits for the applier before a 500.
+const CAUGHT_UP_WITHIN: Duration = Duration::from_secs(10);
+
+/// The longest pause between two tries of a failing commit.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// A group as the committer logged it, and the log's position after it.
+pub struct LoggedGroup {
+    pub requests: Vec<LoggedRequest>,
+    pub end: u64,
+}
+
+/// How far the log is written and applied.
+pub struct Progress {
+    /// Bytes of log durable (and answered).
+    logged: AtomicU64,
+    /// Bytes of log applied and durable in the database.
+    applied: watch::Sender<u64>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            logged: AtomicU64::new(0),
+            applied: watch::Sender::new(0),
+        }
+    }
+
+    /// The log is durable up to `end`.
+    pub fn logged_through(&self, end: u64) {
+        self.logged.fetch_max(end, Ordering::SeqCst);
+    }
+
+    /// How far the log is applied and durable in the database.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    fn applied_through(&self, end: u64) {
+        self.applied.send_if_modified(|applied| {
+            let moved = end > *applied;
+            *applied = (*applied).max(end);
+            moved
+        });
+    }
+
+    /// Returns once every group logged before this call is applied and durable.
+    pub async fn caught_up(&self) -> Result<(), ApiError> {
+        let target = self.logged.load(Ordering::SeqCst);
+        let mut applied = self.applied.subscribe();
+        if *applied.borrow() >= target {
+            return Ok(());
+        }
+        match actix_web::rt::time::timeout(
+            CAUGHT_UP_WITHIN,
+            applied.wait_for(|applied| *applied >= target),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::internal("the trace's applier has stopped")),
+            Err(_) => Err(ApiError::internal(
+                "the trace is not readable yet: its latest events are not stored",
+            )),
+        }
+    }
+}
+
+impl Progress {
+    /// [`Progress::caught_up`] for callers outside the async runtime (commands,
+    /// tests).
+    pub fn caught_up_blocking(&self) -> Result<(), ApiError> {
+        let target = self.logged.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        while self.applied() < target {
+            if started.elapsed() > CAUGHT_UP_WITHIN {
+                return Err(ApiError::internal(
+                    "the trace is not readable yet: its latest events are not stored",
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+/// Handle on the applier thread; it stops (having applied what it was given) when
+/// the last handle is dropped.
+#[derive(Clone)]
+pub struct Applier {
+    groups: mpsc::Sender<LoggedGroup>,
+    progress: Arc<Progress>,
+}
+
+impl Applier {
+    /// Starts the applier of the log `hold` keeps; once its last handle is dropped
+    /// and every group applied and durable, it removes the log.
+    pub fn start(db: Db, wakeup: Wakeup, hold: LogHold) -> Applier {
+        let (groups, queue) = mpsc::channel::<LoggedGroup>();
+        let progress = Arc::new(Progress::new());
+        let shared = Arc::clone(&progress);
+        thread::Builder::new()
+            .name("audit-apply".into())
+            .spawn(move || {
+                apply_loop(&db, &queue, &shared, &wakeup);
+                let (durable, synced) = mpsc::channel();
+                db.when_durable(Box::new(move |result| {
+                    let _ = durable.send(result.is_ok());
+                }));
+                if synced.recv() == Ok(true)
+                    && shared.applied() >= shared.logged.load(Ordering::SeqCst)
+                    && let Err(error) = hold.remove()
+                {
+                    tracing::warn!(%error, "the trace's applied log could not be removed");
+                }
+            })
+            .expect("the trace applier thread starts");
+        Applier { groups, progress }
+    }
+
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Hands a logged group over; false if the applier has stopped.
+    pub fn apply(&self, group: LoggedGroup) -> bool {
+        self.groups.send(group).is_ok()
+    }
+}
+
+fn apply_loop(
+    db: &Db,
+    queue: &mpsc::Receiver<LoggedGroup>,
+    progress: &Arc<Progress>,
+    wakeup: &Wakeup,
+) {
+    let mut conn = CommitterConnection::for_trace_log();
+    while let Some(groups) = crate::store::group_commit::next_group(queue, MAX_GROUPS) {
+        let end = groups.last().map_or(0, |group| group.end);
+        let requests: Vec<&LoggedRequest> =
+            groups.iter().flat_map(|group| &group.requests).collect();
+        let notifications = apply_until_stored(db, &mut conn, &requests);
+        let (progress, wakeup) = (Arc::clone(progress), wakeup.clone());
+        db.when_durable(Box::new(move |synced| {
+            if synced.is_ok() {
+                progress.applied_through(end);
+            }
+            if notifications > 0 {
+                wakeup.wake();
+            }
+        }));
+    }
+}
+
+/// Applies the requests, trying again for as long as it fails; returns the number
+/// of notifications queued.
+fn apply_until_stored(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    requests: &[&LoggedRequest],
+) -> usize {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match apply_guarded(db, conn, requests) {
+            Ok(notifications) => return notifications,
+            // One request that cannot be stored must not hold its neighbours.
+            Err(_) if requests.len() > 1 => {
+                return requests
+                    .iter()
+                    .map(|request| apply_until_stored(db, conn, std::slice::from_ref(request)))
+                    .sum();
+            }
+            Err(error) => {
+                tracing::error!(
+                    request_id = requests.first().map_or("", |r| r.request_id.as_str()),
+                    %error,
+                    "the trace log's events could not be stored; trying again"
+                );
+                thread::sleep(pause);
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
+
+fn apply_guarded(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    requests: &[&LoggedRequest],
+) -> Result<usize, ApiError> {
+    catch_unwind(AssertUnwindSafe(|| {
+        db.commit_on(conn, |conn| {
+            dialect::write_transaction(conn, |conn| super::persist_logged(conn, requests))
+        })
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!("applying the trace log panicked");
+        *conn = CommitterConnection::for_trace_log();
+        Err(ApiError::internal("the trace could not be written"))
+    })
+}
+
+/// Requests recovered from a log, applied a chunk per transaction.
+const RECOVERY_CHUNK: usize = 256;
+
+/// Applies the logs that no running instance holds (an instance killed, or
+/// stopped before its applier finished), each request unless the database holds
+/// its events already, then removes them. Returns the number of requests applied.
+pub fn recover(db: &Db) -> Result<usize, String> {
+    let Some(folder) = db.trace_logs_folder() else {
+        return Ok(0);
+    };
+    let orphans = super::log::orphaned_logs(folder).map_err(|error| {
+        format!(
+            "cannot read the trace's logs in {}: {error}",
+            folder.display()
+        )
+    })?;
+    let mut applied = 0;
+    for orphan in orphans {
+        let mut requests = Vec::new();
+        for frame in &orphan.frames {
+            let group: Vec<LoggedRequest> = serde_json::from_slice(frame).map_err(|error| {
+                format!(
+                    "a frame of the trace log in {} does not read: {error}",
+                    orphan.folder.display()
+                )
+            })?;
+            requests.extend(group);
+        }
+        // A request written twice (its group again after a failed append) once.
+        let mut seen = std::collections::HashSet::new();
+        requests.retain(|request| {
+            request
+                .events
+                .first()
+                .is_some_and(|event| seen.insert(event.id.clone()))
+        });
+        for chunk in requests.chunks(RECOVERY_CHUNK) {
+            applied += db
+                .write_blocking(|conn| {
+                    dialect::write_transaction(conn, |conn| {
+                        let mut missing = Vec::new();
+                        for request in chunk {
+                            if !stored(conn, request)? {
+                                missing.push(request);
+                            }
+                        }
+                        super::persist_logged(conn, &missing)?;
+                        Ok(missing.len())
+                    })
+                })
+                .map_err(|error| format!("cannot apply the trace log: {}", error.message))?;
+        }
+        // Pooled connections commit with a sync: the chunks are durable.
+        let folder = orphan.folder.clone();
+        orphan
+            .remove()
+            .map_err(|error| format!("cannot remove {}: {error}", folder.display()))?;
+    }
+    if applied > 0 {
+        tracing::info!(requests = applied, "the trace's log was applied at start");
+    }
+    Ok(applied)
+}
+
+/// Whether the database holds the request's events (they are stored together).
+fn stored(conn: &mut crate::store::Conn, request: &LoggedRequest) -> Result<bool, ApiError> {
+    match request.events.first() {
+        Some(event) => {
+            Ok(crate::store::resources::current(conn, "AuditEvent", &event.id)?.is_some())
+        }
+        None => Ok(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Outcome, Record, Touched, Trace};
+
+    fn logged_read(patient: &str, request_id: &str) -> LoggedRequest {
+        let mut touched = Touched::default();
+        touched.patients.insert(patient.to_owned());
+        let prepared = crate::audit::prepare(Record {
+            trace: Trace {
+                request_id: request_id.to_owned(),
+                method: "GET".into(),
+                interaction: "read",
+                resource_type: Some("DocumentReference"),
+                ..Trace::default()
+            },
+            outcome: Outcome::answered(200),
+            touched,
+        });
+        assert!(
+            LoggedRequest::may_log(&prepared),
+            "a read goes through the log"
+        );
+        LoggedRequest::of(prepared)
+    }
+
+    fn event_stored(db: &Db, request: &LoggedRequest) -> bool {
+        db.read_blocking(|conn| stored(conn, request)).unwrap()
+    }
+
+    /// What a stopped instance's log holds is applied at the next start, once
+    /// (a request the database already holds is not applied again), chained, and
+    /// the log removed.
+    #[test]
+    fn a_stopped_instances_log_is_applied_once_at_start() {
+        let dir = std::env::temp_dir().join(format!("dmp-test-applier-{}", uuid::Uuid::new_v4()));
+        let db = Db::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).unwrap();
+        let logs = db
+            .trace_logs_folder()
+            .expect("a SQLite file has a trace log")
+            .to_owned();
+        let (first, second) = (logged_read("p1", "req-1"), logged_read("p1", "req-2"));
+        let mut log = super::super::log::LogFiles::create(&logs).unwrap();
+        let frame = |requests: &[&LoggedRequest]| serde_json::to_vec(requests).unwrap();
+        log.append(&frame(&[&first]), 0).unwrap();
+        // The second request twice: written again after a crash, say.
+        log.append(&frame(&[&second, &second]), 0).unwrap();
+        let folder = log.folder().to_owned();
+        assert_eq!(
+            recover(&db).unwrap(),
+            0,
+            "a running instance's log is its own"
+        );
+        drop(log);
+        assert!(!event_stored(&db, &first));
+        assert_eq!(recover(&db).unwrap(), 2);
+        assert!(event_stored(&db, &first) && event_stored(&db, &second));
+        assert!(!folder.exists());
+        let report = db.read_blocking(crate::audit::chain::verify).unwrap();
+        assert_eq!((report.events, report.broken.len()), (2, 0));
+        assert_eq!(recover(&db).unwrap(), 0);
+        drop(db);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

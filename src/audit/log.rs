@@ -1,0 +1,358 @@
+//! The trace's log (SQLite): the events of a group of requests that wrote nothing
+//! are made durable by one append and one `fdatasync` of a file of this server
+//! instance's own, and answered; the applier ([`super::applier`]) moves them into
+//! the database's chains and searchable trace afterwards, many groups a commit.
+//! The database's commit and its log's sync (about 0.3 + 0.4 ms per group, the
+//! writer's lock held meanwhile) leave the answer's path; the append's sync takes
+//! about 0.15 ms (BENCHMARKS.md).
+//!
+//! The log is two files used in turn, `a.log` and `b.log`, in a folder of the
+//! instance's own beside the database (`<database>-trace/<uuid>/`), locked while
+//! the instance runs. A group is one frame:
+//!
+//! ```text
+//! "DMPT" | generation: u64 LE | length: u32 LE | CRC-32 of (generation ‖ length ‖ payload) | payload
+//! ```
+//!
+//! A file is written from its start; once past [`SWITCH_AT`] bytes, the appender
+//! goes on in the other file, from its start, with the next generation, as soon
+//! as every frame of that other file is applied and durable in the database.
+//! Reading a file back takes the frames from its start while they hold and carry
+//! the first frame's generation: what lies after (a torn frame, an older turn's
+//! frames, zeros) was never answered or is already applied.
+//!
+//! Recovery ([`orphaned_logs`]): at start, the folders no running instance locks
+//! are read back and their frames applied, each request's events unless the
+//! database holds its first event already (a frame is applied whole or not at all).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A frame's mark.
+const MAGIC: &[u8; 4] = b"DMPT";
+
+/// A frame's header: mark, generation, length, checksum.
+const HEADER: usize = 4 + 8 + 4 + 4;
+
+/// Past this many bytes in one file, the appender goes on in the other file as
+/// soon as the other one is wholly applied. After the first turn, appends
+/// overwrite allocated blocks: an `fdatasync` without a change of the file's size
+/// (about 0.13 ms here against 0.19 ms for an append growing it).
+pub const SWITCH_AT: u64 = 8 << 20;
+
+/// The largest payload a frame may announce when read back (a group's events:
+/// [`super::writer`] caps a group at 512 requests).
+const MAX_PAYLOAD: u32 = 256 << 20;
+
+/// The two files of one instance's log, the appender's side.
+pub struct LogFiles {
+    folder: PathBuf,
+    files: [File; 2],
+    /// Kept open (and so locked) while the log may hold unapplied groups.
+    lock: Arc<File>,
+    /// The file appended to, its generation and where the next frame goes.
+    current: usize,
+    generations: [u64; 2],
+    offset: u64,
+    /// The position (bytes ever appended, across files) after each file's last
+    /// frame: a file may be written again once the applier is durably past it.
+    last_end: [u64; 2],
+    /// Bytes ever appended.
+    end: u64,
+}
+
+/// The folder of the instances' logs beside a SQLite database file.
+pub fn logs_folder(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-trace");
+    PathBuf::from(name)
+}
+
+impl LogFiles {
+    /// Makes a new instance's log in `logs` (created if needed), locked.
+    pub fn create(logs: &Path) -> std::io::Result<LogFiles> {
+        std::fs::create_dir_all(logs)?;
+        let folder = logs.join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir(&folder)?;
+        let lock = File::create(folder.join("lock"))?;
+        lock.try_lock().map_err(std::io::Error::other)?;
+        let make = |name: &str| -> std::io::Result<File> {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(folder.join(name))
+        };
+        let files = [make("a.log")?, make("b.log")?];
+        // The folder's new names reach the disk before any answer relies on them.
+        File::open(&folder)?.sync_all()?;
+        File::open(logs)?.sync_all()?;
+        Ok(LogFiles {
+            folder,
+            files,
+            lock: Arc::new(lock),
+            current: 0,
+            generations: [1, 0],
+            offset: 0,
+            last_end: [0, 0],
+            end: 0,
+        })
+    }
+
+    /// The folder of this log.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// What keeps this log from being taken for an orphan, for the applier to
+    /// hold until it has applied everything.
+    pub fn hold(&self) -> LogHold {
+        LogHold {
+            folder: self.folder.clone(),
+            _lock: Arc::clone(&self.lock),
+        }
+    }
+
+    /// Bytes ever appended.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Bytes appended that the applier may not have made durable in the database,
+    /// given that it is durably past `applied`.
+    pub fn behind(&self, applied: u64) -> u64 {
+        self.end.saturating_sub(applied)
+    }
+
+    /// Appends one frame and syncs it; returns the position after it. `applied`
+    /// is how far the applier is durably (a file is written again only past it).
+    pub fn append(&mut self, payload: &[u8], applied: u64) -> std::io::Result<u64> {
+        let other = 1 - self.current;
+        if self.offset >= SWITCH_AT && applied >= self.last_end[other] {
+            self.current = other;
+            self.generations[other] = self.generations[1 - other] + 1;
+            self.offset = 0;
+        }
+        let frame = frame(self.generations[self.current], payload)?;
+        let file = &self.files[self.current];
+        file.write_all_at(&frame, self.offset)?;
+        file.sync_data()?;
+        self.offset += frame.len() as u64;
+        self.end += frame.len() as u64;
+        self.last_end[self.current] = self.end;
+        Ok(self.end)
+    }
+}
+
+/// Keeps an instance's log locked while held.
+pub struct LogHold {
+    folder: PathBuf,
+    _lock: Arc<File>,
+}
+
+impl LogHold {
+    /// Removes the log (every group in it applied and durable, nothing appended
+    /// any more).
+    pub fn remove(self) -> std::io::Result<()> {
+        std::fs::remove_dir_all(&self.folder)
+    }
+}
+
+/// One frame around `payload`.
+fn frame(generation: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let length = u32::try_from(payload.len())
+        .ok()
+        .filter(|length| *length <= MAX_PAYLOAD)
+        .ok_or_else(|| std::io::Error::other("a trace group too large for one frame"))?;
+    let mut frame = Vec::with_capacity(HEADER + payload.len());
+    frame.extend_from_slice(MAGIC);
+    frame.extend_from_slice(&generation.to_le_bytes());
+    frame.extend_from_slice(&length.to_le_bytes());
+    frame.extend_from_slice(&checksum(generation, length, payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
+}
+
+fn checksum(generation: u64, length: u32, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&generation.to_le_bytes());
+    hasher.update(&length.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The payloads of a file's frames, from its start, while they hold and carry the
+/// first one's generation.
+pub fn read_frames(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path)?;
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    let mut first_generation = None;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        if &header[..4] != MAGIC {
+            break;
+        }
+        let generation = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+        let length = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+        let sum = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+        if length > MAX_PAYLOAD || *first_generation.get_or_insert(generation) != generation {
+            break;
+        }
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + length as usize) else {
+            break;
+        };
+        if checksum(generation, length, payload) != sum {
+            break;
+        }
+        frames.push(payload.to_vec());
+        at += HEADER + length as usize;
+    }
+    Ok(frames)
+}
+
+/// An instance's log that no running instance holds: read back at start.
+pub struct OrphanedLog {
+    pub folder: PathBuf,
+    /// Its frames' payloads, file `a` then `b` (the applier takes each request
+    /// unless the database holds it, so their order does not matter).
+    pub frames: Vec<Vec<u8>>,
+    /// Held until the folder is removed, so that no other instance reads it too.
+    _lock: File,
+}
+
+impl OrphanedLog {
+    /// Removes the log once its frames are applied and durable.
+    pub fn remove(self) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(&self.folder) {
+            // Its instance, stopping, removed it meanwhile.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed,
+        }
+    }
+}
+
+/// The logs in `logs` that no running instance locks (an instance that stopped,
+/// or was killed), with their frames.
+pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
+    let entries = match std::fs::read_dir(logs) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut orphans = Vec::new();
+    for entry in entries {
+        let folder = entry?.path();
+        if !folder.is_dir() {
+            continue;
+        }
+        let lock = match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(folder.join("lock"))
+        {
+            Ok(lock) => lock,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        if lock.try_lock().is_err() {
+            // A running instance's own.
+            continue;
+        }
+        let mut frames = Vec::new();
+        for name in ["a.log", "b.log"] {
+            match read_frames(&folder.join(name)) {
+                Ok(read) => frames.extend(read),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        orphans.push(OrphanedLog {
+            folder,
+            frames,
+            _lock: lock,
+        });
+    }
+    Ok(orphans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "dmp-test-trace-log-{name}-{}",
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn frames_read_back_in_order_up_to_a_torn_one() {
+        let logs = temp("torn");
+        let mut log = LogFiles::create(&logs).unwrap();
+        let first = log.append(b"one", 0).unwrap();
+        let second = log.append(b"two", 0).unwrap();
+        assert_eq!(second - first, (HEADER + 3) as u64);
+        let path = log.folder().join("a.log");
+        assert_eq!(
+            read_frames(&path).unwrap(),
+            [b"one".to_vec(), b"two".to_vec()]
+        );
+        // A third frame whose last byte never reached the disk ends the reading.
+        log.append(b"three", 0).unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"X", second + HEADER as u64 + 4).unwrap();
+        assert_eq!(
+            read_frames(&path).unwrap(),
+            [b"one".to_vec(), b"two".to_vec()]
+        );
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+
+    #[test]
+    fn a_running_instances_log_is_not_an_orphan_and_a_stopped_ones_is() {
+        let logs = temp("orphans");
+        let mut log = LogFiles::create(&logs).unwrap();
+        log.append(b"kept", 0).unwrap();
+        assert!(orphaned_logs(&logs).unwrap().is_empty());
+        let folder = log.folder().to_owned();
+        drop(log);
+        let orphans = orphaned_logs(&logs).unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].frames, [b"kept".to_vec()]);
+        // While one reader holds it, no other takes it.
+        assert!(orphaned_logs(&logs).unwrap().is_empty());
+        orphans.into_iter().next().unwrap().remove().unwrap();
+        assert!(!folder.exists());
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_written_again_only_once_the_applier_is_past_it() {
+        let logs = temp("switch");
+        let mut log = LogFiles::create(&logs).unwrap();
+        let big = vec![7u8; (SWITCH_AT / 2) as usize];
+        log.append(&big, 0).unwrap();
+        let end_a = log.append(&big, 0).unwrap();
+        // `a` is full: the next frame goes to `b` (never written, nothing to wait for).
+        log.append(b"in b", 0).unwrap();
+        log.append(&big, 0).unwrap();
+        log.append(&big, 0).unwrap();
+        // `b` is full too, but `a` is not applied: `b` grows.
+        let a = log.folder().join("a.log");
+        let b = log.folder().join("b.log");
+        log.append(b"still b", end_a - 1).unwrap();
+        assert_eq!(read_frames(&b).unwrap().len(), 4);
+        // Once `a` is applied, it is written again from its start, with a newer
+        // generation: the older frames after the new one are not read back.
+        log.append(b"a again", end_a).unwrap();
+        assert_eq!(read_frames(&a).unwrap(), [b"a again".to_vec()]);
+        assert_eq!(read_frames(&b).unwrap().len(), 4);
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+}
