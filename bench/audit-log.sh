@@ -39,7 +39,7 @@ measure() {
         for target in "DocumentReference/$document_id" "DocumentReference?patient=$patient&_count=20"; do
             echo "== audit log $use_log, -c$c: GET $target"
             BENCH_TOKEN=$doctor wrk -t2 -c"$c" -d"${seconds}s" --latency -s "$here/get.lua" "$base/$target" > "$work/wrk.out"
-            grep -E "Requests/sec|50%|99%|Non-2xx" "$work/wrk.out"
+            grep -E "Requests/sec|^ +50%|^ +99%|Non-2xx" "$work/wrk.out"
             line=$(grep -E "requests in" "$work/wrk.out")
             answered=$((answered + $(echo "$line" | awk '{print $1}')))
         done

@@ -26,7 +26,7 @@
 //! database holds its first event already (a frame is applied whole or not at all).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,7 +75,8 @@ impl LogFiles {
     pub fn create(logs: &Path) -> std::io::Result<LogFiles> {
         std::fs::create_dir_all(logs)?;
         let folder = logs.join(uuid::Uuid::new_v4().to_string());
-        std::fs::create_dir(&folder)?;
+        // Who read whose space: for the server's account only.
+        std::fs::DirBuilder::new().mode(0o700).create(&folder)?;
         let lock = File::create(folder.join("lock"))?;
         lock.try_lock().map_err(std::io::Error::other)?;
         let make = |name: &str| -> std::io::Result<File> {

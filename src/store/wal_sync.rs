@@ -270,6 +270,26 @@ mod tests {
         folder
     }
 
+    /// A ticket taken after a counted commit (or during one) is durable only once
+    /// a sync that started after the commit returned; a sync answered before the
+    /// commit does not make it durable.
+    #[test]
+    fn a_ticket_is_durable_once_a_sync_after_its_commits_returned() {
+        let folder = fresh_folder("wal-ticket");
+        let path = folder.join("db.sqlite-wal");
+        std::fs::write(&path, b"frames").unwrap();
+        let syncer = syncer_of(&folder, &path);
+        assert!(syncer.is_durable(syncer.ticket()), "nothing counted yet");
+        let during = syncer.counted(|| syncer.ticket());
+        let after = syncer.ticket();
+        assert!(!syncer.is_durable(during) && !syncer.is_durable(after));
+        answered(&syncer).unwrap();
+        assert!(syncer.is_durable(during) && syncer.is_durable(after));
+        syncer.counted(|| ());
+        assert!(!syncer.is_durable(syncer.ticket()));
+        stop(syncer, &folder);
+    }
+
     /// A commit is answered once its log is synced; a log SQLite made again (its
     /// last connection closed, then one opened) is the file then synced.
     #[test]

@@ -615,6 +615,68 @@ fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
     }
 }
 
+/// R-PAT-4 / R-AUD-2 / R-AUD-4 with the trace's log (SQLite): while another
+/// connection holds the database's write lock, a read is still answered (its
+/// events are durable in the log), and the holder's search of the trace and of
+/// their notifications that follows waits until the log is applied, then shows it:
+/// the access and the first-access notice.
+#[test]
+fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_next() {
+    use diesel::connection::SimpleConnection;
+    let (app, patient_id, document_id) = space();
+    if app.is_postgres() {
+        // No log there: each group commits before its answer.
+        return;
+    }
+    let me = As::Patient(patient_id.clone());
+    let stranger = "810000000077";
+    app.create(
+        &me,
+        &crate::support::fixtures::permit_professional(&patient_id, stranger),
+    );
+    let notices = || {
+        let reply = app.get(
+            &format!(
+                "Communication?patient={patient_id}&category=http://terminology.hl7.org/CodeSystem/communication-category|notification&_count=100"
+            ),
+            &me,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        entries_of(&reply.json(), "Communication")
+            .iter()
+            .filter(|notice| notice["topic"]["coding"][0]["code"] == "first-access")
+            .count()
+    };
+    let notices_before = notices();
+    let mut writer = app.connect();
+    writer
+        .batch_execute("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    let reply = traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &As::Professional {
+            id_nat_ps: stranger.into(),
+            profession: "10".into(),
+        },
+        None,
+        "read-while-locked",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        writer.batch_execute("COMMIT").expect("release");
+    });
+    assert_eq!(notices(), notices_before + 1, "the first access is told");
+    let (events, _) = trace(&app, &format!("patient={patient_id}"), &me);
+    assert!(
+        traced_request_ids(&events).contains(&"read-while-locked".to_owned()),
+        "the access answered while the database was locked is not in the trace"
+    );
+    release.join().unwrap();
+}
+
 /// R-PAT-4 / R-AUD-2 under a burst: 1,600 reads from eight clients at once, their
 /// events committed in groups and indexed in batches; the patient's trace searched
 /// next counts every one of them (the catch-up batches of a queue far behind are
