@@ -5,6 +5,8 @@
 # (--audit-log true, the default) and committed to the database before each answer
 # (--audit-log false). The two take turns, ROUNDS times (default 3). Each run checks
 # that every answered request has its AuditEvent stored, once the server stopped.
+# Last, on each build, reads and deposits at once: GET by id at 16 connections while
+# POST DocumentReference runs at 16 more (two wrk processes).
 # Usage: bench/audit-log.sh [seconds] [connections…]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,6 +46,17 @@ measure() {
             answered=$((answered + $(echo "$line" | awk '{print $1}')))
         done
     done
+    echo "== audit log $use_log, -c16 GET by id and -c16 POST DocumentReference at once"
+    BENCH_TOKEN=$doctor BENCH_BODY="$(document_json "$patient")" wrk -t1 -c16 -d"${seconds}s" --latency \
+        -s "$here/post.lua" "$base/DocumentReference" > "$work/post.out" &
+    local posting=$!
+    BENCH_TOKEN=$doctor wrk -t1 -c16 -d"${seconds}s" --latency -s "$here/get.lua" \
+        "$base/DocumentReference/$document_id" > "$work/wrk.out"
+    wait $posting
+    echo "   GET:  $(grep -E "Requests/sec|^ +50%|^ +99%|Non-2xx" "$work/wrk.out" | tr -s ' ' | tr '\n' ' ')"
+    echo "   POST: $(grep -E "Requests/sec|^ +50%|^ +99%|Non-2xx" "$work/post.out" | tr -s ' ' | tr '\n' ' ')"
+    answered=$((answered + $(grep -E "requests in" "$work/wrk.out" | awk '{print $1}')))
+    answered=$((answered + $(grep -E "requests in" "$work/post.out" | awk '{print $1}')))
     kill $server; wait $server 2>/dev/null || true; server=""
     local events
     events=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from audit_chain").fetchone()[0])' "$work/bench.sqlite")

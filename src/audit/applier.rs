@@ -261,7 +261,7 @@ pub fn recover(db: &Db) -> Result<usize, String> {
     for orphan in orphans {
         let mut requests = Vec::new();
         for frame in &orphan.frames {
-            let group: Vec<LoggedRequest> = serde_json::from_slice(frame).map_err(|error| {
+            let group = LoggedRequest::decode_group(frame).map_err(|error| {
                 format!(
                     "a frame of the trace log in {} does not read: {error}",
                     orphan.folder.display()
@@ -341,6 +341,30 @@ mod tests {
         LoggedRequest::of(prepared)
     }
 
+    /// A group reads back as it was written, each event's content whole; a frame
+    /// cut short does not read.
+    #[test]
+    fn a_group_reads_back_as_written() {
+        let group = [logged_read("p1", "req-1"), logged_read("p2", "req-2")];
+        let bytes = LoggedRequest::encode_group(&group).unwrap();
+        let read = LoggedRequest::decode_group(&bytes).unwrap();
+        assert_eq!(read.len(), 2);
+        for (read, written) in read.iter().zip(&group) {
+            assert_eq!(read.request_id, written.request_id);
+            assert_eq!(read.recorded, written.recorded);
+            assert_eq!(read.events.len(), written.events.len());
+            for (read, written) in read.events.iter().zip(&written.events) {
+                assert_eq!(
+                    (&read.id, &read.chain_key),
+                    (&written.id, &written.chain_key)
+                );
+                assert_eq!(read.content, written.content);
+                assert!(read.index.is_none(), "made again when applied");
+            }
+        }
+        assert!(LoggedRequest::decode_group(&bytes[..bytes.len() - 1]).is_err());
+    }
+
     fn event_stored(db: &Db, request: &LoggedRequest) -> bool {
         db.read_blocking(|conn| stored(conn, request)).unwrap()
     }
@@ -358,10 +382,11 @@ mod tests {
             .to_owned();
         let (first, second) = (logged_read("p1", "req-1"), logged_read("p1", "req-2"));
         let mut log = super::super::log::LogFiles::create(&logs).unwrap();
-        let frame = |requests: &[&LoggedRequest]| serde_json::to_vec(requests).unwrap();
-        log.append(&frame(&[&first]), 0).unwrap();
+        let frame = |requests: &[LoggedRequest]| LoggedRequest::encode_group(requests).unwrap();
+        log.append(&frame(std::slice::from_ref(&first)), 0).unwrap();
         // The second request twice: written again after a crash, say.
-        log.append(&frame(&[&second, &second]), 0).unwrap();
+        log.append(&frame(&[second.clone(), second.clone()]), 0)
+            .unwrap();
         let folder = log.folder().to_owned();
         assert_eq!(
             recover(&db).unwrap(),

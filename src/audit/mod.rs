@@ -356,6 +356,9 @@ pub struct LoggedRequest {
 pub struct LoggedEvent {
     pub id: String,
     pub chain_key: String,
+    /// Written as it is after the request's other values (see
+    /// [`LoggedRequest::encode_group`]), not as a JSON string.
+    #[serde(skip)]
     pub content: String,
     /// Its search index: built with it, made again from `content` when read back
     /// from the log (it is not written there).
@@ -406,6 +409,61 @@ impl LoggedRequest {
             accesses,
             who,
         }
+    }
+}
+
+impl LoggedRequest {
+    /// A group as one frame of the log: for each request, its values but the events'
+    /// contents as JSON, then each event's content as it is (an event is JSON text
+    /// already: escaping it again cost the committer a tenth of its time), each part
+    /// after its length (4 bytes, little-endian).
+    pub fn encode_group(group: &[LoggedRequest]) -> serde_json::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(
+            group
+                .iter()
+                .flat_map(|request| &request.events)
+                .map(|event| event.content.len() + 256)
+                .sum(),
+        );
+        let part = |bytes: &mut Vec<u8>, part: &[u8]| {
+            let length = u32::try_from(part.len()).expect("a part under 4 GiB");
+            bytes.extend_from_slice(&length.to_le_bytes());
+            bytes.extend_from_slice(part);
+        };
+        for request in group {
+            part(&mut bytes, &serde_json::to_vec(request)?);
+            for event in &request.events {
+                part(&mut bytes, event.content.as_bytes());
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The group of a frame written by [`LoggedRequest::encode_group`].
+    pub fn decode_group(mut bytes: &[u8]) -> Result<Vec<LoggedRequest>, String> {
+        fn part<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], String> {
+            let (length, rest) = bytes
+                .split_first_chunk::<4>()
+                .ok_or("a part's length is cut")?;
+            let length = u32::from_le_bytes(*length) as usize;
+            let (part, rest) = rest
+                .split_at_checked(length)
+                .ok_or("a part is shorter than its length")?;
+            *bytes = rest;
+            Ok(part)
+        }
+        let mut group = Vec::new();
+        while !bytes.is_empty() {
+            let mut request: LoggedRequest =
+                serde_json::from_slice(part(&mut bytes)?).map_err(|error| error.to_string())?;
+            for event in &mut request.events {
+                event.content = std::str::from_utf8(part(&mut bytes)?)
+                    .map_err(|error| error.to_string())?
+                    .to_owned();
+            }
+            group.push(request);
+        }
+        Ok(group)
     }
 }
 

@@ -156,7 +156,7 @@ impl TraceLog {
         if logged.is_empty() {
             return committed;
         }
-        let appended = serde_json::to_vec(&requests)
+        let appended = LoggedRequest::encode_group(&requests)
             .map_err(std::io::Error::other)
             .and_then(|payload| self.files.append(&payload, applied));
         let end = match appended {
