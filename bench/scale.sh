@@ -9,7 +9,8 @@
 #     (bench/spaces.lua: requests/s, p50, p95, p99), audited and rule-checked as always;
 #   - a server started with --log-query-plans answers one such search, and its plans
 #     of the page and the total are saved and checked for full scans.
-# Environment: SCALE_SECONDS (wrk duration, default 20), SCALE_CONNECTIONS (16),
+# Environment: DMP_SERVER_BINARY (a binary already built; default: this tree's release
+# build), SCALE_SECONDS (wrk duration, default 20), SCALE_CONNECTIONS (16),
 # SCALE_DIR (where the store and the results go; default a temporary folder, removed),
 # DMP_BENCH_POSTGRES_URL (an existing server's maintenance database; default: a
 # throwaway PostgreSQL 15 with the settings below).
@@ -43,8 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-binary=$root/target/release/dmp-fhir-server
+[ -n "${DMP_SERVER_BINARY:-}" ] || cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+binary=${DMP_SERVER_BINARY:-$root/target/release/dmp-fhir-server}
 source "$root/scripts/dev-server.sh"
 
 case $backend in
