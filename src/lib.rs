@@ -77,13 +77,15 @@ impl AppState {
         );
         // The trace of answered requests that an earlier run left in its log goes
         // into the database before this run's (R-AUD-2).
+        // A damaged log is reported (and by `audit-verify`), not a reason to refuse
+        // to serve: what it held past its damage is lost either way.
         audit::applier::recover(&db)?;
         let audit = audit::writer::AuditWriter::start(
             db.clone(),
             config.audit_group_commit,
             notifications.clone(),
             config.audit_log,
-        );
+        )?;
         let trace_index = audit::indexer::TraceIndexer::start(db.clone());
         let lifecycle = lifecycle::jobs::start(
             db.clone(),

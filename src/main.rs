@@ -201,23 +201,36 @@ fn audit_verify(database_url: &str) -> std::process::ExitCode {
         Err(code) => return code,
     };
     // The trace a stopped server left in its log is part of the chains.
-    match dmp_fhir_server::audit::applier::recover(&db) {
-        Ok(0) => {}
-        Ok(applied) => println!("the trace's log: the events of {applied} requests applied"),
+    let damaged = match dmp_fhir_server::audit::applier::recover(&db) {
+        Ok(recovered) => {
+            if recovered.applied > 0 {
+                println!(
+                    "the trace's log: the events of {} requests applied",
+                    recovered.applied
+                );
+            }
+            for line in &recovered.damaged {
+                println!("DAMAGED {line}");
+            }
+            !recovered.damaged.is_empty()
+        }
         Err(error) => {
             eprintln!("error: {error}");
             return std::process::ExitCode::FAILURE;
         }
-    }
+    };
     match db.read_blocking(dmp_fhir_server::audit::chain::verify) {
         Ok(report) => {
             println!(
                 "{} events in {} chains checked",
                 report.events, report.chains
             );
-            if report.broken.is_empty() {
+            if report.broken.is_empty() && !damaged {
                 println!("every chain holds");
                 std::process::ExitCode::SUCCESS
+            } else if report.broken.is_empty() {
+                println!("every chain holds, but a trace log was damaged (above)");
+                std::process::ExitCode::FAILURE
             } else {
                 for link in &report.broken {
                     println!("BROKEN {link}");

@@ -244,12 +244,26 @@ fn apply_guarded(
 /// Requests recovered from a log, applied a chunk per transaction.
 const RECOVERY_CHUNK: usize = 256;
 
+/// What [`recover`] did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Requests whose events it applied.
+    pub applied: usize,
+    /// The logs set aside as damaged (this time or before): what they held past
+    /// their damage is lost; each line says where.
+    pub damaged: Vec<String>,
+}
+
 /// Applies the logs that no running instance holds (an instance killed, or
 /// stopped before its applier finished), each request unless the database holds
-/// its events already, then removes them. Returns the number of requests applied.
-pub fn recover(db: &Db) -> Result<usize, String> {
+/// its events already, then removes them; a damaged one (a frame that does not
+/// check out before frames that do, a file removed) is applied as far as it
+/// reads and set aside (`damaged-…`), and reported, at every start and by
+/// `audit-verify`, until someone moves it away.
+pub fn recover(db: &Db) -> Result<Recovered, String> {
+    let mut recovered = Recovered::default();
     let Some(folder) = db.trace_logs_folder() else {
-        return Ok(0);
+        return Ok(recovered);
     };
     let orphans = super::log::orphaned_logs(folder).map_err(|error| {
         format!(
@@ -257,7 +271,6 @@ pub fn recover(db: &Db) -> Result<usize, String> {
             folder.display()
         )
     })?;
-    let mut applied = 0;
     for orphan in orphans {
         let mut requests = Vec::new();
         for frame in &orphan.frames {
@@ -278,7 +291,7 @@ pub fn recover(db: &Db) -> Result<usize, String> {
                 .is_some_and(|event| seen.insert(event.id.clone()))
         });
         for chunk in requests.chunks(RECOVERY_CHUNK) {
-            applied += db
+            recovered.applied += db
                 .write_blocking(|conn| {
                     dialect::write_transaction(conn, |conn| {
                         let mut missing = Vec::new();
@@ -295,14 +308,36 @@ pub fn recover(db: &Db) -> Result<usize, String> {
         }
         // Pooled connections commit with a sync: the chunks are durable.
         let folder = orphan.folder.clone();
-        orphan
-            .remove()
-            .map_err(|error| format!("cannot remove {}: {error}", folder.display()))?;
+        if orphan.damage.is_empty() {
+            orphan
+                .remove()
+                .map_err(|error| format!("cannot remove {}: {error}", folder.display()))?;
+        } else {
+            for damage in &orphan.damage {
+                tracing::error!(%damage, "a trace log is damaged: the events it held past the damage are lost");
+            }
+            orphan
+                .set_aside()
+                .map_err(|error| format!("cannot set {} aside: {error}", folder.display()))?;
+        }
     }
-    if applied > 0 {
-        tracing::info!(requests = applied, "the trace's log was applied at start");
+    if recovered.applied > 0 {
+        tracing::info!(
+            requests = recovered.applied,
+            "the trace's log was applied at start"
+        );
     }
-    Ok(applied)
+    for aside in super::log::damaged_logs(folder)
+        .map_err(|error| format!("cannot read {}: {error}", folder.display()))?
+    {
+        let line = format!(
+            "{}: a damaged trace log (its readable events are applied; the rest is lost)",
+            aside.display()
+        );
+        tracing::error!("{line}");
+        recovered.damaged.push(line);
+    }
+    Ok(recovered)
 }
 
 /// Whether the database holds the request's events (they are stored together).
@@ -339,6 +374,41 @@ mod tests {
             "a read goes through the log"
         );
         LoggedRequest::of(prepared)
+    }
+
+    /// A damaged log (a frame that does not check out before one that does) is
+    /// applied as far as it reads, set aside, and reported at every recovery.
+    #[test]
+    fn a_damaged_log_is_applied_as_far_as_it_reads_and_reported() {
+        let dir = std::env::temp_dir().join(format!("dmp-test-applier-{}", uuid::Uuid::new_v4()));
+        let db = Db::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).unwrap();
+        let logs = db.trace_logs_folder().unwrap().to_owned();
+        let serving = std::sync::Arc::new(super::super::log::serving_lock(&logs).unwrap());
+        let mut log = super::super::log::LogFiles::create(&logs, serving).unwrap();
+        let requests = [
+            logged_read("p1", "req-1"),
+            logged_read("p1", "req-2"),
+            logged_read("p1", "req-3"),
+        ];
+        let mut ends = Vec::new();
+        for request in &requests {
+            let frame = LoggedRequest::encode_group(std::slice::from_ref(request)).unwrap();
+            ends.push(log.append(&frame, 0).unwrap());
+        }
+        let a = log.folder().join("a.log");
+        drop(log);
+        // A byte of the second frame's payload changed.
+        let file = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"X", ends[0] + 40).unwrap();
+        let recovered = recover(&db).unwrap();
+        assert_eq!(recovered.applied, 2);
+        assert_eq!(recovered.damaged.len(), 1, "{:?}", recovered.damaged);
+        assert!(event_stored(&db, &requests[0]) && event_stored(&db, &requests[2]));
+        assert!(!event_stored(&db, &requests[1]));
+        let again = recover(&db).unwrap();
+        assert_eq!((again.applied, again.damaged.len()), (0, 1), "still told");
+        drop(db);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// A group reads back as it was written, each event's content whole; a frame
@@ -381,7 +451,8 @@ mod tests {
             .expect("a SQLite file has a trace log")
             .to_owned();
         let (first, second) = (logged_read("p1", "req-1"), logged_read("p1", "req-2"));
-        let mut log = super::super::log::LogFiles::create(&logs).unwrap();
+        let serving = std::sync::Arc::new(super::super::log::serving_lock(&logs).unwrap());
+        let mut log = super::super::log::LogFiles::create(&logs, serving).unwrap();
         let frame = |requests: &[LoggedRequest]| LoggedRequest::encode_group(requests).unwrap();
         log.append(&frame(std::slice::from_ref(&first)), 0).unwrap();
         // The second request twice: written again after a crash, say.
@@ -389,18 +460,19 @@ mod tests {
             .unwrap();
         let folder = log.folder().to_owned();
         assert_eq!(
-            recover(&db).unwrap(),
+            recover(&db).unwrap().applied,
             0,
             "a running instance's log is its own"
         );
         drop(log);
         assert!(!event_stored(&db, &first));
-        assert_eq!(recover(&db).unwrap(), 2);
+        assert_eq!(recover(&db).unwrap().applied, 2);
         assert!(event_stored(&db, &first) && event_stored(&db, &second));
         assert!(!folder.exists());
         let report = db.read_blocking(crate::audit::chain::verify).unwrap();
         assert_eq!((report.events, report.broken.len()), (2, 0));
-        assert_eq!(recover(&db).unwrap(), 0);
+        let again = recover(&db).unwrap();
+        assert_eq!((again.applied, again.damaged.len()), (0, 0));
         drop(db);
         std::fs::remove_dir_all(dir).unwrap();
     }

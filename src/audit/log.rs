@@ -50,8 +50,9 @@ const MAX_PAYLOAD: u32 = 256 << 20;
 pub struct LogFiles {
     folder: PathBuf,
     files: [File; 2],
-    /// Kept open (and so locked) while the log may hold unapplied groups.
-    lock: Arc<File>,
+    /// The locks of the log's folder and of the database's one server process,
+    /// kept while the log may hold unapplied groups.
+    locks: Arc<(File, Arc<File>)>,
     /// The file appended to, its generation and where the next frame goes.
     current: usize,
     generations: [u64; 2],
@@ -71,8 +72,9 @@ pub fn logs_folder(database: &Path) -> PathBuf {
 }
 
 impl LogFiles {
-    /// Makes a new instance's log in `logs` (created if needed), locked.
-    pub fn create(logs: &Path) -> std::io::Result<LogFiles> {
+    /// Makes a new instance's log in `logs` (created if needed), locked, for the
+    /// process that holds `serving` ([`serving_lock`]).
+    pub fn create(logs: &Path, serving: Arc<File>) -> std::io::Result<LogFiles> {
         std::fs::create_dir_all(logs)?;
         let folder = logs.join(uuid::Uuid::new_v4().to_string());
         // Who read whose space: for the server's account only.
@@ -93,7 +95,7 @@ impl LogFiles {
         Ok(LogFiles {
             folder,
             files,
-            lock: Arc::new(lock),
+            locks: Arc::new((lock, serving)),
             current: 0,
             generations: [1, 0],
             offset: 0,
@@ -112,7 +114,7 @@ impl LogFiles {
     pub fn hold(&self) -> LogHold {
         LogHold {
             folder: self.folder.clone(),
-            _lock: Arc::clone(&self.lock),
+            _locks: Arc::clone(&self.locks),
         }
     }
 
@@ -150,7 +152,42 @@ impl LogFiles {
 /// Keeps an instance's log locked while held.
 pub struct LogHold {
     folder: PathBuf,
-    _lock: Arc<File>,
+    _locks: Arc<(File, Arc<File>)>,
+}
+
+/// How long a starting server waits for the one before it (stopping: its applier
+/// finishing) to release the database.
+const SERVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The lock that makes this process the one server of a SQLite database
+/// (`<database>-trace/serving.lock`): the trace's readers wait for this process's
+/// applier only, so a second server on the same file would show its readers a trace
+/// without the other's latest events, and never apply a stopped one's log. Several
+/// instances share a PostgreSQL database instead. Waits [`SERVING_WAIT`] for a
+/// server that is stopping.
+pub fn serving_lock(logs: &Path) -> std::io::Result<File> {
+    std::fs::create_dir_all(logs)?;
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(logs.join("serving.lock"))?;
+    let started = std::time::Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < SERVING_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::other(
+                    "another server process serves this SQLite database (one process \
+                     serves a SQLite database; several instances share a PostgreSQL one)",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(error),
+        }
+    }
 }
 
 impl LogHold {
@@ -184,33 +221,69 @@ fn checksum(generation: u64, length: u32, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The payloads of a file's frames, from its start, while they hold and carry the
-/// first one's generation.
-pub fn read_frames(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
-    let bytes = std::fs::read(path)?;
-    let mut frames = Vec::new();
-    let mut at = 0usize;
-    let mut first_generation = None;
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        if &header[..4] != MAGIC {
-            break;
-        }
-        let generation = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
-        let length = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
-        let sum = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
-        if length > MAX_PAYLOAD || *first_generation.get_or_insert(generation) != generation {
-            break;
-        }
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + length as usize) else {
-            break;
-        };
-        if checksum(generation, length, payload) != sum {
-            break;
-        }
-        frames.push(payload.to_vec());
-        at += HEADER + length as usize;
+/// A file of a log, read back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FileFrames {
+    /// The payloads of its frames that check out, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// Where a frame that does not check out is followed by frames of the same turn
+    /// that do: not the end of an append that never returned (nothing is written
+    /// after one), but damage, and what it held is lost.
+    pub damaged_at: Option<u64>,
+    /// The generation of its frames.
+    pub generation: Option<u64>,
+}
+
+/// The frame at `at`, if it checks out and is of `generation` (any, if `None`):
+/// its generation, payload and length.
+fn frame_at(bytes: &[u8], at: usize, generation: Option<u64>) -> Option<(u64, &[u8], usize)> {
+    let header = bytes.get(at..at + HEADER)?;
+    if &header[..4] != MAGIC {
+        return None;
     }
-    Ok(frames)
+    let found = u64::from_le_bytes(header[4..12].try_into().ok()?);
+    let length = u32::from_le_bytes(header[12..16].try_into().ok()?);
+    let sum = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    if length > MAX_PAYLOAD || generation.is_some_and(|generation| generation != found) {
+        return None;
+    }
+    let payload = bytes.get(at + HEADER..at + HEADER + length as usize)?;
+    (checksum(found, length, payload) == sum).then_some((found, payload, HEADER + length as usize))
+}
+
+/// A file's frames from its start while they check out and carry the first one's
+/// generation; past one that does not, any further frame of that generation is
+/// taken too, and the file marked damaged.
+pub fn read_frames(path: &Path) -> std::io::Result<FileFrames> {
+    let bytes = std::fs::read(path)?;
+    let mut read = FileFrames::default();
+    let mut at = 0usize;
+    let mut generation = None;
+    while at < bytes.len() {
+        match frame_at(&bytes, at, generation) {
+            Some((found, payload, length)) => {
+                generation = Some(found);
+                read.frames.push(payload.to_vec());
+                at += length;
+            }
+            None => {
+                // The next frame of this turn after the one that does not check out
+                // (of any turn, when the first frame does not: see `orphaned_logs`).
+                let next = (at + 1..bytes.len().saturating_sub(HEADER - 1))
+                    .filter(|&from| bytes[from..].starts_with(MAGIC))
+                    .find(|&from| frame_at(&bytes, from, generation).is_some());
+                match next {
+                    Some(next) => {
+                        read.damaged_at.get_or_insert(at as u64);
+                        at = next;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    read.generation = generation;
+    Ok(read)
 }
 
 /// An instance's log that no running instance holds: read back at start.
@@ -219,11 +292,31 @@ pub struct OrphanedLog {
     /// Its frames' payloads, file `a` then `b` (the applier takes each request
     /// unless the database holds it, so their order does not matter).
     pub frames: Vec<Vec<u8>>,
+    /// What is wrong with it: a file damaged (frames that do not check out before
+    /// frames that do) or missing.
+    pub damage: Vec<String>,
     /// Held until the folder is removed, so that no other instance reads it too.
     _lock: File,
 }
 
+/// The prefix of a damaged log's folder once its readable frames are applied: kept
+/// for whoever looks into it, never read again, reported by `audit-verify`.
+pub const DAMAGED: &str = "damaged-";
+
 impl OrphanedLog {
+    /// Sets a damaged log aside (see [`DAMAGED`]) once its readable frames are
+    /// applied; returns where it is.
+    pub fn set_aside(self) -> std::io::Result<PathBuf> {
+        let name = self
+            .folder
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = self.folder.with_file_name(format!("{DAMAGED}{name}"));
+        std::fs::rename(&self.folder, &aside)?;
+        Ok(aside)
+    }
+
     /// Removes the log once its frames are applied and durable.
     pub fn remove(self) -> std::io::Result<()> {
         match std::fs::remove_dir_all(&self.folder) {
@@ -231,6 +324,19 @@ impl OrphanedLog {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             removed => removed,
         }
+    }
+}
+
+/// The logs in `logs` set aside as damaged ([`DAMAGED`]).
+pub fn damaged_logs(logs: &Path) -> std::io::Result<Vec<PathBuf>> {
+    match std::fs::read_dir(logs) {
+        Ok(entries) => Ok(entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(DAMAGED))
+            .map(|entry| entry.path())
+            .collect()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error),
     }
 }
 
@@ -244,8 +350,9 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
     };
     let mut orphans = Vec::new();
     for entry in entries {
-        let folder = entry?.path();
-        if !folder.is_dir() {
+        let entry = entry?;
+        let folder = entry.path();
+        if !folder.is_dir() || entry.file_name().to_string_lossy().starts_with(DAMAGED) {
             continue;
         }
         let lock = match OpenOptions::new()
@@ -262,17 +369,42 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
             // A running instance's own.
             continue;
         }
-        let mut frames = Vec::new();
+        let (mut frames, mut damage, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+        let mut read = Vec::new();
         for name in ["a.log", "b.log"] {
             match read_frames(&folder.join(name)) {
-                Ok(read) => frames.extend(read),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(file) => read.push((name, file)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => missing.push(name),
                 Err(error) => return Err(error),
             }
+        }
+        let newest = read.iter().filter_map(|(_, file)| file.generation).max();
+        for (name, file) in read {
+            // A first frame that does not check out, before frames of a turn older
+            // than the other file's: the first append of a new turn, torn, over
+            // the older turn's frames (all applied). Otherwise, damage.
+            let torn_new_turn = file.damaged_at == Some(0) && file.generation < newest;
+            if let Some(at) = file.damaged_at.filter(|_| !torn_new_turn) {
+                damage.push(format!(
+                    "{}: frames that do not check out at byte {at}, before frames that do",
+                    folder.join(name).display()
+                ));
+            }
+            frames.extend(file.frames);
+        }
+        // Both files are made before anything is answered: one missing beside
+        // frames is one removed.
+        if !frames.is_empty() {
+            damage.extend(
+                missing
+                    .into_iter()
+                    .map(|name| format!("{}: missing", folder.join(name).display())),
+            );
         }
         orphans.push(OrphanedLog {
             folder,
             frames,
+            damage,
             _lock: lock,
         });
     }
@@ -282,6 +414,10 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serving(logs: &Path) -> Arc<File> {
+        Arc::new(serving_lock(logs).unwrap())
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -295,30 +431,74 @@ mod tests {
     #[test]
     fn frames_read_back_in_order_up_to_a_torn_one() {
         let logs = temp("torn");
-        let mut log = LogFiles::create(&logs).unwrap();
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
         let first = log.append(b"one", 0).unwrap();
         let second = log.append(b"two", 0).unwrap();
         assert_eq!(second - first, (HEADER + 3) as u64);
         let path = log.folder().join("a.log");
         assert_eq!(
-            read_frames(&path).unwrap(),
+            read_frames(&path).unwrap().frames,
             [b"one".to_vec(), b"two".to_vec()]
         );
         // A third frame whose last byte never reached the disk ends the reading.
         log.append(b"three", 0).unwrap();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(b"X", second + HEADER as u64 + 4).unwrap();
+        let read = read_frames(&path).unwrap();
+        assert_eq!(read.frames, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(read.damaged_at, None, "the end of an append, not damage");
+        // A frame after it: the one before was damaged, not the last one written.
+        log.append(b"four", 0).unwrap();
+        let read = read_frames(&path).unwrap();
         assert_eq!(
-            read_frames(&path).unwrap(),
-            [b"one".to_vec(), b"two".to_vec()]
+            read.frames,
+            [b"one".to_vec(), b"two".to_vec(), b"four".to_vec()]
         );
+        assert_eq!(read.damaged_at, Some(second));
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+
+    /// A first frame that does not check out before frames that do is damage,
+    /// unless they are of a turn older than the other file's (a new turn's first
+    /// append, torn); a file removed beside frames is damage too.
+    #[test]
+    fn damage_is_told_from_an_append_that_never_returned() {
+        let logs = temp("damage");
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"one", 0).unwrap();
+        log.append(b"two", 0).unwrap();
+        let folder = log.folder().to_owned();
+        drop(log);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(folder.join("a.log"))
+            .unwrap();
+        file.write_all_at(b"X", HEADER as u64).unwrap();
+        let orphans = orphaned_logs(&logs).unwrap();
+        assert_eq!(orphans[0].frames, [b"two".to_vec()]);
+        assert_eq!(orphans[0].damage.len(), 1, "{:?}", orphans[0].damage);
+        let aside = orphans.into_iter().next().unwrap().set_aside().unwrap();
+        assert!(
+            orphaned_logs(&logs).unwrap().is_empty(),
+            "set aside, not read again"
+        );
+        assert_eq!(damaged_logs(&logs).unwrap(), [aside]);
+        // A removed file beside frames.
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"three", 0).unwrap();
+        let folder = log.folder().to_owned();
+        drop(log);
+        std::fs::remove_file(folder.join("b.log")).unwrap();
+        let orphans = orphaned_logs(&logs).unwrap();
+        assert_eq!(orphans[0].damage.len(), 1, "{:?}", orphans[0].damage);
+        drop(orphans);
         std::fs::remove_dir_all(logs).unwrap();
     }
 
     #[test]
     fn a_running_instances_log_is_not_an_orphan_and_a_stopped_ones_is() {
         let logs = temp("orphans");
-        let mut log = LogFiles::create(&logs).unwrap();
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
         log.append(b"kept", 0).unwrap();
         assert!(orphaned_logs(&logs).unwrap().is_empty());
         let folder = log.folder().to_owned();
@@ -336,7 +516,7 @@ mod tests {
     #[test]
     fn a_file_is_written_again_only_once_the_applier_is_past_it() {
         let logs = temp("switch");
-        let mut log = LogFiles::create(&logs).unwrap();
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
         let big = vec![7u8; (SWITCH_AT / 2) as usize];
         log.append(&big, 0).unwrap();
         let end_a = log.append(&big, 0).unwrap();
@@ -348,12 +528,28 @@ mod tests {
         let a = log.folder().join("a.log");
         let b = log.folder().join("b.log");
         log.append(b"still b", end_a - 1).unwrap();
-        assert_eq!(read_frames(&b).unwrap().len(), 4);
+        let frames = |path: &Path| read_frames(path).unwrap().frames;
+        assert_eq!(frames(&b).len(), 4);
         // Once `a` is applied, it is written again from its start, with a newer
         // generation: the older frames after the new one are not read back.
         log.append(b"a again", end_a).unwrap();
-        assert_eq!(read_frames(&a).unwrap(), [b"a again".to_vec()]);
-        assert_eq!(read_frames(&b).unwrap().len(), 4);
+        assert_eq!(frames(&a), [b"a again".to_vec()]);
+        assert_eq!(
+            read_frames(&a).unwrap().damaged_at,
+            None,
+            "older turns are not damage"
+        );
+        assert_eq!(frames(&b).len(), 4);
+        // That first append of the new turn torn (it never returned): the older
+        // turn's frames behind it read back, and are not taken for damage.
+        let folder = log.folder().to_owned();
+        drop(log);
+        let file = OpenOptions::new().write(true).open(&a).unwrap();
+        file.write_all_at(b"X", HEADER as u64).unwrap();
+        let orphans = orphaned_logs(&logs).unwrap();
+        assert_eq!(orphans[0].folder, folder);
+        assert!(orphans[0].damage.is_empty(), "{:?}", orphans[0].damage);
+        drop(orphans);
         std::fs::remove_dir_all(logs).unwrap();
     }
 }

@@ -39,32 +39,56 @@ impl AuditWriter {
     /// Starts the committer thread. It stops when the last handle is dropped.
     /// With `use_log`, on SQLite in a file, it makes the groups it can durable in
     /// a log of this instance's own (see [`super::log`]); recover the logs of
-    /// earlier instances first ([`super::applier::recover`]).
-    pub fn start(db: Db, group_commit: bool, wakeup: Wakeup, use_log: bool) -> AuditWriter {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let log = match db.trace_logs_folder() {
-            Some(folder) if use_log => match LogFiles::create(folder) {
-                Ok(files) => {
-                    let applier = Applier::start(db.clone(), wakeup.clone(), files.hold());
-                    Some(TraceLog {
-                        files,
-                        applier,
-                        failed: false,
-                    })
+    /// earlier instances first ([`super::applier::recover`]). On SQLite in a file,
+    /// this process must be the database's one server
+    /// ([`super::log::serving_lock`]): an error says another serves it.
+    pub fn start(
+        db: Db,
+        group_commit: bool,
+        wakeup: Wakeup,
+        use_log: bool,
+    ) -> Result<AuditWriter, String> {
+        let serving = match db.trace_logs_folder() {
+            Some(folder) => Some(Arc::new(super::log::serving_lock(folder).map_err(
+                |error| {
+                    format!(
+                        "cannot serve the database beside {}: {error}",
+                        folder.display()
+                    )
+                },
+            )?)),
+            None => None,
+        };
+        let log = match (db.trace_logs_folder(), &serving) {
+            (Some(folder), Some(serving)) if use_log => {
+                match LogFiles::create(folder, Arc::clone(serving)) {
+                    Ok(files) => {
+                        let applier = Applier::start(db.clone(), wakeup.clone(), files.hold());
+                        Some(TraceLog {
+                            files,
+                            applier,
+                            failed: false,
+                        })
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, folder = %folder.display(), "no trace log: the trace commits each group");
+                        None
+                    }
                 }
-                Err(error) => {
-                    tracing::error!(%error, folder = %folder.display(), "no trace log: the trace commits each group");
-                    None
-                }
-            },
+            }
             _ => None,
         };
+        let (jobs, queue) = mpsc::channel::<Job>();
         let log_progress = log.as_ref().map(|log| Arc::clone(log.applier.progress()));
         thread::Builder::new()
             .name("audit-commit".into())
-            .spawn(move || commit_loop(&db, &queue, group_commit, &wakeup, log))
+            .spawn(move || {
+                // The database stays this process's while the trace is written.
+                let _serving = serving;
+                commit_loop(&db, &queue, group_commit, &wakeup, log);
+            })
             .expect("the audit committer thread starts");
-        AuditWriter { jobs, log_progress }
+        Ok(AuditWriter { jobs, log_progress })
     }
 
     /// Returns once every request answered before this call has its events (and

@@ -254,8 +254,9 @@ pub fn write_ahead_log(conn: &mut Conn) -> diesel::QueryResult<Option<std::path:
 /// (`temp_store = MEMORY`): the statement journals of their multi-row inserts (the
 /// undo of one statement inside a transaction), which past 64 KiB went to a
 /// temporary file (half of the indexer's writes), and their `RETURNING` lists.
-/// Measured: about a fifth more audited reads a second. Only for connections that
-/// run the trace's fixed statements: a search's sorts would stay in memory too.
+/// Measured: about a fifth more audited reads a second. Only for the committers'
+/// connections, whose temporaries are bounded (the trace's fixed statements, the
+/// requests' writes): a search's sorts would stay in memory too.
 pub fn temporaries_in_memory(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
         Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA temp_store = MEMORY;"),
@@ -299,4 +300,33 @@ where
             Err(error)
         }
     }
+}
+
+/// Runs `work`'s reads on one snapshot of the database: a read transaction
+/// (SQLite's starts its snapshot at its first read; PostgreSQL's is
+/// `REPEATABLE READ, READ ONLY`), so that what it reads in several statements holds
+/// together while servers write (the trace's check reads the chains' heads, then
+/// their links, page by page).
+pub fn read_snapshot<T, F>(conn: &mut Conn, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let begin = match conn {
+        Conn::Sqlite(_) => "BEGIN DEFERRED",
+        Conn::Postgresql(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    };
+    match conn {
+        Conn::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, begin)?,
+        Conn::Postgresql(postgres) => {
+            AnsiTransactionManager::begin_transaction_sql(postgres, begin)?
+        }
+    }
+    let result = work(conn);
+    // Nothing was written: the end of the snapshot either way.
+    match conn {
+        Conn::Sqlite(sqlite) => AnsiTransactionManager::rollback_transaction(sqlite)?,
+        Conn::Postgresql(postgres) => AnsiTransactionManager::rollback_transaction(postgres)?,
+    }
+    result
 }

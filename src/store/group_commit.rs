@@ -81,7 +81,13 @@ pub(crate) fn next_group<T>(queue: &mpsc::Receiver<T>, max: usize) -> Option<Vec
 }
 
 fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
-    let mut conn = CommitterConnection::default();
+    // Its temporaries in memory: the `RETURNING` lists of the multi-row inserts and
+    // the statement journal of each request's savepoint (the first change of a page
+    // in a savepoint copies it there), which went through the kernel as temporary
+    // files (18 % of this thread at 64 connections; POST@64 +15 %, BENCHMARKS.md).
+    // What they hold is bounded by a group's bodies (`--max-body-bytes`,
+    // `--max-bundle-entries`) and its lookups by the search bounds.
+    let mut conn = CommitterConnection::with_temporaries_in_memory();
     while let Some(group) = next_group(queue, MAX_GROUP) {
         let (works, dones): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.done)).unzip();

@@ -143,7 +143,8 @@ impl Default for CommitterConnection {
 }
 
 impl CommitterConnection {
-    /// For a committer that runs fixed statements only (the trace's).
+    /// For a committer whose temporary structures are bounded (the trace's fixed
+    /// statements, the requests' writes: see `group_commit`).
     pub fn with_temporaries_in_memory() -> CommitterConnection {
         CommitterConnection {
             temporaries_in_memory: true,

@@ -677,6 +677,90 @@ fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_ne
     release.join().unwrap();
 }
 
+/// R-AUD-3: `audit-verify` run while the server appends to the chains it checks
+/// reads one snapshot: no link appended meanwhile is taken for a removed one.
+#[test]
+fn r_aud_3_the_chains_hold_when_checked_while_the_server_appends() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (app, _, document_id) = space();
+    let stop = AtomicBool::new(false);
+    let (reports, reads) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut reads = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let path = format!("DocumentReference/{document_id}");
+                        reads += usize::from(app.get(&path, &As::doctor()).status == 200);
+                    }
+                    reads
+                })
+            })
+            .collect();
+        let reports: Vec<(bool, String)> = (0..10)
+            .map(|_| run_command(&["audit-verify", "--database-url", &app.database_url]))
+            .collect();
+        stop.store(true, Ordering::SeqCst);
+        let reads: usize = readers
+            .into_iter()
+            .map(|reader| reader.join().unwrap())
+            .sum();
+        (reports, reads)
+    });
+    assert!(reads > 20, "the server appended meanwhile: {reads} reads");
+    for (holds, report) in reports {
+        assert!(holds, "{report}");
+    }
+}
+
+/// R-AUD-2 / R-PAT-4 with the trace's log: a SQLite database has one server
+/// process (the trace's readers wait for its applier only, and it applies the log
+/// a stopped server left); a second one on the same file refuses to start, saying
+/// why, and the first goes on serving.
+#[test]
+fn a_second_server_on_the_same_sqlite_database_is_refused() {
+    let (app, _, document_id) = space();
+    if app.is_postgres() {
+        // Several instances share a PostgreSQL database (tests/api/instances.rs).
+        return;
+    }
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_dmp-fhir-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &app.database_url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second server");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            second.kill().ok();
+            panic!("a second server serves the same SQLite database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let output = second.wait_with_output().expect("its output");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains("another server process serves this SQLite database"),
+        "{said}"
+    );
+    let reply = app.get(&format!("DocumentReference/{document_id}"), &As::doctor());
+    assert_eq!(reply.status, 200, "the first one still serves");
+}
+
 /// R-PAT-4 / R-AUD-2 under a burst: 1,600 reads from eight clients at once, their
 /// events committed in groups and indexed in batches; the patient's trace searched
 /// next counts every one of them (the catch-up batches of a queue far behind are
@@ -1063,7 +1147,12 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
     eprintln!("audit-verify after SIGKILL: {report}");
     if !app.is_postgres() {
         let logs = dir.join("db.sqlite-trace");
-        let left = std::fs::read_dir(&logs).map_or(0, |entries| entries.count());
+        let left = std::fs::read_dir(&logs).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().is_dir())
+                .count()
+        });
         assert_eq!(left, 0, "the killed server's log is applied and removed");
     }
     // Every answered request has its event in the database.
