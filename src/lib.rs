@@ -92,6 +92,7 @@ impl AppState {
             std::sync::Arc::clone(&clock),
             std::time::Duration::from_millis(config.lifecycle_interval_ms),
             notifications.clone(),
+            audit.clone(),
         );
         // Requests' writes go through the group committer; the background workers
         // above write on their own.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Months, Utc};
 
 use super::{ACTIVATION_DELAY, RETENTION_YEARS, State};
+use crate::audit::writer::AuditWriter;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::fhir::date::fhir_instant;
@@ -91,13 +92,23 @@ pub struct LifecycleJob {
 }
 
 /// Runs the job every `interval` on a thread of its own.
-pub fn start(db: Db, clock: Arc<dyn Clock>, interval: Duration, wakeup: Wakeup) -> LifecycleJob {
+pub fn start(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    wakeup: Wakeup,
+    trace: AuditWriter,
+) -> LifecycleJob {
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("lifecycle".into())
         .spawn(move || {
             loop {
-                match run_once(&db, clock.now()) {
+                // A purge removes a space's first accesses: the trace of the
+                // requests answered before it is stored first (its log applied), so
+                // that none comes back after it.
+                let stored = trace.wait_stored();
+                match stored.and_then(|()| run_once(&db, clock.now())) {
                     Ok(report) => {
                         if report.opened > 0 {
                             wakeup.wake();
