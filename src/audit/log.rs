@@ -76,21 +76,35 @@ impl LogFiles {
     /// process that holds `serving` ([`serving_lock`]).
     pub fn create(logs: &Path, serving: Arc<File>) -> std::io::Result<LogFiles> {
         std::fs::create_dir_all(logs)?;
-        let folder = logs.join(uuid::Uuid::new_v4().to_string());
+        let name = uuid::Uuid::new_v4().to_string();
+        // Made whole under a name the recovery does not read, then renamed: a log
+        // folder without both files is one someone removed a file from.
+        let making = logs.join(format!(".{name}"));
+        let folder = logs.join(&name);
         // Who read whose space: for the server's account only.
-        std::fs::DirBuilder::new().mode(0o700).create(&folder)?;
-        let lock = File::create(folder.join("lock"))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&making)?;
+        let make = |name: &str| -> std::io::Result<()> {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(making.join(name))
+                .map(drop)
+        };
+        make("a.log")?;
+        make("b.log")?;
+        File::open(&making)?.sync_all()?;
+        // The folder itself is locked (not a file in it, which could be removed).
+        let lock = File::open(&making)?;
         lock.try_lock().map_err(std::io::Error::other)?;
-        let make = |name: &str| -> std::io::Result<File> {
+        std::fs::rename(&making, &folder)?;
+        let open = |name: &str| {
             OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create_new(true)
                 .open(folder.join(name))
         };
-        let files = [make("a.log")?, make("b.log")?];
-        // The folder's new names reach the disk before any answer relies on them.
-        File::open(&folder)?.sync_all()?;
+        let files = [open("a.log")?, open("b.log")?];
+        // The folder's new name reaches the disk before any answer relies on it.
         File::open(logs)?.sync_all()?;
         Ok(LogFiles {
             folder,
@@ -159,19 +173,16 @@ pub struct LogHold {
 /// finishing) to release the database.
 const SERVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The lock that makes this process the one server of a SQLite database
-/// (`<database>-trace/serving.lock`): the trace's readers wait for this process's
+/// The lock that makes this process the one server of a SQLite database (on the
+/// folder `<database>-trace` itself): the trace's readers wait for this process's
 /// applier only, so a second server on the same file would show its readers a trace
 /// without the other's latest events, and never apply a stopped one's log. Several
 /// instances share a PostgreSQL database instead. Waits [`SERVING_WAIT`] for a
-/// server that is stopping.
+/// server that is stopping. See also `store::Db::open`, which refuses a database
+/// file with several names (hard links: another name, another folder).
 pub fn serving_lock(logs: &Path) -> std::io::Result<File> {
     std::fs::create_dir_all(logs)?;
-    let lock = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(logs.join("serving.lock"))?;
+    let lock = File::open(logs)?;
     let started = std::time::Instant::now();
     loop {
         match lock.try_lock() {
@@ -352,15 +363,19 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
     for entry in entries {
         let entry = entry?;
         let folder = entry.path();
-        if !folder.is_dir() || entry.file_name().to_string_lossy().starts_with(DAMAGED) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !folder.is_dir() || name.starts_with(DAMAGED) {
             continue;
         }
-        let lock = match OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(folder.join("lock"))
-        {
+        if name.starts_with('.') {
+            // A log being made (locked before it gets its name), or one whose
+            // making a crash cut short: nothing was ever written to it.
+            if File::open(&folder).is_ok_and(|lock| lock.try_lock().is_ok()) {
+                let _ = std::fs::remove_dir_all(&folder);
+            }
+            continue;
+        }
+        let lock = match File::open(&folder) {
             Ok(lock) => lock,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
             Err(error) => return Err(error),
@@ -369,12 +384,14 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
             // A running instance's own.
             continue;
         }
-        let (mut frames, mut damage, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut frames, mut damage) = (Vec::new(), Vec::new());
         let mut read = Vec::new();
         for name in ["a.log", "b.log"] {
             match read_frames(&folder.join(name)) {
                 Ok(file) => read.push((name, file)),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => missing.push(name),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    damage.push(format!("{}: missing", folder.join(name).display()))
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -391,15 +408,6 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
                 ));
             }
             frames.extend(file.frames);
-        }
-        // Both files are made before anything is answered: one missing beside
-        // frames is one removed.
-        if !frames.is_empty() {
-            damage.extend(
-                missing
-                    .into_iter()
-                    .map(|name| format!("{}: missing", folder.join(name).display())),
-            );
         }
         orphans.push(OrphanedLog {
             folder,

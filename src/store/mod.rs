@@ -268,6 +268,13 @@ impl Db {
         let log = db
             .read_blocking(|conn| Ok(dialect::write_ahead_log(conn)?))
             .map_err(|error| format!("cannot read the database's journal mode: {error}"))?;
+        // The file as SQLite opened it (a `file:` URI, a symbolic link resolved).
+        if let Some(database) = log
+            .as_deref()
+            .and_then(|log| log.to_str()?.strip_suffix("-wal"))
+        {
+            refuse_several_names(Path::new(database))?;
+        }
         let db = Db {
             trace_logs: log.as_deref().and_then(|log| {
                 let database = log.to_str()?.strip_suffix("-wal")?;
@@ -507,6 +514,23 @@ impl Db {
             tracing::error!(%error, "no database connection");
             ApiError::internal("database unavailable")
         })
+    }
+}
+
+/// A SQLite database file with several names (hard links) is refused: SQLite
+/// keeps its write-ahead log and lock files beside the name it opened, so two
+/// names are two logs over one file (corruption), and the trace's one-server lock
+/// (`audit::log::serving_lock`) beside each name would not meet.
+fn refuse_several_names(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.nlink() > 1 => Err(format!(
+            "{} has {} names (hard links): SQLite cannot lock one file under several names; \
+             open it by one name (a symbolic link is fine)",
+            path.display(),
+            metadata.nlink()
+        )),
+        _ => Ok(()),
     }
 }
 

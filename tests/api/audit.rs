@@ -757,6 +757,19 @@ fn a_second_server_on_the_same_sqlite_database_is_refused() {
         said.contains("another server process serves this SQLite database"),
         "{said}"
     );
+    // Nor under another name of the same file (a hard link: its own write-ahead
+    // log and lock folder beside it).
+    let file = app.database_url.trim_start_matches("sqlite://");
+    let other_name = format!("{file}.other-name");
+    std::fs::hard_link(file, &other_name).expect("a second name");
+    let (served, said) = run_command(&[
+        "audit-verify",
+        "--database-url",
+        &format!("sqlite://{other_name}"),
+    ]);
+    assert!(!served, "{said}");
+    assert!(said.contains("hard links"), "{said}");
+    std::fs::remove_file(&other_name).unwrap();
     let reply = app.get(&format!("DocumentReference/{document_id}"), &As::doctor());
     assert_eq!(reply.status, 200, "the first one still serves");
 }
