@@ -12,7 +12,7 @@
 //!
 //! A commit that fails is tried again (one group at a time, then after a pause,
 //! for as long as it fails): the events stay in the log meanwhile, the trace's
-//! readers get 500s after [`CAUGHT_UP_WITHIN`] (the trace is never shown
+//! readers get 500s after `CAUGHT_UP_WITHIN` (the trace is never shown
 //! incomplete), and once the log is [`MAX_BEHIND`] ahead the committer commits
 //! new groups itself.
 

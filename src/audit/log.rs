@@ -11,15 +11,19 @@
 //! the instance runs. A group is one frame:
 //!
 //! ```text
-//! "DMPT" | generation: u64 LE | length: u32 LE | CRC-32 of (generation ‖ length ‖ payload) | payload
+//! "DMPT" | generation: u64 LE | start: u64 LE | length: u32 LE | CRC-32 of (generation ‖ start ‖ length ‖ payload) | payload
 //! ```
 //!
 //! A file is written from its start; once past [`SWITCH_AT`] bytes, the appender
 //! goes on in the other file, from its start, with the next generation, as soon
 //! as every frame of that other file is applied and durable in the database.
-//! Reading a file back takes the frames from its start while they hold and carry
-//! the first frame's generation: what lies after (a torn frame, an older turn's
-//! frames, zeros) was never answered or is already applied.
+//! `start` is the bytes appended before the frame, across both files. Reading a
+//! file back takes the frames from its start while they hold and carry the first
+//! frame's generation: what lies after (a torn frame, an older turn's frames,
+//! zeros) was never answered or is already applied. What is not that is damage,
+//! told (see [`orphaned_logs`]): a frame that does not hold before frames of its
+//! turn that do, a file missing, or a turn that does not start where the one
+//! before it (in the other file) ends.
 //!
 //! Recovery ([`orphaned_logs`]): at start, the folders no running instance locks
 //! are read back and their frames applied, each request's events unless the
@@ -34,7 +38,7 @@ use std::sync::Arc;
 const MAGIC: &[u8; 4] = b"DMPT";
 
 /// A frame's header: mark, generation, length, checksum.
-const HEADER: usize = 4 + 8 + 4 + 4;
+const HEADER: usize = 4 + 8 + 8 + 4 + 4;
 
 /// Past this many bytes in one file, the appender goes on in the other file as
 /// soon as the other one is wholly applied. After the first turn, appends
@@ -152,7 +156,7 @@ impl LogFiles {
             self.generations[other] = self.generations[1 - other] + 1;
             self.offset = 0;
         }
-        let frame = frame(self.generations[self.current], payload)?;
+        let frame = frame(self.generations[self.current], self.end, payload)?;
         let file = &self.files[self.current];
         file.write_all_at(&frame, self.offset)?;
         file.sync_data()?;
@@ -177,7 +181,7 @@ const SERVING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// folder `<database>-trace` itself): the trace's readers wait for this process's
 /// applier only, so a second server on the same file would show its readers a trace
 /// without the other's latest events, and never apply a stopped one's log. Several
-/// instances share a PostgreSQL database instead. Waits [`SERVING_WAIT`] for a
+/// instances share a PostgreSQL database instead. Waits `SERVING_WAIT` for a
 /// server that is stopping. See also `store::Db::open`, which refuses a database
 /// file with several names (hard links: another name, another folder).
 pub fn serving_lock(logs: &Path) -> std::io::Result<File> {
@@ -209,8 +213,9 @@ impl LogHold {
     }
 }
 
-/// One frame around `payload`.
-fn frame(generation: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+/// One frame around `payload`, which starts at `start` (bytes appended before it,
+/// across files).
+fn frame(generation: u64, start: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let length = u32::try_from(payload.len())
         .ok()
         .filter(|length| *length <= MAX_PAYLOAD)
@@ -218,15 +223,17 @@ fn frame(generation: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut frame = Vec::with_capacity(HEADER + payload.len());
     frame.extend_from_slice(MAGIC);
     frame.extend_from_slice(&generation.to_le_bytes());
+    frame.extend_from_slice(&start.to_le_bytes());
     frame.extend_from_slice(&length.to_le_bytes());
-    frame.extend_from_slice(&checksum(generation, length, payload).to_le_bytes());
+    frame.extend_from_slice(&checksum(generation, start, length, payload).to_le_bytes());
     frame.extend_from_slice(payload);
     Ok(frame)
 }
 
-fn checksum(generation: u64, length: u32, payload: &[u8]) -> u32 {
+fn checksum(generation: u64, start: u64, length: u32, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&generation.to_le_bytes());
+    hasher.update(&start.to_le_bytes());
     hasher.update(&length.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
@@ -243,23 +250,39 @@ pub struct FileFrames {
     pub damaged_at: Option<u64>,
     /// The generation of its frames.
     pub generation: Option<u64>,
+    /// Where its first frame read starts and its last one ends (bytes appended
+    /// across files): the turns of the two files follow each other.
+    pub span: Option<(u64, u64)>,
 }
 
-/// The frame at `at`, if it checks out and is of `generation` (any, if `None`):
-/// its generation, payload and length.
-fn frame_at(bytes: &[u8], at: usize, generation: Option<u64>) -> Option<(u64, &[u8], usize)> {
+/// A frame read: its generation, where it starts, its payload, its length.
+struct Frame<'a> {
+    generation: u64,
+    start: u64,
+    payload: &'a [u8],
+    length: usize,
+}
+
+/// The frame at `at`, if it checks out and is of `generation` (any, if `None`).
+fn frame_at(bytes: &[u8], at: usize, generation: Option<u64>) -> Option<Frame<'_>> {
     let header = bytes.get(at..at + HEADER)?;
     if &header[..4] != MAGIC {
         return None;
     }
     let found = u64::from_le_bytes(header[4..12].try_into().ok()?);
-    let length = u32::from_le_bytes(header[12..16].try_into().ok()?);
-    let sum = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    let start = u64::from_le_bytes(header[12..20].try_into().ok()?);
+    let length = u32::from_le_bytes(header[20..24].try_into().ok()?);
+    let sum = u32::from_le_bytes(header[24..28].try_into().ok()?);
     if length > MAX_PAYLOAD || generation.is_some_and(|generation| generation != found) {
         return None;
     }
     let payload = bytes.get(at + HEADER..at + HEADER + length as usize)?;
-    (checksum(found, length, payload) == sum).then_some((found, payload, HEADER + length as usize))
+    (checksum(found, start, length, payload) == sum).then_some(Frame {
+        generation: found,
+        start,
+        payload,
+        length: HEADER + length as usize,
+    })
 }
 
 /// A file's frames from its start while they check out and carry the first one's
@@ -272,10 +295,15 @@ pub fn read_frames(path: &Path) -> std::io::Result<FileFrames> {
     let mut generation = None;
     while at < bytes.len() {
         match frame_at(&bytes, at, generation) {
-            Some((found, payload, length)) => {
-                generation = Some(found);
-                read.frames.push(payload.to_vec());
-                at += length;
+            Some(frame) => {
+                generation = Some(frame.generation);
+                let end = frame.start + frame.length as u64;
+                read.span = Some(
+                    read.span
+                        .map_or((frame.start, end), |(first, _)| (first, end)),
+                );
+                read.frames.push(frame.payload.to_vec());
+                at += frame.length;
             }
             None => {
                 // The next frame of this turn after the one that does not check out
@@ -396,6 +424,27 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
             }
         }
         let newest = read.iter().filter_map(|(_, file)| file.generation).max();
+        // The newest turn starts where the turn before it (in the other file) ends,
+        // or at 0 (the log's first turn): anything else is frames lost between them.
+        let mut turns: Vec<&FileFrames> = read.iter().map(|(_, file)| file).collect();
+        turns.sort_by_key(|file| file.generation);
+        if let Some(last) = turns.last().and_then(|file| file.span)
+            && last.0 > 0
+        {
+            let before = turns
+                .iter()
+                .rev()
+                .nth(1)
+                .and_then(|file| file.span)
+                .map_or(0, |span| span.1);
+            if before != last.0 {
+                damage.push(format!(
+                    "{}: the bytes {before}–{} of its log were lost",
+                    folder.display(),
+                    last.0
+                ));
+            }
+        }
         for (name, file) in read {
             // A first frame that does not check out, before frames of a turn older
             // than the other file's: the first append of a new turn, torn, over
@@ -484,13 +533,38 @@ mod tests {
         file.write_all_at(b"X", HEADER as u64).unwrap();
         let orphans = orphaned_logs(&logs).unwrap();
         assert_eq!(orphans[0].frames, [b"two".to_vec()]);
-        assert_eq!(orphans[0].damage.len(), 1, "{:?}", orphans[0].damage);
+        // Told twice: a frame that does not check out, and the bytes before the
+        // first one that does.
+        assert_eq!(orphans[0].damage.len(), 2, "{:?}", orphans[0].damage);
         let aside = orphans.into_iter().next().unwrap().set_aside().unwrap();
         assert!(
             orphaned_logs(&logs).unwrap().is_empty(),
             "set aside, not read again"
         );
         assert_eq!(damaged_logs(&logs).unwrap(), [aside]);
+        // The last frame of a full file, the next turn begun in the other one: not an
+        // append that never returned (the other file's first frame follows it).
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        let big = vec![7u8; (SWITCH_AT / 2) as usize];
+        log.append(&big, 0).unwrap();
+        let last = log.append(&big, 0).unwrap();
+        log.append(b"in b", 0).unwrap();
+        let folder = log.folder().to_owned();
+        drop(log);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(folder.join("a.log"))
+            .unwrap();
+        file.write_all_at(b"X", last - 1).unwrap();
+        let orphans = orphaned_logs(&logs).unwrap();
+        let cut = orphans
+            .iter()
+            .find(|orphan| orphan.folder == folder)
+            .unwrap();
+        assert_eq!(cut.frames.len(), 2, "the first frame of a and the one of b");
+        assert_eq!(cut.damage.len(), 1, "{:?}", cut.damage);
+        drop(orphans);
+        std::fs::remove_dir_all(&folder).unwrap();
         // A removed file beside frames.
         let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
         log.append(b"three", 0).unwrap();
