@@ -343,9 +343,7 @@ pub fn recover(db: &Db) -> Result<Recovered, String> {
 /// Whether the database holds the request's events (they are stored together).
 fn stored(conn: &mut crate::store::Conn, request: &LoggedRequest) -> Result<bool, ApiError> {
     match request.events.first() {
-        Some(event) => {
-            Ok(crate::store::resources::current(conn, "AuditEvent", &event.id)?.is_some())
-        }
+        Some(event) => super::event_stored(conn, &event.id),
         None => Ok(true),
     }
 }

@@ -472,6 +472,12 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
 mod tests {
     use super::*;
 
+    /// Changes the byte at `at` of the file at `path`.
+    fn damage_byte(path: impl AsRef<Path>, at: u64) {
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(b"X", at).unwrap();
+    }
+
     fn serving(logs: &Path) -> Arc<File> {
         Arc::new(serving_lock(logs).unwrap())
     }
@@ -499,8 +505,7 @@ mod tests {
         );
         // A third frame whose last byte never reached the disk ends the reading.
         log.append(b"three", 0).unwrap();
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"X", second + HEADER as u64 + 4).unwrap();
+        damage_byte(&path, second + HEADER as u64 + 4);
         let read = read_frames(&path).unwrap();
         assert_eq!(read.frames, [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(read.damaged_at, None, "the end of an append, not damage");
@@ -526,11 +531,7 @@ mod tests {
         log.append(b"two", 0).unwrap();
         let folder = log.folder().to_owned();
         drop(log);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(folder.join("a.log"))
-            .unwrap();
-        file.write_all_at(b"X", HEADER as u64).unwrap();
+        damage_byte(folder.join("a.log"), HEADER as u64);
         let orphans = orphaned_logs(&logs).unwrap();
         assert_eq!(orphans[0].frames, [b"two".to_vec()]);
         // Told twice: a frame that does not check out, and the bytes before the
@@ -551,11 +552,7 @@ mod tests {
         log.append(b"in b", 0).unwrap();
         let folder = log.folder().to_owned();
         drop(log);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(folder.join("a.log"))
-            .unwrap();
-        file.write_all_at(b"X", last - 1).unwrap();
+        damage_byte(folder.join("a.log"), last - 1);
         let orphans = orphaned_logs(&logs).unwrap();
         let cut = orphans
             .iter()
@@ -626,8 +623,7 @@ mod tests {
         // turn's frames behind it read back, and are not taken for damage.
         let folder = log.folder().to_owned();
         drop(log);
-        let file = OpenOptions::new().write(true).open(&a).unwrap();
-        file.write_all_at(b"X", HEADER as u64).unwrap();
+        damage_byte(&a, HEADER as u64);
         let orphans = orphaned_logs(&logs).unwrap();
         assert_eq!(orphans[0].folder, folder);
         assert!(orphans[0].damage.is_empty(), "{:?}", orphans[0].damage);

@@ -577,11 +577,14 @@ pub fn persist_after_known_tips(
 /// all together or not at all).
 pub fn group_stored(conn: &mut Conn, group: &[&Prepared]) -> Result<bool, ApiError> {
     match group.iter().flat_map(|prepared| &prepared.events).next() {
-        Some(event) => {
-            Ok(crate::store::resources::current(conn, "AuditEvent", &event.id)?.is_some())
-        }
+        Some(event) => event_stored(conn, &event.id),
         None => Ok(false),
     }
+}
+
+/// Whether the database holds this event (and so every event committed with it).
+pub fn event_stored(conn: &mut Conn, id: &str) -> Result<bool, ApiError> {
+    Ok(crate::store::resources::current(conn, "AuditEvent", id)?.is_some())
 }
 
 /// The log record of a request (the `audit` tracing target).
