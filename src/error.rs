@@ -29,10 +29,13 @@ pub enum IssueCode {
     Duplicate,
     Processing,
     Exception,
+    Throttled,
+    Expired,
+    BusinessRule,
 }
 
 impl IssueCode {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             IssueCode::Invalid => "invalid",
             IssueCode::Structure => "structure",
@@ -53,6 +56,9 @@ impl IssueCode {
             IssueCode::Duplicate => "duplicate",
             IssueCode::Processing => "processing",
             IssueCode::Exception => "exception",
+            IssueCode::Throttled => "throttled",
+            IssueCode::Expired => "expired",
+            IssueCode::BusinessRule => "business-rule",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the integration tests both call it.
 
 pub mod access;
+pub mod account;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub trace_index: audit::indexer::TraceIndexer,
     /// Wakes the notification delivery worker after a write queued notifications.
     pub notifications: notify::Wakeup,
+    /// The holders' accounts and the server's own token issuer (R-ACT-1 … 4).
+    pub accounts: account::Accounts,
     /// The lifecycle job's thread, which ends with the state.
     pub lifecycle: lifecycle::jobs::LifecycleJob,
     /// The time the rules see (R-LIFE, R-PAT-1).
@@ -60,14 +63,28 @@ impl AppState {
         config: Config,
         clock: std::sync::Arc<dyn clock::Clock>,
     ) -> Result<AppState, String> {
-        let mut authenticator = access::Authenticator::load(&config.trusted_issuers)?;
+        let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
+        let mut db = store::Db::open(&config.database_url)?;
+        let channel = notify::channel::from_config(&config)?;
+        let accounts = account::Accounts::start(
+            db.clone(),
+            std::sync::Arc::clone(&channel),
+            std::sync::Arc::clone(&clock),
+        )?;
+        // From here on: the start's reads of the server's few keys are not a
+        // request's path.
+        store::sql::log_query_plans(config.log_query_plans);
+        let own_keys: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(accounts.issuer().jwks()).map_err(|error| error.to_string())?;
+        let mut authenticator = access::Authenticator::load(&config.trusted_issuers)?
+            .trust_own_issuer(
+                account::issuer::ISSUER,
+                account::issuer::AUDIENCE,
+                &own_keys,
+            )?;
         if let Some(path) = &config.professional_directory {
             authenticator = authenticator.with_directory(access::directory::Directory::load(path)?);
         }
-        let matrix = access::Matrix::load(config.habilitation_matrix.as_deref())?;
-        let mut db = store::Db::open(&config.database_url)?;
-        store::sql::log_query_plans(config.log_query_plans);
-        let channel = notify::channel::from_config(&config)?;
         let (notifications, wakeups) = notify::Wakeup::new();
         notify::delivery::start(
             db.clone(),
@@ -107,6 +124,7 @@ impl AppState {
             audit,
             trace_index,
             notifications,
+            accounts,
             lifecycle,
             clock,
             bodies_in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(

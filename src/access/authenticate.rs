@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::directory::{ClientCertificate, Directory};
-use super::principal::{ActorKind, Principal, PurposeOfUse};
+use super::principal::{ActorKind, Principal, PurposeOfUse, Standing};
 use crate::config::TrustedIssuer;
 use crate::error::ApiError;
 
@@ -31,6 +31,8 @@ struct Issuer {
 /// to professionals through the directory.
 pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
+    /// The server's own issuer, once trusted.
+    own_issuer: Option<String>,
     directory: Option<Directory>,
     verified: VerifiedTokens,
 }
@@ -109,6 +111,31 @@ struct Claims {
     access_reason: Option<String>,
     client_id: Option<String>,
     azp: Option<String>,
+    /// Tokens of the server's own issuer: the sign-in session.
+    sid: Option<String>,
+    /// Tokens of the server's own issuer: the app's authorisation.
+    grant: Option<String>,
+}
+
+/// The RS256 and ES256 (P-256) keys of a JWKS; an error when it holds none, or
+/// one of them cannot be used.
+fn verification_keys(set: &JwkSet) -> Result<Vec<VerificationKey>, String> {
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let Some(algorithm) = key_algorithm(jwk) else {
+            continue;
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|error| format!("unusable key: {error}"))?;
+        keys.push(VerificationKey {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
+    }
+    if keys.is_empty() {
+        return Err("it holds no RS256 or ES256 (P-256) key".into());
+    }
+    Ok(keys)
 }
 
 /// The algorithm a JWK is for: its `alg`, or what its key type implies.
@@ -148,31 +175,13 @@ impl Authenticator {
                     issuer.issuer
                 )
             })?;
-            let mut keys = Vec::new();
-            for jwk in &set.keys {
-                let Some(algorithm) = key_algorithm(jwk) else {
-                    continue;
-                };
-                let key = DecodingKey::from_jwk(jwk).map_err(|error| {
-                    format!(
-                        "unusable key in {} of issuer {}: {error}",
-                        issuer.jwks.display(),
-                        issuer.issuer
-                    )
-                })?;
-                keys.push(VerificationKey {
-                    kid: jwk.common.key_id.clone(),
-                    algorithm,
-                    key,
-                });
-            }
-            if keys.is_empty() {
-                return Err(format!(
-                    "JWKS file {} of issuer {} holds no RS256 or ES256 (P-256) key",
+            let keys = verification_keys(&set).map_err(|error| {
+                format!(
+                    "JWKS file {} of issuer {}: {error}",
                     issuer.jwks.display(),
                     issuer.issuer
-                ));
-            }
+                )
+            })?;
             loaded.insert(
                 issuer.issuer.clone(),
                 Issuer {
@@ -183,9 +192,37 @@ impl Authenticator {
         }
         Ok(Authenticator {
             issuers: loaded,
+            own_issuer: None,
             directory: None,
             verified: VerifiedTokens::new(),
         })
+    }
+
+    /// Trusts the server's own issuer (R-ACT-4) with its public keys. Its tokens
+    /// stand on a sign-in session or an app's authorisation (`sid`, `grant`),
+    /// which the pipeline checks is still current; one with neither is refused.
+    pub fn trust_own_issuer(
+        mut self,
+        issuer: &str,
+        audience: &str,
+        jwks: &JwkSet,
+    ) -> Result<Authenticator, String> {
+        if self.issuers.contains_key(issuer) {
+            return Err(format!(
+                "the issuer {issuer} is the server's own: it cannot be configured"
+            ));
+        }
+        let keys =
+            verification_keys(jwks).map_err(|error| format!("the server's own keys: {error}"))?;
+        self.issuers.insert(
+            issuer.to_owned(),
+            Issuer {
+                audience: audience.to_owned(),
+                keys,
+            },
+        );
+        self.own_issuer = Some(issuer.to_owned());
+        Ok(self)
     }
 
     /// Adds the professional directory that client certificates are looked up in.
@@ -233,6 +270,7 @@ impl Authenticator {
             purpose_of_use: PurposeOfUse::Normal,
             access_reason: None,
             client_id: None,
+            standing: None,
         })
     }
 
@@ -288,7 +326,8 @@ impl Authenticator {
                         data.claims.exp.unwrap_or(0.0) as u64,
                         data.claims.nbf.map(|nbf| nbf as u64),
                     );
-                    let principal = principal_from(data.claims)?;
+                    let own = self.own_issuer.as_deref() == Some(issuer_name.as_str());
+                    let principal = principal_from(data.claims, own)?;
                     self.verified.put(
                         key,
                         VerifiedToken {
@@ -335,7 +374,9 @@ fn unverified_issuer(token: &str) -> Option<String> {
         .map(|claims| claims.iss)
 }
 
-fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
+/// The principal of verified claims; `own`: of the server's own issuer, whose
+/// tokens stand on a session or an app's authorisation.
+fn principal_from(claims: Claims, own: bool) -> Result<Principal, ApiError> {
     let texts = [
         Some(&claims.sub),
         Some(&claims.iss),
@@ -375,6 +416,16 @@ fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
     if claims.sub.trim().is_empty() {
         return Err(ApiError::unauthorized("the token's sub claim is empty"));
     }
+    let standing = match (own, claims.sid, claims.grant) {
+        (false, _, _) => None,
+        (true, Some(session), None) => Some(Standing::Session(session)),
+        (true, None, Some(grant)) => Some(Standing::AppGrant(grant)),
+        (true, _, _) => {
+            return Err(ApiError::unauthorized(
+                "the token stands on no session or authorisation",
+            ));
+        }
+    };
     if actor == ActorKind::Professional && claims.profession.is_none() {
         return Err(ApiError::unauthorized(
             "a professional token must carry the profession claim",
@@ -400,6 +451,7 @@ fn principal_from(claims: Claims) -> Result<Principal, ApiError> {
             .access_reason
             .filter(|reason| reason.chars().any(char::is_alphanumeric)),
         client_id: claims.client_id.or(claims.azp),
+        standing,
     })
 }
 
@@ -408,23 +460,28 @@ mod tests {
     use super::*;
 
     fn principal() -> Principal {
-        principal_from(Claims {
-            exp: None,
-            nbf: None,
-            sub: "810000000001".into(),
-            iss: "https://issuer.test".into(),
-            actor: "professional".into(),
-            patient: None,
-            profession: Some("10".into()),
-            specialty: None,
-            organization: None,
-            name: None,
-            scope: None,
-            purpose_of_use: None,
-            access_reason: None,
-            client_id: None,
-            azp: None,
-        })
+        principal_from(
+            Claims {
+                exp: None,
+                nbf: None,
+                sub: "810000000001".into(),
+                iss: "https://issuer.test".into(),
+                actor: "professional".into(),
+                patient: None,
+                profession: Some("10".into()),
+                specialty: None,
+                organization: None,
+                name: None,
+                scope: None,
+                purpose_of_use: None,
+                access_reason: None,
+                client_id: None,
+                azp: None,
+                sid: None,
+                grant: None,
+            },
+            false,
+        )
         .unwrap()
     }
 
@@ -465,10 +522,57 @@ mod tests {
             access_reason: None,
             client_id: None,
             azp: None,
+            sid: None,
+            grant: None,
         };
-        let error = principal_from(claims("p\u{0}1")).expect_err("U+0000");
+        let error = principal_from(claims("p\u{0}1"), false).expect_err("U+0000");
         assert_eq!(error.status.as_u16(), 401);
-        assert!(principal_from(claims("p1")).is_ok());
+        assert!(principal_from(claims("p1"), false).is_ok());
+    }
+
+    /// R-ACT-4: a token of the server's own issuer stands on exactly one session
+    /// or app authorisation; another issuer's `sid` means nothing here.
+    #[test]
+    fn the_servers_own_tokens_stand_on_a_session_or_a_grant() {
+        let claims = |sid: Option<&str>, grant: Option<&str>| Claims {
+            exp: None,
+            nbf: None,
+            sub: "account-1".into(),
+            iss: "urn:dmp-fhir-server:account".into(),
+            actor: "patient".into(),
+            patient: Some("p1".into()),
+            profession: None,
+            specialty: None,
+            organization: None,
+            name: None,
+            scope: None,
+            purpose_of_use: None,
+            access_reason: None,
+            client_id: None,
+            azp: None,
+            sid: sid.map(str::to_owned),
+            grant: grant.map(str::to_owned),
+        };
+        assert_eq!(
+            principal_from(claims(Some("s1"), None), true)
+                .unwrap()
+                .standing,
+            Some(Standing::Session("s1".into()))
+        );
+        assert_eq!(
+            principal_from(claims(None, Some("g1")), true)
+                .unwrap()
+                .standing,
+            Some(Standing::AppGrant("g1".into()))
+        );
+        assert!(principal_from(claims(None, None), true).is_err());
+        assert!(principal_from(claims(Some("s1"), Some("g1")), true).is_err());
+        assert_eq!(
+            principal_from(claims(Some("s1"), None), false)
+                .unwrap()
+                .standing,
+            None
+        );
     }
 
     #[test]

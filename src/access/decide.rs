@@ -184,6 +184,7 @@ mod tests {
             purpose_of_use: PurposeOfUse::Normal,
             access_reason: None,
             client_id: None,
+            standing: None,
         }
     }
 

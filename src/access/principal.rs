@@ -83,6 +83,19 @@ pub struct Principal {
     pub access_reason: Option<String>,
     /// The OAuth client (`client_id` or `azp`), when the token names it.
     pub client_id: Option<String>,
+    /// For a token this server issued (R-ACT-4): the sign-in session or the app's
+    /// authorisation it was issued under, which must still stand for it to be
+    /// accepted (sign-out and revocation end its tokens at once).
+    pub standing: Option<Standing>,
+}
+
+/// What a token of this server's own stands on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// A holder's sign-in session (`sid` claim): its id.
+    Session(String),
+    /// An app the holder authorised (`grant` claim): the grant's id.
+    AppGrant(String),
 }
 
 impl Principal {

@@ -416,7 +416,9 @@ pub fn build(
         }
     }
     let mut subtype = Vec::new();
-    if !trace.interaction.is_empty() {
+    if let Some(step) = trace.account_step {
+        subtype.push(coding(step.system, step.code, step.display));
+    } else if !trace.interaction.is_empty() {
         subtype.push(Coding {
             system: "http://hl7.org/fhir/restful-interaction",
             code: trace.interaction,
@@ -488,11 +490,14 @@ pub fn build(
             last_updated: recorded,
         },
         extension,
-        kind: coding(
-            "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "rest",
-            "Restful Operation",
-        ),
+        kind: match trace.account_step {
+            Some(_) => coding(DCM, "110114", "User Authentication"),
+            None => coding(
+                "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "rest",
+                "Restful Operation",
+            ),
+        },
         subtype,
         action,
         recorded,

@@ -38,6 +38,9 @@ pub struct Trace {
     pub interaction: &'static str,
     /// The IHE MHD transaction (ITI-65, ITI-67…) the request is, if any (R-MHD-8).
     pub ihe_transaction: Option<&'static crate::fhir::mhd::IheTransaction>,
+    /// The step of the holder's account (sign-in, code, password…; R-ACT-1 … 4)
+    /// the request is, if any: its event is a User Authentication event.
+    pub account_step: Option<&'static AccountStep>,
     pub resource_type: Option<&'static str>,
     pub resource_id: Option<String>,
     /// The query string of a search.
@@ -45,6 +48,57 @@ pub struct Trace {
     pub client_address: Option<String>,
     /// The server's base URL.
     pub server: String,
+}
+
+/// A step of a holder's account (SPEC §11), as its event's `subtype`: DICOM's
+/// Login and Logout, the server's own codes for the other steps.
+#[derive(Debug)]
+pub struct AccountStep {
+    pub system: &'static str,
+    pub code: &'static str,
+    pub display: &'static str,
+}
+
+/// The server's codes of account steps other than Login and Logout.
+pub const ACCOUNT_STEP_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/CodeSystem/account-step";
+
+impl AccountStep {
+    const fn own(code: &'static str, display: &'static str) -> AccountStep {
+        AccountStep {
+            system: ACCOUNT_STEP_SYSTEM,
+            code,
+            display,
+        }
+    }
+
+    /// A sign-in, when its one-time code is accepted (R-ACT-3).
+    pub const LOGIN: AccountStep = AccountStep {
+        system: "http://dicom.nema.org/resources/ontology/DCM",
+        code: "110122",
+        display: "Login",
+    };
+    pub const LOGOUT: AccountStep = AccountStep {
+        system: "http://dicom.nema.org/resources/ontology/DCM",
+        code: "110123",
+        display: "Logout",
+    };
+    pub const PROVISIONAL_CODE_ASKED: AccountStep =
+        AccountStep::own("provisional-code-asked", "Provisional code asked for");
+    pub const PROVISIONAL_CODE_SENT: AccountStep =
+        AccountStep::own("provisional-code-sent", "Provisional code sent");
+    pub const FIRST_SIGN_IN: AccountStep = AccountStep::own("first-sign-in", "First sign-in");
+    pub const CONTACTS_CONFIRMED: AccountStep =
+        AccountStep::own("contacts-confirmed", "Contact details confirmed");
+    pub const CREDENTIALS_CHOSEN: AccountStep =
+        AccountStep::own("credentials-chosen", "Identifiant and password chosen");
+    pub const PASSWORD_CHECKED: AccountStep =
+        AccountStep::own("password-checked", "Password checked, one-time code sent");
+    pub const PASSWORD_CHANGED: AccountStep =
+        AccountStep::own("password-changed", "Password changed");
+    pub const APP_AUTHORISED: AccountStep = AccountStep::own("app-authorised", "App authorised");
+    pub const APP_REVOKED: AccountStep =
+        AccountStep::own("app-revoked", "App authorisation revoked");
+    pub const TOKEN_ISSUED: AccountStep = AccountStep::own("token-issued", "Access token issued");
 }
 
 /// How the request ended.

@@ -1,6 +1,7 @@
 //! actix only: routes, body reading, content negotiation, the pipeline and the
 //! CapabilityStatement. Handlers never touch diesel.
 
+pub mod account;
 pub mod body;
 pub mod capability;
 pub mod handlers;
@@ -41,6 +42,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(metadata))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(
+            web::resource("/.well-known/jwks.json")
+                .route(web::get().to(account::jwks))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::scope("/account").configure(account_routes))
         .service(
             web::resource("/healthz")
                 .route(web::get().to(healthz))
@@ -97,5 +104,34 @@ pub fn routes(config: &mut web::ServiceConfig) {
             web::resource("/{type}/{id}/{operation}")
                 .route(web::post().to(operation))
                 .default_service(web::to(method_not_allowed)),
+        );
+}
+
+/// The accounts' JSON API (R-ACT-1 … 3).
+fn account_routes(config: &mut web::ServiceConfig) {
+    fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        web::resource(path)
+            .route(web::post().to(handler))
+            .default_service(web::to(handlers::method_not_allowed))
+    }
+    config
+        .service(post("/provisional-code", account::provisional_code))
+        .service(post("/first-sign-in", account::first_sign_in))
+        .service(post("/contacts", account::contacts))
+        .service(post("/credentials", account::credentials))
+        .service(post("/sign-in", account::sign_in))
+        .service(post("/sign-in/code", account::sign_in_code))
+        .service(post("/token", account::token))
+        .service(post("/sign-out", account::sign_out))
+        .service(post("/password", account::password))
+        .service(
+            web::resource("/rules")
+                .route(web::get().to(account::rules))
+                .default_service(web::to(handlers::method_not_allowed)),
         );
 }

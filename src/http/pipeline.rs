@@ -256,6 +256,20 @@ async fn stages(
         .map_err(untraced)?;
     tracing::debug!(actor = principal.actor.code(), "authenticated");
     trace.principal = Some(principal.clone());
+    // A token of the server's own stands on a session or an app's authorisation:
+    // signed out or revoked, it is refused at once, not at its expiry (R-ACT-3, 4).
+    if let Some(standing) = principal.standing.clone() {
+        let accounts = state.accounts.clone();
+        let holds = actix_web::rt::task::spawn_blocking(move || accounts.standing_holds(&standing))
+            .await
+            .map_err(|_| untraced(ApiError::internal("the session check failed")))?
+            .map_err(untraced)?;
+        if !holds {
+            return Err(untraced(ApiError::unauthorized(
+                "the session or authorisation this token was issued under has ended",
+            )));
+        }
+    }
 
     // The body is read only now, from an authenticated caller, within its size and
     // time bounds (413, 408), and within the bytes all requests may hold at once:

@@ -2,6 +2,7 @@
 //! index and search SQL. The store never sees a token: it gets a narrowed query.
 
 pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod audit_index;
 pub mod dialect;

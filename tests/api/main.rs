@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod accounts;
 mod agreement;
 mod audit;
 mod auth;

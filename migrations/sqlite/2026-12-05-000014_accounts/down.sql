@@ -1,0 +1,9 @@
+DROP TABLE refresh_token;
+DROP TABLE oauth_code;
+DROP TABLE app_grant;
+DROP TABLE account_session;
+DROP TABLE account_throttle;
+DROP TABLE account_code;
+DROP TABLE account;
+DROP TABLE issuer_key;
+DROP TABLE server_secret;

@@ -1,0 +1,764 @@
+//! The holders' own accounts (SPEC §11, R-ACT-1 … R-ACT-4): each flow end to end
+//! over HTTP, the codes read from the file notification channel as a gateway
+//! would receive them.
+
+use std::path::PathBuf;
+
+use dmp_fhir_server::config::NotificationChannelSetting;
+use serde_json::{Value, json};
+
+use crate::support::fixtures::{document, nir, patient};
+use crate::support::{As, Reply, TestApp, eventually, temp_dir};
+
+const PASSWORD: &str = "Motdepasse1!";
+
+struct Harness {
+    app: TestApp,
+    outbox: PathBuf,
+}
+
+fn harness() -> Harness {
+    let outbox = temp_dir("codes").join("delivered.jsonl");
+    let path = outbox.clone();
+    let app = TestApp::with(move |config| {
+        config.notification_channel = NotificationChannelSetting::File(path);
+    });
+    Harness { app, outbox }
+}
+
+/// A holder with an e-mail address and a mobile on file.
+fn holder(app: &TestApp, nir: &str, serial: Option<&str>) -> String {
+    let mut resource = patient(nir, "Durand", "Alice", "1985-06-15");
+    resource["telecom"] = json!([
+        { "system": "email", "value": format!("alice.{nir}@exemple.fr") },
+        { "system": "phone", "use": "mobile", "value": "06 12 34 56 78" },
+    ]);
+    if let Some(serial) = serial {
+        resource["identifier"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "system": "https://dmp-fhir-server.fr/fhir/sid/carte-vitale-serie", "value": serial }));
+    }
+    app.create(&As::System, &resource)
+}
+
+impl Harness {
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, body, None)
+    }
+
+    fn post_with(&self, path: &str, body: &Value, cookie: Option<&str>) -> Reply {
+        let mut call = self
+            .app
+            .request("POST", path)
+            .header("Content-Type", "application/json");
+        if let Some(cookie) = cookie {
+            call = call.header("Cookie", cookie);
+        }
+        call.send(Some(body.to_string()))
+    }
+
+    /// The messages the gateway received.
+    fn delivered(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.outbox)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// The `n`-th message of this kind (waiting for it), and the code it carries.
+    fn code(&self, kind: &str, n: usize) -> (Value, String) {
+        let message = eventually(|| {
+            self.delivered()
+                .into_iter()
+                .filter(|message| message["kind"] == kind)
+                .nth(n)
+        });
+        let text = message["text"].as_str().unwrap();
+        let code = text
+            .split("est ")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .unwrap()
+            .to_owned();
+        (message, code)
+    }
+
+    fn ask_code(&self, nir: &str, born: &str, channel: &str) -> Reply {
+        self.post(
+            "/account/provisional-code",
+            &json!({ "nir": nir, "birthDate": born, "channel": channel }),
+        )
+    }
+
+    /// From a provisional code to a signed-in account: (token, cookie).
+    fn enrol(&self, nir: &str, identifiant: &str) -> (String, String) {
+        let sent_before = self
+            .delivered()
+            .iter()
+            .filter(|message| message["kind"] == "provisional-code")
+            .count();
+        assert_eq!(self.ask_code(nir, "1985-06-15", "email").status, 202);
+        let (_, code) = self.code("provisional-code", sent_before);
+        let enrolment = self.post(
+            "/account/first-sign-in",
+            &json!({ "nir": nir, "birthDate": "1985-06-15", "code": code }),
+        );
+        assert_eq!(enrolment.status, 200, "{}", enrolment.body);
+        let ticket = enrolment.json()["ticket"].as_str().unwrap().to_owned();
+        let contacts = self.post(
+            "/account/contacts",
+            &json!({
+                "ticket": ticket,
+                "email": enrolment.json()["email"],
+                "mobile": enrolment.json()["mobile"],
+                "channel": "email",
+            }),
+        );
+        assert_eq!(contacts.status, 200, "{}", contacts.body);
+        let signed_in = self.post(
+            "/account/credentials",
+            &json!({
+                "ticket": ticket, "identifiant": identifiant,
+                "password": PASSWORD, "passwordConfirmation": PASSWORD,
+            }),
+        );
+        assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+        (
+            signed_in.json()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            cookie_of(&signed_in),
+        )
+    }
+
+    /// Signs in with the password and the one-time code: (token, cookie).
+    fn sign_in(&self, identifiant: &str, password: &str) -> (String, String) {
+        let sent_before = self
+            .delivered()
+            .iter()
+            .filter(|message| message["kind"] == "sign-in-code")
+            .count();
+        let challenge = self.post(
+            "/account/sign-in",
+            &json!({ "identifiant": identifiant, "password": password }),
+        );
+        assert_eq!(challenge.status, 200, "{}", challenge.body);
+        let (_, code) = self.code("sign-in-code", sent_before);
+        let signed_in = self.post(
+            "/account/sign-in/code",
+            &json!({ "challenge": challenge.json()["challenge"], "code": code }),
+        );
+        assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+        (
+            signed_in.json()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            cookie_of(&signed_in),
+        )
+    }
+}
+
+/// The `Cookie` header that sends back the session a reply set.
+fn cookie_of(reply: &Reply) -> String {
+    let set = reply.header("set-cookie").expect("a session cookie");
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Strict"));
+    set.split(';').next().unwrap().to_owned()
+}
+
+fn rule_codes(reply: &Reply) -> Vec<String> {
+    reply.json()["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|issue| issue["details"]["coding"][0]["code"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn r_act_1_a_code_goes_to_the_contact_chosen_and_the_answer_never_tells_whether_the_nir_exists() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    let unknown = nir();
+    let wrong_birth = h.ask_code(&known, "1985-06-16", "email");
+    let absent = h.ask_code(&unknown, "1985-06-15", "email");
+    let by_sms = h.ask_code(&known, "1985-06-15", "sms");
+    for reply in [&wrong_birth, &absent, &by_sms] {
+        assert_eq!(reply.status, 202);
+        assert_eq!(reply.body, by_sms.body);
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+    let (message, code) = h.code("provisional-code", 0);
+    assert_eq!(message["channel"], "sms");
+    assert_eq!(message["to"], "+33612345678");
+    assert_eq!(code.len(), 11);
+    let by_email = h.ask_code(&known, "1985-06-15", "email");
+    assert_eq!(by_email.body, by_sms.body);
+    let (message, _) = h.code("provisional-code", 1);
+    assert_eq!(message["channel"], "email");
+    assert_eq!(message["to"], format!("alice.{known}@exemple.fr"));
+    // The courier works in order: the asks that matched nothing sent nothing.
+    assert_eq!(h.delivered().len(), 2);
+    // Stored only as a hash.
+    let rows = h
+        .app
+        .query_texts("SELECT code_hash AS text FROM account_code");
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|hash| hash.len() == 64 && !hash.contains(&code))
+    );
+}
+
+#[test]
+fn r_act_1_a_space_with_a_vitale_serial_sends_a_code_only_to_who_gives_it() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, Some("12345678"));
+    let without = h.ask_code(&known, "1985-06-15", "email");
+    let wrong = h.post(
+        "/account/provisional-code",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "vitaleSerial": "87654321", "channel": "email" }),
+    );
+    let right = h.post(
+        "/account/provisional-code",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "vitaleSerial": "12345678", "channel": "email" }),
+    );
+    assert!(
+        [&without, &wrong, &right]
+            .iter()
+            .all(|reply| reply.status == 202 && reply.body == right.body)
+    );
+    h.code("provisional-code", 0);
+    assert_eq!(h.delivered().len(), 1);
+}
+
+#[test]
+fn r_act_1_asks_are_limited_per_address_and_codes_per_space() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    let replies: Vec<Reply> = (0..6)
+        .map(|_| h.ask_code(&known, "1985-06-15", "email"))
+        .collect();
+    assert!(replies[..5].iter().all(|reply| reply.status == 202));
+    assert_eq!(replies[5].status, 429);
+    assert!(replies[5].header("retry-after").is_some());
+    // Three codes a day per space: the other two asks sent nothing.
+    h.code("provisional-code", 2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(h.delivered().len(), 3);
+}
+
+#[test]
+fn r_act_2_first_sign_in_then_activate_with_the_servers_own_token() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, code) = h.code("provisional-code", 0);
+    let enrolment = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": code.to_lowercase() }),
+    );
+    assert_eq!(enrolment.status, 200, "{}", enrolment.body);
+    let enrolment = enrolment.json();
+    assert_eq!(enrolment["email"], format!("alice.{known}@exemple.fr"));
+    assert_eq!(enrolment["mobile"], "+33612345678");
+    assert_eq!(enrolment["identifiantRules"].as_array().unwrap().len(), 6);
+    assert_eq!(enrolment["passwordRules"].as_array().unwrap().len(), 7);
+    let ticket = enrolment["ticket"].as_str().unwrap();
+    // The code is spent.
+    let again = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": code }),
+    );
+    assert_eq!(again.status, 401);
+    // Credentials before the contacts are confirmed.
+    let early = h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    assert_eq!(early.status, 409);
+    let contacts = h.post(
+        "/account/contacts",
+        &json!({ "ticket": ticket, "email": "alice@exemple.fr", "mobile": "", "channel": "sms" }),
+    );
+    assert_eq!(contacts.status, 400, "no mobile for the codes by SMS");
+    let contacts = h.post(
+        "/account/contacts",
+        &json!({ "ticket": ticket, "email": "alice@exemple.fr", "mobile": "07 00 00 00 01", "channel": "sms" }),
+    );
+    assert_eq!(contacts.status, 200, "{}", contacts.body);
+    // Each rule of the identifiant and the password, named.
+    for (identifiant, password, confirmation, expected) in [
+        (
+            "Alice D",
+            PASSWORD,
+            PASSWORD,
+            vec![
+                "identifiant-min-length",
+                "identifiant-no-capital",
+                "identifiant-no-space",
+            ],
+        ),
+        (
+            "alice@exemple.fr",
+            PASSWORD,
+            PASSWORD,
+            vec!["identifiant-not-email"],
+        ),
+        (
+            "alice.durand",
+            "court1!",
+            "court1!",
+            vec!["password-min-length", "password-capital"],
+        ),
+        (
+            "alice.durand",
+            "motdepasse",
+            "motdepasse",
+            vec!["password-capital", "password-digit", "password-special"],
+        ),
+        (
+            "alice.durand",
+            PASSWORD,
+            "Motdepasse2!",
+            vec!["password-confirmed"],
+        ),
+    ] {
+        let refused = h.post(
+            "/account/credentials",
+            &json!({ "ticket": ticket, "identifiant": identifiant, "password": password, "passwordConfirmation": confirmation }),
+        );
+        assert_eq!(refused.status, 422, "{identifiant} {password}");
+        assert_eq!(rule_codes(&refused), expected);
+    }
+    assert_eq!(
+        h.app
+            .query_texts("SELECT COALESCE(identifiant, '') AS text FROM account"),
+        [""]
+    );
+    let signed_in = h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(signed_in.header("cache-control"), Some("no-store"));
+    let token = signed_in.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(signed_in.json()["patient"], patient_id.as_str());
+    // The ticket is spent with the credentials.
+    let replay = h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand2", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    assert_eq!(replay.status, 401);
+    // The password is stored as argon2id only.
+    let hashes = h
+        .app
+        .query_texts("SELECT password_hash AS text FROM account");
+    assert!(hashes[0].starts_with("$argon2id$") && !hashes[0].contains(PASSWORD));
+    // The server's own token acts as the holder through the pipeline.
+    let me = As::Token(token);
+    let activated = h
+        .app
+        .request("POST", &format!("/Patient/{patient_id}/$activate"))
+        .as_(&me)
+        .send(None);
+    assert!(
+        activated.status < 300,
+        "{} {}",
+        activated.status,
+        activated.body
+    );
+    assert_eq!(h.app.get(&format!("Patient/{patient_id}"), &me).status, 200);
+}
+
+#[test]
+fn r_act_2_a_provisional_code_expires_and_wrong_codes_lock_the_nir_out_for_a_while() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, code) = h.code("provisional-code", 0);
+    let try_code = |code: &str| {
+        h.post(
+            "/account/first-sign-in",
+            &json!({ "nir": known, "birthDate": "1985-06-15", "code": code }),
+        )
+    };
+    // A wrong code, an unknown NIR and a wrong birth date: one answer.
+    let wrong = try_code("AAAAA-AAAAA");
+    let unknown = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": nir(), "birthDate": "1985-06-15", "code": code }),
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(wrong.json()["issue"], unknown.json()["issue"]);
+    for _ in 0..3 {
+        assert_eq!(try_code("AAAAA-AAAAA").status, 401);
+    }
+    // The fifth failure locks the NIR out: the right code waits too.
+    let locked = try_code("AAAAA-AAAAA");
+    assert_eq!(locked.status, 401);
+    let waiting = try_code(&code);
+    assert_eq!(waiting.status, 429);
+    assert!(waiting.header("retry-after").is_some());
+    h.app.advance(chrono::TimeDelta::minutes(16));
+    assert_eq!(try_code(&code).status, 200);
+    // A new code three days and more later: expired.
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, later) = h.code("provisional-code", 1);
+    h.app
+        .advance(chrono::TimeDelta::days(3) + chrono::TimeDelta::minutes(1));
+    assert_eq!(try_code(&later).status, 401);
+}
+
+#[test]
+fn r_act_3_sign_in_takes_the_password_then_a_one_time_code_and_sign_out_ends_the_tokens() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let (first_token, _) = h.enrol(&known, "alice.durand");
+    let challenge = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    assert_eq!(challenge.status, 200, "{}", challenge.body);
+    assert_eq!(challenge.json()["channel"], "email");
+    assert_eq!(challenge.json()["sentTo"], "a•••@exemple.fr");
+    let (message, code) = h.code("sign-in-code", 0);
+    assert_eq!(message["to"], format!("alice.{known}@exemple.fr"));
+    assert_eq!(code.len(), 6);
+    // A wrong code, then the right one.
+    let challenge_id = challenge.json()["challenge"].clone();
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let wrong = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": challenge_id, "code": wrong_code }),
+    );
+    assert_eq!(wrong.status, 401);
+    let signed_in = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": challenge_id, "code": code }),
+    );
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let token = As::Token(
+        signed_in.json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let cookie = cookie_of(&signed_in);
+    // A code is used once.
+    let reused = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": challenge_id, "code": code }),
+    );
+    assert_eq!(reused.status, 401);
+    assert_eq!(
+        h.app.get(&format!("Patient/{patient_id}"), &token).status,
+        200
+    );
+    // The session gives new tokens; the first session (from the enrolment) is apart.
+    let fresh = h.post_with("/account/token", &json!({}), Some(&cookie));
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let fresh = As::Token(fresh.json()["access_token"].as_str().unwrap().to_owned());
+    assert_eq!(
+        h.app.get(&format!("Patient/{patient_id}"), &fresh).status,
+        200
+    );
+    // Sign-out ends the session's tokens at once, not the other session's.
+    let out = h.post_with("/account/sign-out", &json!({}), Some(&cookie));
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(
+        h.app.get(&format!("Patient/{patient_id}"), &token).status,
+        401
+    );
+    assert_eq!(
+        h.app.get(&format!("Patient/{patient_id}"), &fresh).status,
+        401
+    );
+    assert_eq!(
+        h.post_with("/account/token", &json!({}), Some(&cookie))
+            .status,
+        401
+    );
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{patient_id}"), &As::Token(first_token))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn r_act_3_a_wrong_password_and_an_unknown_identifiant_get_one_answer_and_one_lock_out() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let attempt = |identifiant: &str, password: &str| {
+        h.post(
+            "/account/sign-in",
+            &json!({ "identifiant": identifiant, "password": password }),
+        )
+    };
+    let wrong = attempt("alice.durand", "Mauvais1!");
+    let unknown = attempt("personne.inconnue", "Mauvais1!");
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(wrong.json()["issue"], unknown.json()["issue"]);
+    for _ in 0..4 {
+        attempt("alice.durand", "Mauvais1!");
+        attempt("personne.inconnue", "Mauvais1!");
+    }
+    // Locked out, both alike; the right password waits as well.
+    let locked = attempt("alice.durand", PASSWORD);
+    let locked_unknown = attempt("personne.inconnue", PASSWORD);
+    assert_eq!(locked.status, 429);
+    assert_eq!(locked_unknown.status, 429);
+    assert_eq!(
+        h.delivered()
+            .iter()
+            .filter(|m| m["kind"] == "sign-in-code")
+            .count(),
+        0
+    );
+    h.app.advance(chrono::TimeDelta::minutes(16));
+    h.sign_in("alice.durand", PASSWORD);
+}
+
+#[test]
+fn r_act_3_a_one_time_code_expires_and_five_wrong_codes_spend_it() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let challenge = |n: usize| {
+        let reply = h.post(
+            "/account/sign-in",
+            &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+        );
+        assert_eq!(reply.status, 200);
+        (
+            reply.json()["challenge"].clone(),
+            h.code("sign-in-code", n).1,
+        )
+    };
+    let (id, code) = challenge(0);
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let reply = h.post(
+            "/account/sign-in/code",
+            &json!({ "challenge": id, "code": wrong_code }),
+        );
+        assert_eq!(reply.status, 401);
+    }
+    let spent = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": id, "code": code }),
+    );
+    assert_eq!(spent.status, 401);
+    let (id, code) = challenge(1);
+    h.app.advance(chrono::TimeDelta::minutes(11));
+    let expired = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": id, "code": code }),
+    );
+    assert_eq!(expired.status, 401);
+}
+
+#[test]
+fn r_act_3_a_new_password_needs_the_current_one_and_ends_the_other_sessions() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let (enrolled_token, _) = h.enrol(&known, "alice.durand");
+    let (_, cookie) = h.sign_in("alice.durand", PASSWORD);
+    let change = |current: &str, new: &str| {
+        h.post_with(
+            "/account/password",
+            &json!({ "currentPassword": current, "password": new, "passwordConfirmation": new }),
+            Some(&cookie),
+        )
+    };
+    assert_eq!(change("Mauvais1!", "Nouveau2?").status, 401);
+    let weak = change(PASSWORD, "nouveau");
+    assert_eq!(weak.status, 422);
+    assert!(rule_codes(&weak).contains(&"password-capital".to_owned()));
+    assert_eq!(change(PASSWORD, "Nouveau2?").status, 200);
+    // The enrolment's session ended; this one stands.
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{patient_id}"), &As::Token(enrolled_token))
+            .status,
+        401
+    );
+    assert_eq!(
+        h.post_with("/account/token", &json!({}), Some(&cookie))
+            .status,
+        200
+    );
+    let old = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    assert_eq!(old.status, 401);
+    h.sign_in("alice.durand", "Nouveau2?");
+}
+
+#[test]
+fn r_act_4_the_servers_tokens_verify_with_its_jwks_and_read_their_own_space_only() {
+    let h = harness();
+    let known = nir();
+    let mine = holder(&h.app, &known, None);
+    let (token, _) = h.enrol(&known, "alice.durand");
+    let other = h
+        .app
+        .create(&As::System, &patient(&nir(), "Autre", "Bob", "1970-01-01"));
+    h.app
+        .create(&As::doctor(), &document(&other, "11488-4", "2024-01-02"));
+    h.app
+        .create(&As::doctor(), &document(&mine, "11488-4", "2024-01-02"));
+    // The JWKS verifies the token; its claims are those of any other issuer's.
+    let jwks = h.app.request("GET", "/.well-known/jwks.json").send(None);
+    assert_eq!(jwks.status, 200);
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.body).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let key = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("the token's key is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["urn:dmp-fhir-server:fhir"]);
+    validation.set_issuer(&["urn:dmp-fhir-server:account"]);
+    let claims = jsonwebtoken::decode::<Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(),
+        &validation,
+    )
+    .expect("the token verifies with the published key")
+    .claims;
+    assert_eq!(claims["actor"], "patient");
+    assert_eq!(claims["patient"], mine.as_str());
+    let me = As::Token(token);
+    let own = h.app.get(&format!("DocumentReference?patient={mine}"), &me);
+    assert_eq!(own.status, 200);
+    assert_eq!(own.json()["total"], 1);
+    assert!(matches!(
+        h.app.get(&format!("Patient/{other}"), &me).status,
+        403 | 404
+    ));
+    let theirs = h
+        .app
+        .get(&format!("DocumentReference?patient={other}"), &me);
+    assert!(
+        matches!(theirs.status, 403 | 404) || theirs.json()["total"] == 0,
+        "{}",
+        theirs.body
+    );
+    // The trace names the account's steps in the holder's space.
+    let trace = h
+        .app
+        .get(&format!("AuditEvent?patient={mine}&_count=100"), &me);
+    assert_eq!(trace.status, 200);
+    let steps: Vec<String> = trace.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["type"]["code"] == "110114")
+        .map(|entry| {
+            entry["resource"]["subtype"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for step in [
+        "provisional-code-sent",
+        "first-sign-in",
+        "contacts-confirmed",
+        "credentials-chosen",
+    ] {
+        assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");
+    }
+    // A token forged with another key under the server's issuer name is refused.
+    let forged = crate::support::sign(&crate::support::keys().ec, &claims);
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{mine}"), &As::Token(forged))
+            .status,
+        401
+    );
+}
+
+#[test]
+fn r_act_bad_input_is_refused_clearly_and_stores_nothing() {
+    let h = harness();
+    let not_json = h
+        .app
+        .request("POST", "/account/sign-in")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(Some("identifiant=a&password=b".into()));
+    assert_eq!(not_json.status, 415);
+    for (path, body, status) in [
+        (
+            "/account/sign-in",
+            json!({ "identifiant": "a", "password": "b", "admin": true }),
+            400,
+        ),
+        ("/account/sign-in", json!({ "identifiant": "a" }), 400),
+        (
+            "/account/provisional-code",
+            json!({ "nir": "123", "birthDate": "1985-06-15", "channel": "email" }),
+            400,
+        ),
+        (
+            "/account/provisional-code",
+            json!({ "nir": nir(), "birthDate": "15/06/1985", "channel": "email" }),
+            400,
+        ),
+        (
+            "/account/provisional-code",
+            json!({ "nir": nir(), "birthDate": "1985-06-15", "channel": "pigeon" }),
+            400,
+        ),
+        (
+            "/account/contacts",
+            json!({ "ticket": "x.y", "email": "a@b.fr", "channel": "email" }),
+            401,
+        ),
+        (
+            "/account/sign-in/code",
+            json!({ "challenge": "nope", "code": "123456" }),
+            401,
+        ),
+        (
+            "/account/sign-in",
+            json!({ "identifiant": "a".repeat(9000), "password": "b" }),
+            413,
+        ),
+    ] {
+        let reply = h.post(path, &body);
+        assert_eq!(reply.status, status, "{path} {body}");
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+    }
+    assert_eq!(
+        h.app.request("GET", "/account/sign-in").send(None).status,
+        405
+    );
+    assert_eq!(h.post("/account/token", &json!({})).status, 401);
+    assert_eq!(h.app.stored_rows("account"), 0);
+    assert_eq!(h.app.stored_rows("account_code"), 0);
+    assert_eq!(h.app.stored_rows("account_session"), 0);
+}
