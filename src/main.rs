@@ -47,6 +47,23 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// The server's own token signing keys (R-ACT-4): list them, add one (it signs
+    /// from the next start; earlier tokens stay valid until they expire), or retire
+    /// one (its tokens are refused from the next start).
+    IssuerKey {
+        #[command(subcommand)]
+        action: IssuerKeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum IssuerKeyAction {
+    /// Prints the key ids in use, newest (the signing one) first.
+    List,
+    /// Adds a new signing key and prints its id.
+    Rotate,
+    /// Retires the key with this id.
+    Retire { kid: String },
 }
 
 fn init_logging(format: LogFormat) {
@@ -125,7 +142,57 @@ fn main() -> std::process::ExitCode {
         Command::AuditVerify { database_url } => {
             audit_verify(database_url.as_deref().unwrap_or(&config.database_url))
         }
+        Command::IssuerKey { action } => issuer_key(&config.database_url, action),
         Command::Serve => serve(config),
+    }
+}
+
+fn issuer_key(database_url: &str, action: IssuerKeyAction) -> std::process::ExitCode {
+    use dmp_fhir_server::store::accounts;
+    let db = match open_database(database_url) {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let now = dmp_fhir_server::fhir::date::fhir_instant(chrono::Utc::now());
+    let done = db.write_blocking(|conn| {
+        Ok(match action {
+            IssuerKeyAction::List => accounts::issuer_keys(conn)?
+                .into_iter()
+                .map(|key| key.kid)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            IssuerKeyAction::Rotate => {
+                dmp_fhir_server::account::issuer::OwnIssuer::rotate(conn, &now)
+                    .map_err(dmp_fhir_server::error::ApiError::internal)?
+            }
+            IssuerKeyAction::Retire { kid } => {
+                if accounts::issuer_keys(conn)?.len() < 2 {
+                    return Err(dmp_fhir_server::error::ApiError::conflict(
+                        "the last key in use cannot be retired: rotate first",
+                    ));
+                }
+                match accounts::retire_issuer_key(conn, &kid, &now)? {
+                    0 => {
+                        return Err(dmp_fhir_server::error::ApiError::not_found(format!(
+                            "no key {kid} in use"
+                        )));
+                    }
+                    _ => format!("{kid} retired"),
+                }
+            }
+        })
+    });
+    match done {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}", error.message);
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

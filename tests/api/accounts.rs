@@ -762,3 +762,78 @@ fn r_act_bad_input_is_refused_clearly_and_stores_nothing() {
     assert_eq!(h.app.stored_rows("account_code"), 0);
     assert_eq!(h.app.stored_rows("account_session"), 0);
 }
+
+#[test]
+fn r_act_4_a_new_signing_key_signs_from_the_next_start_and_a_retired_one_is_refused() {
+    use crate::support::{ServerProcess, run_command};
+    let mut h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let (first, cookie) = h.enrol(&known, "alice.durand");
+    let first_kid = jsonwebtoken::decode_header(&first).unwrap().kid.unwrap();
+    h.app.stop_server();
+    let url = h.app.database_url.clone();
+    let (rotated, printed) = run_command(&["--database-url", &url, "issuer-key", "rotate"]);
+    assert!(rotated, "{printed}");
+    let second_kid = printed.trim().lines().last().unwrap().to_owned();
+    assert_ne!(second_kid, first_kid);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let read_patient = |base: &str, token: &str| {
+        agent
+            .get(&format!("{base}/Patient/{patient_id}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let new_token = |base: &str| {
+        let mut reply = agent
+            .post(&format!("{base}/account/token"))
+            .header("Content-Type", "application/json")
+            .header("Cookie", &cookie)
+            .send("{}")
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 200);
+        let body: Value =
+            serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let server = ServerProcess::start(&url);
+    let jwks: Value = serde_json::from_str(
+        &agent
+            .get(&format!("{}/.well-known/jwks.json", server.base))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [second_kid.as_str(), first_kid.as_str()]);
+    let second = new_token(&server.base);
+    assert_eq!(
+        jsonwebtoken::decode_header(&second).unwrap().kid.unwrap(),
+        second_kid
+    );
+    assert_eq!(read_patient(&server.base, &first), 200);
+    assert_eq!(read_patient(&server.base, &second), 200);
+    drop(server);
+    let (retired, printed) =
+        run_command(&["--database-url", &url, "issuer-key", "retire", &first_kid]);
+    assert!(retired, "{printed}");
+    let (last, _) = run_command(&["--database-url", &url, "issuer-key", "retire", &second_kid]);
+    assert!(!last, "the last key in use is kept");
+    let server = ServerProcess::start(&url);
+    assert_eq!(read_patient(&server.base, &first), 401);
+    assert_eq!(read_patient(&server.base, &second), 200);
+}
