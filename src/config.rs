@@ -143,6 +143,9 @@ pub struct Config {
     pub workers: usize,
     /// Habilitation matrix file replacing the shipped one (R-ACC-6).
     pub habilitation_matrix: Option<PathBuf>,
+    /// Catalogue of the apps a holder may authorise (R-ACT-4), replacing the
+    /// shipped empty one.
+    pub app_catalogue: Option<PathBuf>,
     /// TLS: the server's certificate chain and private key (PEM); HTTPS when both set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -198,6 +201,7 @@ impl Default for Config {
             body_read_timeout_ms: 30000,
             workers: 0,
             habilitation_matrix: None,
+            app_catalogue: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -289,6 +293,10 @@ pub struct ConfigArgs {
     /// Habilitation matrix (JSON) replacing the shipped fhir-profiles/habilitation-matrix.json.
     #[arg(long, env = "DMP_HABILITATION_MATRIX")]
     pub habilitation_matrix: Option<PathBuf>,
+    /// Catalogue of the apps a holder may authorise (JSON, SMART; README "Apps")
+    /// replacing the shipped empty fhir-profiles/app-catalogue.json.
+    #[arg(long, env = "DMP_APP_CATALOGUE")]
+    pub app_catalogue: Option<PathBuf>,
     /// Server certificate chain (PEM): serve HTTPS (with --tls-key).
     #[arg(long, env = "DMP_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -357,6 +365,7 @@ struct ConfigFile {
     body_read_timeout_ms: Option<u64>,
     workers: Option<usize>,
     habilitation_matrix: Option<PathBuf>,
+    app_catalogue: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -476,6 +485,7 @@ impl ConfigArgs {
                 file.habilitation_matrix,
                 &file_dir,
             ),
+            app_catalogue: pick_path(&self.app_catalogue, file.app_catalogue, &file_dir),
             tls_cert: pick_path(&self.tls_cert, file.tls_cert, &file_dir),
             tls_key: pick_path(&self.tls_key, file.tls_key, &file_dir),
             tls_client_ca: pick_path(&self.tls_client_ca, file.tls_client_ca, &file_dir),

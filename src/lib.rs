@@ -70,6 +70,7 @@ impl AppState {
             db.clone(),
             std::sync::Arc::clone(&channel),
             std::sync::Arc::clone(&clock),
+            account::catalogue::Catalogue::load(config.app_catalogue.as_deref())?,
         )?;
         // From here on: the start's reads of the server's few keys are not a
         // request's path.

@@ -13,11 +13,13 @@
 //! answer), and the failure counters are kept by what was typed, whether or not
 //! it names anyone.
 
+pub mod catalogue;
 pub mod courier;
 pub mod issuer;
 pub mod limiter;
 pub mod rules;
 pub mod secret;
+pub mod smart;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,6 +177,29 @@ impl AccountError {
     }
 }
 
+/// A step's refusal, as its trace records it.
+pub trait Refusal {
+    fn status(&self) -> u16;
+    /// The server's own words (never what the caller typed).
+    fn message(&self) -> String;
+    /// The refusal of a step the server failed.
+    fn failed(error: ApiError) -> Self;
+}
+
+impl Refusal for AccountError {
+    fn status(&self) -> u16 {
+        self.status
+    }
+
+    fn message(&self) -> String {
+        self.message.clone()
+    }
+
+    fn failed(error: ApiError) -> Self {
+        AccountError::from(error)
+    }
+}
+
 /// The codes of the identifiant and password rules in answers.
 pub const RULE_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/CodeSystem/account-rule";
 
@@ -308,6 +333,7 @@ struct Inner {
     courier: Courier,
     limiter: Limiter,
     clock: Arc<dyn Clock>,
+    catalogue: catalogue::Catalogue,
 }
 
 /// The accounts' service, shared by the workers.
@@ -525,6 +551,7 @@ impl Accounts {
         db: Db,
         channel: Arc<dyn crate::notify::channel::Channel>,
         clock: Arc<dyn Clock>,
+        catalogue: catalogue::Catalogue,
     ) -> Result<Accounts, String> {
         let now = instant(Utc::now());
         let (pepper, issuer) = db
@@ -550,6 +577,7 @@ impl Accounts {
                 courier: Courier::start(channel),
                 limiter: Limiter::default(),
                 clock,
+                catalogue,
             }),
         })
     }
@@ -573,12 +601,12 @@ impl Accounts {
     /// Runs a step in one write transaction with its AuditEvent: `work`'s refusals
     /// commit too (with the counters they moved), a database failure rolls it
     /// back and is traced alone.
-    fn step<T>(
+    fn step<T, E: Refusal>(
         &self,
         caller: &Caller,
         step: &'static AccountStep,
-        work: impl FnOnce(&mut Conn, &mut Traced) -> Result<Result<T, AccountError>, ApiError>,
-    ) -> Result<T, AccountError> {
+        work: impl FnOnce(&mut Conn, &mut Traced) -> Result<Result<T, E>, ApiError>,
+    ) -> Result<T, E> {
         let record = |traced: &Traced, outcome: Outcome| Record {
             trace: Trace {
                 request_id: caller.request_id.clone(),
@@ -602,9 +630,9 @@ impl Accounts {
                 let outcome = match &result {
                     Ok(_) => Outcome::answered(200),
                     Err(refusal) => Outcome {
-                        status: refusal.status,
+                        status: refusal.status(),
                         rule: None,
-                        detail: Some(refusal.message.clone()),
+                        detail: Some(refusal.message()),
                         concealed: false,
                     },
                 };
@@ -624,7 +652,7 @@ impl Accounts {
                         audit::persist(conn, &[&audit::prepare(record)]).map(|_| ())
                     })
                 });
-                Err(AccountError::from(error))
+                Err(E::failed(error))
             }
         }
     }
@@ -686,7 +714,7 @@ impl Accounts {
         }
         .filter(|serial| !serial.is_empty());
         self.limit(caller, "code", CODE_ASKS)?;
-        self.step(caller, &AccountStep::PROVISIONAL_CODE_ASKED, |_, _| {
+        self.step::<(), AccountError>(caller, &AccountStep::PROVISIONAL_CODE_ASKED, |_, _| {
             Ok(Ok(()))
         })?;
         let accounts = self.clone();
@@ -1225,8 +1253,7 @@ impl Accounts {
                 .inner
                 .db
                 .read_blocking(|conn| Ok(self.live_session_row(conn, id, now)?.is_some())),
-            // Apps' authorisations come with the SMART endpoints.
-            Standing::AppGrant(_) => Ok(false),
+            Standing::AppGrant(grant) => self.grant_holds(grant),
         }
     }
 

@@ -3,7 +3,7 @@
 //! at most [`MAX_BODY`] bytes with no unknown member; refusals are
 //! OperationOutcomes with a French message and, for the identifiant and password,
 //! one issue per rule broken. Answers are never cached. A signed-in person holds a
-//! session cookie (`__Host-dmp-session`: `Secure`, `HttpOnly`, `SameSite=Strict`)
+//! session cookie (`__Host-dmp-session`: `Secure`, `HttpOnly`, `SameSite=Lax`)
 //! and gets access tokens with it; a form of another site cannot post JSON
 //! (browsers send it only after a CORS preflight, which this server never grants).
 
@@ -245,13 +245,22 @@ pub async fn contacts(state: State, request: HttpRequest, payload: web::Payload)
 /// The answer of a sign-in: the token, and the session's cookie.
 fn signed_in(signed_in: SignedIn, caller: &Caller) -> HttpResponse {
     let mut response = answered(&signed_in.token, caller);
-    if let Ok(cookie) = header::HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict",
-        signed_in.session
-    )) {
+    if let Ok(cookie) = header::HeaderValue::from_str(&session_cookie(&signed_in.session)) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// The `Set-Cookie` value of a session. `SameSite=Lax`: sent when an app sends
+/// the browser to `/oauth/authorize` (a top-level navigation from another site),
+/// never with another site's POST; the forms carry a CSRF token besides.
+pub fn session_cookie(secret: &str) -> String {
+    format!("{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Lax")
+}
+
+/// The `Set-Cookie` value that removes the session's cookie.
+pub fn ended_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
 async fn run_signed_in<B: DeserializeOwned + Send + 'static>(
@@ -380,9 +389,7 @@ pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload)
     match blocking(move || accounts.sign_out(&step_caller, &session)).await {
         Ok(()) => {
             let mut response = answered(&json!({ "signedOut": true }), &caller);
-            if let Ok(cookie) = header::HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
-            )) {
+            if let Ok(cookie) = header::HeaderValue::from_str(&ended_session_cookie()) {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             response

@@ -5,6 +5,8 @@ pub mod account;
 pub mod body;
 pub mod capability;
 pub mod handlers;
+pub mod oauth;
+pub mod pages;
 pub mod pipeline;
 
 use actix_web::guard::{self, GuardContext};
@@ -47,7 +49,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(account::jwks))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(
+            web::resource("/.well-known/smart-configuration")
+                .route(web::get().to(oauth::smart_configuration))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(web::scope("/account").configure(account_routes))
+        .configure(page_routes)
         .service(
             web::resource("/healthz")
                 .route(web::get().to(healthz))
@@ -133,5 +141,64 @@ fn account_routes(config: &mut web::ServiceConfig) {
             web::resource("/rules")
                 .route(web::get().to(account::rules))
                 .default_service(web::to(handlers::method_not_allowed)),
+        );
+}
+
+/// The holder's pages and SMART's endpoints (R-ACT-2 … 4).
+fn page_routes(config: &mut web::ServiceConfig) {
+    use handlers::method_not_allowed;
+    config
+        .service(
+            web::resource("/connexion")
+                .route(web::get().to(pages::sign_in_form))
+                .route(web::post().to(pages::sign_in))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/connexion/code")
+                .route(web::post().to(pages::sign_in_code))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/deconnexion")
+                .route(web::post().to(pages::sign_out))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/compte")
+                .route(web::get().to(pages::account))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/compte/applications/retirer")
+                .route(web::post().to(pages::revoke_app))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/compte/mot-de-passe")
+                .route(web::get().to(pages::password_form))
+                .route(web::post().to(pages::password))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/oauth/authorize")
+                .route(web::get().to(pages::authorize))
+                .route(web::post().to(pages::authorize_decision))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/oauth/token")
+                .route(web::post().to(oauth::token))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/oauth/revoke")
+                .route(web::post().to(oauth::revoke))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/static/site.css")
+                .route(web::get().to(pages::stylesheet))
+                .default_service(web::to(method_not_allowed)),
         );
 }

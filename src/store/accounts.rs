@@ -476,3 +476,185 @@ pub fn end_sessions_of(
         .text(keep.unwrap_or(""));
     sql.execute(conn).map(|_| ())
 }
+
+/// An app's authorisation by a holder (`app_grant`).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct GrantRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub account_id: String,
+    #[diesel(sql_type = Text)]
+    pub client_id: String,
+    /// Space-separated.
+    #[diesel(sql_type = Text)]
+    pub scopes: String,
+    #[diesel(sql_type = Text)]
+    pub created_at: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub revoked_at: Option<String>,
+}
+
+const GRANT_COLUMNS: &str =
+    "SELECT id, account_id, client_id, scopes, created_at, revoked_at FROM app_grant WHERE ";
+
+pub fn insert_grant(
+    conn: &mut Conn,
+    id: &str,
+    account: &str,
+    client_id: &str,
+    scopes: &str,
+    now: &str,
+) -> diesel::QueryResult<()> {
+    let mut sql =
+        Sql::new("INSERT INTO app_grant (id, account_id, client_id, scopes, created_at) VALUES (");
+    sql.text(id)
+        .push(", ")
+        .text(account)
+        .push(", ")
+        .text(client_id)
+        .push(", ")
+        .text(scopes)
+        .push(", ")
+        .text(now)
+        .push(")");
+    sql.execute(conn).map(|_| ())
+}
+
+pub fn grant(conn: &mut Conn, id: &str) -> diesel::QueryResult<Option<GrantRow>> {
+    let mut sql = Sql::new(&format!("{GRANT_COLUMNS}id = "));
+    sql.text(id);
+    Ok(sql.load(conn)?.pop())
+}
+
+/// The account's authorisations that stand, newest first.
+pub fn live_grants_of(conn: &mut Conn, account: &str) -> diesel::QueryResult<Vec<GrantRow>> {
+    let mut sql = Sql::new(&format!(
+        "{GRANT_COLUMNS}revoked_at IS NULL AND account_id = "
+    ));
+    sql.text(account).push(" ORDER BY created_at DESC, id");
+    sql.load(conn)
+}
+
+pub fn revoke_grant(conn: &mut Conn, id: &str, now: &str) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE app_grant SET revoked_at = ");
+    sql.text(now)
+        .push(" WHERE revoked_at IS NULL AND id = ")
+        .text(id);
+    sql.execute(conn)
+}
+
+/// Revokes every authorisation the account gave this app.
+pub fn revoke_client_grants(
+    conn: &mut Conn,
+    account: &str,
+    client_id: &str,
+    now: &str,
+) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE app_grant SET revoked_at = ");
+    sql.text(now)
+        .push(" WHERE revoked_at IS NULL AND account_id = ")
+        .text(account)
+        .push(" AND client_id = ")
+        .text(client_id);
+    sql.execute(conn)
+}
+
+/// An authorisation code, by the hash of its value.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct OAuthCodeRow {
+    #[diesel(sql_type = Text)]
+    pub grant_id: String,
+    #[diesel(sql_type = Text)]
+    pub redirect_uri: String,
+    #[diesel(sql_type = Text)]
+    pub code_challenge: String,
+    #[diesel(sql_type = Text)]
+    pub expires_at: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub used_at: Option<String>,
+}
+
+pub fn insert_oauth_code(
+    conn: &mut Conn,
+    hash: &str,
+    grant: &str,
+    redirect_uri: &str,
+    code_challenge: &str,
+    expires_at: &str,
+) -> diesel::QueryResult<()> {
+    let mut sql = Sql::new(
+        "INSERT INTO oauth_code (code_hash, grant_id, redirect_uri, code_challenge, expires_at) VALUES (",
+    );
+    sql.text(hash)
+        .push(", ")
+        .text(grant)
+        .push(", ")
+        .text(redirect_uri)
+        .push(", ")
+        .text(code_challenge)
+        .push(", ")
+        .text(expires_at)
+        .push(")");
+    sql.execute(conn).map(|_| ())
+}
+
+pub fn oauth_code(conn: &mut Conn, hash: &str) -> diesel::QueryResult<Option<OAuthCodeRow>> {
+    let mut sql = Sql::new(
+        "SELECT grant_id, redirect_uri, code_challenge, expires_at, used_at FROM oauth_code WHERE code_hash = ",
+    );
+    sql.text(hash);
+    Ok(sql.load(conn)?.pop())
+}
+
+/// Marks an authorisation code used: 1 when this call used it.
+pub fn use_oauth_code(conn: &mut Conn, hash: &str, now: &str) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE oauth_code SET used_at = ");
+    sql.text(now)
+        .push(" WHERE used_at IS NULL AND code_hash = ")
+        .text(hash);
+    sql.execute(conn)
+}
+
+/// A refresh token, by the hash of its value.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct RefreshRow {
+    #[diesel(sql_type = Text)]
+    pub grant_id: String,
+    #[diesel(sql_type = Text)]
+    pub expires_at: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub used_at: Option<String>,
+}
+
+pub fn insert_refresh(
+    conn: &mut Conn,
+    hash: &str,
+    grant: &str,
+    expires_at: &str,
+) -> diesel::QueryResult<()> {
+    let mut sql = Sql::new("INSERT INTO refresh_token (token_hash, grant_id, expires_at) VALUES (");
+    sql.text(hash)
+        .push(", ")
+        .text(grant)
+        .push(", ")
+        .text(expires_at)
+        .push(")");
+    sql.execute(conn).map(|_| ())
+}
+
+pub fn refresh(conn: &mut Conn, hash: &str) -> diesel::QueryResult<Option<RefreshRow>> {
+    let mut sql =
+        Sql::new("SELECT grant_id, expires_at, used_at FROM refresh_token WHERE token_hash = ");
+    sql.text(hash);
+    Ok(sql.load(conn)?.pop())
+}
+
+/// Marks a refresh token used (exchanged): 1 when this call used it.
+pub fn use_refresh(conn: &mut Conn, hash: &str, now: &str) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE refresh_token SET used_at = ");
+    sql.text(now)
+        .push(" WHERE used_at IS NULL AND token_hash = ")
+        .text(hash);
+    sql.execute(conn)
+}

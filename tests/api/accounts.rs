@@ -165,7 +165,7 @@ impl Harness {
 /// The `Cookie` header that sends back the session a reply set.
 fn cookie_of(reply: &Reply) -> String {
     let set = reply.header("set-cookie").expect("a session cookie");
-    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Strict"));
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"));
     set.split(';').next().unwrap().to_owned()
 }
 
@@ -836,4 +836,592 @@ fn r_act_4_a_new_signing_key_signs_from_the_next_start_and_a_retired_one_is_refu
     let server = ServerProcess::start(&url);
     assert_eq!(read_patient(&server.base, &first), 401);
     assert_eq!(read_patient(&server.base, &second), 200);
+}
+
+/// A browser: cookies kept, redirections not followed (they are checked).
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+/// A page as the browser got it.
+struct Page {
+    status: u16,
+    location: String,
+    csp: String,
+    body: String,
+}
+
+impl Page {
+    /// The value of a hidden field of the page's form.
+    fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
+            + marker.len();
+        let value = &self.body[start..];
+        let value = &value[..value.find('"').unwrap()];
+        unescape(value)
+    }
+}
+
+/// HTML text with its character references read.
+fn unescape(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let Some(end) = after.find(';') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let entity = &after[..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        out.push(decoded.expect("a character reference"));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into(),
+            base: app.base.clone(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn keep(&mut self, response: &ureq::http::Response<ureq::Body>) {
+        for set in response.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn page(&mut self, mut response: ureq::http::Response<ureq::Body>) -> Page {
+        self.keep(&response);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let (location, csp) = (header("location"), header("content-security-policy"));
+        Page {
+            status: response.status().as_u16(),
+            location,
+            csp,
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .agent
+            .get(&self.url(path))
+            .header("Cookie", &self.cookie_header())
+            .call()
+            .unwrap();
+        self.page(response)
+    }
+
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let response = self
+            .agent
+            .post(&self.url(path))
+            .header("Cookie", &self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(body)
+            .unwrap();
+        self.page(response)
+    }
+}
+
+/// A harness whose catalogue holds one app, `carnet`.
+fn with_app() -> Harness {
+    let outbox = temp_dir("codes").join("delivered.jsonl");
+    let catalogue = temp_dir("catalogue").join("apps.json");
+    std::fs::write(
+        &catalogue,
+        json!({ "apps": [{
+            "clientId": "carnet",
+            "name": "Carnet <santé>",
+            "redirectUris": ["http://127.0.0.1:9/cb"],
+            "scopes": ["launch/patient", "offline_access", "patient/DocumentReference.rs", "patient/Patient.rs"],
+        }] })
+        .to_string(),
+    )
+    .unwrap();
+    let path = outbox.clone();
+    let app = TestApp::with(move |config| {
+        config.notification_channel = NotificationChannelSetting::File(path);
+        config.app_catalogue = Some(catalogue);
+    });
+    Harness { app, outbox }
+}
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-0123456789";
+
+fn challenge_of(verifier: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(openssl::sha::sha256(verifier.as_bytes()))
+}
+
+fn authorize_path(h: &Harness, scope: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "carnet")
+        .append_pair("redirect_uri", "http://127.0.0.1:9/cb")
+        .append_pair("scope", scope)
+        .append_pair("state", "st4te")
+        .append_pair("aud", &h.app.base)
+        .append_pair("code_challenge", &challenge_of(VERIFIER))
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    format!("/oauth/authorize?{query}")
+}
+
+/// Signs in through the pages from an authorisation request, and returns the
+/// consent page.
+fn sign_in_through_pages(
+    h: &Harness,
+    browser: &mut Browser,
+    authorize: &str,
+    codes_before: usize,
+) -> Page {
+    let first = browser.get(authorize);
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert!(first.location.starts_with("/connexion?next="));
+    let form = browser.get(&first.location);
+    assert_eq!(form.status, 200);
+    assert!(form.csp.contains("default-src 'none'") && form.csp.contains("frame-ancestors 'none'"));
+    let next = form.field("next");
+    assert_eq!(next, authorize);
+    let code_page = browser.post(
+        "/connexion",
+        &[
+            ("csrf", &form.field("csrf")),
+            ("next", &next),
+            ("identifiant", "alice.durand"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(code_page.status, 200, "{}", code_page.body);
+    let (_, code) = h.code("sign-in-code", codes_before);
+    let signed_in = browser.post(
+        "/connexion/code",
+        &[
+            ("csrf", &code_page.field("csrf")),
+            ("next", &next),
+            ("challenge", &code_page.field("challenge")),
+            ("code", &code),
+        ],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location, authorize);
+    browser.get(&signed_in.location)
+}
+
+fn token_request(h: &Harness, fields: &[(&str, &str)]) -> (u16, Value) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let reply = h
+        .app
+        .request("POST", "/oauth/token")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(Some(body));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    (reply.status, serde_json::from_str(&reply.body).unwrap())
+}
+
+#[test]
+fn r_act_4_an_app_of_the_catalogue_gets_the_scopes_the_holder_ticks_and_no_more() {
+    let h = with_app();
+    let known = nir();
+    let mine = holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    h.app
+        .create(&As::doctor(), &document(&mine, "11488-4", "2024-01-02"));
+    let other = h
+        .app
+        .create(&As::System, &patient(&nir(), "Autre", "Bob", "1970-01-01"));
+    h.app
+        .create(&As::doctor(), &document(&other, "11488-4", "2024-01-02"));
+    let mut browser = Browser::new(&h.app);
+    let authorize = authorize_path(
+        &h,
+        "launch/patient offline_access patient/DocumentReference.rs patient/Patient.rs patient/Consent.rs",
+    );
+    let consent = sign_in_through_pages(&h, &mut browser, &authorize, 0);
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    // The app's name is escaped; the scopes are in French; a scope the catalogue
+    // does not give the app is not offered.
+    assert!(
+        consent.body.contains("Carnet &#60;santé&#62;")
+            || consent.body.contains("Carnet &lt;santé&gt;"),
+        "{}",
+        consent.body
+    );
+    assert!(consent.body.contains("Lire vos documents de santé"));
+    assert_eq!(consent.body.matches("name=\"granted\"").count(), 4);
+    assert!(
+        consent
+            .csp
+            .contains("form-action 'self' http://127.0.0.1:9")
+    );
+    // The holder leaves patient/Patient.rs unticked.
+    let mut fields: Vec<(String, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "aud",
+        "code_challenge",
+        "code_challenge_method",
+    ]
+    .iter()
+    .map(|name| (name.to_string(), consent.field(name)))
+    .collect();
+    fields.push(("csrf".into(), consent.field("csrf")));
+    fields.push(("decision".into(), "allow".into()));
+    for scope in [
+        "launch/patient",
+        "offline_access",
+        "patient/DocumentReference.rs",
+        "patient/AuditEvent.rs",
+    ] {
+        fields.push(("granted".into(), scope.into()));
+    }
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let without_csrf: Vec<(&str, &str)> = pairs
+        .iter()
+        .copied()
+        .filter(|(name, _)| *name != "csrf")
+        .collect();
+    assert_eq!(browser.post("/oauth/authorize", &without_csrf).status, 403);
+    let back = browser.post("/oauth/authorize", &pairs);
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(
+        back.location.starts_with("http://127.0.0.1:9/cb?code="),
+        "{}",
+        back.location
+    );
+    assert!(back.location.ends_with("&state=st4te"));
+    let code = back
+        .location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A wrong verifier, then the right one.
+    let (status, refused) = token_request(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("client_id", "carnet"),
+            ("code_verifier", &format!("{VERIFIER}x")),
+        ],
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, issued) = token_request(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("client_id", "carnet"),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(
+        issued["scope"],
+        "launch/patient offline_access patient/DocumentReference.rs"
+    );
+    assert_eq!(issued["patient"], mine.as_str());
+    let token = As::Token(issued["access_token"].as_str().unwrap().to_owned());
+    // What was granted, in the holder's space only; nothing else.
+    let documents = h
+        .app
+        .get(&format!("DocumentReference?patient={mine}"), &token);
+    assert_eq!(documents.status, 200);
+    assert_eq!(documents.json()["total"], 1);
+    assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 403);
+    let theirs = h
+        .app
+        .get(&format!("DocumentReference?patient={other}"), &token);
+    assert!(
+        matches!(theirs.status, 403 | 404) || theirs.json()["total"] == 0,
+        "{}",
+        theirs.body
+    );
+    assert_eq!(
+        h.app
+            .get(&format!("AuditEvent?patient={mine}"), &token)
+            .status,
+        403
+    );
+    // The code is used once: a second exchange revokes the authorisation.
+    let (status, again) = token_request(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("client_id", "carnet"),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        h.app
+            .get(&format!("DocumentReference?patient={mine}"), &token)
+            .status,
+        401
+    );
+}
+
+#[test]
+fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
+    let h = with_app();
+    let known = nir();
+    let mine = holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let mut browser = Browser::new(&h.app);
+    let authorize = authorize_path(&h, "launch/patient offline_access patient/Patient.rs");
+    let consent = sign_in_through_pages(&h, &mut browser, &authorize, 0);
+    let mut fields: Vec<(String, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "aud",
+        "code_challenge",
+        "code_challenge_method",
+        "csrf",
+    ]
+    .iter()
+    .map(|name| (name.to_string(), consent.field(name)))
+    .collect();
+    fields.push(("decision".into(), "allow".into()));
+    for scope in ["launch/patient", "offline_access", "patient/Patient.rs"] {
+        fields.push(("granted".into(), scope.into()));
+    }
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let back = browser.post("/oauth/authorize", &pairs);
+    let code = back
+        .location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, issued) = token_request(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("client_id", "carnet"),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    let first_refresh = issued["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refreshed) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first_refresh),
+            ("client_id", "carnet"),
+        ],
+    );
+    assert_eq!(status, 200, "{refreshed}");
+    let second_refresh = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    let token = As::Token(refreshed["access_token"].as_str().unwrap().to_owned());
+    assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 200);
+    // Another client cannot use it.
+    let (status, _) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &second_refresh),
+            ("client_id", "autre"),
+        ],
+    );
+    assert_eq!(status, 401);
+    // The holder's account lists the app, and revokes it: its tokens end at once.
+    let account = browser.get("/compte");
+    assert_eq!(account.status, 200);
+    assert!(
+        account.body.contains("Lire votre identité"),
+        "{}",
+        account.body
+    );
+    let revoked = browser.post(
+        "/compte/applications/retirer",
+        &[("csrf", &account.field("csrf")), ("client_id", "carnet")],
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(
+        revoked
+            .body
+            .contains("Vous n'avez autorisé aucune application")
+    );
+    assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 401);
+    let (status, ended) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &second_refresh),
+            ("client_id", "carnet"),
+        ],
+    );
+    assert_eq!(
+        (status, ended["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[test]
+fn r_act_4_authorisation_requests_are_checked_before_anything_is_shown_or_sent() {
+    let h = with_app();
+    let mut browser = Browser::new(&h.app);
+    let good = authorize_path(&h, "launch/patient patient/Patient.rs");
+    // An unknown app, or a redirect URI not its own: told on the page, sent nowhere.
+    for bad in [
+        good.replace("client_id=carnet", "client_id=pirate"),
+        good.replace("127.0.0.1%3A9%2Fcb", "evil.example%2Fcb"),
+    ] {
+        let page = browser.get(&bad);
+        assert_eq!(page.status, 400, "{bad}");
+        assert!(page.location.is_empty());
+    }
+    // Anything else goes back to the app with an error.
+    for (bad, error) in [
+        (
+            good.replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            good.replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+        (
+            good.replace(
+                "scope=launch%2Fpatient+patient%2FPatient.rs",
+                "scope=user%2F*.*",
+            ),
+            "invalid_scope",
+        ),
+        (
+            good.replace(
+                &format!(
+                    "aud={}",
+                    form_urlencoded::byte_serialize(h.app.base.as_bytes()).collect::<String>()
+                ),
+                "aud=https%3A%2F%2Fother.example",
+            ),
+            "invalid_request",
+        ),
+    ] {
+        let page = browser.get(&bad);
+        assert_eq!(page.status, 302, "{bad}: {}", page.body);
+        assert!(
+            page.location.starts_with("http://127.0.0.1:9/cb?error="),
+            "{}",
+            page.location
+        );
+        assert!(page.location.contains(error), "{}", page.location);
+    }
+    // A form without its CSRF token is refused.
+    let form = browser.get("/connexion");
+    assert_eq!(form.status, 200);
+    let refused = browser.post(
+        "/connexion",
+        &[("identifiant", "alice.durand"), ("password", PASSWORD)],
+    );
+    assert_eq!(refused.status, 403);
+    let smart = h
+        .app
+        .request("GET", "/.well-known/smart-configuration")
+        .send(None);
+    assert_eq!(smart.status, 200);
+    assert_eq!(
+        smart.json()["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(
+        smart.json()["token_endpoint"],
+        format!("{}/oauth/token", h.app.base)
+    );
 }
