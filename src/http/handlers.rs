@@ -29,7 +29,7 @@ fn resource_def(type_name: &str) -> Result<&'static ResourceDef, ApiError> {
 }
 
 /// A resource call, 405 when the type does not support the interaction.
-fn resource_call(type_name: &str, operation: Operation) -> Result<Call, ApiError> {
+pub(super) fn resource_call(type_name: &str, operation: Operation) -> Result<Call, ApiError> {
     let def = resource_def(type_name)?;
     // An id no resource can have names nothing (a PUT says why it cannot create it).
     if let Some(id) = operation.id()

@@ -4,7 +4,9 @@
 pub mod account;
 pub mod body;
 pub mod capability;
+pub mod enrolment;
 pub mod handlers;
+pub mod internal;
 pub mod oauth;
 pub mod pages;
 pub mod pipeline;
@@ -194,6 +196,33 @@ fn page_routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/oauth/revoke")
                 .route(web::post().to(oauth::revoke))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/code-provisoire")
+                .route(web::get().to(enrolment::provisional_form))
+                .route(web::post().to(enrolment::provisional))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/premiere-connexion")
+                .route(web::get().to(enrolment::first_sign_in_form))
+                .route(web::post().to(enrolment::first_sign_in))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/premiere-connexion/coordonnees")
+                .route(web::post().to(enrolment::contacts))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/premiere-connexion/identifiants")
+                .route(web::post().to(enrolment::credentials))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/premiere-connexion/choix")
+                .route(web::post().to(enrolment::choice))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -82,12 +82,12 @@ struct PasswordPage<'a> {
 }
 
 /// The CSRF token of the browser: its cookie's, or a new one (then set).
-struct Csrf {
-    value: String,
+pub(super) struct Csrf {
+    pub(super) value: String,
     new: bool,
 }
 
-fn csrf_of(request: &HttpRequest) -> Csrf {
+pub(super) fn csrf_of(request: &HttpRequest) -> Csrf {
     match request.cookie(CSRF_COOKIE) {
         Some(cookie)
             if cookie.value().len() == 43
@@ -109,7 +109,7 @@ fn csrf_of(request: &HttpRequest) -> Csrf {
 }
 
 /// Whether a form's token is the browser's cookie's.
-fn csrf_holds(request: &HttpRequest, form: &Form) -> bool {
+pub(super) fn csrf_holds(request: &HttpRequest, form: &Form) -> bool {
     let typed = form.get("csrf");
     request
         .cookie(CSRF_COOKIE)
@@ -118,7 +118,12 @@ fn csrf_holds(request: &HttpRequest, form: &Form) -> bool {
 
 /// A page: the security headers, the CSRF cookie when new, and `form_action`
 /// origins beside this one (the consent page's form leads to the app).
-fn page(status: StatusCode, html: String, csrf: &Csrf, form_action: Option<&str>) -> HttpResponse {
+pub(super) fn page(
+    status: StatusCode,
+    html: String,
+    csrf: &Csrf,
+    form_action: Option<&str>,
+) -> HttpResponse {
     let mut response = HttpResponse::build(status);
     response
         .content_type("text/html; charset=utf-8")
@@ -148,7 +153,7 @@ fn page(status: StatusCode, html: String, csrf: &Csrf, form_action: Option<&str>
     response.body(html)
 }
 
-fn render(template: &impl Template) -> String {
+pub(super) fn render(template: &impl Template) -> String {
     template.render().unwrap_or_else(|error| {
         tracing::error!(%error, "a page could not be rendered");
         "<!DOCTYPE html><html lang=\"fr\"><title>Erreur</title><p>Erreur du service.</p></html>"
@@ -156,7 +161,7 @@ fn render(template: &impl Template) -> String {
     })
 }
 
-fn message(
+pub(super) fn message(
     status: StatusCode,
     csrf: &Csrf,
     title: &str,
@@ -171,12 +176,12 @@ fn message(
     )
 }
 
-fn status_of(error: &AccountError) -> StatusCode {
+pub(super) fn status_of(error: &AccountError) -> StatusCode {
     StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// A redirection after a form (303: the browser follows with a GET).
-fn see_other(location: &str) -> HttpResponse {
+pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -194,17 +199,17 @@ fn safe_next(next: &str) -> &str {
 }
 
 /// A form's fields.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(pub(super) Vec<(String, String)>);
 
 impl Form {
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .map_or("", |(_, value)| value.as_str())
     }
 
-    fn all(&self, name: &str) -> Vec<String> {
+    pub(super) fn all(&self, name: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(key, _)| key == name)
@@ -215,7 +220,7 @@ impl Form {
 
 /// The form of a POST: `application/x-www-form-urlencoded`, at most
 /// [`MAX_FORM`] bytes.
-async fn form(
+pub(super) async fn form(
     state: &AppState,
     request: &HttpRequest,
     payload: web::Payload,
@@ -245,7 +250,7 @@ async fn form(
     Ok(Form(form_urlencoded::parse(&bytes).into_owned().collect()))
 }
 
-fn caller(state: &AppState, request: &HttpRequest) -> Caller {
+pub(super) fn caller(state: &AppState, request: &HttpRequest) -> Caller {
     Caller {
         request_id: uuid::Uuid::now_v7().to_string(),
         client_address: request
@@ -257,7 +262,7 @@ fn caller(state: &AppState, request: &HttpRequest) -> Caller {
 }
 
 /// The signed-in session of the browser, if any.
-async fn session(state: &AppState, request: &HttpRequest) -> Option<Session> {
+pub(super) async fn session(state: &AppState, request: &HttpRequest) -> Option<Session> {
     let secret_value = request
         .cookie(super::account::SESSION_COOKIE)
         .map(|cookie| cookie.value().to_owned())?;
@@ -269,7 +274,7 @@ async fn session(state: &AppState, request: &HttpRequest) -> Option<Session> {
 }
 
 /// Runs account work on the blocking pool (password hashes, database).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
 ) -> Result<T, AccountError> {
     actix_web::rt::task::spawn_blocking(work)
@@ -286,7 +291,7 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-fn refused_form(status: StatusCode, csrf: &Csrf) -> HttpResponse {
+pub(super) fn refused_form(status: StatusCode, csrf: &Csrf) -> HttpResponse {
     let text = match status {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             "Ce formulaire n'a pas été envoyé comme un formulaire."
@@ -303,7 +308,7 @@ fn refused_form(status: StatusCode, csrf: &Csrf) -> HttpResponse {
     )
 }
 
-fn csrf_refused(csrf: &Csrf) -> HttpResponse {
+pub(super) fn csrf_refused(csrf: &Csrf) -> HttpResponse {
     message(
         StatusCode::FORBIDDEN,
         csrf,

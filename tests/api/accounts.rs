@@ -854,15 +854,20 @@ struct Page {
 }
 
 impl Page {
-    /// The value of a hidden field of the page's form.
+    /// The value of a field of the page's form.
     fn field(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
+        let marker = format!("name=\"{name}\"");
+        let at = self
             .body
             .find(&marker)
-            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
-            + marker.len();
-        let value = &self.body[start..];
+            .unwrap_or_else(|| panic!("no {name} in {}", self.body));
+        let tag_end = at + self.body[at..].find('>').unwrap();
+        let tag = &self.body[at..tag_end];
+        let start = tag
+            .find("value=\"")
+            .unwrap_or_else(|| panic!("{name} has no value"))
+            + 7;
+        let value = &tag[start..];
         let value = &value[..value.find('"').unwrap()];
         unescape(value)
     }
@@ -1424,4 +1429,189 @@ fn r_act_4_authorisation_requests_are_checked_before_anything_is_shown_or_sent()
         smart.json()["token_endpoint"],
         format!("{}/oauth/token", h.app.base)
     );
+}
+
+/// The first sign-in through the pages, up to the choice page.
+fn first_sign_in_through_pages(h: &Harness, browser: &mut Browser, nir: &str) -> Page {
+    let ask = browser.get("/code-provisoire");
+    assert_eq!(ask.status, 200);
+    let asked = browser.post(
+        "/code-provisoire",
+        &[
+            ("csrf", &ask.field("csrf")),
+            ("nir", nir),
+            ("birth_date", "1985-06-15"),
+            ("vitale_serial", ""),
+            ("channel", "email"),
+        ],
+    );
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let (_, code) = h.code("provisional-code", 0);
+    let form = browser.get("/premiere-connexion");
+    let wrong = browser.post(
+        "/premiere-connexion",
+        &[
+            ("csrf", &form.field("csrf")),
+            ("nir", nir),
+            ("birth_date", "1985-06-15"),
+            ("code", "AAAAA-AAAAA"),
+        ],
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("role=\"alert\""));
+    let contacts = browser.post(
+        "/premiere-connexion",
+        &[
+            ("csrf", &form.field("csrf")),
+            ("nir", nir),
+            ("birth_date", "1985-06-15"),
+            ("code", &code),
+        ],
+    );
+    assert_eq!(contacts.status, 200, "{}", contacts.body);
+    assert_eq!(contacts.field("email"), format!("alice.{nir}@exemple.fr"));
+    let credentials = browser.post(
+        "/premiere-connexion/coordonnees",
+        &[
+            ("csrf", &contacts.field("csrf")),
+            ("ticket", &contacts.field("ticket")),
+            ("email", &contacts.field("email")),
+            ("mobile", &contacts.field("mobile")),
+            ("channel", "email"),
+        ],
+    );
+    assert_eq!(credentials.status, 200, "{}", credentials.body);
+    // The rules are on the page before anything is typed.
+    for rule in [
+        "au moins 8 caractères",
+        "pas de majuscule",
+        "au moins un caractère spécial",
+    ] {
+        assert!(credentials.body.contains(rule), "{rule}");
+    }
+    let refused = browser.post(
+        "/premiere-connexion/identifiants",
+        &[
+            ("csrf", &credentials.field("csrf")),
+            ("ticket", &credentials.field("ticket")),
+            ("identifiant", "Alice"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    );
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused
+            .body
+            .contains("L&#39;identifiant ne contient pas de majuscule")
+            || refused
+                .body
+                .contains("L&#x27;identifiant ne contient pas de majuscule"),
+        "{}",
+        refused.body
+    );
+    let choice = browser.post(
+        "/premiere-connexion/identifiants",
+        &[
+            ("csrf", &credentials.field("csrf")),
+            ("ticket", &credentials.field("ticket")),
+            ("identifiant", "alice.durand"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    );
+    assert_eq!(choice.status, 200, "{}", choice.body);
+    assert!(browser.cookies.contains_key("__Host-dmp-session"));
+    choice
+}
+
+fn space_state(h: &Harness, patient_id: &str) -> String {
+    h.app.query_texts(&format!(
+        "SELECT state AS text FROM space_lifecycle WHERE patient_id = '{patient_id}'"
+    ))[0]
+        .clone()
+}
+
+#[test]
+fn r_act_2_the_first_sign_in_pages_end_with_the_space_activated_through_the_pipeline() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let mut browser = Browser::new(&h.app);
+    let choice = first_sign_in_through_pages(&h, &mut browser, &known);
+    let done = browser.post(
+        "/premiere-connexion/choix",
+        &[("csrf", &choice.field("csrf")), ("decision", "activate")],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("activé"));
+    assert_eq!(space_state(&h, &patient_id), "active");
+    // The activation is the holder's, in their trace, as any client's $activate.
+    let trace = h.app.get(
+        &format!("AuditEvent?patient={patient_id}&_count=100"),
+        &As::Patient(patient_id.clone()),
+    );
+    let trace = trace.json();
+    let operations: Vec<&Value> = trace["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .filter(|event| event["subtype"][0]["code"] == "operation")
+        .collect();
+    assert_eq!(operations.len(), 1, "{trace}");
+    assert_eq!(operations[0]["outcome"], "0");
+}
+
+#[test]
+fn r_act_2_opposing_in_the_pages_asks_for_confirmation_and_gives_the_pdf_proof() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let mut browser = Browser::new(&h.app);
+    let choice = first_sign_in_through_pages(&h, &mut browser, &known);
+    let confirm = browser.post(
+        "/premiere-connexion/choix",
+        &[("csrf", &choice.field("csrf")), ("decision", "oppose")],
+    );
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("Je valide l'opposition"),
+        "{}",
+        confirm.body
+    );
+    assert_ne!(space_state(&h, &patient_id), "opposed");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", confirm.field("csrf").as_str()),
+            ("decision", "oppose"),
+            ("confirmed", "yes"),
+        ])
+        .finish();
+    let mut response = browser
+        .agent
+        .post(&browser.url("/premiere-connexion/choix"))
+        .header("Cookie", &browser.cookie_header())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/pdf"
+    );
+    assert!(
+        response
+            .headers()
+            .get("content-disposition")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let pdf = response.body_mut().read_to_vec().unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let document = lopdf::Document::load_mem(&pdf).expect("the proof parses as a PDF");
+    assert_eq!(document.get_pages().len(), 1);
+    assert_eq!(space_state(&h, &patient_id), "opposed");
 }
