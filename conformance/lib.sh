@@ -24,7 +24,7 @@ npm_tool() {
     fi
 }
 
-# start_dmp_server: the server (DMP_SERVER_BINARY, a binary already built, as CI passes
+# start_dmp_server [FLAGS…]: the server (DMP_SERVER_BINARY, a binary already built, as CI passes
 # the test profile's; by default the tree's release build) on a fresh SQLite file in
 # $work, trusting a development issuer in $work/issuer; sets $base and $server, stops
 # it on exit, and sets $system_token (the insurer's feed).
@@ -36,7 +36,7 @@ start_dmp_server() {
     dev_issuer "$work/issuer"
     server=""
     trap '[ -n "$server" ] && kill $server 2> /dev/null || true' EXIT
-    start_server "$DMP_SERVER_BINARY" "$work/dmp.sqlite" "$work/server.log"
+    start_server "$DMP_SERVER_BINARY" "$work/dmp.sqlite" "$work/server.log" "$@"
     system_token=$(dev_token --actor system --sub insurer-feed \
         --scope 'system/Patient.cruds system/DocumentReference.c system/Binary.c')
 }
