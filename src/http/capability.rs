@@ -187,8 +187,19 @@ pub fn capability_statement(base_url: &str) -> Value {
             "documentation": "Bearer JWT (RS256 / ES256) from a trusted issuer is required for every interaction but this one. Search result parameters: _count, _offset (paging), _total=accurate, _sort (_lastUpdated, _id, date parameters), _include, _revinclude, _summary=count, _elements.",
             "security": {
                 "cors": false,
-                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth" }] }],
-                "description": "Authorization: Bearer <JWT>; claims as described in the server's README (actor, sub, patient, profession, scope, purpose_of_use)."
+                // SMART App Launch (R-ACT-4): where an app of the catalogue asks the
+                // holder, as /.well-known/smart-configuration says too.
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [
+                        { "url": "authorize", "valueUri": format!("{base_url}/oauth/authorize") },
+                        { "url": "token", "valueUri": format!("{base_url}/oauth/token") },
+                        { "url": "revoke", "valueUri": format!("{base_url}/oauth/revoke") },
+                        { "url": "manage", "valueUri": format!("{base_url}/compte") },
+                    ],
+                }],
+                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
+                "description": "Authorization: Bearer <JWT> from a trusted issuer or from this server (holders and the apps they authorise: SMART App Launch, /.well-known/smart-configuration); claims as described in the server's README (actor, sub, patient, profession, scope, purpose_of_use)."
             },
             "resource": resources,
             "interaction": [{ "code": "transaction" }, { "code": "batch" }],

@@ -1429,6 +1429,17 @@ fn r_act_4_authorisation_requests_are_checked_before_anything_is_shown_or_sent()
         smart.json()["token_endpoint"],
         format!("{}/oauth/token", h.app.base)
     );
+    // The CapabilityStatement says the same (SMART's oauth-uris).
+    let metadata = h.app.get("metadata", &As::Nobody).json();
+    let uris = &metadata["rest"][0]["security"]["extension"][0];
+    assert_eq!(
+        uris["url"],
+        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    );
+    assert_eq!(
+        uris["extension"][0]["valueUri"],
+        format!("{}/oauth/authorize", h.app.base)
+    );
 }
 
 /// The first sign-in through the pages, up to the choice page.
