@@ -1179,16 +1179,25 @@ impl Accounts {
             if !live {
                 return Ok(Err(refused()));
             }
+            let Some(account) = stored::account_of_patient(conn, &row.patient_id)? else {
+                return Ok(Err(refused()));
+            };
             if !secret::same(&typed_hash, &row.code_hash) {
                 stored::code_attempted(conn, &row.id)?;
                 if row.attempts + 1 >= CODE_TRIES {
                     stored::use_code(conn, &row.id, &instant(now))?;
                 }
+                // Wrong codes count with wrong passwords: whoever holds the password
+                // cannot try codes challenge after challenge.
+                if let Some(identifiant) = &account.identifiant {
+                    let key = format!(
+                        "sign-in:{}",
+                        self.inner.pepper.hash("identifiant", identifiant)
+                    );
+                    self.failed(conn, &key)?;
+                }
                 return Ok(Err(refused()));
             }
-            let Some(account) = stored::account_of_patient(conn, &row.patient_id)? else {
-                return Ok(Err(refused()));
-            };
             if stored::use_code(conn, &row.id, &instant(now))? != 1 {
                 return Ok(Err(refused()));
             }

@@ -569,6 +569,14 @@ fn r_act_3_a_one_time_code_expires_and_five_wrong_codes_spend_it() {
         &json!({ "challenge": id, "code": code }),
     );
     assert_eq!(spent.status, 401);
+    // Those five wrong codes count as failures of the identifiant: locked out,
+    // even with the right password, for a while.
+    let locked = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    assert_eq!(locked.status, 429);
+    h.app.advance(chrono::TimeDelta::minutes(16));
     let (id, code) = challenge(1);
     h.app.advance(chrono::TimeDelta::minutes(11));
     let expired = h.post(
