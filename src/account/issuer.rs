@@ -35,7 +35,7 @@ pub struct OwnIssuer {
 }
 
 /// A new P-256 key: its PKCS#8 PEM and its key id (the start of the SHA-256 of
-/// its public point).
+/// its public point, in hex).
 fn generate() -> Result<(String, String), String> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(|e| e.to_string())?;
     let key = EcKey::generate(&group).map_err(|e| e.to_string())?;
@@ -49,7 +49,12 @@ fn generate() -> Result<(String, String), String> {
         jwk["x"].as_str().unwrap_or(""),
         jwk["y"].as_str().unwrap_or("")
     );
-    let kid = URL_SAFE_NO_PAD.encode(&openssl::sha::sha256(point.as_bytes())[..12]);
+    // Hex: a key id is typed on command lines (`issuer-key retire <kid>`), where a
+    // leading `-` would read as an option.
+    let kid: String = openssl::sha::sha256(point.as_bytes())[..12]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     Ok((kid, pem))
 }
 
