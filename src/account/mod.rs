@@ -45,6 +45,11 @@ const PROVISIONAL_CODE_LIFETIME: TimeDelta = TimeDelta::days(3);
 /// Provisional codes a space is sent per day at most: more asks are answered
 /// alike and send nothing.
 const PROVISIONAL_CODES_PER_DAY: i64 = 3;
+/// One-time codes a space is sent per hour at most (each is an e-mail or an SMS to
+/// the holder).
+const SIGN_IN_CODES_PER_HOUR: i64 = 10;
+/// Identifiants found taken that one first sign-in ticket may try.
+const TAKEN_IDENTIFIANT_TRIES: i64 = 5;
 /// A one-time sign-in code lives 10 minutes.
 const SIGN_IN_CODE_LIFETIME: TimeDelta = TimeDelta::minutes(10);
 /// A first sign-in's ticket (between the code and the credentials): 30 minutes.
@@ -85,7 +90,8 @@ pub struct AccountError {
     pub status: u16,
     pub code: IssueCode,
     pub message: String,
-    pub rules: Vec<Rule>,
+    /// Each rule broken, with the field it is about.
+    pub rules: Vec<(&'static str, Rule)>,
     /// The field at fault, when one is.
     pub field: Option<&'static str>,
     /// Seconds to wait (429).
@@ -111,10 +117,10 @@ impl AccountError {
         }
     }
 
-    fn broken(field: &'static str, rules: Vec<Rule>) -> AccountError {
+    fn broken(rules: Vec<(&'static str, Rule)>) -> AccountError {
         AccountError {
+            field: rules.first().map(|(field, _)| *field),
             rules,
-            field: Some(field),
             ..AccountError::new(
                 422,
                 IssueCode::Value,
@@ -162,7 +168,7 @@ impl AccountError {
             first["expression"] = json!([field]);
         }
         let mut issues = vec![first];
-        for rule in &self.rules {
+        for (field, rule) in &self.rules {
             issues.push(json!({
                 "severity": "error",
                 "code": "value",
@@ -170,7 +176,7 @@ impl AccountError {
                     "coding": [{ "system": RULE_SYSTEM, "code": rule.code }],
                     "text": rule.text,
                 },
-                "expression": [self.field.unwrap_or("")],
+                "expression": [field],
             }));
         }
         json!({ "resourceType": "OperationOutcome", "issue": issues })
@@ -754,7 +760,12 @@ impl Accounts {
                 return Ok(Err(AccountError::not_recognised("no space matches")));
             }
             traced.space(&patient);
-            let (email_on_file, mobile_on_file) = contacts_of(&resource);
+            // Once the holder confirmed contacts, codes go there only: the
+            // insurer's file may hold an old address someone else reads now.
+            let (email_on_file, mobile_on_file) = match stored::account_of_patient(conn, &patient)? {
+                Some(account) => (account.email, account.mobile),
+                None => contacts_of(&resource),
+            };
             let to = if channel == "sms" { mobile_on_file } else { email_on_file };
             if to.is_empty() {
                 return Ok(Err(AccountError::invalid(
@@ -973,13 +984,18 @@ impl Accounts {
             &credentials.password_confirmation,
             1024,
         )?;
-        let broken = rules::identifiant_breaks(&identifiant);
+        self.limit(caller, "identity", IDENTITY_TRIES)?;
+        let mut broken: Vec<(&'static str, Rule)> = rules::identifiant_breaks(&identifiant)
+            .into_iter()
+            .map(|rule| ("identifiant", rule))
+            .collect();
+        broken.extend(
+            rules::password_breaks(password, confirmation)
+                .into_iter()
+                .map(|rule| ("password", rule)),
+        );
         if !broken.is_empty() {
-            return Err(AccountError::broken("identifiant", broken));
-        }
-        let broken = rules::password_breaks(password, confirmation);
-        if !broken.is_empty() {
-            return Err(AccountError::broken("password", broken));
+            return Err(AccountError::broken(broken));
         }
         // Hashed before the transaction: argon2id takes tens of milliseconds.
         let hash = secret::hash_password(password);
@@ -1006,6 +1022,12 @@ impl Accounts {
             if let Some(other) = stored::account_by_identifiant(conn, &identifiant)?
                 && other.id != account.id
             {
+                // Taken identifiants are told (they must be unique), a few per
+                // ticket: the ticket is spent after that.
+                stored::code_attempted(conn, &row.id)?;
+                if row.attempts + 1 >= TAKEN_IDENTIFIANT_TRIES {
+                    stored::use_code(conn, &row.id, &instant(now))?;
+                }
                 return Ok(Err(AccountError {
                     field: Some("identifiant"),
                     ..AccountError::new(
@@ -1017,7 +1039,13 @@ impl Accounts {
             }
             stored::set_credentials(conn, &account.id, &identifiant, &hash, &instant(now))?;
             stored::use_code(conn, &row.id, &instant(now))?;
+            // Chosen again (a lost password): nothing of the earlier credentials
+            // stands, sessions and apps alike, and the holder is told.
             stored::end_sessions_of(conn, &account.id, None, &instant(now))?;
+            stored::revoke_all_grants(conn, &account.id, &instant(now))?;
+            if account.identifiant.is_some() {
+                self.tell_credentials_changed(&account);
+            }
             stored::insert_session(
                 conn,
                 &session_id,
@@ -1032,6 +1060,26 @@ impl Accounts {
             token: self.token_for(&account, &patient, &session_id),
             session,
         })
+    }
+
+    /// Tells the account's confirmed contacts that its credentials were chosen
+    /// again (after a first sign-in with a provisional code).
+    fn tell_credentials_changed(&self, account: &stored::AccountRow) {
+        let text = "Mon espace santé : l'identifiant et le mot de passe de votre compte viennent \
+                    d'être choisis à nouveau, avec un code provisoire. Si ce n'est pas vous, \
+                    appelez le 3422."
+            .to_owned();
+        for (channel, to) in [("email", &account.email), ("sms", &account.mobile)] {
+            if !to.is_empty() {
+                self.inner.courier.send(Message {
+                    patient: account.patient_id.clone(),
+                    kind: "credentials-changed",
+                    channel,
+                    to: to.clone(),
+                    text: text.clone(),
+                });
+            }
+        }
     }
 
     /// An access token of the session `session_id`.
@@ -1102,6 +1150,12 @@ impl Accounts {
             };
             traced.holder(&account.id, &account.patient_id);
             stored::clear_throttle(conn, &key)?;
+            let since = instant(now - TimeDelta::hours(1));
+            if stored::codes_since(conn, &account.patient_id, "sign-in", &since)?
+                >= SIGN_IN_CODES_PER_HOUR
+            {
+                return Ok(Err(AccountError::too_many(15 * 60)));
+            }
             stored::end_codes(conn, &account.patient_id, "sign-in", &instant(now))?;
             stored::insert_code(
                 conn,
@@ -1254,16 +1308,45 @@ impl Accounts {
         Ok(row.filter(|row| row.last_seen_at > instant(now - SESSION_IDLE)))
     }
 
-    /// Whether the session a token of this server stands on is still live.
-    pub fn standing_holds(&self, standing: &Standing) -> Result<bool, ApiError> {
+    /// Whether a token of this server still stands: its session is live or its
+    /// app's authorisation stands, and it says no more than they do (the account
+    /// and its space; for an app, its client and no scope beyond those granted).
+    pub fn standing_holds(&self, principal: &Principal) -> Result<bool, ApiError> {
         let now = self.now();
-        match standing {
-            Standing::Session(id) => self
-                .inner
-                .db
-                .read_blocking(|conn| Ok(self.live_session_row(conn, id, now)?.is_some())),
-            Standing::AppGrant(grant) => self.grant_holds(grant),
-        }
+        let Some(standing) = &principal.standing else {
+            return Ok(true);
+        };
+        let holder_of = |account: &stored::AccountRow| {
+            principal.actor == ActorKind::Patient
+                && principal.subject == account.id
+                && principal.patient.as_deref() == Some(account.patient_id.as_str())
+        };
+        self.inner.db.read_blocking(|conn| match standing {
+            Standing::Session(id) => {
+                let Some(session) = self.live_session_row(conn, id, now)? else {
+                    return Ok(false);
+                };
+                let account = stored::account_by_id(conn, &session.account_id)?;
+                Ok(account.is_some_and(|account| holder_of(&account))
+                    && principal.client_id.is_none())
+            }
+            Standing::AppGrant(id) => {
+                let Some(grant) =
+                    stored::grant(conn, id)?.filter(|grant| grant.revoked_at.is_none())
+                else {
+                    return Ok(false);
+                };
+                let account = stored::account_by_id(conn, &grant.account_id)?;
+                let granted: Vec<&str> = grant.scopes.split_whitespace().collect();
+                Ok(account.is_some_and(|account| holder_of(&account))
+                    && principal.client_id.as_deref() == Some(grant.client_id.as_str())
+                    && !principal.scopes.is_empty()
+                    && principal
+                        .scopes
+                        .iter()
+                        .all(|scope| granted.contains(&scope.as_str())))
+            }
+        })
     }
 
     /// A new access token for a live session.
@@ -1295,9 +1378,12 @@ impl Accounts {
         let new = bounded("password", new, 1024)?;
         let confirmation = bounded("passwordConfirmation", confirmation, 1024)?;
         self.limit(caller, "identity", IDENTITY_TRIES)?;
-        let broken = rules::password_breaks(new, confirmation);
+        let broken: Vec<(&'static str, Rule)> = rules::password_breaks(new, confirmation)
+            .into_iter()
+            .map(|rule| ("password", rule))
+            .collect();
         if !broken.is_empty() {
-            return Err(AccountError::broken("password", broken));
+            return Err(AccountError::broken(broken));
         }
         let key = format!("password:{}", session.account);
         let (account, locked) = self.inner.db.read_blocking(|conn| {
@@ -1332,6 +1418,8 @@ impl Accounts {
             stored::clear_throttle(conn, &key)?;
             stored::set_password(conn, &session.account, hash, &now)?;
             stored::end_sessions_of(conn, &session.account, Some(&session.id), &now)?;
+            // An app authorised by whoever knew the old password loses its access.
+            stored::revoke_all_grants(conn, &session.account, &now)?;
             Ok(Ok(()))
         })
     }

@@ -699,11 +699,4 @@ impl Accounts {
             )?))
         })
     }
-
-    /// Whether an app's authorisation stands.
-    pub(super) fn grant_holds(&self, grant: &str) -> Result<bool, ApiError> {
-        self.inner.db.read_blocking(|conn| {
-            Ok(stored::grant(conn, grant)?.is_some_and(|row| row.revoked_at.is_none()))
-        })
-    }
 }

@@ -309,7 +309,7 @@ pub async fn credentials(
         }
         Err(error) => {
             let mut errors = vec![error.message.clone()];
-            errors.extend(error.rules.iter().map(|rule| rule.text.to_owned()));
+            errors.extend(error.rules.iter().map(|(_, rule)| rule.text.to_owned()));
             credentials_page(&csrf, status_of(&error), &ticket, &identifiant, errors)
         }
     }

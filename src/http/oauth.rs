@@ -116,7 +116,9 @@ pub async fn smart_configuration(state: State, request: HttpRequest) -> HttpResp
     let base = super::pipeline::base_url(&state, &request);
     HttpResponse::Ok()
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        // Its URLs follow the request's Host (README, `--public-base-url`): no
+        // shared cache keeps one Host's answer for another's.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
             "authorization_endpoint": format!("{base}/oauth/authorize"),
             "token_endpoint": format!("{base}/oauth/token"),

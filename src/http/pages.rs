@@ -617,7 +617,7 @@ pub async fn password(state: State, request: HttpRequest, payload: web::Payload)
         }
         Err(error) => {
             let mut errors = vec![error.message.clone()];
-            errors.extend(error.rules.iter().map(|rule| rule.text.to_owned()));
+            errors.extend(error.rules.iter().map(|(_, rule)| rule.text.to_owned()));
             password_page(&csrf, status_of(&error), errors)
         }
     }

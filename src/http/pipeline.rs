@@ -218,6 +218,14 @@ pub async fn run(
                 .headers_mut()
                 .insert(header::HeaderName::from_static("x-request-id"), value);
         }
+        // Health data, and answers that differ by caller: no cache keeps them
+        // (a client revalidates with ETag / If-None-Match).
+        if !response.headers().contains_key(header::CACHE_CONTROL) {
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+        }
         response
     }
     .instrument(span)
@@ -258,9 +266,10 @@ async fn stages(
     trace.principal = Some(principal.clone());
     // A token of the server's own stands on a session or an app's authorisation:
     // signed out or revoked, it is refused at once, not at its expiry (R-ACT-3, 4).
-    if let Some(standing) = principal.standing.clone() {
+    if principal.standing.is_some() {
         let accounts = state.accounts.clone();
-        let holds = actix_web::rt::task::spawn_blocking(move || accounts.standing_holds(&standing))
+        let claims = principal.clone();
+        let holds = actix_web::rt::task::spawn_blocking(move || accounts.standing_holds(&claims))
             .await
             .map_err(|_| untraced(ApiError::internal("the session check failed")))?
             .map_err(untraced)?;

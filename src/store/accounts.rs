@@ -544,6 +544,16 @@ pub fn revoke_grant(conn: &mut Conn, id: &str, now: &str) -> diesel::QueryResult
     sql.execute(conn)
 }
 
+/// Revokes every authorisation the account gave (its password changed, or its
+/// credentials were chosen again).
+pub fn revoke_all_grants(conn: &mut Conn, account: &str, now: &str) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE app_grant SET revoked_at = ");
+    sql.text(now)
+        .push(" WHERE revoked_at IS NULL AND account_id = ")
+        .text(account);
+    sql.execute(conn)
+}
+
 /// Revokes every authorisation the account gave this app.
 pub fn revoke_client_grants(
     conn: &mut Conn,

@@ -275,6 +275,7 @@ impl Db {
             .and_then(|log| log.to_str()?.strip_suffix("-wal"))
         {
             refuse_several_names(Path::new(database))?;
+            keep_to_owner(Path::new(database));
         }
         let db = Db {
             trace_logs: log.as_deref().and_then(|log| {
@@ -532,6 +533,27 @@ fn refuse_several_names(path: &Path) -> Result<(), String> {
             metadata.nlink()
         )),
         _ => Ok(()),
+    }
+}
+
+/// The SQLite file and its journal readable by their owner only (0600): they hold
+/// every space, the trace, and the server's signing keys and pepper (SPEC §11).
+/// SQLite makes a later `-wal` / `-shm` with the database file's permissions.
+fn keep_to_owner(database: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o077 != 0
+            && let Err(error) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot make the database file readable by its owner only");
+        }
     }
 }
 

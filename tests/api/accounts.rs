@@ -1634,3 +1634,289 @@ fn r_act_2_opposing_in_the_pages_asks_for_confirmation_and_gives_the_pdf_proof()
     assert_eq!(document.get_pages().len(), 1);
     assert_eq!(space_state(&h, &patient_id), "opposed");
 }
+
+#[test]
+fn r_act_1_once_contacts_are_confirmed_codes_go_there_and_choosing_credentials_again_ends_everything_and_tells_the_holder()
+ {
+    let h = with_app();
+    let known = nir();
+    let mine = holder(&h.app, &known, None);
+    // Enrolled with a new e-mail address (the insurer's file keeps the old one).
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, code) = h.code("provisional-code", 0);
+    let enrolment = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": code }),
+    );
+    let ticket = enrolment.json()["ticket"].as_str().unwrap().to_owned();
+    let confirmed = h.post(
+        "/account/contacts",
+        &json!({ "ticket": ticket, "email": "alice.nouvelle@exemple.fr", "mobile": "", "channel": "email" }),
+    );
+    assert_eq!(confirmed.status, 200);
+    let signed_in = h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    assert_eq!(signed_in.status, 200);
+    let session_token = As::Token(
+        signed_in.json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    // An app authorised meanwhile.
+    let mut browser = Browser::new(&h.app);
+    let consent = sign_in_through_pages(
+        &h,
+        &mut browser,
+        &authorize_path(&h, "launch/patient patient/Patient.rs"),
+        0,
+    );
+    let mut fields: Vec<(String, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "aud",
+        "code_challenge",
+        "code_challenge_method",
+        "csrf",
+    ]
+    .iter()
+    .map(|name| (name.to_string(), consent.field(name)))
+    .collect();
+    fields.push(("decision".into(), "allow".into()));
+    fields.push(("granted".into(), "patient/Patient.rs".into()));
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let back = browser.post("/oauth/authorize", &pairs);
+    let app_code = back
+        .location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, issued) = token_request(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &app_code),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("client_id", "carnet"),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    let app_token = As::Token(issued["access_token"].as_str().unwrap().to_owned());
+    assert_eq!(
+        h.app.get(&format!("Patient/{mine}"), &app_token).status,
+        200
+    );
+    // A lost password: the new provisional code goes to the confirmed address,
+    // not to the insurer's old one.
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (message, code) = h.code("provisional-code", 1);
+    assert_eq!(message["to"], "alice.nouvelle@exemple.fr");
+    let again = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": code }),
+    );
+    assert_eq!(again.status, 200);
+    let ticket = again.json()["ticket"].as_str().unwrap().to_owned();
+    h.post("/account/contacts", &json!({ "ticket": ticket, "email": "alice.nouvelle@exemple.fr", "mobile": "", "channel": "email" }));
+    let chosen = h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand2", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    assert_eq!(chosen.status, 200, "{}", chosen.body);
+    // Nothing of the earlier credentials stands, and the holder is told.
+    assert_eq!(
+        h.app.get(&format!("Patient/{mine}"), &session_token).status,
+        401
+    );
+    assert_eq!(
+        h.app.get(&format!("Patient/{mine}"), &app_token).status,
+        401
+    );
+    let (notice, _) = eventually(|| {
+        h.delivered()
+            .into_iter()
+            .find(|message| message["kind"] == "credentials-changed")
+            .map(|message| (message, ()))
+    });
+    assert_eq!(notice["to"], "alice.nouvelle@exemple.fr");
+}
+
+#[test]
+fn r_act_2_a_ticket_tells_a_few_taken_identifiants_then_is_spent() {
+    let h = harness();
+    let first = nir();
+    holder(&h.app, &first, None);
+    h.enrol(&first, "alice.durand");
+    let second = nir();
+    holder(&h.app, &second, None);
+    assert_eq!(h.ask_code(&second, "1985-06-15", "email").status, 202);
+    let (_, code) = h.code("provisional-code", 1);
+    let enrolment = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": second, "birthDate": "1985-06-15", "code": code }),
+    );
+    let ticket = enrolment.json()["ticket"].as_str().unwrap().to_owned();
+    h.post(
+        "/account/contacts",
+        &json!({ "ticket": ticket, "email": "b@exemple.fr", "mobile": "", "channel": "email" }),
+    );
+    let choose = |identifiant: &str| {
+        h.post(
+            "/account/credentials",
+            &json!({ "ticket": ticket, "identifiant": identifiant, "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(choose("alice.durand").status, 409);
+    }
+    assert_eq!(choose("bob.martin").status, 401, "the ticket is spent");
+    // Both rules at once, each named with its field.
+    let both = h.post(
+        "/account/credentials",
+        &json!({ "ticket": "x.y", "identifiant": "Bob", "password": "court", "passwordConfirmation": "court" }),
+    );
+    assert_eq!(both.status, 422);
+    let issues = both.json()["issue"].as_array().unwrap().clone();
+    assert!(
+        issues
+            .iter()
+            .any(|issue| issue["expression"][0] == "identifiant")
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|issue| issue["expression"][0] == "password")
+    );
+}
+
+#[test]
+fn r_act_3_one_time_codes_are_sent_ten_an_hour_at_most() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    for n in 0..10 {
+        let reply = h.post(
+            "/account/sign-in",
+            &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+        );
+        assert_eq!(reply.status, 200, "sign-in {n}");
+    }
+    let eleventh = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    assert_eq!(eleventh.status, 429);
+    h.code("sign-in-code", 9);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        h.delivered()
+            .iter()
+            .filter(|m| m["kind"] == "sign-in-code")
+            .count(),
+        10
+    );
+}
+
+#[test]
+fn r_act_4_a_token_of_the_servers_own_saying_more_than_its_session_or_grant_is_refused() {
+    let h = harness();
+    let known = nir();
+    let mine = holder(&h.app, &known, None);
+    let other = h
+        .app
+        .create(&As::System, &patient(&nir(), "Autre", "Bob", "1970-01-01"));
+    let (token, _) = h.enrol(&known, "alice.durand");
+    // Whoever reads the database's signing key and a live session id…
+    let pem = h
+        .app
+        .query_texts("SELECT private_pem AS text FROM issuer_key")[0]
+        .clone();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    let claims: Value = {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let forge = |change: &dyn Fn(&mut Value)| {
+        let mut forged = claims.clone();
+        change(&mut forged);
+        let mut jwt_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        jwt_header.kid = header.kid.clone();
+        As::Token(
+            jsonwebtoken::encode(
+                &jwt_header,
+                &forged,
+                &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        )
+    };
+    // …signs the same claims: accepted (the check is of the claims, not of who signed).
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{mine}"), &forge(&|_| {}))
+            .status,
+        200
+    );
+    // Another space, another actor, an app's client: refused.
+    assert_eq!(
+        h.app
+            .get(
+                &format!("Patient/{other}"),
+                &forge(&|c: &mut Value| c["patient"] = json!(other))
+            )
+            .status,
+        401
+    );
+    let professional = forge(&|c: &mut Value| {
+        c["actor"] = json!("professional");
+        c["profession"] = json!("10");
+    });
+    assert_eq!(
+        h.app.get(&format!("Patient/{mine}"), &professional).status,
+        401
+    );
+    assert_eq!(
+        h.app
+            .get(
+                &format!("Patient/{mine}"),
+                &forge(&|c: &mut Value| c["client_id"] = json!("carnet"))
+            )
+            .status,
+        401
+    );
+    // The database file is its owner's only.
+    if !h.app.is_postgres() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = h
+            .app
+            .database_url
+            .trim_start_matches("sqlite://")
+            .to_owned();
+        for file in [path.clone(), format!("{path}-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{file}: {mode:o}");
+        }
+    }
+    // FHIR answers are never kept by a cache.
+    let read = h.app.get(&format!("Patient/{mine}"), &As::Token(token));
+    assert_eq!(read.header("cache-control"), Some("no-store"));
+}
