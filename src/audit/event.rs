@@ -158,6 +158,9 @@ struct Agent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<[Concept<'a>; 1]>,
     who: Reference<'a>,
+    /// The holder's account (the token's `sub`), beside their Patient as `who`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alt_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     requestor: bool,
@@ -186,6 +189,7 @@ fn user_agent(trace: &Trace, writes: bool) -> Agent<'_> {
             kind: concept(coding(PARTICIPATION, "IRCP", "information recipient")),
             role: None,
             who: displayed("unauthenticated caller"),
+            alt_id: None,
             name: None,
             requestor: true,
             purpose_of_use: None,
@@ -201,6 +205,8 @@ fn user_agent(trace: &Trace, writes: bool) -> Agent<'_> {
         kind: concept(kind),
         role: role(principal).map(|role| [concept(role)]),
         who: who(principal),
+        alt_id: (principal.actor == ActorKind::Patient && principal.patient.is_some())
+            .then_some(principal.subject.as_str()),
         name: principal.name.as_deref(),
         requestor: true,
         purpose_of_use: Some([access_mode(principal)]),
@@ -244,6 +250,7 @@ fn client_agent(trace: &Trace) -> Agent<'_> {
         kind: concept(coding(DCM, "110153", "Source Role ID")),
         role: None,
         who: displayed(client),
+        alt_id: None,
         name: None,
         requestor: false,
         purpose_of_use: None,
@@ -259,6 +266,7 @@ fn server_agent(trace: &Trace) -> Agent<'_> {
         kind: concept(coding(DCM, "110152", "Destination Role ID")),
         role: None,
         who: displayed(&trace.server),
+        alt_id: None,
         name: None,
         requestor: false,
         purpose_of_use: None,

@@ -296,6 +296,7 @@ fn r_act_2_first_sign_in_then_activate_with_the_servers_own_token() {
     );
     assert_eq!(contacts.status, 200, "{}", contacts.body);
     // Each rule of the identifiant and the password, named.
+    let long_password = format!("Aa1!{}", "x".repeat(125));
     for (identifiant, password, confirmation, expected) in [
         (
             "Alice D",
@@ -314,6 +315,24 @@ fn r_act_2_first_sign_in_then_activate_with_the_servers_own_token() {
             vec!["identifiant-not-email"],
         ),
         (
+            "alice.dürand",
+            PASSWORD,
+            PASSWORD,
+            vec!["identifiant-characters"],
+        ),
+        (
+            "alice.durand.avec.un.identifiant.beaucoup.trop.long.pour.etre.retenu",
+            PASSWORD,
+            PASSWORD,
+            vec!["identifiant-max-length"],
+        ),
+        (
+            "alice.durand",
+            "MOTDEPASSE1!",
+            "MOTDEPASSE1!",
+            vec!["password-small-letter"],
+        ),
+        (
             "alice.durand",
             "court1!",
             "court1!",
@@ -330,6 +349,12 @@ fn r_act_2_first_sign_in_then_activate_with_the_servers_own_token() {
             PASSWORD,
             "Motdepasse2!",
             vec!["password-confirmed"],
+        ),
+        (
+            "alice.durand",
+            &long_password,
+            &long_password,
+            vec!["password-max-length"],
         ),
     ] {
         let refused = h.post(
@@ -700,6 +725,14 @@ fn r_act_4_the_servers_tokens_verify_with_its_jwks_and_read_their_own_space_only
     ] {
         assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");
     }
+    // The events name the account beside the Patient.
+    let by_the_account = trace.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["agent"][0]["altId"] == claims["sub"])
+        .count();
+    assert!(by_the_account >= 2, "{}", trace.body);
     // A token forged with another key under the server's issuer name is refused.
     let forged = crate::support::sign(&crate::support::keys().ec, &claims);
     assert_eq!(
