@@ -21,7 +21,8 @@ pub struct App {
     /// Exact redirect URIs (compared as strings, RFC 6749 §3.1.2).
     pub redirect_uris: Vec<String>,
     /// The scopes it may ask for: `patient/…` resource scopes (SMART v1 or v2),
-    /// `launch/patient`, `offline_access`, `online_access`, `openid`, `fhirUser`.
+    /// `launch/patient`, `offline_access`, `openid`, `fhirUser` (not `online_access`:
+    /// a refresh token here is not tied to a sign-in session).
     pub scopes: Vec<String>,
 }
 
@@ -43,7 +44,7 @@ pub struct Catalogue {
 pub fn is_patient_scope(scope: &str) -> bool {
     matches!(
         scope,
-        "launch/patient" | "offline_access" | "online_access" | "openid" | "fhirUser"
+        "launch/patient" | "offline_access" | "openid" | "fhirUser"
     ) || scope
         .strip_prefix("patient/")
         .and_then(|rest| rest.split_once('.'))
@@ -160,5 +161,7 @@ mod tests {
         assert!(
             Catalogue::parse(&app("https://carnet.example/cb", "patient/Patient.xyz")).is_err()
         );
+        // A refresh token here is not tied to a session: no `online_access`.
+        assert!(Catalogue::parse(&app("https://carnet.example/cb", "online_access")).is_err());
     }
 }

@@ -588,6 +588,13 @@ impl Accounts {
         })
     }
 
+    /// The CSRF token a page's forms carry for a browser whose CSRF cookie holds
+    /// `cookie`: keyed by the server's pepper, so that a cookie planted by someone
+    /// else does not come with a token that matches it.
+    pub fn csrf_token(&self, cookie: &str) -> String {
+        self.inner.pepper.hash("csrf", cookie)
+    }
+
     /// The server's own issuer.
     pub fn issuer(&self) -> &issuer::OwnIssuer {
         &self.inner.issuer
@@ -953,6 +960,7 @@ impl Accounts {
                     Err(refusal) => return Ok(Err(refusal)),
                 };
             traced.space(&row.patient_id);
+            let before = stored::account_of_patient(conn, &row.patient_id)?;
             let account = stored::put_contacts(
                 conn,
                 &uuid::Uuid::new_v4().to_string(),
@@ -963,6 +971,19 @@ impl Accounts {
                 &now,
             )?;
             traced.holder(&account, &row.patient_id);
+            // Codes sent before, to the contacts that were, are no longer good:
+            // the provisional codes and every other first sign-in ticket end.
+            stored::end_codes(conn, &row.patient_id, "provisional", &now)?;
+            stored::end_codes_but(conn, &row.patient_id, "enrolment", &row.id, &now)?;
+            // An account in use whose contacts change this way: its contacts as
+            // they were are told, before they are replaced.
+            if let Some(before) = before.filter(|before| before.identifiant.is_some()) {
+                self.tell(
+                    &before,
+                    "Mon espace santé : les coordonnées de contact de votre compte sont en train \
+                     d'être changées, avec un code provisoire. Si ce n'est pas vous, appelez le 3422.",
+                );
+            }
             Ok(Ok(
                 json!({ "email": email_given, "mobile": mobile_given, "channel": channel }),
             ))
@@ -1039,12 +1060,19 @@ impl Accounts {
             }
             stored::set_credentials(conn, &account.id, &identifiant, &hash, &instant(now))?;
             stored::use_code(conn, &row.id, &instant(now))?;
+            stored::end_codes(conn, &row.patient_id, "provisional", &instant(now))?;
+            stored::end_codes(conn, &row.patient_id, "enrolment", &instant(now))?;
             // Chosen again (a lost password): nothing of the earlier credentials
             // stands, sessions and apps alike, and the holder is told.
             stored::end_sessions_of(conn, &account.id, None, &instant(now))?;
             stored::revoke_all_grants(conn, &account.id, &instant(now))?;
             if account.identifiant.is_some() {
-                self.tell_credentials_changed(&account);
+                self.tell(
+                    &account,
+                    "Mon espace santé : l'identifiant et le mot de passe de votre compte viennent \
+                     d'être choisis à nouveau, avec un code provisoire. Si ce n'est pas vous, \
+                     appelez le 3422.",
+                );
             }
             stored::insert_session(
                 conn,
@@ -1062,13 +1090,8 @@ impl Accounts {
         })
     }
 
-    /// Tells the account's confirmed contacts that its credentials were chosen
-    /// again (after a first sign-in with a provisional code).
-    fn tell_credentials_changed(&self, account: &stored::AccountRow) {
-        let text = "Mon espace santé : l'identifiant et le mot de passe de votre compte viennent \
-                    d'être choisis à nouveau, avec un code provisoire. Si ce n'est pas vous, \
-                    appelez le 3422."
-            .to_owned();
+    /// Tells an account's contacts (as the row holds them) something about it.
+    fn tell(&self, account: &stored::AccountRow, text: &str) {
         for (channel, to) in [("email", &account.email), ("sms", &account.mobile)] {
             if !to.is_empty() {
                 self.inner.courier.send(Message {
@@ -1076,7 +1099,7 @@ impl Accounts {
                     kind: "credentials-changed",
                     channel,
                     to: to.clone(),
-                    text: text.clone(),
+                    text: text.to_owned(),
                 });
             }
         }
@@ -1236,6 +1259,16 @@ impl Accounts {
             let Some(account) = stored::account_of_patient(conn, &row.patient_id)? else {
                 return Ok(Err(refused()));
             };
+            // A locked identifiant signs in at neither step.
+            if let Some(identifiant) = &account.identifiant {
+                let key = format!(
+                    "sign-in:{}",
+                    self.inner.pepper.hash("identifiant", identifiant)
+                );
+                if let Some(locked) = self.locked(conn, &key)? {
+                    return Ok(Err(locked));
+                }
+            }
             if !secret::same(&typed_hash, &row.code_hash) {
                 stored::code_attempted(conn, &row.id)?;
                 if row.attempts + 1 >= CODE_TRIES {

@@ -3,8 +3,7 @@
 //! the holder sees the scopes asked in French and grants all or some of them; the
 //! app exchanges the code, with its PKCE verifier, at `token` for an access token
 //! (this server's own, `actor=patient`, the granted scopes, standing on the
-//! authorisation) and, when it asked for `offline_access` or `online_access`, a
-//! refresh token, changed at each use. The holder revokes an app at any time; an
+//! authorisation) and, when it asked for `offline_access`, a refresh token, changed at each use. The holder revokes an app at any time; an
 //! app revokes its own tokens at `revoke`. What the app may do is the intersection
 //! of what the holder granted and the rules (R-ACC-13).
 
@@ -137,7 +136,6 @@ pub fn scope_in_french(scope: &str) -> String {
     match scope {
         "launch/patient" => return "Savoir de quel espace santé il s'agit (le vôtre)".into(),
         "offline_access" => return "Garder l'accès quand vous n'êtes pas connecté(e), jusqu'à ce que vous le retiriez".into(),
-        "online_access" => return "Garder l'accès tant que vous l'utilisez".into(),
         "openid" | "fhirUser" => return "Connaître votre identité dans Mon espace santé".into(),
         _ => {}
     }
@@ -532,8 +530,7 @@ impl Accounts {
         })
     }
 
-    /// A new refresh token of the grant, when it holds `offline_access` or
-    /// `online_access`.
+    /// A new refresh token of the grant, when it holds `offline_access`.
     fn refresh_for(
         &self,
         conn: &mut crate::store::Conn,
@@ -543,7 +540,7 @@ impl Accounts {
         let refreshes = grant
             .scopes
             .split_whitespace()
-            .any(|scope| matches!(scope, "offline_access" | "online_access"));
+            .any(|scope| scope == "offline_access");
         if !refreshes {
             return Ok(None);
         }

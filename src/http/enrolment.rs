@@ -105,8 +105,8 @@ fn choice_page(csrf: &Csrf, status: StatusCode, error: Option<String>) -> HttpRe
 }
 
 /// `GET /code-provisoire`.
-pub async fn provisional_form(request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&request);
+pub async fn provisional_form(state: State, request: HttpRequest) -> HttpResponse {
+    let csrf = csrf_of(&state, &request);
     page(
         StatusCode::OK,
         render(&ProvisionalPage {
@@ -124,12 +124,12 @@ pub async fn provisional(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let serial = form.get("vitale_serial").trim().to_owned();
@@ -165,8 +165,8 @@ pub async fn provisional(
 }
 
 /// `GET /premiere-connexion`.
-pub async fn first_sign_in_form(request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&request);
+pub async fn first_sign_in_form(state: State, request: HttpRequest) -> HttpResponse {
+    let csrf = csrf_of(&state, &request);
     page(
         StatusCode::OK,
         render(&FirstSignInPage {
@@ -184,12 +184,12 @@ pub async fn first_sign_in(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let ask = FirstSignIn {
@@ -235,12 +235,12 @@ fn ticket_of(typed: &str) -> String {
 
 /// `POST /premiere-connexion/coordonnees`.
 pub async fn contacts(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let ticket = ticket_of(form.get("ticket"));
@@ -279,12 +279,12 @@ pub async fn credentials(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let ticket = ticket_of(form.get("ticket"));
@@ -318,12 +318,12 @@ pub async fn credentials(
 /// `POST /premiere-connexion/choix`: activate, or oppose once confirmed (the
 /// answer is then the PDF proof, as an attachment).
 pub async fn choice(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let Some(session) = session(&state, &request).await else {

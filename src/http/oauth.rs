@@ -130,7 +130,7 @@ pub async fn smart_configuration(state: State, request: HttpRequest) -> HttpResp
             "token_endpoint_auth_methods_supported": ["none"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": [
-                "launch/patient", "offline_access", "online_access",
+                "launch/patient", "offline_access",
                 "patient/*.rs", "patient/*.read", "patient/Patient.rs",
                 "patient/DocumentReference.rs", "patient/DocumentReference.cruds",
                 "patient/Binary.r", "patient/Communication.rs", "patient/Consent.rs",
@@ -138,7 +138,7 @@ pub async fn smart_configuration(state: State, request: HttpRequest) -> HttpResp
             ],
             "capabilities": [
                 "launch-standalone", "client-public", "context-standalone-patient",
-                "permission-patient", "permission-offline", "permission-online",
+                "permission-patient", "permission-offline",
                 "permission-v1", "permission-v2"
             ],
             "access_token_lifetime_seconds": APP_TOKEN_SECONDS,

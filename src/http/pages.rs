@@ -3,8 +3,9 @@
 //! sign-out) and the consent to an app. Server-rendered (askama templates,
 //! every value escaped), plain forms, no script. Every page is sent with a strict
 //! Content-Security-Policy, never cached, never framed; every form carries a CSRF
-//! token that must match the `__Host-dmp-csrf` cookie (double submit), on top of
-//! the session cookie's `SameSite=Lax`.
+//! token derived from the browser's `__Host-dmp-csrf` cookie under the server's
+//! key (a planted cookie comes with no token that matches it), on top of the
+//! session cookie's `SameSite=Lax`.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -81,39 +82,46 @@ struct PasswordPage<'a> {
     errors: Vec<String>,
 }
 
-/// The CSRF token of the browser: its cookie's, or a new one (then set).
+/// The browser's CSRF cookie (its own, or a new one, then set) and the token its
+/// forms carry, derived from the cookie under the server's pepper.
 pub(super) struct Csrf {
+    cookie: String,
+    /// The forms' `csrf` field.
     pub(super) value: String,
     new: bool,
 }
 
-pub(super) fn csrf_of(request: &HttpRequest) -> Csrf {
-    match request.cookie(CSRF_COOKIE) {
-        Some(cookie)
-            if cookie.value().len() == 43
-                && cookie
-                    .value()
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) =>
-        {
-            Csrf {
-                value: cookie.value().to_owned(),
-                new: false,
-            }
-        }
-        _ => Csrf {
-            value: secret::token(),
-            new: true,
-        },
+pub(super) fn csrf_of(state: &AppState, request: &HttpRequest) -> Csrf {
+    let (cookie, new) = match cookie_value(request) {
+        Some(cookie) => (cookie, false),
+        None => (secret::token(), true),
+    };
+    Csrf {
+        value: state.accounts.csrf_token(&cookie),
+        cookie,
+        new,
     }
 }
 
-/// Whether a form's token is the browser's cookie's.
-pub(super) fn csrf_holds(request: &HttpRequest, form: &Form) -> bool {
-    let typed = form.get("csrf");
+/// The CSRF cookie, when it has the shape the server gives it.
+fn cookie_value(request: &HttpRequest) -> Option<String> {
     request
         .cookie(CSRF_COOKIE)
-        .is_some_and(|cookie| !typed.is_empty() && secret::same(cookie.value(), typed))
+        .map(|cookie| cookie.value().to_owned())
+        .filter(|value| {
+            value.len() == 43
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
+}
+
+/// Whether a form's token is the one of the browser's cookie.
+pub(super) fn csrf_holds(state: &AppState, request: &HttpRequest, form: &Form) -> bool {
+    let typed = form.get("csrf");
+    cookie_value(request).is_some_and(|cookie| {
+        !typed.is_empty() && secret::same(&state.accounts.csrf_token(&cookie), typed)
+    })
 }
 
 /// A page: the security headers, the CSRF cookie when new, and `form_action`
@@ -146,7 +154,7 @@ pub(super) fn page(
             header::SET_COOKIE,
             format!(
                 "{CSRF_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict",
-                csrf.value
+                csrf.cookie
             ),
         ));
     }
@@ -324,7 +332,7 @@ pub async fn sign_in_form(
     request: HttpRequest,
     query: web::Query<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let next = query
         .iter()
         .find(|(name, _)| name == "next")
@@ -344,12 +352,12 @@ pub async fn sign_in_form(
 
 /// `POST /connexion`: the password; the one-time code's form follows.
 pub async fn sign_in(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let next = safe_next(form.get("next")).to_owned();
@@ -395,12 +403,12 @@ pub async fn sign_in_code(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let next = safe_next(form.get("next")).to_owned();
@@ -445,12 +453,12 @@ pub async fn sign_in_code(
 
 /// `POST /deconnexion`: ends the session.
 pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     if let Some(session) = session(&state, &request).await {
@@ -514,7 +522,7 @@ async fn account_page(
 
 /// `GET /compte`: the signed-in holder's account.
 pub async fn account(state: State, request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     match session(&state, &request).await {
         Some(session) => account_page(&state, &csrf, session, None).await,
         None => see_other("/connexion?next=/compte"),
@@ -523,12 +531,12 @@ pub async fn account(state: State, request: HttpRequest) -> HttpResponse {
 
 /// `POST /compte/applications/retirer`: the holder revokes an app (R-ACT-4).
 pub async fn revoke_app(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let Some(session) = session(&state, &request).await else {
@@ -573,7 +581,7 @@ fn password_page(csrf: &Csrf, status: StatusCode, errors: Vec<String>) -> HttpRe
 
 /// `GET /compte/mot-de-passe`: the password change form, its rules shown first.
 pub async fn password_form(state: State, request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     match session(&state, &request).await {
         Some(_) => password_page(&csrf, StatusCode::OK, Vec::new()),
         None => see_other("/connexion?next=/compte"),
@@ -582,12 +590,12 @@ pub async fn password_form(state: State, request: HttpRequest) -> HttpResponse {
 
 /// `POST /compte/mot-de-passe` (R-ACT-3).
 pub async fn password(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let Some(session) = session(&state, &request).await else {
@@ -674,7 +682,7 @@ fn authorize_refused(csrf: &Csrf, error: AuthorizeError) -> HttpResponse {
 /// `GET /oauth/authorize` (SMART standalone launch): checked, then the sign-in if
 /// needed, then the consent page.
 pub async fn authorize(state: State, request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let pairs: Vec<(String, String)> = form_urlencoded::parse(request.query_string().as_bytes())
         .into_owned()
         .collect();
@@ -710,12 +718,12 @@ pub async fn authorize_decision(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&request);
+    let csrf = csrf_of(&state, &request);
     let form = match form(&state, &request, payload).await {
         Ok(form) => form,
         Err(status) => return refused_form(status, &csrf),
     };
-    if !csrf_holds(&request, &form) {
+    if !csrf_holds(&state, &request, &form) {
         return csrf_refused(&csrf);
     }
     let asked = match AuthorizeRequest::from_pairs(&form.0) {

@@ -3,6 +3,7 @@
 //! and [`FileChannel`] are for development and tests.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,9 +85,11 @@ impl Channel for FileChannel {
             .lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The codes of accounts go through it too: its owner's only.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(|error| format!("cannot open {}: {error}", self.path.display()))?;
         writeln!(file, "{payload}")

@@ -353,6 +353,25 @@ pub fn end_codes(
     sql.execute(conn).map(|_| ())
 }
 
+/// [`end_codes`], but the code `keep`.
+pub fn end_codes_but(
+    conn: &mut Conn,
+    patient: &str,
+    purpose: &str,
+    keep: &str,
+    now: &str,
+) -> diesel::QueryResult<()> {
+    let mut sql = Sql::new("UPDATE account_code SET used_at = ");
+    sql.text(now)
+        .push(" WHERE used_at IS NULL AND patient_id = ")
+        .text(patient)
+        .push(" AND purpose = ")
+        .text(purpose)
+        .push(" AND id <> ")
+        .text(keep);
+    sql.execute(conn).map(|_| ())
+}
+
 /// A failure counter (`account_throttle`).
 #[derive(Debug, Clone, QueryableByName)]
 pub struct ThrottleRow {

@@ -1953,3 +1953,118 @@ fn r_act_4_a_token_of_the_servers_own_saying_more_than_its_session_or_grant_is_r
     let read = h.app.get(&format!("Patient/{mine}"), &As::Token(token));
     assert_eq!(read.header("cache-control"), Some("no-store"));
 }
+
+#[test]
+fn r_act_2_codes_sent_before_the_contacts_were_confirmed_end_with_the_confirmation() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, first) = h.code("provisional-code", 0);
+    let enrolment = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": first }),
+    );
+    let ticket = enrolment.json()["ticket"].as_str().unwrap().to_owned();
+    // Someone who reads the insurer's old address asks for a code meanwhile…
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, second) = h.code("provisional-code", 1);
+    // …and holds a second ticket, before the holder confirms new contacts.
+    let early = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": second }),
+    );
+    assert_eq!(early.status, 200);
+    let other_ticket = early.json()["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(
+        h.post("/account/contacts", &json!({ "ticket": ticket, "email": "alice.nouvelle@exemple.fr", "mobile": "", "channel": "email" })).status,
+        200
+    );
+    // The other ticket, and any code sent before, end with the confirmation.
+    let taken = h.post(
+        "/account/contacts",
+        &json!({ "ticket": other_ticket, "email": "autre@exemple.fr", "mobile": "", "channel": "email" }),
+    );
+    assert_eq!(taken.status, 401);
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (message, third) = h.code("provisional-code", 2);
+    assert_eq!(message["to"], "alice.nouvelle@exemple.fr");
+    h.post(
+        "/account/credentials",
+        &json!({ "ticket": ticket, "identifiant": "alice.durand", "password": PASSWORD, "passwordConfirmation": PASSWORD }),
+    );
+    // The credentials chosen, the code sent meanwhile ends too.
+    let late = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": third }),
+    );
+    assert_eq!(late.status, 401);
+    // The codes file is its owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&h.outbox).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
+
+#[test]
+fn r_act_3_a_locked_identifiant_signs_in_at_neither_step_and_changed_contacts_tell_the_old_ones() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let challenge = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    let (_, code) = h.code("sign-in-code", 0);
+    for _ in 0..5 {
+        h.post(
+            "/account/sign-in",
+            &json!({ "identifiant": "alice.durand", "password": "Mauvais1!" }),
+        );
+    }
+    let locked = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": challenge.json()["challenge"], "code": code }),
+    );
+    assert_eq!(locked.status, 429);
+    // Contacts changed through a provisional code: the contacts as they were are told.
+    h.app.advance(chrono::TimeDelta::minutes(16));
+    assert_eq!(h.ask_code(&known, "1985-06-15", "email").status, 202);
+    let (_, provisional) = h.code("provisional-code", 1);
+    let enrolment = h.post(
+        "/account/first-sign-in",
+        &json!({ "nir": known, "birthDate": "1985-06-15", "code": provisional }),
+    );
+    let ticket = enrolment.json()["ticket"].as_str().unwrap().to_owned();
+    h.post(
+        "/account/contacts",
+        &json!({ "ticket": ticket, "email": "intrus@exemple.fr", "mobile": "", "channel": "email" }),
+    );
+    let notice = eventually(|| {
+        h.delivered()
+            .into_iter()
+            .find(|message| message["kind"] == "credentials-changed")
+    });
+    assert_eq!(notice["to"], format!("alice.{known}@exemple.fr"));
+}
+
+#[test]
+fn r_act_pages_refuse_a_csrf_token_that_the_server_did_not_derive_from_the_cookie() {
+    let h = harness();
+    let mut browser = Browser::new(&h.app);
+    let form = browser.get("/connexion");
+    assert_eq!(form.status, 200);
+    let planted = "a".repeat(43);
+    browser
+        .cookies
+        .insert("__Host-dmp-csrf".into(), planted.clone());
+    let refused = browser.post(
+        "/connexion",
+        &[
+            ("csrf", planted.as_str()),
+            ("identifiant", "alice.durand"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+}
