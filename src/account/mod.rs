@@ -510,6 +510,25 @@ fn space_of(conn: &mut Conn, nir: &str, born: &str) -> Result<Option<(String, Va
     }
 }
 
+/// Ends every code, ticket and sign-in challenge of the space still open but
+/// `keep`: each was given under the contacts or credentials that are changing
+/// (one opened with the old password, or sent to the old address, would outlive
+/// the change).
+fn end_outstanding(
+    conn: &mut Conn,
+    patient: &str,
+    keep: Option<&str>,
+    now: &str,
+) -> Result<(), ApiError> {
+    for purpose in ["provisional", "enrolment", "sign-in"] {
+        match keep {
+            Some(keep) => stored::end_codes_but(conn, patient, purpose, keep, now)?,
+            None => stored::end_codes(conn, patient, purpose, now)?,
+        }
+    }
+    Ok(())
+}
+
 /// The principal an account step acts as, for its trace.
 fn holder(account: &str, patient: &str) -> Principal {
     Principal {
@@ -971,10 +990,8 @@ impl Accounts {
                 &now,
             )?;
             traced.holder(&account, &row.patient_id);
-            // Codes sent before, to the contacts that were, are no longer good:
-            // the provisional codes and every other first sign-in ticket end.
-            stored::end_codes(conn, &row.patient_id, "provisional", &now)?;
-            stored::end_codes_but(conn, &row.patient_id, "enrolment", &row.id, &now)?;
+            // Codes sent before, to the contacts that were, are no longer good.
+            end_outstanding(conn, &row.patient_id, Some(&row.id), &now)?;
             // An account in use whose contacts change this way: its contacts as
             // they were are told, before they are replaced.
             if let Some(before) = before.filter(|before| before.identifiant.is_some()) {
@@ -1060,8 +1077,7 @@ impl Accounts {
             }
             stored::set_credentials(conn, &account.id, &identifiant, &hash, &instant(now))?;
             stored::use_code(conn, &row.id, &instant(now))?;
-            stored::end_codes(conn, &row.patient_id, "provisional", &instant(now))?;
-            stored::end_codes(conn, &row.patient_id, "enrolment", &instant(now))?;
+            end_outstanding(conn, &row.patient_id, None, &instant(now))?;
             // Chosen again (a lost password): nothing of the earlier credentials
             // stands, sessions and apps alike, and the holder is told.
             stored::end_sessions_of(conn, &account.id, None, &instant(now))?;
@@ -1450,6 +1466,7 @@ impl Accounts {
             };
             stored::clear_throttle(conn, &key)?;
             stored::set_password(conn, &session.account, hash, &now)?;
+            end_outstanding(conn, &session.patient, None, &now)?;
             stored::end_sessions_of(conn, &session.account, Some(&session.id), &now)?;
             // An app authorised by whoever knew the old password loses its access.
             stored::revoke_all_grants(conn, &session.account, &now)?;

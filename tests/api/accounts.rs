@@ -2068,3 +2068,38 @@ fn r_act_pages_refuse_a_csrf_token_that_the_server_did_not_derive_from_the_cooki
     );
     assert_eq!(refused.status, 403);
 }
+
+#[test]
+fn r_act_3_a_sign_in_opened_with_the_old_password_ends_when_the_password_changes() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let (_, cookie) = h.sign_in("alice.durand", PASSWORD);
+    // Someone who knows the password opens a sign-in and keeps its code…
+    let opened = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": PASSWORD }),
+    );
+    let (_, code) = h.code("sign-in-code", 1);
+    // …the holder changes the password…
+    let changed = h.post_with(
+        "/account/password",
+        &json!({ "currentPassword": PASSWORD, "password": "Nouveau2?", "passwordConfirmation": "Nouveau2?" }),
+        Some(&cookie),
+    );
+    assert_eq!(changed.status, 200);
+    // …and the code opened with the old password no longer signs in.
+    let late = h.post(
+        "/account/sign-in/code",
+        &json!({ "challenge": opened.json()["challenge"], "code": code }),
+    );
+    assert_eq!(late.status, 401);
+    let signed_in = h.sign_in("alice.durand", "Nouveau2?");
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{patient_id}"), &As::Token(signed_in.0))
+            .status,
+        200
+    );
+}
