@@ -38,3 +38,215 @@ pub async fn call_as(
     let request = request.to_http_request();
     pipeline::run(state, &request, None, classify).await
 }
+
+/// A FHIR call refused or failed: its status and the OperationOutcome's words.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+/// The FHIR API as the signed-in holder's pages call it.
+pub struct Fhir<'a> {
+    state: &'a AppState,
+    browser: &'a HttpRequest,
+    token: String,
+}
+
+/// The body of an answer, read whole (an answer is bounded by `--max-answer-bytes`).
+async fn body_of(answer: HttpResponse) -> (u16, Option<String>, actix_web::web::Bytes) {
+    let status = answer.status().as_u16();
+    let kind = answer
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let bytes = actix_web::body::to_bytes(answer.into_body())
+        .await
+        .unwrap_or_default();
+    (status, kind, bytes)
+}
+
+fn json_answer(status: u16, bytes: &[u8]) -> Result<serde_json::Value, Refused> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        Err(Refused {
+            status,
+            message: value
+                .pointer("/issue/0/details/text")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("refusé")
+                .to_owned(),
+        })
+    }
+}
+
+impl<'a> Fhir<'a> {
+    pub fn new(state: &'a AppState, browser: &'a HttpRequest, token: String) -> Fhir<'a> {
+        Fhir {
+            state,
+            browser,
+            token,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+        classify: impl FnOnce(actix_web::web::Bytes) -> Result<Call, ApiError>,
+    ) -> HttpResponse {
+        call_as(
+            self.state,
+            self.browser,
+            &self.token,
+            method,
+            path,
+            accept,
+            classify,
+        )
+        .await
+    }
+
+    /// A search of `type_name` with these parameters: the searchset Bundle.
+    pub async fn search(
+        &self,
+        type_name: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<serde_json::Value, Refused> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let name = type_name.to_owned();
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/{type_name}?{query}"),
+                super::FHIR_JSON,
+                move |_| {
+                    super::handlers::resource_call(
+                        &name,
+                        crate::service::Operation::Search {
+                            params,
+                            strict: false,
+                        },
+                    )
+                },
+            )
+            .await;
+        let (status, _, bytes) = body_of(answer).await;
+        json_answer(status, &bytes)
+    }
+
+    pub async fn read(&self, type_name: &str, id: &str) -> Result<serde_json::Value, Refused> {
+        let (status, _, bytes) = body_of(self.read_as(type_name, id, super::FHIR_JSON).await).await;
+        json_answer(status, &bytes)
+    }
+
+    /// A read asking for `accept` (a Binary in its own media type): the answer.
+    pub async fn read_as(&self, type_name: &str, id: &str, accept: &str) -> HttpResponse {
+        let (name, id_owned) = (type_name.to_owned(), id.to_owned());
+        self.call(
+            Method::GET,
+            &format!("/{type_name}/{id}"),
+            accept,
+            move |_| {
+                super::handlers::resource_call(
+                    &name,
+                    crate::service::Operation::Read { id: id_owned },
+                )
+            },
+        )
+        .await
+    }
+
+    /// A read's status, media type and bytes (a Binary).
+    pub async fn read_bytes(
+        &self,
+        type_name: &str,
+        id: &str,
+        accept: &str,
+    ) -> (u16, Option<String>, actix_web::web::Bytes) {
+        body_of(self.read_as(type_name, id, accept).await).await
+    }
+
+    /// A JSON Patch of the resource.
+    pub async fn patch(
+        &self,
+        type_name: &str,
+        id: &str,
+        operations: serde_json::Value,
+    ) -> Result<serde_json::Value, Refused> {
+        let (name, id_owned) = (type_name.to_owned(), id.to_owned());
+        let answer = self
+            .call(
+                Method::PATCH,
+                &format!("/{type_name}/{id}"),
+                super::FHIR_JSON,
+                move |_| {
+                    super::handlers::resource_call(
+                        &name,
+                        crate::service::Operation::Patch {
+                            id: id_owned,
+                            patch: crate::fhir::patch::PatchDocument::Json(operations),
+                            if_match: None,
+                        },
+                    )
+                },
+            )
+            .await;
+        let (status, _, bytes) = body_of(answer).await;
+        json_answer(status, &bytes)
+    }
+
+    pub async fn delete(&self, type_name: &str, id: &str) -> Result<(), Refused> {
+        let (name, id_owned) = (type_name.to_owned(), id.to_owned());
+        let answer = self
+            .call(
+                Method::DELETE,
+                &format!("/{type_name}/{id}"),
+                super::FHIR_JSON,
+                move |_| {
+                    super::handlers::resource_call(
+                        &name,
+                        crate::service::Operation::Delete {
+                            id: id_owned,
+                            if_match: None,
+                        },
+                    )
+                },
+            )
+            .await;
+        let (status, _, bytes) = body_of(answer).await;
+        json_answer(status, &bytes).map(|_| ())
+    }
+
+    pub async fn create(
+        &self,
+        type_name: &str,
+        resource: serde_json::Value,
+    ) -> Result<serde_json::Value, Refused> {
+        let name = type_name.to_owned();
+        let answer = self
+            .call(
+                Method::POST,
+                &format!("/{type_name}"),
+                super::FHIR_JSON,
+                move |_| {
+                    super::handlers::resource_call(
+                        &name,
+                        crate::service::Operation::Create {
+                            body: crate::fhir::stored::Incoming::from_value(resource),
+                            if_none_exist: None,
+                        },
+                    )
+                },
+            )
+            .await;
+        let (status, _, bytes) = body_of(answer).await;
+        json_answer(status, &bytes)
+    }
+}

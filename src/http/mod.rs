@@ -10,6 +10,7 @@ pub mod internal;
 pub mod oauth;
 pub mod pages;
 pub mod pipeline;
+pub mod portal;
 
 use actix_web::guard::{self, GuardContext};
 use actix_web::web;
@@ -223,6 +224,42 @@ fn page_routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/premiere-connexion/choix")
                 .route(web::post().to(enrolment::choice))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace")
+                .route(web::get().to(portal::home))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents")
+                .route(web::get().to(portal::documents))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents/ajouter")
+                .route(web::get().to(portal::add_form))
+                .route(web::post().to(portal::add))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents/{id}")
+                .route(web::get().to(portal::document))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents/{id}/contenu")
+                .route(web::get().to(portal::content))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents/{id}/{action}")
+                .route(web::post().to(portal::document_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/historique")
+                .route(web::get().to(portal::history))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -196,13 +196,24 @@ pub(super) fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// Where the browser may go after signing in: the account, or back to an app's
-/// authorisation request on this server; nowhere else (no open redirect).
+/// Where the browser may go after signing in: a page of the portal, or back to an
+/// app's authorisation request on this server; nowhere else (no open redirect).
 fn safe_next(next: &str) -> &str {
-    if next.starts_with("/oauth/authorize?") && !next.contains(['\r', '\n', '\\']) {
+    let plain = |rest: &str| {
+        rest.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-'))
+    };
+    let portal = ["/espace", "/compte"].iter().any(|root| {
+        next == *root
+            || next
+                .strip_prefix(root)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.starts_with('/') && plain(rest))
+    });
+    if (next.starts_with("/oauth/authorize?") || portal) && !next.contains(['\r', '\n', '\\']) {
         next
     } else {
-        "/compte"
+        "/espace"
     }
 }
 
@@ -336,7 +347,7 @@ pub async fn sign_in_form(
     let next = query
         .iter()
         .find(|(name, _)| name == "next")
-        .map_or("/compte", |(_, value)| safe_next(value))
+        .map_or("/espace", |(_, value)| safe_next(value))
         .to_owned();
     if session(&state, &request).await.is_some() {
         return see_other(&next);

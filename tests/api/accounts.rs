@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 use crate::support::fixtures::{document, nir, patient};
 use crate::support::{As, Reply, TestApp, eventually, temp_dir};
 
-const PASSWORD: &str = "Motdepasse1!";
+pub const PASSWORD: &str = "Motdepasse1!";
 
-struct Harness {
-    app: TestApp,
-    outbox: PathBuf,
+pub struct Harness {
+    pub app: TestApp,
+    pub outbox: PathBuf,
 }
 
-fn harness() -> Harness {
+pub fn harness() -> Harness {
     let outbox = temp_dir("codes").join("delivered.jsonl");
     let path = outbox.clone();
     let app = TestApp::with(move |config| {
@@ -27,7 +27,7 @@ fn harness() -> Harness {
 }
 
 /// A holder with an e-mail address and a mobile on file.
-fn holder(app: &TestApp, nir: &str, serial: Option<&str>) -> String {
+pub fn holder(app: &TestApp, nir: &str, serial: Option<&str>) -> String {
     let mut resource = patient(nir, "Durand", "Alice", "1985-06-15");
     resource["telecom"] = json!([
         { "system": "email", "value": format!("alice.{nir}@exemple.fr") },
@@ -43,7 +43,7 @@ fn holder(app: &TestApp, nir: &str, serial: Option<&str>) -> String {
 }
 
 impl Harness {
-    fn post(&self, path: &str, body: &Value) -> Reply {
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
         self.post_with(path, body, None)
     }
 
@@ -68,7 +68,7 @@ impl Harness {
     }
 
     /// The `n`-th message of this kind (waiting for it), and the code it carries.
-    fn code(&self, kind: &str, n: usize) -> (Value, String) {
+    pub fn code(&self, kind: &str, n: usize) -> (Value, String) {
         let message = eventually(|| {
             self.delivered()
                 .into_iter()
@@ -93,7 +93,7 @@ impl Harness {
     }
 
     /// From a provisional code to a signed-in account: (token, cookie).
-    fn enrol(&self, nir: &str, identifiant: &str) -> (String, String) {
+    pub fn enrol(&self, nir: &str, identifiant: &str) -> (String, String) {
         let sent_before = self
             .delivered()
             .iter()
@@ -880,23 +880,23 @@ fn r_act_4_a_new_signing_key_signs_from_the_next_start_and_a_retired_one_is_refu
 }
 
 /// A browser: cookies kept, redirections not followed (they are checked).
-struct Browser {
-    agent: ureq::Agent,
-    base: String,
-    cookies: std::collections::BTreeMap<String, String>,
+pub struct Browser {
+    pub agent: ureq::Agent,
+    pub base: String,
+    pub cookies: std::collections::BTreeMap<String, String>,
 }
 
 /// A page as the browser got it.
-struct Page {
-    status: u16,
-    location: String,
-    csp: String,
-    body: String,
+pub struct Page {
+    pub status: u16,
+    pub location: String,
+    pub csp: String,
+    pub body: String,
 }
 
 impl Page {
     /// The value of a field of the page's form.
-    fn field(&self, name: &str) -> String {
+    pub fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\"");
         let at = self
             .body
@@ -915,7 +915,7 @@ impl Page {
 }
 
 /// HTML text with its character references read.
-fn unescape(text: &str) -> String {
+pub fn unescape(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(at) = rest.find('&') {
@@ -946,7 +946,7 @@ fn unescape(text: &str) -> String {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Browser {
+    pub fn new(app: &TestApp) -> Browser {
         Browser {
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -970,7 +970,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
@@ -978,7 +978,7 @@ impl Browser {
             .join("; ")
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_owned()
         } else {
@@ -986,7 +986,7 @@ impl Browser {
         }
     }
 
-    fn page(&mut self, mut response: ureq::http::Response<ureq::Body>) -> Page {
+    pub fn page(&mut self, mut response: ureq::http::Response<ureq::Body>) -> Page {
         self.keep(&response);
         let header = |name: &str| {
             response
@@ -1004,7 +1004,7 @@ impl Browser {
         }
     }
 
-    fn get(&mut self, path: &str) -> Page {
+    pub fn get(&mut self, path: &str) -> Page {
         let response = self
             .agent
             .get(&self.url(path))
@@ -1014,7 +1014,7 @@ impl Browser {
         self.page(response)
     }
 
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();

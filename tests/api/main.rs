@@ -23,4 +23,5 @@ mod mhd;
 mod mtls;
 mod notify;
 mod plans;
+mod portal;
 mod search;

@@ -1,0 +1,323 @@
+//! The portal (R-UI-1): the holder's pages under `/espace`, each acting through the
+//! FHIR pipeline as the holder, so that the rules and the trace apply to them.
+
+use serde_json::Value;
+
+use crate::accounts::{Browser, Harness, PASSWORD, harness, holder, unescape};
+use crate::support::fixtures::{document, nir, patient, permit_professional};
+use crate::support::{As, match_ids};
+
+/// A holder enrolled, signed in through the pages: (harness, browser, Patient id).
+fn signed_in_holder() -> (Harness, Browser, String) {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let mut browser = Browser::new(&h.app);
+    let first = browser.get("/espace");
+    assert_eq!(first.status, 303);
+    assert_eq!(first.location, "/connexion?next=%2Fespace");
+    let form = browser.get(&first.location);
+    let code_page = browser.post(
+        "/connexion",
+        &[
+            ("csrf", &form.field("csrf")),
+            ("next", &form.field("next")),
+            ("identifiant", "alice.durand"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(code_page.status, 200, "{}", code_page.body);
+    let (_, code) = h.code("sign-in-code", 0);
+    let signed_in = browser.post(
+        "/connexion/code",
+        &[
+            ("csrf", &code_page.field("csrf")),
+            ("next", &code_page.field("next")),
+            ("challenge", &code_page.field("challenge")),
+            ("code", &code),
+        ],
+    );
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.location, "/espace");
+    (h, browser, patient_id)
+}
+
+fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "----portal-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let (name, kind, bytes) = file;
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"fichier\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn r_ui_1_the_holder_reads_masks_and_adds_documents_and_a_professional_sees_the_masking() {
+    let (h, mut browser, me) = signed_in_holder();
+    let report = h
+        .app
+        .create(&As::doctor(), &document(&me, "11488-4", "2024-03-02"));
+    let other_report = h
+        .app
+        .create(&As::doctor(), &document(&me, "11502-2", "2024-02-01"));
+    // Another professional the holder authorised reads both.
+    h.app.create(
+        &As::Patient(me.clone()),
+        &permit_professional(&me, "810000000077"),
+    );
+    let colleague = As::Professional {
+        id_nat_ps: "810000000077".into(),
+        profession: "10".into(),
+    };
+    let seen = h
+        .app
+        .get(&format!("DocumentReference?patient={me}"), &colleague);
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(match_ids(&seen.json()).len(), 2);
+    // Home: the holder's name, the latest documents.
+    let home = browser.get("/espace");
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("Bonjour Alice Durand"), "{}", home.body);
+    assert!(home.body.contains(&format!("/espace/documents/{report}")));
+    assert!(home.csp.contains("default-src 'none'"));
+    // The list, newest first; masking one.
+    let list = browser.get("/espace/documents");
+    assert_eq!(list.status, 200);
+    let newer = list.body.find(&report).unwrap();
+    let older = list.body.find(&other_report).unwrap();
+    assert!(newer < older);
+    let masked = browser.post(
+        &format!("/espace/documents/{report}/masquer"),
+        &[("csrf", &list.field("csrf"))],
+    );
+    assert_eq!(
+        masked.status,
+        303,
+        "{}",
+        unescape(&masked.body)
+            .split("role=\"alert\">")
+            .nth(1)
+            .unwrap_or("")
+    );
+    let after = browser.get(&masked.location);
+    assert!(
+        after
+            .body
+            .contains("Le document est masqué aux professionnels de santé.")
+    );
+    assert!(after.body.contains("Masqué aux professionnels"));
+    // The colleague no longer finds it; the médecin traitant still does (R-ACC-7).
+    let seen = h
+        .app
+        .get(&format!("DocumentReference?patient={me}"), &colleague);
+    assert_eq!(match_ids(&seen.json()), vec![other_report.clone()]);
+    let gp = h
+        .app
+        .get(&format!("DocumentReference?patient={me}"), &As::doctor());
+    assert_eq!(match_ids(&gp.json()).len(), 2);
+    // Unmasked again.
+    let list = browser.get("/espace/documents");
+    let unmasked = browser.post(
+        &format!("/espace/documents/{report}/demasquer"),
+        &[("csrf", &list.field("csrf"))],
+    );
+    assert_eq!(
+        unmasked.status,
+        303,
+        "{}",
+        unescape(&unmasked.body)
+            .split("role=\"alert\">")
+            .nth(1)
+            .unwrap_or("")
+    );
+    assert_eq!(
+        match_ids(
+            &h.app
+                .get(&format!("DocumentReference?patient={me}"), &colleague)
+                .json()
+        )
+        .len(),
+        2
+    );
+    // A form without its token changes nothing.
+    let forged = browser.post(
+        &format!("/espace/documents/{report}/masquer"),
+        &[("csrf", "x")],
+    );
+    assert_eq!(forged.status, 403);
+    // The document opens in the browser, sandboxed.
+    let content = browser
+        .agent
+        .get(&browser.url(&format!("/espace/documents/{report}/contenu")))
+        .header("Cookie", &browser.cookie_header())
+        .call()
+        .unwrap();
+    assert_eq!(content.status().as_u16(), 200);
+    assert_eq!(
+        content.headers().get("content-type").unwrap(),
+        "application/pdf"
+    );
+    assert!(
+        content
+            .headers()
+            .get("content-disposition")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert!(
+        content
+            .headers()
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    // Adding a PDF of their own, then deleting it.
+    let form = browser.get("/espace/documents/ajouter");
+    assert_eq!(form.status, 200);
+    let (kind, body) = multipart(
+        &[
+            ("csrf", &form.field("csrf")),
+            ("titre", "Mon bilan <sanguin>"),
+            ("type", "DOCPAT02"),
+        ],
+        ("bilan.pdf", "application/pdf", b"%PDF-1.4\n%test\n"),
+    );
+    let added = browser
+        .agent
+        .post(&browser.url("/espace/documents/ajouter"))
+        .header("Cookie", &browser.cookie_header())
+        .header("Content-Type", &kind)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 303);
+    let list = browser.get("/espace/documents?categorie=90");
+    assert!(
+        list.body.contains("Mon bilan &#60;sanguin&#62;")
+            || list.body.contains("Mon bilan &lt;sanguin&gt;"),
+        "{}",
+        list.body
+    );
+    let own: Vec<Value> = h
+        .app
+        .get(
+            &format!("DocumentReference?patient={me}&category=urn:oid:1.2.250.1.213.1.1.4.1|90"),
+            &As::Patient(me.clone()),
+        )
+        .json()["entry"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(own.len(), 1);
+    let own_id = own[0]["resource"]["id"].as_str().unwrap().to_owned();
+    let deleted = browser.post(
+        &format!("/espace/documents/{own_id}/supprimer"),
+        &[("csrf", &list.field("csrf"))],
+    );
+    assert_eq!(deleted.status, 303);
+    assert_eq!(
+        h.app
+            .get(
+                &format!("DocumentReference/{own_id}"),
+                &As::Patient(me.clone())
+            )
+            .status,
+        404
+    );
+    // A professional's document cannot be deleted by the holder (R-PAT-2).
+    let refused = browser.post(
+        &format!("/espace/documents/{report}/supprimer"),
+        &[("csrf", &list.field("csrf"))],
+    );
+    assert_eq!(refused.status, 200);
+    assert!(refused.body.contains("role=\"alert\""));
+    // A file that is not a PDF or an image is refused, nothing stored.
+    let (kind, body) = multipart(
+        &[("csrf", &form.field("csrf")), ("titre", "Script")],
+        ("x.html", "text/html", b"<script>alert(1)</script>"),
+    );
+    let refused = browser
+        .agent
+        .post(&browser.url("/espace/documents/ajouter"))
+        .header("Cookie", &browser.cookie_header())
+        .header("Content-Type", &kind)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 415);
+    // Each action is in the trace, as the holder's.
+    let trace = h.app.get(
+        &format!("AuditEvent?patient={me}&subtype=patch&_count=50"),
+        &As::Patient(me.clone()),
+    );
+    assert_eq!(trace.status, 200, "{}", trace.body);
+    assert_eq!(trace.json()["total"], 2, "mask and unmask");
+}
+
+#[test]
+fn r_ui_1_the_history_tells_a_professionals_access_and_another_space_stays_closed() {
+    let (h, mut browser, me) = signed_in_holder();
+    let report = h
+        .app
+        .create(&As::doctor(), &document(&me, "11488-4", "2024-03-02"));
+    assert_eq!(
+        h.app
+            .get(&format!("DocumentReference/{report}"), &As::doctor())
+            .status,
+        200
+    );
+    let history = browser.get("/espace/historique");
+    assert_eq!(history.status, 200);
+    assert!(
+        history
+            .body
+            .contains("Le professionnel 810000000001, médecin, a consulté un document le "),
+        "{}",
+        history.body
+    );
+    assert!(unescape(&history.body).contains("Vous vous êtes connecté(e) à Mon espace santé"));
+    let filtered = browser.get("/espace/historique?professionnel=810000000099");
+    assert!(filtered.body.contains("Aucun accès sur cette période."));
+    // Another holder's document: refused through the pipeline, as to any client.
+    let other = h
+        .app
+        .create(&As::System, &patient(&nir(), "Autre", "Bob", "1970-01-01"));
+    let theirs = h
+        .app
+        .create(&As::doctor(), &document(&other, "11488-4", "2024-01-02"));
+    assert_eq!(
+        browser.get(&format!("/espace/documents/{theirs}")).status,
+        404
+    );
+    let content = browser
+        .agent
+        .get(&browser.url(&format!("/espace/documents/{theirs}/contenu")))
+        .header("Cookie", &browser.cookie_header())
+        .call()
+        .unwrap();
+    assert_eq!(content.status().as_u16(), 404);
+    let csrf = browser.get("/espace/documents").field("csrf");
+    let masking = browser.post(
+        &format!("/espace/documents/{theirs}/masquer"),
+        &[("csrf", &csrf)],
+    );
+    assert!(masking.body.contains("role=\"alert\""));
+    // Signed out, the portal sends to the sign-in.
+    let account = browser.get("/compte");
+    browser.post("/deconnexion", &[("csrf", &account.field("csrf"))]);
+    assert_eq!(browser.get("/espace/documents").status, 303);
+}
