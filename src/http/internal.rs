@@ -250,3 +250,50 @@ impl<'a> Fhir<'a> {
         json_answer(status, &bytes)
     }
 }
+
+impl Fhir<'_> {
+    /// `POST [type]/[id]/$name` with these parameters, answered in `accept`.
+    pub async fn invoke(
+        &self,
+        type_name: &str,
+        id: &str,
+        name: &str,
+        params: Vec<(String, String)>,
+        accept: &str,
+    ) -> (u16, Option<String>, actix_web::web::Bytes) {
+        let (type_owned, id_owned, name_owned) =
+            (type_name.to_owned(), id.to_owned(), name.to_owned());
+        let answer = self
+            .call(
+                Method::POST,
+                &format!("/{type_name}/{id}/{name}"),
+                accept,
+                move |_| {
+                    super::handlers::resource_call(
+                        &type_owned,
+                        crate::service::Operation::Invoke {
+                            id: id_owned,
+                            name: name_owned,
+                            params,
+                        },
+                    )
+                },
+            )
+            .await;
+        body_of(answer).await
+    }
+
+    /// [`Fhir::invoke`] answered in FHIR JSON.
+    pub async fn invoke_json(
+        &self,
+        type_name: &str,
+        id: &str,
+        name: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<serde_json::Value, Refused> {
+        let (status, _, bytes) = self
+            .invoke(type_name, id, name, params, super::FHIR_JSON)
+            .await;
+        json_answer(status, &bytes)
+    }
+}

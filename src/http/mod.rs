@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod pages;
 pub mod pipeline;
 pub mod portal;
+pub mod portal_settings;
 
 use actix_web::guard::{self, GuardContext};
 use actix_web::web;
@@ -255,6 +256,32 @@ fn page_routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/espace/documents/{id}/{action}")
                 .route(web::post().to(portal::document_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/messages")
+                .route(web::get().to(portal_settings::messages))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/messages/{id}/{action}")
+                .route(web::post().to(portal_settings::message_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/confidentialite")
+                .route(web::get().to(portal_settings::privacy))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/confidentialite/{action}")
+                .route(web::post().to(portal_settings::privacy_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/mon-espace")
+                .route(web::get().to(portal_settings::my_space))
+                .route(web::post().to(portal_settings::my_space_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

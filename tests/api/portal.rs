@@ -321,3 +321,227 @@ fn r_ui_1_the_history_tells_a_professionals_access_and_another_space_stays_close
     browser.post("/deconnexion", &[("csrf", &account.field("csrf"))]);
     assert_eq!(browser.get("/espace/documents").status, 303);
 }
+
+#[test]
+fn r_ui_1_messages_are_read_answered_saved_and_deleted_from_the_portal() {
+    let (h, mut browser, me) = signed_in_holder();
+    let mut message =
+        crate::support::fixtures::message_from(&me, "810000000001", "2024-05-02T10:00:00Z");
+    message["payload"] = serde_json::json!([
+        { "contentString": "Voici vos résultats <b>importants</b>" },
+        { "contentAttachment": { "contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "resultats.pdf" } },
+    ]);
+    let sent = h.app.create(&As::doctor(), &message);
+    let page = browser.get("/espace/messages");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Voici vos résultats &#60;b&#62;")
+            || page.body.contains("Voici vos résultats &lt;b&gt;"),
+        "{}",
+        page.body
+    );
+    // Answer: a Communication in response, that the doctor reads.
+    let answered = browser.post(
+        &format!("/espace/messages/{sent}/repondre"),
+        &[("csrf", &page.field("csrf")), ("texte", "Merci docteur")],
+    );
+    assert_eq!(answered.status, 303, "{}", unescape(&answered.body));
+    let thread = h
+        .app
+        .get(&format!("Communication?patient={me}"), &As::doctor())
+        .json();
+    let answer = thread["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .find(|message| message["payload"][0]["contentString"] == "Merci docteur")
+        .expect("the answer")
+        .clone();
+    assert_eq!(
+        answer["inResponseTo"][0]["reference"],
+        format!("Communication/{sent}")
+    );
+    // Save the attachment into the documents (R-MSG-4).
+    let saved = browser.post(
+        &format!("/espace/messages/{sent}/enregistrer"),
+        &[("csrf", &page.field("csrf")), ("index", "0")],
+    );
+    assert_eq!(saved.status, 303, "{}", unescape(&saved.body));
+    let own = h.app.get(
+        &format!("DocumentReference?patient={me}&category=urn:oid:1.2.250.1.213.1.1.4.1|90"),
+        &As::Patient(me.clone()),
+    );
+    assert_eq!(own.json()["total"], 1);
+    // Delete it (R-MSG-3).
+    let deleted = browser.post(
+        &format!("/espace/messages/{sent}/supprimer"),
+        &[("csrf", &page.field("csrf"))],
+    );
+    assert_eq!(deleted.status, 303);
+    assert_eq!(
+        h.app
+            .get(&format!("Communication/{sent}"), &As::Patient(me.clone()))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn r_ui_1_privacy_settings_block_authorise_and_set_emergencies_through_consents() {
+    let (h, mut browser, me) = signed_in_holder();
+    h.app
+        .create(&As::doctor(), &document(&me, "11488-4", "2024-03-02"));
+    let colleague = As::Professional {
+        id_nat_ps: "810000000077".into(),
+        profession: "10".into(),
+    };
+    let reads = |who: &As| {
+        h.app
+            .get(&format!("DocumentReference?patient={me}"), who)
+            .status
+    };
+    assert_eq!(reads(&colleague), 403);
+    // Authorise, then block: the professional's access follows.
+    let page = browser.get("/espace/confidentialite");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        unescape(&page.body).contains("Il ne peut pas être bloqué"),
+        "{}",
+        page.body
+    );
+    let done = browser.post(
+        "/espace/confidentialite/autoriser",
+        &[("csrf", &page.field("csrf")), ("idnat", "810000000077")],
+    );
+    assert_eq!(done.status, 303, "{}", unescape(&done.body));
+    assert_eq!(reads(&colleague), 200);
+    let page = browser.get("/espace/confidentialite");
+    assert!(page.body.contains("810000000077"));
+    let consent_id = page.field("consent");
+    let withdrawn = browser.post(
+        "/espace/confidentialite/retirer",
+        &[("csrf", &page.field("csrf")), ("consent", &consent_id)],
+    );
+    assert_eq!(withdrawn.status, 303);
+    assert_eq!(reads(&colleague), 403);
+    let blocked = browser.post(
+        "/espace/confidentialite/bloquer",
+        &[("csrf", &page.field("csrf")), ("idnat", "810000000077")],
+    );
+    assert_eq!(blocked.status, 303);
+    let emergency = As::professional(
+        "810000000077",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("malaise"),
+    );
+    assert_eq!(
+        reads(&emergency),
+        403,
+        "a blocked professional, even in an emergency"
+    );
+    // Blocking the médecin traitant is refused, and said.
+    let refused = browser.post(
+        "/espace/confidentialite/bloquer",
+        &[("csrf", &page.field("csrf")), ("idnat", "810000000001")],
+    );
+    assert_eq!(refused.status, 200);
+    assert!(refused.body.contains("role=\"alert\""));
+    assert_eq!(reads(&As::doctor()), 200);
+    // Opposing emergency access: another professional's bris de glace is refused.
+    let stranger = As::professional(
+        "810000000088",
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("malaise"),
+    );
+    assert_eq!(reads(&stranger), 200);
+    let set = browser.post(
+        "/espace/confidentialite/urgence",
+        &[
+            ("csrf", &page.field("csrf")),
+            ("BTG", "deny"),
+            ("ETREAT", "permit"),
+            ("MASKED", "deny"),
+        ],
+    );
+    assert_eq!(set.status, 303, "{}", unescape(&set.body));
+    assert_eq!(reads(&stranger), 403);
+    // Declaring the médecin traitant (R-PAT-3).
+    let declared = browser.post(
+        "/espace/confidentialite/medecin-traitant",
+        &[("csrf", &page.field("csrf")), ("idnat", "810000000055")],
+    );
+    assert_eq!(declared.status, 303, "{}", unescape(&declared.body));
+    let patient = h
+        .app
+        .get(&format!("Patient/{me}"), &As::Patient(me.clone()))
+        .json();
+    assert_eq!(
+        patient["generalPractitioner"][0]["identifier"]["value"],
+        "810000000055"
+    );
+}
+
+#[test]
+fn r_ui_1_the_space_is_closed_reopened_and_opposed_with_a_confirmation_each() {
+    let (h, mut browser, me) = signed_in_holder();
+    let state = || {
+        h.app
+            .query_texts(&format!(
+                "SELECT state AS text FROM space_lifecycle WHERE patient_id = '{me}'"
+            ))
+            .pop()
+            .unwrap_or_default()
+    };
+    let page = browser.get("/espace/mon-espace");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let asked = browser.post(
+        "/espace/mon-espace",
+        &[("csrf", &page.field("csrf")), ("action", "close")],
+    );
+    assert_eq!(asked.status, 200);
+    assert!(asked.body.contains("Je confirme"));
+    assert_ne!(state(), "closed");
+    let closed = browser.post(
+        "/espace/mon-espace",
+        &[
+            ("csrf", &page.field("csrf")),
+            ("action", "close"),
+            ("confirmed", "yes"),
+        ],
+    );
+    assert_eq!(closed.status, 303, "{}", unescape(&closed.body));
+    assert_eq!(state(), "closed");
+    let reopened = browser.post(
+        "/espace/mon-espace",
+        &[
+            ("csrf", &page.field("csrf")),
+            ("action", "reopen"),
+            ("confirmed", "yes"),
+        ],
+    );
+    assert_eq!(reopened.status, 303, "{}", unescape(&reopened.body));
+    assert_ne!(state(), "closed");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", page.field("csrf").as_str()),
+            ("action", "oppose"),
+            ("confirmed", "yes"),
+        ])
+        .finish();
+    let mut opposed = browser
+        .agent
+        .post(&browser.url("/espace/mon-espace"))
+        .header("Cookie", &browser.cookie_header())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .unwrap();
+    let status = opposed.status().as_u16();
+    let pdf = opposed.body_mut().read_to_vec().unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&pdf));
+    assert!(lopdf::Document::load_mem(&pdf).is_ok());
+}
