@@ -43,6 +43,37 @@ const OWN_TYPES: [(&str, &str); 4] = [
     ("DOCPAT03", "Ordonnance"),
     ("DOCPAT04", "Compte rendu"),
 ];
+/// Document types (DocumentReference.type) as the holder reads them, when the
+/// document carries no display of its own (JDV_J07, TRE_A05; DOMAIN-CODES).
+const TYPES: [(&str, &str); 24] = [
+    ("11488-4", "Compte rendu de consultation"),
+    ("11490-0", "Lettre de liaison de sortie"),
+    ("11502-2", "Compte rendu de biologie"),
+    ("18748-4", "Compte rendu d'imagerie"),
+    ("34112-3", "Compte rendu hospitalier"),
+    ("34874-8", "Compte rendu opératoire"),
+    ("15508-5", "Compte rendu d'accouchement"),
+    ("57833-6", "Prescription de produits de santé"),
+    ("60593-1", "Dispensation médicamenteuse"),
+    ("11369-6", "Historique des vaccinations"),
+    ("68599-0", "Synthèse psychiatrique"),
+    ("83901-9", "Bilan psychologique"),
+    ("80788-3", "Projet personnalisé d'accompagnement"),
+    ("75496-0", "Demande d'acte de télémédecine"),
+    (
+        "83981-1",
+        "Lettre de liaison de sortie (structure sociale ou médico-sociale)",
+    ),
+    ("60591-5", "Synthèse médicale"),
+    ("ATTEST-RESID", "Attestation de résidence"),
+    ("EXPPAT_3", "Directives anticipées"),
+    ("REMB", "Historique des remboursements"),
+    ("SYNTH", "Synthèse"),
+    ("DOCPAT01", "Document de santé"),
+    ("DOCPAT02", "Résultat d'examen"),
+    ("DOCPAT03", "Ordonnance"),
+    ("DOCPAT04", "Compte rendu"),
+];
 /// Media types shown in the browser; anything else is downloaded.
 const SHOWN: [&str; 3] = ["application/pdf", "image/png", "image/jpeg"];
 /// Bytes of a document the holder adds.
@@ -119,6 +150,7 @@ struct HistoryPage<'a> {
     notice: Option<&'a str>,
     error: Option<String>,
     professional: &'a str,
+    everyone: bool,
     from: &'a str,
     to: &'a str,
     entries: Vec<String>,
@@ -152,6 +184,15 @@ fn document_row(document: &Value) -> DocumentRow {
                 .and_then(Value::as_str)
         })
         .or_else(|| codes(&document["type"]).find_map(|coding| coding["display"].as_str()))
+        .or_else(|| {
+            codes(&document["type"]).find_map(|coding| {
+                let code = coding["code"].as_str()?;
+                TYPES
+                    .iter()
+                    .find(|(known, _)| *known == code)
+                    .map(|(_, label)| *label)
+            })
+        })
         .or_else(|| codes(&document["type"]).find_map(|coding| coding["code"].as_str()))
         .unwrap_or("Document")
         .to_owned();
@@ -778,82 +819,156 @@ pub async fn add(
     }
 }
 
+/// Who acted, as the history names them.
+enum Actor {
+    /// The holder (their Patient is the agent).
+    You,
+    Professional(String),
+    Service(String),
+    /// A step of the account made before anyone was identified.
+    Someone,
+}
+
+fn actor_of(event: &Value) -> Actor {
+    let user = &event["agent"][0];
+    if user
+        .pointer("/who/reference")
+        .and_then(Value::as_str)
+        .is_some_and(|reference| reference.starts_with("Patient/"))
+    {
+        return Actor::You;
+    }
+    let named = user["name"].as_str();
+    match (
+        user.pointer("/who/identifier/system")
+            .and_then(Value::as_str),
+        user.pointer("/who/identifier/value")
+            .and_then(Value::as_str),
+    ) {
+        (Some(IDNAT_PS), Some(id)) => Actor::Professional(
+            named.map_or_else(|| format!("Le professionnel {id}"), str::to_owned),
+        ),
+        (_, Some(id)) => {
+            Actor::Service(named.map_or_else(|| format!("Le service {id}"), str::to_owned))
+        }
+        _ if user.pointer("/who/display").and_then(Value::as_str)
+            == Some("unauthenticated caller") =>
+        {
+            Actor::Someone
+        }
+        _ => Actor::Service(named.unwrap_or("Un service").to_owned()),
+    }
+}
+
+const IDNAT_PS: &str = "urn:oid:1.2.250.1.71.4.2.1";
+
+/// The type of the first resource of the space the event names (not the Patient).
+fn resource_named(event: &Value) -> &str {
+    event["entity"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entity| entity.pointer("/what/reference").and_then(Value::as_str))
+        .filter_map(|reference| reference.split_once('/').map(|(kind, _)| kind))
+        .find(|kind| *kind != "Patient")
+        .unwrap_or("")
+}
+
 /// One event of the trace as a sentence in French (R-PAT-4).
 fn history_sentence(event: &Value) -> String {
+    let actor = actor_of(event);
     let user = &event["agent"][0];
-    let who = user["name"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            user.pointer("/who/identifier/value")
-                .and_then(Value::as_str)
-                .map(|id| format!("Le professionnel {id}"))
-        })
-        .unwrap_or_else(|| {
-            if user
-                .pointer("/who/reference")
-                .and_then(Value::as_str)
-                .is_some_and(|r| r.starts_with("Patient/"))
-            {
-                "Vous".to_owned()
-            } else {
-                user.pointer("/who/display")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Un service")
-                    .to_owned()
-            }
-        });
-    let profession = match user
-        .pointer("/role/0/coding/0/code")
-        .and_then(Value::as_str)
-    {
-        Some("10") => ", médecin,",
-        Some("21") => ", pharmacien,",
-        Some("40") => ", chirurgien-dentiste,",
-        Some("50") => ", sage-femme,",
-        Some("60") => ", infirmier,",
-        Some(_) => ", professionnel de santé,",
-        None => "",
+    let (who, you) = match &actor {
+        Actor::You => ("Vous".to_owned(), true),
+        Actor::Professional(name) | Actor::Service(name) => (name.clone(), false),
+        Actor::Someone => ("Quelqu'un".to_owned(), false),
     };
+    let profession = match (
+        &actor,
+        user.pointer("/role/0/coding/0/code")
+            .and_then(Value::as_str),
+    ) {
+        (Actor::Professional(_), Some("10")) => ", médecin,",
+        (Actor::Professional(_), Some("21")) => ", pharmacien,",
+        (Actor::Professional(_), Some("40")) => ", chirurgien-dentiste,",
+        (Actor::Professional(_), Some("50")) => ", sage-femme,",
+        (Actor::Professional(_), Some("60")) => ", infirmier,",
+        (Actor::Professional(_), _) => ", professionnel de santé,",
+        _ => "",
+    };
+    let has = if you { "avez" } else { "a" };
     let subtype = event
         .pointer("/subtype/0/code")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let documents = event["entity"]
+    let searched = event["entity"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|entity| {
+        .find_map(|entity| {
             entity
-                .pointer("/what/reference")
+                .pointer("/detail/0/valueString")
                 .and_then(Value::as_str)
-                .is_some_and(|reference| reference.starts_with("DocumentReference/"))
-        })
-        .count();
-    // The holder's own acts are told in the second person.
-    let you = who == "Vous";
-    let has = if you { "avez" } else { "a" };
+        });
+    let named = match (subtype, searched) {
+        ("search-type", Some(kind)) => kind,
+        _ => resource_named(event),
+    };
+    let thing = match named {
+        "DocumentReference" | "Binary" => "un document",
+        "Communication" => "un message",
+        "Consent" => "vos paramètres de confidentialité",
+        "AuditEvent" => "l'historique",
+        _ => "votre espace",
+    };
     let what = match subtype {
-        "read" | "vread" if documents > 0 => format!("{has} consulté un document"),
-        "search-type" => format!("{has} consulté la liste des documents"),
-        "create" => format!("{has} déposé un document"),
-        "update" | "patch" => format!("{has} modifié un document"),
-        "delete" => format!("{has} supprimé un élément"),
+        "read" | "vread" => format!("{has} consulté {thing}"),
+        "search-type" if thing == "votre espace" => format!("{has} consulté votre espace"),
+        "search-type" => format!(
+            "{has} consulté {}",
+            match thing {
+                "un document" => "la liste des documents",
+                "un message" => "les messages",
+                other => other,
+            }
+        ),
+        "create" => match thing {
+            "un document" => format!("{has} déposé un document"),
+            "un message" => format!("{has} envoyé un message"),
+            "votre espace" => format!("{has} créé votre espace"),
+            other => format!("{has} modifié {other}"),
+        },
+        "update" | "patch" => format!("{has} modifié {thing}"),
+        "delete" => format!("{has} supprimé {thing}"),
+        "operation" => format!("{has} changé l'état de votre espace"),
         "110122" if you => "vous êtes connecté(e) à Mon espace santé".to_owned(),
         "110122" => "s'est connecté(e) à Mon espace santé".to_owned(),
         "110123" if you => "vous êtes déconnecté(e)".to_owned(),
         "110123" => "s'est déconnecté(e)".to_owned(),
-        "read" => format!("{has} consulté l'espace"),
-        "" => format!("{has} agi sur l'espace"),
-        other => format!("{has} fait « {other} »"),
+        "provisional-code-asked" => format!("{has} demandé un code provisoire"),
+        "provisional-code-sent" => "Un code provisoire a été envoyé".to_owned(),
+        "first-sign-in" => format!("{has} fait une première connexion avec le code provisoire"),
+        "contacts-confirmed" => format!("{has} confirmé les coordonnées de contact"),
+        "credentials-chosen" => format!("{has} choisi l'identifiant et le mot de passe"),
+        "password-checked" => format!("{has} saisi le mot de passe (code de connexion envoyé)"),
+        "password-changed" => format!("{has} changé le mot de passe"),
+        "app-authorised" => format!("{has} autorisé une application"),
+        "app-revoked" => format!("{has} retiré l'autorisation d'une application"),
+        "token-issued" => "Une application a reçu un jeton d'accès".to_owned(),
+        _ => format!("{has} agi sur votre espace"),
     };
     let outcome = if event["outcome"] == "0" {
         ""
     } else {
         " (refusé)"
     };
+    let subject = if what.starts_with(char::is_uppercase) {
+        String::new()
+    } else {
+        format!("{who}{profession} ")
+    };
     let mut sentence = format!(
-        "{who}{profession} {what} le {}{outcome}.",
+        "{subject}{what} le {}{outcome}.",
         french_date(event["recorded"].as_str().unwrap_or(""), true)
     );
     let mode = event
@@ -913,10 +1028,14 @@ pub async fn history(
     if !to.is_empty() {
         params.push(("date".into(), format!("le{to}")));
     }
+    // By default the history tells what others did; the holder's own acts on
+    // demand (`tous=1`).
+    let everyone = query_value(&query, "tous") == "1";
     let (entries_found, error) = match fhir.search("AuditEvent", params).await {
         Ok(bundle) => (
             entries(&bundle)
                 .into_iter()
+                .filter(|event| everyone || !matches!(actor_of(event), Actor::You))
                 .filter(|event| {
                     professional.is_empty()
                         || event
@@ -935,6 +1054,7 @@ pub async fn history(
         notice: None,
         error,
         professional: &professional,
+        everyone,
         from,
         to,
         entries: entries_found,

@@ -280,7 +280,7 @@ fn r_ui_1_the_history_tells_a_professionals_access_and_another_space_stays_close
             .status,
         200
     );
-    let history = browser.get("/espace/historique");
+    let history = browser.get("/espace/historique?tous=1");
     assert_eq!(history.status, 200);
     assert!(
         history
@@ -290,6 +290,10 @@ fn r_ui_1_the_history_tells_a_professionals_access_and_another_space_stays_close
         history.body
     );
     assert!(unescape(&history.body).contains("Vous vous êtes connecté(e) à Mon espace santé"));
+    // By default, what others did only.
+    let others = unescape(&browser.get("/espace/historique").body);
+    assert!(others.contains("Le professionnel 810000000001, médecin, a consulté un document le "));
+    assert!(!others.contains("Vous vous êtes connecté(e)"));
     let filtered = browser.get("/espace/historique?professionnel=810000000099");
     assert!(filtered.body.contains("Aucun accès sur cette période."));
     // Another holder's document: refused through the pipeline, as to any client.
