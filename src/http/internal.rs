@@ -24,6 +24,13 @@ pub async fn call_as(
     accept: &str,
     classify: impl FnOnce(actix_web::web::Bytes) -> Result<Call, ApiError>,
 ) -> HttpResponse {
+    // An id a page was given (a path segment, a form field) may make no URI: it
+    // names no resource.
+    if path.parse::<actix_web::http::Uri>().is_err() {
+        return actix_web::ResponseError::error_response(&ApiError::not_found(
+            "no resource has this id",
+        ));
+    }
     let mut request = actix_web::test::TestRequest::default()
         .method(method)
         .uri(path)

@@ -74,6 +74,11 @@ const TYPES: [(&str, &str); 24] = [
     ("DOCPAT03", "Ordonnance"),
     ("DOCPAT04", "Compte rendu"),
 ];
+/// Events read per search of the history, searches per page at most, and the
+/// entries after which a page stops reading.
+const HISTORY_WINDOW: usize = 100;
+const HISTORY_WINDOWS: usize = 20;
+const HISTORY_SHOWN: usize = 100;
 /// Media types shown in the browser; anything else is downloaded.
 const SHOWN: [&str; 3] = ["application/pdf", "image/png", "image/jpeg"];
 /// Bytes of a document the holder adds.
@@ -154,6 +159,8 @@ struct HistoryPage<'a> {
     from: &'a str,
     to: &'a str,
     entries: Vec<String>,
+    /// The query of the next part of the history, when there is more.
+    more: Option<String>,
 }
 
 /// `DD/MM/YYYY` of a FHIR date or instant (and ` à HH:MM` with `time`, in UTC).
@@ -224,17 +231,22 @@ fn document_row(document: &Value) -> DocumentRow {
         .into_iter()
         .flatten()
         .find_map(|author| {
-            author["display"]
-                .as_str()
-                .or_else(|| author.pointer("/identifier/value").and_then(Value::as_str))
-                .or_else(|| author["reference"].as_str())
+            // The name a depositor gave is not checked; their identifier is.
+            let id = author
+                .pointer("/identifier/value")
+                .and_then(Value::as_str)?;
+            Some(match author["display"].as_str() {
+                Some(name) => format!("{name} (identifiant {id})"),
+                None => format!("identifiant {id}"),
+            })
         })
-        .unwrap_or(if category_code == "90" {
-            "vous"
-        } else {
-            "un professionnel de santé"
-        })
-        .to_owned();
+        .unwrap_or_else(|| {
+            if category_code == "90" {
+                "vous".to_owned()
+            } else {
+                "un professionnel de santé".to_owned()
+            }
+        });
     DocumentRow {
         id: document["id"].as_str().unwrap_or("").to_owned(),
         title,
@@ -256,6 +268,26 @@ fn entries(bundle: &Value) -> Vec<&Value> {
         .filter(|entry| entry.pointer("/search/mode").and_then(Value::as_str) != Some("include"))
         .map(|entry| &entry["resource"])
         .collect()
+}
+
+/// Who sent a message, as the holder may trust it: a professional by their
+/// IdNat_PS (which the server checks, R-MSG-5) beside the name they gave (which it
+/// does not), the service by its own identifier, the holder as « Vous ».
+pub(super) fn sender_of(message: &Value, patient: &str) -> String {
+    let sender = &message["sender"];
+    if sender["reference"].as_str() == Some(format!("Patient/{patient}").as_str()) {
+        return "Vous".to_owned();
+    }
+    let system = sender.pointer("/identifier/system").and_then(Value::as_str);
+    let value = sender.pointer("/identifier/value").and_then(Value::as_str);
+    match (system, value) {
+        (Some(IDNAT_PS), Some(id)) => match sender["display"].as_str() {
+            Some(name) => format!("{name} (professionnel de santé, identifiant {id})"),
+            None => format!("Professionnel de santé, identifiant {id}"),
+        },
+        (Some(crate::notify::SERVICE_SYSTEM), _) => "Mon espace santé".to_owned(),
+        _ => "Expéditeur non vérifié".to_owned(),
+    }
 }
 
 /// The signed-in holder and their FHIR client, or the sign-in page.
@@ -319,7 +351,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
             Vec::new()
         }
     };
-    let communications = fhir
+    let mut communications = fhir
         .search(
             "Communication",
             vec![
@@ -330,6 +362,37 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
         )
         .await
         .unwrap_or_default();
+    // The latest notifications on their own: messages never push an emergency
+    // access's notice off the page.
+    let told = fhir
+        .search(
+            "Communication",
+            vec![
+                ("patient".into(), patient.clone()),
+                (
+                    "category".into(),
+                    format!("{}|notification", crate::notify::CATEGORY_SYSTEM),
+                ),
+                ("_sort".into(), "-sent".into()),
+                ("_count".into(), "5".into()),
+            ],
+        )
+        .await
+        .unwrap_or_default();
+    if let (Some(all), Some(notices)) = (
+        communications["entry"].as_array_mut(),
+        told["entry"].as_array(),
+    ) {
+        all.retain(|entry| {
+            !entry["resource"]["category"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(codes)
+                .any(|coding| coding["code"] == "notification")
+        });
+        all.extend(notices.iter().cloned());
+    }
     let mut messages = Vec::new();
     let mut notifications = Vec::new();
     for communication in entries(&communications) {
@@ -340,12 +403,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
             .flat_map(codes)
             .any(|coding| coding["code"] == "notification");
         let row = MessageRow {
-            from: communication
-                .pointer("/sender/display")
-                .or_else(|| communication.pointer("/sender/identifier/value"))
-                .and_then(Value::as_str)
-                .unwrap_or("Mon espace santé")
-                .to_owned(),
+            from: sender_of(communication, &patient),
             date: french_date(communication["sent"].as_str().unwrap_or(""), true),
             text: communication
                 .pointer("/payload/0/contentString")
@@ -543,7 +601,10 @@ pub async fn content(state: State, request: HttpRequest, path: web::Path<String>
         }
         bytes.to_vec()
     } else {
-        Vec::new()
+        return HttpResponse::NotFound()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/plain; charset=utf-8")
+            .body("Le contenu de ce document n'est pas disponible ici.");
     };
     let shown = SHOWN.contains(&kind.as_str());
     let served_as = if shown {
@@ -780,7 +841,14 @@ pub async fn add(
             Some("Donnez un titre au document.".into()),
         );
     }
-    if !SHOWN.contains(&upload.file_type.as_str()) || upload.file.is_empty() {
+    // The bytes must be what their media type says (a page served inline later).
+    let looks_right = match upload.file_type.as_str() {
+        "application/pdf" => upload.file.starts_with(b"%PDF-"),
+        "image/png" => upload.file.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => upload.file.starts_with(&[0xff, 0xd8, 0xff]),
+        _ => false,
+    };
+    if !looks_right {
         return add_page(
             &csrf,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -823,20 +891,32 @@ pub async fn add(
 enum Actor {
     /// The holder (their Patient is the agent).
     You,
+    /// Another holder (an attempt on this space, refused).
+    OtherHolder,
+    Representative,
     Professional(String),
     Service(String),
     /// A step of the account made before anyone was identified.
     Someone,
 }
 
-fn actor_of(event: &Value) -> Actor {
+fn actor_of(event: &Value, patient: &str) -> Actor {
     let user = &event["agent"][0];
-    if user
-        .pointer("/who/reference")
-        .and_then(Value::as_str)
-        .is_some_and(|reference| reference.starts_with("Patient/"))
+    if let Some(reference) = user.pointer("/who/reference").and_then(Value::as_str)
+        && reference.starts_with("Patient/")
     {
-        return Actor::You;
+        return if reference == format!("Patient/{patient}") {
+            Actor::You
+        } else {
+            Actor::OtherHolder
+        };
+    }
+    if user
+        .pointer("/role/0/coding/0/code")
+        .and_then(Value::as_str)
+        == Some("GUARD")
+    {
+        return Actor::Representative;
     }
     let named = user["name"].as_str();
     match (
@@ -864,24 +944,36 @@ const IDNAT_PS: &str = "urn:oid:1.2.250.1.71.4.2.1";
 
 /// The type of the first resource of the space the event names (not the Patient).
 fn resource_named(event: &Value) -> &str {
-    event["entity"]
+    let mut kinds = event["entity"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|entity| entity.pointer("/what/reference").and_then(Value::as_str))
-        .filter_map(|reference| reference.split_once('/').map(|(kind, _)| kind))
-        .find(|kind| *kind != "Patient")
-        .unwrap_or("")
+        .filter_map(|reference| reference.split_once('/').map(|(kind, _)| kind));
+    let first = kinds.next();
+    match (first, kinds.find(|kind| *kind != "Patient")) {
+        (_, Some(other)) => other,
+        (Some("Patient"), None)
+            if event["subtype"][0]["code"] != "delete"
+                && event["subtype"][0]["code"] != "create" =>
+        {
+            "Patient"
+        }
+        (Some(kind), None) if kind != "Patient" => kind,
+        _ => "",
+    }
 }
 
 /// One event of the trace as a sentence in French (R-PAT-4).
-fn history_sentence(event: &Value) -> String {
-    let actor = actor_of(event);
+fn history_sentence(event: &Value, patient: &str) -> String {
+    let actor = actor_of(event, patient);
     let user = &event["agent"][0];
     let (who, you) = match &actor {
         Actor::You => ("Vous".to_owned(), true),
         Actor::Professional(name) | Actor::Service(name) => (name.clone(), false),
         Actor::Someone => ("Quelqu'un".to_owned(), false),
+        Actor::OtherHolder => ("Un autre usager".to_owned(), false),
+        Actor::Representative => ("Un représentant légal".to_owned(), false),
     };
     let profession = match (
         &actor,
@@ -919,7 +1011,10 @@ fn history_sentence(event: &Value) -> String {
         "Communication" => "un message",
         "Consent" => "vos paramètres de confidentialité",
         "AuditEvent" => "l'historique",
-        _ => "votre espace",
+        "Patient" => "votre espace",
+        // What the event names is not shown here (a document not yet visible to
+        // the holder, a resource answered "not known").
+        _ => "un élément",
     };
     let what = match subtype {
         "read" | "vread" => format!("{has} consulté {thing}"),
@@ -936,6 +1031,7 @@ fn history_sentence(event: &Value) -> String {
             "un document" => format!("{has} déposé un document"),
             "un message" => format!("{has} envoyé un message"),
             "votre espace" => format!("{has} créé votre espace"),
+            "un élément" => format!("{has} ajouté un élément"),
             other => format!("{has} modifié {other}"),
         },
         "update" | "patch" => format!("{has} modifié {thing}"),
@@ -950,7 +1046,10 @@ fn history_sentence(event: &Value) -> String {
         "first-sign-in" => format!("{has} fait une première connexion avec le code provisoire"),
         "contacts-confirmed" => format!("{has} confirmé les coordonnées de contact"),
         "credentials-chosen" => format!("{has} choisi l'identifiant et le mot de passe"),
-        "password-checked" => format!("{has} saisi le mot de passe (code de connexion envoyé)"),
+        "password-checked" if event["outcome"] == "0" => {
+            format!("{has} saisi le mot de passe (code de connexion envoyé)")
+        }
+        "password-checked" => format!("{has} saisi un mot de passe"),
         "password-changed" => format!("{has} changé le mot de passe"),
         "app-authorised" => format!("{has} autorisé une application"),
         "app-revoked" => format!("{has} retiré l'autorisation d'une application"),
@@ -1017,25 +1116,44 @@ pub async fn history(
         filter_date(query_value(&query, "du")),
         filter_date(query_value(&query, "au")),
     );
-    let mut params = vec![
-        ("patient".to_owned(), session.patient.clone()),
-        ("_sort".to_owned(), "-date".to_owned()),
-        ("_count".to_owned(), "100".to_owned()),
-    ];
-    if !from.is_empty() {
-        params.push(("date".into(), format!("ge{from}")));
-    }
-    if !to.is_empty() {
-        params.push(("date".into(), format!("le{to}")));
-    }
     // By default the history tells what others did; the holder's own acts on
-    // demand (`tous=1`).
+    // demand (`tous=1`). The filters that the search cannot take (who acted) are
+    // applied to windows of the trace read one after the other, up to
+    // HISTORY_WINDOWS of them; past that, a link goes on from where the reading
+    // stopped (`depuis`), so that nothing can be pushed out of reach.
     let everyone = query_value(&query, "tous") == "1";
-    let (entries_found, error) = match fhir.search("AuditEvent", params).await {
-        Ok(bundle) => (
-            entries(&bundle)
+    let mut offset: usize = query_value(&query, "depuis").parse().unwrap_or(0);
+    let mut entries_found = Vec::new();
+    let mut error = None;
+    let mut more = None;
+    for _ in 0..HISTORY_WINDOWS {
+        let mut params = vec![
+            ("patient".to_owned(), session.patient.clone()),
+            ("_sort".to_owned(), "-date".to_owned()),
+            ("_count".to_owned(), HISTORY_WINDOW.to_string()),
+            ("_offset".to_owned(), offset.to_string()),
+        ];
+        if !from.is_empty() {
+            params.push(("date".into(), format!("ge{from}")));
+        }
+        if !to.is_empty() {
+            params.push(("date".into(), format!("le{to}")));
+        }
+        let bundle = match fhir.search("AuditEvent", params).await {
+            Ok(bundle) => bundle,
+            Err(refused) => {
+                error = Some(refused_text(&refused));
+                break;
+            }
+        };
+        let window = entries(&bundle);
+        let read = window.len();
+        entries_found.extend(
+            window
                 .into_iter()
-                .filter(|event| everyone || !matches!(actor_of(event), Actor::You))
+                .filter(|event| {
+                    everyone || !matches!(actor_of(event, &session.patient), Actor::You)
+                })
                 .filter(|event| {
                     professional.is_empty()
                         || event
@@ -1043,12 +1161,32 @@ pub async fn history(
                             .and_then(Value::as_str)
                             == Some(professional.as_str())
                 })
-                .map(history_sentence)
-                .collect(),
-            None,
-        ),
-        Err(refused) => (Vec::new(), Some(refused_text(&refused))),
-    };
+                .map(|event| history_sentence(event, &session.patient)),
+        );
+        offset += read;
+        let has_next = bundle["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|link| link["relation"] == "next");
+        if !has_next {
+            more = None;
+            break;
+        }
+        more = Some(offset);
+        if entries_found.len() >= HISTORY_SHOWN {
+            break;
+        }
+    }
+    let more = more.map(|offset| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("professionnel", &professional)
+            .append_pair("du", from)
+            .append_pair("au", to)
+            .append_pair("tous", if everyone { "1" } else { "" })
+            .append_pair("depuis", &offset.to_string())
+            .finish()
+    });
     let html = render(&HistoryPage {
         section: "historique",
         notice: None,
@@ -1058,6 +1196,7 @@ pub async fn history(
         from,
         to,
         entries: entries_found,
+        more,
     });
     page(StatusCode::OK, html, &csrf, None)
 }

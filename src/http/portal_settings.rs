@@ -181,16 +181,7 @@ async fn messages_page(
                         .is_some_and(|sender| sender == format!("Patient/{}", session.patient));
                     MessageView {
                         id: message["id"].as_str().unwrap_or("").to_owned(),
-                        from: if own {
-                            "Vous".to_owned()
-                        } else {
-                            message
-                                .pointer("/sender/display")
-                                .or_else(|| message.pointer("/sender/identifier/value"))
-                                .and_then(Value::as_str)
-                                .unwrap_or("Mon espace santé")
-                                .to_owned()
-                        },
+                        from: super::portal::sender_of(message, &session.patient),
                         date: french_instant(message["sent"].as_str().unwrap_or("")),
                         text: message["payload"]
                             .as_array()
@@ -310,7 +301,17 @@ pub async fn message_post(
         }
         "supprimer" => fhir.delete("Communication", &id).await.map(|()| "supprime"),
         "enregistrer" => {
-            let index = form.get("index").parse::<usize>().unwrap_or(0).to_string();
+            let Ok(index) = form.get("index").parse::<usize>() else {
+                return messages_page(
+                    &state,
+                    &request,
+                    &csrf,
+                    None,
+                    Some("Cette pièce jointe n'existe pas.".into()),
+                )
+                .await;
+            };
+            let index = index.to_string();
             fhir.invoke_json(
                 "Communication",
                 &id,
@@ -516,14 +517,27 @@ pub async fn privacy_post(
                 Err(refused) => Err(refused),
                 Ok(bundle) => {
                     let mut result = Ok(());
+                    let consents = entries(&bundle);
                     for (purpose, _) in EMERGENCY {
                         let wanted = match form.get(purpose) {
                             "permit" => "permit",
                             "deny" => "deny",
                             _ => continue,
                         };
-                        // The setting's earlier Consents go, the new one stays.
-                        for old in entries(&bundle).into_iter().filter(|consent| {
+                        if allows(&consents, purpose) == (wanted == "permit") {
+                            continue;
+                        }
+                        // The new choice is stored before the earlier ones go: an
+                        // opposition never lapses in between (a deny wins while
+                        // both stand).
+                        if let Err(refused) = fhir
+                            .create("Consent", consent(&patient, wanted, None, Some(purpose)))
+                            .await
+                        {
+                            result = Err(refused);
+                            continue;
+                        }
+                        for old in consents.iter().filter(|consent| {
                             consent["provision"]["actor"].is_null()
                                 && consent["provision"]["purpose"]
                                     .as_array()
@@ -536,12 +550,6 @@ pub async fn privacy_post(
                             {
                                 result = Err(refused);
                             }
-                        }
-                        if let Err(refused) = fhir
-                            .create("Consent", consent(&patient, wanted, None, Some(purpose)))
-                            .await
-                        {
-                            result = Err(refused);
                         }
                     }
                     result
@@ -636,6 +644,9 @@ async fn my_space_page(
             "Vous vous opposez à Mon espace santé. Le justificatif d'opposition (PDF) sera téléchargé : gardez-le, il ne sera plus disponible par la suite."
         }
         "reopen" => "Votre espace sera rouvert avec les données archivées.",
+        "activate" => {
+            "Votre espace sera activé : vous aurez la main sur votre santé et les professionnels autorisés y accéderont."
+        }
         _ => "",
     };
     let html = render(&MySpacePage {
@@ -682,6 +693,7 @@ pub async fn my_space_post(
         ),
         "oppose" => ("$oppose", vec![], "application/pdf"),
         "reopen" => ("$reopen", vec![], super::FHIR_JSON),
+        "activate" => ("$activate", vec![], super::FHIR_JSON),
         _ => return see_other("/espace/mon-espace"),
     };
     let (status, _, bytes) = fhir

@@ -549,3 +549,100 @@ fn r_ui_1_the_space_is_closed_reopened_and_opposed_with_a_confirmation_each() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&pdf));
     assert!(lopdf::Document::load_mem(&pdf).is_ok());
 }
+
+#[test]
+fn r_ui_1_mends_emergency_choices_hold_history_reaches_past_a_flood_senders_are_verified() {
+    let (h, mut browser, me) = signed_in_holder();
+    let page = browser.get("/espace/confidentialite");
+    let csrf = page.field("csrf");
+    let oppose = [
+        ("csrf", csrf.as_str()),
+        ("BTG", "deny"),
+        ("ETREAT", "permit"),
+        ("MASKED", "deny"),
+    ];
+    assert_eq!(
+        browser
+            .post("/espace/confidentialite/urgence", &oppose)
+            .status,
+        303
+    );
+    let consents = || {
+        h.app.query_texts(&format!("SELECT res_id AS text FROM resources WHERE res_type = 'Consent' AND deleted = false AND content LIKE '%{me}%' ORDER BY res_id"))
+    };
+    let before = consents();
+    // Saving the same choices again changes nothing (no moment without the opposition).
+    assert_eq!(
+        browser
+            .post("/espace/confidentialite/urgence", &oppose)
+            .status,
+        303
+    );
+    assert_eq!(consents(), before);
+    // A flood of identity lookups does not push a professional's access out of reach.
+    let report = h
+        .app
+        .create(&As::doctor(), &document(&me, "11488-4", "2024-03-02"));
+    assert_eq!(
+        h.app
+            .get(&format!("DocumentReference/{report}"), &As::doctor())
+            .status,
+        200
+    );
+    let ins = h
+        .app
+        .get(&format!("Patient/{me}"), &As::Patient(me.clone()))
+        .json()["identifier"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snoop = As::Professional {
+        id_nat_ps: "810000000099".into(),
+        profession: "10".into(),
+    };
+    for _ in 0..110 {
+        h.app.get(
+            &format!("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{ins}"),
+            &snoop,
+        );
+    }
+    let found = unescape(
+        &browser
+            .get("/espace/historique?professionnel=810000000001")
+            .body,
+    );
+    assert!(found.contains("a consulté un document"), "{found}");
+    // The sender's name a professional gives is shown with their verified identifier.
+    let mut message =
+        crate::support::fixtures::message_from(&me, "810000000001", "2024-05-02T10:00:00Z");
+    message["sender"]["display"] = serde_json::json!("Mon espace santé (service officiel)");
+    h.app.create(&As::doctor(), &message);
+    let messages = unescape(&browser.get("/espace/messages").body);
+    assert!(
+        messages.contains(
+            "Mon espace santé (service officiel) (professionnel de santé, identifiant 810000000001)"
+        ),
+        "{messages}"
+    );
+    // Ids that make no URI are not known, and the server keeps serving.
+    assert_eq!(browser.get("/espace/documents/x%20y").status, 404);
+    assert_eq!(browser.get("/espace").status, 200);
+    // An upload whose bytes are not what its type says is refused.
+    let form = browser.get("/espace/documents/ajouter");
+    let (kind, body) = multipart(
+        &[("csrf", &form.field("csrf")), ("titre", "Faux")],
+        (
+            "x.pdf",
+            "application/pdf",
+            b"<html><script>alert(1)</script>",
+        ),
+    );
+    let refused = browser
+        .agent
+        .post(&browser.url("/espace/documents/ajouter"))
+        .header("Cookie", &browser.cookie_header())
+        .header("Content-Type", &kind)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 415);
+}
