@@ -4,6 +4,7 @@
 pub mod account;
 pub mod body;
 pub mod capability;
+pub mod cda;
 pub mod enrolment;
 pub mod handlers;
 pub mod internal;
@@ -251,6 +252,11 @@ fn page_routes(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/espace/documents/{id}/contenu")
                 .route(web::get().to(portal::content))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/documents/{id}/lecture")
+                .route(web::get().to(portal::reading))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

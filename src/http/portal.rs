@@ -95,6 +95,8 @@ struct DocumentRow {
     masked: bool,
     own: bool,
     inline: bool,
+    /// A CDA, read as text on its own page.
+    structured: bool,
 }
 
 struct MessageRow {
@@ -254,6 +256,10 @@ fn document_row(document: &Value) -> DocumentRow {
         category,
         author,
         inline: SHOWN.contains(&format.as_str()),
+        structured: matches!(
+            format.as_str(),
+            "text/xml" | "application/xml" | "application/hl7-v3+xml"
+        ),
         format,
         masked,
         own: category_code == "90",
@@ -557,26 +563,19 @@ pub async fn document(state: State, request: HttpRequest, path: web::Path<String
     }
 }
 
-/// `GET /espace/documents/{id}/contenu`: the document's bytes, shown in the
-/// browser (PDF, PNG, JPEG) or downloaded, never run: no script, no style, no
-/// frame of this site around it.
-pub async fn content(state: State, request: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let id = path.into_inner();
-    let (_, fhir) = match signed_in(&state, &request, "/espace/documents").await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let document = match fhir.read("DocumentReference", &id).await {
-        Ok(document) => document,
-        Err(refused) => {
-            return HttpResponse::build(
-                StatusCode::from_u16(refused.status).unwrap_or(StatusCode::NOT_FOUND),
-            )
+/// A document's media type and bytes (inline, or its Binary read through the
+/// pipeline), or the answer to give instead.
+async fn document_bytes(fhir: &Fhir<'_>, id: &str) -> Result<(String, Vec<u8>), HttpResponse> {
+    let unavailable = |status: u16, text: String| {
+        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .content_type("text/plain; charset=utf-8")
-            .body(refused_text(&refused));
-        }
+            .body(text)
     };
+    let document = fhir
+        .read("DocumentReference", id)
+        .await
+        .map_err(|refused| unavailable(refused.status, refused_text(&refused)))?;
     let attachment = &document["content"][0]["attachment"];
     let kind = attachment["contentType"]
         .as_str()
@@ -592,19 +591,33 @@ pub async fn content(state: State, request: HttpRequest, path: web::Path<String>
     {
         let (status, _, bytes) = fhir.read_bytes("Binary", &binary, &kind).await;
         if status != 200 {
-            return HttpResponse::build(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
-            )
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .content_type("text/plain; charset=utf-8")
-            .body("Le contenu de ce document n'est pas disponible.");
+            return Err(unavailable(
+                status,
+                "Le contenu de ce document n'est pas disponible.".into(),
+            ));
         }
         bytes.to_vec()
     } else {
-        return HttpResponse::NotFound()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .content_type("text/plain; charset=utf-8")
-            .body("Le contenu de ce document n'est pas disponible ici.");
+        return Err(unavailable(
+            404,
+            "Le contenu de ce document n'est pas disponible ici.".into(),
+        ));
+    };
+    Ok((kind, bytes))
+}
+
+/// `GET /espace/documents/{id}/contenu`: the document's bytes, shown in the
+/// browser (PDF, PNG, JPEG) or downloaded, never run: no script, no style, no
+/// frame of this site around it.
+pub async fn content(state: State, request: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    let (_, fhir) = match signed_in(&state, &request, "/espace/documents").await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (kind, bytes) = match document_bytes(&fhir, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let shown = SHOWN.contains(&kind.as_str());
     let served_as = if shown {
@@ -635,6 +648,48 @@ pub async fn content(state: State, request: HttpRequest, path: web::Path<String>
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(bytes)
+}
+
+#[derive(Template)]
+#[template(path = "cda.html")]
+struct CdaPage<'a> {
+    section: &'a str,
+    notice: Option<&'a str>,
+    error: Option<String>,
+    id: &'a str,
+    title: String,
+    sections: Vec<(String, Vec<String>)>,
+}
+
+/// `GET /espace/documents/{id}/lecture`: a CDA document read as text (its title,
+/// its sections' titles and narrative).
+pub async fn reading(state: State, request: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let csrf = csrf_of(&state, &request);
+    let id = path.into_inner();
+    let (_, fhir) = match signed_in(&state, &request, "/espace/documents").await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (_, bytes) = match document_bytes(&fhir, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(readable) = super::cda::read(&bytes) else {
+        return see_other(&format!("/espace/documents/{id}"));
+    };
+    let html = render(&CdaPage {
+        section: "documents",
+        notice: None,
+        error: None,
+        id: &id,
+        title: if readable.title.is_empty() {
+            "Document".to_owned()
+        } else {
+            readable.title
+        },
+        sections: readable.sections,
+    });
+    page(StatusCode::OK, html, &csrf, None)
 }
 
 /// A document action from a form: checks the CSRF token, runs it, and goes

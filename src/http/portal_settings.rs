@@ -47,6 +47,9 @@ struct PrivacyPage<'a> {
     authorised: Vec<(String, String)>,
     /// (purpose, legend, allowed).
     emergency: Vec<(&'static str, &'static str, bool)>,
+    /// The professionals who accessed the space: (IdNat_PS, name given, last
+    /// access), newest first.
+    accessed: Vec<(String, String, String)>,
 }
 
 #[derive(Template)]
@@ -419,8 +422,10 @@ async fn privacy_page(
             .filter_map(|consent| Some((consent["id"].as_str()?.to_owned(), actor_of(consent)?)))
             .collect()
     };
+    let accessed = professionals_who_accessed(&fhir, &session.patient).await;
     let html = render(&PrivacyPage {
         section: "confidentialite",
+        accessed,
         notice,
         error,
         csrf: &csrf.value,
@@ -440,6 +445,61 @@ pub async fn privacy(state: State, request: HttpRequest) -> HttpResponse {
     let csrf = csrf_of(&state, &request);
     let notice = (request.query_string() == "fait=oui").then_some("Vos choix sont enregistrés.");
     privacy_page(&state, &request, &csrf, notice, None).await
+}
+
+/// The professionals whose accesses the trace holds (its latest 500 events):
+/// each once, with the name they gave and their latest access.
+async fn professionals_who_accessed(
+    fhir: &Fhir<'_>,
+    patient: &str,
+) -> Vec<(String, String, String)> {
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for window in 0..5 {
+        let Ok(bundle) = fhir
+            .search(
+                "AuditEvent",
+                vec![
+                    ("patient".into(), patient.to_owned()),
+                    ("_sort".into(), "-date".into()),
+                    ("_count".into(), "100".into()),
+                    ("_offset".into(), (window * 100).to_string()),
+                ],
+            )
+            .await
+        else {
+            break;
+        };
+        let events = entries(&bundle);
+        let read = events.len();
+        for event in events {
+            let user = &event["agent"][0];
+            if user
+                .pointer("/who/identifier/system")
+                .and_then(Value::as_str)
+                != Some(IDNAT_PS)
+            {
+                continue;
+            }
+            let Some(id) = user
+                .pointer("/who/identifier/value")
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            if seen.iter().any(|(known, _, _)| known == id) {
+                continue;
+            }
+            seen.push((
+                id.to_owned(),
+                user["name"].as_str().unwrap_or("").to_owned(),
+                french_instant(event["recorded"].as_str().unwrap_or("")),
+            ));
+        }
+        if read < 100 {
+            break;
+        }
+    }
+    seen
 }
 
 /// A Consent of the holder's space (the shape of IHE PCF the API takes).

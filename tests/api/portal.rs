@@ -422,6 +422,12 @@ fn r_ui_1_privacy_settings_block_authorise_and_set_emergencies_through_consents(
     assert_eq!(reads(&colleague), 200);
     let page = browser.get("/espace/confidentialite");
     assert!(page.body.contains("810000000077"));
+    // The professionals who accessed the space, each with a way to block them.
+    assert!(
+        unescape(&page.body).contains("identifiant 810000000077, dernier accès le"),
+        "{}",
+        page.body
+    );
     let consent_id = page.field("consent");
     let withdrawn = browser.post(
         "/espace/confidentialite/retirer",
@@ -645,4 +651,53 @@ fn r_ui_1_mends_emergency_choices_hold_history_reaches_past_a_flood_senders_are_
         .send(&body[..])
         .unwrap();
     assert_eq!(refused.status().as_u16(), 415);
+}
+
+#[test]
+fn r_ui_1_a_cda_document_reads_as_text_and_the_professionals_who_accessed_are_listed() {
+    use base64::Engine;
+    let (h, mut browser, me) = signed_in_holder();
+    let cda = r#"<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3"><title>Compte rendu de consultation</title><component><structuredBody><component><section><title>Conclusion</title><text><paragraph>Tension normale &lt;script&gt;alert(1)&lt;/script&gt;</paragraph></text></section></component></structuredBody></component></ClinicalDocument>"#;
+    let mut deposit = document(&me, "11488-4", "2024-03-02");
+    deposit["content"][0]["attachment"] = serde_json::json!({
+        "contentType": "text/xml",
+        "data": base64::engine::general_purpose::STANDARD.encode(cda),
+    });
+    let id = h.app.create(&As::doctor(), &deposit);
+    let details = browser.get(&format!("/espace/documents/{id}"));
+    assert!(
+        details
+            .body
+            .contains(&format!("/espace/documents/{id}/lecture")),
+        "{}",
+        details.body
+    );
+    let reading = browser.get(&format!("/espace/documents/{id}/lecture"));
+    assert_eq!(reading.status, 200, "{}", reading.body);
+    let text = unescape(&reading.body);
+    assert!(
+        text.contains("<h1>Compte rendu de consultation</h1>"),
+        "{text}"
+    );
+    assert!(text.contains("<h2 id=\"section-1\">Conclusion</h2>"));
+    // The narrative's markup is text, escaped, never run.
+    assert!(!reading.body.contains("<script>"));
+    assert!(text.contains("Tension normale <script>alert(1)</script>"));
+    // The XML itself downloads, never shown as a page.
+    let raw = browser
+        .agent
+        .get(&browser.url(&format!("/espace/documents/{id}/contenu")))
+        .header("Cookie", &browser.cookie_header())
+        .call()
+        .unwrap();
+    assert_eq!(
+        raw.headers().get("content-type").unwrap(),
+        "application/octet-stream"
+    );
+    // The médecin traitant's deposit was an access: listed on the privacy page.
+    let privacy = unescape(&browser.get("/espace/confidentialite").body);
+    assert!(
+        privacy.contains("identifiant 810000000001, dernier accès le"),
+        "{privacy}"
+    );
 }
