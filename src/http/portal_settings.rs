@@ -22,6 +22,69 @@ struct MessageView {
     text: String,
     attachments: Vec<(usize, String)>,
     answerable: bool,
+    /// The message it answers (`inResponseTo`, else `partOf`), if any.
+    parent: Option<String>,
+}
+
+/// A conversation: its messages, oldest first, and the message an answer goes to
+/// (the latest one the holder did not write).
+struct ThreadView {
+    with: String,
+    messages: Vec<MessageView>,
+    answer_to: Option<String>,
+}
+
+/// Messages (newest first) as conversations, the most recently active first: each
+/// message joins the conversation of the message it answers.
+fn threads(messages: Vec<MessageView>) -> Vec<ThreadView> {
+    let parents: std::collections::HashMap<String, Option<String>> = messages
+        .iter()
+        .map(|message| (message.id.clone(), message.parent.clone()))
+        .collect();
+    let root_of = |id: &str| {
+        let mut current = id.to_owned();
+        // Bounded by the number of messages: a loop of answers ends.
+        for _ in 0..parents.len() {
+            match parents.get(&current).cloned().flatten() {
+                Some(parent) if parents.contains_key(&parent) => current = parent,
+                _ => break,
+            }
+        }
+        current
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut grouped: std::collections::HashMap<String, Vec<MessageView>> = Default::default();
+    for message in messages {
+        let root = root_of(&message.id);
+        if !grouped.contains_key(&root) {
+            order.push(root.clone());
+        }
+        grouped.entry(root).or_default().push(message);
+    }
+    order
+        .into_iter()
+        .filter_map(|root| {
+            let mut messages = grouped.remove(&root)?;
+            messages.reverse();
+            let answer_to = messages
+                .iter()
+                .rev()
+                .find(|message| message.answerable)
+                .map(|message| message.id.clone());
+            let with = messages
+                .iter()
+                .find(|message| message.answerable)
+                .map_or_else(
+                    || "Mon espace santé".to_owned(),
+                    |message| message.from.clone(),
+                );
+            Some(ThreadView {
+                with,
+                messages,
+                answer_to,
+            })
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -31,7 +94,7 @@ struct MessagesPage<'a> {
     notice: Option<&'a str>,
     error: Option<String>,
     csrf: &'a str,
-    messages: Vec<MessageView>,
+    threads: Vec<ThreadView>,
 }
 
 #[derive(Template)]
@@ -210,6 +273,11 @@ async fn messages_page(
                             })
                             .collect(),
                         answerable: !own,
+                        parent: message["inResponseTo"][0]["reference"]
+                            .as_str()
+                            .or_else(|| message["partOf"][0]["reference"].as_str())
+                            .and_then(|reference| reference.strip_prefix("Communication/"))
+                            .map(str::to_owned),
                     }
                 })
                 .collect(),
@@ -222,7 +290,7 @@ async fn messages_page(
         notice,
         error,
         csrf: &csrf.value,
-        messages,
+        threads: threads(messages),
     });
     page(StatusCode::OK, html, csrf, None)
 }

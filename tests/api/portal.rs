@@ -366,6 +366,12 @@ fn r_ui_1_messages_are_read_answered_saved_and_deleted_from_the_portal() {
         answer["inResponseTo"][0]["reference"],
         format!("Communication/{sent}")
     );
+    // One conversation: the doctor's message, then the answer.
+    let threads = unescape(&browser.get("/espace/messages").body);
+    assert_eq!(threads.matches("Conversation avec").count(), 1, "{threads}");
+    let asked = threads.find("Voici vos résultats").unwrap();
+    let answered_at = threads.find("Merci docteur").unwrap();
+    assert!(asked < answered_at);
     // Save the attachment into the documents (R-MSG-4).
     let saved = browser.post(
         &format!("/espace/messages/{sent}/enregistrer"),
