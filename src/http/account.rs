@@ -29,17 +29,6 @@ pub const MAX_BODY: usize = 8 * 1024;
 /// the whole site).
 pub const SESSION_COOKIE: &str = "__Host-dmp-session";
 
-fn caller(state: &AppState, request: &HttpRequest) -> Caller {
-    Caller {
-        request_id: uuid::Uuid::now_v7().to_string(),
-        client_address: request
-            .peer_addr()
-            .map(|address| address.ip().to_string())
-            .unwrap_or_default(),
-        server: super::pipeline::base_url(state, request),
-    }
-}
-
 fn no_store(mut response: HttpResponse, caller: &Caller) -> HttpResponse {
     let headers = response.headers_mut();
     headers.insert(
@@ -143,24 +132,6 @@ impl Describe for serde_json::error::Category {
     }
 }
 
-/// Runs a step on the blocking pool (password hashes, database).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
-) -> Result<T, AccountError> {
-    actix_web::rt::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(AccountError {
-                status: 500,
-                code: IssueCode::Exception,
-                message: "Le service est momentanément indisponible.".into(),
-                rules: Vec::new(),
-                field: None,
-                retry_after: None,
-            })
-        })
-}
-
 /// A step's answer: its value, or its refusal.
 async fn run<T, B>(
     state: State,
@@ -172,7 +143,7 @@ where
     T: serde::Serialize + Send + 'static,
     B: DeserializeOwned + Send + 'static,
 {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     let parsed = match read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<B>(&request, &bytes))
@@ -182,7 +153,7 @@ where
     };
     let accounts = state.accounts.clone();
     let step_caller = caller.clone();
-    match blocking(move || work(accounts, step_caller, parsed)).await {
+    match super::pages::blocking(move || work(accounts, step_caller, parsed)).await {
         Ok(value) => answered(&value, &caller),
         Err(error) => refused(&error, &caller),
     }
@@ -195,7 +166,7 @@ pub async fn provisional_code(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     let ask = match read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<CodeAsk>(&request, &bytes))
@@ -205,7 +176,7 @@ pub async fn provisional_code(
     };
     let accounts = state.accounts.clone();
     let step_caller = caller.clone();
-    match blocking(move || accounts.ask_provisional_code(&step_caller, ask)).await {
+    match super::pages::blocking(move || accounts.ask_provisional_code(&step_caller, ask)).await {
         Ok(outcome) => no_store(
             HttpResponse::Accepted()
                 .content_type(super::FHIR_JSON)
@@ -269,7 +240,7 @@ async fn run_signed_in<B: DeserializeOwned + Send + 'static>(
     payload: web::Payload,
     work: impl FnOnce(Accounts, Caller, B) -> Result<SignedIn, AccountError> + Send + 'static,
 ) -> HttpResponse {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     let parsed = match read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<B>(&request, &bytes))
@@ -279,7 +250,7 @@ async fn run_signed_in<B: DeserializeOwned + Send + 'static>(
     };
     let accounts = state.accounts.clone();
     let step_caller = caller.clone();
-    match blocking(move || work(accounts, step_caller, parsed)).await {
+    match super::pages::blocking(move || work(accounts, step_caller, parsed)).await {
         Ok(done) => signed_in(done, &caller),
         Err(error) => refused(&error, &caller),
     }
@@ -349,12 +320,12 @@ async fn session_of(state: &AppState, request: &HttpRequest) -> Result<Session, 
         .map(|cookie| cookie.value().to_owned())
         .unwrap_or_default();
     let accounts = state.accounts.clone();
-    blocking(move || accounts.session(&secret)).await
+    super::pages::blocking(move || accounts.session(&secret)).await
 }
 
 /// `POST /account/token`: a new access token for the signed-in session.
 pub async fn token(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     if let Err(error) = read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<Empty>(&request, &bytes))
@@ -373,7 +344,7 @@ struct Empty {}
 
 /// `POST /account/sign-out`: ends the session; its tokens are refused from now on.
 pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     if let Err(error) = read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<Empty>(&request, &bytes))
@@ -386,7 +357,7 @@ pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload)
     };
     let accounts = state.accounts.clone();
     let step_caller = caller.clone();
-    match blocking(move || accounts.sign_out(&step_caller, &session)).await {
+    match super::pages::blocking(move || accounts.sign_out(&step_caller, &session)).await {
         Ok(()) => {
             let mut response = answered(&json!({ "signedOut": true }), &caller);
             if let Ok(cookie) = header::HeaderValue::from_str(&ended_session_cookie()) {
@@ -408,7 +379,7 @@ struct PasswordChange {
 
 /// `POST /account/password` (R-ACT-3): a new password for the signed-in account.
 pub async fn password(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let caller = caller(&state, &request);
+    let caller = super::pages::caller(&state, &request);
     let change = match read(&state, &request, payload)
         .await
         .and_then(|bytes| body::<PasswordChange>(&request, &bytes))
@@ -422,7 +393,7 @@ pub async fn password(state: State, request: HttpRequest, payload: web::Payload)
     };
     let accounts = state.accounts.clone();
     let step_caller = caller.clone();
-    match blocking(move || {
+    match super::pages::blocking(move || {
         accounts.change_password(
             &step_caller,
             &session,

@@ -10,8 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::pages::{
-    Csrf, blocking, caller, csrf_holds, csrf_of, csrf_refused, form, message, page, refused_form,
-    render, session, status_of,
+    Csrf, blocking, caller, csrf_of, message, page, render, session, status_of, submitted,
 };
 use crate::AppState;
 use crate::account::{CodeAsk, Contacts, Credentials, FirstSignIn, rules};
@@ -124,14 +123,10 @@ pub async fn provisional(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let serial = form.get("vitale_serial").trim().to_owned();
     let ask = CodeAsk {
         nir: form.get("nir").to_owned(),
@@ -184,14 +179,10 @@ pub async fn first_sign_in(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let ask = FirstSignIn {
         nir: form.get("nir").to_owned(),
         birth_date: form.get("birth_date").to_owned(),
@@ -235,14 +226,10 @@ fn ticket_of(typed: &str) -> String {
 
 /// `POST /premiere-connexion/coordonnees`.
 pub async fn contacts(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let ticket = ticket_of(form.get("ticket"));
     let confirmed = Contacts {
         ticket: ticket.clone(),
@@ -279,14 +266,10 @@ pub async fn credentials(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let ticket = ticket_of(form.get("ticket"));
     let identifiant: String = form.get("identifiant").chars().take(64).collect();
     let chosen = Credentials {
@@ -318,14 +301,10 @@ pub async fn credentials(
 /// `POST /premiere-connexion/choix`: activate, or oppose once confirmed (the
 /// answer is then the PDF proof, as an attachment).
 pub async fn choice(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let Some(session) = session(&state, &request).await else {
         return message(
             StatusCode::UNAUTHORIZED,

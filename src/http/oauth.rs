@@ -68,17 +68,6 @@ async fn form(
     Ok(form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
-fn caller(state: &AppState, request: &HttpRequest) -> crate::account::Caller {
-    crate::account::Caller {
-        request_id: uuid::Uuid::now_v7().to_string(),
-        client_address: request
-            .peer_addr()
-            .map(|address| address.ip().to_string())
-            .unwrap_or_default(),
-        server: super::pipeline::base_url(state, request),
-    }
-}
-
 /// `POST /oauth/token`.
 pub async fn token(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     let form = match form(&state, &request, payload).await {
@@ -86,7 +75,7 @@ pub async fn token(state: State, request: HttpRequest, payload: web::Payload) ->
         Err(error) => return refused(&error),
     };
     let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
+    let step_caller = super::pages::caller(&state, &request);
     match actix_web::rt::task::spawn_blocking(move || accounts.token(&step_caller, &form)).await {
         Ok(Ok(answer)) => json_answer(200, &answer),
         Ok(Err(error)) => refused(&error),
@@ -101,7 +90,7 @@ pub async fn revoke(state: State, request: HttpRequest, payload: web::Payload) -
         Err(error) => return refused(&error),
     };
     let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
+    let step_caller = super::pages::caller(&state, &request);
     match actix_web::rt::task::spawn_blocking(move || accounts.revoke_token(&step_caller, &form))
         .await
     {

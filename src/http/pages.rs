@@ -337,6 +337,24 @@ pub(super) fn csrf_refused(csrf: &Csrf) -> HttpResponse {
     )
 }
 
+/// A form posted from a page: read, and its CSRF token checked; or the page
+/// that refuses it.
+pub(super) async fn submitted(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Csrf, Form), HttpResponse> {
+    let csrf = csrf_of(state, request);
+    let form = match form(state, request, payload).await {
+        Ok(form) => form,
+        Err(status) => return Err(refused_form(status, &csrf)),
+    };
+    if !csrf_holds(state, request, &form) {
+        return Err(csrf_refused(&csrf));
+    }
+    Ok((csrf, form))
+}
+
 /// `GET /connexion`: the sign-in form (R-ACT-3).
 pub async fn sign_in_form(
     state: State,
@@ -363,14 +381,10 @@ pub async fn sign_in_form(
 
 /// `POST /connexion`: the password; the one-time code's form follows.
 pub async fn sign_in(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let next = safe_next(form.get("next")).to_owned();
     let identifiant = form.get("identifiant").to_owned();
     let password = form.get("password").to_owned();
@@ -414,14 +428,10 @@ pub async fn sign_in_code(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let next = safe_next(form.get("next")).to_owned();
     let challenge = form.get("challenge").to_owned();
     let code = form.get("code").to_owned();
@@ -464,14 +474,10 @@ pub async fn sign_in_code(
 
 /// `POST /deconnexion`: ends the session.
 pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, _form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     if let Some(session) = session(&state, &request).await {
         let accounts = state.accounts.clone();
         let step_caller = caller(&state, &request);
@@ -542,14 +548,10 @@ pub async fn account(state: State, request: HttpRequest) -> HttpResponse {
 
 /// `POST /compte/applications/retirer`: the holder revokes an app (R-ACT-4).
 pub async fn revoke_app(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let Some(session) = session(&state, &request).await else {
         return see_other("/connexion?next=/compte");
     };
@@ -601,14 +603,10 @@ pub async fn password_form(state: State, request: HttpRequest) -> HttpResponse {
 
 /// `POST /compte/mot-de-passe` (R-ACT-3).
 pub async fn password(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let Some(session) = session(&state, &request).await else {
         return see_other("/connexion?next=/compte");
     };
@@ -729,14 +727,10 @@ pub async fn authorize_decision(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
-    let form = match form(&state, &request, payload).await {
-        Ok(form) => form,
-        Err(status) => return refused_form(status, &csrf),
+    let (csrf, form) = match submitted(&state, &request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(&state, &request, &form) {
-        return csrf_refused(&csrf);
-    }
     let asked = match AuthorizeRequest::from_pairs(&form.0) {
         Ok(asked) => asked,
         Err(text) => {

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::internal::{Fhir, Refused};
-use super::pages::{Csrf, Form, csrf_holds, csrf_of, form, page, render, see_other, session};
+use super::pages::{Csrf, Form, csrf_holds, csrf_of, page, render, see_other, session};
 use crate::AppState;
 use crate::account::Session;
 
@@ -266,7 +266,8 @@ fn document_row(document: &Value) -> DocumentRow {
     }
 }
 
-fn entries(bundle: &Value) -> Vec<&Value> {
+/// The resources a searchset matched (not those it included).
+pub(super) fn entries(bundle: &Value) -> Vec<&Value> {
     bundle["entry"]
         .as_array()
         .into_iter()
@@ -297,7 +298,7 @@ pub(super) fn sender_of(message: &Value, patient: &str) -> String {
 }
 
 /// The signed-in holder and their FHIR client, or the sign-in page.
-async fn signed_in<'a>(
+pub(super) async fn signed_in<'a>(
     state: &'a AppState,
     request: &'a HttpRequest,
     back: &str,
@@ -701,14 +702,10 @@ async fn document_action(
     id: &str,
     action: &str,
 ) -> HttpResponse {
-    let csrf = csrf_of(state, request);
-    let form: Form = match form(state, request, payload).await {
-        Ok(form) => form,
-        Err(status) => return super::pages::refused_form(status, &csrf),
+    let (csrf, _form) = match super::pages::submitted(state, request, payload).await {
+        Ok(submitted) => submitted,
+        Err(response) => return response,
     };
-    if !csrf_holds(state, request, &form) {
-        return super::pages::csrf_refused(&csrf);
-    }
     let (_, fhir) = match signed_in(state, request, "/espace/documents").await {
         Ok(found) => found,
         Err(response) => return response,

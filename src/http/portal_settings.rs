@@ -7,7 +7,8 @@ use askama::Template;
 use serde_json::{Value, json};
 
 use super::internal::{Fhir, Refused};
-use super::pages::{Csrf, Form, csrf_holds, csrf_of, form, page, render, see_other, session};
+use super::pages::{Csrf, Form, csrf_of, page, render, see_other};
+use super::portal::{entries, signed_in};
 use crate::AppState;
 use crate::account::Session;
 
@@ -127,22 +128,6 @@ struct MySpacePage<'a> {
     confirm_text: &'a str,
 }
 
-/// The signed-in holder and their FHIR client, or the sign-in page.
-async fn signed_in<'a>(
-    state: &'a AppState,
-    request: &'a HttpRequest,
-    back: &str,
-) -> Result<(Session, Fhir<'a>), HttpResponse> {
-    let Some(session) = session(state, request).await else {
-        let next = form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", back)
-            .finish();
-        return Err(see_other(&format!("/connexion?{next}")));
-    };
-    let token = state.accounts.access_token(&session).access_token;
-    Ok((session, Fhir::new(state, request, token)))
-}
-
 /// A form of the portal: read, its CSRF token checked, the holder signed in.
 async fn action<'a>(
     state: &'a AppState,
@@ -150,14 +135,7 @@ async fn action<'a>(
     payload: web::Payload,
     back: &str,
 ) -> Result<(Csrf, Form, Session, Fhir<'a>), HttpResponse> {
-    let csrf = csrf_of(state, request);
-    let form = match form(state, request, payload).await {
-        Ok(form) => form,
-        Err(status) => return Err(super::pages::refused_form(status, &csrf)),
-    };
-    if !csrf_holds(state, request, &form) {
-        return Err(super::pages::csrf_refused(&csrf));
-    }
+    let (csrf, form) = super::pages::submitted(state, request, payload).await?;
     let (session, fhir) = signed_in(state, request, back).await?;
     Ok((csrf, form, session, fhir))
 }
@@ -168,16 +146,6 @@ fn refused_text(refused: &Refused) -> String {
         404 => "Cet élément n'existe pas, ou plus.".into(),
         _ => format!("L'action n'a pas abouti : {}", refused.message),
     }
-}
-
-fn entries(bundle: &Value) -> Vec<&Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry.pointer("/search/mode").and_then(Value::as_str) != Some("include"))
-        .map(|entry| &entry["resource"])
-        .collect()
 }
 
 fn french_instant(text: &str) -> String {
