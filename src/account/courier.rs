@@ -35,8 +35,13 @@ pub enum Job {
 
 #[derive(Clone)]
 pub struct Courier {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
 }
+
+/// Jobs waiting at most: past it a job is dropped (a code not sent, the person
+/// asks again), so that a flood of asks from many addresses cannot grow the
+/// process. The answers do not change: they never waited for the courier.
+const QUEUED_MAX: usize = 1024;
 
 /// Tries per message, and the wait before the first retry (it doubles).
 const TRIES: u32 = 3;
@@ -44,7 +49,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 impl Courier {
     pub fn start(channel: Arc<dyn Channel>) -> Courier {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUED_MAX);
         std::thread::Builder::new()
             .name("account-courier".into())
             .spawn(move || {
@@ -63,11 +68,17 @@ impl Courier {
     }
 
     pub fn send(&self, message: Message) {
-        let _ = self.jobs.send(Job::Send(message));
+        self.queue(Job::Send(message));
     }
 
     pub fn run(&self, work: impl FnOnce() -> Option<Message> + Send + 'static) {
-        let _ = self.jobs.send(Job::Run(Box::new(work)));
+        self.queue(Job::Run(Box::new(work)));
+    }
+
+    fn queue(&self, job: Job) {
+        if let Err(mpsc::TrySendError::Full(_)) = self.jobs.try_send(job) {
+            tracing::warn!("the account courier's queue is full: a code is not sent");
+        }
     }
 }
 

@@ -1253,6 +1253,47 @@ fn r_act_4_an_app_of_the_catalogue_gets_the_scopes_the_holder_ticks_and_no_more(
     assert_eq!(documents.status, 200);
     assert_eq!(documents.json()["total"], 1);
     assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 403);
+    // Nor through the other paths: an include, a reverse include, history, a batch.
+    let included = h.app.get(
+        &format!("DocumentReference?patient={mine}&_include=DocumentReference:subject&_revinclude=AuditEvent:entity"),
+        &token,
+    );
+    if included.status == 200 {
+        let types: Vec<String> = included.json()["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                entry["resource"]["resourceType"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert!(
+            types.iter().all(|kind| kind == "DocumentReference"),
+            "{types:?}"
+        );
+    } else {
+        assert_eq!(included.status, 403, "{}", included.body);
+    }
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{mine}/_history"), &token)
+            .status,
+        403
+    );
+    let batch = h.app.request("POST", "/").as_(&token).fhir().send(Some(
+        json!({ "resourceType": "Bundle", "type": "batch", "entry": [{ "request": { "method": "GET", "url": format!("Patient/{mine}") } }] })
+            .to_string(),
+    ));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert_eq!(
+        batch.json()["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap_or("")[..3],
+        *"403"
+    );
     let theirs = h
         .app
         .get(&format!("DocumentReference?patient={other}"), &token);
