@@ -521,10 +521,7 @@ fn end_outstanding(
     now: &str,
 ) -> Result<(), ApiError> {
     for purpose in ["provisional", "enrolment", "sign-in"] {
-        match keep {
-            Some(keep) => stored::end_codes_but(conn, patient, purpose, keep, now)?,
-            None => stored::end_codes(conn, patient, purpose, now)?,
-        }
+        stored::end_codes(conn, patient, purpose, keep, now)?;
     }
     Ok(())
 }
@@ -808,7 +805,7 @@ impl Accounts {
                 .inner
                 .pepper
                 .hash("provisional", &secret::normalise_provisional_code(&code));
-            stored::end_codes(conn, &patient, "provisional", &instant(now))?;
+            stored::end_codes(conn, &patient, "provisional", None, &instant(now))?;
             stored::insert_code(
                 conn,
                 &stored::NewCode {
@@ -1195,7 +1192,7 @@ impl Accounts {
             {
                 return Ok(Err(AccountError::too_many(15 * 60)));
             }
-            stored::end_codes(conn, &account.patient_id, "sign-in", &instant(now))?;
+            stored::end_codes(conn, &account.patient_id, "sign-in", None, &instant(now))?;
             stored::insert_code(
                 conn,
                 &stored::NewCode {

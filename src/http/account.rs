@@ -132,7 +132,43 @@ impl Describe for serde_json::error::Category {
     }
 }
 
-/// A step's answer: its value, or its refusal.
+/// The body as `B`, read within its bounds.
+async fn json_body<B: DeserializeOwned>(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<B, AccountError> {
+    let bytes = read(state, request, payload).await?;
+    body(request, &bytes)
+}
+
+/// A step: its body parsed, `work` run on the blocking pool, then `answer` (or the
+/// refusal).
+async fn step<T, B>(
+    state: State,
+    request: HttpRequest,
+    payload: web::Payload,
+    work: impl FnOnce(Accounts, Caller, B) -> Result<T, AccountError> + Send + 'static,
+    answer: impl FnOnce(T, &Caller) -> HttpResponse,
+) -> HttpResponse
+where
+    T: Send + 'static,
+    B: DeserializeOwned + Send + 'static,
+{
+    let caller = super::pages::caller(&state, &request);
+    let parsed = match json_body::<B>(&state, &request, payload).await {
+        Ok(parsed) => parsed,
+        Err(error) => return refused(&error, &caller),
+    };
+    let accounts = state.accounts.clone();
+    let step_caller = caller.clone();
+    match super::pages::blocking(move || work(accounts, step_caller, parsed)).await {
+        Ok(value) => answer(value, &caller),
+        Err(error) => refused(&error, &caller),
+    }
+}
+
+/// A step answered with its value as JSON.
 async fn run<T, B>(
     state: State,
     request: HttpRequest,
@@ -143,20 +179,10 @@ where
     T: serde::Serialize + Send + 'static,
     B: DeserializeOwned + Send + 'static,
 {
-    let caller = super::pages::caller(&state, &request);
-    let parsed = match read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<B>(&request, &bytes))
-    {
-        Ok(parsed) => parsed,
-        Err(error) => return refused(&error, &caller),
-    };
-    let accounts = state.accounts.clone();
-    let step_caller = caller.clone();
-    match super::pages::blocking(move || work(accounts, step_caller, parsed)).await {
-        Ok(value) => answered(&value, &caller),
-        Err(error) => refused(&error, &caller),
-    }
+    step(state, request, payload, work, |value, caller| {
+        answered(&value, caller)
+    })
+    .await
 }
 
 /// `POST /account/provisional-code` (R-ACT-1): always 202, whether the NIR names a
@@ -166,25 +192,21 @@ pub async fn provisional_code(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let caller = super::pages::caller(&state, &request);
-    let ask = match read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<CodeAsk>(&request, &bytes))
-    {
-        Ok(ask) => ask,
-        Err(error) => return refused(&error, &caller),
-    };
-    let accounts = state.accounts.clone();
-    let step_caller = caller.clone();
-    match super::pages::blocking(move || accounts.ask_provisional_code(&step_caller, ask)).await {
-        Ok(outcome) => no_store(
-            HttpResponse::Accepted()
-                .content_type(super::FHIR_JSON)
-                .body(outcome.to_string()),
-            &caller,
-        ),
-        Err(error) => refused(&error, &caller),
-    }
+    step(
+        state,
+        request,
+        payload,
+        |accounts, caller, ask: CodeAsk| accounts.ask_provisional_code(&caller, ask),
+        |outcome, caller| {
+            no_store(
+                HttpResponse::Accepted()
+                    .content_type(super::FHIR_JSON)
+                    .body(outcome.to_string()),
+                caller,
+            )
+        },
+    )
+    .await
 }
 
 /// `POST /account/first-sign-in` (R-ACT-2): NIR, birth date, provisional code.
@@ -240,20 +262,7 @@ async fn run_signed_in<B: DeserializeOwned + Send + 'static>(
     payload: web::Payload,
     work: impl FnOnce(Accounts, Caller, B) -> Result<SignedIn, AccountError> + Send + 'static,
 ) -> HttpResponse {
-    let caller = super::pages::caller(&state, &request);
-    let parsed = match read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<B>(&request, &bytes))
-    {
-        Ok(parsed) => parsed,
-        Err(error) => return refused(&error, &caller),
-    };
-    let accounts = state.accounts.clone();
-    let step_caller = caller.clone();
-    match super::pages::blocking(move || work(accounts, step_caller, parsed)).await {
-        Ok(done) => signed_in(done, &caller),
-        Err(error) => refused(&error, &caller),
-    }
+    step(state, request, payload, work, signed_in).await
 }
 
 /// `POST /account/credentials` (R-ACT-2): identifiant and password; signs in.
@@ -326,10 +335,7 @@ async fn session_of(state: &AppState, request: &HttpRequest) -> Result<Session, 
 /// `POST /account/token`: a new access token for the signed-in session.
 pub async fn token(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     let caller = super::pages::caller(&state, &request);
-    if let Err(error) = read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<Empty>(&request, &bytes))
-    {
+    if let Err(error) = json_body::<Empty>(&state, &request, payload).await {
         return refused(&error, &caller);
     }
     match session_of(&state, &request).await {
@@ -345,10 +351,7 @@ struct Empty {}
 /// `POST /account/sign-out`: ends the session; its tokens are refused from now on.
 pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     let caller = super::pages::caller(&state, &request);
-    if let Err(error) = read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<Empty>(&request, &bytes))
-    {
+    if let Err(error) = json_body::<Empty>(&state, &request, payload).await {
         return refused(&error, &caller);
     }
     let session = match session_of(&state, &request).await {
@@ -380,10 +383,7 @@ struct PasswordChange {
 /// `POST /account/password` (R-ACT-3): a new password for the signed-in account.
 pub async fn password(state: State, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     let caller = super::pages::caller(&state, &request);
-    let change = match read(&state, &request, payload)
-        .await
-        .and_then(|bytes| body::<PasswordChange>(&request, &bytes))
-    {
+    let change = match json_body::<PasswordChange>(&state, &request, payload).await {
         Ok(change) => change,
         Err(error) => return refused(&error, &caller),
     };

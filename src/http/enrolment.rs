@@ -10,7 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::pages::{
-    Csrf, blocking, caller, csrf_of, message, page, render, session, status_of, submitted,
+    Csrf, account_step, csrf_of, message, page, render, session, status_of, submitted,
+    with_session_cookie,
 };
 use crate::AppState;
 use crate::account::{CodeAsk, Contacts, Credentials, FirstSignIn, rules};
@@ -134,9 +135,11 @@ pub async fn provisional(
         vitale_serial: (!serial.is_empty()).then_some(serial),
         channel: form.get("channel").to_owned(),
     };
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
-    match blocking(move || accounts.ask_provisional_code(&step_caller, ask)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.ask_provisional_code(caller, ask)
+    })
+    .await
+    {
         Ok(_) => message(
             StatusCode::OK,
             &csrf,
@@ -188,9 +191,11 @@ pub async fn first_sign_in(
         birth_date: form.get("birth_date").to_owned(),
         code: form.get("code").to_owned(),
     };
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
-    match blocking(move || accounts.first_sign_in(&step_caller, ask)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.first_sign_in(caller, ask)
+    })
+    .await
+    {
         Ok(enrolment) => page(
             StatusCode::OK,
             render(&ContactsPage {
@@ -237,9 +242,11 @@ pub async fn contacts(state: State, request: HttpRequest, payload: web::Payload)
         mobile: form.get("mobile").to_owned(),
         channel: form.get("channel").to_owned(),
     };
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
-    match blocking(move || accounts.confirm_contacts(&step_caller, confirmed)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.confirm_contacts(caller, confirmed)
+    })
+    .await
+    {
         Ok(_) => credentials_page(&csrf, StatusCode::OK, &ticket, "", Vec::new()),
         Err(error) => {
             let email: String = form.get("email").chars().take(254).collect();
@@ -278,17 +285,13 @@ pub async fn credentials(
         password: form.get("password").to_owned(),
         password_confirmation: form.get("password_confirmation").to_owned(),
     };
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
-    match blocking(move || accounts.choose_credentials(&step_caller, chosen)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.choose_credentials(caller, chosen)
+    })
+    .await
+    {
         Ok(signed_in) => {
-            let mut response = choice_page(&csrf, StatusCode::OK, None);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                header::HeaderValue::from_str(&super::account::session_cookie(&signed_in.session))
-                    .expect("a cookie of base64url"),
-            );
-            response
+            with_session_cookie(choice_page(&csrf, StatusCode::OK, None), &signed_in.session)
         }
         Err(error) => {
             let mut errors = vec![error.message.clone()];

@@ -355,6 +355,27 @@ pub(super) async fn submitted(
     Ok((csrf, form))
 }
 
+/// Runs an account step on the blocking pool, as the browser's caller.
+pub(super) async fn account_step<T: Send + 'static>(
+    state: &AppState,
+    request: &HttpRequest,
+    work: impl FnOnce(&crate::account::Accounts, &Caller) -> Result<T, AccountError> + Send + 'static,
+) -> Result<T, AccountError> {
+    let accounts = state.accounts.clone();
+    let step_caller = caller(state, request);
+    blocking(move || work(&accounts, &step_caller)).await
+}
+
+/// The response with the cookie of a session just begun.
+pub(super) fn with_session_cookie(mut response: HttpResponse, secret: &str) -> HttpResponse {
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        header::HeaderValue::from_str(&super::account::session_cookie(secret))
+            .expect("a cookie of base64url"),
+    );
+    response
+}
+
 /// `GET /connexion`: the sign-in form (R-ACT-3).
 pub async fn sign_in_form(
     state: State,
@@ -388,10 +409,12 @@ pub async fn sign_in(state: State, request: HttpRequest, payload: web::Payload) 
     let next = safe_next(form.get("next")).to_owned();
     let identifiant = form.get("identifiant").to_owned();
     let password = form.get("password").to_owned();
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
     let typed = identifiant.clone();
-    match blocking(move || accounts.sign_in(&step_caller, &typed, &password)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.sign_in(caller, &typed, &password)
+    })
+    .await
+    {
         Ok(challenge) => page(
             StatusCode::OK,
             render(&CodePage {
@@ -435,19 +458,13 @@ pub async fn sign_in_code(
     let next = safe_next(form.get("next")).to_owned();
     let challenge = form.get("challenge").to_owned();
     let code = form.get("code").to_owned();
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
     let typed_challenge = challenge.clone();
-    match blocking(move || accounts.sign_in_code(&step_caller, &typed_challenge, &code)).await {
-        Ok(signed_in) => {
-            let mut response = see_other(&next);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                header::HeaderValue::from_str(&super::account::session_cookie(&signed_in.session))
-                    .expect("a cookie of base64url"),
-            );
-            response
-        }
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.sign_in_code(caller, &typed_challenge, &code)
+    })
+    .await
+    {
+        Ok(signed_in) => with_session_cookie(see_other(&next), &signed_in.session),
         Err(error) => {
             let channel = if form.get("channel") == "sms" {
                 "sms"
@@ -479,9 +496,10 @@ pub async fn sign_out(state: State, request: HttpRequest, payload: web::Payload)
         Err(response) => return response,
     };
     if let Some(session) = session(&state, &request).await {
-        let accounts = state.accounts.clone();
-        let step_caller = caller(&state, &request);
-        let _ = blocking(move || accounts.sign_out(&step_caller, &session)).await;
+        let _ = account_step(&state, &request, move |accounts, caller| {
+            accounts.sign_out(caller, &session)
+        })
+        .await;
     }
     let mut response = message(
         StatusCode::OK,
@@ -556,10 +574,12 @@ pub async fn revoke_app(state: State, request: HttpRequest, payload: web::Payloa
         return see_other("/connexion?next=/compte");
     };
     let client_id = form.get("client_id").to_owned();
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
     let revoking = session.clone();
-    match blocking(move || accounts.revoke_app(&step_caller, &revoking, &client_id)).await {
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.revoke_app(caller, &revoking, &client_id)
+    })
+    .await
+    {
         Ok(_) => {
             account_page(
                 &state,
@@ -615,11 +635,9 @@ pub async fn password(state: State, request: HttpRequest, payload: web::Payload)
         form.get("password").to_owned(),
         form.get("password_confirmation").to_owned(),
     );
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
     let changing = session.clone();
-    match blocking(move || {
-        accounts.change_password(&step_caller, &changing, &current, &new, &confirmation)
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.change_password(caller, &changing, &current, &new, &confirmation)
     })
     .await
     {
@@ -695,30 +713,42 @@ pub async fn authorize(state: State, request: HttpRequest) -> HttpResponse {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(request.query_string().as_bytes())
         .into_owned()
         .collect();
-    let asked = match AuthorizeRequest::from_pairs(&pairs) {
-        Ok(asked) => asked,
-        Err(text) => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                &csrf,
-                "Demande d'autorisation refusée",
-                &text,
-                None,
-            );
-        }
-    };
-    let base = super::pipeline::base_url(&state, &request);
-    let checked = match state.accounts.check_authorize(asked, &base) {
-        Ok(checked) => checked,
-        Err(error) => return authorize_refused(&csrf, error),
-    };
-    if session(&state, &request).await.is_none() {
+    match checked_and_signed_in(&state, &request, &csrf, &pairs).await {
+        Ok((checked, _)) => consent_page(&csrf, &checked),
+        Err(response) => response,
+    }
+}
+
+/// An authorisation request (a query, or the consent form's fields) checked, and
+/// the browser's session; or what to answer instead: the refusal, or the sign-in
+/// that comes back to the request.
+async fn checked_and_signed_in(
+    state: &AppState,
+    request: &HttpRequest,
+    csrf: &Csrf,
+    pairs: &[(String, String)],
+) -> Result<(Checked, Session), HttpResponse> {
+    let asked = AuthorizeRequest::from_pairs(pairs).map_err(|text| {
+        message(
+            StatusCode::BAD_REQUEST,
+            csrf,
+            "Demande d'autorisation refusée",
+            &text,
+            None,
+        )
+    })?;
+    let base = super::pipeline::base_url(state, request);
+    let checked = state
+        .accounts
+        .check_authorize(asked, &base)
+        .map_err(|error| authorize_refused(csrf, error))?;
+    let Some(session) = session(state, request).await else {
         let next = form_urlencoded::Serializer::new(String::new())
             .append_pair("next", &checked.request.path())
             .finish();
-        return see_other(&format!("/connexion?{next}"));
-    }
-    consent_page(&csrf, &checked)
+        return Err(see_other(&format!("/connexion?{next}")));
+    };
+    Ok((checked, session))
 }
 
 /// `POST /oauth/authorize`: the holder's decision on the consent page.
@@ -731,34 +761,13 @@ pub async fn authorize_decision(
         Ok(submitted) => submitted,
         Err(response) => return response,
     };
-    let asked = match AuthorizeRequest::from_pairs(&form.0) {
-        Ok(asked) => asked,
-        Err(text) => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                &csrf,
-                "Demande d'autorisation refusée",
-                &text,
-                None,
-            );
-        }
-    };
-    let base = super::pipeline::base_url(&state, &request);
-    let checked = match state.accounts.check_authorize(asked, &base) {
-        Ok(checked) => checked,
-        Err(error) => return authorize_refused(&csrf, error),
-    };
-    let Some(session) = session(&state, &request).await else {
-        let next = form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", &checked.request.path())
-            .finish();
-        return see_other(&format!("/connexion?{next}"));
+    let (checked, session) = match checked_and_signed_in(&state, &request, &csrf, &form.0).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let approved = (form.get("decision") == "allow").then(|| form.all("granted"));
-    let accounts = state.accounts.clone();
-    let step_caller = caller(&state, &request);
-    match blocking(move || {
-        accounts.decide_authorize(&step_caller, &session, &checked, approved.as_deref())
+    match account_step(&state, &request, move |accounts, caller| {
+        accounts.decide_authorize(caller, &session, &checked, approved.as_deref())
     })
     .await
     {

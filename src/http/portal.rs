@@ -166,7 +166,7 @@ struct HistoryPage<'a> {
 }
 
 /// `DD/MM/YYYY` of a FHIR date or instant (and ` à HH:MM` with `time`, in UTC).
-fn french_date(text: &str, time: bool) -> String {
+pub(super) fn french_date(text: &str, time: bool) -> String {
     let date = text.get(..10).unwrap_or(text);
     let mut parts = date.split('-');
     let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
@@ -992,7 +992,7 @@ fn actor_of(event: &Value, patient: &str) -> Actor {
     }
 }
 
-const IDNAT_PS: &str = "urn:oid:1.2.250.1.71.4.2.1";
+use crate::fhir::IDNAT_PS_SYSTEM as IDNAT_PS;
 
 /// The type of the first resource of the space the event names (not the Patient).
 fn resource_named(event: &Value) -> &str {

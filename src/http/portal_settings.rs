@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 
 use super::internal::{Fhir, Refused};
 use super::pages::{Csrf, Form, csrf_of, page, render, see_other};
-use super::portal::{entries, signed_in};
+use super::portal::{entries, french_date, signed_in};
 use crate::AppState;
 use crate::account::Session;
 
 type State = web::Data<AppState>;
 
-const IDNAT_PS: &str = "urn:oid:1.2.250.1.71.4.2.1";
+use crate::fhir::IDNAT_PS_SYSTEM as IDNAT_PS;
 
 struct MessageView {
     id: String,
@@ -148,20 +148,6 @@ fn refused_text(refused: &Refused) -> String {
     }
 }
 
-fn french_instant(text: &str) -> String {
-    let (Some(date), clock) = (text.get(..10), text.get(11..16)) else {
-        return text.to_owned();
-    };
-    let parts: Vec<&str> = date.split('-').collect();
-    match (parts.as_slice(), clock) {
-        ([year, month, day], Some(clock)) => {
-            format!("{day}/{month}/{year} à {}", clock.replace(':', "h"))
-        }
-        ([year, month, day], None) => format!("{day}/{month}/{year}"),
-        _ => text.to_owned(),
-    }
-}
-
 /// An IdNat_PS as typed: digits and letters only, at most 32.
 fn idnat(typed: &str) -> Option<String> {
     let value: String = typed
@@ -216,7 +202,7 @@ async fn messages_page(
                     MessageView {
                         id: message["id"].as_str().unwrap_or("").to_owned(),
                         from: super::portal::sender_of(message, &session.patient),
-                        date: french_instant(message["sent"].as_str().unwrap_or("")),
+                        date: french_date(message["sent"].as_str().unwrap_or(""), true),
                         text: message["payload"]
                             .as_array()
                             .into_iter()
@@ -528,7 +514,7 @@ async fn professionals_who_accessed(
             seen.push((
                 id.to_owned(),
                 user["name"].as_str().unwrap_or("").to_owned(),
-                french_instant(event["recorded"].as_str().unwrap_or("")),
+                french_date(event["recorded"].as_str().unwrap_or(""), true),
             ));
         }
         if read < 100 {

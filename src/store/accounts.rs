@@ -337,28 +337,13 @@ pub fn use_code(conn: &mut Conn, id: &str, now: &str) -> diesel::QueryResult<usi
     sql.execute(conn)
 }
 
-/// Ends every unused code of this purpose of the space (a new one replaces them).
+/// Ends every unused code of this purpose of the space but `keep` (a new one
+/// replaces them; contacts or credentials changed).
 pub fn end_codes(
     conn: &mut Conn,
     patient: &str,
     purpose: &str,
-    now: &str,
-) -> diesel::QueryResult<()> {
-    let mut sql = Sql::new("UPDATE account_code SET used_at = ");
-    sql.text(now)
-        .push(" WHERE used_at IS NULL AND patient_id = ")
-        .text(patient)
-        .push(" AND purpose = ")
-        .text(purpose);
-    sql.execute(conn).map(|_| ())
-}
-
-/// [`end_codes`], but the code `keep`.
-pub fn end_codes_but(
-    conn: &mut Conn,
-    patient: &str,
-    purpose: &str,
-    keep: &str,
+    keep: Option<&str>,
     now: &str,
 ) -> diesel::QueryResult<()> {
     let mut sql = Sql::new("UPDATE account_code SET used_at = ");
@@ -368,7 +353,7 @@ pub fn end_codes_but(
         .push(" AND purpose = ")
         .text(purpose)
         .push(" AND id <> ")
-        .text(keep);
+        .text(keep.unwrap_or(""));
     sql.execute(conn).map(|_| ())
 }
 
