@@ -7,6 +7,7 @@
 
 use super::principal::{ActorKind, Principal};
 use crate::fhir::definitions::Interaction::{self, *};
+use crate::fhir::definitions::is_medical_profile;
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +132,20 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
             Delete,
             Operation,
         ],
+        // The medical profile (R-UI-1): the holder's own words about their health,
+        // kept and deleted by them; professionals read it under the space's rules
+        // (R-ACC-1 … 5); the system neither reads nor writes it (R-ACC-12).
+        (ActorKind::Patient | ActorKind::Representative, kind) if is_medical_profile(kind) => &[
+            Read,
+            Vread,
+            SearchType,
+            HistoryInstance,
+            HistoryType,
+            Create,
+            Update,
+            Delete,
+        ],
+        (ActorKind::Professional, kind) if is_medical_profile(kind) => READS,
         // The trace (R-PAT-4, R-ACC-11): read only, never written through the API.
         (
             ActorKind::Professional | ActorKind::Patient | ActorKind::Representative,
@@ -223,6 +238,27 @@ mod tests {
         assert!(!decide(&system, "DocumentReference", Read).allowed);
         assert!(!decide(&system, "DocumentReference", SearchType).allowed);
         assert!(decide(&system, "DocumentReference", Create).allowed);
+    }
+
+    #[test]
+    fn the_medical_profile_is_written_by_its_holder_and_read_by_professionals() {
+        for kind in crate::fhir::definitions::MEDICAL_PROFILE {
+            for actor in [ActorKind::Patient, ActorKind::Representative] {
+                for interaction in [Read, SearchType, Create, Update, Delete] {
+                    assert!(decide(&principal(actor.clone()), kind, interaction).allowed);
+                }
+                assert!(!decide(&principal(actor.clone()), kind, Patch).allowed);
+            }
+            let professional = principal(ActorKind::Professional);
+            assert!(decide(&professional, kind, Read).allowed);
+            assert!(decide(&professional, kind, SearchType).allowed);
+            for interaction in [Create, Update, Patch, Delete] {
+                assert!(!decide(&professional, kind, interaction).allowed);
+            }
+            for interaction in [Read, SearchType, Create, Update, Delete] {
+                assert!(!decide(&principal(ActorKind::System), kind, interaction).allowed);
+            }
+        }
     }
 
     #[test]

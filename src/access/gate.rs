@@ -433,6 +433,12 @@ impl<'a> Gate<'a> {
                 if def.name == "Communication" {
                     narrowing.participant = Some(self.principal.subject.clone());
                 }
+                if definitions::is_medical_profile(def.name)
+                    && let Some(verdict) =
+                        professional::r_acc_12_profession_named(self.principal, self.matrix)
+                {
+                    return Err(refused(verdict));
+                }
                 if def.name == "DocumentReference" {
                     self.professional_documents(&mut narrowing, &access)?;
                 }
@@ -512,6 +518,10 @@ impl<'a> Gate<'a> {
                 "Binary",
                 "Communication",
                 "Consent",
+                "Observation",
+                "Condition",
+                "MedicationStatement",
+                "AllergyIntolerance",
             ],
             "the trace is not searched through the resources it names (entity.…)",
             &|gate, conn, kind, id| gate.named_shown(conn, kind, id),
@@ -902,6 +912,12 @@ impl<'a> Gate<'a> {
                             "messages are read by their conversation's participants only",
                         ),
                     ));
+                }
+                if definitions::is_medical_profile(stored.res_type)
+                    && let Some(verdict) =
+                        professional::r_acc_12_profession_named(self.principal, self.matrix)
+                {
+                    return Err(hidden(&resource, &verdict));
                 }
                 if stored.res_type == "DocumentReference" {
                     let (types, labels) = document_facts(&judged.value);

@@ -154,6 +154,10 @@ pub fn scope_in_french(scope: &str) -> String {
         "Communication" => "vos messages",
         "AuditEvent" => "l'historique des accès à votre espace",
         "List" => "les lots de documents",
+        "Observation" => "vos mesures (taille, poids…)",
+        "Condition" => "vos maladies et sujets de santé",
+        "MedicationStatement" => "vos traitements",
+        "AllergyIntolerance" => "vos allergies",
         other => other,
     };
     let verbs: Vec<&str> = match permissions {

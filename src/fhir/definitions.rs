@@ -825,6 +825,10 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
                 "Binary",
                 "Consent",
                 "Communication",
+                "Observation",
+                "Condition",
+                "MedicationStatement",
+                "AllergyIntolerance",
             ],
             "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
         ),
@@ -868,6 +872,256 @@ static AUDIT_EVENT: ResourceDef = ResourceDef {
     log: true,
 };
 
+/// The medical profile (R-UI-1): what the holder says of their own health, in their
+/// space. Written by the holder (or a representative), read by the professionals the
+/// space lets in (R-ACC-1 … 5, 12, 13); no habilitation matrix row names these types,
+/// so any profession the matrix names reads them (R-ACC-12 refuses the others).
+pub const MEDICAL_PROFILE: &[&str] = &[
+    "Observation",
+    "Condition",
+    "MedicationStatement",
+    "AllergyIntolerance",
+];
+
+/// Whether `resource_type` is a type of the medical profile.
+pub fn is_medical_profile(resource_type: &str) -> bool {
+    MEDICAL_PROFILE.contains(&resource_type)
+}
+
+/// Interactions of a medical profile type: everything but PATCH and operations.
+const PROFILE_INTERACTIONS: &[Interaction] = &[
+    Read,
+    Vread,
+    Update,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    Create,
+    SearchType,
+];
+
+/// The `patient` parameter of a type whose `subject` is the patient.
+const SUBJECT_PATIENT: SearchParamDef = p(
+    "patient",
+    Reference,
+    &["subject"],
+    &["Patient"],
+    "http://hl7.org/fhir/SearchParameter/clinical-patient",
+);
+
+/// The `subject` parameter of a clinical type, defined at `definition`.
+const fn clinical_subject(definition: &'static str) -> SearchParamDef {
+    p(
+        "subject",
+        Reference,
+        &["subject"],
+        &["Patient", "Group", "Device", "Location"],
+        definition,
+    )
+}
+
+/// Height and weight (LOINC 8302-2, 29463-7) and any other measure the holder keeps.
+static OBSERVATION: ResourceDef = ResourceDef {
+    name: "Observation",
+    interactions: PROFILE_INTERACTIONS,
+    params: &[
+        SUBJECT_PATIENT,
+        clinical_subject("http://hl7.org/fhir/SearchParameter/Observation-subject"),
+        p(
+            "code",
+            Token,
+            &["code"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-code",
+        ),
+        p(
+            "category",
+            Token,
+            &["category"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Observation-category",
+        ),
+        p(
+            "status",
+            Token,
+            &["status"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Observation-status",
+        ),
+        p(
+            "date",
+            Date,
+            &[
+                "effectiveDateTime",
+                "effectivePeriod",
+                "effectiveInstant",
+                "effectiveTiming.event",
+            ],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-date",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/Observation",
+    operations: &[],
+    log: false,
+};
+
+/// Conditions, current or past (illnesses, operations, pregnancies…).
+static CONDITION: ResourceDef = ResourceDef {
+    name: "Condition",
+    interactions: PROFILE_INTERACTIONS,
+    params: &[
+        SUBJECT_PATIENT,
+        clinical_subject("http://hl7.org/fhir/SearchParameter/Condition-subject"),
+        p(
+            "code",
+            Token,
+            &["code"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-code",
+        ),
+        p(
+            "category",
+            Token,
+            &["category"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Condition-category",
+        ),
+        p(
+            "clinical-status",
+            Token,
+            &["clinicalStatus"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Condition-clinical-status",
+        ),
+        p(
+            "verification-status",
+            Token,
+            &["verificationStatus"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Condition-verification-status",
+        ),
+        p(
+            "onset-date",
+            Date,
+            &["onsetDateTime", "onsetPeriod"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Condition-onset-date",
+        ),
+        p(
+            "recorded-date",
+            Date,
+            &["recordedDate"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/Condition-recorded-date",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/Condition",
+    operations: &[],
+    log: false,
+};
+
+/// Treatments the holder takes (medicines, care, devices).
+static MEDICATION_STATEMENT: ResourceDef = ResourceDef {
+    name: "MedicationStatement",
+    interactions: PROFILE_INTERACTIONS,
+    params: &[
+        SUBJECT_PATIENT,
+        clinical_subject("http://hl7.org/fhir/SearchParameter/MedicationStatement-subject"),
+        p(
+            "code",
+            Token,
+            &["medicationCodeableConcept"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-code",
+        ),
+        p(
+            "status",
+            Token,
+            &["status"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/medications-status",
+        ),
+        p(
+            "effective",
+            Date,
+            &["effectiveDateTime", "effectivePeriod"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/MedicationStatement-effective",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/MedicationStatement",
+    operations: &[],
+    log: false,
+};
+
+/// Allergies and intolerances (food, medicines, others).
+static ALLERGY_INTOLERANCE: ResourceDef = ResourceDef {
+    name: "AllergyIntolerance",
+    interactions: PROFILE_INTERACTIONS,
+    params: &[
+        p(
+            "patient",
+            Reference,
+            &["patient"],
+            &["Patient"],
+            "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        ),
+        p(
+            "code",
+            Token,
+            &["code", "reaction.substance"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-code",
+        ),
+        p(
+            "clinical-status",
+            Token,
+            &["clinicalStatus"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status",
+        ),
+        p(
+            "verification-status",
+            Token,
+            &["verificationStatus"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-verification-status",
+        ),
+        p(
+            "type",
+            Token,
+            &["type"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-type",
+        ),
+        p(
+            "category",
+            Token,
+            &["category"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-category",
+        ),
+        p(
+            "criticality",
+            Token,
+            &["criticality"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-criticality",
+        ),
+        p(
+            "date",
+            Date,
+            &["recordedDate"],
+            &[],
+            "http://hl7.org/fhir/SearchParameter/clinical-date",
+        ),
+    ],
+    profile: "http://hl7.org/fhir/StructureDefinition/AllergyIntolerance",
+    operations: &[],
+    log: false,
+};
+
 /// Every served resource type, in CapabilityStatement order.
 pub static RESOURCES: &[&ResourceDef] = &[
     &PATIENT,
@@ -876,6 +1130,10 @@ pub static RESOURCES: &[&ResourceDef] = &[
     &BINARY,
     &CONSENT,
     &COMMUNICATION,
+    &OBSERVATION,
+    &CONDITION,
+    &MEDICATION_STATEMENT,
+    &ALLERGY_INTOLERANCE,
     &AUDIT_EVENT,
 ];
 

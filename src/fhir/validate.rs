@@ -104,6 +104,9 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
         "Consent" => check_consent(incoming.value()),
         "Communication" => check_communication(incoming.value()),
         "List" => check_list(incoming.value()),
+        kind if super::definitions::is_medical_profile(kind) => {
+            check_profile_entry(kind, incoming.value())
+        }
         _ => Ok(()),
     }?;
     check_pdsm_profiles(expected_type, incoming.value())
@@ -774,6 +777,22 @@ fn check_consent_provision(value: &Value) -> Result<(), ApiError> {
 fn check_communication(value: &Value) -> Result<(), ApiError> {
     require(value, "Communication", &["status", "subject"])?;
     require_patient_reference(value, "Communication", "subject")
+}
+
+/// A medical profile entry (R-UI-1) belongs to one space, named by its patient
+/// reference, and says what it is about (`code`; a treatment's medication).
+fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
+    let patient = if kind == "AllergyIntolerance" {
+        "patient"
+    } else {
+        "subject"
+    };
+    match kind {
+        "MedicationStatement" => require(value, kind, &["status", patient])?,
+        "Observation" => require(value, kind, &["status", "code", patient])?,
+        _ => require(value, kind, &["code", patient])?,
+    }
+    require_patient_reference(value, kind, patient)
 }
 
 /// INS identifiers (FR Core Patient INS): a 15-character NIR whose last two digits

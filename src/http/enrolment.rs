@@ -370,8 +370,11 @@ pub async fn choice(state: State, request: HttpRequest, payload: web::Payload) -
             StatusCode::OK,
             &csrf,
             "Votre profil a bien été activé !",
-            "Bienvenue sur Mon espace santé. Vous avez la main sur votre santé.",
-            Some(("/compte", "Accéder à mon compte")),
+            "Bienvenue sur Mon espace santé. Vous avez la main sur votre santé. Cinq questions vont maintenant vous être posées pour commencer votre profil médical (taille, poids, maladies, traitements, allergies) ; chacune peut être passée.",
+            Some((
+                "/espace/profil/questions/taille",
+                "Commencer mon profil médical",
+            )),
         );
     }
     let pdf = match actix_web::body::to_bytes(answer.into_body()).await {

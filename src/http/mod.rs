@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod pages;
 pub mod pipeline;
 pub mod portal;
+pub mod portal_profile;
 pub mod portal_settings;
 
 use actix_web::guard::{self, GuardContext};
@@ -288,6 +289,22 @@ fn page_routes(config: &mut web::ServiceConfig) {
             web::resource("/espace/mon-espace")
                 .route(web::get().to(portal_settings::my_space))
                 .route(web::post().to(portal_settings::my_space_post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/profil")
+                .route(web::get().to(portal_profile::profile))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/profil/questions/{step}")
+                .route(web::get().to(portal_profile::question))
+                .route(web::post().to(portal_profile::answer))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/espace/profil/{action}")
+                .route(web::post().to(portal_profile::profile_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

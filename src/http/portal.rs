@@ -1064,6 +1064,9 @@ fn history_sentence(event: &Value, patient: &str) -> String {
         "Consent" => "vos paramètres de confidentialité",
         "AuditEvent" => "l'historique",
         "Patient" => "votre espace",
+        "Observation" | "Condition" | "MedicationStatement" | "AllergyIntolerance" => {
+            "votre profil médical"
+        }
         // What the event names is not shown here (a document not yet visible to
         // the holder, a resource answered "not known").
         _ => "un élément",

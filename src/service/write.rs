@@ -840,10 +840,11 @@ pub fn delete(
     let version = current.version_id + 1;
     let hidden = serde_json::from_str::<Value>(&current.content)
         .is_ok_and(|value| hidden_from_patient(&value));
-    // R-MSG-3, R-PAT-2: what the patient deletes (a message, their own document) is
-    // gone at once and for good, history included.
+    // R-MSG-3, R-PAT-2: what the patient deletes (a message, their own document, an
+    // entry of their medical profile) is gone at once and for good, history included.
     if ctx.gate.principal.own_patient().is_some()
-        && matches!(def.name, "Communication" | "DocumentReference")
+        && (matches!(def.name, "Communication" | "DocumentReference")
+            || crate::fhir::definitions::is_medical_profile(def.name))
     {
         store::lifecycle::remove_resource(conn, def.name, id)?;
         ctx.gate.touched.write(WriteFact {

@@ -277,13 +277,13 @@ fn unknown_types_and_methods() {
     let app = TestApp::new();
     refused(
         &app,
-        app.get("Observation/1", &As::doctor()),
+        app.get("Encounter/1", &As::doctor()),
         404,
         "not-found",
     );
     refused(
         &app,
-        app.get("Observation?code=x", &As::doctor()),
+        app.get("Encounter?code=x", &As::doctor()),
         404,
         "not-found",
     );

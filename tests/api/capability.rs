@@ -25,6 +25,10 @@ fn the_capability_statement_is_r4_and_lists_what_is_served() {
             "Binary",
             "Consent",
             "Communication",
+            "Observation",
+            "Condition",
+            "MedicationStatement",
+            "AllergyIntolerance",
             "AuditEvent"
         ]
     );

@@ -24,4 +24,5 @@ mod mtls;
 mod notify;
 mod plans;
 mod portal;
+mod profile;
 mod search;

@@ -707,3 +707,212 @@ fn r_ui_1_a_cda_document_reads_as_text_and_the_professionals_who_accessed_are_li
         "{privacy}"
     );
 }
+
+/// The values of one profile type in the space, as the médecin traitant reads them
+/// over FHIR.
+fn profile_as_doctor(h: &Harness, me: &str, kind: &str) -> Vec<Value> {
+    let reply = h.app.get(&format!("{kind}?patient={me}"), &As::doctor());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry["resource"].clone())
+        .collect()
+}
+
+#[test]
+fn r_ui_1_the_first_sign_in_questions_fill_the_medical_profile_that_professionals_read() {
+    let (h, mut browser, me) = signed_in_holder();
+    let activated = h.app.post(
+        &format!("Patient/{me}/$activate"),
+        &As::Patient(me.clone()),
+        &serde_json::json!({ "resourceType": "Parameters" }),
+    );
+    assert_eq!(activated.status, 200, "{}", activated.body);
+    let answer = |browser: &mut Browser, step: &str, fields: &[(&str, &str)]| {
+        let path = format!("/espace/profil/questions/{step}");
+        let form = browser.get(&path);
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = form.field("csrf");
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        browser.post(&path, &all)
+    };
+    let first = browser.get("/espace/profil/questions/taille");
+    assert!(first.body.contains("Question 1 sur 5"), "{}", first.body);
+    // Height in metres with a comma; weight skipped; two conditions; no treatment.
+    let next = answer(&mut browser, "taille", &[("valeur", "1,72")]);
+    assert_eq!(
+        (next.status, next.location.as_str()),
+        (303, "/espace/profil/questions/poids")
+    );
+    let next = answer(&mut browser, "poids", &[("valeur", ""), ("passer", "oui")]);
+    assert_eq!(next.location, "/espace/profil/questions/maladies");
+    let next = answer(
+        &mut browser,
+        "maladies",
+        &[
+            ("reponse", "oui"),
+            ("texte", "Asthme\r\n\r\n<b>Opération</b> du genou"),
+        ],
+    );
+    assert_eq!(next.location, "/espace/profil/questions/traitements");
+    let next = answer(
+        &mut browser,
+        "traitements",
+        &[("reponse", "non"), ("texte", "")],
+    );
+    assert_eq!(next.location, "/espace/profil/questions/allergies");
+    // A wrong answer is said, and stores nothing.
+    let wrong = answer(
+        &mut browser,
+        "allergies",
+        &[("reponse", "oui"), ("texte", "")],
+    );
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.body.contains("Décrivez-les"), "{}", wrong.body);
+    let wrong = answer(&mut browser, "taille", &[("valeur", "172")]);
+    assert_eq!(wrong.status, 422);
+    assert!(
+        unescape(&wrong.body).contains("en mètres"),
+        "{}",
+        wrong.body
+    );
+    let next = answer(
+        &mut browser,
+        "allergies",
+        &[("reponse", "oui"), ("texte", "Pénicilline")],
+    );
+    assert_eq!(next.location, "/espace/profil/questions/merci");
+    assert!(browser.get(&next.location).body.contains("Merci"));
+
+    // The médecin traitant reads what was answered, and only that.
+    let heights = profile_as_doctor(&h, &me, "Observation");
+    assert_eq!(heights.len(), 1, "{heights:?}");
+    assert_eq!(heights[0]["code"]["coding"][0]["code"], "8302-2");
+    assert_eq!(heights[0]["valueQuantity"]["value"], 172.0);
+    assert_eq!(heights[0]["valueQuantity"]["code"], "cm");
+    let conditions = profile_as_doctor(&h, &me, "Condition");
+    let mut said: Vec<&str> = conditions
+        .iter()
+        .filter_map(|c| c["code"]["text"].as_str())
+        .collect();
+    said.sort();
+    assert_eq!(said, vec!["<b>Opération</b> du genou", "Asthme"]);
+    assert!(profile_as_doctor(&h, &me, "MedicationStatement").is_empty());
+    assert_eq!(profile_as_doctor(&h, &me, "AllergyIntolerance").len(), 1);
+    // A professional the holder did not authorise reads none of it.
+    let stranger = As::Professional {
+        id_nat_ps: "810000000066".into(),
+        profession: "10".into(),
+    };
+    assert_eq!(
+        h.app
+            .get(&format!("Condition?patient={me}"), &stranger)
+            .status,
+        403
+    );
+
+    // The profile page shows it, escaped, and edits it later.
+    let profile = browser.get("/espace/profil");
+    assert_eq!(profile.status, 200);
+    assert!(profile.body.contains("1,72 m"), "{}", profile.body);
+    assert!(unescape(&profile.body).contains("<b>Opération</b> du genou"));
+    assert!(!profile.body.contains("<b>Opération"));
+    let csrf = profile.field("csrf");
+    let asthma = conditions
+        .iter()
+        .find(|c| c["code"]["text"] == "Asthme")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted = browser.post(
+        "/espace/profil/supprimer",
+        &[("csrf", &csrf), ("liste", "maladies"), ("id", &asthma)],
+    );
+    assert_eq!(deleted.status, 303);
+    assert_eq!(profile_as_doctor(&h, &me, "Condition").len(), 1);
+    let measured = browser.post(
+        "/espace/profil/mesure",
+        &[("csrf", &csrf), ("mesure", "poids"), ("valeur", "68,5")],
+    );
+    assert_eq!(measured.status, 303);
+    let added = browser.post(
+        "/espace/profil/ajouter",
+        &[
+            ("csrf", &csrf),
+            ("liste", "traitements"),
+            ("texte", "Ventoline"),
+        ],
+    );
+    assert_eq!(added.status, 303);
+    let profile = browser.get("/espace/profil");
+    assert!(profile.body.contains("68,5 kg"), "{}", profile.body);
+    assert!(profile.body.contains("Ventoline"));
+    assert_eq!(profile_as_doctor(&h, &me, "MedicationStatement").len(), 1);
+    // Without the form's CSRF token, nothing happens.
+    let forged = browser.post(
+        "/espace/profil/ajouter",
+        &[
+            ("csrf", "forged"),
+            ("liste", "allergies"),
+            ("texte", "Arachide"),
+        ],
+    );
+    assert_eq!(forged.status, 403);
+    assert_eq!(profile_as_doctor(&h, &me, "AllergyIntolerance").len(), 1);
+    // The holder's deletion is in their trace.
+    let trace = h
+        .app
+        .get("AuditEvent?_count=100", &As::Patient(me.clone()))
+        .json();
+    // (The event no longer names the entry: it is gone, and the holder's trace
+    // names only what they may still read.)
+    let deletions = trace["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["resource"]["subtype"][0]["code"] == "delete")
+        .count();
+    assert_eq!(deletions, 1, "the deletion is traced");
+}
+
+#[test]
+fn r_ui_1_a_profile_page_cannot_reach_another_holders_profile() {
+    let (h, mut browser, me) = signed_in_holder();
+    let other = h
+        .app
+        .create(&As::System, &patient(&nir(), "Autre", "Paul", "1970-01-01"));
+    let theirs = h.app.create(
+        &As::Patient(other.clone()),
+        &serde_json::json!({
+            "resourceType": "Condition",
+            "code": { "text": "Diabète" },
+            "subject": { "reference": format!("Patient/{other}") }
+        }),
+    );
+    let profile = browser.get("/espace/profil");
+    assert!(!profile.body.contains("Diabète"));
+    let csrf = profile.field("csrf");
+    let refused = browser.post(
+        "/espace/profil/supprimer",
+        &[("csrf", &csrf), ("liste", "maladies"), ("id", &theirs)],
+    );
+    assert_eq!(refused.status, 422);
+    assert!(
+        unescape(&refused.body).contains("n'existe pas"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        h.app
+            .get(&format!("Condition/{theirs}"), &As::Patient(other))
+            .status,
+        200,
+        "still there"
+    );
+    let _ = me;
+}

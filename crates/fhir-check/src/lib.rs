@@ -1,7 +1,9 @@
 //! Structural checks of incoming FHIR R4 resources.
 //!
 //! fhir-sdk has no R4 model; its R4B types are identical to R4 for the resources this
-//! server accepts (Patient, DocumentReference, List, Binary, Consent, Communication). Every
+//! server accepts (Patient, DocumentReference, List, Binary, Consent, Communication,
+//! and the medical profile's Observation, Condition, MedicationStatement and
+//! AllergyIntolerance). Every
 //! deserialisation of an fhir-sdk type instantiates serde code for all resources, which
 //! is slow to compile, so it lives here behind one plain function that the server crate
 //! calls: this crate compiles once and stays cached while the server changes.
@@ -10,8 +12,9 @@
 //! unknown elements and decimal precision. They only say whether the JSON is valid R4.
 
 use fhir_sdk::r4b::resources::{
-    AuditEvent, Binary, Bundle, CapabilityStatement, Communication, Consent, DocumentReference,
-    List, OperationDefinition, OperationOutcome, Patient,
+    AllergyIntolerance, AuditEvent, Binary, Bundle, CapabilityStatement, Communication, Condition,
+    Consent, DocumentReference, List, MedicationStatement, Observation, OperationDefinition,
+    OperationOutcome, Patient,
 };
 
 /// One structural problem, with the element path where it was found.
@@ -31,6 +34,10 @@ pub const CHECKED_TYPES: &[&str] = &[
     "Binary",
     "Consent",
     "Communication",
+    "Observation",
+    "Condition",
+    "MedicationStatement",
+    "AllergyIntolerance",
 ];
 
 /// Resource types the server writes itself; tests check its output with them.
@@ -54,6 +61,10 @@ pub fn check(resource_type: &str, json: &str) -> Result<(), StructureIssue> {
         "Binary" => check_as::<Binary>(resource_type, json),
         "Consent" => check_as::<Consent>(resource_type, json),
         "Communication" => check_as::<Communication>(resource_type, json),
+        "Observation" => check_as::<Observation>(resource_type, json),
+        "Condition" => check_as::<Condition>(resource_type, json),
+        "MedicationStatement" => check_as::<MedicationStatement>(resource_type, json),
+        "AllergyIntolerance" => check_as::<AllergyIntolerance>(resource_type, json),
         "Bundle" => check_as::<Bundle>(resource_type, json),
         "OperationOutcome" => check_as::<OperationOutcome>(resource_type, json),
         "CapabilityStatement" => check_as::<CapabilityStatement>(resource_type, json),
@@ -172,7 +183,7 @@ mod tests {
 
     #[test]
     fn refuses_unknown_types() {
-        assert!(check("Observation", r#"{"resourceType":"Observation"}"#).is_err());
+        assert!(check("Encounter", r#"{"resourceType":"Encounter"}"#).is_err());
     }
 }
 

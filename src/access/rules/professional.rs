@@ -167,6 +167,21 @@ pub fn r_acc_6_matrix<'m>(
         })
 }
 
+/// R-ACC-12: a profession the habilitation matrix does not name reads no health
+/// data, the medical profile included (whose entries no matrix row names).
+pub fn r_acc_12_profession_named(principal: &Principal, matrix: &Matrix) -> Option<Verdict> {
+    let profession = principal.profession.as_deref().unwrap_or_default();
+    matrix
+        .access(profession, principal.specialty.as_deref())
+        .is_none()
+        .then(|| {
+            Verdict::deny(
+                "R-ACC-12",
+                format!("profession {profession:?} is not in the habilitation matrix: no access to health data"),
+            )
+        })
+}
+
 /// R-ACC-7: a masked document is shown only to its author, to the médecin traitant,
 /// and in emergency modes the patient opened to masked documents.
 pub fn r_acc_7_masked(
