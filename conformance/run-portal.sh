@@ -45,4 +45,4 @@ curl -sf -X POST "$base/Communication" -H "Authorization: Bearer $doctor" -H 'Co
 echo "== Chromium $(/usr/bin/chromium --version 2> /dev/null | awk '{print $2}'), playwright-core $playwright_version, axe-core $axe_version"
 cp "$here/clients/portal_browser.mjs" "$node_dir/portal_browser.mjs"
 node "$node_dir/portal_browser.mjs" "$base" "$work/codes.jsonl" "$nir" "$reports" "$colleague" "$patient" "$document" \
-    "$node_dir/node_modules/axe-core/axe.min.js"
+    "$node_dir/node_modules/axe-core/axe.min.js" "$doctor"

@@ -10,7 +10,7 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 
-const [base, outbox, nir, reports, proToken, patient, documentId, axePath] = process.argv.slice(2);
+const [base, outbox, nir, reports, proToken, patient, documentId, axePath, doctorToken] = process.argv.slice(2);
 const axeSource = fs.readFileSync(axePath, 'utf8');
 const PASSWORD = 'Portail1!';
 let steps = 0;
@@ -144,6 +144,34 @@ try {
   await page.goto(`${base}/espace/historique`);
   await audit(page, 'historique');
   check((await page.textContent('ol.history')).includes('810000000077'), "the history names the professional's access");
+
+  // The first sign-in questions (seed 002), then the profile page; the médecin
+  // traitant reads the answers over FHIR.
+  await page.goto(`${base}/espace/profil/questions/taille`);
+  await audit(page, 'profil-question-taille');
+  check(await focusBy('valeur'), 'the height field is reached with Tab');
+  await page.keyboard.type('1,68');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${base}/espace/profil/questions/poids`);
+  await page.click('button[name="passer"]');
+  await page.waitForURL(`${base}/espace/profil/questions/maladies`);
+  await audit(page, 'profil-question-maladies');
+  await page.check('#oui');
+  await page.fill('#texte', 'Asthme');
+  await page.click('button:not([name])');
+  await page.waitForURL(`${base}/espace/profil/questions/traitements`);
+  await page.check('#non');
+  await page.click('button:not([name])');
+  await page.waitForURL(`${base}/espace/profil/questions/allergies`);
+  await page.click('button[name="passer"]');
+  await page.waitForURL(`${base}/espace/profil/questions/merci`);
+  check((await page.textContent('h1')).includes('Merci'), 'the questions end with thanks');
+  await page.goto(`${base}/espace/profil`);
+  await audit(page, 'profil');
+  const profile = await page.textContent('main');
+  check(profile.includes('1,68 m') && profile.includes('Asthme'), 'the profile page shows the answers');
+  const conditions = await fetch(`${base}/Condition?patient=${patient}`, { headers: { Authorization: `Bearer ${doctorToken}`, Accept: 'application/fhir+json' } });
+  check(conditions.status === 200 && (await conditions.text()).includes('Asthme'), 'the médecin traitant reads the conditions over FHIR');
 
   for (const [path, name] of [['/compte', 'compte'], ['/compte/mot-de-passe', 'mot-de-passe'], ['/espace/documents/ajouter', 'ajouter-un-document']]) {
     await page.goto(base + path);
