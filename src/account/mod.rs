@@ -1400,6 +1400,23 @@ impl Accounts {
         self.token_for(&session.account, &session.patient, &session.id)
     }
 
+    /// The read mark of the holder's messages (see `store::accounts::saw_messages`).
+    pub fn messages_seen_at(&self, session: &Session) -> Result<Option<String>, AccountError> {
+        Ok(self
+            .inner
+            .db
+            .read_blocking(|conn| Ok(stored::messages_seen_at(conn, &session.account)?))?)
+    }
+
+    /// The holder saw their messages up to `at` (a message's `meta.lastUpdated`).
+    pub fn saw_messages(&self, session: &Session, at: &str) -> Result<(), AccountError> {
+        let at = at.to_owned();
+        self.inner
+            .db
+            .write_blocking(|conn| Ok(stored::saw_messages(conn, &session.account, &at)?))?;
+        Ok(())
+    }
+
     /// Ends the session (sign-out): its tokens are refused from now on.
     pub fn sign_out(&self, caller: &Caller, session: &Session) -> Result<(), AccountError> {
         let now = instant(self.now());

@@ -11,7 +11,7 @@ use askama::Template;
 
 use super::pages::{
     Csrf, account_step, csrf_of, message, page, render, session, status_of, submitted,
-    with_session_cookie,
+    with_retry_after, with_session_cookie,
 };
 use crate::AppState;
 use crate::account::{CodeAsk, Contacts, Credentials, FirstSignIn, rules};
@@ -150,14 +150,17 @@ pub async fn provisional(
                 "J'ai reçu mon code : j'active Mon espace santé",
             )),
         ),
-        Err(error) => page(
-            status_of(&error),
-            render(&ProvisionalPage {
-                csrf: &csrf.value,
-                error: Some(error.message),
-            }),
-            &csrf,
-            None,
+        Err(error) => with_retry_after(
+            error.retry_after,
+            page(
+                status_of(&error),
+                render(&ProvisionalPage {
+                    csrf: &csrf.value,
+                    error: Some(error.message),
+                }),
+                &csrf,
+                None,
+            ),
         ),
     }
 }
@@ -208,14 +211,17 @@ pub async fn first_sign_in(
             &csrf,
             None,
         ),
-        Err(error) => page(
-            status_of(&error),
-            render(&FirstSignInPage {
-                csrf: &csrf.value,
-                error: Some(error.message),
-            }),
-            &csrf,
-            None,
+        Err(error) => with_retry_after(
+            error.retry_after,
+            page(
+                status_of(&error),
+                render(&FirstSignInPage {
+                    csrf: &csrf.value,
+                    error: Some(error.message),
+                }),
+                &csrf,
+                None,
+            ),
         ),
     }
 }
@@ -251,17 +257,20 @@ pub async fn contacts(state: State, request: HttpRequest, payload: web::Payload)
         Err(error) => {
             let email: String = form.get("email").chars().take(254).collect();
             let mobile: String = form.get("mobile").chars().take(32).collect();
-            page(
-                status_of(&error),
-                render(&ContactsPage {
-                    csrf: &csrf.value,
-                    ticket: &ticket,
-                    email: &email,
-                    mobile: &mobile,
-                    error: Some(error.message),
-                }),
-                &csrf,
-                None,
+            with_retry_after(
+                error.retry_after,
+                page(
+                    status_of(&error),
+                    render(&ContactsPage {
+                        csrf: &csrf.value,
+                        ticket: &ticket,
+                        email: &email,
+                        mobile: &mobile,
+                        error: Some(error.message),
+                    }),
+                    &csrf,
+                    None,
+                ),
             )
         }
     }
@@ -296,7 +305,10 @@ pub async fn credentials(
         Err(error) => {
             let mut errors = vec![error.message.clone()];
             errors.extend(error.rules.iter().map(|(_, rule)| rule.text.to_owned()));
-            credentials_page(&csrf, status_of(&error), &ticket, &identifiant, errors)
+            with_retry_after(
+                error.retry_after,
+                credentials_page(&csrf, status_of(&error), &ticket, &identifiant, errors),
+            )
         }
     }
 }

@@ -46,11 +46,99 @@ pub async fn call_as(
     pipeline::run(state, &request, None, classify).await
 }
 
-/// A FHIR call refused or failed: its status and the OperationOutcome's words.
+/// A FHIR call refused or failed: its status, the OperationOutcome's words and the
+/// rule that refused, if it says.
 #[derive(Debug, Clone)]
 pub struct Refused {
     pub status: u16,
     pub message: String,
+    pub rule: Option<String>,
+    /// `message` is the portal's own words, in French, for the holder.
+    pub told: bool,
+}
+
+impl Refused {
+    /// A refusal a page decides itself, said in French.
+    pub fn told(status: u16, text: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            message: text.into(),
+            rule: None,
+            told: true,
+        }
+    }
+
+    /// The refusal an answer of the FHIR API carries (its OperationOutcome).
+    pub fn of_answer(status: u16, bytes: &[u8]) -> Refused {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        Refused {
+            status,
+            message: value
+                .pointer("/issue/0/details/text")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("refusé")
+                .to_owned(),
+            rule: value
+                .pointer("/issue/0/diagnostics")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|diagnostics| diagnostics.strip_prefix("rule "))
+                .map(str::to_owned),
+            told: false,
+        }
+    }
+
+    /// What the holder is told, in French: the API's words are for developers (and
+    /// in English), so the page says what the status and the rule mean for them.
+    pub fn in_french(&self) -> String {
+        if self.told {
+            return self.message.clone();
+        }
+        let by_rule = match self.rule.as_deref() {
+            Some("R-LIFE-2") if self.status == 409 => {
+                "Votre espace contient déjà des documents : vous pouvez le clôturer (et le rouvrir plus tard) plutôt que vous y opposer."
+            }
+            Some("R-LIFE-2") => {
+                "Vous vous êtes opposé(e) à Mon espace santé : activez votre espace pour y accéder."
+            }
+            Some("R-LIFE-3") if self.status == 409 => {
+                "Votre espace est clôturé : rouvrez-le d'abord."
+            }
+            Some("R-LIFE-3") => "Votre espace est clôturé : rouvrez-le pour y accéder.",
+            Some("R-LIFE-5") => {
+                "L'accès d'un représentant légal prend fin à la majorité de la personne représentée."
+            }
+            Some("R-PAT-2") => {
+                "Un document déposé par un professionnel ne peut être ni modifié ni supprimé par vous ; vous pouvez en revanche le masquer."
+            }
+            Some("R-PAT-3") => "Ce réglage de confidentialité n'est pas possible.",
+            Some("R-MSG-1") => {
+                "Vous pouvez répondre à un message, mais seul un professionnel de santé peut commencer une conversation."
+            }
+            Some("R-MSG-4") => {
+                "Cette pièce jointe ne peut pas être enregistrée dans vos documents."
+            }
+            Some("R-ACC-13" | "R-ACC-12" | "R-PAT-1" | "R-PAT-5") => {
+                "Cette action ne vous est pas permise."
+            }
+            _ => "",
+        };
+        if !by_rule.is_empty() {
+            return by_rule.to_owned();
+        }
+        match self.status {
+            401 => "Votre session a pris fin : reconnectez-vous.",
+            403 => "Cette action ne vous est pas permise.",
+            404 | 410 => "Cet élément n'existe pas, ou plus.",
+            409 => "Cette action n'est pas possible dans l'état actuel de votre espace.",
+            412 => "L'élément a changé entre-temps : rechargez la page et recommencez.",
+            413 => "C'est trop volumineux.",
+            415 => "Ce type de fichier n'est pas accepté.",
+            400 | 422 => "Les informations envoyées ne sont pas valides.",
+            429 => "Trop de demandes à la suite : réessayez dans quelques instants.",
+            _ => "Le service est momentanément indisponible : réessayez plus tard.",
+        }
+        .to_owned()
+    }
 }
 
 /// The FHIR API as the signed-in holder's pages call it.
@@ -75,18 +163,10 @@ async fn body_of(answer: HttpResponse) -> (u16, Option<String>, actix_web::web::
 }
 
 fn json_answer(status: u16, bytes: &[u8]) -> Result<serde_json::Value, Refused> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     if (200..300).contains(&status) {
-        Ok(value)
+        Ok(serde_json::from_slice(bytes).unwrap_or_default())
     } else {
-        Err(Refused {
-            status,
-            message: value
-                .pointer("/issue/0/details/text")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("refusé")
-                .to_owned(),
-        })
+        Err(Refused::of_answer(status, bytes))
     }
 }
 

@@ -188,6 +188,16 @@ pub(super) fn status_of(error: &AccountError) -> StatusCode {
     StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// A refused step's page with the delay to wait, when the refusal is a limit (429).
+pub(super) fn with_retry_after(seconds: Option<u64>, mut response: HttpResponse) -> HttpResponse {
+    if let Some(seconds) = seconds {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
+}
+
 /// A redirection after a form (303: the browser follows with a GET).
 pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
@@ -430,16 +440,19 @@ pub async fn sign_in(state: State, request: HttpRequest, payload: web::Payload) 
         ),
         Err(error) => {
             let shown: String = identifiant.chars().take(64).collect();
-            page(
-                status_of(&error),
-                render(&SignInPage {
-                    csrf: &csrf.value,
-                    next: &next,
-                    identifiant: &shown,
-                    error: Some(error.message),
-                }),
-                &csrf,
-                None,
+            with_retry_after(
+                error.retry_after,
+                page(
+                    status_of(&error),
+                    render(&SignInPage {
+                        csrf: &csrf.value,
+                        next: &next,
+                        identifiant: &shown,
+                        error: Some(error.message),
+                    }),
+                    &csrf,
+                    None,
+                ),
             )
         }
     }
@@ -472,18 +485,21 @@ pub async fn sign_in_code(
                 "email"
             };
             let sent_to: String = form.get("sent_to").chars().take(80).collect();
-            page(
-                status_of(&error),
-                render(&CodePage {
-                    csrf: &csrf.value,
-                    next: &next,
-                    challenge: &challenge.chars().take(64).collect::<String>(),
-                    channel,
-                    sent_to: &sent_to,
-                    error: Some(error.message),
-                }),
-                &csrf,
-                None,
+            with_retry_after(
+                error.retry_after,
+                page(
+                    status_of(&error),
+                    render(&CodePage {
+                        csrf: &csrf.value,
+                        next: &next,
+                        challenge: &challenge.chars().take(64).collect::<String>(),
+                        channel,
+                        sent_to: &sent_to,
+                        error: Some(error.message),
+                    }),
+                    &csrf,
+                    None,
+                ),
             )
         }
     }
@@ -526,7 +542,10 @@ async fn account_page(
     let apps = match blocking(move || accounts.apps(&session)).await {
         Ok(apps) => apps,
         Err(error) => {
-            return message(status_of(&error), csrf, "Erreur", &error.message, None);
+            return with_retry_after(
+                error.retry_after,
+                message(status_of(&error), csrf, "Erreur", &error.message, None),
+            );
         }
     };
     let apps = apps
@@ -589,12 +608,15 @@ pub async fn revoke_app(state: State, request: HttpRequest, payload: web::Payloa
             )
             .await
         }
-        Err(error) => message(
-            status_of(&error),
-            &csrf,
-            "Erreur",
-            &error.message,
-            Some(("/compte", "Retour à mon compte")),
+        Err(error) => with_retry_after(
+            error.retry_after,
+            message(
+                status_of(&error),
+                &csrf,
+                "Erreur",
+                &error.message,
+                Some(("/compte", "Retour à mon compte")),
+            ),
         ),
     }
 }
@@ -653,7 +675,10 @@ pub async fn password(state: State, request: HttpRequest, payload: web::Payload)
         Err(error) => {
             let mut errors = vec![error.message.clone()];
             errors.extend(error.rules.iter().map(|(_, rule)| rule.text.to_owned()));
-            password_page(&csrf, status_of(&error), errors)
+            with_retry_after(
+                error.retry_after,
+                password_page(&csrf, status_of(&error), errors),
+            )
         }
     }
 }
@@ -775,7 +800,10 @@ pub async fn authorize_decision(
             .insert_header((header::LOCATION, location))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
-        Err(error) => message(status_of(&error), &csrf, "Erreur", &error.message, None),
+        Err(error) => with_retry_after(
+            error.retry_after,
+            message(status_of(&error), &csrf, "Erreur", &error.message, None),
+        ),
     }
 }
 

@@ -103,6 +103,9 @@ struct MessageRow {
     from: String,
     date: String,
     text: String,
+    /// A message (not a notification) stored since the holder last saw their
+    /// messages, and not theirs.
+    new: bool,
 }
 
 #[derive(Template)]
@@ -115,6 +118,8 @@ struct HomePage<'a> {
     documents: Vec<DocumentRow>,
     messages: Vec<MessageRow>,
     notifications: Vec<MessageRow>,
+    /// New messages among the latest 20.
+    unread: usize,
 }
 
 #[derive(Template)]
@@ -316,8 +321,8 @@ pub(super) async fn signed_in<'a>(
 fn refused_text(refused: &Refused) -> String {
     match refused.status {
         401 => "Votre session a pris fin : reconnectez-vous.".into(),
-        403 | 404 => "Cette action n'est pas possible sur ce document.".into(),
-        _ => format!("L'action n'a pas abouti ({}).", refused.message),
+        404 => "Ce document n'existe pas, ou plus.".into(),
+        _ => refused.in_french(),
     }
 }
 
@@ -400,8 +405,16 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
         });
         all.extend(notices.iter().cloned());
     }
+    let seen = {
+        let (accounts, session) = (state.accounts.clone(), session.clone());
+        super::pages::blocking(move || accounts.messages_seen_at(&session))
+            .await
+            .ok()
+            .flatten()
+    };
     let mut messages = Vec::new();
     let mut notifications = Vec::new();
+    let mut unread = 0;
     for communication in entries(&communications) {
         let notification = communication["category"]
             .as_array()
@@ -409,7 +422,18 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
             .flatten()
             .flat_map(codes)
             .any(|coding| coding["code"] == "notification");
+        let own = communication
+            .pointer("/sender/reference")
+            .and_then(Value::as_str)
+            .is_some_and(|sender| sender == format!("Patient/{patient}"));
+        let stored_at = communication
+            .pointer("/meta/lastUpdated")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let new = !notification && !own && seen.as_deref().is_none_or(|seen| stored_at > seen);
+        unread += usize::from(new);
         let row = MessageRow {
+            new,
             from: sender_of(communication, &patient),
             date: french_date(communication["sent"].as_str().unwrap_or(""), true),
             text: communication
@@ -434,6 +458,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
         documents,
         messages,
         notifications,
+        unread,
     });
     page(StatusCode::OK, html, &csrf, None)
 }
@@ -932,8 +957,8 @@ pub async fn add(
             &csrf,
             StatusCode::from_u16(refused.status).unwrap_or(StatusCode::BAD_REQUEST),
             Some(format!(
-                "Le document n'a pas été ajouté : {}",
-                refused.message
+                "Le document n'a pas été ajouté. {}",
+                refused.in_french()
             )),
         ),
     }

@@ -272,18 +272,6 @@ struct QuestionPage<'a> {
     typed: String,
 }
 
-fn refused_text(refused: &Refused) -> String {
-    match refused.status {
-        401 => "Votre session a pris fin : reconnectez-vous.".into(),
-        403 => {
-            "Votre espace n'accepte pas cette modification (clôturé, ou en attente d'activation ?)."
-                .into()
-        }
-        404 => "Cet élément n'existe pas, ou plus.".into(),
-        _ => "L'enregistrement n'a pas abouti. Réessayez plus tard.".into(),
-    }
-}
-
 /// The latest value of a measure and its date.
 async fn latest(
     fhir: &Fhir<'_>,
@@ -366,7 +354,7 @@ async fn profile_page(
     };
     let (height, weight, lists, error) = match read.await {
         Ok((height, weight, lists)) => (height, weight, lists, error),
-        Err(refused) => (None, None, Vec::new(), Some(refused_text(&refused))),
+        Err(refused) => (None, None, Vec::new(), Some(refused.in_french())),
     };
     let html = render(&ProfilePage {
         section: "profil",
@@ -429,7 +417,7 @@ async fn store_answer(
             let value = measure.parse(typed)?;
             fhir.create("Observation", measure.observation(patient, value))
                 .await
-                .map_err(|refused| refused_text(&refused))?;
+                .map_err(|refused| refused.in_french())?;
             return Ok(true);
         }
     }
@@ -443,7 +431,7 @@ async fn store_answer(
     for line in typed {
         fhir.create(kind.resource_type(), kind.entry(patient, &line))
             .await
-            .map_err(|refused| refused_text(&refused))?;
+            .map_err(|refused| refused.in_french())?;
     }
     Ok(true)
 }
@@ -495,7 +483,7 @@ pub async fn profile_post(
                 .delete(kind.resource_type(), form.get("id"))
                 .await
                 .map(|()| "suppression")
-                .map_err(|refused| refused_text(&refused)),
+                .map_err(|refused| refused.in_french()),
         },
         _ => return HttpResponse::NotFound().finish(),
     };

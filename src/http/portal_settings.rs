@@ -25,6 +25,8 @@ struct MessageView {
     answerable: bool,
     /// The message it answers (`inResponseTo`, else `partOf`), if any.
     parent: Option<String>,
+    /// Stored since the holder last saw their messages, and not theirs.
+    new: bool,
 }
 
 /// A conversation: its messages, oldest first, and the message an answer goes to
@@ -33,6 +35,8 @@ struct ThreadView {
     with: String,
     messages: Vec<MessageView>,
     answer_to: Option<String>,
+    /// How many of its messages are new.
+    unread: usize,
 }
 
 /// Messages (newest first) as conversations, the most recently active first: each
@@ -81,6 +85,7 @@ fn threads(messages: Vec<MessageView>) -> Vec<ThreadView> {
                 );
             Some(ThreadView {
                 with,
+                unread: messages.iter().filter(|message| message.new).count(),
                 messages,
                 answer_to,
             })
@@ -96,6 +101,7 @@ struct MessagesPage<'a> {
     error: Option<String>,
     csrf: &'a str,
     threads: Vec<ThreadView>,
+    unread: usize,
 }
 
 #[derive(Template)]
@@ -140,14 +146,6 @@ async fn action<'a>(
     Ok((csrf, form, session, fhir))
 }
 
-fn refused_text(refused: &Refused) -> String {
-    match refused.status {
-        401 => "Votre session a pris fin : reconnectez-vous.".into(),
-        404 => "Cet élément n'existe pas, ou plus.".into(),
-        _ => format!("L'action n'a pas abouti : {}", refused.message),
-    }
-}
-
 /// An IdNat_PS as typed: digits and letters only, at most 32.
 fn idnat(typed: &str) -> Option<String> {
     let value: String = typed
@@ -172,6 +170,14 @@ async fn messages_page(
         Ok(found) => found,
         Err(response) => return response,
     };
+    let seen = {
+        let (accounts, session) = (state.accounts.clone(), session.clone());
+        super::pages::blocking(move || accounts.messages_seen_at(&session))
+            .await
+            .ok()
+            .flatten()
+    };
+    let mut latest_shown: Option<String> = None;
     let (messages, error) = match fhir
         .search(
             "Communication",
@@ -199,7 +205,20 @@ async fn messages_page(
                         .pointer("/sender/reference")
                         .and_then(Value::as_str)
                         .is_some_and(|sender| sender == format!("Patient/{}", session.patient));
+                    let stored_at = message
+                        .pointer("/meta/lastUpdated")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
+                    let new = !own && seen.as_deref().is_none_or(|seen| stored_at.as_str() > seen);
+                    if latest_shown
+                        .as_deref()
+                        .is_none_or(|latest| stored_at.as_str() > latest)
+                    {
+                        latest_shown = Some(stored_at.clone());
+                    }
                     MessageView {
+                        new,
                         id: message["id"].as_str().unwrap_or("").to_owned(),
                         from: super::portal::sender_of(message, &session.patient),
                         date: french_date(message["sent"].as_str().unwrap_or(""), true),
@@ -237,13 +256,20 @@ async fn messages_page(
                 .collect(),
             error,
         ),
-        Err(refused) => (Vec::new(), Some(refused_text(&refused))),
+        Err(refused) => (Vec::new(), Some(refused.in_french())),
     };
+    // Shown on this page, they are read: the mark moves to the latest one shown (not
+    // to now, so that a message stored meanwhile stays new).
+    if let Some(latest) = latest_shown {
+        let accounts = state.accounts.clone();
+        let _ = super::pages::blocking(move || accounts.saw_messages(&session, &latest)).await;
+    }
     let html = render(&MessagesPage {
         section: "messages",
         notice,
         error,
         csrf: &csrf.value,
+        unread: messages.iter().filter(|message| message.new).count(),
         threads: threads(messages),
     });
     page(StatusCode::OK, html, csrf, None)
@@ -295,14 +321,8 @@ pub async fn message_post(
             let original = match fhir.read("Communication", &id).await {
                 Ok(original) => original,
                 Err(refused) => {
-                    return messages_page(
-                        &state,
-                        &request,
-                        &csrf,
-                        None,
-                        Some(refused_text(&refused)),
-                    )
-                    .await;
+                    return messages_page(&state, &request, &csrf, None, Some(refused.in_french()))
+                        .await;
                 }
             };
             let mut answer = json!({
@@ -351,7 +371,7 @@ pub async fn message_post(
     match done {
         Ok(what) => see_other(&format!("/espace/messages?fait={what}")),
         Err(refused) => {
-            messages_page(&state, &request, &csrf, None, Some(refused_text(&refused))).await
+            messages_page(&state, &request, &csrf, None, Some(refused.in_french())).await
         }
     }
 }
@@ -433,7 +453,7 @@ async fn privacy_page(
         .await;
     let (consents, error) = match &bundle {
         Ok(bundle) => (entries(bundle), error),
-        Err(refused) => (Vec::new(), Some(refused_text(refused))),
+        Err(refused) => (Vec::new(), Some(refused.in_french())),
     };
     let with_actor = |kind: &str| -> Vec<(String, String)> {
         consents
@@ -563,19 +583,21 @@ pub async fn privacy_post(
         };
     let patient = session.patient.clone();
     let typed = idnat(form.get("idnat"));
-    let invalid = || Refused {
-        status: 400,
-        message: "un identifiant RPPS / ADELI est fait de chiffres (et de lettres)".into(),
+    let invalid = || {
+        Refused::told(
+            400,
+            "Un identifiant RPPS / ADELI est fait de chiffres (et de lettres).",
+        )
     };
     let done: Result<(), Refused> = match verb.as_str() {
         "bloquer" | "autoriser" => match typed {
             // Said plainly rather than stored to no effect: the médecin traitant
             // keeps access to the space whatever is blocked (SPEC §5).
             Some(id) if verb == "bloquer" && general_practitioner_is(&fhir, &patient, &id).await => {
-                Err(Refused {
-                    status: 409,
-                    message: "votre médecin traitant ne peut pas être bloqué. Déclarez-en un autre pour changer.".into(),
-                })
+                Err(Refused::told(
+                    409,
+                    "Votre médecin traitant ne peut pas être bloqué. Déclarez-en un autre pour changer.",
+                ))
             }
             Some(id) => {
                 let kind = if verb == "bloquer" { "deny" } else { "permit" };
@@ -654,7 +676,7 @@ pub async fn privacy_post(
     match done {
         Ok(()) => see_other("/espace/confidentialite?fait=oui"),
         Err(refused) => {
-            privacy_page(&state, &request, &csrf, None, Some(refused_text(&refused))).await
+            privacy_page(&state, &request, &csrf, None, Some(refused.in_french())).await
         }
     }
 }
@@ -782,22 +804,13 @@ pub async fn my_space_post(
         .invoke("Patient", &session.patient, operation, params, accept)
         .await;
     if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|outcome| {
-                outcome
-                    .pointer("/issue/0/details/text")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
         return my_space_page(
             &state,
             &request,
             &csrf,
             "",
             None,
-            Some(refused_text(&Refused { status, message })),
+            Some(Refused::of_answer(status, &bytes).in_french()),
         )
         .await;
     }

@@ -164,13 +164,15 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
             ("Communication", Interaction::Create) if professional => Some((
                 Kind::NewMessage,
                 format!(
-                    "Vous avez reçu un nouveau message de {who} dans votre messagerie Mon espace santé."
+                    "Vous avez reçu un nouveau message {} dans votre messagerie Mon espace santé.",
+                    of_whom(&who)
                 ),
             )),
             ("Consent", Interaction::Create) if professional => Some((
                 Kind::ConsentDeclared,
                 format!(
-                    "{who} a déclaré votre consentement pour accéder à votre profil Mon espace santé."
+                    "{} a déclaré votre consentement pour accéder à votre profil Mon espace santé.",
+                    capitalised(&who)
                 ),
             )),
             _ => None,
@@ -334,5 +336,23 @@ impl Wakeup {
     pub fn wake(&self) {
         // The worker gone (the server stopping) is not the waker's concern.
         let _ = self.0.send(());
+    }
+}
+
+/// « de » before a name, elided before an article (« d'un professionnel »).
+fn of_whom(who: &str) -> String {
+    if who.starts_with("un ") || who.starts_with("une ") {
+        format!("d'{who}")
+    } else {
+        format!("de {who}")
+    }
+}
+
+/// The name at the start of a sentence.
+fn capitalised(who: &str) -> String {
+    let mut letters = who.chars();
+    match letters.next() {
+        Some(first) => first.to_uppercase().chain(letters).collect(),
+        None => String::new(),
     }
 }

@@ -155,6 +155,34 @@ pub fn account_by_id(conn: &mut Conn, id: &str) -> diesel::QueryResult<Option<Ac
     Ok(sql.load(conn)?.pop())
 }
 
+#[derive(QueryableByName)]
+struct SeenRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    messages_seen_at: Option<String>,
+}
+
+/// The server time of the latest message the holder saw on the messages page.
+pub fn messages_seen_at(conn: &mut Conn, account: &str) -> diesel::QueryResult<Option<String>> {
+    let mut sql = Sql::new("SELECT messages_seen_at FROM account WHERE id = ");
+    sql.text(account);
+    Ok(sql
+        .load::<SeenRow>(conn)?
+        .pop()
+        .and_then(|row| row.messages_seen_at))
+}
+
+/// Moves the read mark forward to `at` (never back: two pages open at once).
+pub fn saw_messages(conn: &mut Conn, account: &str, at: &str) -> diesel::QueryResult<usize> {
+    let mut sql = Sql::new("UPDATE account SET messages_seen_at = ");
+    sql.text(at)
+        .push(" WHERE id = ")
+        .text(account)
+        .push(" AND (messages_seen_at IS NULL OR messages_seen_at < ")
+        .text(at)
+        .push(")");
+    sql.execute(conn)
+}
+
 /// Creates the space's account with these contacts, or sets them on the one it
 /// has; returns the account's id.
 pub fn put_contacts(

@@ -891,6 +891,8 @@ pub struct Page {
     pub status: u16,
     pub location: String,
     pub csp: String,
+    /// The `Retry-After` header, '' when absent.
+    pub retry_after: String,
     pub body: String,
 }
 
@@ -996,10 +998,12 @@ impl Browser {
                 .unwrap_or_default()
         };
         let (location, csp) = (header("location"), header("content-security-policy"));
+        let retry_after = header("retry-after");
         Page {
             status: response.status().as_u16(),
             location,
             csp,
+            retry_after,
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }
@@ -2143,4 +2147,33 @@ fn r_act_3_a_sign_in_opened_with_the_old_password_ends_when_the_password_changes
             .status,
         200
     );
+}
+
+#[test]
+fn r_act_3_a_locked_sign_in_page_says_when_to_come_back() {
+    let h = harness();
+    let known = nir();
+    holder(&h.app, &known, None);
+    h.enrol(&known, "alice.durand");
+    let mut browser = Browser::new(&h.app);
+    let mut last = None;
+    for _ in 0..6 {
+        let form = browser.get("/connexion");
+        last = Some(browser.post(
+            "/connexion",
+            &[
+                ("csrf", &form.field("csrf")),
+                ("next", "/espace"),
+                ("identifiant", "alice.durand"),
+                ("password", "Mauvais1!"),
+            ],
+        ));
+    }
+    let locked = last.unwrap();
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    let seconds: u64 = locked
+        .retry_after
+        .parse()
+        .expect("a Retry-After in seconds");
+    assert!(seconds > 0 && seconds <= 15 * 60, "{seconds}");
 }

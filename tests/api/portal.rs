@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::accounts::{Browser, Harness, PASSWORD, harness, holder, unescape};
-use crate::support::fixtures::{document, nir, patient, permit_professional};
+use crate::support::fixtures::{document, message_from, nir, patient, permit_professional};
 use crate::support::{As, match_ids};
 
 /// A holder enrolled, signed in through the pages: (harness, browser, Patient id).
@@ -915,4 +915,83 @@ fn r_ui_1_a_profile_page_cannot_reach_another_holders_profile() {
         "still there"
     );
     let _ = me;
+}
+
+#[test]
+fn r_ui_1_new_messages_are_marked_until_the_holder_reads_them() {
+    let (h, mut browser, me) = signed_in_holder();
+    for sent in ["2026-11-01T09:00:00Z", "2026-11-02T09:00:00Z"] {
+        h.app
+            .create(&As::doctor(), &message_from(&me, "810000000001", sent));
+    }
+    let home = browser.get("/espace");
+    assert!(home.body.contains("2 nouveaux messages"), "{}", home.body);
+    let messages = browser.get("/espace/messages");
+    assert!(
+        messages.body.contains("2 nouveaux messages"),
+        "{}",
+        messages.body
+    );
+    assert_eq!(messages.body.matches("Nouveau :").count(), 2);
+    // Shown once, they are read.
+    let again = browser.get("/espace/messages");
+    assert!(!again.body.contains("Nouveau :"), "{}", again.body);
+    let home = browser.get("/espace");
+    assert!(
+        !home.body.contains("Nouveau :") && !home.body.contains("nouveau message</a>"),
+        "{}",
+        home.body
+    );
+    // A later message is new; the holder's own answer is not.
+    let csrf = again.field("csrf");
+    let latest = h.app.create(
+        &As::doctor(),
+        &message_from(&me, "810000000001", "2026-10-01T09:00:00Z"),
+    );
+    let answered = browser.post(
+        &format!("/espace/messages/{latest}/repondre"),
+        &[("csrf", &csrf), ("texte", "Merci")],
+    );
+    assert_eq!(answered.status, 303, "{}", answered.body);
+    let home = browser.get("/espace");
+    assert!(home.body.contains("1 nouveau message</a>"), "{}", home.body);
+    assert_eq!(home.body.matches("Nouveau :").count(), 1, "{}", home.body);
+}
+
+#[test]
+fn r_ui_1_a_refusal_is_told_in_french_with_what_to_do() {
+    let (h, mut browser, me) = signed_in_holder();
+    let activated = h.app.post(
+        &format!("Patient/{me}/$activate"),
+        &As::Patient(me.clone()),
+        &serde_json::json!({ "resourceType": "Parameters" }),
+    );
+    assert_eq!(activated.status, 200, "{}", activated.body);
+    let report = h
+        .app
+        .create(&As::doctor(), &document(&me, "11488-4", "2024-03-02"));
+    // Deleting what a professional deposited (R-PAT-2).
+    let documents = browser.get("/espace/documents");
+    let csrf = documents.field("csrf");
+    let refused = browser.post(
+        &format!("/espace/documents/{report}/supprimer"),
+        &[("csrf", &csrf)],
+    );
+    let text = unescape(&refused.body);
+    assert!(
+        text.contains("ne peut être ni modifié ni supprimé par vous"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("rule") && !text.contains("patient cannot"),
+        "{text}"
+    );
+    // Opposing a space that holds documents (R-LIFE-2): close it instead.
+    let refused = browser.post(
+        "/espace/mon-espace",
+        &[("csrf", &csrf), ("action", "oppose"), ("confirmed", "yes")],
+    );
+    let text = unescape(&refused.body);
+    assert!(text.contains("vous pouvez le clôturer"), "{text}");
+    assert!(!text.contains("holds documents"), "{text}");
 }
