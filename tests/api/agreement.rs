@@ -1,9 +1,9 @@
 //! The rules are written twice: as SQL predicates that narrow searches (for full pages
 //! and exact totals) and as the egress gate's decision on each version. This
 //! property test draws spaces (documents of several types, labels, depositors,
-//! versions, deletions, Consents, lifecycle states) and callers (every actor,
-//! profession, access mode and a narrow scope), and checks that every path agrees
-//! with the gate's own answer to a read or vread:
+//! versions, deletions, Consents, lifecycle states, medical profile entries) and
+//! callers (every actor, profession, access mode and a narrow scope), and checks that
+//! every path agrees with the gate's own answer to a read or vread:
 //!
 //! - search: the matches are exactly the documents whose read answers 200, and
 //!   `total` counts them;
@@ -12,7 +12,9 @@
 //! - `_revinclude` from the Patient: the included documents are the same set;
 //! - history (the holder's type history, everyone's instance history): the versions
 //!   with a body are exactly those whose vread answers 200, and `total` counts the
-//!   entries.
+//!   entries;
+//! - the medical profile: its entries searched and `_revinclude`d from the Patient
+//!   are exactly those whose read answers 200, and a vread answers as the read.
 //!
 //! It runs on whichever backend the suite runs on (SQLite, or PostgreSQL with
 //! `DMP_TEST_POSTGRES_URL`). `DMP_PROPERTY_CASES` sets the number of drawn spaces
@@ -161,10 +163,19 @@ fn token_of(depositor: Depositor, patient: &str) -> As {
 /// A stored List and the documents it names.
 type StoredList = (String, Vec<String>);
 
-/// Builds a drawn space; returns the patient id, the documents stored (some draws
-/// are refused by the rules: a colleague without authorisation deposits nothing)
-/// and the médecin traitant's Lists of them.
-fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>, Vec<StoredList>) {
+/// A drawn space as stored: its patient id and NIR, the documents stored (some
+/// draws are refused by the rules: a colleague without authorisation deposits
+/// nothing), the médecin traitant's Lists of them, and the holder's medical profile
+/// entries (type, id).
+struct Built {
+    patient_id: String,
+    nir: String,
+    stored: Vec<(String, i64)>,
+    lists: Vec<StoredList>,
+    profile: Vec<(&'static str, String)>,
+}
+
+fn build(app: &TestApp, plan: &SpacePlan) -> Built {
     let nir = nir();
     let patient_id = app.create(
         &As::System,
@@ -269,6 +280,26 @@ fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>
         assert_eq!(reply.status, 201, "{}", reply.body);
         lists.push((reply.id(), group));
     }
+    // The holder's medical profile: an entry of each of two types.
+    let subject = json!({ "reference": format!("Patient/{patient_id}") });
+    let profile = vec![
+        (
+            "Condition",
+            app.create(
+                &holder,
+                &json!({ "resourceType": "Condition", "code": { "text": "Asthme" }, "subject": subject }),
+            ),
+        ),
+        (
+            "AllergyIntolerance",
+            app.create(
+                &holder,
+                &json!({ "resourceType": "AllergyIntolerance",
+                         "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active" }] },
+                         "code": { "text": "Pénicilline" }, "patient": subject }),
+            ),
+        ),
+    ];
     let operation = match plan.state {
         2 => Some("$close"),
         3 => Some("$oppose"),
@@ -283,7 +314,13 @@ fn build(app: &TestApp, plan: &SpacePlan) -> (String, String, Vec<(String, i64)>
         // A space holding documents is closed, not opposed (R-LIFE-2).
         assert!(matches!(reply.status, 200 | 409), "{}", reply.body);
     }
-    (patient_id, nir, stored, lists)
+    Built {
+        patient_id,
+        nir,
+        stored,
+        lists,
+        profile,
+    }
 }
 
 /// The callers of a drawn space.
@@ -295,6 +332,10 @@ fn callers(patient_id: &str) -> Vec<(&'static str, As)> {
         ("médecin traitant", professional(GP, "10", None)),
         ("colleague", professional(COLLEAGUE, "10", None)),
         ("dentist", professional(DENTIST, "40", None)),
+        (
+            "colleague of a profession outside the matrix",
+            professional(COLLEAGUE, "99", None),
+        ),
         ("stranger", professional(STRANGER, "10", None)),
         (
             "emergency",
@@ -343,14 +384,16 @@ fn history_versions(bundle: &Value) -> (BTreeSet<(String, i64)>, bool) {
     (versions, total_matches)
 }
 
-fn check(
-    app: &TestApp,
-    patient_id: &str,
-    nir: &str,
-    stored: &[(String, i64)],
-    lists: &[StoredList],
-) -> Result<(), String> {
+fn check(app: &TestApp, built: &Built) -> Result<(), String> {
+    let Built {
+        patient_id,
+        nir,
+        stored,
+        lists,
+        profile,
+    } = built;
     for (name, who) in callers(patient_id) {
+        check_profile(app, patient_id, name, &who, profile)?;
         let read: BTreeSet<String> = stored
             .iter()
             .filter(|(id, _)| app.get(&format!("DocumentReference/{id}"), &who).status == 200)
@@ -484,6 +527,78 @@ fn check(
     Ok(())
 }
 
+/// The medical profile for one caller: the entries searched (by `patient`, and
+/// included from the Patient) are exactly those read by id, each type's total counts
+/// them, and a vread answers as the read does.
+fn check_profile(
+    app: &TestApp,
+    patient_id: &str,
+    name: &str,
+    who: &As,
+    profile: &[(&'static str, String)],
+) -> Result<(), String> {
+    let mut read = BTreeSet::new();
+    for (kind, id) in profile {
+        let status = app.get(&format!("{kind}/{id}"), who).status;
+        let vread = app.get(&format!("{kind}/{id}/_history/1"), who).status;
+        if status != vread {
+            return Err(format!("{name}: {kind}/{id} read {status}, vread {vread}"));
+        }
+        if status == 200 {
+            read.insert(format!("{kind}/{id}"));
+        }
+    }
+    let mut searched = BTreeSet::new();
+    for kind in ["Condition", "AllergyIntolerance"] {
+        let reply = app.get(&format!("{kind}?patient={patient_id}&_total=accurate"), who);
+        if reply.status != 200 {
+            continue;
+        }
+        let bundle = reply.json();
+        let found: Vec<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| format!("{kind}/{}", entry["resource"]["id"].as_str().unwrap()))
+            .collect();
+        if bundle["total"].as_u64() != Some(found.len() as u64) {
+            return Err(format!(
+                "{name}: {kind} total {} for {found:?}",
+                bundle["total"]
+            ));
+        }
+        searched.extend(found);
+    }
+    if searched != read {
+        return Err(format!(
+            "{name}: profile searched {searched:?}, read {read:?}"
+        ));
+    }
+    let included = app.get(
+        &format!("Patient?_id={patient_id}&_revinclude=Condition:patient&_revinclude=AllergyIntolerance:patient"),
+        who,
+    );
+    if included.status == 200 {
+        let found: BTreeSet<String> = included.json()["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["search"]["mode"] == "include")
+            .map(|entry| {
+                format!(
+                    "{}/{}",
+                    entry["resource"]["resourceType"].as_str().unwrap(),
+                    entry["resource"]["id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if found != read {
+            return Err(format!("{name}: profile included {found:?}, read {read:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// R-MHD-5 for one caller: the Lists read by id are the Lists searched (total
 /// included), exactly those naming a document the caller reads, each naming only
 /// the documents the caller reads.
@@ -577,8 +692,8 @@ fn search_includes_and_histories_agree_with_the_gate_for_drawn_spaces_and_caller
     });
     runner
         .run(&space_plan(), |plan| {
-            let (patient_id, nir, stored, lists) = build(&app, &plan);
-            check(&app, &patient_id, &nir, &stored, &lists).map_err(TestCaseError::fail)
+            let built = build(&app, &plan);
+            check(&app, &built).map_err(TestCaseError::fail)
         })
         .unwrap();
 }
