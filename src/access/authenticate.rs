@@ -266,7 +266,7 @@ impl Authenticator {
             specialty: entry.specialty.clone(),
             organization: entry.organization.clone(),
             name: entry.name.clone(),
-            scopes: Vec::new(),
+            scopes: None,
             purpose_of_use: PurposeOfUse::Normal,
             access_reason: None,
             client_id: None,
@@ -442,8 +442,7 @@ fn principal_from(claims: Claims, own: bool) -> Result<Principal, ApiError> {
         name: claims.name,
         scopes: claims
             .scope
-            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
+            .map(|scope| scope.split_whitespace().map(str::to_owned).collect()),
         purpose_of_use,
         // A reason says something: at least one letter or digit (not only spaces,
         // zero-width or punctuation characters).

@@ -195,7 +195,7 @@ mod tests {
             specialty: None,
             organization: None,
             name: None,
-            scopes: vec![],
+            scopes: None,
             purpose_of_use: PurposeOfUse::Normal,
             access_reason: None,
             client_id: None,

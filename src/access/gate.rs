@@ -218,6 +218,15 @@ impl<'a> Gate<'a> {
         professional::space_access(self.principal, &facts, self.now).map_err(refused)
     }
 
+    /// A professional was let into this space's content (R-AUD-4 tells the first
+    /// access and every emergency one): not when deciding quietly what a body or a
+    /// search names.
+    fn note_access(&self, patient: &str) {
+        if !self.quiet.get() {
+            self.touched.accessed(patient);
+        }
+    }
+
     /// One month before now: INVISIBLE_PATIENT lapses for documents deposited before.
     fn month_ago(&self) -> String {
         index_format(
@@ -427,7 +436,7 @@ impl<'a> Gate<'a> {
                 self.touched.patient(&patient);
                 let access = self.professional_space(conn, &patient)?;
                 let mut narrowing = Narrowing {
-                    compartment: Some(vec![patient]),
+                    compartment: Some(vec![patient.clone()]),
                     ..Narrowing::default()
                 };
                 if def.name == "Communication" {
@@ -447,6 +456,7 @@ impl<'a> Gate<'a> {
                     self.professional_documents(&mut documents, &access)?;
                     narrowing.list_documents = Some(Box::new(documents));
                 }
+                self.note_access(&patient);
                 Ok(narrowing)
             }
             // R-ACC-12: identities only.
@@ -664,6 +674,9 @@ impl<'a> Gate<'a> {
         };
         self.touched.patient(&patient);
         let whole_trace = self.reads_whole_trace(conn, &patient)?;
+        if whole_trace {
+            self.note_access(&patient);
+        }
         // Their own actions, by the space they concern, only in a space they may
         // enter: else the count would tell which space a resource hidden from them
         // belongs to (their own actions there read without it, searched without
@@ -881,6 +894,7 @@ impl<'a> Gate<'a> {
                 }
                 for patient in compartment {
                     if self.reads_whole_trace(conn, patient)? {
+                        self.note_access(patient);
                         return Ok(());
                     }
                 }
@@ -939,7 +953,9 @@ impl<'a> Gate<'a> {
                     )
                     .map_err(|verdict| hidden(&resource, &verdict))?;
                 }
-                self.check_list_documents(conn, stored, judged)
+                self.check_list_documents(conn, stored, judged)?;
+                self.note_access(patient);
+                Ok(())
             }
             // R-ACC-12: the system reads identities (to feed the right space), nothing
             // medical.
@@ -1304,6 +1320,17 @@ impl<'a> Gate<'a> {
         Ok(masked)
     }
 
+    /// Whether the caller may read resources of this type at all (their scopes,
+    /// R-ACC-13; the medical profile, R-ACC-12), whatever the space.
+    fn reads_type(&self, kind: &str) -> bool {
+        if scopes::r_acc_13_reads(self.principal, kind).is_some() {
+            return false;
+        }
+        !(self.principal.actor == ActorKind::Professional
+            && definitions::is_medical_profile(kind)
+            && professional::r_acc_12_profession_named(self.principal, self.matrix).is_some())
+    }
+
     /// Whether a query value may be shown as it was sent (see [`Self::mask_query`]).
     fn query_value_shown(
         &self,
@@ -1353,7 +1380,28 @@ impl<'a> Gate<'a> {
             "_include",
             "_revinclude",
         ];
+        /// What shapes a search's answer, never what it looks for.
+        const STRUCTURAL: &[&str] = &[
+            "_count",
+            "_offset",
+            "_sort",
+            "_total",
+            "_summary",
+            "_elements",
+            "_format",
+            "_include",
+            "_revinclude",
+        ];
         let name = key.split(':').next().unwrap_or("");
+        // A search of a type the reader may not read (outside their scopes, R-ACC-13;
+        // the medical profile for a profession outside the matrix, R-ACC-12) shows
+        // nothing it looked for: a condition's or a treatment's code is health data.
+        if let Some(kind) = searched
+            && !self.reads_type(kind)
+            && !STRUCTURAL.contains(&name)
+        {
+            return Ok(false);
+        }
         if DESCRIPTIVE.contains(&name) {
             return Ok(true);
         }
@@ -1906,21 +1954,36 @@ impl<'a> Gate<'a> {
         if let Some(verdict) = professional::r_acc_1_space_state(&facts, self.now) {
             return Err(refused(verdict));
         }
+        let allowed = self.deposit_allowed(def, &facts, resource);
+        if allowed.is_ok() {
+            self.note_access(patient);
+        }
+        allowed
+    }
+
+    /// The rules of a professional's deposit into an open space (see
+    /// [`Self::professional_deposit`]).
+    fn deposit_allowed(
+        &self,
+        def: &ResourceDef,
+        facts: &crate::access::space::SpaceFacts,
+        resource: Option<&Value>,
+    ) -> Result<(), ApiError> {
         match def.name {
             // R-ACC-8: deposit when authorised or in emergency; a blocked
             // professional may still deposit.
             "DocumentReference" | "Binary" | "List" => {
-                if professional::r_acc_2_blocked(self.principal, &facts).is_some() {
+                if professional::r_acc_2_blocked(self.principal, facts).is_some() {
                     return Ok(());
                 }
-                professional::space_access(self.principal, &facts, self.now)
+                professional::space_access(self.principal, facts, self.now)
                     .map(|_| ())
                     .map_err(refused)
             }
             // R-ACC-3: a professional declares the patient's consent to themselves: a
             // permit naming them, nothing else; not when blocked.
             "Consent" => {
-                if let Some(verdict) = professional::r_acc_2_blocked(self.principal, &facts) {
+                if let Some(verdict) = professional::r_acc_2_blocked(self.principal, facts) {
                     return Err(refused(verdict));
                 }
                 if !declares_own_consent(resource, &self.principal.subject) {
@@ -1931,7 +1994,7 @@ impl<'a> Gate<'a> {
                 }
                 Ok(())
             }
-            _ => professional::space_access(self.principal, &facts, self.now)
+            _ => professional::space_access(self.principal, facts, self.now)
                 .map(|_| ())
                 .map_err(refused),
         }

@@ -77,8 +77,9 @@ pub struct Principal {
     /// FINESS or structure id.
     pub organization: Option<String>,
     pub name: Option<String>,
-    /// SMART scopes, as granted.
-    pub scopes: Vec<String>,
+    /// SMART scopes, as granted: `None` when the token has no `scope` claim (not
+    /// narrowed); a claim that names nothing (`""`) grants nothing (R-ACC-13).
+    pub scopes: Option<Vec<String>>,
     pub purpose_of_use: PurposeOfUse,
     pub access_reason: Option<String>,
     /// The OAuth client (`client_id` or `azp`), when the token names it.

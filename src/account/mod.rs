@@ -537,7 +537,7 @@ fn holder(account: &str, patient: &str) -> Principal {
         specialty: None,
         organization: None,
         name: None,
-        scopes: Vec::new(),
+        scopes: None,
         purpose_of_use: PurposeOfUse::Normal,
         access_reason: None,
         client_id: None,
@@ -1386,11 +1386,10 @@ impl Accounts {
                 let granted: Vec<&str> = grant.scopes.split_whitespace().collect();
                 Ok(account.is_some_and(|account| holder_of(&account))
                     && principal.client_id.as_deref() == Some(grant.client_id.as_str())
-                    && !principal.scopes.is_empty()
-                    && principal
-                        .scopes
-                        .iter()
-                        .all(|scope| granted.contains(&scope.as_str())))
+                    && principal.scopes.as_ref().is_some_and(|scopes| {
+                        !scopes.is_empty()
+                            && scopes.iter().all(|scope| granted.contains(&scope.as_str()))
+                    }))
             }
         })
     }

@@ -386,6 +386,33 @@ pub fn build(
             boolean: None,
         });
     }
+    // A batch's entries refused by a rule (R-AUD-1): each event of the batch names
+    // the rules its caller was answered; one answered "not known" only in the
+    // spaces the batch concerned through what it hid, marked so.
+    let refused_entries: Vec<&super::EntryRefusal> = if outcome.rule.is_none() {
+        touched
+            .entry_refusals
+            .iter()
+            .filter(|refusal| {
+                !refusal.concealed
+                    || patient.is_some_and(|patient| touched.concealed.contains(patient))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for refusal in &refused_entries {
+        if !extension
+            .iter()
+            .any(|known| known.url == RULE_EXTENSION && known.string == Some(refusal.rule))
+        {
+            extension.push(Extension {
+                url: RULE_EXTENSION,
+                string: Some(refusal.rule),
+                boolean: None,
+            });
+        }
+    }
     // What the author reads of their own request is what they were answered, and
     // an attempt answered "not known" reads as one at something nobody holds
     // (R-ACC-11):
@@ -397,7 +424,8 @@ pub fn build(
     //   they were told of stand alone, or, when it told of none, the first concealed
     //   one reads as the attempt's one event (the patients' and their médecins
     //   traitants' traces show every one, R-PAT-4).
-    let answered_not_known = outcome.rule.is_some() && outcome.concealed;
+    let answered_not_known = (outcome.rule.is_some() && outcome.concealed)
+        || refused_entries.iter().any(|refusal| refusal.concealed);
     let concealed = match patient {
         Some(patient) => touched.concealed.contains(patient),
         None => answered_not_known,
@@ -441,13 +469,20 @@ pub fn build(
             ));
         }
     }
-    let outcome_desc = match (outcome.rule, &outcome.detail) {
+    let entries_refused = (!refused_entries.is_empty()).then(|| {
+        let rules: Vec<String> = refused_entries
+            .iter()
+            .map(|refusal| format!("{} rule {}", refusal.status, refusal.rule))
+            .collect();
+        format!("{}: entries refused: {}", outcome.status, rules.join(", "))
+    });
+    let outcome_desc = entries_refused.or_else(|| match (outcome.rule, &outcome.detail) {
         (Some(rule), Some(detail)) => Some(format!("{}: rule {rule}: {detail}", outcome.status)),
         (None, Some(detail)) => Some(format!("{}: {detail}", outcome.status)),
         (Some(rule), None) => Some(format!("{}: rule {rule}", outcome.status)),
         (None, None) if outcome.status >= 400 => Some(outcome.status.to_string()),
         (None, None) => None,
-    };
+    });
     let writes = matches!(action, "C" | "U" | "D");
     let mut entity = Vec::new();
     if let Some(patient) = patient {
@@ -509,7 +544,12 @@ pub fn build(
         subtype,
         action,
         recorded,
-        outcome: outcome_code(outcome.status),
+        // BALP: a batch some of whose entries were refused is a minor failure.
+        outcome: if refused_entries.is_empty() {
+            outcome_code(outcome.status)
+        } else {
+            "4"
+        },
         outcome_desc,
         purpose_of_event: trace
             .principal

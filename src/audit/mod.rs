@@ -162,6 +162,23 @@ pub struct Touched {
     /// their events are marked so, and never tie the caller to that space.
     pub concealed: BTreeSet<String>,
     pub writes: Vec<WriteFact>,
+    /// The spaces whose content a professional was let into (read, searched,
+    /// deposited into): what R-AUD-4's first-access and emergency notices tell.
+    /// A refused attempt, a lookup of identities or the reading of one's own trace
+    /// is no access.
+    pub accessed: BTreeSet<String>,
+    /// The refusals of a batch's entries, which the batch's events record beside
+    /// its own outcome (R-AUD-1: every interaction, allowed or refused).
+    pub entry_refusals: Vec<EntryRefusal>,
+}
+
+/// A batch entry refused by a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRefusal {
+    pub rule: &'static str,
+    pub status: u16,
+    /// Answered "not known" (see [`Outcome::concealed`]).
+    pub concealed: bool,
 }
 
 impl Touched {
@@ -223,6 +240,33 @@ impl TouchedLog {
             } else {
                 self.concealed_patient(patient);
             }
+        }
+    }
+
+    /// A professional was let into this space's content (see [`Touched::accessed`]).
+    pub fn accessed(&self, patient: &str) {
+        if !patient.is_empty() {
+            self.with(|touched| {
+                if !touched.accessed.contains(patient) {
+                    touched.accessed.insert(patient.to_owned());
+                }
+            });
+        }
+    }
+
+    /// A batch entry was refused with `error` (recorded when a rule refused it).
+    pub fn entry_refused(&self, error: &ApiError) {
+        if let Some(rule) = error.rule {
+            let refusal = EntryRefusal {
+                rule,
+                status: error.status.as_u16(),
+                concealed: error.concealed,
+            };
+            self.with(|touched| {
+                if !touched.entry_refusals.contains(&refusal) {
+                    touched.entry_refusals.push(refusal);
+                }
+            });
         }
     }
 

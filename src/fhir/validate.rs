@@ -792,7 +792,24 @@ fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
         "Observation" => require(value, kind, &["status", "code", patient])?,
         _ => require(value, kind, &["code", patient])?,
     }
-    require_patient_reference(value, kind, patient)
+    require_patient_reference(value, kind, patient)?;
+    // Masking and visibility labels (MASQUE_PS, INVISIBLE_REPRESENTANTS_LEGAUX…)
+    // are not applied to the medical profile: every professional the space lets in
+    // reads it, and so does a representative. Refused rather than kept to no effect.
+    if value
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .is_some_and(|labels| !labels.is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            IssueCode::NotSupported,
+            format!(
+                "{kind}.meta.security: the medical profile carries no security label (it is read by every professional the space lets in and by its representatives); leave it out, or deposit a document to mask"
+            ),
+        )
+        .at(format!("{kind}.meta.security")));
+    }
+    Ok(())
 }
 
 /// INS identifiers (FR Core Patient INS): a 15-character NIR whose last two digits

@@ -86,9 +86,10 @@ pub fn actor_name(record: &Record) -> String {
     }
 }
 
-/// The accesses of a professional to spaces' content this request made: the first
-/// of each (patient, professional) pair is told to the patient. Identity lookups
-/// (R-ACC-10) are not accesses to a space's content.
+/// The accesses of a professional to spaces' content this request made (the spaces
+/// the gate let them into, see `audit::Touched::accessed`): the first of each
+/// (patient, professional) pair is told to the patient. Identity lookups (R-ACC-10)
+/// are not accesses to a space's content.
 pub fn accesses(record: &Record) -> Vec<(&str, &str)> {
     match &record.trace.principal {
         Some(principal)
@@ -97,7 +98,8 @@ pub fn accesses(record: &Record) -> Vec<(&str, &str)> {
         {
             record
                 .touched
-                .told()
+                .accessed
+                .iter()
                 .map(|patient| (patient.as_str(), principal.subject.as_str()))
                 .collect()
         }
@@ -118,7 +120,7 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
     // Identity lookups (R-ACC-10) are not accesses to the space's content.
     let space_content = record.trace.resource_type != Some("Patient");
     if professional && space_content {
-        for patient in record.touched.told() {
+        for patient in &record.touched.accessed {
             if principal.purpose_of_use != PurposeOfUse::Normal {
                 let mode = match principal.purpose_of_use {
                     PurposeOfUse::Centre15 => "centre 15 (SAMU)",

@@ -495,7 +495,10 @@ pub fn batch(
         });
         bundle.entry.push(match result {
             Ok(response) => response_entry(ctx.base_url, response),
-            Err(error) => error_entry(&error),
+            Err(error) => {
+                ctx.gate.touched.entry_refused(&error);
+                error_entry(&error)
+            }
         });
     }
     Ok(FhirResponse {

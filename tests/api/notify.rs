@@ -353,3 +353,84 @@ fn r_aud_4_a_delivery_failure_never_fails_the_request() {
         200
     );
 }
+
+#[test]
+fn r_aud_4_a_refused_attempt_is_no_access_and_each_refused_entry_is_traced() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let holder = As::Patient(patient_id.clone());
+    app.create(
+        &holder,
+        &json!({ "resourceType": "Condition", "code": { "text": "Asthme" },
+                 "subject": { "reference": format!("Patient/{patient_id}") } }),
+    );
+    app.create(
+        &holder,
+        &crate::support::fixtures::emergency_setting(&patient_id, "deny", "BTG"),
+    );
+    let before = notification_kinds(&app, &patient_id);
+    let batch = |who: &As| {
+        let reply = app.post(
+            "",
+            who,
+            &json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+                { "request": { "method": "GET", "url": format!("Condition?patient={patient_id}") } },
+                { "request": { "method": "GET", "url": format!("Patient/{patient_id}") } }
+            ] }),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    // Without authorisation, and in an emergency the patient opposed: refused
+    // entries, no access, nothing told.
+    let stranger = As::professional(STRANGER, "10", None, None, None);
+    let answered = batch(&stranger);
+    assert!(
+        answered["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("403")
+    );
+    let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("urgence"));
+    batch(&emergency);
+    let own_trace = app.get("AuditEvent?_count=50", &stranger);
+    assert_eq!(own_trace.status, 200, "{}", own_trace.body);
+    assert_eq!(
+        notification_kinds(&app, &patient_id),
+        before,
+        "nothing told"
+    );
+    // The space's trace names the refusals of the batch's entries.
+    let trace = app
+        .get("AuditEvent?subtype=batch&_count=50", &holder)
+        .json();
+    let events: Vec<&Value> = trace["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .collect();
+    assert_eq!(events.len(), 2, "{trace}");
+    for event in &events {
+        assert_eq!(event["outcome"], "4", "{event}");
+        let rules: Vec<&str> = event["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|extension| extension["valueString"].as_str())
+            .collect();
+        assert!(
+            rules.contains(&"R-ACC-3") || rules.contains(&"R-ACC-4"),
+            "{event}"
+        );
+    }
+    // Authorised, their first access is told then, once.
+    app.create(&holder, &permit_professional(&patient_id, STRANGER));
+    let reply = app.get(&format!("Condition?patient={patient_id}"), &stranger);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let told = notification_kinds(&app, &patient_id).split_off(before.len());
+    assert_eq!(told, vec!["first-access"], "{told:?}");
+}

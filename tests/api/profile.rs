@@ -466,3 +466,102 @@ fn the_capability_statement_serves_the_profile_types() {
         assert!(params.contains(&"code"), "{kind}: {params:?}");
     }
 }
+
+#[test]
+fn r_acc_13_a_scope_claim_that_names_nothing_grants_nothing() {
+    let p = profile();
+    let (kind, id) = &p.entries[1];
+    for blank in ["", " "] {
+        let mut claims = crate::support::base_claims("patient", "app-user");
+        claims["patient"] = json!(p.patient);
+        claims["scope"] = json!(blank);
+        let app = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+        assert_refused(&p.read(&app, kind, id), 403, "R-ACC-13");
+        assert_refused(
+            &p.app.post("Condition", &app, &entries(&p.patient)[1]),
+            403,
+            "R-ACC-13",
+        );
+        let mut claims = crate::support::base_claims("professional", "810000000001");
+        claims["profession"] = json!("10");
+        claims["scope"] = json!(blank);
+        let doctor = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+        assert_refused(&p.search(&doctor, kind), 403, "R-ACC-13");
+    }
+    // Without a scope claim, a token is not narrowed.
+    assert_eq!(p.read(&p.holder(), kind, id).status, 200);
+}
+
+#[test]
+fn r_acc_12_r_acc_13_the_trace_does_not_tell_what_was_looked_for_in_a_profile_the_reader_may_not_read()
+ {
+    let p = profile();
+    let searched = "http://snomed.info/sct|195967001";
+    let reply = p.app.get(
+        &format!("Condition?patient={}&code={searched}", p.patient),
+        &As::doctor(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let queries = |who: &As| -> Vec<String> {
+        use base64::Engine;
+        let reply = p.app.get("AuditEvent?subtype=search-type&_count=100", who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|entry| entry["resource"]["entity"].as_array().unwrap().clone())
+            .filter_map(|entity| entity["query"].as_str().map(str::to_owned))
+            .map(|query| {
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(query)
+                        .unwrap(),
+                )
+                .unwrap()
+            })
+            .collect()
+    };
+    let looked_for = |queries: &[String]| queries.iter().any(|query| query.contains("195967001"));
+    // The holder, and the médecin traitant who searched, read what was searched…
+    assert!(looked_for(&queries(&p.holder())));
+    assert!(looked_for(&queries(&As::doctor())));
+    // …an app given the trace but not the profile does not…
+    let mut claims = crate::support::base_claims("patient", "app-user");
+    claims["patient"] = json!(p.patient);
+    claims["scope"] = json!("patient/AuditEvent.rs");
+    let app = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+    let seen = queries(&app);
+    assert!(!seen.is_empty() && !looked_for(&seen), "{seen:?}");
+    // …nor the médecin traitant's identifier under a profession outside the matrix.
+    let outside = As::professional(
+        crate::support::fixtures::DOCTOR_IDNAT,
+        "99",
+        None,
+        None,
+        None,
+    );
+    let seen = queries(&outside);
+    assert!(!seen.is_empty() && !looked_for(&seen), "{seen:?}");
+}
+
+#[test]
+fn a_profile_entry_carries_no_security_label() {
+    let p = profile();
+    let before = p.app.data_rows();
+    for label in ["MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX"] {
+        let mut labelled = entries(&p.patient)[1].clone();
+        labelled["meta"] = json!({ "security": [{
+            "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+            "code": label
+        }] });
+        let reply = p.app.post("Condition", &p.holder(), &labelled);
+        assert_eq!(reply.status, 422, "{}", reply.body);
+        assert!(
+            reply.body.contains("Condition.meta.security"),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(p.app.data_rows(), before, "nothing stored");
+}

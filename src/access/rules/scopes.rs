@@ -2,7 +2,8 @@
 //! allow and a scope grants. SMART v2 (`patient/DocumentReference.rs`) and v1
 //! (`user/*.read`, `.write`, `.*`) forms are read. A token without a `scope` claim is
 //! not narrowed (identity providers of professionals and of the patient portal need
-//! not speak SMART); a token with scopes gets nothing they do not grant.
+//! not speak SMART); a token with a `scope` claim gets nothing it does not grant, an
+//! empty one nothing at all.
 
 use crate::access::decide::Verdict;
 use crate::access::principal::Principal;
@@ -71,12 +72,9 @@ pub fn r_acc_13_scopes(
     resource_type: &str,
     interaction: Interaction,
 ) -> Option<Verdict> {
-    if principal.scopes.is_empty() {
-        return None;
-    }
+    let scopes = principal.scopes.as_ref()?;
     let letter = permission(interaction);
-    let granted = principal
-        .scopes
+    let granted = scopes
         .iter()
         .any(|scope| grants(scope, resource_type, letter));
     (!granted).then(|| {
@@ -94,11 +92,8 @@ pub fn r_acc_13_scopes(
 /// it (a read, a search match, an `_include`d or `_revinclude`d row): the scopes
 /// must read (`r`) or search (`s`) its type.
 pub fn r_acc_13_reads(principal: &Principal, resource_type: &str) -> Option<Verdict> {
-    if principal.scopes.is_empty() {
-        return None;
-    }
-    let granted = principal
-        .scopes
+    let scopes = principal.scopes.as_ref()?;
+    let granted = scopes
         .iter()
         .any(|scope| grants(scope, resource_type, 'r') || grants(scope, resource_type, 's'));
     (!granted).then(|| {
