@@ -793,6 +793,7 @@ fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
         _ => require(value, kind, &["code", patient])?,
     }
     require_patient_reference(value, kind, patient)?;
+    check_clinical_invariants(kind, value)?;
     // Masking and visibility labels (MASQUE_PS, INVISIBLE_REPRESENTANTS_LEGAUX…)
     // are not applied to the medical profile: every professional the space lets in
     // reads it, and so does a representative. Refused rather than kept to no effect.
@@ -810,6 +811,105 @@ fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
         .at(format!("{kind}.meta.security")));
     }
     Ok(())
+}
+
+/// The R4 invariants of the medical profile's types that a structural check does not
+/// see: ait-1 / ait-2 (AllergyIntolerance), con-4 / con-5 (Condition), obs-6 / obs-7
+/// (Observation). 422 naming the invariant.
+fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> {
+    let breach = |invariant: &str, path: &str, text: &str| {
+        Err(ApiError::unprocessable(
+            IssueCode::Invariant,
+            format!("{kind}: {text} (FHIR R4 {invariant})"),
+        )
+        .at(format!("{kind}.{path}")))
+    };
+    let codes = |element: &str| -> Vec<&str> {
+        values_at(value, &format!("{element}.coding.code"))
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect()
+    };
+    let entered_in_error = codes("verificationStatus").contains(&"entered-in-error");
+    let clinical_status = value.get("clinicalStatus").is_some();
+    match kind {
+        "AllergyIntolerance" if !entered_in_error && !clinical_status => breach(
+            "ait-1",
+            "clinicalStatus",
+            "clinicalStatus is required unless verificationStatus is entered-in-error",
+        ),
+        "AllergyIntolerance" | "Condition" if entered_in_error && clinical_status => breach(
+            if kind == "Condition" {
+                "con-5"
+            } else {
+                "ait-2"
+            },
+            "clinicalStatus",
+            "clinicalStatus is not given when verificationStatus is entered-in-error",
+        ),
+        "Condition"
+            if clinical_status
+                && value.as_object().is_some_and(|object| {
+                    object.keys().any(|key| key.starts_with("abatement"))
+                })
+                && !codes("clinicalStatus")
+                    .iter()
+                    .any(|code| matches!(*code, "inactive" | "resolved" | "remission")) =>
+        {
+            breach(
+                "con-4",
+                "clinicalStatus",
+                "an abated condition's clinicalStatus is inactive, resolved or remission",
+            )
+        }
+        "Observation" => {
+            let has_value = |object: &Value| {
+                object
+                    .as_object()
+                    .is_some_and(|object| object.keys().any(|key| key.starts_with("value")))
+            };
+            if value.get("dataAbsentReason").is_some() && has_value(value) {
+                return breach(
+                    "obs-6",
+                    "dataAbsentReason",
+                    "dataAbsentReason is given only when there is no value[x]",
+                );
+            }
+            let coded = |concept: &Value| -> Vec<(Option<String>, Option<String>)> {
+                concept["coding"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|coding| {
+                        (
+                            coding["system"].as_str().map(str::to_owned),
+                            coding["code"].as_str().map(str::to_owned),
+                        )
+                    })
+                    .collect()
+            };
+            let own = coded(&value["code"]);
+            let repeats_code =
+                value["component"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|component| {
+                        coded(&component["code"])
+                            .iter()
+                            .any(|coding| own.contains(coding))
+                    });
+            if repeats_code && has_value(value) {
+                return breach(
+                    "obs-7",
+                    "value[x]",
+                    "an Observation whose component repeats its code carries no value[x] of its own",
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// INS identifiers (FR Core Patient INS): a 15-character NIR whose last two digits

@@ -39,6 +39,7 @@ fn entries(patient_id: &str) -> Vec<Value> {
         }),
         json!({
             "resourceType": "AllergyIntolerance",
+            "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active" }] },
             "code": { "text": "Pénicilline" },
             "patient": subject
         }),
@@ -564,4 +565,37 @@ fn a_profile_entry_carries_no_security_label() {
         );
     }
     assert_eq!(p.app.data_rows(), before, "nothing stored");
+}
+
+#[test]
+fn a_profile_entry_meets_the_invariants_of_its_type() {
+    let p = profile();
+    let holder = p.holder();
+    let before = p.app.data_rows();
+    let mut no_status = entries(&p.patient)[3].clone();
+    no_status.as_object_mut().unwrap().remove("clinicalStatus");
+    let reply = p.app.post("AllergyIntolerance", &holder, &no_status);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("ait-1"), "{}", reply.body);
+    let mut in_error = entries(&p.patient)[3].clone();
+    in_error["verificationStatus"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "entered-in-error" }] });
+    let reply = p.app.post("AllergyIntolerance", &holder, &in_error);
+    assert!(reply.body.contains("ait-2"), "{}", reply.body);
+    let mut absent_and_valued = entries(&p.patient)[0].clone();
+    absent_and_valued["dataAbsentReason"] = json!({ "text": "non mesuré" });
+    let reply = p.app.post("Observation", &holder, &absent_and_valued);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("obs-6"), "{}", reply.body);
+    let mut abated = entries(&p.patient)[1].clone();
+    abated["abatementString"] = json!("guéri");
+    abated["clinicalStatus"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] });
+    let reply = p.app.post("Condition", &holder, &abated);
+    assert!(reply.body.contains("con-4"), "{}", reply.body);
+    assert_eq!(p.app.data_rows(), before, "nothing stored");
+    // Entered in error without a status is a valid allergy.
+    in_error.as_object_mut().unwrap().remove("clinicalStatus");
+    assert_eq!(
+        p.app.post("AllergyIntolerance", &holder, &in_error).status,
+        201
+    );
 }
