@@ -20,7 +20,7 @@ system=$(dev_token --actor system --sub insurer-feed)
 doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
 measure() {
     local label=$1 binary=$2 patient id get metadata
-    rm -f "$work"/bench.sqlite*
+    rm -rf "$work"/bench.sqlite*
     start_server "$binary" "$work/bench.sqlite" "$work/server.log"
     patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
         -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \

@@ -2,6 +2,9 @@
 
 use std::net::TcpListener;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use dmp_fhir_server::config::{ConfigArgs, LogFormat};
 use dmp_fhir_server::{AppState, build_server};

@@ -229,92 +229,101 @@ fn page_routes(config: &mut web::ServiceConfig) {
                 .route(web::post().to(enrolment::choice))
                 .default_service(web::to(method_not_allowed)),
         )
+        // One scope: its static prefix is one comparison for every other request,
+        // where its routes with parameters are a regular expression each.
+        .service(web::scope("/espace").configure(portal_routes))
         .service(
-            web::resource("/espace")
+            web::resource("/static/site.css")
+                .route(web::get().to(pages::stylesheet))
+                .default_service(web::to(method_not_allowed)),
+        );
+}
+
+/// The portal's pages under `/espace` (R-UI-1).
+fn portal_routes(config: &mut web::ServiceConfig) {
+    use handlers::method_not_allowed;
+    config
+        .service(
+            web::resource("")
                 .route(web::get().to(portal::home))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents")
+            web::resource("/documents")
                 .route(web::get().to(portal::documents))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents/ajouter")
+            web::resource("/documents/ajouter")
                 .route(web::get().to(portal::add_form))
                 .route(web::post().to(portal::add))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents/{id}")
+            web::resource("/documents/{id}")
                 .route(web::get().to(portal::document))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents/{id}/contenu")
+            web::resource("/documents/{id}/contenu")
                 .route(web::get().to(portal::content))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents/{id}/lecture")
+            web::resource("/documents/{id}/lecture")
                 .route(web::get().to(portal::reading))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/documents/{id}/{action}")
+            web::resource("/documents/{id}/{action}")
                 .route(web::post().to(portal::document_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/messages")
+            web::resource("/messages")
                 .route(web::get().to(portal_settings::messages))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/messages/{id}/{action}")
+            web::resource("/messages/{id}/{action}")
                 .route(web::post().to(portal_settings::message_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/confidentialite")
+            web::resource("/confidentialite")
                 .route(web::get().to(portal_settings::privacy))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/confidentialite/{action}")
+            web::resource("/confidentialite/{action}")
                 .route(web::post().to(portal_settings::privacy_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/mon-espace")
+            web::resource("/mon-espace")
                 .route(web::get().to(portal_settings::my_space))
                 .route(web::post().to(portal_settings::my_space_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/profil")
+            web::resource("/profil")
                 .route(web::get().to(portal_profile::profile))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/profil/questions/{step}")
+            web::resource("/profil/questions/{step}")
                 .route(web::get().to(portal_profile::question))
                 .route(web::post().to(portal_profile::answer))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/profil/{action}")
+            web::resource("/profil/{action}")
                 .route(web::post().to(portal_profile::profile_post))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
-            web::resource("/espace/historique")
+            web::resource("/historique")
                 .route(web::get().to(portal::history))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/static/site.css")
-                .route(web::get().to(pages::stylesheet))
                 .default_service(web::to(method_not_allowed)),
         );
 }
