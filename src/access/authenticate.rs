@@ -92,6 +92,49 @@ impl VerifiedTokens {
     }
 }
 
+/// A claim that is present, whatever its value (`null` included): `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// The scopes a token's `scope` and `scp` claims grant (R-ACC-13): `None` when it has
+/// neither (not narrowed); a string of scopes or a list of strings each; anything
+/// else (`null`, a number, an object) is a token this server cannot read, refused.
+fn scopes_of(
+    scope: Option<&serde_json::Value>,
+    scp: Option<&serde_json::Value>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    use serde_json::Value;
+    if scope.is_none() && scp.is_none() {
+        return Ok(None);
+    }
+    let unreadable = || {
+        ApiError::unauthorized(
+            "the token's scope (or scp) claim is neither a string of scopes nor a list of them",
+        )
+    };
+    let mut scopes = Vec::new();
+    for claim in [scope, scp].into_iter().flatten() {
+        let texts: Vec<&str> = match claim {
+            Value::String(text) => vec![text.as_str()],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().ok_or_else(unreadable))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(unreadable()),
+        };
+        for text in texts {
+            if crate::fhir::has_forbidden_control(text) {
+                return Err(unreadable());
+            }
+            scopes.extend(text.split_whitespace().map(str::to_owned));
+        }
+    }
+    Ok(Some(scopes))
+}
+
 #[derive(Deserialize)]
 struct Claims {
     /// Required (the validation refuses a token without it); optional here so that
@@ -106,7 +149,12 @@ struct Claims {
     specialty: Option<String>,
     organization: Option<String>,
     name: Option<String>,
-    scope: Option<String>,
+    /// SMART's `scope` (a string), or `scp` (a string or a list, as some
+    /// identity providers write it): present, even `null`, means narrowed.
+    #[serde(default, deserialize_with = "present")]
+    scope: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    scp: Option<serde_json::Value>,
     purpose_of_use: Option<String>,
     access_reason: Option<String>,
     client_id: Option<String>,
@@ -377,6 +425,7 @@ fn unverified_issuer(token: &str) -> Option<String> {
 /// The principal of verified claims; `own`: of the server's own issuer, whose
 /// tokens stand on a session or an app's authorisation.
 fn principal_from(claims: Claims, own: bool) -> Result<Principal, ApiError> {
+    let scopes = scopes_of(claims.scope.as_ref(), claims.scp.as_ref())?;
     let texts = [
         Some(&claims.sub),
         Some(&claims.iss),
@@ -386,7 +435,6 @@ fn principal_from(claims: Claims, own: bool) -> Result<Principal, ApiError> {
         claims.specialty.as_ref(),
         claims.organization.as_ref(),
         claims.name.as_ref(),
-        claims.scope.as_ref(),
         claims.purpose_of_use.as_ref(),
         claims.access_reason.as_ref(),
         claims.client_id.as_ref(),
@@ -440,9 +488,7 @@ fn principal_from(claims: Claims, own: bool) -> Result<Principal, ApiError> {
         specialty: claims.specialty,
         organization: claims.organization,
         name: claims.name,
-        scopes: claims
-            .scope
-            .map(|scope| scope.split_whitespace().map(str::to_owned).collect()),
+        scopes,
         purpose_of_use,
         // A reason says something: at least one letter or digit (not only spaces,
         // zero-width or punctuation characters).
@@ -472,6 +518,7 @@ mod tests {
                 organization: None,
                 name: None,
                 scope: None,
+                scp: None,
                 purpose_of_use: None,
                 access_reason: None,
                 client_id: None,
@@ -517,6 +564,7 @@ mod tests {
             organization: None,
             name: None,
             scope: None,
+            scp: None,
             purpose_of_use: None,
             access_reason: None,
             client_id: None,
@@ -545,6 +593,7 @@ mod tests {
             organization: None,
             name: None,
             scope: None,
+            scp: None,
             purpose_of_use: None,
             access_reason: None,
             client_id: None,

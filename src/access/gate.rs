@@ -1320,6 +1320,62 @@ impl<'a> Gate<'a> {
         Ok(masked)
     }
 
+    /// A batch's event as this reader sees its entries' refusals: the rules of
+    /// entries answered "not known" are never its author's to read (they were told
+    /// only that), and a reader who does not read the whole space as its holder or
+    /// médecin traitant do (an app narrowed by scopes, a profession outside the
+    /// matrix) reads no entry's rule: which rule refused tells what is there (a
+    /// masked document, a type the matrix keeps from them).
+    fn entry_refusals_as_seen(&self, content: String) -> String {
+        use crate::audit::event::{ENTRY_REFUSED_NOT_KNOWN_EXTENSION, RULE_EXTENSION};
+        let batch = content.contains("\"code\":\"batch\"");
+        if !batch && !content.contains(ENTRY_REFUSED_NOT_KNOWN_EXTENSION) {
+            return content;
+        }
+        let Ok(mut event) = serde_json::from_str::<Value>(&content) else {
+            return content;
+        };
+        let own = self.principal.actor == ActorKind::Professional
+            && is_agent(&event, &self.principal.subject);
+        let whole_space = self.principal.scopes.is_none()
+            && match self.principal.actor {
+                ActorKind::Patient | ActorKind::Representative => true,
+                ActorKind::Professional => {
+                    professional::r_acc_12_profession_named(self.principal, self.matrix).is_none()
+                }
+                _ => false,
+            };
+        let removed: &[&str] = if own {
+            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION]
+        } else if whole_space {
+            &[]
+        } else if batch {
+            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION, RULE_EXTENSION]
+        } else {
+            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION]
+        };
+        let had = |event: &Value| event.get("extension").map(Value::to_string);
+        let before = had(&event);
+        remove_extensions(&mut event, removed);
+        if had(&event) == before {
+            return content;
+        }
+        if !own
+            && !has_mark_coded(&event, "REDACTED")
+            && let Some(meta) = event.get_mut("meta")
+        {
+            mark_shown_in_part(
+                meta,
+                "security",
+                serde_json::json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "REDACTED"
+                }),
+            );
+        }
+        event.to_string()
+    }
+
     /// Whether the caller may read resources of this type at all (their scopes,
     /// R-ACC-13; the medical profile, R-ACC-12), whatever the space.
     fn reads_type(&self, kind: &str) -> bool {
@@ -1634,6 +1690,7 @@ impl<'a> Gate<'a> {
     fn present(&self, conn: &mut Conn, stored: &Stored<'_>) -> Result<Released, ApiError> {
         if stored.res_type == "AuditEvent" && self.principal.own_patient().is_some() {
             let redacted = self.redacted_event(conn, stored.content)?;
+            let redacted = self.entry_refusals_as_seen(redacted);
             return self.spend(Released::from_store(without_concealed_mark(redacted)));
         }
         // A professional's trace (their own actions; the médecin traitant's, the
@@ -1641,6 +1698,7 @@ impl<'a> Gate<'a> {
         // a resource the matrix or a masking keeps from them (R-ACC-6, R-ACC-7).
         if stored.res_type == "AuditEvent" && self.principal.actor == ActorKind::Professional {
             let redacted = self.redacted_event(conn, stored.content)?;
+            let redacted = self.entry_refusals_as_seen(redacted);
             let answered = self.own_refusal_as_answered(conn, &redacted)?;
             return self.spend(Released::from_store(without_concealed_mark(answered)));
         }
@@ -1857,6 +1915,20 @@ impl<'a> Gate<'a> {
                     )));
                 }
                 self.holder_space(conn, own, true)?;
+                // The medical profile is the holder's own word: who stated or measured
+                // an entry is their own Patient, never a professional they name (as a
+                // message never speaks for one, R-MSG-5).
+                if definitions::is_medical_profile(def.name)
+                    && let Some(entry) = after
+                    && !stated_by_holder(entry, own)
+                {
+                    return Err(refused(Verdict::deny(
+                        "R-UI-1",
+                        format!(
+                            "a medical profile entry is stated by its holder: asserter, recorder, performer and informationSource are Patient/{own} or absent"
+                        ),
+                    )));
+                }
                 // R-MSG-1: the patient answers within a conversation a professional
                 // (or the service) started; they never start one.
                 if def.name == "Communication" && interaction == Interaction::Create {
@@ -2457,6 +2529,32 @@ impl SpaceIdentity {
 }
 
 /// Whether the professional is the user agent of this AuditEvent (R-ACC-11).
+/// Whether every author element of a medical profile entry names the holder's own
+/// Patient (`Patient/{own}`, a reference alone): no identifier or name of someone
+/// else.
+fn stated_by_holder(entry: &Value, own: &str) -> bool {
+    let own = format!("Patient/{own}");
+    ["asserter", "recorder", "performer", "informationSource"]
+        .iter()
+        .flat_map(|element| match entry.get(*element) {
+            Some(Value::Array(items)) => items.iter().collect::<Vec<_>>(),
+            Some(item) => vec![item],
+            None => Vec::new(),
+        })
+        .all(|reference| {
+            reference.as_object().is_some_and(|object| {
+                object.len() == 1 && object.get("reference").and_then(Value::as_str) == Some(&own)
+            })
+        })
+}
+
+/// Whether the event is tagged with this `meta.security` code already.
+fn has_mark_coded(event: &Value, code: &str) -> bool {
+    values_at(event, "meta.security.code")
+        .into_iter()
+        .any(|found| found.as_str() == Some(code))
+}
+
 fn is_agent(event: &Value, id_nat_ps: &str) -> bool {
     names_professional(event, &["agent.who.identifier"], id_nat_ps)
 }

@@ -22,6 +22,11 @@ pub const RULE_EXTENSION: &str = "https://dmp-fhir-server.fr/fhir/StructureDefin
 /// answered so: kept in the stored event, never shown.
 pub const CONCEALED_EXTENSION: &str =
     "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed";
+/// A batch entry refused as "not known" in this event's space: its rule, read by
+/// the space's holder and médecin traitant, never by the entry's author (who was
+/// told only that the resource is not known), nor the space's state.
+pub const ENTRY_REFUSED_NOT_KNOWN_EXTENSION: &str =
+    "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-entry-refused-not-known";
 /// Marks an event of a request refused as "not known": its author reads its
 /// description as answered, without the rule. Kept in the stored event, never shown.
 pub const ANSWERED_NOT_KNOWN_EXTENSION: &str =
@@ -386,21 +391,30 @@ pub fn build(
             boolean: None,
         });
     }
-    // A batch's entries refused by a rule (R-AUD-1): each event of the batch names
-    // the rules its caller was answered; one answered "not known" only in the
-    // spaces the batch concerned through what it hid, marked so.
-    let refused_entries: Vec<&super::EntryRefusal> = if outcome.rule.is_none() {
-        touched
-            .entry_refusals
-            .iter()
-            .filter(|refusal| {
-                !refusal.concealed
-                    || patient.is_some_and(|patient| touched.concealed.contains(patient))
-            })
-            .collect()
-    } else {
-        Vec::new()
+    // A batch's entries refused by a rule (R-AUD-1): the event of each space an
+    // entry concerned names its rule; a refusal answered "not known" apart, so that
+    // its author reads their event as they were answered (see the extension).
+    let in_this_event = |refusal: &&super::EntryRefusal| match patient {
+        Some(patient) => refusal.patients.contains(patient),
+        None => refusal.patients.is_empty(),
     };
+    let (refused_entries, refused_not_known): (Vec<&super::EntryRefusal>, Vec<_>) =
+        if outcome.rule.is_none() {
+            touched
+                .entry_refusals
+                .iter()
+                .filter(in_this_event)
+                .partition(|refusal| !refusal.concealed)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+    for refusal in &refused_not_known {
+        extension.push(Extension {
+            url: ENTRY_REFUSED_NOT_KNOWN_EXTENSION,
+            string: Some(refusal.rule),
+            boolean: None,
+        });
+    }
     for refusal in &refused_entries {
         if !extension
             .iter()
@@ -424,8 +438,7 @@ pub fn build(
     //   they were told of stand alone, or, when it told of none, the first concealed
     //   one reads as the attempt's one event (the patients' and their médecins
     //   traitants' traces show every one, R-PAT-4).
-    let answered_not_known = (outcome.rule.is_some() && outcome.concealed)
-        || refused_entries.iter().any(|refusal| refusal.concealed);
+    let answered_not_known = outcome.rule.is_some() && outcome.concealed;
     let concealed = match patient {
         Some(patient) => touched.concealed.contains(patient),
         None => answered_not_known,

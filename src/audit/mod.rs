@@ -170,6 +170,9 @@ pub struct Touched {
     /// The refusals of a batch's entries, which the batch's events record beside
     /// its own outcome (R-AUD-1: every interaction, allowed or refused).
     pub entry_refusals: Vec<EntryRefusal>,
+    /// While a batch entry runs: the spaces it concerns (see
+    /// [`TouchedLog::begin_entry`]).
+    pub entry_patients: Option<BTreeSet<String>>,
 }
 
 /// A batch entry refused by a rule.
@@ -179,6 +182,8 @@ pub struct EntryRefusal {
     pub status: u16,
     /// Answered "not known" (see [`Outcome::concealed`]).
     pub concealed: bool,
+    /// The spaces the entry concerned: the refusal is in their events only.
+    pub patients: BTreeSet<String>,
 }
 
 impl Touched {
@@ -208,6 +213,9 @@ impl TouchedLog {
     pub fn patient(&self, patient: &str) {
         if !patient.is_empty() {
             self.with(|touched| {
+                if let Some(entry) = &mut touched.entry_patients {
+                    entry.insert(patient.to_owned());
+                }
                 if !touched.patients.contains(patient) {
                     touched.patients.insert(patient.to_owned());
                 }
@@ -221,6 +229,9 @@ impl TouchedLog {
     pub fn concealed_patient(&self, patient: &str) {
         if !patient.is_empty() {
             self.with(|touched| {
+                if let Some(entry) = &mut touched.entry_patients {
+                    entry.insert(patient.to_owned());
+                }
                 if !touched.patients.contains(patient) {
                     touched.patients.insert(patient.to_owned());
                     touched.concealed.insert(patient.to_owned());
@@ -254,20 +265,31 @@ impl TouchedLog {
         }
     }
 
-    /// A batch entry was refused with `error` (recorded when a rule refused it).
-    pub fn entry_refused(&self, error: &ApiError) {
-        if let Some(rule) = error.rule {
-            let refusal = EntryRefusal {
-                rule,
-                status: error.status.as_u16(),
-                concealed: error.concealed,
-            };
-            self.with(|touched| {
+    /// A batch entry begins: the spaces it concerns are noted apart, until
+    /// [`Self::end_entry`].
+    pub fn begin_entry(&self) {
+        self.with(|touched| touched.entry_patients = Some(BTreeSet::new()));
+    }
+
+    /// The entry ended, refused with `error` when it was: a refusal by a rule is
+    /// recorded with the spaces the entry concerned.
+    pub fn end_entry(&self, error: Option<&ApiError>) {
+        self.with(|touched| {
+            let patients = touched.entry_patients.take().unwrap_or_default();
+            if let Some(error) = error
+                && let Some(rule) = error.rule
+            {
+                let refusal = EntryRefusal {
+                    rule,
+                    status: error.status.as_u16(),
+                    concealed: error.concealed,
+                    patients,
+                };
                 if !touched.entry_refusals.contains(&refusal) {
                     touched.entry_refusals.push(refusal);
                 }
-            });
-        }
+            }
+        });
     }
 
     /// The request wrote this resource.
@@ -275,6 +297,9 @@ impl TouchedLog {
         self.with(|touched| {
             for patient in &fact.patients {
                 touched.concealed.remove(patient);
+            }
+            if let Some(entry) = &mut touched.entry_patients {
+                entry.extend(fact.patients.iter().cloned());
             }
             touched.patients.extend(fact.patients.iter().cloned());
             touched.writes.push(fact);

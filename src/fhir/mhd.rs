@@ -35,6 +35,10 @@ pub const MHD_RESPONDER_CAPABILITIES: &str =
 /// spelling some ANS examples use (`StatusVisibilite…`): both are read alike.
 pub const TRE_A07_SYSTEM: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
 pub const TRE_A07_SYSTEM_VARIANT: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument";
+/// Whether `system` is TRE_A07, in either spelling.
+pub fn is_tre_a07(system: &str) -> bool {
+    system == TRE_A07_SYSTEM || system == TRE_A07_SYSTEM_VARIANT
+}
 /// v3-Confidentiality: `N` unmasks (TD3.3a).
 pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 

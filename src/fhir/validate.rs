@@ -612,6 +612,19 @@ fn check_document_reference(value: &Value) -> Result<(), ApiError> {
     )?;
     require_patient_reference(value, "DocumentReference", "subject")?;
     check_document_type(value)?;
+    // The visibility codes (R-ACC-7, R-PAT-1, R-PAT-5) are read from securityLabel,
+    // as PDSm puts them: in meta.security they would be stored and never applied.
+    if values_at(value, "meta.security.system")
+        .into_iter()
+        .filter_map(Value::as_str)
+        .any(super::mhd::is_tre_a07)
+    {
+        return Err(ApiError::unprocessable(
+            IssueCode::Value,
+            "DocumentReference.meta.security: a TRE_A07 visibility code (MASQUE_PS, INVISIBLE_PATIENT…) goes in securityLabel, where it is applied",
+        )
+        .at("DocumentReference.meta.security"));
+    }
     for (index, content) in values_at(value, "content").into_iter().enumerate() {
         let attachment = content.get("attachment");
         let has_payload = attachment.is_some_and(|attachment| {
@@ -801,6 +814,10 @@ fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
         .pointer("/meta/security")
         .and_then(Value::as_array)
         .is_some_and(|labels| !labels.is_empty())
+        || values_at(value, "meta.tag.system")
+            .into_iter()
+            .filter_map(Value::as_str)
+            .any(super::mhd::is_tre_a07)
     {
         return Err(ApiError::unprocessable(
             IssueCode::NotSupported,

@@ -368,6 +368,10 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
             "Communication",
             vec![
                 ("patient".into(), patient.clone()),
+                (
+                    "category:not".into(),
+                    format!("{}|notification", crate::notify::CATEGORY_SYSTEM),
+                ),
                 ("_sort".into(), "-sent".into()),
                 ("_count".into(), "20".into()),
             ],

@@ -183,6 +183,12 @@ async fn messages_page(
             "Communication",
             vec![
                 ("patient".into(), session.patient.clone()),
+                // The messages only: notifications, however many, never push a
+                // message off the page.
+                (
+                    "category:not".into(),
+                    format!("{}|notification", crate::notify::CATEGORY_SYSTEM),
+                ),
                 ("_sort".into(), "-sent".into()),
                 ("_count".into(), "100".into()),
             ],

@@ -89,20 +89,15 @@ pub fn actor_name(record: &Record) -> String {
 /// The accesses of a professional to spaces' content this request made (the spaces
 /// the gate let them into, see `audit::Touched::accessed`): the first of each
 /// (patient, professional) pair is told to the patient. Identity lookups (R-ACC-10)
-/// are not accesses to a space's content.
+/// are not accesses to a space's content; what a Patient search `_revinclude`s is.
 pub fn accesses(record: &Record) -> Vec<(&str, &str)> {
     match &record.trace.principal {
-        Some(principal)
-            if principal.actor == ActorKind::Professional
-                && record.trace.resource_type != Some("Patient") =>
-        {
-            record
-                .touched
-                .accessed
-                .iter()
-                .map(|patient| (patient.as_str(), principal.subject.as_str()))
-                .collect()
-        }
+        Some(principal) if principal.actor == ActorKind::Professional => record
+            .touched
+            .accessed
+            .iter()
+            .map(|patient| (patient.as_str(), principal.subject.as_str()))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -117,9 +112,9 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
     let mut notices = Vec::new();
     let professional = principal.actor == ActorKind::Professional;
     let feeds = professional || principal.actor == ActorKind::System;
-    // Identity lookups (R-ACC-10) are not accesses to the space's content.
-    let space_content = record.trace.resource_type != Some("Patient");
-    if professional && space_content {
+    // Identity lookups (R-ACC-10) are not accesses to the space's content: the gate
+    // records no access for them, but does for what a Patient search includes.
+    if professional {
         for patient in &record.touched.accessed {
             if principal.purpose_of_use != PurposeOfUse::Normal {
                 let mode = match principal.purpose_of_use {

@@ -483,6 +483,7 @@ pub fn batch(
 ) -> Result<FhirResponse, ApiError> {
     let mut bundle = BundleOut::new("batch-response");
     for entry in entries {
+        ctx.gate.touched.begin_entry();
         let result = entry.and_then(|entry| {
             authorize(entry.def, entry.operation.interaction())?;
             let def = entry.def;
@@ -493,12 +494,10 @@ pub fn batch(
                 execute(conn, ctx, def, operation)
             }
         });
+        ctx.gate.touched.end_entry(result.as_ref().err());
         bundle.entry.push(match result {
             Ok(response) => response_entry(ctx.base_url, response),
-            Err(error) => {
-                ctx.gate.touched.entry_refused(&error);
-                error_entry(&error)
-            }
+            Err(error) => error_entry(&error),
         });
     }
     Ok(FhirResponse {

@@ -371,3 +371,24 @@ fn an_extension_of_the_wrong_shape_is_refused() {
         201
     );
 }
+
+#[test]
+fn a_visibility_code_in_a_document_s_meta_security_is_refused_where_it_would_not_apply() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let mut masked = document(&patient_id, "11488-4", "2024-01-01");
+    masked["meta"] = json!({ "security": [{
+        "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
+        "code": "MASQUE_PS"
+    }] });
+    let outcome = refused(
+        &app,
+        app.post("DocumentReference", &As::doctor(), &masked),
+        422,
+        "value",
+    );
+    assert!(outcome.to_string().contains("securityLabel"), "{outcome}");
+}

@@ -434,3 +434,146 @@ fn r_aud_4_a_refused_attempt_is_no_access_and_each_refused_entry_is_traced() {
     let told = notification_kinds(&app, &patient_id).split_off(before.len());
     assert_eq!(told, vec!["first-access"], "{told:?}");
 }
+
+#[test]
+fn r_aud_4_what_a_patient_search_includes_is_an_access_told_as_such() {
+    let app = TestApp::new();
+    let nir = nir();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir, "Martin", "Claire", "1980-05-01"),
+    );
+    app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let before = notification_kinds(&app, &patient_id);
+    // An identity lookup alone tells nothing…
+    let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("coma"));
+    let lookup = app.get(
+        &format!("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}"),
+        &emergency,
+    );
+    assert_eq!(lookup.status, 200, "{}", lookup.body);
+    assert_eq!(notification_kinds(&app, &patient_id), before);
+    // …what it brings of the space's content is an emergency access, and a first one.
+    let included = app.get(
+        &format!(
+            "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{nir}&_revinclude=DocumentReference:subject"
+        ),
+        &emergency,
+    );
+    assert_eq!(included.status, 200, "{}", included.body);
+    assert!(included.body.contains("\"include\""), "{}", included.body);
+    let mut told = notification_kinds(&app, &patient_id).split_off(before.len());
+    told.sort();
+    assert_eq!(told, vec!["emergency-access", "first-access"], "{told:?}");
+}
+
+#[test]
+fn r_aud_1_each_refused_batch_entry_is_in_its_own_space_s_trace_for_those_who_read_it_whole() {
+    let app = TestApp::new();
+    let a = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let c = app.create(
+        &As::System,
+        &patient(&nir(), "Durand", "Paul", "1970-01-01"),
+    );
+    app.create(
+        &As::Patient(c.clone()),
+        &crate::support::fixtures::emergency_setting(&c, "deny", "BTG"),
+    );
+    let document_a = app.create(&As::doctor(), &document(&a, "11488-4", "2024-01-01"));
+    let psychiatric_a = app.create(&As::doctor(), &document(&a, "68599-0", "2024-01-02"));
+    let events = |patient: &str, who: &As| -> Vec<Value> {
+        let reply = app.get(&format!("AuditEvent?patient={patient}&subtype=batch"), who);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| entry["resource"].clone())
+            .collect()
+    };
+    let rules = |event: &Value| -> Vec<String> {
+        event["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|extension| extension["valueString"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // In an emergency: a search of C (opposed, R-ACC-4) beside a read of A's
+    // document; then a pharmacist's read of A's psychiatric synthesis (hidden from
+    // them, R-ACC-6: answered "not known") beside A's identity, which tells of A.
+    let emergency = As::professional(STRANGER, "10", None, Some("bris_de_glace"), Some("coma"));
+    let batch = |who: &As, urls: [String; 2]| {
+        let reply = app.post(
+            "",
+            who,
+            &json!({ "resourceType": "Bundle", "type": "batch", "entry": urls.iter().map(|url| json!({ "request": { "method": "GET", "url": url } })).collect::<Vec<_>>() }),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    batch(
+        &emergency,
+        [
+            format!("DocumentReference?patient={c}"),
+            format!("DocumentReference/{document_a}"),
+        ],
+    );
+    let pharmacist = As::professional(
+        "810000000843",
+        "21",
+        None,
+        Some("bris_de_glace"),
+        Some("coma"),
+    );
+    let answered = batch(
+        &pharmacist,
+        [
+            format!("DocumentReference/{psychiatric_a}"),
+            format!("Patient/{a}"),
+        ],
+    );
+    assert!(
+        answered["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404")
+    );
+    let holder_c = events(&c, &As::Patient(c.clone()));
+    assert_eq!(holder_c.len(), 1, "{holder_c:?}");
+    assert_eq!(holder_c[0]["outcome"], "4");
+    assert!(rules(&holder_c[0]).contains(&"R-ACC-4".to_owned()));
+    // A's holder reads both batches: the emergency one's refusal was C's, not A's;
+    // the pharmacist's refusal in A is there, though the batch also told of A.
+    let holder_a = events(&a, &As::Patient(a.clone()));
+    assert_eq!(holder_a.len(), 2, "{holder_a:?}");
+    let all_rules: Vec<String> = holder_a.iter().flat_map(&rules).collect();
+    assert!(!all_rules.contains(&"R-ACC-4".to_owned()), "{all_rules:?}");
+    assert!(all_rules.contains(&"R-ACC-6".to_owned()), "{all_rules:?}");
+    // The pharmacist reads their own batch as answered: no rule of the hidden read.
+    let own = events(&a, &pharmacist);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(
+        !rules(&own[0]).contains(&"R-ACC-6".to_owned()),
+        "{}",
+        own[0]
+    );
+    // An app given only the trace reads no entry's rule.
+    let mut claims = crate::support::base_claims("patient", "app-user");
+    claims["patient"] = json!(a);
+    claims["scope"] = json!("patient/AuditEvent.rs");
+    let app_token = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+    for event in events(&a, &app_token) {
+        assert!(
+            rules(&event).iter().all(|rule| !rule.starts_with("R-")),
+            "{event}"
+        );
+    }
+}

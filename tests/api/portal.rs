@@ -995,3 +995,28 @@ fn r_ui_1_a_refusal_is_told_in_french_with_what_to_do() {
     assert!(text.contains("vous pouvez le clôturer"), "{text}");
     assert!(!text.contains("holds documents"), "{text}");
 }
+
+#[test]
+fn r_ui_1_notifications_never_push_a_message_off_the_pages() {
+    let (h, mut browser, me) = signed_in_holder();
+    h.app.create(
+        &As::doctor(),
+        &message_from(&me, "810000000001", "2026-11-01T09:00:00Z"),
+    );
+    // Each deposit is a notification (R-AUD-4), more than the home page shows.
+    for day in 1..=25 {
+        h.app.create(
+            &As::doctor(),
+            &document(&me, "11488-4", &format!("2024-01-{day:02}")),
+        );
+    }
+    let home = browser.get("/espace");
+    assert!(home.body.contains("1 nouveau message</a>"), "{}", home.body);
+    let messages = browser.get("/espace/messages");
+    assert!(messages.body.contains("Nouveau :"), "{}", messages.body);
+    assert!(
+        !messages.body.contains("Aucun message"),
+        "{}",
+        messages.body
+    );
+}

@@ -599,3 +599,70 @@ fn a_profile_entry_meets_the_invariants_of_its_type() {
         201
     );
 }
+
+#[test]
+fn r_acc_13_every_form_of_a_scope_claim_narrows() {
+    let p = profile();
+    let (_, height) = &p.entries[0];
+    let (kind, id) = &p.entries[1];
+    let token = |claim: &str, value: Value| {
+        let mut claims = crate::support::base_claims("patient", "app-user");
+        claims["patient"] = json!(p.patient);
+        claims[claim] = value;
+        As::Token(crate::support::sign(&crate::support::keys().rsa, &claims))
+    };
+    // `scp`, as some identity providers write it, narrows like `scope`.
+    for narrowed in [
+        token("scp", json!("patient/Observation.rs")),
+        token("scp", json!(["patient/Observation.rs"])),
+        token("scope", json!("patient/Observation.rs")),
+    ] {
+        assert_eq!(p.read(&narrowed, "Observation", height).status, 200);
+        assert_refused(&p.read(&narrowed, kind, id), 403, "R-ACC-13");
+    }
+    for nothing in [token("scp", json!("")), token("scp", json!([]))] {
+        assert_refused(&p.read(&nothing, kind, id), 403, "R-ACC-13");
+    }
+    // A claim that is not a string of scopes is not read as "no scope": refused.
+    for unreadable in [json!(null), json!(7), json!({ "a": 1 }), json!([1])] {
+        let reply = p.read(&token("scope", unreadable.clone()), kind, id);
+        assert_eq!(reply.status, 401, "{unreadable}: {}", reply.body);
+    }
+}
+
+#[test]
+fn r_ui_1_the_holder_states_their_profile_in_their_own_name() {
+    let p = profile();
+    let holder = p.holder();
+    let before = p.app.data_rows();
+    let me = json!({ "reference": format!("Patient/{}", p.patient) });
+    let mut own = entries(&p.patient)[1].clone();
+    own["asserter"] = me.clone();
+    assert_eq!(p.app.post("Condition", &holder, &own).status, 201);
+    let colleague = json!({ "identifier": { "system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810000000001" }, "display": "Dr Martin" });
+    for (kind, index, element, value) in [
+        ("Condition", 1, "asserter", colleague.clone()),
+        ("Observation", 0, "performer", json!([colleague.clone()])),
+        (
+            "MedicationStatement",
+            2,
+            "informationSource",
+            json!({ "reference": "Patient/someone-else" }),
+        ),
+        (
+            "AllergyIntolerance",
+            3,
+            "recorder",
+            json!({ "reference": format!("Patient/{}", p.patient), "display": "Dr Martin" }),
+        ),
+    ] {
+        let mut entry = entries(&p.patient)[index].clone();
+        entry[element] = value;
+        assert_refused(&p.app.post(kind, &holder, &entry), 403, "R-UI-1");
+    }
+    // Nor a tag that looks like masking.
+    let mut tagged = entries(&p.patient)[1].clone();
+    tagged["meta"] = json!({ "tag": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS" }] });
+    assert_eq!(p.app.post("Condition", &holder, &tagged).status, 422);
+    assert_eq!(p.app.data_rows(), before + 1, "only the holder's own entry");
+}
