@@ -2,9 +2,6 @@
 
 use std::net::TcpListener;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use dmp_fhir_server::config::{ConfigArgs, LogFormat};
 use dmp_fhir_server::{AppState, build_server};
@@ -79,17 +76,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// glibc keeps large blocks it frees in its arenas once its threshold for mapping
-/// them has risen (it follows the largest block freed), so that a blocking pool of
-/// many threads each handling a large body in turn would hold a peak per arena. A
-/// fixed threshold maps every block over 128 KiB on its own and returns it to the
-/// system when freed: the arenas hold only small blocks, and their number can stay
-/// glibc's (eight per core), which the busy threads (the HTTP workers, the trace's
-/// committer and indexer) need so as not to wait on each other's allocations. Two
-/// arenas, the earlier bound, cost 10-15 % of an audited read in that waiting and
-/// held more under large bodies (BENCHMARKS.md, 2026-12-04). mimalloc, tried for its
-/// per-thread heaps, held 200 MB under 64 concurrent searches.
+/// The server's own allocations go to mimalloc (per-thread heaps, no arena locks:
+/// malloc and free were 13 % of an audited read's samples under glibc). Its memory
+/// is held in 2 MiB transparent huge pages where the kernel allows them, which held
+/// 230-280 MB at 64 connections; without huge pages for this process it holds what
+/// glibc did (about 90 MB) at the same speed (BENCHMARKS.md, 2026-12-05).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bounds what the allocators keep: no transparent huge pages for this process
+/// (mimalloc's heaps, above); and glibc, which the C libraries (SQLite, OpenSSL,
+/// libpq) still use, keeps large blocks it frees in its arenas once its threshold
+/// for mapping them has risen (it follows the largest block freed), so that a
+/// blocking pool of many threads each handling a large body in turn would hold a
+/// peak per arena: a fixed threshold maps every block over 128 KiB on its own and
+/// returns it to the system when freed.
 fn bound_allocator_retention() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl only sets a flag of this process; called once, at start.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once, at start, before
     // any other thread exists.
