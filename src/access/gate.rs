@@ -1426,15 +1426,6 @@ impl<'a> Gate<'a> {
             "author.family",
             "source.given",
             "source.family",
-            "_count",
-            "_offset",
-            "_sort",
-            "_total",
-            "_summary",
-            "_elements",
-            "_format",
-            "_include",
-            "_revinclude",
         ];
         /// What shapes a search's answer, never what it looks for.
         const STRUCTURAL: &[&str] = &[
@@ -1458,7 +1449,7 @@ impl<'a> Gate<'a> {
         {
             return Ok(false);
         }
-        if DESCRIPTIVE.contains(&name) {
+        if DESCRIPTIVE.contains(&name) || STRUCTURAL.contains(&name) {
             return Ok(true);
         }
         // Identities (R-ACC-10): a Patient's identifier, a chain to the Patient.

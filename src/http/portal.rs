@@ -302,6 +302,16 @@ pub(super) fn sender_of(message: &Value, patient: &str) -> String {
     }
 }
 
+/// The read mark of the holder's messages (see `Accounts::messages_seen_at`), none
+/// when it cannot be read (every message then shows as new).
+pub(super) async fn messages_seen_at(state: &AppState, session: &Session) -> Option<String> {
+    let (accounts, session) = (state.accounts.clone(), session.clone());
+    super::pages::blocking(move || accounts.messages_seen_at(&session))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The signed-in holder and their FHIR client, or the sign-in page.
 pub(super) async fn signed_in<'a>(
     state: &'a AppState,
@@ -409,13 +419,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
         });
         all.extend(notices.iter().cloned());
     }
-    let seen = {
-        let (accounts, session) = (state.accounts.clone(), session.clone());
-        super::pages::blocking(move || accounts.messages_seen_at(&session))
-            .await
-            .ok()
-            .flatten()
-    };
+    let seen = messages_seen_at(&state, &session).await;
     let mut messages = Vec::new();
     let mut notifications = Vec::new();
     let mut unread = 0;

@@ -170,13 +170,7 @@ async fn messages_page(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let seen = {
-        let (accounts, session) = (state.accounts.clone(), session.clone());
-        super::pages::blocking(move || accounts.messages_seen_at(&session))
-            .await
-            .ok()
-            .flatten()
-    };
+    let seen = super::portal::messages_seen_at(state, &session).await;
     let mut latest_shown: Option<String> = None;
     let (messages, error) = match fhir
         .search(
