@@ -110,6 +110,12 @@ fn scopes_of(
     if scope.is_none() && scp.is_none() {
         return Ok(None);
     }
+    // Two claims would have to narrow together; a token says its scopes once.
+    if scope.is_some() && scp.is_some() {
+        return Err(ApiError::unauthorized(
+            "the token carries both scope and scp: it says its scopes in one of them",
+        ));
+    }
     let unreadable = || {
         ApiError::unauthorized(
             "the token's scope (or scp) claim is neither a string of scopes nor a list of them",

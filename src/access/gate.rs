@@ -456,7 +456,11 @@ impl<'a> Gate<'a> {
                     self.professional_documents(&mut documents, &access)?;
                     narrowing.list_documents = Some(Box::new(documents));
                 }
-                self.note_access(&patient);
+                // A type the caller's scopes do not read shows nothing of the space
+                // (an include they may not read is emptied): no access.
+                if is_space_content(def.name) && self.reads_type(def.name) {
+                    self.note_access(&patient);
+                }
                 Ok(narrowing)
             }
             // R-ACC-12: identities only.
@@ -954,7 +958,10 @@ impl<'a> Gate<'a> {
                     .map_err(|verdict| hidden(&resource, &verdict))?;
                 }
                 self.check_list_documents(conn, stored, judged)?;
-                self.note_access(patient);
+                // Shown only if the caller's scopes read it too (checked after).
+                if is_space_content(stored.res_type) && self.reads_type(stored.res_type) {
+                    self.note_access(patient);
+                }
                 Ok(())
             }
             // R-ACC-12: the system reads identities (to feed the right space), nothing
@@ -1320,23 +1327,16 @@ impl<'a> Gate<'a> {
         Ok(masked)
     }
 
-    /// A batch's event as this reader sees its entries' refusals: the rules of
-    /// entries answered "not known" are never its author's to read (they were told
-    /// only that), and a reader who does not read the whole space as its holder or
-    /// médecin traitant do (an app narrowed by scopes, a profession outside the
-    /// matrix) reads no entry's rule: which rule refused tells what is there (a
-    /// masked document, a type the matrix keeps from them).
+    /// A batch's event as this reader sees its entries' refusals (those answered
+    /// "not known" are never shown, see `audit::event::INTERNAL_MARKS`): a reader
+    /// who does not read the whole space as its holder or médecin traitant do (an
+    /// app narrowed by scopes, a profession outside the matrix) reads no entry's
+    /// rule, which would tell what the space holds.
     fn entry_refusals_as_seen(&self, content: String) -> String {
-        use crate::audit::event::{ENTRY_REFUSED_NOT_KNOWN_EXTENSION, RULE_EXTENSION};
-        let batch = content.contains("\"code\":\"batch\"");
-        if !batch && !content.contains(ENTRY_REFUSED_NOT_KNOWN_EXTENSION) {
+        use crate::audit::event::RULE_EXTENSION;
+        if !content.contains("\"code\":\"batch\"") || !content.contains(RULE_EXTENSION) {
             return content;
         }
-        let Ok(mut event) = serde_json::from_str::<Value>(&content) else {
-            return content;
-        };
-        let own = self.principal.actor == ActorKind::Professional
-            && is_agent(&event, &self.principal.subject);
         let whole_space = self.principal.scopes.is_none()
             && match self.principal.actor {
                 ActorKind::Patient | ActorKind::Representative => true,
@@ -1345,23 +1345,16 @@ impl<'a> Gate<'a> {
                 }
                 _ => false,
             };
-        let removed: &[&str] = if own {
-            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION]
-        } else if whole_space {
-            &[]
-        } else if batch {
-            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION, RULE_EXTENSION]
-        } else {
-            &[ENTRY_REFUSED_NOT_KNOWN_EXTENSION]
+        let Ok(mut event) = serde_json::from_str::<Value>(&content) else {
+            return content;
         };
-        let had = |event: &Value| event.get("extension").map(Value::to_string);
-        let before = had(&event);
-        remove_extensions(&mut event, removed);
-        if had(&event) == before {
+        let own = self.principal.actor == ActorKind::Professional
+            && is_agent(&event, &self.principal.subject);
+        if own || whole_space {
             return content;
         }
-        if !own
-            && !has_mark_coded(&event, "REDACTED")
+        remove_extensions(&mut event, &[RULE_EXTENSION]);
+        if !has_mark_coded(&event, "REDACTED")
             && let Some(meta) = event.get_mut("meta")
         {
             mark_shown_in_part(
@@ -2018,7 +2011,13 @@ impl<'a> Gate<'a> {
             return Err(refused(verdict));
         }
         let allowed = self.deposit_allowed(def, &facts, resource);
-        if allowed.is_ok() {
+        // A deposit of content is an access to the space (R-AUD-4); a message, a
+        // declared consent or a blocked professional's deposit (who sees nothing)
+        // is not, and leaves the first access to be told when it happens.
+        if allowed.is_ok()
+            && is_space_content(def.name)
+            && professional::r_acc_2_blocked(self.principal, &facts).is_none()
+        {
             self.note_access(patient);
         }
         allowed
@@ -2068,6 +2067,23 @@ impl<'a> Gate<'a> {
     /// speak for a colleague); a patient or representative names no professional as
     /// sender, only their own Patient, if anyone.
     fn check_sender(&self, message: &Value) -> Result<(), ApiError> {
+        // The patient's notifications are the service's word (R-AUD-4): nobody writes
+        // one through the API, or it would pose as the service on the portal.
+        let notification = message["category"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|category| category["coding"].as_array().into_iter().flatten())
+            .any(|coding| {
+                coding["code"] == "notification"
+                    && coding["system"] == crate::notify::CATEGORY_SYSTEM
+            });
+        if notification {
+            return Err(refused(Verdict::deny(
+                "R-AUD-4",
+                "a notification is the service's own: no client writes one (category notification)",
+            )));
+        }
         let refusal = |reason: &str| refused(Verdict::deny("R-MSG-5", reason.to_owned()));
         match &self.principal.actor {
             ActorKind::Professional => {
@@ -2525,6 +2541,10 @@ impl SpaceIdentity {
 /// else.
 fn stated_by_holder(entry: &Value, own: &str) -> bool {
     let own = format!("Patient/{own}");
+    // A note's author likewise, and never a name typed as text.
+    if !values_at(entry, "note.authorString").is_empty() {
+        return false;
+    }
     ["asserter", "recorder", "performer", "informationSource"]
         .iter()
         .flat_map(|element| match entry.get(*element) {
@@ -2532,11 +2552,21 @@ fn stated_by_holder(entry: &Value, own: &str) -> bool {
             Some(item) => vec![item],
             None => Vec::new(),
         })
+        .chain(values_at(entry, "note.authorReference"))
         .all(|reference| {
             reference.as_object().is_some_and(|object| {
                 object.len() == 1 && object.get("reference").and_then(Value::as_str) == Some(&own)
             })
         })
+}
+
+/// The space's content (R-AUD-4 tells a professional's first access to it, and
+/// every emergency one): its documents and medical profile. Its messages (read by
+/// their participants whatever their access, R-MSG-5), its Consents and its
+/// identity are not.
+fn is_space_content(resource_type: &str) -> bool {
+    matches!(resource_type, "DocumentReference" | "List" | "Binary")
+        || definitions::is_medical_profile(resource_type)
 }
 
 /// Whether the event is tagged with this `meta.security` code already.

@@ -22,9 +22,12 @@ pub const RULE_EXTENSION: &str = "https://dmp-fhir-server.fr/fhir/StructureDefin
 /// answered so: kept in the stored event, never shown.
 pub const CONCEALED_EXTENSION: &str =
     "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-concealed";
-/// A batch entry refused as "not known" in this event's space: its rule, read by
-/// the space's holder and médecin traitant, never by the entry's author (who was
-/// told only that the resource is not known), nor the space's state.
+/// A batch entry refused as "not known" in this event's space: its rule, kept in
+/// the stored event and shown to no reader through the API. Its author was told
+/// only that the resource is not known, and whoever else reads the event may not
+/// see that resource either (hidden from the holder, masked, of a type the matrix
+/// keeps from them): the rule would tell what is there, as a single request's
+/// refusal tells it only through the entity it names, which a batch has not.
 pub const ENTRY_REFUSED_NOT_KNOWN_EXTENSION: &str =
     "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-entry-refused-not-known";
 /// Marks an event of a request refused as "not known": its author reads its
@@ -36,10 +39,11 @@ pub const ANSWERED_NOT_KNOWN_EXTENSION: &str =
 pub const WITHHELD_EXTENSION: &str =
     "https://dmp-fhir-server.fr/fhir/StructureDefinition/audit-withheld-from-agent";
 /// The marks above, which only the server reads.
-pub const INTERNAL_MARKS: [&str; 3] = [
+pub const INTERNAL_MARKS: [&str; 4] = [
     CONCEALED_EXTENSION,
     ANSWERED_NOT_KNOWN_EXTENSION,
     WITHHELD_EXTENSION,
+    ENTRY_REFUSED_NOT_KNOWN_EXTENSION,
 ];
 /// TRE_R248-ModeAcces, the access modes (`normal`, `bris_de_glace`, `centre_15`).
 pub const ACCESS_MODE_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.1.4.248";

@@ -171,8 +171,9 @@ pub struct Touched {
     /// its own outcome (R-AUD-1: every interaction, allowed or refused).
     pub entry_refusals: Vec<EntryRefusal>,
     /// While a batch entry runs: the spaces it concerns (see
-    /// [`TouchedLog::begin_entry`]).
+    /// [`TouchedLog::begin_entry`]), and those only through what it hid.
     pub entry_patients: Option<BTreeSet<String>>,
+    pub entry_concealed: BTreeSet<String>,
 }
 
 /// A batch entry refused by a rule.
@@ -231,6 +232,7 @@ impl TouchedLog {
             self.with(|touched| {
                 if let Some(entry) = &mut touched.entry_patients {
                     entry.insert(patient.to_owned());
+                    touched.entry_concealed.insert(patient.to_owned());
                 }
                 if !touched.patients.contains(patient) {
                     touched.patients.insert(patient.to_owned());
@@ -268,17 +270,28 @@ impl TouchedLog {
     /// A batch entry begins: the spaces it concerns are noted apart, until
     /// [`Self::end_entry`].
     pub fn begin_entry(&self) {
-        self.with(|touched| touched.entry_patients = Some(BTreeSet::new()));
+        self.with(|touched| {
+            touched.entry_patients = Some(BTreeSet::new());
+            touched.entry_concealed.clear();
+        });
     }
 
     /// The entry ended, refused with `error` when it was: a refusal by a rule is
     /// recorded with the spaces the entry concerned.
     pub fn end_entry(&self, error: Option<&ApiError>) {
         self.with(|touched| {
-            let patients = touched.entry_patients.take().unwrap_or_default();
+            let told = touched.entry_patients.take().unwrap_or_default();
+            let hidden = std::mem::take(&mut touched.entry_concealed);
             if let Some(error) = error
                 && let Some(rule) = error.rule
             {
+                // A refusal answered "not known" is in the spaces the entry
+                // concerned through what it hid, not in the one it named openly.
+                let patients = if error.concealed && !hidden.is_empty() {
+                    hidden
+                } else {
+                    told
+                };
                 let refusal = EntryRefusal {
                     rule,
                     status: error.status.as_u16(),

@@ -831,8 +831,9 @@ fn check_profile_entry(kind: &str, value: &Value) -> Result<(), ApiError> {
 }
 
 /// The R4 invariants of the medical profile's types that a structural check does not
-/// see: ait-1 / ait-2 (AllergyIntolerance), con-4 / con-5 (Condition), obs-6 / obs-7
-/// (Observation). 422 naming the invariant.
+/// see: ait-1 / ait-2 (AllergyIntolerance), con-4 / con-5 (Condition), obs-3 / obs-6 /
+/// obs-7 (Observation). 422 naming the invariant. (The data types' own invariants,
+/// such as a Period's start before its end, are not checked, as for every type.)
 fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> {
     let breach = |invariant: &str, path: &str, text: &str| {
         Err(ApiError::unprocessable(
@@ -841,10 +842,24 @@ fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> 
         )
         .at(format!("{kind}.{path}")))
     };
+    // A code of the type's own status system (another system's « resolved » is not).
     let codes = |element: &str| -> Vec<&str> {
-        values_at(value, &format!("{element}.coding.code"))
+        let system = match (kind, element) {
+            ("AllergyIntolerance", "verificationStatus") => {
+                "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+            }
+            ("AllergyIntolerance", _) => {
+                "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+            }
+            (_, "verificationStatus") => {
+                "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+            }
+            _ => "http://terminology.hl7.org/CodeSystem/condition-clinical",
+        };
+        values_at(value, &format!("{element}.coding"))
             .into_iter()
-            .filter_map(Value::as_str)
+            .filter(|coding| coding["system"] == system)
+            .filter_map(|coding| coding["code"].as_str())
             .collect()
     };
     let entered_in_error = codes("verificationStatus").contains(&"entered-in-error");
@@ -865,10 +880,9 @@ fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> 
             "clinicalStatus is not given when verificationStatus is entered-in-error",
         ),
         "Condition"
-            if clinical_status
-                && value.as_object().is_some_and(|object| {
-                    object.keys().any(|key| key.starts_with("abatement"))
-                })
+            if value
+                .as_object()
+                .is_some_and(|object| object.keys().any(|key| key.starts_with("abatement")))
                 && !codes("clinicalStatus")
                     .iter()
                     .any(|code| matches!(*code, "inactive" | "resolved" | "remission")) =>
@@ -880,6 +894,17 @@ fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> 
             )
         }
         "Observation" => {
+            if values_at(value, "referenceRange").into_iter().any(|range| {
+                range.get("low").is_none()
+                    && range.get("high").is_none()
+                    && range.get("text").is_none()
+            }) {
+                return breach(
+                    "obs-3",
+                    "referenceRange",
+                    "a reference range has a low, a high or a text",
+                );
+            }
             let has_value = |object: &Value| {
                 object
                     .as_object()

@@ -231,7 +231,11 @@ fn page_routes(config: &mut web::ServiceConfig) {
         )
         // One scope: its static prefix is one comparison for every other request,
         // where its routes with parameters are a regular expression each.
-        .service(web::scope("/espace").configure(portal_routes))
+        .service(
+            web::scope("/espace")
+                .configure(portal_routes)
+                .default_service(web::to(portal::not_found)),
+        )
         .service(
             web::resource("/static/site.css")
                 .route(web::get().to(pages::stylesheet))

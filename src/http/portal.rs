@@ -336,6 +336,18 @@ fn refused_text(refused: &Refused) -> String {
     }
 }
 
+/// A page of the portal that does not exist, said in French.
+pub async fn not_found(state: State, request: HttpRequest) -> HttpResponse {
+    let csrf = csrf_of(&state, &request);
+    super::pages::message(
+        StatusCode::NOT_FOUND,
+        &csrf,
+        "Page introuvable",
+        "Cette page n'existe pas, ou plus.",
+        Some(("/espace", "Revenir à l'accueil de Mon espace santé")),
+    )
+}
+
 /// `GET /espace`: the latest documents, messages and notifications.
 pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
     let csrf = csrf_of(&state, &request);

@@ -485,7 +485,7 @@ pub async fn profile_post(
                 .map(|()| "suppression")
                 .map_err(|refused| refused.in_french()),
         },
-        _ => return HttpResponse::NotFound().finish(),
+        _ => return super::portal::not_found(state, request).await,
     };
     match outcome {
         Ok(done) => see_other(&format!("/espace/profil?fait={done}")),
@@ -499,7 +499,13 @@ pub async fn profile_post(
 
 fn question_page(csrf: &Csrf, step: &str, error: Option<String>, typed: String) -> HttpResponse {
     let Some(number) = STEPS.iter().position(|known| *known == step) else {
-        return HttpResponse::NotFound().finish();
+        return super::pages::message(
+            StatusCode::NOT_FOUND,
+            csrf,
+            "Page introuvable",
+            "Cette question n'existe pas.",
+            Some(("/espace/profil", "Revenir à mon profil médical")),
+        );
     };
     let (question, hint, unit) = match ListKind::from_slug(step) {
         Some(kind) => {
@@ -574,7 +580,7 @@ pub async fn answer(
 ) -> HttpResponse {
     let step = path.into_inner();
     if !STEPS.contains(&step.as_str()) {
-        return HttpResponse::NotFound().finish();
+        return super::portal::not_found(state, request).await;
     }
     let (csrf, form) = match super::pages::submitted(&state, &request, payload).await {
         Ok(found) => found,

@@ -118,16 +118,24 @@ fn r_aud_4_the_patient_is_told_of_each_event_the_spec_lists_and_of_nothing_else(
         notification_kinds(&app, &patient_id).last().unwrap(),
         "new-message"
     );
-    // A professional declares the patient's consent: told, and a first access.
+    // A professional declares the patient's consent: told; it is no access to the
+    // space's content, so their first reading is told when it comes.
     let colleague = As::Professional {
         id_nat_ps: COLLEAGUE.into(),
         profession: "10".into(),
     };
     app.create(&colleague, &permit_professional(&patient_id, COLLEAGUE));
     let kinds = notification_kinds(&app, &patient_id);
-    assert!(
-        kinds.ends_with(&["first-access".into(), "consent-declared".into()]),
-        "{kinds:?}"
+    assert_eq!(kinds.last().unwrap(), "consent-declared", "{kinds:?}");
+    let before = kinds.len();
+    let reply = app.get(
+        &format!("DocumentReference?patient={patient_id}"),
+        &colleague,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        notification_kinds(&app, &patient_id).split_off(before),
+        vec!["first-access"]
     );
     // Each emergency access is told, with its mode and reason.
     let emergency = As::professional(
@@ -556,7 +564,18 @@ fn r_aud_1_each_refused_batch_entry_is_in_its_own_space_s_trace_for_those_who_re
     assert_eq!(holder_a.len(), 2, "{holder_a:?}");
     let all_rules: Vec<String> = holder_a.iter().flat_map(&rules).collect();
     assert!(!all_rules.contains(&"R-ACC-4".to_owned()), "{all_rules:?}");
-    assert!(all_rules.contains(&"R-ACC-6".to_owned()), "{all_rules:?}");
+    // A refusal answered "not known" is kept in the stored event of its space, and
+    // read by no one through the API (its rule would tell what the space holds).
+    assert!(!all_rules.contains(&"R-ACC-6".to_owned()), "{all_rules:?}");
+    let stored = app.query_texts(
+        "SELECT content AS text FROM resources WHERE res_type = 'AuditEvent' AND content LIKE '%audit-entry-refused-not-known%'",
+    );
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0].contains("R-ACC-6") && stored[0].contains(&a),
+        "{}",
+        stored[0]
+    );
     // The pharmacist reads their own batch as answered: no rule of the hidden read.
     let own = events(&a, &pharmacist);
     assert_eq!(own.len(), 1, "{own:?}");
@@ -576,4 +595,59 @@ fn r_aud_1_each_refused_batch_entry_is_in_its_own_space_s_trace_for_those_who_re
             "{event}"
         );
     }
+}
+
+#[test]
+fn r_aud_4_writes_that_open_no_content_leave_the_first_access_to_be_told() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let holder = As::Patient(patient_id.clone());
+    app.create(&holder, &permit_professional(&patient_id, AUTHORISED));
+    app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let before = notification_kinds(&app, &patient_id).len();
+    let authorised = As::professional(AUTHORISED, "10", None, None, None);
+    // A message is no access to the space's content.
+    app.create(
+        &authorised,
+        &message_from(&patient_id, AUTHORISED, "2024-12-01T09:00:00Z"),
+    );
+    // A search its scopes empty is none either.
+    let mut claims = crate::support::base_claims("professional", AUTHORISED);
+    claims["profession"] = json!("10");
+    claims["scope"] = json!("user/Patient.rs");
+    let narrow = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+    let reply = app.get(
+        &format!("Patient?_id={patient_id}&_revinclude=DocumentReference:subject"),
+        &narrow,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(!reply.body.contains("\"include\""), "{}", reply.body);
+    assert_eq!(
+        notification_kinds(&app, &patient_id).split_off(before),
+        vec!["new-message"]
+    );
+    // Their first reading is told.
+    let reply = app.get(
+        &format!("DocumentReference?patient={patient_id}"),
+        &authorised,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        notification_kinds(&app, &patient_id).split_off(before + 1),
+        vec!["first-access"]
+    );
+    // Nobody writes a notification in the service's name.
+    let mut forged = message_from(&patient_id, AUTHORISED, "2099-01-01T10:00:00Z");
+    forged["category"] = json!([{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "notification" }] }]);
+    crate::support::assert_refused(
+        &app.post("Communication", &authorised, &forged),
+        403,
+        "R-AUD-4",
+    );
 }

@@ -1020,3 +1020,17 @@ fn r_ui_1_notifications_never_push_a_message_off_the_pages() {
         messages.body
     );
 }
+
+#[test]
+fn r_ui_1_a_page_that_does_not_exist_says_so_in_french() {
+    let (_h, mut browser, _me) = signed_in_holder();
+    for path in ["/espace/inexistant", "/espace/profil/questions/zzz"] {
+        let page = browser.get(path);
+        assert_eq!(page.status, 404, "{path}");
+        assert!(
+            page.body.contains("Page introuvable"),
+            "{path}: {}",
+            page.body
+        );
+    }
+}

@@ -591,6 +591,34 @@ fn a_profile_entry_meets_the_invariants_of_its_type() {
     abated["clinicalStatus"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] });
     let reply = p.app.post("Condition", &holder, &abated);
     assert!(reply.body.contains("con-4"), "{}", reply.body);
+    // Abated without a clinical status, a status of another system, an empty
+    // reference range.
+    let mut abated = entries(&p.patient)[1].clone();
+    abated["abatementDateTime"] = json!("2020-01-01");
+    assert!(
+        p.app
+            .post("Condition", &holder, &abated)
+            .body
+            .contains("con-4")
+    );
+    let mut foreign = entries(&p.patient)[3].clone();
+    foreign.as_object_mut().unwrap().remove("clinicalStatus");
+    foreign["verificationStatus"] =
+        json!({ "coding": [{ "system": "http://example.org/other", "code": "entered-in-error" }] });
+    assert!(
+        p.app
+            .post("AllergyIntolerance", &holder, &foreign)
+            .body
+            .contains("ait-1")
+    );
+    let mut ranged = entries(&p.patient)[0].clone();
+    ranged["referenceRange"] = json!([{ "type": { "text": "normal" } }]);
+    assert!(
+        p.app
+            .post("Observation", &holder, &ranged)
+            .body
+            .contains("obs-3")
+    );
     assert_eq!(p.app.data_rows(), before, "nothing stored");
     // Entered in error without a status is a valid allergy.
     in_error.as_object_mut().unwrap().remove("clinicalStatus");
@@ -628,6 +656,13 @@ fn r_acc_13_every_form_of_a_scope_claim_narrows() {
         let reply = p.read(&token("scope", unreadable.clone()), kind, id);
         assert_eq!(reply.status, 401, "{unreadable}: {}", reply.body);
     }
+    // Both claims at once do not add up: the token is refused.
+    let mut claims = crate::support::base_claims("patient", "app-user");
+    claims["patient"] = json!(p.patient);
+    claims["scope"] = json!("");
+    claims["scp"] = json!("patient/*.rs");
+    let both = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+    assert_eq!(p.read(&both, kind, id).status, 401);
 }
 
 #[test]
@@ -654,6 +689,18 @@ fn r_ui_1_the_holder_states_their_profile_in_their_own_name() {
             3,
             "recorder",
             json!({ "reference": format!("Patient/{}", p.patient), "display": "Dr Martin" }),
+        ),
+        (
+            "Condition",
+            1,
+            "note",
+            json!([{ "authorReference": colleague.clone(), "text": "Diagnostic posé par le Dr Dupont" }]),
+        ),
+        (
+            "Observation",
+            0,
+            "note",
+            json!([{ "authorString": "Dr Dupont", "text": "mesuré au cabinet" }]),
         ),
     ] {
         let mut entry = entries(&p.patient)[index].clone();
