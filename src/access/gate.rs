@@ -2069,16 +2069,7 @@ impl<'a> Gate<'a> {
     fn check_sender(&self, message: &Value) -> Result<(), ApiError> {
         // The patient's notifications are the service's word (R-AUD-4): nobody writes
         // one through the API, or it would pose as the service on the portal.
-        let notification = message["category"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|category| category["coding"].as_array().into_iter().flatten())
-            .any(|coding| {
-                coding["code"] == "notification"
-                    && coding["system"] == crate::notify::CATEGORY_SYSTEM
-            });
-        if notification {
+        if crate::notify::claims_notification(message) {
             return Err(refused(Verdict::deny(
                 "R-AUD-4",
                 "a notification is the service's own: no client writes one (category notification)",

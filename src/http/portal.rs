@@ -421,14 +421,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
         communications["entry"].as_array_mut(),
         told["entry"].as_array(),
     ) {
-        all.retain(|entry| {
-            !entry["resource"]["category"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(codes)
-                .any(|coding| coding["code"] == "notification")
-        });
+        all.retain(|entry| !crate::notify::is_notification(&entry["resource"]));
         all.extend(notices.iter().cloned());
     }
     let seen = messages_seen_at(&state, &session).await;
@@ -436,12 +429,7 @@ pub async fn home(state: State, request: HttpRequest) -> HttpResponse {
     let mut notifications = Vec::new();
     let mut unread = 0;
     for communication in entries(&communications) {
-        let notification = communication["category"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(codes)
-            .any(|coding| coding["code"] == "notification");
+        let notification = crate::notify::is_notification(communication);
         let own = communication
             .pointer("/sender/reference")
             .and_then(Value::as_str)

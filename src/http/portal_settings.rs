@@ -192,14 +192,7 @@ async fn messages_page(
         Ok(bundle) => (
             entries(&bundle)
                 .into_iter()
-                .filter(|message| {
-                    !message["category"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|category| category["coding"].as_array().into_iter().flatten())
-                        .any(|coding| coding["code"] == "notification")
-                })
+                .filter(|message| !crate::notify::is_notification(message))
                 .map(|message| {
                     let own = message
                         .pointer("/sender/reference")

@@ -26,6 +26,35 @@ use crate::store::{self, Conn};
 
 /// `Communication.category` of notifications.
 pub const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/communication-category";
+
+/// Whether a Communication is one of the service's notifications, as the server
+/// searches them (`category=…|notification`): the portal sorts messages from
+/// notifications by this one predicate.
+pub fn is_notification(communication: &serde_json::Value) -> bool {
+    codings_of_category(communication)
+        .any(|coding| coding["system"] == CATEGORY_SYSTEM && coding["code"] == "notification")
+}
+
+/// Whether a Communication claims to be a notification in any spelling (a code
+/// `notification` of any or no system, in any case): no client writes one, so that
+/// none is taken for the service's, by the portal or by a client searching by code.
+pub fn claims_notification(communication: &serde_json::Value) -> bool {
+    codings_of_category(communication).any(|coding| {
+        coding["code"]
+            .as_str()
+            .is_some_and(|code| code.trim().eq_ignore_ascii_case("notification"))
+    })
+}
+
+fn codings_of_category(
+    communication: &serde_json::Value,
+) -> impl Iterator<Item = &serde_json::Value> {
+    communication["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|category| category["coding"].as_array().into_iter().flatten())
+}
 /// `Communication.topic` of notifications: why the patient is told.
 pub const KIND_SYSTEM: &str = "https://dmp-fhir-server.fr/fhir/CodeSystem/notification-kind";
 /// The service as a message sender.

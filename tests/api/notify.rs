@@ -650,4 +650,17 @@ fn r_aud_4_writes_that_open_no_content_leave_the_first_access_to_be_told() {
         403,
         "R-AUD-4",
     );
+    // In any spelling: a code alone, another system, another case.
+    for coding in [
+        json!({ "code": "notification" }),
+        json!({ "system": "http://terminology.hl7.org/CodeSystem/communication-category/", "code": "notification" }),
+        json!({ "system": "http://example.org", "code": " Notification" }),
+    ] {
+        forged["category"] = json!([{ "coding": [coding] }]);
+        crate::support::assert_refused(
+            &app.post("Communication", &authorised, &forged),
+            403,
+            "R-AUD-4",
+        );
+    }
 }
