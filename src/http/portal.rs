@@ -1010,9 +1010,12 @@ fn actor_of(event: &Value, patient: &str) -> Actor {
         user.pointer("/who/identifier/value")
             .and_then(Value::as_str),
     ) {
-        (Some(IDNAT_PS), Some(id)) => Actor::Professional(
-            named.map_or_else(|| format!("Le professionnel {id}"), str::to_owned),
-        ),
+        // The name a token gives beside the identifier the server checked: the
+        // holder needs the identifier to block or authorise them.
+        (Some(IDNAT_PS), Some(id)) => Actor::Professional(named.map_or_else(
+            || format!("Le professionnel {id}"),
+            |name| format!("{name} (identifiant {id})"),
+        )),
         (_, Some(id)) => {
             Actor::Service(named.map_or_else(|| format!("Le service {id}"), str::to_owned))
         }

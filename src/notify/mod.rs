@@ -103,7 +103,10 @@ pub fn actor_name(record: &Record) -> String {
         return String::new();
     };
     match (&principal.actor, &principal.name) {
-        (ActorKind::Professional, Some(name)) => name.clone(),
+        // The name a token gives, with the identifier the patient can block.
+        (ActorKind::Professional, Some(name)) => {
+            format!("{name} (identifiant {})", principal.subject)
+        }
         (ActorKind::Professional, None) => {
             format!(
                 "un professionnel de santé (identifiant {})",

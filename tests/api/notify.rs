@@ -664,3 +664,34 @@ fn r_aud_4_writes_that_open_no_content_leave_the_first_access_to_be_told() {
         );
     }
 }
+
+#[test]
+fn r_aud_4_a_professional_is_named_with_the_identifier_the_patient_can_block() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let mut claims = crate::support::base_claims("professional", STRANGER);
+    claims["profession"] = json!("10");
+    claims["name"] = json!("Dr Claire Martin");
+    claims["purpose_of_use"] = json!("bris_de_glace");
+    claims["access_reason"] = json!("coma");
+    let named = As::Token(crate::support::sign(&crate::support::keys().rsa, &claims));
+    let reply = app.get(&format!("DocumentReference?patient={patient_id}"), &named);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let told = app
+        .get(
+            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=50"),
+            &As::Patient(patient_id.clone()),
+        )
+        .body;
+    assert!(
+        told.contains(&format!("Dr Claire Martin (identifiant {STRANGER})")),
+        "{told}"
+    );
+}
