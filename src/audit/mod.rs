@@ -460,11 +460,11 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
     } else {
         crate::store::audit::first_accesses(conn, &accesses, &first.recorded)?
     };
-    let mut notifications = 0;
-    for prepared in succeeded(group) {
-        notifications +=
-            crate::notify::queue(conn, &prepared.record, &prepared.recorded, &first_accesses)?;
-    }
+    let notifications = crate::notify::queue_group(
+        conn,
+        succeeded(group).map(|prepared| (&prepared.record, prepared.recorded.as_str())),
+        &first_accesses,
+    )?;
     Ok(Persisted {
         notifications,
         tips,

@@ -94,7 +94,10 @@ struct Notice {
     kind: Kind,
     patient: String,
     text: String,
-    about: Option<String>,
+    /// The resources it tells of.
+    about: Vec<String>,
+    /// Who acted, as [`actor_name`] names them.
+    who: String,
 }
 
 /// How the patient's notifications name the one who acted.
@@ -164,7 +167,8 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
                     text: format!(
                         "Accès en urgence ({mode}) à votre profil Mon espace santé par {who}.{reason}"
                     ),
-                    about: None,
+                    about: Vec::new(),
+                    who: who.clone(),
                 });
             }
             if first_accesses.contains(&(patient.clone(), principal.subject.clone())) {
@@ -212,7 +216,8 @@ fn notices(record: &Record, first_accesses: &HashSet<(String, String)>) -> Vec<N
                     kind,
                     patient: patient.clone(),
                     text: text.clone(),
-                    about: Some(reference.clone()),
+                    about: vec![reference.clone()],
+                    who: who.clone(),
                 });
             }
         }
@@ -226,7 +231,8 @@ fn first_access_notice(patient: &str, who: &str) -> Notice {
         kind: Kind::FirstAccess,
         patient: patient.to_owned(),
         text: format!("Pour la première fois, {who} a accédé à votre profil Mon espace santé."),
-        about: None,
+        about: Vec::new(),
+        who: who.to_owned(),
     }
 }
 
@@ -260,8 +266,12 @@ fn communication(notice: &Notice, id: &str, now: &str) -> Value {
         },
         "payload": [{ "contentString": notice.text }]
     });
-    if let Some(about) = &notice.about {
-        message["about"] = json!([{ "reference": about }]);
+    if !notice.about.is_empty() {
+        message["about"] = notice
+            .about
+            .iter()
+            .map(|about| json!({ "reference": about }))
+            .collect();
     }
     message
 }
@@ -272,19 +282,56 @@ pub fn tells_regardless(record: &Record) -> bool {
     !notices(record, &HashSet::new()).is_empty()
 }
 
-/// Writes the notifications `record` causes and queues their delivery. Call it
-/// inside the transaction that records the cause. Returns how many were queued.
-pub fn queue(
+/// Writes the notifications a group of requests causes (each with the time it was
+/// recorded) and queues their delivery. Call it inside the transaction that records
+/// them. Documents one professional deposited, or changed, in one space within the
+/// group are told in one notification naming each (a feed of several documents, a
+/// transaction Bundle: one notice, not one per document); a first access is told
+/// once. Returns how many were queued.
+pub fn queue_group<'a>(
     conn: &mut Conn,
-    record: &Record,
-    now: &str,
+    records: impl IntoIterator<Item = (&'a Record, &'a str)>,
     first_accesses: &HashSet<(String, String)>,
 ) -> Result<usize, ApiError> {
-    let notices = notices(record, first_accesses);
-    for notice in &notices {
+    let mut pending: Vec<(Notice, &str)> = Vec::new();
+    for (record, now) in records {
+        for notice in notices(record, first_accesses) {
+            let merges = matches!(
+                notice.kind,
+                Kind::DocumentDeposited | Kind::DocumentChanged | Kind::FirstAccess
+            );
+            if merges
+                && let Some((same, _)) = pending.iter_mut().find(|(told, _)| {
+                    told.kind == notice.kind
+                        && told.patient == notice.patient
+                        && told.who == notice.who
+                })
+            {
+                same.about.extend(notice.about);
+                continue;
+            }
+            pending.push((notice, now));
+        }
+    }
+    for (notice, now) in &mut pending {
+        let count = notice.about.len();
+        let who = &notice.who;
+        match notice.kind {
+            Kind::DocumentDeposited if count > 1 => {
+                notice.text = format!(
+                    "{count} nouveaux documents ont été ajoutés à votre profil Mon espace santé par {who}."
+                );
+            }
+            Kind::DocumentChanged if count > 1 => {
+                notice.text = format!(
+                    "{count} documents de votre profil Mon espace santé ont été modifiés par {who}."
+                );
+            }
+            _ => {}
+        }
         send(conn, notice, now)?;
     }
-    Ok(notices.len())
+    Ok(pending.len())
 }
 
 /// R-MSG-2: the service's welcome message, sent when a space opens. The patient may
@@ -299,7 +346,8 @@ pub fn welcome(conn: &mut Conn, patient: &str, now: &str) -> Result<(), ApiError
                    de santé, échanger avec vos professionnels de santé et décider qui \
                    accède à vos informations."
                 .to_owned(),
-            about: None,
+            about: Vec::new(),
+            who: String::new(),
         },
         now,
     )

@@ -695,3 +695,56 @@ fn r_aud_4_a_professional_is_named_with_the_identifier_the_patient_can_block() {
         "{told}"
     );
 }
+
+#[test]
+fn r_aud_4_documents_deposited_together_are_told_in_one_notification() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let before = notification_kinds(&app, &patient_id).len();
+    let entries: Vec<Value> = ["2024-01-01", "2024-01-02"]
+        .iter()
+        .map(|day| {
+            json!({
+                "resource": document(&patient_id, "11488-4", day),
+                "request": { "method": "POST", "url": "DocumentReference" }
+            })
+        })
+        .collect();
+    let reply = app.post(
+        "",
+        &As::doctor(),
+        &json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let told = app
+        .get(
+            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=50"),
+            &As::Patient(patient_id.clone()),
+        )
+        .json();
+    let deposited: Vec<&Value> = told["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .filter(|notice| notice["topic"]["coding"][0]["code"] == "document-deposited")
+        .collect();
+    assert_eq!(deposited.len(), 1, "{told}");
+    assert_eq!(deposited[0]["about"].as_array().unwrap().len(), 2);
+    assert!(
+        deposited[0]["payload"][0]["contentString"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 nouveaux documents"),
+        "{}",
+        deposited[0]
+    );
+    assert_eq!(
+        notification_kinds(&app, &patient_id).len(),
+        before + 2,
+        "and a first access"
+    );
+}
