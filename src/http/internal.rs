@@ -95,7 +95,7 @@ impl Refused {
         }
         let by_rule = match self.rule.as_deref() {
             Some("R-LIFE-2") if self.status == 409 => {
-                "Votre espace contient déjà des documents : vous pouvez le clôturer (et le rouvrir plus tard) plutôt que vous y opposer."
+                "Votre espace contient déjà des documents ou un profil médical : vous pouvez le clôturer (et le rouvrir plus tard) plutôt que vous y opposer."
             }
             Some("R-LIFE-2") => {
                 "Vous vous êtes opposé(e) à Mon espace santé : activez votre espace pour y accéder."

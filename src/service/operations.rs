@@ -105,10 +105,10 @@ fn lifecycle(
                 "the space is closed: $reopen reopens it",
             ));
         }
-        ("oppose", State::Active) if store::lifecycle::holds_documents(conn, id)? => {
+        ("oppose", State::Active) if store::lifecycle::holds_content(conn, id)? => {
             return Err(conflict(
                 "R-LIFE-2",
-                "the space holds documents: $close closes it",
+                "the space holds documents or a medical profile: $close closes it",
             ));
         }
         ("oppose", _) => row.state = State::Opposed.code().to_owned(),

@@ -170,14 +170,24 @@ pub fn remove_resource(conn: &mut Conn, res_type: &str, res_id: &str) -> diesel:
     Ok(())
 }
 
-/// Whether the space holds a live document (a space in use is closed, not opposed).
-pub fn holds_documents(conn: &mut Conn, patient: &str) -> diesel::QueryResult<bool> {
-    let mut sql = Sql::new(&format!(
-        "SELECT COUNT(*) AS n FROM resources r WHERE r.res_type = 'DocumentReference' AND r.deleted = {} \
-         AND r.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = 'DocumentReference' AND patient_id = ",
-        super::dialect::bool_literal(false)
-    ));
-    sql.text(patient).push(")");
+/// Whether the space holds a live document or medical profile entry (a space in use
+/// is closed, not opposed).
+pub fn holds_content(conn: &mut Conn, patient: &str) -> diesel::QueryResult<bool> {
+    let types = || {
+        std::iter::once("DocumentReference")
+            .chain(crate::fhir::definitions::MEDICAL_PROFILE.iter().copied())
+    };
+    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resources r WHERE r.res_type IN ");
+    sql.text_list(types())
+        .push(&format!(
+            " AND r.deleted = {} AND r.pk IN \
+             (SELECT resource_pk FROM resource_compartment WHERE res_type IN ",
+            super::dialect::bool_literal(false)
+        ))
+        .text_list(types())
+        .push(" AND patient_id = ")
+        .text(patient)
+        .push(")");
     Ok(sql
         .load::<super::sql::CountRow>(conn)?
         .pop()

@@ -713,3 +713,36 @@ fn r_ui_1_the_holder_states_their_profile_in_their_own_name() {
     assert_eq!(p.app.post("Condition", &holder, &tagged).status, 422);
     assert_eq!(p.app.data_rows(), before + 1, "only the holder's own entry");
 }
+
+#[test]
+fn r_life_2_a_space_with_a_medical_profile_is_in_use_and_closed_rather_than_opposed() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let holder = As::Patient(patient_id.clone());
+    let parameters = json!({ "resourceType": "Parameters" });
+    let activated = app.post(
+        &format!("Patient/{patient_id}/$activate"),
+        &holder,
+        &parameters,
+    );
+    assert_eq!(activated.status, 200, "{}", activated.body);
+    app.create(&holder, &entries(&patient_id)[1]);
+    assert_refused(
+        &app.post(
+            &format!("Patient/{patient_id}/$oppose"),
+            &holder,
+            &parameters,
+        ),
+        409,
+        "R-LIFE-2",
+    );
+    let closed = app.post(
+        &format!("Patient/{patient_id}/$close"),
+        &holder,
+        &parameters,
+    );
+    assert_eq!(closed.status, 200, "{}", closed.body);
+}
