@@ -7,7 +7,7 @@
 
 use super::principal::{ActorKind, Principal};
 use crate::fhir::definitions::Interaction::{self, *};
-use crate::fhir::definitions::is_medical_profile;
+use crate::fhir::definitions::{PROFILE_INTERACTIONS, is_medical_profile};
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,16 +135,9 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
         // The medical profile (R-UI-1): the holder's own words about their health,
         // kept and deleted by them; professionals read it under the space's rules
         // (R-ACC-1 … 5); the system neither reads nor writes it (R-ACC-12).
-        (ActorKind::Patient | ActorKind::Representative, kind) if is_medical_profile(kind) => &[
-            Read,
-            Vread,
-            SearchType,
-            HistoryInstance,
-            HistoryType,
-            Create,
-            Update,
-            Delete,
-        ],
+        (ActorKind::Patient | ActorKind::Representative, kind) if is_medical_profile(kind) => {
+            PROFILE_INTERACTIONS
+        }
         (ActorKind::Professional, kind) if is_medical_profile(kind) => READS,
         // The trace (R-PAT-4, R-ACC-11): read only, never written through the API.
         (

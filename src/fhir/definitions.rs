@@ -888,8 +888,9 @@ pub fn is_medical_profile(resource_type: &str) -> bool {
     MEDICAL_PROFILE.contains(&resource_type)
 }
 
-/// Interactions of a medical profile type: everything but PATCH and operations.
-const PROFILE_INTERACTIONS: &[Interaction] = &[
+/// Interactions of a medical profile type: everything but PATCH and operations
+/// (all of them its holder's, R-UI-1).
+pub const PROFILE_INTERACTIONS: &[Interaction] = &[
     Read,
     Vread,
     Update,

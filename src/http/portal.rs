@@ -312,6 +312,18 @@ pub(super) async fn messages_seen_at(state: &AppState, session: &Session) -> Opt
         .flatten()
 }
 
+/// A form of the portal: read, its CSRF token checked, the holder signed in.
+pub(super) async fn signed_in_form<'a>(
+    state: &'a AppState,
+    request: &'a HttpRequest,
+    payload: web::Payload,
+    back: &str,
+) -> Result<(Csrf, super::pages::Form, Session, Fhir<'a>), HttpResponse> {
+    let (csrf, form) = super::pages::submitted(state, request, payload).await?;
+    let (session, fhir) = signed_in(state, request, back).await?;
+    Ok((csrf, form, session, fhir))
+}
+
 /// The signed-in holder and their FHIR client, or the sign-in page.
 pub(super) async fn signed_in<'a>(
     state: &'a AppState,
@@ -338,10 +350,14 @@ fn refused_text(refused: &Refused) -> String {
 
 /// A page of the portal that does not exist, said in French.
 pub async fn not_found(state: State, request: HttpRequest) -> HttpResponse {
-    let csrf = csrf_of(&state, &request);
+    not_found_page(&csrf_of(&state, &request))
+}
+
+/// [`not_found`]'s page.
+pub(super) fn not_found_page(csrf: &Csrf) -> HttpResponse {
     super::pages::message(
         StatusCode::NOT_FOUND,
-        &csrf,
+        csrf,
         "Page introuvable",
         "Cette page n'existe pas, ou plus.",
         Some(("/espace", "Revenir à l'accueil de Mon espace santé")),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::internal::{Fhir, Refused};
 use super::pages::{Csrf, Form, csrf_of, page, render, see_other};
-use super::portal::{entries, french_date, signed_in};
+use super::portal::{entries, french_date, signed_in, signed_in_form};
 use crate::AppState;
 
 type State = web::Data<AppState>;
@@ -444,14 +444,11 @@ pub async fn profile_post(
     payload: web::Payload,
 ) -> HttpResponse {
     let verb = path.into_inner();
-    let (csrf, form) = match super::pages::submitted(&state, &request, payload).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (session, fhir) = match signed_in(&state, &request, "/espace/profil").await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (csrf, form, session, fhir) =
+        match signed_in_form(&state, &request, payload, "/espace/profil").await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let outcome = match verb.as_str() {
         "mesure" => {
             let step = form.get("mesure").to_owned();
@@ -499,13 +496,7 @@ pub async fn profile_post(
 
 fn question_page(csrf: &Csrf, step: &str, error: Option<String>, typed: String) -> HttpResponse {
     let Some(number) = STEPS.iter().position(|known| *known == step) else {
-        return super::pages::message(
-            StatusCode::NOT_FOUND,
-            csrf,
-            "Page introuvable",
-            "Cette question n'existe pas.",
-            Some(("/espace/profil", "Revenir à mon profil médical")),
-        );
+        return super::portal::not_found_page(csrf);
     };
     let (question, hint, unit) = match ListKind::from_slug(step) {
         Some(kind) => {
@@ -582,12 +573,8 @@ pub async fn answer(
     if !STEPS.contains(&step.as_str()) {
         return super::portal::not_found(state, request).await;
     }
-    let (csrf, form) = match super::pages::submitted(&state, &request, payload).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let back = format!("/espace/profil/questions/{step}");
-    let (session, fhir) = match signed_in(&state, &request, &back).await {
+    let (csrf, form, session, fhir) = match signed_in_form(&state, &request, payload, &back).await {
         Ok(found) => found,
         Err(response) => return response,
     };

@@ -7,10 +7,9 @@ use askama::Template;
 use serde_json::{Value, json};
 
 use super::internal::{Fhir, Refused};
-use super::pages::{Csrf, Form, csrf_of, page, render, see_other};
-use super::portal::{entries, french_date, signed_in};
+use super::pages::{Csrf, csrf_of, page, render, see_other};
+use super::portal::{entries, french_date, signed_in, signed_in_form};
 use crate::AppState;
-use crate::account::Session;
 
 type State = web::Data<AppState>;
 
@@ -132,18 +131,6 @@ struct MySpacePage<'a> {
     state: String,
     confirm: &'a str,
     confirm_text: &'a str,
-}
-
-/// A form of the portal: read, its CSRF token checked, the holder signed in.
-async fn action<'a>(
-    state: &'a AppState,
-    request: &'a HttpRequest,
-    payload: web::Payload,
-    back: &str,
-) -> Result<(Csrf, Form, Session, Fhir<'a>), HttpResponse> {
-    let (csrf, form) = super::pages::submitted(state, request, payload).await?;
-    let (session, fhir) = signed_in(state, request, back).await?;
-    Ok((csrf, form, session, fhir))
 }
 
 /// An IdNat_PS as typed: digits and letters only, at most 32.
@@ -289,7 +276,7 @@ pub async fn message_post(
 ) -> HttpResponse {
     let (id, verb) = path.into_inner();
     let (csrf, form, session, fhir) =
-        match action(&state, &request, payload, "/espace/messages").await {
+        match signed_in_form(&state, &request, payload, "/espace/messages").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -570,7 +557,7 @@ pub async fn privacy_post(
 ) -> HttpResponse {
     let verb = path.into_inner();
     let (csrf, form, session, fhir) =
-        match action(&state, &request, payload, "/espace/confidentialite").await {
+        match signed_in_form(&state, &request, payload, "/espace/confidentialite").await {
             Ok(found) => found,
             Err(response) => return response,
         };
@@ -773,7 +760,7 @@ pub async fn my_space_post(
     payload: web::Payload,
 ) -> HttpResponse {
     let (csrf, form, session, fhir) =
-        match action(&state, &request, payload, "/espace/mon-espace").await {
+        match signed_in_form(&state, &request, payload, "/espace/mon-espace").await {
             Ok(found) => found,
             Err(response) => return response,
         };
