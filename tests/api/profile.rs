@@ -209,6 +209,13 @@ fn r_ui_1_the_holder_keeps_their_medical_profile_and_deletes_it_for_good() {
     // A representative has the holder's rights (R-PAT-5).
     let parent = As::Representative(p.patient.clone());
     assert_eq!(p.search(&parent, "Condition").json()["total"], 1);
+    let by_parent = p.app.create(&parent, &entries(&p.patient)[2]);
+    assert_eq!(
+        p.app
+            .delete(&format!("MedicationStatement/{by_parent}"), &parent)
+            .status,
+        204
+    );
     // Deleted by the holder: gone at once, every version with it (seed 001).
     for (kind, id) in &p.entries {
         assert_eq!(p.app.delete(&format!("{kind}/{id}"), &holder).status, 204);
