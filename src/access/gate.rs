@@ -1257,16 +1257,7 @@ impl<'a> Gate<'a> {
             *description = Value::String(text);
         }
         remove_extensions(&mut event, &[crate::audit::event::RULE_EXTENSION]);
-        if let Some(meta) = event.get_mut("meta") {
-            mark_shown_in_part(
-                meta,
-                "security",
-                serde_json::json!({
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                    "code": "REDACTED"
-                }),
-            );
-        }
+        mark_redacted(&mut event);
         Ok(event.to_string())
     }
 
@@ -1354,18 +1345,7 @@ impl<'a> Gate<'a> {
             return content;
         }
         remove_extensions(&mut event, &[RULE_EXTENSION]);
-        if !has_mark_coded(&event, "REDACTED")
-            && let Some(meta) = event.get_mut("meta")
-        {
-            mark_shown_in_part(
-                meta,
-                "security",
-                serde_json::json!({
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                    "code": "REDACTED"
-                }),
-            );
-        }
+        mark_redacted(&mut event);
         event.to_string()
     }
 
@@ -2560,11 +2540,22 @@ fn is_space_content(resource_type: &str) -> bool {
         || definitions::is_medical_profile(resource_type)
 }
 
-/// Whether the event is tagged with this `meta.security` code already.
-fn has_mark_coded(event: &Value, code: &str) -> bool {
-    values_at(event, "meta.security.code")
+/// Tags the copy of an event shown to a reader as `REDACTED` (v3-ObservationValue),
+/// once.
+fn mark_redacted(event: &mut Value) {
+    let tagged = values_at(event, "meta.security.code")
         .into_iter()
-        .any(|found| found.as_str() == Some(code))
+        .any(|found| found.as_str() == Some("REDACTED"));
+    if !tagged && let Some(meta) = event.get_mut("meta") {
+        mark_shown_in_part(
+            meta,
+            "security",
+            serde_json::json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "REDACTED"
+            }),
+        );
+    }
 }
 
 fn is_agent(event: &Value, id_nat_ps: &str) -> bool {
