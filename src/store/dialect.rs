@@ -210,7 +210,15 @@ pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
 /// `Db::rebuildable_writes_connection`, `Db::commit_on`).
 pub fn without_fsync_per_commit(conn: &mut Conn) -> Result<(), diesel::result::Error> {
     match conn {
-        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA synchronous = NORMAL;"),
+        // Nor copy the write-ahead log into the database at a commit that finds it
+        // past 1,000 pages, which the checkpointer thread does every 10 ms
+        // (`wal_sync`): on the write committer's thread, the one every write waits
+        // for, that copy was a tenth of its time at 64 connections (POST@64 +12 %,
+        // BENCHMARKS.md). Past 16,000 pages (64 MiB) a commit still copies it, should
+        // the checkpointer fall behind.
+        Conn::Sqlite(sqlite) => {
+            sqlite.batch_execute("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000;")
+        }
         Conn::Postgresql(postgres) => postgres.batch_execute("SET synchronous_commit = off;"),
     }
 }
