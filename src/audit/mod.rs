@@ -471,6 +471,41 @@ pub fn persist(conn: &mut Conn, group: &[&Prepared]) -> Result<Persisted, ApiErr
     })
 }
 
+/// Stores a write's trace with its write: at its group's end, with the traces of
+/// the group's other writes in a few statements ([`persist`]), or at once without
+/// group commit. `wakeup` is told when notifications were queued.
+pub fn defer(
+    conn: &mut Conn,
+    end: &mut crate::store::GroupEnd,
+    prepared: Prepared,
+    wakeup: &crate::notify::Wakeup,
+) -> Result<(), ApiError> {
+    end.defer(conn, Box::new((prepared, wakeup.clone())), persist_deferred)
+}
+
+/// The [`crate::store::group_commit::Finish`] of [`defer`].
+fn persist_deferred(
+    conn: &mut Conn,
+    items: Vec<Box<dyn std::any::Any + Send>>,
+) -> Result<(), ApiError> {
+    let deferred = items
+        .into_iter()
+        .map(|item| {
+            item.downcast::<(Prepared, crate::notify::Wakeup)>()
+                .map(|boxed| *boxed)
+                .map_err(|_| ApiError::internal("a deferred trace of another type"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let group: Vec<&Prepared> = deferred.iter().map(|(prepared, _)| prepared).collect();
+    let persisted = persist(conn, &group)?;
+    if persisted.notifications > 0
+        && let Some((_, wakeup)) = deferred.first()
+    {
+        wakeup.wake();
+    }
+    Ok(())
+}
+
 /// A request's events as the trace's log keeps them ([`log`]), for a request
 /// that wrote nothing and tells its patient nothing but a first access: what
 /// [`persist_logged`] needs to store them as [`persist`] would have, read back

@@ -424,44 +424,44 @@ async fn stages(
         let wakeup = state.notifications.clone();
         let written = state
             .db
-            .write(move |conn| {
-                let traced = |conn: &mut crate::store::Conn, outcome: Outcome| {
+            .write_deferring(move |conn, end| {
+                // The trace is stored at the end of the write's group, in its
+                // transaction (`audit::defer`): the write and its trace commit
+                // together, or neither does.
+                let traced = |conn: &mut crate::store::Conn,
+                              end: &mut crate::store::GroupEnd,
+                              outcome: Outcome| {
                     let record = Record {
                         trace: trace.clone(),
                         outcome,
                         touched: touched.snapshot(),
                     };
-                    audit::persist(conn, &[&audit::prepare(record)])
-                        .map(|persisted| persisted.notifications)
+                    audit::defer(conn, end, audit::prepare(record), &wakeup)
                 };
-                let answered = |conn: &mut crate::store::Conn, response: FhirResponse| {
-                    let notifications = traced(conn, Outcome::answered(response.status.as_u16()))?;
-                    Ok((response, notifications))
-                };
+                let mark = end.mark();
                 let result = if single_write {
                     crate::store::dialect::write_transaction(conn, |conn| {
                         let response = run_call(conn)?;
-                        answered(conn, response)
+                        traced(conn, end, Outcome::answered(response.status.as_u16()))?;
+                        Ok(response)
                     })
                 } else {
                     // A transaction Bundle commits inside; a batch commits per entry.
                     run_call(conn).and_then(|response| {
                         crate::store::dialect::write_transaction(conn, |conn| {
-                            answered(conn, response)
+                            traced(conn, end, Outcome::answered(response.status.as_u16()))?;
+                            Ok(response)
                         })
                     })
                 };
                 match result {
-                    Ok((response, notifications)) => {
-                        if notifications > 0 {
-                            wakeup.wake();
-                        }
-                        Ok(Ok(response))
-                    }
+                    Ok(response) => Ok(Ok(response)),
                     Err(error) => {
+                        // Nothing of the rolled-back write stays, its trace neither.
+                        end.forget_since(mark);
                         touched.rolled_back();
                         let traced = crate::store::dialect::write_transaction(conn, |conn| {
-                            traced(conn, Outcome::failed(&error))
+                            traced(conn, end, Outcome::failed(&error))
                         })
                         .is_ok();
                         Ok(Err((error, traced)))

@@ -283,37 +283,41 @@ pub fn tells_regardless(record: &Record) -> bool {
 }
 
 /// Writes the notifications a group of requests causes (each with the time it was
-/// recorded) and queues their delivery. Call it inside the transaction that records
-/// them. Documents one professional deposited, or changed, in one space within the
-/// group are told in one notification naming each (a feed of several documents, a
-/// transaction Bundle: one notice, not one per document); a first access is told
-/// once. Returns how many were queued.
+/// recorded) and queues their delivery, with a few statements for the whole group.
+/// Call it inside the transaction that records them. Documents one professional
+/// deposited, or changed, in one space by one request are told in one notification
+/// naming each (a feed of several documents, a transaction Bundle: one notice, not
+/// one per document); separate requests are told apart, whether or not they
+/// committed together. A first access is told once. Returns how many were queued.
 pub fn queue_group<'a>(
     conn: &mut Conn,
     records: impl IntoIterator<Item = (&'a Record, &'a str)>,
     first_accesses: &HashSet<(String, String)>,
 ) -> Result<usize, ApiError> {
-    let mut pending: Vec<(Notice, &str)> = Vec::new();
-    for (record, now) in records {
+    // Each notice with the request it comes from.
+    let mut pending: Vec<(Notice, &str, usize)> = Vec::new();
+    for (request, (record, now)) in records.into_iter().enumerate() {
         for notice in notices(record, first_accesses) {
-            let merges = matches!(
-                notice.kind,
-                Kind::DocumentDeposited | Kind::DocumentChanged | Kind::FirstAccess
-            );
-            if merges
-                && let Some((same, _)) = pending.iter_mut().find(|(told, _)| {
-                    told.kind == notice.kind
-                        && told.patient == notice.patient
-                        && told.who == notice.who
-                })
-            {
+            let merges_with = |told: &(Notice, &str, usize)| {
+                let (told, _, told_by) = told;
+                let kinds_merge = match notice.kind {
+                    Kind::DocumentDeposited | Kind::DocumentChanged => *told_by == request,
+                    Kind::FirstAccess => true,
+                    _ => false,
+                };
+                kinds_merge
+                    && told.kind == notice.kind
+                    && told.patient == notice.patient
+                    && told.who == notice.who
+            };
+            if let Some((same, _, _)) = pending.iter_mut().find(|told| merges_with(told)) {
                 same.about.extend(notice.about);
                 continue;
             }
-            pending.push((notice, now));
+            pending.push((notice, now, request));
         }
     }
-    for (notice, now) in &mut pending {
+    for (notice, _, _) in &mut pending {
         let count = notice.about.len();
         let who = &notice.who;
         match notice.kind {
@@ -329,9 +333,13 @@ pub fn queue_group<'a>(
             }
             _ => {}
         }
-        send(conn, notice, now)?;
     }
-    Ok(pending.len())
+    let told: Vec<(&Notice, &str)> = pending
+        .iter()
+        .map(|(notice, now, _)| (notice, *now))
+        .collect();
+    send_all(conn, &told)?;
+    Ok(told.len())
 }
 
 /// R-MSG-2: the service's welcome message, sent when a space opens. The patient may
@@ -355,48 +363,81 @@ pub fn welcome(conn: &mut Conn, patient: &str, now: &str) -> Result<(), ApiError
 
 /// Writes one notification and queues its delivery.
 fn send(conn: &mut Conn, notice: &Notice, now: &str) -> Result<(), ApiError> {
+    send_all(conn, &[(notice, now)])
+}
+
+/// Writes notifications (each with the time it is sent) and queues their delivery,
+/// a statement per table for them all.
+fn send_all(conn: &mut Conn, notices: &[(&Notice, &str)]) -> Result<(), ApiError> {
+    if notices.is_empty() {
+        return Ok(());
+    }
     let def = definitions::resource("Communication").expect("Communication is served");
-    // Time-ordered: its index entries go at the end of theirs, not on a random page
-    // (every document written sends one). It tells no more than its `sent`.
-    let id = uuid::Uuid::now_v7().to_string();
-    let value = communication(notice, &id, now);
-    let content = value.to_string();
-    let index = extract::index(def, &value);
-    let author = store::Author {
-        actor: SERVICE_ACTOR.into(),
-        subject: "notifications".into(),
-        organization: None,
-        created_at: now.to_owned(),
-    };
-    store::resources::write(
-        conn,
-        &store::resources::NewVersion {
+    struct Made {
+        id: String,
+        content: String,
+        index: extract::IndexEntries,
+        author: store::Author,
+        payload: String,
+    }
+    let made: Vec<Made> = notices
+        .iter()
+        .map(|(notice, now)| {
+            // Time-ordered: its index entries go at the end of theirs, not on a
+            // random page (every document written sends one). It tells no more
+            // than its `sent`.
+            let id = uuid::Uuid::now_v7().to_string();
+            let value = communication(notice, &id, now);
+            let payload = json!({
+                "notification": format!("Communication/{id}"),
+                "patient": format!("Patient/{}", notice.patient),
+                "kind": notice.kind.code(),
+                "text": notice.text,
+                "sent": now
+            })
+            .to_string();
+            Made {
+                content: value.to_string(),
+                index: extract::index(def, &value),
+                author: store::Author {
+                    actor: SERVICE_ACTOR.into(),
+                    subject: "notifications".into(),
+                    organization: None,
+                    created_at: (*now).to_owned(),
+                },
+                payload,
+                id,
+            }
+        })
+        .collect();
+    let versions: Vec<store::resources::NewVersion<'_>> = made
+        .iter()
+        .zip(notices)
+        .map(|(made, (_, now))| store::resources::NewVersion {
             res_type: "Communication",
-            res_id: &id,
+            res_id: &made.id,
             version_id: 1,
             last_updated: now,
             deleted: false,
             method: "POST",
-            content: &content,
-            index: &index,
-            author: Some(&author),
-        },
-    )?;
-    let payload = json!({
-        "notification": format!("Communication/{id}"),
-        "patient": format!("Patient/{}", notice.patient),
-        "kind": notice.kind.code(),
-        "text": notice.text,
-        "sent": now
-    });
-    store::audit::enqueue_notification(
-        conn,
-        &id,
-        &notice.patient,
-        notice.kind.code(),
-        &payload.to_string(),
-        now,
-    )?;
+            content: &made.content,
+            index: &made.index,
+            author: Some(&made.author),
+        })
+        .collect();
+    store::resources::write_all(conn, &versions)?;
+    let outbox: Vec<store::audit::OutboxEntry<'_>> = made
+        .iter()
+        .zip(notices)
+        .map(|(made, (notice, now))| store::audit::OutboxEntry {
+            communication_id: &made.id,
+            patient: &notice.patient,
+            kind: notice.kind.code(),
+            payload: &made.payload,
+            now,
+        })
+        .collect();
+    store::audit::enqueue_notifications(conn, &outbox)?;
     Ok(())
 }
 

@@ -693,31 +693,40 @@ pub fn first_accesses(
     Ok(first)
 }
 
-/// Queues a notification for delivery.
-pub fn enqueue_notification(
+/// A notification to deliver, as [`enqueue_notifications`] queues it.
+pub struct OutboxEntry<'a> {
+    pub communication_id: &'a str,
+    pub patient: &'a str,
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub now: &'a str,
+}
+
+/// Queues the delivery of notifications, due at once.
+pub fn enqueue_notifications(
     conn: &mut Conn,
-    communication_id: &str,
-    patient: &str,
-    kind: &str,
-    payload: &str,
-    now: &str,
+    entries: &[OutboxEntry<'_>],
 ) -> diesel::QueryResult<()> {
-    let mut sql = Sql::new(
-        "INSERT INTO notification_outbox (communication_id, patient_id, kind, payload, created_at, next_attempt_at) VALUES (",
-    );
-    sql.text(communication_id)
-        .push(", ")
-        .text(patient)
-        .push(", ")
-        .text(kind)
-        .push(", ")
-        .text(payload)
-        .push(", ")
-        .text(now)
-        .push(", ")
-        .text(now)
-        .push(")");
-    sql.execute(conn)?;
+    for insert in multi_row(
+        "INSERT INTO notification_outbox (communication_id, patient_id, kind, payload, created_at, next_attempt_at) VALUES ",
+        entries,
+        "",
+        |sql, entry| {
+            sql.text(entry.communication_id)
+                .push(", ")
+                .text(entry.patient)
+                .push(", ")
+                .text(entry.kind)
+                .push(", ")
+                .text(entry.payload)
+                .push(", ")
+                .text(entry.now)
+                .push(", ")
+                .text(entry.now);
+        },
+    ) {
+        insert.execute(conn)?;
+    }
     Ok(())
 }
 

@@ -6,6 +6,10 @@
 //! then answers each write — so every answer still follows its durable commit
 //! (R-AUD-2), and a failed commit fails every write of the group. The fsync runs
 //! after the writer's turn (`wal_sync`): the next group commits meanwhile.
+//!
+//! What every write of a group leaves for the group's end ([`GroupEnd`], their
+//! traces) is stored there, still inside the transaction, with a few statements for
+//! the whole group where each write alone would take as many.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,7 +26,71 @@ use crate::error::ApiError;
 /// Writes committed together at most.
 const MAX_GROUP: usize = 64;
 
-type Work = Box<dyn FnOnce(&mut Conn) -> Box<dyn Any + Send> + Send>;
+type Work = Box<dyn FnOnce(&mut Conn, &mut GroupEnd) -> Box<dyn Any + Send> + Send>;
+
+/// Stores, inside a write transaction, what writes deferred to their group's end.
+pub type Finish = fn(&mut Conn, Vec<Box<dyn Any + Send>>) -> Result<(), ApiError>;
+
+/// What the writes of a group leave for its end: stored by one call of their
+/// [`Finish`] after the last write ran, inside the group's transaction (so that a
+/// failure there fails the whole group). Without group commit (PostgreSQL, whose
+/// writers run side by side) each item is stored at once, where the write defers it.
+pub struct GroupEnd {
+    pending: Vec<Box<dyn Any + Send>>,
+    finish: Option<Finish>,
+    grouped: bool,
+}
+
+impl GroupEnd {
+    /// Items stored where they are deferred.
+    pub(super) fn at_once() -> GroupEnd {
+        GroupEnd {
+            pending: Vec::new(),
+            finish: None,
+            grouped: false,
+        }
+    }
+
+    fn grouped() -> GroupEnd {
+        GroupEnd {
+            grouped: true,
+            ..GroupEnd::at_once()
+        }
+    }
+
+    /// Leaves `item` for the group's end, to be stored by `finish` (one function
+    /// for every item of a group: their one kind, a request's trace).
+    pub fn defer(
+        &mut self,
+        conn: &mut Conn,
+        item: Box<dyn Any + Send>,
+        finish: Finish,
+    ) -> Result<(), ApiError> {
+        if !self.grouped {
+            return finish(conn, vec![item]);
+        }
+        self.finish = Some(finish);
+        self.pending.push(item);
+        Ok(())
+    }
+
+    /// Where the items deferred so far end: what a write that then rolls back
+    /// deferred is forgotten with [`GroupEnd::forget_since`].
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn forget_since(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
+    fn store(self, conn: &mut Conn) -> Result<(), ApiError> {
+        match self.finish {
+            Some(finish) if !self.pending.is_empty() => finish(conn, self.pending),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// One write waiting for its group.
 pub(super) struct WriteJob {
@@ -50,11 +118,11 @@ impl GroupCommitter {
     /// Runs `work` in the next group; returns its result once the group is durable.
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
-        F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Conn, &mut GroupEnd) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
         let (done, committed) = oneshot::channel();
-        let work: Work = Box::new(move |conn| Box::new(work(conn)));
+        let work: Work = Box::new(move |conn, end| Box::new(work(conn, end)));
         self.jobs
             .send(WriteJob { work, done })
             .map_err(|_| ApiError::internal("the write committer has stopped"))?;
@@ -116,23 +184,29 @@ fn commit_group(
 ) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
     db.commit_on(conn, |conn| {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            conn.transaction::<_, GroupFailure, _>(|conn| {
                 let mut results = Vec::with_capacity(works.len());
+                let mut end = GroupEnd::grouped();
                 for work in works {
                     // The write's result, success or failure, is a value: its
                     // savepoint is released either way, its own failed
                     // transactions having rolled back their savepoints already.
-                    results.push(
-                        conn.transaction::<_, diesel::result::Error, _>(|conn| Ok(work(conn)))?,
-                    );
+                    results.push(conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                        Ok(work(conn, &mut end))
+                    })?);
                 }
+                end.store(conn).map_err(GroupFailure::End)?;
                 Ok(results)
             })
         }));
         match outcome {
             Ok(Ok(results)) => Ok(results),
-            Ok(Err(error)) => {
+            Ok(Err(GroupFailure::Database(error))) => {
                 tracing::error!(%error, "a group of writes could not commit");
+                Err(ApiError::internal("database error"))
+            }
+            Ok(Err(GroupFailure::End(error))) => {
+                tracing::error!(?error, "a group's traces could not be stored");
                 Err(ApiError::internal("database error"))
             }
             Err(_) => {
@@ -141,4 +215,17 @@ fn commit_group(
             }
         }
     })
+}
+
+/// Why a group's transaction rolled back.
+enum GroupFailure {
+    Database(diesel::result::Error),
+    /// What its writes deferred could not be stored.
+    End(ApiError),
+}
+
+impl From<diesel::result::Error> for GroupFailure {
+    fn from(error: diesel::result::Error) -> GroupFailure {
+        GroupFailure::Database(error)
+    }
 }

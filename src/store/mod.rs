@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_index;
 pub mod dialect;
 pub(crate) mod group_commit;
+pub use group_commit::GroupEnd;
 pub mod lifecycle;
 pub mod resources;
 pub mod search;
@@ -395,13 +396,26 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_deferring(move |conn, _| work(conn)).await
+    }
+
+    /// [`Db::write`] for a write that leaves work for its group's end
+    /// ([`GroupEnd`]: its trace); without group commit, that work is done where the
+    /// write defers it.
+    pub async fn write_deferring<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn, &mut GroupEnd) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
         if let Some(group) = &self.group {
             return group.write(work).await;
         }
         let db = self.clone();
-        actix_web::rt::task::spawn_blocking(move || db.write_blocking(work))
-            .await
-            .map_err(|_| ApiError::internal("database task failed"))?
+        actix_web::rt::task::spawn_blocking(move || {
+            db.write_blocking(|conn| work(conn, &mut GroupEnd::at_once()))
+        })
+        .await
+        .map_err(|_| ApiError::internal("database task failed"))?
     }
 
     /// [`Db::write`] on the calling thread (background workers).
