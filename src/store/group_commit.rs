@@ -155,7 +155,9 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
     // files (18 % of this thread at 64 connections; POST@64 +15 %, BENCHMARKS.md).
     // What they hold is bounded by a group's bodies (`--max-body-bytes`,
     // `--max-bundle-entries`) and its lookups by the search bounds.
-    let mut conn = CommitterConnection::with_temporaries_in_memory();
+    // The log's copies into the database left to the checkpointer
+    // (`dialect::leave_checkpoints_to_checkpointer`).
+    let mut conn = CommitterConnection::for_writes();
     while let Some(group) = next_group(queue, MAX_GROUP) {
         let (works, dones): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.done)).unzip();

@@ -132,6 +132,8 @@ pub struct CommitterConnection {
     /// Requests may read its commits before they are durable: they are counted
     /// (see [`Db::commit_ticket`]).
     read_before_durable: bool,
+    /// See [`dialect::leave_checkpoints_to_checkpointer`].
+    leaves_checkpoints: bool,
 }
 
 impl Default for CommitterConnection {
@@ -140,6 +142,7 @@ impl Default for CommitterConnection {
             own: None,
             temporaries_in_memory: false,
             read_before_durable: true,
+            leaves_checkpoints: false,
         }
     }
 }
@@ -151,6 +154,15 @@ impl CommitterConnection {
         CommitterConnection {
             temporaries_in_memory: true,
             ..CommitterConnection::default()
+        }
+    }
+
+    /// For the requests' writes (`group_commit`): its temporaries in memory, the
+    /// log's copies left to the checkpointer.
+    pub fn for_writes() -> CommitterConnection {
+        CommitterConnection {
+            leaves_checkpoints: true,
+            ..CommitterConnection::with_temporaries_in_memory()
         }
     }
 
@@ -473,8 +485,14 @@ impl Db {
         let conn = match &mut committer.own {
             Some(conn) => conn,
             // The writer's lock is then not held during the fsync (see [`wal_sync`]).
-            own => own
-                .insert(self.connection_without_fsync_per_commit(committer.temporaries_in_memory)?),
+            own => {
+                let mut conn =
+                    self.connection_without_fsync_per_commit(committer.temporaries_in_memory)?;
+                if committer.leaves_checkpoints {
+                    dialect::leave_checkpoints_to_checkpointer(&mut conn)?;
+                }
+                own.insert(conn)
+            }
         };
         let syncer = self.syncer.as_ref().expect("checked above");
         let result = if committer.read_before_durable {
