@@ -748,3 +748,68 @@ fn r_aud_4_documents_deposited_together_are_told_in_one_notification() {
         "and a first access"
     );
 }
+
+#[test]
+fn r_aud_4_deposits_of_separate_requests_are_told_apart_even_when_committed_together() {
+    let app = TestApp::new();
+    let patient_id = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let first = app.create(
+        &As::doctor(),
+        &document(&patient_id, "11488-4", "2024-01-01"),
+    );
+    let before = notification_kinds(&app, &patient_id).len();
+    // Sent at once, these deposits commit in few groups (SQLite's group commit
+    // stores a group's traces and notifications together); each request is still
+    // its own notification.
+    let deposited: Vec<String> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..12)
+            .map(|day| {
+                let (app, patient_id) = (&app, &patient_id);
+                scope.spawn(move || {
+                    app.create(
+                        &As::doctor(),
+                        &document(patient_id, "11488-4", &format!("2024-02-{:02}", day + 1)),
+                    )
+                })
+            })
+            .collect();
+        sent.into_iter().map(|one| one.join().unwrap()).collect()
+    });
+    let told = app
+        .get(
+            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=100"),
+            &As::Patient(patient_id.clone()),
+        )
+        .json();
+    let mut about: Vec<String> = told["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .filter(|notice| notice["topic"]["coding"][0]["code"] == "document-deposited")
+        .map(|notice| {
+            let about = notice["about"].as_array().unwrap();
+            assert_eq!(about.len(), 1, "one document per request: {notice}");
+            assert!(
+                notice["payload"][0]["contentString"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Un nouveau document"),
+                "{notice}"
+            );
+            about[0]["reference"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    about.sort();
+    let mut expected: Vec<String> = deposited
+        .iter()
+        .chain([&first])
+        .map(|id| format!("DocumentReference/{id}"))
+        .collect();
+    expected.sort();
+    assert_eq!(about, expected);
+    assert_eq!(notification_kinds(&app, &patient_id).len(), before + 12);
+}
