@@ -26,6 +26,9 @@ pub enum Bind {
 pub struct Sql {
     pub text: String,
     binds: Vec<Bind>,
+    /// Where each bind's placeholder starts in `text`, in order: a kept statement
+    /// is cut there at each run instead of searching its text again.
+    marks: Vec<usize>,
     /// Whether connections keep the statement prepared.
     keep: Keep,
 }
@@ -78,6 +81,7 @@ impl Sql {
         Sql {
             text: text.to_owned(),
             binds: Vec::new(),
+            marks: Vec::new(),
             keep: Keep::Never,
         }
     }
@@ -127,6 +131,7 @@ impl Sql {
     /// Appends a placeholder bound to `bind`.
     fn bind(&mut self, bind: Bind) -> &mut Self {
         self.binds.push(bind);
+        self.marks.push(self.text.len());
         self.text.push_str(dialect::placeholder(self.binds.len()));
         self
     }
@@ -189,8 +194,11 @@ impl Sql {
     pub fn append(&mut self, other: Sql) -> &mut Self {
         // Placeholders are positional markers in SQLite; a numbered dialect would
         // renumber here.
+        let shift = self.text.len();
         self.text.push_str(&other.text);
         self.binds.extend(other.binds);
+        self.marks
+            .extend(other.marks.into_iter().map(|mark| mark + shift));
         self
     }
 
@@ -287,17 +295,22 @@ struct KeptStatement(Sql);
 
 impl QueryFragment<Backend> for KeptStatement {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Backend>) -> QueryResult<()> {
-        let mut parts = self.0.text.split('?');
-        out.push_sql(parts.next().unwrap_or(""));
-        for (bind, part) in self.0.binds.iter().zip(parts) {
+        let Sql {
+            text, binds, marks, ..
+        } = &self.0;
+        let mut written = 0;
+        for (index, (bind, &mark)) in binds.iter().zip(marks).enumerate() {
+            out.push_sql(&text[written..mark]);
             match bind {
                 Bind::Text(value) => out.push_bind_param::<Text, String>(value)?,
                 Bind::Int(value) => out.push_bind_param::<BigInt, i64>(value)?,
                 Bind::Bool(value) => out.push_bind_param::<Bool, bool>(value)?,
                 Bind::Null => out.push_bind_param::<Nullable<Text>, Option<String>>(&None)?,
             }
-            out.push_sql(part);
+            // Past the placeholder `Sql` wrote there: the backend writes its own.
+            written = mark + dialect::placeholder(index + 1).len();
         }
+        out.push_sql(&text[written..]);
         Ok(())
     }
 }
@@ -416,7 +429,7 @@ pub struct CountRow {
 
 #[cfg(test)]
 mod tests {
-    use super::{KEPT_SHAPE_TEXTS, KEPT_SHAPES, shape_is_kept, without_literals};
+    use super::{KEPT_SHAPE_TEXTS, KEPT_SHAPES, Sql, shape_is_kept, without_literals};
 
     /// However many shapes callers send, connections keep at most `KEPT_SHAPES` of
     /// them; a shape kept stays kept, one refused stays refused.
@@ -440,6 +453,43 @@ mod tests {
         assert_eq!(KEPT_SHAPE_TEXTS.lock().unwrap().len(), KEPT_SHAPES);
         assert!(kept.iter().all(|text| shape_is_kept(text)));
         assert!(refused.iter().all(|text| !shape_is_kept(text)));
+    }
+
+    /// A kept statement is cut where its binds' placeholders are, not wherever a
+    /// `?` is: a literal one, in appended fragments too, takes no value.
+    #[test]
+    fn kept_statements_bind_at_their_placeholders() {
+        use super::super::dialect;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            mark: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            first: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            second: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            again: String,
+        }
+        let mut conn = dialect::connect(&dialect::target(":memory:").unwrap()).unwrap();
+        let mut sql = Sql::prepared("SELECT '?' AS mark, ");
+        sql.text("one").push(" AS first, ");
+        let mut rest = Sql::new("");
+        rest.push("CAST(")
+            .int(2)
+            .push(" AS BIGINT) AS second, '?' || ");
+        rest.text("three").push(" AS again");
+        sql.append(rest);
+        let row = sql.load::<Row>(&mut conn).unwrap().pop().unwrap();
+        assert_eq!(
+            (
+                row.mark.as_str(),
+                row.first.as_str(),
+                row.second,
+                row.again.as_str()
+            ),
+            ("?", "one", 2, "?three")
+        );
     }
 
     #[test]
