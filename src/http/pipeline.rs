@@ -199,7 +199,8 @@ pub async fn run(
             }
         };
         // audit: durable before the response leaves (R-AUD-2). Writes were traced in
-        // their own transaction; everything else goes through the group committer.
+        // their write's transaction (at its group's end on SQLite); everything else
+        // goes through the trace's committer.
         let record = Record {
             trace,
             outcome,
@@ -460,10 +461,16 @@ async fn stages(
                         // Nothing of the rolled-back write stays, its trace neither.
                         end.forget_since(mark);
                         touched.rolled_back();
+                        let failure = end.mark();
                         let traced = crate::store::dialect::write_transaction(conn, |conn| {
                             traced(conn, end, Outcome::failed(&error))
                         })
                         .is_ok();
+                        if !traced {
+                            // Then traced once, by the trace's committer (below,
+                            // `traced` false), not also at the group's end.
+                            end.forget_since(failure);
+                        }
                         Ok(Err((error, traced)))
                     }
                 }
