@@ -439,19 +439,23 @@ async fn stages(
                     };
                     audit::defer(conn, end, audit::prepare(record), &wakeup)
                 };
+                let answered = |conn: &mut crate::store::Conn,
+                                end: &mut crate::store::GroupEnd,
+                                response: FhirResponse| {
+                    traced(conn, end, Outcome::answered(response.status.as_u16()))?;
+                    Ok(response)
+                };
                 let mark = end.mark();
                 let result = if single_write {
                     crate::store::dialect::write_transaction(conn, |conn| {
                         let response = run_call(conn)?;
-                        traced(conn, end, Outcome::answered(response.status.as_u16()))?;
-                        Ok(response)
+                        answered(conn, end, response)
                     })
                 } else {
                     // A transaction Bundle commits inside; a batch commits per entry.
                     run_call(conn).and_then(|response| {
                         crate::store::dialect::write_transaction(conn, |conn| {
-                            traced(conn, end, Outcome::answered(response.status.as_u16()))?;
-                            Ok(response)
+                            answered(conn, end, response)
                         })
                     })
                 };

@@ -186,7 +186,7 @@ fn commit_group(
 ) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
     db.commit_on(conn, |conn| {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            conn.transaction::<_, GroupFailure, _>(|conn| {
+            conn.transaction::<_, ApiError, _>(|conn| {
                 let mut results = Vec::with_capacity(works.len());
                 let mut end = GroupEnd::grouped();
                 for work in works {
@@ -197,19 +197,15 @@ fn commit_group(
                         Ok(work(conn, &mut end))
                     })?);
                 }
-                end.store(conn).map_err(GroupFailure::End)?;
+                end.store(conn)?;
                 Ok(results)
             })
         }));
         match outcome {
             Ok(Ok(results)) => Ok(results),
-            Ok(Err(GroupFailure::Database(error))) => {
-                tracing::error!(%error, "a group of writes could not commit");
-                Err(ApiError::internal("database error"))
-            }
-            Ok(Err(GroupFailure::End(error))) => {
-                tracing::error!(?error, "a group's traces could not be stored");
-                Err(ApiError::internal("database error"))
+            Ok(Err(error)) => {
+                tracing::error!(?error, "a group of writes could not commit");
+                Err(error)
             }
             Err(_) => {
                 tracing::error!("a write panicked; its group was rolled back");
@@ -217,17 +213,4 @@ fn commit_group(
             }
         }
     })
-}
-
-/// Why a group's transaction rolled back.
-enum GroupFailure {
-    Database(diesel::result::Error),
-    /// What its writes deferred could not be stored.
-    End(ApiError),
-}
-
-impl From<diesel::result::Error> for GroupFailure {
-    fn from(error: diesel::result::Error) -> GroupFailure {
-        GroupFailure::Database(error)
-    }
 }
