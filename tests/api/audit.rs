@@ -536,15 +536,7 @@ fn trace(app: &TestApp, query: &str, who: &As) -> (Vec<Value>, i64) {
         who,
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let bundle = reply.json();
-    let events = bundle["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|entry| entry["resource"].clone())
-        .collect();
-    (events, bundle["total"].as_i64().unwrap())
+    (reply.resources(), reply.json()["total"].as_i64().unwrap())
 }
 
 /// The request ids the events of a trace name (`entity.what.identifier`).

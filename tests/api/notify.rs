@@ -30,13 +30,11 @@ fn notification_kinds(app: &TestApp, patient_id: &str) -> Vec<String> {
         &As::Patient(patient_id.to_owned()),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    reply
+        .resources()
         .iter()
-        .map(|entry| {
-            entry["resource"]["topic"]["coding"][0]["code"]
+        .map(|notice| {
+            notice["topic"]["coding"][0]["code"]
                 .as_str()
                 .unwrap_or("")
                 .to_owned()
@@ -498,13 +496,7 @@ fn r_aud_1_each_refused_batch_entry_is_in_its_own_space_s_trace_for_those_who_re
     let events = |patient: &str, who: &As| -> Vec<Value> {
         let reply = app.get(&format!("AuditEvent?patient={patient}&subtype=batch"), who);
         assert_eq!(reply.status, 200, "{}", reply.body);
-        reply.json()["entry"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|entry| entry["resource"].clone())
-            .collect()
+        reply.resources()
     };
     let rules = |event: &Value| -> Vec<String> {
         event["extension"]
@@ -778,17 +770,14 @@ fn r_aud_4_deposits_of_separate_requests_are_told_apart_even_when_committed_toge
             .collect();
         sent.into_iter().map(|one| one.join().unwrap()).collect()
     });
-    let told = app
-        .get(
-            &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=100"),
-            &As::Patient(patient_id.clone()),
-        )
-        .json();
-    let mut about: Vec<String> = told["entry"]
-        .as_array()
-        .unwrap()
+    let told = app.get(
+        &format!("Communication?patient={patient_id}&category={NOTIFICATION}&_count=100"),
+        &As::Patient(patient_id.clone()),
+    );
+    assert_eq!(told.status, 200, "{}", told.body);
+    let mut about: Vec<String> = told
+        .resources()
         .iter()
-        .map(|entry| &entry["resource"])
         .filter(|notice| notice["topic"]["coding"][0]["code"] == "document-deposited")
         .map(|notice| {
             let about = notice["about"].as_array().unwrap();

@@ -713,13 +713,7 @@ fn r_ui_1_a_cda_document_reads_as_text_and_the_professionals_who_accessed_are_li
 fn profile_as_doctor(h: &Harness, me: &str, kind: &str) -> Vec<Value> {
     let reply = h.app.get(&format!("{kind}?patient={me}"), &As::doctor());
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|entry| entry["resource"].clone())
-        .collect()
+    reply.resources()
 }
 
 #[test]

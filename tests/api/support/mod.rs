@@ -234,6 +234,17 @@ impl Reply {
             .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
     }
 
+    /// The resources of a Bundle answer's entries, in order (none without entries).
+    pub fn resources(&self) -> Vec<Value> {
+        self.json()["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| entry["resource"].clone())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
