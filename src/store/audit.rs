@@ -155,8 +155,9 @@ pub fn append_links(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<
     }
 }
 
-/// The columns of a `link` row, as [`link_rows`] writes them (for `json_to_recordset`).
-const LINK_RECORD: &str = "link (res_id TEXT, recorded TEXT, content TEXT, chain_key TEXT, \
+/// The columns of a `link` row but its content, as [`link_rows`] writes them (for
+/// `json_to_recordset`); `n` is its place among the contents ([`link_input`]).
+const LINK_RECORD: &str = "link (n BIGINT, res_id TEXT, recorded TEXT, chain_key TEXT, \
     chain_seq BIGINT, request_id TEXT, prev_hash TEXT, hash TEXT, queued BOOLEAN, \
     space TEXT, participant TEXT, entity_type TEXT, entity_id TEXT, concealed BOOLEAN, withheld BOOLEAN, event_type TEXT, interaction TEXT, \
     outcome TEXT, refs JSON, tokens JSON, patients JSON)";
@@ -207,11 +208,9 @@ const APPEND_FROM_LINK: &str = "\
 /// parameter), whatever the group's size: each statement is a round trip on the
 /// committer, whose commits every answer waits on.
 fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel::QueryResult<()> {
-    let rows = link_rows(links)?;
-    let mut statement = Sql::prepared("WITH link AS (SELECT * FROM json_to_recordset(CAST(");
-    statement
-        .text(&rows)
-        .push(&format!(" AS json)) AS {LINK_RECORD}), "));
+    let mut statement = Sql::prepared("WITH link AS (");
+    link_input(&mut statement, links)?;
+    statement.push("), ");
     statement.push(APPEND_FROM_LINK);
     statement.execute(conn)?;
     Ok(())
@@ -251,11 +250,9 @@ pub fn append_links_unless_first_access(
             subject,
         })
         .collect();
-    let mut statement =
-        Sql::prepared("WITH input AS MATERIALIZED (SELECT * FROM json_to_recordset(CAST(");
-    statement
-        .text(&link_rows(links)?)
-        .push(&format!(" AS json)) AS {LINK_RECORD}), "));
+    let mut statement = Sql::prepared("WITH input AS MATERIALIZED (");
+    link_input(&mut statement, links)?;
+    statement.push("), ");
     statement.push(
         "locked AS MATERIALIZED (\
          SELECT pg_advisory_xact_lock(lock_key) FROM (\
@@ -281,7 +278,42 @@ pub fn append_links_unless_first_access(
     Ok(appended.first().is_some_and(|row| row.appended > 0))
 }
 
-/// The links as one JSON parameter of rows (`json_to_recordset`).
+/// Separates the events' contents in [`link_input`]'s second parameter: a control
+/// character, which JSON text never holds unescaped.
+const CONTENT_SEPARATOR: char = '\u{1}';
+
+/// The `link` rows of `links` as a query appended to `statement`: their columns as
+/// one JSON parameter of rows (`json_to_recordset`), their contents, the bulk of
+/// it, in a second one, joined by the separator and split by `string_to_array`.
+/// Inside JSON each content would be a string whose every quote is escaped, which
+/// PostgreSQL parses twice (the cast, then the rows) and unescapes.
+fn link_input(statement: &mut Sql, links: &[Link<'_>]) -> diesel::QueryResult<()> {
+    let mut contents =
+        String::with_capacity(links.iter().map(|link| link.event.content.len() + 1).sum());
+    for (index, link) in links.iter().enumerate() {
+        if link.event.content.contains(CONTENT_SEPARATOR) {
+            return Err(diesel::result::Error::SerializationError(
+                "an event's JSON holds an unescaped control character".into(),
+            ));
+        }
+        if index > 0 {
+            contents.push(CONTENT_SEPARATOR);
+        }
+        contents.push_str(link.event.content);
+    }
+    statement
+        .push("SELECT link.*, body.content FROM json_to_recordset(CAST(")
+        .text(link_rows(links)?)
+        .push(&format!(
+            " AS json)) AS {LINK_RECORD} JOIN unnest(string_to_array("
+        ))
+        .text(contents)
+        .push(", chr(1))) WITH ORDINALITY AS body (content, n) USING (n)");
+    Ok(())
+}
+
+/// The links as one JSON parameter of rows (`json_to_recordset`), each numbered
+/// (from 1) by its place among the contents.
 fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
     #[derive(serde::Serialize)]
     struct Reference<'a> {
@@ -297,9 +329,9 @@ fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
     }
     #[derive(serde::Serialize)]
     struct LinkRow<'a> {
+        n: usize,
         res_id: &'a str,
         recorded: &'a str,
-        content: &'a str,
         chain_key: &'a str,
         chain_seq: i64,
         request_id: &'a str,
@@ -321,15 +353,16 @@ fn link_rows(links: &[Link<'_>]) -> diesel::QueryResult<String> {
     }
     let rows: Vec<LinkRow<'_>> = links
         .iter()
-        .map(|link| {
+        .enumerate()
+        .map(|(place, link)| {
             let index = link.event.index;
             let columns = &index.columns;
             let generic = &index.generic;
             let queued = !index.written_with_event();
             LinkRow {
+                n: place + 1,
                 res_id: link.event.id,
                 recorded: link.event.recorded,
-                content: link.event.content,
                 chain_key: link.event.chain_key,
                 chain_seq: link.seq,
                 request_id: link.event.request_id,
