@@ -11,11 +11,8 @@ use crate::access::{BundleEntry, BundleLink, BundleOut, Released};
 use crate::error::ApiError;
 use crate::fhir::definitions::ResourceDef;
 use crate::fhir::search::{self as fhir_search, Include, SearchRequest};
+use crate::store::resources::COMPLETED_TOGETHER;
 use crate::store::{self, Conn};
-
-/// Rows whose small contents one query fetches together (at most 20 × 256 KiB in
-/// memory at once).
-const COMPLETED_TOGETHER: usize = 20;
 
 /// A paging link: the parameters the request was understood with, its page size
 /// (unless they name it) and the page's offset.
@@ -88,7 +85,7 @@ pub fn search(
     }
     // narrow: the rules become predicates of the query before it runs.
     let narrowing = ctx.gate.search_narrowing(conn, &request)?;
-    let mut page = store::search::run(conn, &request, &narrowing)?;
+    let mut page = store::search::run_with_contents(conn, &request, &narrowing)?;
     // Identity answers concern each patient they count (R-AUD-1: their trace shows
     // the lookup), also those a total or `_summary=count` counts beyond the page.
     if def.name == "Patient"
@@ -129,9 +126,15 @@ pub fn search(
     // hid from the caller (an event shown without its space) is never followed.
     let mut linked_from_matches: HashSet<(String, String)> = HashSet::new();
     let mut released_matches: Vec<String> = Vec::new();
-    // One chunk of small bodies in memory at a time; a large one alone.
+    // One chunk of small bodies in memory at a time; a large one alone. A short
+    // page's came with it.
+    let mut fetched = Some(std::mem::take(&mut page.contents)).filter(|c| !c.is_empty());
     for chunk in page.rows.chunks(COMPLETED_TOGETHER) {
-        for completed in store::resources::complete_chunk(conn, chunk)? {
+        let completed_rows = match fetched.take() {
+            Some(contents) => store::resources::completed_with(chunk.to_vec(), contents),
+            None => store::resources::complete_chunk(conn, chunk)?,
+        };
+        for completed in completed_rows {
             // A large body is loaded now, alone, and counted against the bound.
             let Some(row) = completed.into_row(conn)? else {
                 continue;

@@ -109,6 +109,20 @@ pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<Re
 /// one at a time, when their turn comes.
 const SMALL_CONTENT: i64 = 256 * 1024;
 
+/// The most rows whose small contents are fetched together: by [`complete_chunk`],
+/// or with a search's page ([`super::search::run_with_contents`]).
+pub const COMPLETED_TOGETHER: usize = 20;
+
+/// Appends a column of the select list: the content of the row `r` when it is
+/// small ([`SMALL_CONTENT`]), else NULL, as `content`. A scalar subquery, which
+/// PostgreSQL evaluates for the rows the statement returns only (after its window
+/// and its limit), so a window over every match does not hold their contents.
+pub fn push_small_content_column(sql: &mut Sql) {
+    sql.push("(SELECT CASE WHEN LENGTH(c.content) <= ")
+        .int(SMALL_CONTENT)
+        .push(" THEN c.content END FROM resources c WHERE c.pk = r.pk) AS content");
+}
+
 /// A row of [`complete_chunk`]: with its content, or still to complete (a large
 /// content, or a row changed since the query).
 pub enum Completed {
@@ -124,6 +138,27 @@ impl Completed {
             Completed::Later(head) => complete(conn, head),
         }
     }
+}
+
+/// The rows of `heads`, in order, with the small `contents` fetched with them (in
+/// the same order; a `None` is a content left for [`complete`]).
+pub fn completed_with(heads: Vec<RowHead>, contents: Vec<Option<String>>) -> Vec<Completed> {
+    heads
+        .into_iter()
+        .zip(contents)
+        .map(|(head, content)| match content {
+            Some(content) => Completed::Ready(ResourceRow {
+                pk: head.pk,
+                res_type: head.res_type,
+                res_id: head.res_id,
+                version_id: head.version_id,
+                last_updated: head.last_updated,
+                deleted: head.deleted,
+                content,
+            }),
+            None => Completed::Later(head),
+        })
+        .collect()
 }
 
 /// The rows of `heads`, in order, their small contents fetched in one query (a

@@ -210,6 +210,10 @@ fn last_updated_condition(sql: &mut Sql, alias: &str, values: &[(Prefix, DateRan
 pub struct SearchPage {
     /// The page's rows, without their contents ([`super::resources::complete`]).
     pub rows: Vec<RowHead>,
+    /// With [`run_with_contents`] and a page of at most
+    /// [`super::resources::COMPLETED_TOGETHER`] rows: each row's content, fetched
+    /// with the page, or `None` when it is large. Empty otherwise.
+    pub contents: Vec<Option<String>>,
     pub total: Option<i64>,
     /// Whether rows beyond this page exist.
     pub has_more: bool,
@@ -454,6 +458,26 @@ pub fn run(
     request: &SearchRequest,
     narrowing: &Narrowing,
 ) -> diesel::QueryResult<SearchPage> {
+    page(conn, request, narrowing, false)
+}
+
+/// [`run`], and, when the page has at most [`super::resources::COMPLETED_TOGETHER`]
+/// rows, their small contents in the same statement ([`SearchPage::contents`]):
+/// one round trip fewer for a page whose bodies are all to be released.
+pub fn run_with_contents(
+    conn: &mut Conn,
+    request: &SearchRequest,
+    narrowing: &Narrowing,
+) -> diesel::QueryResult<SearchPage> {
+    page(conn, request, narrowing, true)
+}
+
+fn page(
+    conn: &mut Conn,
+    request: &SearchRequest,
+    narrowing: &Narrowing,
+    contents_wanted: bool,
+) -> diesel::QueryResult<SearchPage> {
     let count_total = |conn: &mut Conn| -> diesel::QueryResult<i64> {
         let mut count = Sql::new("SELECT COUNT(*) AS n");
         count.append(from_where(request, narrowing, None));
@@ -466,6 +490,7 @@ pub fn run(
     if request.summary_count || request.count == 0 {
         return Ok(SearchPage {
             rows: Vec::new(),
+            contents: Vec::new(),
             total: Some(count_total(conn)?),
             has_more: false,
         });
@@ -480,14 +505,26 @@ pub fn run(
     // and one round trip instead of two. Not when a sort joins its dates, whose
     // rows may repeat a resource.
     let total_with_page = request.total_accurate && sort_param.is_none();
+    // The page's row beyond `count` tells whether more follow; its content is
+    // fetched too, and dropped. PostgreSQL only: there the page's bodies cost a
+    // round trip of their own, and its plan runs the content's subquery for the
+    // page's rows only; SQLite's plan runs it for every match, before its sort.
+    let with_contents = contents_wanted
+        && request.count <= super::resources::COMPLETED_TOGETHER
+        && matches!(super::dialect::kind(conn), super::dialect::Kind::Postgres);
     let mut page = Sql::new(&format!(
-        "SELECT {HEAD_COLUMNS}{}",
+        "SELECT {HEAD_COLUMNS}, {} AS total, ",
         if total_with_page {
-            ", COUNT(*) OVER () AS total"
+            "COUNT(*) OVER ()"
         } else {
-            ""
+            "CAST(NULL AS BIGINT)"
         }
     ));
+    if with_contents {
+        super::resources::push_small_content_column(&mut page);
+    } else {
+        page.push("CAST(NULL AS TEXT) AS content");
+    }
     page.append(from_where(request, narrowing, sort_param));
     page.push(" ORDER BY ");
     for sort in &request.sort {
@@ -512,15 +549,19 @@ pub fn run(
     .int(request.count as i64 + 1)
     .push(" OFFSET ")
     .int(request.offset as i64);
-    let (mut rows, counted) = if total_with_page {
-        let counted: Vec<CountedHead> = page.kept_while_room().load(conn)?;
-        let total = counted.first().map(|row| row.total);
-        (counted.into_iter().map(|row| row.head).collect(), total)
-    } else {
-        (page.kept_while_room().load::<RowHead>(conn)?, None)
-    };
+    let loaded: Vec<PageRow> = page.kept_while_room().load(conn)?;
+    let counted = loaded.first().and_then(|row| row.total);
+    let (mut rows, mut contents): (Vec<RowHead>, Vec<Option<String>>) = loaded
+        .into_iter()
+        .map(|row| (row.head, row.content))
+        .unzip();
     let has_more = rows.len() > request.count;
     rows.truncate(request.count);
+    if with_contents {
+        contents.truncate(request.count);
+    } else {
+        contents.clear();
+    }
     let total = if request.total_accurate {
         // A page past the last match has no row to carry the count.
         Some(match counted {
@@ -534,18 +575,22 @@ pub fn run(
     };
     Ok(SearchPage {
         rows,
+        contents,
         total,
         has_more,
     })
 }
 
-/// A page's row with the number of every match (`COUNT(*) OVER ()`).
+/// A page's row, with the number of every match when the page counts them
+/// (`COUNT(*) OVER ()`) and its small content when it is fetched with the page.
 #[derive(QueryableByName)]
-struct CountedHead {
+struct PageRow {
     #[diesel(embed)]
     head: RowHead,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    total: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    total: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    content: Option<String>,
 }
 
 /// Resources that `include.param` of the given rows points at (`_include`).

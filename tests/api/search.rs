@@ -546,3 +546,66 @@ fn last_updated_and_id_lists() {
     expected.sort();
     assert_eq!(both, expected);
 }
+
+/// A page's bodies come whole whether they are fetched with the page (a short page
+/// on PostgreSQL), in chunks, or one at a time (a body past 256 KiB), and each
+/// entry is the document the read answers.
+#[test]
+fn a_page_carries_every_body_whole_small_or_large() {
+    let p = population();
+    let doctor = As::doctor();
+    let mut large = document(&p.helene, "11488-4", "2024-01-01");
+    // Past 256 Ki characters (the length both databases measure), with a
+    // character of two bytes.
+    large["description"] = json!(format!("é{}", "a".repeat(300 * 1024)));
+    let large_id = p.app.create(&doctor, &large);
+    let mut ids_made = vec![large_id.clone()];
+    for day in 2..=4 {
+        ids_made.push(p.app.create(
+            &doctor,
+            &document(&p.helene, "11488-4", &format!("2024-01-0{day}")),
+        ));
+    }
+    for count in [2, 20, 21, 50] {
+        let mut seen = Vec::new();
+        let mut url = format!(
+            "DocumentReference?patient={}&_count={count}&_total=accurate",
+            p.helene
+        );
+        loop {
+            let bundle = search(&p.app, &url, &doctor);
+            assert_eq!(bundle["total"], 4, "_count={count}");
+            for entry in bundle["entry"].as_array().unwrap() {
+                let resource = &entry["resource"];
+                let id = resource["id"].as_str().unwrap().to_owned();
+                let read = p
+                    .app
+                    .get(&format!("DocumentReference/{id}"), &doctor)
+                    .json();
+                assert_eq!(resource, &read, "_count={count}: {id}");
+                seen.push(id);
+            }
+            match bundle["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|link| link["relation"] == "next")
+            {
+                Some(link) => url = link["url"].as_str().unwrap().to_owned(),
+                None => break,
+            }
+        }
+        seen.sort();
+        let mut expected = ids_made.clone();
+        expected.sort();
+        assert_eq!(seen, expected, "_count={count}");
+    }
+    let read = p
+        .app
+        .get(&format!("DocumentReference/{large_id}"), &doctor)
+        .json();
+    assert_eq!(
+        read["description"].as_str().unwrap().chars().count(),
+        300 * 1024 + 1
+    );
+}
