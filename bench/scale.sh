@@ -7,6 +7,8 @@
 #   - wrk runs the médecin traitant's `DocumentReference?patient=…&_count=20&_total=accurate`
 #     over 200 spaces, each request with the token of that space's médecin traitant
 #     (bench/spaces.lua: requests/s, p50, p95, p99), audited and rule-checked as always;
+#   - wrk runs the same médecins traitants' audited GET of one document of each of
+#     those spaces (bench/reads.lua: requests/s, p50, p99);
 #   - a server started with --log-query-plans answers one such search, and its plans
 #     of the page and the total are saved and checked for full scans.
 # Environment: DMP_SERVER_BINARY (a binary already built; default: this tree's release
@@ -92,8 +94,8 @@ fi
 
 results=$work/results-$backend.md
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB, $(uname -m); $backend; wrk -t2 -c$connections -d${seconds}s; $(date -u +%Y-%m-%d)" | tee -a "$results"
-echo "| documents | resources stored | load of the step | store size | requests/s | p50 | p95 | p99 | full scans in plans |" | tee -a "$results"
-echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$results"
+echo "| documents | resources stored | load of the step | store size | searches/s | p50 | p95 | p99 | full scans in plans | GET/s | p50 | p99 |" | tee -a "$results"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$results"
 
 loaded_patients=$( [ -s "$work/loaded-$backend" ] && cat "$work/loaded-$backend" || echo 0 )
 seed=$(( $( [ -s "$work/seed-$backend" ] && cat "$work/seed-$backend" || echo 0 ) ))
@@ -117,6 +119,17 @@ for size in "$@"; do
     start_server "$binary" "$database" "$work/server.log"
     BENCH_PAIRS=$work/pairs wrk -t2 -c"$connections" -d3s -s "$here/spaces.lua" "$base" > /dev/null
     measured=$(BENCH_PAIRS=$work/pairs wrk -t2 -c"$connections" -d"${seconds}s" -s "$here/spaces.lua" "$base" | grep '^requests/s')
+    # One document of each space that its médecin traitant may read (the first of
+    # their search), read by id.
+    if [ ! -s "$work/reads-$backend" ]; then
+        while read -r token patient; do
+            id=$(curl -sf -H "Authorization: Bearer $token" "$base/DocumentReference?patient=$patient&_count=1" \
+                | python3 -c 'import json, sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+            printf '%s DocumentReference/%s\n' "$token" "$id"
+        done < "$work/pairs" > "$work/reads-$backend"
+    fi
+    BENCH_READS=$work/reads-$backend wrk -t2 -c"$connections" -d3s -s "$here/reads.lua" "$base" > /dev/null
+    read_measured=$(BENCH_READS=$work/reads-$backend wrk -t2 -c"$connections" -d"${seconds}s" -s "$here/reads.lua" "$base" | grep '^requests/s')
     kill "$server"; wait "$server" 2> /dev/null || true; server=""
 
     DMP_LOG=warn,dmp_fhir_server::plan=info start_server "$binary" "$database" "$work/plans.log" \
@@ -151,8 +164,10 @@ print(scans)
 PY
 )
     read -r _ rps _ p50 _ p95 _ p99 _ errors _ non2xx <<< "$measured"
-    [ "$errors" = 0 ] && [ "$non2xx" = 0 ] || echo "warning: $errors socket errors, $non2xx non-2xx answers" >&2
-    printf '| %s | %s | %s | %s MB | %s | %s ms | %s ms | %s ms | %s |\n' "$documents" "$resources" "$load" \
-        "$(( $(store_size) / 1000000 ))" "$rps" "$p50" "$p95" "$p99" "$scans" | tee -a "$results"
+    [ "$errors" = 0 ] && [ "$non2xx" = 0 ] || echo "warning: searches: $errors socket errors, $non2xx non-2xx answers" >&2
+    read -r _ read_rps _ read_p50 _ _ _ read_p99 _ errors _ non2xx <<< "$read_measured"
+    [ "$errors" = 0 ] && [ "$non2xx" = 0 ] || echo "warning: reads: $errors socket errors, $non2xx non-2xx answers" >&2
+    printf '| %s | %s | %s | %s MB | %s | %s ms | %s ms | %s ms | %s | %s | %s ms | %s ms |\n' "$documents" "$resources" "$load" \
+        "$(( $(store_size) / 1000000 ))" "$rps" "$p50" "$p95" "$p99" "$scans" "$read_rps" "$read_p50" "$read_p99" | tee -a "$results"
 done
 echo "plans: $work/plans-$backend-*.txt"
