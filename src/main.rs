@@ -260,8 +260,8 @@ fn lifecycle(database_url: &str) -> std::process::ExitCode {
     match dmp_fhir_server::lifecycle::jobs::run_once(&db, chrono::Utc::now()) {
         Ok(report) => {
             println!(
-                "{} spaces opened, {} closed spaces purged ({} resources removed)",
-                report.opened, report.purged, report.resources_removed
+                "{} spaces opened, {} closed spaces purged ({} resources removed), {} expired account rows removed",
+                report.opened, report.purged, report.resources_removed, report.account_rows_removed
             );
             std::process::ExitCode::SUCCESS
         }

@@ -1,7 +1,9 @@
 //! The lifecycle job, run on a schedule by the server and once by the `lifecycle`
 //! command: it records the opening of pending spaces 42 days after their notification
 //! and sends their welcome message (R-LIFE-1, R-MSG-2), and purges closed spaces 10
-//! years after their closure (R-LIFE-3), AuditEvents excepted (R-AUD-3).
+//! years after their closure (R-LIFE-3), AuditEvents excepted (R-AUD-3), and the
+//! holders' accounts' codes, failure counters, sessions, authorisation codes and
+//! refresh tokens a day after they expired.
 
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -22,7 +24,13 @@ pub struct Report {
     pub opened: usize,
     pub purged: usize,
     pub resources_removed: usize,
+    /// Expired rows of the accounts' tables removed.
+    pub account_rows_removed: usize,
 }
+
+/// How long after it expired an account's code, counter, session, authorisation
+/// code or refresh token is removed.
+const EXPIRED_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Spaces handled per transaction.
 const BATCH: i64 = 200;
@@ -82,8 +90,27 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
             break;
         }
     }
+    let expired_before = fhir_instant(now - EXPIRED_KEPT);
+    loop {
+        let removed = db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| {
+                Ok(crate::store::accounts::purge_expired(
+                    conn,
+                    &expired_before,
+                    EXPIRED_BATCH,
+                )?)
+            })
+        })?;
+        report.account_rows_removed += removed;
+        if removed == 0 {
+            break;
+        }
+    }
     Ok(report)
 }
+
+/// Expired rows of each account table removed per transaction.
+const EXPIRED_BATCH: i64 = 1_000;
 
 /// Handle on the lifecycle thread: it stops when the handle is dropped (with the
 /// server's state), and with it its hold on the database and the notifications.
@@ -118,6 +145,7 @@ pub fn start(
                                 opened = report.opened,
                                 purged = report.purged,
                                 removed = report.resources_removed,
+                                account_rows_removed = report.account_rows_removed,
                                 "lifecycle job"
                             );
                         }

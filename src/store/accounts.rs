@@ -423,6 +423,41 @@ pub fn put_throttle(conn: &mut Conn, key: &str, row: &ThrottleRow) -> diesel::Qu
     sql.execute(conn).map(|_| ())
 }
 
+/// What [`purge_expired`] removes: each table, with when a row of it no longer
+/// serves (nothing reads it past that time but to refuse it, which its absence
+/// does as well) as a condition on a time at least a day ago.
+const EXPIRED_ROWS: [(&str, &str, &str); 5] = [
+    // Codes live 30 minutes at most; the last hour's are counted per space.
+    ("account_code", "id", "expires_at < "),
+    // A window of 15 minutes; a lock-out, when there is one, ends after the
+    // window's start.
+    (
+        "account_throttle",
+        "key",
+        "COALESCE(locked_until, window_start) < ",
+    ),
+    ("account_session", "id", "expires_at < "),
+    ("oauth_code", "code_hash", "expires_at < "),
+    // A rotated token is kept until it expires (presented again before, it
+    // revokes its grant).
+    ("refresh_token", "token_hash", "expires_at < "),
+];
+
+/// Removes at most `limit` rows of each account table that expired before
+/// `before` (codes, failure counters, sessions, authorisation codes, refresh
+/// tokens): without it they would pile up for ever. Answers how many it removed.
+pub fn purge_expired(conn: &mut Conn, before: &str, limit: i64) -> diesel::QueryResult<usize> {
+    let mut removed = 0;
+    for (table, key, expired) in EXPIRED_ROWS {
+        let mut sql = Sql::new(&format!(
+            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE ({expired}"
+        ));
+        sql.text(before).push(") LIMIT ").int(limit).push(")");
+        removed += sql.execute(conn)?;
+    }
+    Ok(removed)
+}
+
 pub fn clear_throttle(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
     let mut sql = Sql::new("DELETE FROM account_throttle WHERE key = ");
     sql.text(key);

@@ -8,7 +8,7 @@ use dmp_fhir_server::config::NotificationChannelSetting;
 use serde_json::{Value, json};
 
 use crate::support::fixtures::{document, nir, patient};
-use crate::support::{As, Reply, TestApp, eventually, temp_dir};
+use crate::support::{As, Reply, TestApp, eventually, run_command, temp_dir};
 
 pub const PASSWORD: &str = "Motdepasse1!";
 
@@ -806,7 +806,7 @@ fn r_act_bad_input_is_refused_clearly_and_stores_nothing() {
 
 #[test]
 fn r_act_4_a_new_signing_key_signs_from_the_next_start_and_a_retired_one_is_refused() {
-    use crate::support::{ServerProcess, run_command};
+    use crate::support::ServerProcess;
     let mut h = harness();
     let known = nir();
     let patient_id = holder(&h.app, &known, None);
@@ -2176,4 +2176,109 @@ fn r_act_3_a_locked_sign_in_page_says_when_to_come_back() {
         .parse()
         .expect("a Retry-After in seconds");
     assert!(seconds > 0 && seconds <= 15 * 60, "{seconds}");
+}
+
+/// The accounts' expired rows do not pile up: the lifecycle job removes codes,
+/// failure counters, sessions, authorisation codes and refresh tokens a day after
+/// they expired, and leaves the live ones, whose holder goes on.
+#[test]
+fn expired_account_rows_are_removed_and_live_ones_kept() {
+    let h = harness();
+    let known = nir();
+    let patient_id = holder(&h.app, &known, None);
+    let (token, _) = h.enrol(&known, "alice.durand");
+    // A failure counter of now.
+    let wrong = h.post(
+        "/account/sign-in",
+        &json!({ "identifiant": "alice.durand", "password": "not the password" }),
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let tables = [
+        ("account_code", "id"),
+        ("account_throttle", "key"),
+        ("account_session", "id"),
+        ("oauth_code", "code_hash"),
+        ("refresh_token", "token_hash"),
+    ];
+    let live: Vec<i64> = tables
+        .iter()
+        .map(|(table, _)| h.app.stored_rows(table))
+        .collect();
+    assert!(live[0] > 0 && live[1] > 0 && live[2] > 0, "{live:?}");
+    // Rows that expired two days ago, and a counter whose lock-out did.
+    let old = (chrono::Utc::now() - chrono::TimeDelta::days(2))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let recent = (chrono::Utc::now() - chrono::TimeDelta::hours(2))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    for statement in [
+        format!(
+            "INSERT INTO account_code (id, patient_id, purpose, code_hash, expires_at, created_at) \
+             VALUES ('old-code', '{patient_id}', 'sign-in', 'x', '{old}', '{old}')"
+        ),
+        format!(
+            "INSERT INTO account_throttle (key, failures, window_start, locked_until) \
+             VALUES ('old-counter', 5, '{old}', '{old}')"
+        ),
+        // Its window began long ago, its lock-out ends in a day: kept.
+        format!(
+            "INSERT INTO account_throttle (key, failures, window_start, locked_until) \
+             VALUES ('locked-counter', 5, '{old}', '{}')",
+            (chrono::Utc::now() + chrono::TimeDelta::days(1)).format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        ),
+        // Expired two hours ago: kept for a day.
+        format!(
+            "INSERT INTO account_session (id, account_id, created_at, last_seen_at, expires_at) \
+             SELECT 'recent-session', id, '{recent}', '{recent}', '{recent}' FROM account"
+        ),
+        format!(
+            "INSERT INTO account_session (id, account_id, created_at, last_seen_at, expires_at) \
+             SELECT 'old-session', id, '{old}', '{old}', '{old}' FROM account"
+        ),
+        format!(
+            "INSERT INTO app_grant (id, account_id, client_id, scopes, created_at) \
+             SELECT 'old-grant', id, 'an-app', 'launch/patient', '{old}' FROM account"
+        ),
+        format!(
+            "INSERT INTO oauth_code (code_hash, grant_id, redirect_uri, code_challenge, expires_at) \
+             VALUES ('old-oauth-code', 'old-grant', 'https://app.example/back', 'x', '{old}')"
+        ),
+        format!(
+            "INSERT INTO refresh_token (token_hash, grant_id, expires_at, used_at) \
+             VALUES ('old-refresh', 'old-grant', '{old}', '{old}')"
+        ),
+    ] {
+        assert_eq!(h.app.execute_sql(&statement), 1, "{statement}");
+    }
+    let (succeeded, printed) = run_command(&["--database-url", &h.app.database_url, "lifecycle"]);
+    assert!(succeeded, "{printed}");
+    assert!(
+        printed.contains(", 5 expired account rows removed"),
+        "{printed}"
+    );
+    for ((table, key), live) in tables.iter().zip(&live) {
+        assert_eq!(
+            h.app
+                .stored_rows(&format!("{table} WHERE {key} LIKE 'old-%'")),
+            0,
+            "{table}"
+        );
+        assert_eq!(
+            h.app
+                .stored_rows(&format!("{table} WHERE {key} NOT LIKE 'old-%'")),
+            live + match *table {
+                "account_throttle" | "account_session" => 1,
+                _ => 0,
+            },
+            "{table}"
+        );
+    }
+    // The live session still serves its token.
+    assert_eq!(
+        h.app
+            .get(&format!("Patient/{patient_id}"), &As::Token(token))
+            .status,
+        200
+    );
 }
