@@ -19,7 +19,7 @@ use std::thread;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
-use super::dialect::Conn;
+use super::dialect::{self, Conn};
 use super::{CommitterConnection, Db};
 use crate::error::ApiError;
 
@@ -186,7 +186,11 @@ fn commit_group(
 ) -> Result<Vec<Box<dyn Any + Send>>, ApiError> {
     db.commit_on(conn, |conn| {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            conn.transaction::<_, ApiError, _>(|conn| {
+            // `BEGIN IMMEDIATE` on SQLite: the group's first write must not have to
+            // upgrade the snapshot its reads took, which SQLite refuses at once,
+            // without waiting, when another connection (a command, the
+            // checkpointer) holds the write lock.
+            dialect::write_transaction(conn, |conn| {
                 let mut results = Vec::with_capacity(works.len());
                 let mut end = GroupEnd::grouped();
                 for work in works {

@@ -684,3 +684,48 @@ fn a_delete_with_a_stale_if_match_is_412_and_deletes_nothing() {
     assert_eq!(current.status, 204, "{}", current.body);
     assert_eq!(app.get(&path, &As::doctor()).status, 410);
 }
+
+/// SQLite: a write waits for the database's write lock that another connection
+/// holds (a command run beside the server: `lifecycle`, `generate`), and then
+/// succeeds, rather than failing at once when its group, having read, finds the
+/// lock taken. PostgreSQL has no such lock (rows are locked one by one).
+#[test]
+fn a_write_waits_for_the_write_lock_another_connection_holds() {
+    use diesel::connection::SimpleConnection;
+    let app = TestApp::new();
+    let (patient, _) = app.patient_with_document("1980-01-01");
+    if app.is_postgres() {
+        return;
+    }
+    let mut other = app.connect();
+    other
+        .batch_execute("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        other.batch_execute("COMMIT").expect("released");
+    });
+    // Several at once, so that they commit as a group.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let writes: Vec<_> = (0..8)
+            .map(|day| {
+                let (app, patient) = (&app, &patient);
+                scope.spawn(move || {
+                    let reply = app.post(
+                        "DocumentReference",
+                        &As::doctor(),
+                        &document(patient, "11488-4", &format!("2024-01-1{day}")),
+                    );
+                    assert_eq!(reply.status, 201, "{}", reply.body);
+                    reply.status
+                })
+            })
+            .collect();
+        writes
+            .into_iter()
+            .map(|write| write.join().expect("a write"))
+            .collect()
+    });
+    holder.join().expect("the holder thread");
+    assert_eq!(statuses, vec![201; 8]);
+}
