@@ -50,6 +50,21 @@ pub struct RowHead {
     pub deleted: bool,
 }
 
+impl RowHead {
+    /// The row, with its content.
+    pub fn with_content(self, content: String) -> ResourceRow {
+        ResourceRow {
+            pk: self.pk,
+            res_type: self.res_type,
+            res_id: self.res_id,
+            version_id: self.version_id,
+            last_updated: self.last_updated,
+            deleted: self.deleted,
+            content,
+        }
+    }
+}
+
 /// The columns of [`RowHead`], for queries aliasing `resources` as `r`.
 pub const HEAD_COLUMNS: &str =
     "r.pk, r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted";
@@ -94,15 +109,7 @@ pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<Re
             None => return Ok(None),
         },
     };
-    Ok(Some(ResourceRow {
-        pk: head.pk,
-        res_type: head.res_type,
-        res_id: head.res_id,
-        version_id: head.version_id,
-        last_updated: head.last_updated,
-        deleted: head.deleted,
-        content,
-    }))
+    Ok(Some(head.with_content(content)))
 }
 
 /// Contents at most this long are fetched together ([`complete_chunk`]); longer ones
@@ -147,15 +154,7 @@ pub fn completed_with(heads: Vec<RowHead>, contents: Vec<Option<String>>) -> Vec
         .into_iter()
         .zip(contents)
         .map(|(head, content)| match content {
-            Some(content) => Completed::Ready(ResourceRow {
-                pk: head.pk,
-                res_type: head.res_type,
-                res_id: head.res_id,
-                version_id: head.version_id,
-                last_updated: head.last_updated,
-                deleted: head.deleted,
-                content,
-            }),
+            Some(content) => Completed::Ready(head.with_content(content)),
             None => Completed::Later(head),
         })
         .collect()
@@ -205,15 +204,9 @@ pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult
                 version_id,
                 content: Some(content),
                 ..
-            }) if version_id == head.version_id => Completed::Ready(ResourceRow {
-                pk: head.pk,
-                res_type: head.res_type.clone(),
-                res_id: head.res_id.clone(),
-                version_id: head.version_id,
-                last_updated: head.last_updated.clone(),
-                deleted: head.deleted,
-                content,
-            }),
+            }) if version_id == head.version_id => {
+                Completed::Ready(head.clone().with_content(content))
+            }
             _ => Completed::Later(head.clone()),
         })
         .collect())
