@@ -582,13 +582,8 @@ fn r_acc_6_pages_are_full_under_the_matrix() {
         let page = match_ids(&bundle);
         assert_eq!(page.len(), 1, "every page is full: {bundle}");
         seen.extend(page);
-        match bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|link| link["relation"] == "next")
-        {
-            Some(link) => url = link["url"].as_str().unwrap().to_owned(),
+        match crate::support::next_link(&bundle) {
+            Some(next) => url = next,
             None => break,
         }
     }

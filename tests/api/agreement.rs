@@ -442,13 +442,7 @@ fn check(app: &TestApp, built: &Built) -> Result<(), String> {
             }
             let bundle = reply.json();
             paged.extend(ids_of(&bundle, "match"));
-            next = bundle["link"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|link| link["relation"] == "next")
-                .and_then(|link| link["url"].as_str())
-                .map(str::to_owned);
+            next = crate::support::next_link(&bundle);
             pages += 1;
             assert!(pages < 50, "{name}: paging does not end");
         }

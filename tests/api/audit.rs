@@ -836,15 +836,7 @@ fn r_pat_4_the_patient_reads_the_whole_trace_of_their_space_newest_first() {
         .get(&format!("AuditEvent?patient={patient_id}&_count=2"), &me)
         .json();
     assert_eq!(match_ids(&page).len(), 2);
-    let next = page["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|link| link["relation"] == "next")
-        .expect("a next link")["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let next = crate::support::next_link(&page).expect("a next link");
     let second = app.get(&next, &me).json();
     let second_ids = match_ids(&second);
     assert_eq!(second_ids.len(), 2);

@@ -39,15 +39,9 @@ fn instance_history_lists_versions_newest_first() {
         .get(&format!("Patient/{id}/_history?_count=2"), &As::doctor())
         .json();
     assert_eq!(page["entry"].as_array().unwrap().len(), 2);
-    let next = page["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|link| link["relation"] == "next")
-        .unwrap();
-    let next_url = next["url"].as_str().unwrap();
+    let next_url = crate::support::next_link(&page).expect("a next link");
     assert_eq!(next_url.matches("_count=").count(), 1, "{next_url}");
-    let rest = app.get(next_url, &As::doctor()).json();
+    let rest = app.get(&next_url, &As::doctor()).json();
     assert_eq!(rest["entry"][0]["resource"]["meta"]["versionId"], "1");
 }
 

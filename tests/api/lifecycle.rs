@@ -449,14 +449,7 @@ fn open_space_with_data(app: &TestApp, birth_date: &str) -> Paths {
             &As::doctor(),
         )
         .json();
-    let next_page = page["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|link| link["relation"] == "next")
-        .and_then(|link| link["url"].as_str())
-        .expect("a next link")
-        .to_owned();
+    let next_page = crate::support::next_link(&page).expect("a next link");
     Paths {
         patient: patient_id,
         nir: number,

@@ -269,13 +269,8 @@ fn paging_follows_next_links_with_an_exact_total() {
         assert_eq!(bundle["total"], 5);
         pages += 1;
         seen.extend(ids(&bundle));
-        let next = bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|link| link["relation"] == "next");
-        match next {
-            Some(link) => url = link["url"].as_str().unwrap().to_owned(),
+        match crate::support::next_link(&bundle) {
+            Some(next) => url = next,
             None => break,
         }
     }
@@ -453,13 +448,8 @@ fn a_patient_search_is_narrowed_in_the_query_with_exact_totals() {
         "the total counts only what the caller may see"
     );
     assert_eq!(ids(&first).len(), 2, "pages are full");
-    let next = first["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|link| link["relation"] == "next")
-        .unwrap();
-    let second = search(&p.app, next["url"].as_str().unwrap(), &me);
+    let next = crate::support::next_link(&first).expect("a next link");
+    let second = search(&p.app, &next, &me);
     assert_eq!(ids(&second).len(), 1);
     // The exact total rides the page; past the last match, with no row to carry
     // it, it is counted alone, the same.
@@ -585,13 +575,8 @@ fn a_page_carries_every_body_whole_small_or_large() {
                 assert_eq!(resource, &read, "_count={count}: {id}");
                 seen.push(id);
             }
-            match bundle["link"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|link| link["relation"] == "next")
-            {
-                Some(link) => url = link["url"].as_str().unwrap().to_owned(),
+            match crate::support::next_link(&bundle) {
+                Some(next) => url = next,
                 None => break,
             }
         }

@@ -200,6 +200,16 @@ impl As {
     }
 }
 
+/// The URL of a Bundle's `next` link, if it has one.
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|link| link["relation"] == "next")
+        .and_then(|link| link["url"].as_str())
+        .map(str::to_owned)
+}
+
 /// Ids of a searchset's `match` entries, in Bundle order.
 pub fn match_ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
