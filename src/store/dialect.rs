@@ -177,6 +177,9 @@ pub fn configure_sqlite_process() -> bool {
     }
 }
 
+/// How long a SQLite statement waits for a lock another connection holds.
+const BUSY_TIMEOUT_MS: u64 = 15_000;
+
 /// Per-connection settings. SQLite: WAL lets readers run beside the single writer;
 /// FULL synchronous mode fsyncs the WAL at every commit, so that a committed trace
 /// survives a power cut as well as a killed process (R-AUD-2); the committers'
@@ -189,7 +192,13 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
             // The write-ahead log is copied into the database by the log syncer's
             // checkpointer (`wal_sync`), every 10 ms; a commit that finds it past
             // SQLite's threshold (1,000 pages) still does.
-            "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            // A log that grew past its usual size (see `wal_sync`, the
+            // checkpointer) is cut back to 128 MiB when it starts over.
+            &format!(
+                "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                 PRAGMA journal_size_limit = 134217728;"
+            ),
         ),
         Conn::Postgresql(_) => Ok(()),
     }
@@ -197,11 +206,55 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
 
 /// Copies what the write-ahead log holds into the SQLite database, as far as readers
 /// allow, without waiting for or blocking writers (a passive checkpoint), so that
-/// commits on the answer's path do not; nothing on PostgreSQL.
-pub fn checkpoint(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+/// commits on the answer's path do not; nothing on PostgreSQL. Answers how many
+/// frames the log holds since it last started over (0 on PostgreSQL).
+pub fn checkpoint(conn: &mut Conn) -> Result<i64, diesel::result::Error> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Checkpointed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        log: i64,
+    }
     match conn {
-        Conn::Sqlite(sqlite) => sqlite.batch_execute("PRAGMA wal_checkpoint(PASSIVE);"),
-        Conn::Postgresql(_) => Ok(()),
+        Conn::Sqlite(sqlite) => {
+            let rows: Vec<Checkpointed> =
+                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(sqlite)?;
+            Ok(rows.first().map_or(0, |row| row.log))
+        }
+        Conn::Postgresql(_) => Ok(0),
+    }
+}
+
+/// A checkpoint after which the next commit starts the SQLite write-ahead log over
+/// (a `RESTART` checkpoint): it holds new writes back while it waits, `wait` at
+/// most, for the readers of older snapshots, copies the whole log into the
+/// database, and waits for the readers still on the log. Answers whether it
+/// could; nothing on PostgreSQL.
+pub fn checkpoint_to_restart(
+    conn: &mut Conn,
+    wait: std::time::Duration,
+) -> Result<bool, diesel::result::Error> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Checkpointed {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        log: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        checkpointed: i64,
+    }
+    match conn {
+        Conn::Sqlite(sqlite) => {
+            sqlite.batch_execute(&format!("PRAGMA busy_timeout = {};", wait.as_millis()))?;
+            let done: Result<Vec<Checkpointed>, _> =
+                diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").load(sqlite);
+            sqlite.batch_execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))?;
+            Ok(done?
+                .first()
+                .is_some_and(|row| row.busy == 0 && row.checkpointed == row.log))
+        }
+        Conn::Postgresql(_) => Ok(true),
     }
 }
 

@@ -69,6 +69,9 @@ const TRUSTED_AFTER_USE: Duration = Duration::from_millis(500);
 /// A pooled connection, with when its last work ended without a failed statement.
 pub struct Pooled {
     conn: Conn,
+    /// SQLite in a file: held shared while the connection works
+    /// ([`wal_sync::ReadPause`]).
+    pause: Option<Arc<wal_sync::ReadPause>>,
     worked_at: Option<Instant>,
     /// Set by the connection's instrumentation when a statement fails, whatever
     /// the work then makes of the error (a write answers its failure as `Ok`).
@@ -89,7 +92,7 @@ impl DerefMut for Pooled {
 }
 
 impl Pooled {
-    fn new(mut conn: Conn) -> Pooled {
+    fn new(mut conn: Conn, pause: Option<Arc<wal_sync::ReadPause>>) -> Pooled {
         let statement_failed = Arc::new(AtomicBool::new(false));
         let failed = Arc::clone(&statement_failed);
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
@@ -99,6 +102,7 @@ impl Pooled {
         });
         Pooled {
             conn,
+            pause,
             worked_at: None,
             statement_failed,
         }
@@ -113,7 +117,9 @@ impl Pooled {
     ) -> Result<T, ApiError> {
         self.worked_at = None;
         self.statement_failed.store(false, Ordering::Relaxed);
+        let reading = self.pause.as_ref().map(|pause| pause.reading());
         let result = work(&mut self.conn);
+        drop(reading);
         if !self.statement_failed.load(Ordering::Relaxed) {
             self.worked_at = Some(Instant::now());
         }
@@ -179,7 +185,7 @@ impl CommitterConnection {
 
 /// Opens connections of the backend the URL names, with the driver's own errors.
 #[derive(Debug)]
-struct Manager(dialect::Target);
+struct Manager(dialect::Target, Option<Arc<wal_sync::ReadPause>>);
 
 impl diesel::r2d2::ManageConnection for Manager {
     type Connection = Pooled;
@@ -189,7 +195,7 @@ impl diesel::r2d2::ManageConnection for Manager {
         let conn = dialect::connect(&self.0).map_err(|message| {
             diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(message))
         })?;
-        Ok(Pooled::new(conn))
+        Ok(Pooled::new(conn, self.1.clone()))
     }
 
     /// Checks a connection at checkout, unless it served work without error a
@@ -254,6 +260,7 @@ impl Db {
             // Fail with the driver's message, before the pool retries in silence.
             dialect::Kind::Postgres => drop(dialect::connect(&target)?),
         }
+        let pause = Arc::new(wal_sync::ReadPause::default());
         let pool = Pool::builder()
             .max_size(8)
             // Connections open as load needs them (PostgreSQL counts them).
@@ -265,7 +272,10 @@ impl Db {
             // has just served (see `Manager::is_valid`).
             .test_on_check_out(target.kind == dialect::Kind::Postgres)
             .connection_customizer(Box::new(ConnectionSetup))
-            .build(Manager(target.clone()))
+            .build(Manager(
+                target.clone(),
+                (target.kind == dialect::Kind::Sqlite).then(|| Arc::clone(&pause)),
+            ))
             .map_err(|error| format!("cannot open database {}: {error}", redacted(database_url)))?;
         let db = Db {
             pool,
@@ -295,7 +305,10 @@ impl Db {
                 let database = log.to_str()?.strip_suffix("-wal")?;
                 Some(crate::audit::log::logs_folder(Path::new(database)))
             }),
-            syncer: log.map(|log| wal_sync::WalSyncer::start(&target, log)),
+            syncer: log.and_then(|log| {
+                let writer = Arc::clone(db.writer.as_ref()?);
+                Some(wal_sync::WalSyncer::start(&target, log, pause, writer))
+            }),
             ..db
         };
         db.refresh_statistics(false)

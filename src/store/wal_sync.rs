@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::dialect::{self, Conn, Target};
 use super::group_commit::next_group;
@@ -78,7 +78,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 impl WalSyncer {
     /// Starts the thread that syncs the write-ahead log at `log` (as SQLite names
     /// it, see `dialect::write_ahead_log`), and the checkpointer of `target`.
-    pub fn start(target: &Target, log: PathBuf) -> WalSyncer {
+    pub fn start(
+        target: &Target,
+        log: PathBuf,
+        pause: Arc<ReadPause>,
+        writer: Arc<std::sync::Mutex<()>>,
+    ) -> WalSyncer {
         let (answers, queue) = mpsc::channel::<Answer>();
         let mut log = WriteAheadLog::at(log);
         let commits = Arc::new(Commits::default());
@@ -118,7 +123,7 @@ impl WalSyncer {
         let target = target.clone();
         thread::Builder::new()
             .name("wal-checkpoint".into())
-            .spawn(move || checkpoint_loop(&target, &stop))
+            .spawn(move || checkpoint_loop(&target, &stop, &pause, &writer))
             .expect("the write-ahead log checkpointer starts");
         WalSyncer {
             answers,
@@ -166,8 +171,75 @@ impl WalSyncer {
 /// after a commit (1,000 pages), which stays as a backstop: a copy after a commit
 /// runs before its group is answered (several milliseconds, once every few dozen
 /// commits when the indexer's passes did the copying).
-fn checkpoint_loop(target: &Target, stop: &mpsc::Receiver<()>) {
+/// Held shared by reads on the pool's connections while they work; taken alone by
+/// the checkpointer for a moment, so that a `RESTART` checkpoint finds no reader
+/// on the write-ahead log (see [`RESTART_PAST_FRAMES`]). Fair: a waiting
+/// checkpointer is not passed by new reads.
+#[derive(Debug, Default)]
+pub struct ReadPause(parking_lot::RwLock<()>);
+
+impl ReadPause {
+    /// Held while a pooled connection works.
+    pub fn reading(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.0.read()
+    }
+}
+
+/// Frames of the write-ahead log past which the checkpointer makes it start over:
+/// 128 MiB at SQLite's default page size of 4 KiB, twice what the write committer
+/// lets it reach before it copies the log itself
+/// (`dialect::leave_checkpoints_to_checkpointer`).
+///
+/// A checkpoint copies the log into the database only as far as the oldest
+/// snapshot a reader holds, and the log starts over from its first frame only
+/// once no reader uses it. Reads that each run for tens of milliseconds, one
+/// starting before the last ends, beside steady writes, kept both from happening:
+/// the log grew without bound (720 MiB in 20 s; SQLite's "checkpoint
+/// starvation"). Past this size the checkpointer holds new reads back
+/// ([`ReadPause`]) until those under way are done, then runs a `RESTART`
+/// checkpoint (which holds writes back while it copies the log), so that the next
+/// commit starts the log over; [`RESTART_WAIT`] at most for each.
+const RESTART_PAST_FRAMES: i64 = 32_768;
+
+/// How long the checkpointer waits for the reads under way (new ones waiting),
+/// then for the write under way (new ones waiting), at most.
+const RESTART_WAIT: Duration = Duration::from_millis(250);
+
+/// After a checkpoint that could not restart the log (a read longer than
+/// [`RESTART_WAIT`]), the wait before the next try, doubled at each failure up to
+/// [`RESTART_RETRY_MAX`]: reads and writes are not held back more than a fraction
+/// of the time.
+const RESTART_RETRY: Duration = Duration::from_secs(1);
+const RESTART_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The writers' turn (`Db::write_on`), waited for `wait` at most; a writer that
+/// panicked left it as good.
+fn writer_turn(
+    writer: &std::sync::Mutex<()>,
+    wait: Duration,
+) -> Option<std::sync::MutexGuard<'_, ()>> {
+    let until = Instant::now() + wait;
+    loop {
+        match writer.try_lock() {
+            Ok(turn) => return Some(turn),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < until => {
+                thread::sleep(Duration::from_micros(200));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
+}
+
+fn checkpoint_loop(
+    target: &Target,
+    stop: &mpsc::Receiver<()>,
+    pause: &ReadPause,
+    writer: &std::sync::Mutex<()>,
+) {
     let mut conn: Option<Conn> = None;
+    let mut next_restart = Instant::now();
+    let mut retry = RESTART_RETRY;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if conn.is_none() {
             conn = match dialect::connect(target) {
@@ -178,9 +250,42 @@ fn checkpoint_loop(target: &Target, stop: &mpsc::Receiver<()>) {
                 }
             };
         }
-        if let Some(open) = conn.as_mut()
-            && let Err(error) = dialect::checkpoint(open)
-        {
+        let Some(open) = conn.as_mut() else {
+            continue;
+        };
+        let checkpointed = dialect::checkpoint(open).and_then(|frames| {
+            if frames <= RESTART_PAST_FRAMES || Instant::now() < next_restart {
+                return Ok(());
+            }
+            // The reads first: a pooled read may wait for the writer's turn, never
+            // a writer for a pooled read.
+            let restarted = match pause.0.try_write_for(RESTART_WAIT) {
+                Some(_paused) => {
+                    // This process's writers queue here rather than race the
+                    // checkpoint for SQLite's lock (its waits are sleeps, which a
+                    // writer that commits group after group always wins). Bounded:
+                    // a writer might be waiting for a pooled read.
+                    match writer_turn(writer, RESTART_WAIT) {
+                        Some(_turn) => dialect::checkpoint_to_restart(open, RESTART_WAIT)?,
+                        None => false,
+                    }
+                }
+                None => false,
+            };
+            if restarted {
+                retry = RESTART_RETRY;
+            } else {
+                tracing::warn!(
+                    frames,
+                    retry_ms = retry.as_millis() as u64,
+                    "the write-ahead log could not start over: a read or a write outlasted the wait"
+                );
+                next_restart = Instant::now() + retry;
+                retry = (retry * 2).min(RESTART_RETRY_MAX);
+            }
+            Ok(())
+        });
+        if let Err(error) = checkpointed {
             tracing::warn!(%error, "checkpoint failed; the next one starts again");
             conn = None;
         }
@@ -248,6 +353,8 @@ mod tests {
         WalSyncer::start(
             &dialect::target(elsewhere.to_str().unwrap()).unwrap(),
             path.to_path_buf(),
+            Arc::new(ReadPause::default()),
+            Arc::new(std::sync::Mutex::new(())),
         )
     }
 
@@ -268,6 +375,76 @@ mod tests {
         ));
         std::fs::create_dir_all(&folder).unwrap();
         folder
+    }
+
+    /// Reads one after another, each begun before the last ended, keep passive
+    /// checkpoints from letting the log start over, however many run; once no read
+    /// holds the log, a restarting checkpoint lets the next commit start it over.
+    #[test]
+    fn back_to_back_reads_hold_the_log_until_a_restarting_checkpoint() {
+        use diesel::connection::SimpleConnection;
+        let folder = fresh_folder("wal-restart");
+        let target = dialect::target(folder.join("db.sqlite").to_str().unwrap()).unwrap();
+        let open = || {
+            let mut conn = dialect::connect(&target).unwrap();
+            dialect::prepare_connection(&mut conn).unwrap();
+            conn
+        };
+        let (mut writer, mut checkpointer) = (open(), open());
+        let mut readers = [open(), open()];
+        writer
+            .batch_execute("CREATE TABLE t (v BLOB); INSERT INTO t VALUES (zeroblob(100000));")
+            .unwrap();
+        let write = |conn: &mut Conn| {
+            conn.batch_execute("INSERT INTO t VALUES (zeroblob(100000));")
+                .unwrap()
+        };
+        let mut frames = Vec::new();
+        for turn in 0..6 {
+            // The next read begins, then the one before it ends.
+            let [first, second] = &mut readers;
+            let (next, last) = if turn % 2 == 0 {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            next.batch_execute("BEGIN; SELECT COUNT(*) FROM t;")
+                .unwrap();
+            if turn > 0 {
+                last.batch_execute("COMMIT;").unwrap();
+            }
+            write(&mut writer);
+            frames.push(dialect::checkpoint(&mut checkpointer).unwrap());
+        }
+        assert!(
+            frames.windows(2).all(|pair| pair[1] > pair[0]),
+            "the log only grows: {frames:?}"
+        );
+        // A read of an older snapshot than the log's end ends while the restarting
+        // checkpoint waits for it.
+        let [mut first, mut second] = readers;
+        let _ = first.batch_execute("COMMIT;");
+        let _ = second.batch_execute("COMMIT;");
+        first
+            .batch_execute("BEGIN; SELECT COUNT(*) FROM t;")
+            .unwrap();
+        write(&mut writer);
+        let last_read = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            first.batch_execute("COMMIT;").unwrap();
+        });
+        assert!(
+            dialect::checkpoint_to_restart(&mut checkpointer, Duration::from_secs(5)).unwrap(),
+            "the whole log copied once the read ended"
+        );
+        last_read.join().unwrap();
+        write(&mut writer);
+        let after = dialect::checkpoint(&mut checkpointer).unwrap();
+        assert!(
+            after < frames[0],
+            "the log started over: {after} frames, {frames:?} before"
+        );
+        let _ = std::fs::remove_dir_all(&folder);
     }
 
     /// A ticket taken after a counted commit (or during one) is durable only once
