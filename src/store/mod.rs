@@ -115,11 +115,38 @@ impl Pooled {
         &mut self,
         work: impl FnOnce(&mut Conn) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        let pause = self.pause.clone();
+        let _reading = pause.as_deref().map(wal_sync::ReadPause::reading);
+        self.work_reading(work)
+    }
+
+    /// [`Pooled::work`] if it can start at once, without waiting for the
+    /// checkpointer (see [`wal_sync::ReadPause`]); else `work` back.
+    fn work_now<T, F>(&mut self, work: F) -> Result<Result<T, ApiError>, F>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        let pause = self.pause.clone();
+        let reading = match pause.as_deref() {
+            Some(pause) => match pause.reading_now() {
+                Some(reading) => Some(reading),
+                None => return Err(work),
+            },
+            None => None,
+        };
+        let result = self.work_reading(work);
+        drop(reading);
+        Ok(result)
+    }
+
+    /// The body of [`Pooled::work`], its read of the pause taken.
+    fn work_reading<T>(
+        &mut self,
+        work: impl FnOnce(&mut Conn) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         self.worked_at = None;
         self.statement_failed.store(false, Ordering::Relaxed);
-        let reading = self.pause.as_ref().map(|pause| pause.reading());
         let result = work(&mut self.conn);
-        drop(reading);
         if !self.statement_failed.load(Ordering::Relaxed) {
             self.worked_at = Some(Instant::now());
         }
@@ -390,7 +417,15 @@ impl Db {
         if self.writer.is_some()
             && let Some(mut conn) = self.pool.try_get()
         {
-            return conn.work(work);
+            // Never parked on this thread by the checkpointer's pause: the
+            // blocking pool waits for it instead.
+            match conn.work_now(work) {
+                Ok(result) => return result,
+                Err(work) => {
+                    drop(conn);
+                    return self.run(work).await;
+                }
+            }
         }
         self.run(work).await
     }

@@ -183,6 +183,11 @@ impl ReadPause {
     pub fn reading(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
         self.0.read()
     }
+
+    /// [`Self::reading`], unless the checkpointer holds or waits for the lock.
+    pub fn reading_now(&self) -> Option<parking_lot::RwLockReadGuard<'_, ()>> {
+        self.0.try_read()
+    }
 }
 
 /// Frames of the write-ahead log past which the checkpointer makes it start over:
@@ -273,6 +278,9 @@ fn checkpoint_loop(
                 None => false,
             };
             if restarted {
+                // The log's count of frames drops at the next commit only: until
+                // then it still reads past the bound.
+                next_restart = Instant::now() + RESTART_RETRY;
                 retry = RESTART_RETRY;
             } else {
                 tracing::warn!(

@@ -701,8 +701,10 @@ fn a_write_waits_for_the_write_lock_another_connection_holds() {
     other
         .batch_execute("BEGIN IMMEDIATE")
         .expect("the write lock");
+    let held_since = std::time::Instant::now();
+    let hold = std::time::Duration::from_millis(1000);
     let holder = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        std::thread::sleep(hold);
         other.batch_execute("COMMIT").expect("released");
     });
     // Several at once, so that they commit as a group.
@@ -711,6 +713,8 @@ fn a_write_waits_for_the_write_lock_another_connection_holds() {
             .map(|day| {
                 let (app, patient) = (&app, &patient);
                 scope.spawn(move || {
+                    // Sent while the lock is held (else this would not test it).
+                    assert!(held_since.elapsed() < hold);
                     let reply = app.post(
                         "DocumentReference",
                         &As::doctor(),
