@@ -131,6 +131,33 @@ fn error_redirect(request: &AuthorizeRequest, error: &str, description: &str) ->
     ))
 }
 
+/// The longest `scope` a refresh may carry (the catalogue's apps ask for a few
+/// dozen characters).
+const MAX_SCOPE_LENGTH: usize = 1024;
+
+/// The scopes an access token of a refresh carries: those `asked` (an empty
+/// request keeps every one `granted`), each once, in the grant's order; `None`
+/// when one asked was not granted.
+fn narrowed_scopes(granted: &str, asked: &str) -> Option<String> {
+    let asked: Vec<&str> = asked.split_whitespace().collect();
+    if asked.is_empty() {
+        return Some(granted.to_owned());
+    }
+    if !asked
+        .iter()
+        .all(|scope| granted.split_whitespace().any(|held| held == *scope))
+    {
+        return None;
+    }
+    Some(
+        granted
+            .split_whitespace()
+            .filter(|held| asked.contains(held))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 /// What a scope lets an app do, in French, for the consent page.
 pub fn scope_in_french(scope: &str) -> String {
     match scope {
@@ -421,7 +448,9 @@ impl Accounts {
                 field("redirect_uri"),
                 field("code_verifier"),
             ),
-            "refresh_token" => self.exchange_refresh(caller, &app, field("refresh_token")),
+            "refresh_token" => {
+                self.exchange_refresh(caller, &app, field("refresh_token"), field("scope"))
+            }
             "" => Err(OAuthError::new("invalid_request", "grant_type is required")),
             _ => Err(OAuthError::new(
                 "unsupported_grant_type",
@@ -488,17 +517,24 @@ impl Accounts {
         })
     }
 
+    /// RFC 6749 §6: a refresh may ask for fewer scopes than were granted (the
+    /// access token then carries those only; the authorisation and its next
+    /// refresh token keep every scope granted), never for one not granted.
     fn exchange_refresh(
         &self,
         caller: &Caller,
         app: &App,
         refresh: &str,
+        scope: &str,
     ) -> Result<Value, OAuthError> {
         if refresh.is_empty() || refresh.len() > 128 {
             return Err(OAuthError::new(
                 "invalid_request",
                 "refresh_token is required",
             ));
+        }
+        if scope.len() > MAX_SCOPE_LENGTH {
+            return Err(OAuthError::new("invalid_request", "scope is too long"));
         }
         let hash = secret::sha256_hex(refresh);
         let now = self.now();
@@ -526,11 +562,21 @@ impl Accounts {
             if grant.revoked_at.is_some() || row.expires_at <= instant(now) {
                 return Ok(invalid("the authorisation has ended"));
             }
+            // Checked before the token is spent: a refused scope leaves it good.
+            let scopes = match narrowed_scopes(&grant.scopes, scope) {
+                Some(scopes) => scopes,
+                None => {
+                    return Ok(Err(OAuthError::new(
+                        "invalid_scope",
+                        "a scope asked was not granted to this app",
+                    )));
+                }
+            };
             if stored::use_refresh(conn, &hash, &instant(now))? != 1 {
                 return Ok(invalid("the refresh token was used already"));
             }
             let next = self.refresh_for(conn, &grant, now)?;
-            Ok(Ok(self.app_token(&account, &grant, next)))
+            Ok(Ok(self.app_token_with(&account, &grant, &scopes, next)))
         })
     }
 
@@ -558,11 +604,23 @@ impl Accounts {
         Ok(Some(token))
     }
 
-    /// The token response for an app.
+    /// The token response for an app, with every scope of its grant.
     fn app_token(
         &self,
         account: &stored::AccountRow,
         grant: &stored::GrantRow,
+        refresh: Option<String>,
+    ) -> Value {
+        self.app_token_with(account, grant, &grant.scopes, refresh)
+    }
+
+    /// The token response for an app, its access token carrying `scopes` (those
+    /// of its grant, or fewer).
+    fn app_token_with(
+        &self,
+        account: &stored::AccountRow,
+        grant: &stored::GrantRow,
+        scopes: &str,
         refresh: Option<String>,
     ) -> Value {
         let issued = chrono::Utc::now().timestamp();
@@ -572,7 +630,7 @@ impl Accounts {
             "sub": account.id,
             "actor": "patient",
             "patient": account.patient_id,
-            "scope": grant.scopes,
+            "scope": scopes,
             "client_id": grant.client_id,
             "grant": grant.id,
             "iat": issued,
@@ -584,7 +642,7 @@ impl Accounts {
             "access_token": self.inner.issuer.sign(&claims),
             "token_type": "Bearer",
             "expires_in": APP_TOKEN_SECONDS,
-            "scope": grant.scopes,
+            "scope": scopes,
             "patient": account.patient_id,
         });
         if let Some(refresh) = refresh {

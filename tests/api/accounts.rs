@@ -1400,16 +1400,59 @@ fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
     assert_ne!(second_refresh, first_refresh);
     let token = As::Token(refreshed["access_token"].as_str().unwrap().to_owned());
     assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 200);
+    // Fewer scopes asked at a refresh (RFC 6749 §6): that access token carries
+    // those only; a scope never granted is refused, and leaves the refresh token
+    // good.
+    let (status, narrowed) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &second_refresh),
+            ("client_id", "carnet"),
+            ("scope", "launch/patient"),
+        ],
+    );
+    assert_eq!(status, 200, "{narrowed}");
+    assert_eq!(narrowed["scope"], "launch/patient");
+    let narrow = As::Token(narrowed["access_token"].as_str().unwrap().to_owned());
+    assert_eq!(h.app.get(&format!("Patient/{mine}"), &narrow).status, 403);
+    let latest_refresh = narrowed["refresh_token"].as_str().unwrap().to_owned();
+    let (status, wider) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &latest_refresh),
+            ("client_id", "carnet"),
+            ("scope", "launch/patient patient/DocumentReference.rs"),
+        ],
+    );
+    assert_eq!(
+        (status, wider["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{wider}"
+    );
     // Another client cannot use it.
     let (status, _) = token_request(
         &h,
         &[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &second_refresh),
+            ("refresh_token", &latest_refresh),
             ("client_id", "autre"),
         ],
     );
     assert_eq!(status, 401);
+    // The refused scope left the refresh token good: every scope granted again.
+    let (status, again) = token_request(
+        &h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &latest_refresh),
+            ("client_id", "carnet"),
+        ],
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["scope"], issued["scope"]);
+    let latest_refresh = again["refresh_token"].as_str().unwrap().to_owned();
     // The holder's account lists the app, and revokes it: its tokens end at once.
     let account = browser.get("/compte");
     assert_eq!(account.status, 200);
@@ -1429,11 +1472,12 @@ fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
             .contains("Vous n'avez autorisé aucune application")
     );
     assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 401);
+    // Still unspent, yet the authorisation it stood on has ended.
     let (status, ended) = token_request(
         &h,
         &[
             ("grant_type", "refresh_token"),
-            ("refresh_token", &second_refresh),
+            ("refresh_token", &latest_refresh),
             ("client_id", "carnet"),
         ],
     );
