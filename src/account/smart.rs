@@ -135,27 +135,21 @@ fn error_redirect(request: &AuthorizeRequest, error: &str, description: &str) ->
 /// dozen characters).
 const MAX_SCOPE_LENGTH: usize = 1024;
 
-/// The scopes an access token of a refresh carries: those `asked` (an empty
-/// request keeps every one `granted`), each once, in the grant's order; `None`
-/// when one asked was not granted.
+/// The scopes an access token of a refresh carries: those `granted` that were
+/// `asked` (an empty request keeps every one granted), in the grant's order;
+/// `None` when none asked was granted. Never more than the grant: client
+/// libraries (Authlib) ask again for every scope they first asked, granted or
+/// not, and get those granted.
 fn narrowed_scopes(granted: &str, asked: &str) -> Option<String> {
     let asked: Vec<&str> = asked.split_whitespace().collect();
     if asked.is_empty() {
         return Some(granted.to_owned());
     }
-    if !asked
-        .iter()
-        .all(|scope| granted.split_whitespace().any(|held| held == *scope))
-    {
-        return None;
-    }
-    Some(
-        granted
-            .split_whitespace()
-            .filter(|held| asked.contains(held))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    let kept: Vec<&str> = granted
+        .split_whitespace()
+        .filter(|held| asked.contains(held))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
 }
 
 /// What a scope lets an app do, in French, for the consent page.
@@ -519,7 +513,8 @@ impl Accounts {
 
     /// RFC 6749 §6: a refresh may ask for fewer scopes than were granted (the
     /// access token then carries those only; the authorisation and its next
-    /// refresh token keep every scope granted), never for one not granted.
+    /// refresh token keep every scope granted); it is never given one not
+    /// granted ([`narrowed_scopes`]).
     fn exchange_refresh(
         &self,
         caller: &Caller,
@@ -568,7 +563,7 @@ impl Accounts {
                 None => {
                     return Ok(Err(OAuthError::new(
                         "invalid_scope",
-                        "a scope asked was not granted to this app",
+                        "no scope asked was granted to this app",
                     )));
                 }
             };
