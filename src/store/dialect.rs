@@ -209,18 +209,8 @@ pub fn prepare_connection(conn: &mut Conn) -> Result<(), diesel::result::Error> 
 /// commits on the answer's path do not; nothing on PostgreSQL. Answers how many
 /// frames the log holds since it last started over (0 on PostgreSQL).
 pub fn checkpoint(conn: &mut Conn) -> Result<i64, diesel::result::Error> {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Checkpointed {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        log: i64,
-    }
     match conn {
-        Conn::Sqlite(sqlite) => {
-            let rows: Vec<Checkpointed> =
-                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(sqlite)?;
-            Ok(rows.first().map_or(0, |row| row.log))
-        }
+        Conn::Sqlite(sqlite) => Ok(wal_checkpoint(sqlite, "PASSIVE")?.log),
         Conn::Postgresql(_) => Ok(0),
     }
 }
@@ -234,28 +224,36 @@ pub fn checkpoint_to_restart(
     conn: &mut Conn,
     wait: std::time::Duration,
 ) -> Result<bool, diesel::result::Error> {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Checkpointed {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        busy: i32,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        log: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        checkpointed: i64,
-    }
     match conn {
         Conn::Sqlite(sqlite) => {
             sqlite.batch_execute(&format!("PRAGMA busy_timeout = {};", wait.as_millis()))?;
-            let done: Result<Vec<Checkpointed>, _> =
-                diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").load(sqlite);
+            let done = wal_checkpoint(sqlite, "RESTART");
             sqlite.batch_execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))?;
-            Ok(done?
-                .first()
-                .is_some_and(|row| row.busy == 0 && row.checkpointed == row.log))
+            let done = done?;
+            Ok(done.busy == 0 && done.checkpointed == done.log)
         }
         Conn::Postgresql(_) => Ok(true),
     }
+}
+
+/// What SQLite's `wal_checkpoint` answers: whether it was kept from finishing,
+/// the frames the log holds since it last started over, and those copied.
+#[derive(diesel::QueryableByName)]
+struct WalCheckpoint {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    checkpointed: i64,
+}
+
+fn wal_checkpoint(
+    sqlite: &mut SqliteConnection,
+    mode: &str,
+) -> Result<WalCheckpoint, diesel::result::Error> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).get_result(sqlite)
 }
 
 /// Commits on this connection no longer wait for the disk: SQLite's
