@@ -161,6 +161,10 @@ pub struct Config {
     /// the instance's own (one append and sync per group), applied to the database
     /// afterwards; false commits it to the database before each answer.
     pub audit_log: bool,
+    /// PostgreSQL: make the trace of requests that wrote nothing durable as one row
+    /// per group of `audit_log`, applied to the chains afterwards by the instance's
+    /// applier; false commits it to the chains before each answer.
+    pub audit_log_postgres: bool,
     /// SQLite: commit concurrent writes together (one fsync for a group), each answered
     /// once its group is durable. PostgreSQL runs writers side by side regardless.
     pub write_group_commit: bool,
@@ -208,6 +212,7 @@ impl Default for Config {
             professional_directory: None,
             audit_group_commit: true,
             audit_log: true,
+            audit_log_postgres: false,
             write_group_commit: true,
             notification_channel: NotificationChannelSetting::Log,
             notification_webhook_secret_file: None,
@@ -318,6 +323,11 @@ pub struct ConfigArgs {
     /// answer (false) [default: true].
     #[arg(long, env = "DMP_AUDIT_LOG", action = clap::ArgAction::Set)]
     pub audit_log: Option<bool>,
+    /// PostgreSQL: make the trace of reads durable as a row per group of
+    /// `audit_log`, applied to the chains afterwards (true), or commit it to the
+    /// chains before each answer (false) [default: false].
+    #[arg(long, env = "DMP_AUDIT_LOG_POSTGRES", action = clap::ArgAction::Set)]
+    pub audit_log_postgres: Option<bool>,
     /// SQLite: commit concurrent writes together (true) or one by one (false)
     /// [default: true].
     #[arg(long, env = "DMP_WRITE_GROUP_COMMIT", action = clap::ArgAction::Set)]
@@ -372,6 +382,7 @@ struct ConfigFile {
     professional_directory: Option<PathBuf>,
     audit_group_commit: Option<bool>,
     audit_log: Option<bool>,
+    audit_log_postgres: Option<bool>,
     write_group_commit: Option<bool>,
     notification_channel: Option<NotificationChannelSetting>,
     notification_webhook_secret_file: Option<PathBuf>,
@@ -499,6 +510,10 @@ impl ConfigArgs {
                 .or(file.audit_group_commit)
                 .unwrap_or(base.audit_group_commit),
             audit_log: self.audit_log.or(file.audit_log).unwrap_or(base.audit_log),
+            audit_log_postgres: self
+                .audit_log_postgres
+                .or(file.audit_log_postgres)
+                .unwrap_or(base.audit_log_postgres),
             write_group_commit: self
                 .write_group_commit
                 .or(file.write_group_commit)

@@ -103,6 +103,7 @@ impl AppState {
             config.audit_group_commit,
             notifications.clone(),
             config.audit_log,
+            config.audit_log_postgres,
         )?;
         let trace_index = audit::indexer::TraceIndexer::start(db.clone());
         let lifecycle = lifecycle::jobs::start(

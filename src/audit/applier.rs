@@ -40,7 +40,7 @@ const MAX_GROUPS: usize = 64;
 pub const MAX_BEHIND: u64 = 64 << 20;
 
 /// How long a trace reader waits for the applier before a 500.
-const CAUGHT_UP_WITHIN: Duration = Duration::from_secs(10);
+pub(super) const CAUGHT_UP_WITHIN: Duration = Duration::from_secs(10);
 
 /// The longest pause between two tries of a failing commit.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
@@ -49,6 +49,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 pub struct LoggedGroup {
     pub requests: Vec<LoggedRequest>,
     pub end: u64,
+    /// PostgreSQL: its row in `audit_log`, deleted as it is applied.
+    pub row: Option<i64>,
 }
 
 /// How far the log is written and applied.
@@ -134,9 +136,10 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Starts the applier of the log `hold` keeps; once its last handle is dropped
-    /// and every group applied and durable, it removes the log.
-    pub fn start(db: Db, wakeup: Wakeup, hold: LogHold) -> Applier {
+    /// Starts the applier of the log `hold` keeps (SQLite's files; once its last
+    /// handle is dropped and every group applied and durable, it removes them), or
+    /// of `audit_log`'s rows on PostgreSQL (`hold` none).
+    pub fn start(db: Db, wakeup: Wakeup, hold: Option<LogHold>) -> Applier {
         let (groups, queue) = mpsc::channel::<LoggedGroup>();
         let progress = Arc::new(Progress::new());
         let shared = Arc::clone(&progress);
@@ -144,6 +147,9 @@ impl Applier {
             .name("audit-apply".into())
             .spawn(move || {
                 apply_loop(&db, &queue, &shared, &wakeup);
+                let Some(hold) = hold else {
+                    return;
+                };
                 let (durable, synced) = mpsc::channel();
                 db.when_durable(Box::new(move |result| {
                     let _ = durable.send(result.is_ok());
@@ -178,9 +184,8 @@ fn apply_loop(
     let mut conn = CommitterConnection::for_trace_log();
     while let Some(groups) = crate::store::group_commit::next_group(queue, MAX_GROUPS) {
         let end = groups.last().map_or(0, |group| group.end);
-        let requests: Vec<&LoggedRequest> =
-            groups.iter().flat_map(|group| &group.requests).collect();
-        let notifications = apply_until_stored(db, &mut conn, &requests);
+        let groups: Vec<&LoggedGroup> = groups.iter().collect();
+        let notifications = apply_until_stored(db, &mut conn, &groups);
         let (progress, wakeup) = (Arc::clone(progress), wakeup.clone());
         db.when_durable(Box::new(move |synced| {
             if synced.is_ok() {
@@ -193,27 +198,36 @@ fn apply_loop(
     }
 }
 
-/// Applies the requests, trying again for as long as it fails; returns the number
+/// Applies the groups, trying again for as long as it fails; returns the number
 /// of notifications queued.
-fn apply_until_stored(
-    db: &Db,
-    conn: &mut CommitterConnection,
-    requests: &[&LoggedRequest],
-) -> usize {
+fn apply_until_stored(db: &Db, conn: &mut CommitterConnection, groups: &[&LoggedGroup]) -> usize {
     let mut pause = Duration::from_millis(10);
     loop {
-        match apply_guarded(db, conn, requests) {
+        match apply_guarded(db, conn, groups) {
             Ok(notifications) => return notifications,
             // One request that cannot be stored must not hold its neighbours.
-            Err(_) if requests.len() > 1 => {
-                return requests
+            Err(_) if groups.len() > 1 => {
+                return groups
                     .iter()
-                    .map(|request| apply_until_stored(db, conn, std::slice::from_ref(request)))
+                    .map(|group| apply_until_stored(db, conn, std::slice::from_ref(group)))
                     .sum();
+            }
+            Err(_)
+                if groups
+                    .iter()
+                    .map(|group| group.requests.len())
+                    .sum::<usize>()
+                    > 1 =>
+            {
+                return apply_one_by_one(db, conn, groups[0]);
             }
             Err(error) => {
                 tracing::error!(
-                    request_id = requests.first().map_or("", |r| r.request_id.as_str()),
+                    request_id = groups
+                        .iter()
+                        .flat_map(|group| &group.requests)
+                        .next()
+                        .map_or("", |r| r.request_id.as_str()),
                     %error,
                     "the trace log's events could not be stored; trying again"
                 );
@@ -224,21 +238,191 @@ fn apply_until_stored(
     }
 }
 
+/// A group whose requests do not all store: each request in a transaction of its
+/// own (unless stored already: a request applied before a failure, or the group
+/// applied by another instance meanwhile), then its row deleted.
+fn apply_one_by_one(db: &Db, conn: &mut CommitterConnection, group: &LoggedGroup) -> usize {
+    let mut notifications = 0;
+    for request in &group.requests {
+        notifications += until_stored(request.request_id.as_str(), || {
+            in_transaction(db, conn, |conn| {
+                if stored(conn, request)? {
+                    Ok(0)
+                } else {
+                    super::persist_logged(conn, &[request])
+                }
+            })
+        });
+    }
+    if let Some(row) = group.row {
+        until_stored("", || {
+            in_transaction(db, conn, |conn| {
+                crate::store::audit_log::take(conn, &[row])?;
+                Ok(0)
+            })
+        });
+    }
+    notifications
+}
+
+/// Runs `apply` until it succeeds, pausing longer after each failure.
+fn until_stored(request_id: &str, mut apply: impl FnMut() -> Result<usize, ApiError>) -> usize {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match apply() {
+            Ok(notifications) => return notifications,
+            Err(error) => {
+                tracing::error!(request_id, %error, "the trace log's events could not be stored; trying again");
+                thread::sleep(pause);
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
+
+/// The groups' requests stored in one transaction, with their log rows deleted: a
+/// group whose row another transaction deleted first (it applied it) is left out.
 fn apply_guarded(
     db: &Db,
     conn: &mut CommitterConnection,
-    requests: &[&LoggedRequest],
+    groups: &[&LoggedGroup],
+) -> Result<usize, ApiError> {
+    in_transaction(db, conn, |conn| {
+        let rows: Vec<i64> = groups.iter().filter_map(|group| group.row).collect();
+        let taken = if rows.is_empty() {
+            Vec::new()
+        } else {
+            crate::store::audit_log::take(conn, &rows)?
+        };
+        let requests: Vec<&LoggedRequest> = groups
+            .iter()
+            .filter(|group| group.row.is_none_or(|row| taken.contains(&row)))
+            .flat_map(|group| &group.requests)
+            .collect();
+        super::persist_logged(conn, &requests)
+    })
+}
+
+/// `work` in a write transaction on the applier's connection; a panic fails it
+/// and the connection is made again.
+fn in_transaction(
+    db: &Db,
+    conn: &mut CommitterConnection,
+    work: impl FnOnce(&mut crate::store::Conn) -> Result<usize, ApiError>,
 ) -> Result<usize, ApiError> {
     catch_unwind(AssertUnwindSafe(|| {
-        db.commit_on(conn, |conn| {
-            dialect::write_transaction(conn, |conn| super::persist_logged(conn, requests))
-        })
+        db.commit_on(conn, |conn| dialect::write_transaction(conn, work))
     }))
     .unwrap_or_else(|_| {
         tracing::error!("applying the trace log panicked");
         *conn = CommitterConnection::for_trace_log();
         Err(ApiError::internal("the trace could not be written"))
     })
+}
+
+/// PostgreSQL: starts the thread that applies, every [`LEFT_EVERY`], the rows of
+/// `audit_log` that instances that stopped left ([`apply_left`]; `instance` is
+/// this one), whether this instance logs or not (the trace's readers wait for
+/// them); it stops when `running`'s other end is dropped.
+pub fn start_left_applier(db: Db, wakeup: Wakeup, instance: Arc<str>) -> mpsc::Sender<()> {
+    let (running, stopped) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("audit-left".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LEFT_EVERY) {
+                match apply_left(&db, &instance, LEFT_AFTER) {
+                    Ok(applied) if applied.notifications > 0 => wakeup.wake(),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "the trace's log an instance left could not be applied; trying again")
+                    }
+                }
+            }
+        })
+        .expect("the trace's left-log applier thread starts");
+    running
+}
+
+/// How often an instance looks for the rows of `audit_log` that instances that
+/// stopped left (PostgreSQL).
+const LEFT_EVERY: Duration = Duration::from_secs(1);
+
+/// How old another instance's row must be to be taken as left: its own applier
+/// takes it within milliseconds (taking it earlier would still apply it once).
+const LEFT_AFTER: Duration = Duration::from_secs(2);
+
+/// How old a row of this instance's own must be to be taken as left: one whose
+/// append failed after it committed (its group was answered 500, never handed to
+/// the applier). Well past how far the applier may run behind (`MAX_BEHIND`).
+const OWN_LEFT_AFTER: Duration = Duration::from_secs(60);
+
+/// The rows a transaction takes from `audit_log` when applying what was left.
+const LEFT_CHUNK: i64 = 16;
+
+/// What [`apply_left`] did.
+#[derive(Debug, Default)]
+pub struct AppliedLeft {
+    pub requests: usize,
+    pub notifications: usize,
+}
+
+/// PostgreSQL: applies the rows of `audit_log` left by instances other than
+/// `instance` at least `after` ago (or by this one [`OWN_LEFT_AFTER`] ago), a
+/// chunk per transaction, each row deleted as it is applied, each request unless
+/// the database holds its events already; rows another transaction holds are
+/// skipped (an applier at work on them).
+pub fn apply_left(db: &Db, instance: &str, after: Duration) -> Result<AppliedLeft, ApiError> {
+    let mut applied = AppliedLeft::default();
+    let millis = |duration: Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let (rows, requests, notifications) = db.write_blocking(|conn| {
+            dialect::write_transaction(conn, |conn| {
+                let rows = crate::store::audit_log::take_left(
+                    conn,
+                    instance,
+                    millis(after),
+                    millis(OWN_LEFT_AFTER),
+                    LEFT_CHUNK,
+                )?;
+                let mut requests = Vec::new();
+                for row in &rows {
+                    requests.extend(LoggedRequest::decode_group(&row.frame).map_err(|error| {
+                        ApiError::internal(format!(
+                            "a row of the trace's log ({}) does not read: {error}",
+                            row.pos
+                        ))
+                    })?);
+                }
+                let missing = missing_once(conn, &requests)?;
+                let notifications = super::persist_logged(conn, &missing)?;
+                Ok((rows.len(), missing.len(), notifications))
+            })
+        })?;
+        applied.requests += requests;
+        applied.notifications += notifications;
+        if rows < LEFT_CHUNK as usize {
+            return Ok(applied);
+        }
+    }
+}
+
+/// The requests whose events the database does not hold, each once (a group
+/// logged again after a failed append holds it twice).
+fn missing_once<'a>(
+    conn: &mut crate::store::Conn,
+    requests: &'a [LoggedRequest],
+) -> Result<Vec<&'a LoggedRequest>, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for request in requests {
+        let Some(first) = request.events.first() else {
+            continue;
+        };
+        if seen.insert(first.id.as_str()) && !stored(conn, request)? {
+            missing.push(request);
+        }
+    }
+    Ok(missing)
 }
 
 /// Requests recovered from a log, applied a chunk per transaction.
@@ -262,6 +446,20 @@ pub struct Recovered {
 /// `audit-verify`, until someone moves it away.
 pub fn recover(db: &Db) -> Result<Recovered, String> {
     let mut recovered = Recovered::default();
+    if db.is_postgres() {
+        // Every row left in `audit_log`, whoever logged it: one a running instance
+        // logged is applied once all the same (`apply_left`).
+        recovered.applied = apply_left(db, "", Duration::ZERO)
+            .map_err(|error| format!("cannot apply the trace's log: {}", error.message))?
+            .requests;
+        if recovered.applied > 0 {
+            tracing::info!(
+                requests = recovered.applied,
+                "the trace's log was applied at start"
+            );
+        }
+        return Ok(recovered);
+    }
     let Some(folder) = db.trace_logs_folder() else {
         return Ok(recovered);
     };
@@ -294,12 +492,7 @@ pub fn recover(db: &Db) -> Result<Recovered, String> {
             recovered.applied += db
                 .write_blocking(|conn| {
                     dialect::write_transaction(conn, |conn| {
-                        let mut missing = Vec::new();
-                        for request in chunk {
-                            if !stored(conn, request)? {
-                                missing.push(request);
-                            }
-                        }
+                        let missing = missing_once(conn, chunk)?;
                         super::persist_logged(conn, &missing)?;
                         Ok(missing.len())
                     })

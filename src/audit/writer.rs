@@ -33,20 +33,107 @@ pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
     /// With the trace's log: how far it is written and applied.
     log_progress: Option<Arc<Progress>>,
+    /// PostgreSQL: the rows other instances logged in `audit_log`.
+    others: Option<OtherInstances>,
+}
+
+/// PostgreSQL: the other instances sharing the database, whose logged groups a
+/// reader of the trace waits for too (read-your-writes across instances).
+#[derive(Clone)]
+struct OtherInstances {
+    db: Db,
+    /// This instance.
+    instance: Arc<str>,
+    /// Keeps the thread that applies what stopped instances left running.
+    _left_applier: mpsc::Sender<()>,
+}
+
+/// How often a reader of the trace looks whether other instances' groups are
+/// applied.
+const OTHERS_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+impl OtherInstances {
+    /// Returns once every row other instances had logged at the call is applied
+    /// (their appliers are at most milliseconds behind; a row a stopped instance
+    /// left is applied by any instance within seconds, see
+    /// `applier::apply_left`).
+    async fn applied(&self) -> Result<(), ApiError> {
+        let instance = Arc::clone(&self.instance);
+        let Some(newest) = self
+            .db
+            .run(move |conn| Ok(crate::store::audit_log::others_newest(conn, &instance)?))
+            .await?
+        else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let instance = Arc::clone(&self.instance);
+            let left = self
+                .db
+                .run(move |conn| {
+                    Ok(crate::store::audit_log::others_left_through(
+                        conn, &instance, newest,
+                    )?)
+                })
+                .await?;
+            if !left {
+                return Ok(());
+            }
+            if started.elapsed() > super::applier::CAUGHT_UP_WITHIN {
+                return Err(not_readable_yet());
+            }
+            actix_web::rt::time::sleep(OTHERS_POLL).await;
+        }
+    }
+
+    /// [`OtherInstances::applied`] on the calling thread.
+    fn applied_blocking(&self) -> Result<(), ApiError> {
+        let Some(newest) = self.db.read_blocking(|conn| {
+            Ok(crate::store::audit_log::others_newest(
+                conn,
+                &self.instance,
+            )?)
+        })?
+        else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        while self.db.read_blocking(|conn| {
+            Ok(crate::store::audit_log::others_left_through(
+                conn,
+                &self.instance,
+                newest,
+            )?)
+        })? {
+            if started.elapsed() > super::applier::CAUGHT_UP_WITHIN {
+                return Err(not_readable_yet());
+            }
+            thread::sleep(OTHERS_POLL);
+        }
+        Ok(())
+    }
+}
+
+fn not_readable_yet() -> ApiError {
+    ApiError::internal("the trace is not readable yet: its latest events are not stored")
 }
 
 impl AuditWriter {
     /// Starts the committer thread. It stops when the last handle is dropped.
     /// With `use_log`, on SQLite in a file, it makes the groups it can durable in
-    /// a log of this instance's own (see [`super::log`]); recover the logs of
-    /// earlier instances first ([`super::applier::recover`]). On SQLite in a file,
-    /// this process must be the database's one server
-    /// ([`super::log::serving_lock`]): an error says another serves it.
+    /// a log of this instance's own (see [`super::log`]); with
+    /// `use_log_postgres`, on PostgreSQL, as rows of `audit_log` (see
+    /// [`LogSink::Table`]). Recover the logs of earlier instances first
+    /// ([`super::applier::recover`]). On SQLite in a file, this process must be
+    /// the database's one server ([`super::log::serving_lock`]): an error says
+    /// another serves it.
     pub fn start(
         db: Db,
         group_commit: bool,
         wakeup: Wakeup,
         use_log: bool,
+        use_log_postgres: bool,
     ) -> Result<AuditWriter, String> {
         let serving = match db.trace_logs_folder() {
             Some(folder) => Some(Arc::new(super::log::serving_lock(folder).map_err(
@@ -59,13 +146,16 @@ impl AuditWriter {
             )?)),
             None => None,
         };
+        // This instance, among those sharing a PostgreSQL database.
+        let instance: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let log = match (db.trace_logs_folder(), &serving) {
             (Some(folder), Some(serving)) if use_log => {
                 match LogFiles::create(folder, Arc::clone(serving)) {
                     Ok(files) => {
-                        let applier = Applier::start(db.clone(), wakeup.clone(), files.hold());
+                        let applier =
+                            Applier::start(db.clone(), wakeup.clone(), Some(files.hold()));
                         Some(TraceLog {
-                            files,
+                            sink: LogSink::Files(files),
                             applier,
                             failed: false,
                         })
@@ -76,10 +166,27 @@ impl AuditWriter {
                     }
                 }
             }
+            _ if use_log_postgres && db.is_postgres() => Some(TraceLog {
+                sink: LogSink::Table {
+                    instance: Arc::clone(&instance),
+                    end: 0,
+                },
+                applier: Applier::start(db.clone(), wakeup.clone(), None),
+                failed: false,
+            }),
             _ => None,
         };
         let (jobs, queue) = mpsc::channel::<Job>();
         let log_progress = log.as_ref().map(|log| Arc::clone(log.applier.progress()));
+        let others = db.is_postgres().then(|| OtherInstances {
+            db: db.clone(),
+            instance: Arc::clone(&instance),
+            _left_applier: super::applier::start_left_applier(
+                db.clone(),
+                wakeup.clone(),
+                Arc::clone(&instance),
+            ),
+        });
         thread::Builder::new()
             .name("audit-commit".into())
             .spawn(move || {
@@ -88,14 +195,22 @@ impl AuditWriter {
                 commit_loop(&db, &queue, group_commit, &wakeup, log);
             })
             .expect("the audit committer thread starts");
-        Ok(AuditWriter { jobs, log_progress })
+        Ok(AuditWriter {
+            jobs,
+            log_progress,
+            others,
+        })
     }
 
     /// Returns once every request answered before this call has its events (and
-    /// the notifications they cause) in the database.
+    /// the notifications they cause) in the database: this instance's, and on
+    /// PostgreSQL every other instance's too.
     pub async fn stored(&self) -> Result<(), ApiError> {
-        match &self.log_progress {
-            Some(progress) => progress.caught_up().await,
+        if let Some(progress) = &self.log_progress {
+            progress.caught_up().await?;
+        }
+        match &self.others {
+            Some(others) => others.applied().await,
             None => Ok(()),
         }
     }
@@ -103,8 +218,11 @@ impl AuditWriter {
     /// [`AuditWriter::stored`] for callers outside the async runtime (commands,
     /// tests).
     pub fn wait_stored(&self) -> Result<(), ApiError> {
-        match &self.log_progress {
-            Some(progress) => progress.caught_up_blocking(),
+        if let Some(progress) = &self.log_progress {
+            progress.caught_up_blocking()?;
+        }
+        match &self.others {
+            Some(others) => others.applied_blocking(),
             None => Ok(()),
         }
     }
@@ -147,9 +265,63 @@ impl KnownTips {
     }
 }
 
+/// Where the trace's log is written.
+enum LogSink {
+    /// SQLite: the instance's own files beside the database.
+    Files(LogFiles),
+    /// PostgreSQL: a row of `audit_log` per group, committed durably.
+    Table {
+        instance: Arc<str>,
+        /// Bytes ever appended (the applier's progress counts them).
+        end: u64,
+    },
+}
+
+impl LogSink {
+    /// Bytes appended the applier has not applied yet.
+    fn behind(&self, applied: u64) -> u64 {
+        match self {
+            LogSink::Files(files) => files.behind(applied),
+            LogSink::Table { end, .. } => end.saturating_sub(applied),
+        }
+    }
+
+    /// Makes a group's frame durable; answers the position after it and, on
+    /// PostgreSQL, its row.
+    fn append(
+        &mut self,
+        db: &Db,
+        payload: Vec<u8>,
+        applied: u64,
+    ) -> Result<(u64, Option<i64>), String> {
+        match self {
+            LogSink::Files(files) => files
+                .append(&payload, applied)
+                .map(|end| (end, None))
+                .map_err(|error| error.to_string()),
+            LogSink::Table { instance, end } => {
+                let length = payload.len() as u64;
+                let row = db
+                    .write_blocking(|conn| {
+                        Ok(crate::store::audit_log::append(conn, instance, payload)?)
+                    })
+                    .map_err(|error| error.message)?;
+                *end += length;
+                Ok((*end, Some(row)))
+            }
+        }
+    }
+
+    /// Whether a failed append leaves the log unusable: after a failed sync of a
+    /// file nothing more is trusted to it; a failed insert is one statement.
+    fn fails_for_good(&self) -> bool {
+        matches!(self, LogSink::Files(_))
+    }
+}
+
 /// The trace's log, the committer's side.
 struct TraceLog {
-    files: LogFiles,
+    sink: LogSink,
     applier: Applier,
     /// An append failed: the log is no longer written (what it holds stays for
     /// the applier and the recovery), every group is committed.
@@ -164,7 +336,7 @@ impl TraceLog {
         let ticket = db.commit_ticket();
         let progress = Arc::clone(self.applier.progress());
         let applied = progress.applied();
-        if self.failed || self.files.behind(applied) > super::applier::MAX_BEHIND {
+        if self.failed || self.sink.behind(applied) > super::applier::MAX_BEHIND {
             return group;
         }
         let (mut logged, mut committed) = (Vec::new(), Vec::new());
@@ -181,16 +353,19 @@ impl TraceLog {
             return committed;
         }
         let appended = LoggedRequest::encode_group(&requests)
-            .map_err(std::io::Error::other)
-            .and_then(|payload| self.files.append(&payload, applied));
-        let end = match appended {
-            Ok(end) => end,
+            .map_err(|error| error.to_string())
+            .and_then(|payload| self.sink.append(db, payload, applied));
+        let (end, row) = match appended {
+            Ok(appended) => appended,
             Err(error) => {
-                // What the log holds before stays readable; after a failed sync,
-                // nothing more is trusted to it. This group's requests are not
-                // answered (their events may or may not be in the log).
-                tracing::error!(%error, "the trace log could not be written; the trace commits each group from now on");
-                self.failed = true;
+                // What the log holds before stays readable. This group's requests
+                // are not answered (their events may or may not be in the log).
+                if self.sink.fails_for_good() {
+                    tracing::error!(%error, "the trace log could not be written; the trace commits each group from now on");
+                    self.failed = true;
+                } else {
+                    tracing::error!(%error, "the trace log could not be written");
+                }
                 for done in logged {
                     let _ = done.send(Err(ApiError::internal("the trace could not be written")));
                 }
@@ -200,7 +375,7 @@ impl TraceLog {
         progress.logged_through(end);
         if !self
             .applier
-            .apply(super::applier::LoggedGroup { requests, end })
+            .apply(super::applier::LoggedGroup { requests, end, row })
         {
             tracing::error!("the trace's applier has stopped; the log keeps the events");
         }

@@ -5,6 +5,7 @@ pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod audit_index;
+pub mod audit_log;
 pub mod dialect;
 pub(crate) mod group_commit;
 pub use group_commit::GroupEnd;

@@ -6,7 +6,7 @@ use std::sync::{LazyLock, Mutex};
 
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Untyped};
+use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text, Untyped};
 use diesel::{QueryResult, QueryableByName};
 
 use super::dialect::{self, Backend, Conn};
@@ -17,6 +17,7 @@ pub enum Bind {
     Text(String),
     Int(i64),
     Bool(bool),
+    Bytes(Vec<u8>),
     /// A NULL text value.
     Null,
 }
@@ -146,6 +147,11 @@ impl Sql {
         self.bind(Bind::Int(value))
     }
 
+    /// Appends a placeholder bound to bytes (`BYTEA`, `BLOB`).
+    pub fn bytes(&mut self, value: Vec<u8>) -> &mut Self {
+        self.bind(Bind::Bytes(value))
+    }
+
     /// Appends a placeholder bound to a boolean.
     pub fn boolean(&mut self, value: bool) -> &mut Self {
         self.bind(Bind::Bool(value))
@@ -214,6 +220,7 @@ impl Sql {
                 Bind::Text(value) => query.bind::<Text, _>(value),
                 Bind::Int(value) => query.bind::<BigInt, _>(value),
                 Bind::Bool(value) => query.bind::<Bool, _>(value),
+                Bind::Bytes(value) => query.bind::<Binary, _>(value),
                 Bind::Null => query.bind::<Nullable<Text>, _>(None::<String>),
             };
         }
@@ -305,6 +312,7 @@ impl QueryFragment<Backend> for KeptStatement {
                 Bind::Text(value) => out.push_bind_param::<Text, String>(value)?,
                 Bind::Int(value) => out.push_bind_param::<BigInt, i64>(value)?,
                 Bind::Bool(value) => out.push_bind_param::<Bool, bool>(value)?,
+                Bind::Bytes(value) => out.push_bind_param::<Binary, Vec<u8>>(value)?,
                 Bind::Null => out.push_bind_param::<Nullable<Text>, Option<String>>(&None)?,
             }
             // Past the placeholder `Sql` wrote there: the backend writes its own.

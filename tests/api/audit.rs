@@ -607,19 +607,17 @@ fn r_pat_4_and_r_aud_2_an_answered_access_is_in_the_trace_searched_next() {
     }
 }
 
-/// R-PAT-4 / R-AUD-2 / R-AUD-4 with the trace's log (SQLite): while another
-/// connection holds the database's write lock, a read is still answered (its
-/// events are durable in the log), and the holder's search of the trace and of
-/// their notifications that follows waits until the log is applied, then shows it:
-/// the access and the first-access notice.
+/// R-PAT-4 / R-AUD-2 / R-AUD-4 with the trace's log (`--audit-log-postgres` on
+/// PostgreSQL): while another connection holds the database's write lock
+/// (SQLite) or the patient's chain (PostgreSQL),
+/// a read is still answered (its events are durable in the log), and the holder's
+/// search of the trace and of their notifications that follows waits until the
+/// log is applied, then shows it: the access and the first-access notice.
 #[test]
 fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_next() {
     use diesel::connection::SimpleConnection;
-    let (app, patient_id, document_id) = space();
-    if app.is_postgres() {
-        // No log there: each group commits before its answer.
-        return;
-    }
+    let app = TestApp::with(|config| config.audit_log_postgres = true);
+    let (patient_id, document_id) = app.patient_with_document("2012-05-01");
     let me = As::Patient(patient_id.clone());
     let stranger = "810000000077";
     app.create(
@@ -641,9 +639,16 @@ fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_ne
     };
     let notices_before = notices();
     let mut writer = app.connect();
-    writer
-        .batch_execute("BEGIN IMMEDIATE")
-        .expect("the write lock");
+    let (lock, unlock) = if app.is_postgres() {
+        let chain = format!("hashtext('audit-chain/{patient_id}')");
+        (
+            format!("SELECT pg_advisory_lock({chain})"),
+            format!("SELECT pg_advisory_unlock({chain})"),
+        )
+    } else {
+        ("BEGIN IMMEDIATE".to_owned(), "COMMIT".to_owned())
+    };
+    writer.batch_execute(&lock).expect("the lock");
     let reply = traced(
         &app,
         "GET",
@@ -658,7 +663,7 @@ fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_ne
     assert_eq!(reply.status, 200, "{}", reply.body);
     let release = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        writer.batch_execute("COMMIT").expect("release");
+        writer.batch_execute(&unlock).expect("release");
     });
     assert_eq!(notices(), notices_before + 1, "the first access is told");
     let (events, _) = trace(&app, &format!("patient={patient_id}"), &me);
@@ -1074,9 +1079,19 @@ fn r_aud_3_the_chain_check_finds_a_changed_or_removed_event() {
 // ---------------------------------------------------------------- R-AUD-2
 
 /// Kills the server with SIGKILL in the middle of a load and checks that every
-/// request that got an answer left its trace.
+/// request that got an answer left its trace: on PostgreSQL, with the trace
+/// committed before each answer and with its log (`--audit-log-postgres`).
 #[test]
 fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
+    let postgres = killed_server_loses_no_trace(&[]);
+    if postgres {
+        killed_server_loses_no_trace(&["--audit-log-postgres", "true"]);
+    }
+}
+
+/// [`r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request`] with the
+/// killed server's further flags; answers whether it ran on PostgreSQL.
+fn killed_server_loses_no_trace(flags: &[&str]) -> bool {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -1091,7 +1106,7 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         app.execute_sql(&format!("VACUUM INTO '{}'", db.display()));
         format!("sqlite://{}", db.display())
     };
-    let mut server = ServerProcess::start(&database_url);
+    let mut server = ServerProcess::start_with(&database_url, flags, &[("DMP_LOG", "error")]);
     let base = server.base.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -1180,7 +1195,11 @@ fn r_aud_2_a_killed_server_loses_no_trace_of_an_answered_request() {
         lost.len()
     );
     assert!(lost.is_empty(), "answered but not traced: {lost:?}");
+    if app.is_postgres() {
+        assert_eq!(app.stored_rows("audit_log"), 0, "the log is applied");
+    }
     std::fs::remove_dir_all(dir).ok();
+    app.is_postgres()
 }
 
 /// Each of the trace's search parameters finds the events it names through the

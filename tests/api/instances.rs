@@ -434,3 +434,105 @@ fn a_chain_restored_behind_the_committers_last_link_is_continued_from_its_head()
     let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
     assert!(holds, "{printed}");
 }
+
+/// The request ids named by the trace of `patient_id` (`entity.what.identifier`),
+/// searched by its holder through the instance at `base`.
+fn trace_through(agent: &ureq::Agent, base: &str, patient_id: &str) -> Vec<String> {
+    let (status, _, body) = call(
+        agent,
+        "GET",
+        &format!("{base}/AuditEvent?patient={patient_id}&_count=500"),
+        &As::Patient(patient_id.to_owned()),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let bundle: serde_json::Value = serde_json::from_str(&body).unwrap();
+    crate::support::event_entities(&bundle)
+        .into_iter()
+        .filter_map(|entity| {
+            entity
+                .pointer("/what/identifier/value")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// R-AUD-2 / R-PAT-4 across instances, with PostgreSQL's trace log (`audit_log`,
+/// `--audit-log-postgres`):
+/// a read one instance answers while the patient's chain is held elsewhere is
+/// durable in the log, and the holder's search of the trace through another
+/// instance waits until it is applied, then shows it. A group an instance killed
+/// left in the log is applied by another one, once, and the chains hold.
+#[test]
+fn a_read_one_instance_answers_is_in_the_trace_another_instance_shows_next() {
+    use diesel::connection::SimpleConnection;
+    let Some(app) = app_on_postgres() else {
+        return;
+    };
+    let (patient_id, document_id) = app.patient_with_document("1980-05-01");
+    let logging = || {
+        ServerProcess::start_with(
+            &app.database_url,
+            &["--audit-log-postgres", "true"],
+            &[("DMP_LOG", "error")],
+        )
+    };
+    let mut instances = [logging(), logging()];
+    let client = agent();
+    let mut holder = app.connect();
+    let chain = format!("hashtext('audit-chain/{patient_id}')");
+    let read_through_first = |request_id: &str| {
+        let (status, _, body) = call(
+            &client,
+            "GET",
+            &format!("{}/DocumentReference/{document_id}", instances[0].base),
+            &As::doctor(),
+            &[("X-Request-Id", request_id.to_owned())],
+            None,
+        );
+        assert_eq!(status, 200, "answered while its chain is held: {body}");
+    };
+
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({chain})"))
+        .unwrap();
+    read_through_first("across-live");
+    let search = {
+        let (base, patient_id) = (instances[1].base.clone(), patient_id.clone());
+        std::thread::spawn(move || trace_through(&agent(), &base, &patient_id))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !search.is_finished(),
+        "the other instance's search waits for the read's event"
+    );
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_unlock({chain})"))
+        .unwrap();
+    let traced = search.join().unwrap();
+    assert_eq!(
+        traced.iter().filter(|id| *id == "across-live").count(),
+        1,
+        "{traced:?}"
+    );
+
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({chain})"))
+        .unwrap();
+    read_through_first("across-killed");
+    instances[0].kill();
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_unlock({chain})"))
+        .unwrap();
+    let traced = trace_through(&client, &instances[1].base, &patient_id);
+    assert_eq!(
+        traced.iter().filter(|id| *id == "across-killed").count(),
+        1,
+        "the killed instance's answered read is traced once: {traced:?}"
+    );
+    assert_eq!(app.stored_rows("audit_log"), 0);
+    let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
+    assert!(holds, "{printed}");
+}

@@ -66,16 +66,8 @@ fn id_of(location: &str) -> String {
 
 /// The search queries (decoded) of a trace searchset's events.
 fn trace_queries(trace: &Value) -> Vec<String> {
-    trace["entry"]
-        .as_array()
+    crate::support::event_entities(trace)
         .into_iter()
-        .flatten()
-        .flat_map(|entry| {
-            entry["resource"]["entity"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
         .filter_map(|entity| entity["query"].as_str().map(str::to_owned))
         .map(|query| {
             String::from_utf8(

@@ -200,6 +200,21 @@ impl As {
     }
 }
 
+/// The entities of the events a trace Bundle holds, in order.
+pub fn event_entities(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| {
+            entry["resource"]["entity"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The URL of a Bundle's `next` link, if it has one.
 pub fn next_link(bundle: &Value) -> Option<String> {
     bundle["link"]
