@@ -356,54 +356,106 @@ const LEFT_AFTER: Duration = Duration::from_secs(2);
 /// the applier). Well past how far the applier may run behind (`MAX_BEHIND`).
 const OWN_LEFT_AFTER: Duration = Duration::from_secs(60);
 
-/// The rows a transaction takes from `audit_log` when applying what was left.
-const LEFT_CHUNK: i64 = 16;
+/// Tries at a left row whose events fail to store before it is set aside.
+const LEFT_ATTEMPTS: i64 = 5;
 
 /// What [`apply_left`] did.
 #[derive(Debug, Default)]
 pub struct AppliedLeft {
     pub requests: usize,
     pub notifications: usize,
+    /// Rows that failed this time (set aside, or to be tried again).
+    pub failed: usize,
 }
 
 /// PostgreSQL: applies the rows of `audit_log` left by instances other than
-/// `instance` at least `after` ago (or by this one [`OWN_LEFT_AFTER`] ago), a
-/// chunk per transaction, each row deleted as it is applied, each request unless
-/// the database holds its events already; rows another transaction holds are
-/// skipped (an applier at work on them).
+/// `instance` at least `after` ago (or by this one [`OWN_LEFT_AFTER`] ago), those
+/// there when it starts, one row per transaction, each deleted as it is applied,
+/// each of its requests unless the database holds its events already; rows
+/// another transaction holds are skipped (an applier at work on them). A row that
+/// fails does not hold back those after it: it stays for the next pass, and is set
+/// aside, with the reason, once it failed [`LEFT_ATTEMPTS`] times or if its frame
+/// does not read (see [`set_aside_report`]).
 pub fn apply_left(db: &Db, instance: &str, after: Duration) -> Result<AppliedLeft, ApiError> {
+    use crate::store::audit_log;
     let mut applied = AppliedLeft::default();
     let millis = |duration: Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    // Rows logged from now on are for a later pass: the loop ends.
+    let Some(through) = db.read_blocking(|conn| Ok(audit_log::newest(conn)?))? else {
+        return Ok(applied);
+    };
+    let mut from = 0;
     loop {
-        let (rows, requests, notifications) = db.write_blocking(|conn| {
+        let rows = audit_log::LeftRows {
+            instance,
+            others_after_ms: millis(after),
+            own_after_ms: millis(OWN_LEFT_AFTER),
+            from,
+            through,
+        };
+        // The row taken, kept if its transaction fails.
+        let taken = std::cell::Cell::new(None::<(i64, bool)>);
+        let outcome = db.write_blocking(|conn| {
             dialect::write_transaction(conn, |conn| {
-                let rows = crate::store::audit_log::take_left(
-                    conn,
-                    instance,
-                    millis(after),
-                    millis(OWN_LEFT_AFTER),
-                    LEFT_CHUNK,
-                )?;
-                let mut requests = Vec::new();
-                for row in &rows {
-                    requests.extend(LoggedRequest::decode_group(&row.frame).map_err(|error| {
-                        ApiError::internal(format!(
-                            "a row of the trace's log ({}) does not read: {error}",
-                            row.pos
-                        ))
-                    })?);
-                }
+                let Some(row) = audit_log::take_next_left(conn, &rows)? else {
+                    return Ok(None);
+                };
+                taken.set(Some((row.pos, true)));
+                let requests = LoggedRequest::decode_group(&row.frame).map_err(|error| {
+                    ApiError::internal(format!("its frame does not read: {error}"))
+                })?;
+                taken.set(Some((row.pos, false)));
                 let missing = missing_once(conn, &requests)?;
                 let notifications = super::persist_logged(conn, &missing)?;
-                Ok((rows.len(), missing.len(), notifications))
+                Ok(Some((row.pos, missing.len(), notifications)))
             })
-        })?;
-        applied.requests += requests;
-        applied.notifications += notifications;
-        if rows < LEFT_CHUNK as usize {
-            return Ok(applied);
+        });
+        match (outcome, taken.get()) {
+            (Ok(None), _) => return Ok(applied),
+            (Ok(Some((pos, requests, notifications))), _) => {
+                applied.requests += requests;
+                applied.notifications += notifications;
+                from = pos + 1;
+            }
+            (Err(error), Some((pos, unreadable))) => {
+                applied.failed += 1;
+                let set_aside = db.write_blocking(|conn| {
+                    Ok(audit_log::failed_once(
+                        conn,
+                        pos,
+                        &error.message,
+                        unreadable,
+                        LEFT_ATTEMPTS,
+                    )?)
+                })?;
+                if set_aside {
+                    tracing::error!(pos, error = %error.message, "a row of the trace's log cannot be applied: set aside (its events are not in the trace; audit-verify reports it)");
+                } else {
+                    tracing::warn!(pos, error = %error.message, "a row of the trace's log could not be applied; tried again later");
+                }
+                from = pos + 1;
+            }
+            // Nothing taken: the database itself failed.
+            (Err(error), None) => return Err(error),
         }
     }
+}
+
+/// PostgreSQL: one line per row of `audit_log` set aside (at most a hundred), as
+/// `audit-verify` and the start report them.
+pub fn set_aside_report(db: &Db) -> Result<Vec<String>, ApiError> {
+    if !db.is_postgres() {
+        return Ok(Vec::new());
+    }
+    Ok(db
+        .read_blocking(|conn| Ok(crate::store::audit_log::set_aside(conn)?))?
+        .into_iter()
+        .map(|(pos, instance, reason)| {
+            format!(
+                "audit_log row {pos} (instance {instance}): set aside, its events are not in the trace: {reason}"
+            )
+        })
+        .collect())
 }
 
 /// The requests whose events the database does not hold, each once (a group
@@ -457,6 +509,11 @@ pub fn recover(db: &Db) -> Result<Recovered, String> {
                 requests = recovered.applied,
                 "the trace's log was applied at start"
             );
+        }
+        recovered.damaged = set_aside_report(db)
+            .map_err(|error| format!("cannot read the trace's log: {}", error.message))?;
+        for line in &recovered.damaged {
+            tracing::error!("{line}");
         }
         return Ok(recovered);
     }

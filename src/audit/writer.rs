@@ -48,9 +48,12 @@ struct OtherInstances {
     _left_applier: mpsc::Sender<()>,
 }
 
-/// How often a reader of the trace looks whether other instances' groups are
-/// applied.
+/// How soon a reader of the trace looks again whether other instances' groups
+/// are applied: 2 ms, doubling up to [`OTHERS_POLL_MAX`], so that readers
+/// waiting long (for a stopped instance's rows) do not hold the pool's
+/// connections that the appliers need.
 const OTHERS_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+const OTHERS_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(64);
 
 impl OtherInstances {
     /// Returns once every row other instances had logged at the call is applied
@@ -67,6 +70,7 @@ impl OtherInstances {
             return Ok(());
         };
         let started = std::time::Instant::now();
+        let mut pause = OTHERS_POLL;
         loop {
             let instance = Arc::clone(&self.instance);
             let left = self
@@ -83,7 +87,8 @@ impl OtherInstances {
             if started.elapsed() > super::applier::CAUGHT_UP_WITHIN {
                 return Err(not_readable_yet());
             }
-            actix_web::rt::time::sleep(OTHERS_POLL).await;
+            actix_web::rt::time::sleep(pause).await;
+            pause = (pause * 2).min(OTHERS_POLL_MAX);
         }
     }
 
@@ -99,6 +104,7 @@ impl OtherInstances {
             return Ok(());
         };
         let started = std::time::Instant::now();
+        let mut pause = OTHERS_POLL;
         while self.db.read_blocking(|conn| {
             Ok(crate::store::audit_log::others_left_through(
                 conn,
@@ -109,7 +115,8 @@ impl OtherInstances {
             if started.elapsed() > super::applier::CAUGHT_UP_WITHIN {
                 return Err(not_readable_yet());
             }
-            thread::sleep(OTHERS_POLL);
+            thread::sleep(pause);
+            pause = (pause * 2).min(OTHERS_POLL_MAX);
         }
         Ok(())
     }

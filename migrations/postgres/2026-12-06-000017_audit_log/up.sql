@@ -1,7 +1,7 @@
--- The trace's log on PostgreSQL (src/audit/log_table.rs): a group of requests'
--- events, made durable by one row before their answers, moved into the chains
--- and the searchable trace by the applier, which deletes the row in the same
--- transaction. Rows live for milliseconds; one left behind is an instance's that
+-- The trace's log on PostgreSQL (src/store/audit_log.rs, src/audit/applier.rs):
+-- a group of requests' events, made durable by one row before their answers,
+-- moved into the chains and the searchable trace by the applier, which deletes
+-- the row in the same transaction. Rows live for milliseconds; one left behind is an instance's that
 -- stopped before applying it, which any instance applies.
 CREATE TABLE audit_log (
     pos BIGSERIAL PRIMARY KEY,
