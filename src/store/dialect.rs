@@ -31,6 +31,49 @@ pub struct Target {
     pub kind: Kind,
     /// What the backend's driver is given: the PostgreSQL URL, or the SQLite path.
     pub location: String,
+    /// Whether the database answers from this host: SQLite, or a PostgreSQL URL
+    /// naming a loopback address or a Unix socket (see [`on_this_host`]).
+    pub on_this_host: bool,
+}
+
+/// Whether a PostgreSQL URL names a server on this host: no host (libpq's Unix
+/// socket), a socket folder (a host, or a `host=` parameter, starting with `/`),
+/// `localhost`, or a loopback address. Anything else, or a URL this cannot read,
+/// is taken as another host.
+pub fn on_this_host(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before.split('/').next().unwrap_or(""), Some(query)),
+        None => (rest.split('/').next().unwrap_or(""), None),
+    };
+    // A `host=` parameter overrides the URL's hosts.
+    let hosts = match query
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("host=")))
+    {
+        Some(hosts) => hosts,
+        None => authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, hosts)| hosts),
+    };
+    // Several hosts (a failover list): each must be on this host.
+    hosts.split(',').all(|host| {
+        let name = match host.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+            None if host.starts_with('/') => host,
+            None => host.split(':').next().unwrap_or(""),
+        };
+        let name = name.to_ascii_lowercase();
+        name.is_empty()
+            || name.starts_with('/')
+            || name.starts_with("%2f")
+            || name == "localhost"
+            || name == "::1"
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|address| address.is_loopback())
+    })
 }
 
 /// `postgres://…` / `postgresql://…`, or `sqlite://PATH`, `sqlite:PATH` or a plain
@@ -40,6 +83,7 @@ pub fn target(url: &str) -> Result<Target, String> {
         return Ok(Target {
             kind: Kind::Postgres,
             location: url.to_owned(),
+            on_this_host: on_this_host(url),
         });
     }
     let path = url
@@ -52,6 +96,7 @@ pub fn target(url: &str) -> Result<Target, String> {
     Ok(Target {
         kind: Kind::Sqlite,
         location: path.to_owned(),
+        on_this_host: true,
     })
 }
 
@@ -395,4 +440,39 @@ where
         Conn::Postgresql(postgres) => AnsiTransactionManager::rollback_transaction(postgres)?,
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_host;
+
+    /// A point read runs on the calling thread only for a database that answers
+    /// from this host: loopback addresses, `localhost` and Unix sockets, however
+    /// the URL names them; any other host, or one host of a list elsewhere, is not.
+    #[test]
+    fn a_postgresql_url_is_on_this_host_only_through_loopback_or_a_socket() {
+        for url in [
+            "postgres://postgres@127.0.0.1:50077/postgres",
+            "postgres://user:secret@localhost/db",
+            "postgresql://user@LOCALHOST:5433/db",
+            "postgres:///db",
+            "postgres://user@/db?host=/var/run/postgresql",
+            "postgresql://user@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://user@[::1]:5432/db",
+            "postgres://user@127.0.0.2,localhost/db",
+            "postgres://user@db.example.org/db?host=localhost",
+        ] {
+            assert!(on_this_host(url), "{url}");
+        }
+        for url in [
+            "postgres://user@db.example.org:5432/db",
+            "postgres://user@10.0.0.5/db",
+            "postgres://user@127.0.0.1,db2.example.org/db",
+            "postgres://user@localhost/db?host=db.example.org",
+            "postgres://user@[2001:db8::1]/db",
+            "not a url",
+        ] {
+            assert!(!on_this_host(url), "{url}");
+        }
+    }
 }

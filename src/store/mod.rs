@@ -406,16 +406,20 @@ impl Db {
         .map_err(|_| ApiError::internal("database task failed"))?
     }
 
-    /// Runs a short read (one resource by id) on the calling thread when SQLite has
-    /// a connection free at once: a point read costs less than handing it to the
-    /// blocking pool and back. Otherwise, and on PostgreSQL (a network round trip),
-    /// as [`Db::run`]: the calling thread never waits for a connection.
+    /// Runs a short read (one resource by id) on the calling thread when the
+    /// database answers from this host (SQLite, or PostgreSQL on a loopback address
+    /// or a Unix socket) and has a connection free at once: a point read then costs
+    /// less than handing it to the blocking pool and back (on PostgreSQL here,
+    /// the server's CPU per audited GET 163 → 114 µs, BENCHMARKS.md). Otherwise,
+    /// and for a PostgreSQL of another host (whose round trip would hold the
+    /// calling thread's other connections), as [`Db::run`]: the calling thread
+    /// never waits for a connection.
     pub async fn run_point_read<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        if self.writer.is_some()
+        if self.target.on_this_host
             && let Some(mut conn) = self.pool.try_get()
         {
             // Never parked on this thread by the checkpointer's pause: the
