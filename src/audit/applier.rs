@@ -201,39 +201,20 @@ fn apply_loop(
 /// Applies the groups, trying again for as long as it fails; returns the number
 /// of notifications queued.
 fn apply_until_stored(db: &Db, conn: &mut CommitterConnection, groups: &[&LoggedGroup]) -> usize {
-    let mut pause = Duration::from_millis(10);
-    loop {
-        match apply_guarded(db, conn, groups) {
-            Ok(notifications) => return notifications,
-            // One request that cannot be stored must not hold its neighbours.
-            Err(_) if groups.len() > 1 => {
-                return groups
-                    .iter()
-                    .map(|group| apply_until_stored(db, conn, std::slice::from_ref(group)))
-                    .sum();
-            }
-            Err(_)
-                if groups
-                    .iter()
-                    .map(|group| group.requests.len())
-                    .sum::<usize>()
-                    > 1 =>
-            {
-                return apply_one_by_one(db, conn, groups[0]);
-            }
-            Err(error) => {
-                tracing::error!(
-                    request_id = groups
-                        .iter()
-                        .flat_map(|group| &group.requests)
-                        .next()
-                        .map_or("", |r| r.request_id.as_str()),
-                    %error,
-                    "the trace log's events could not be stored; trying again"
-                );
-                thread::sleep(pause);
-                pause = (pause * 2).min(MAX_PAUSE);
-            }
+    match apply_guarded(db, conn, groups) {
+        Ok(notifications) => notifications,
+        // One request that cannot be stored must not hold its neighbours.
+        Err(_) if groups.len() > 1 => groups
+            .iter()
+            .map(|group| apply_until_stored(db, conn, std::slice::from_ref(group)))
+            .sum(),
+        Err(_) if groups[0].requests.len() > 1 => apply_one_by_one(db, conn, groups[0]),
+        Err(_) => {
+            let request_id = groups[0]
+                .requests
+                .first()
+                .map_or("", |request| request.request_id.as_str());
+            until_stored(request_id, || apply_guarded(db, conn, groups))
         }
     }
 }
