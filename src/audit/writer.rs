@@ -474,7 +474,9 @@ fn commit(
 ) -> Result<usize, ApiError> {
     let prepared: Vec<&Prepared> = group.iter().map(|job| &job.prepared).collect();
     if db.is_postgres() && super::fits_known_tips(&prepared, &known.0) {
-        match db.write_blocking(|conn| super::persist_after_known_tips(conn, &prepared, &known.0)) {
+        match db.commit_on(conn, |conn| {
+            super::persist_after_known_tips(conn, &prepared, &known.0)
+        }) {
             Ok(Some(tips)) => {
                 known.learn(tips);
                 return Ok(0);

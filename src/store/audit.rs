@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use super::audit_index::EventIndex;
 use super::resources::write_indexes;
 use super::sql::{Sql, multi_row};
+use crate::fhir::extract::IndexEntries;
 
 /// An AuditEvent ready to be appended: its stored JSON and its index.
 pub struct NewAuditEvent<'a> {
@@ -165,43 +166,79 @@ const LINK_RECORD: &str = "link (n BIGINT, res_id TEXT, recorded TEXT, chain_key
 /// The writes of a trace append, from a `link` of rows ([`LINK_RECORD`]) defined
 /// before it: the events, their index (or, for an event `queued`, its queue entry),
 /// their links and the chains' heads; it answers how many events it wrote
-/// (`appended`). Every write reads `link`, or `event` made from it.
-const APPEND_FROM_LINK: &str = "\
-    event AS (\
-    INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
-    SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
-    indexing AS (SELECT event.pk, link.* FROM event JOIN link ON link.res_id = event.res_id), \
-    queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM indexing WHERE queued), \
-    indexed AS (\
-    INSERT INTO audit_index (resource_pk, space, recorded, participant, entity_type, entity_id, \
-    concealed, withheld, event_type, interaction, outcome) SELECT pk, space, recorded, \
-    participant, entity_type, entity_id, concealed, withheld, event_type, interaction, outcome \
-    FROM indexing WHERE NOT queued), \
-    referenced AS (\
-    INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
-    SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
-    CROSS JOIN LATERAL json_to_recordset(indexing.refs) AS x (param TEXT, target_type TEXT, \
-    target_id TEXT) WHERE NOT indexing.queued), \
-    tokened AS (\
-    INSERT INTO search_token (resource_pk, res_type, param, system, code) \
-    SELECT indexing.pk, 'AuditEvent', x.param, x.system, x.code FROM indexing \
-    CROSS JOIN LATERAL json_to_recordset(indexing.tokens) AS x (param TEXT, system TEXT, \
-    code TEXT) WHERE NOT indexing.queued), \
-    placed AS (\
-    INSERT INTO resource_compartment (resource_pk, res_type, patient_id) \
-    SELECT indexing.pk, 'AuditEvent', x.value FROM indexing \
-    CROSS JOIN LATERAL json_array_elements_text(indexing.patients) AS x \
-    WHERE NOT indexing.queued), \
-    chained AS (\
-    INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
-    SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
-    FROM event JOIN link ON link.res_id = event.res_id), \
-    head AS (\
-    INSERT INTO audit_chain_head (chain_key, seq, hash) \
-    SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
-    ORDER BY chain_key, chain_seq DESC \
-    ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
-    SELECT COUNT(*) AS appended FROM event";
+/// (`appended`). Every write reads `link`, or `event` made from it. A table no
+/// link writes to is left out of the statement: each table it names is opened
+/// and locked with all its indexes at every run, rows or not, a cost of the
+/// committer's every group (a read's event has no queue entry, generic reference,
+/// token or compartment).
+fn append_from_link(links: &[Link<'_>]) -> String {
+    let queued = links
+        .iter()
+        .any(|link| !link.event.index.written_with_event());
+    let generic = |entries: fn(&IndexEntries) -> bool| {
+        links
+            .iter()
+            .any(|link| link.event.index.written_with_event() && entries(&link.event.index.generic))
+    };
+    let mut sql = String::from(
+        "event AS (\
+         INSERT INTO resources (res_type, res_id, version_id, last_updated, deleted, content) \
+         SELECT 'AuditEvent', res_id, 1, recorded, FALSE, content FROM link RETURNING pk, res_id), \
+         indexing AS (SELECT event.pk, link.* FROM event JOIN link ON link.res_id = event.res_id), ",
+    );
+    if queued {
+        sql.push_str(
+            "queued AS (INSERT INTO audit_unindexed (resource_pk) SELECT pk FROM indexing WHERE queued), ",
+        );
+    }
+    sql.push_str(
+        "indexed AS (\
+         INSERT INTO audit_index (resource_pk, space, recorded, participant, entity_type, entity_id, \
+         concealed, withheld, event_type, interaction, outcome) SELECT pk, space, recorded, \
+         participant, entity_type, entity_id, concealed, withheld, event_type, interaction, outcome \
+         FROM indexing WHERE NOT queued), ",
+    );
+    if generic(|entries| !entries.references.is_empty()) {
+        sql.push_str(
+            "referenced AS (\
+             INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
+             SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
+             CROSS JOIN LATERAL json_to_recordset(indexing.refs) AS x (param TEXT, target_type TEXT, \
+             target_id TEXT) WHERE NOT indexing.queued), ",
+        );
+    }
+    if generic(|entries| !entries.tokens.is_empty()) {
+        sql.push_str(
+            "tokened AS (\
+             INSERT INTO search_token (resource_pk, res_type, param, system, code) \
+             SELECT indexing.pk, 'AuditEvent', x.param, x.system, x.code FROM indexing \
+             CROSS JOIN LATERAL json_to_recordset(indexing.tokens) AS x (param TEXT, system TEXT, \
+             code TEXT) WHERE NOT indexing.queued), ",
+        );
+    }
+    if generic(|entries| !entries.patients.is_empty()) {
+        sql.push_str(
+            "placed AS (\
+             INSERT INTO resource_compartment (resource_pk, res_type, patient_id) \
+             SELECT indexing.pk, 'AuditEvent', x.value FROM indexing \
+             CROSS JOIN LATERAL json_array_elements_text(indexing.patients) AS x \
+             WHERE NOT indexing.queued), ",
+        );
+    }
+    sql.push_str(
+        "chained AS (\
+         INSERT INTO audit_chain (resource_pk, chain_key, chain_seq, request_id, prev_hash, hash) \
+         SELECT event.pk, link.chain_key, link.chain_seq, link.request_id, link.prev_hash, link.hash \
+         FROM event JOIN link ON link.res_id = event.res_id), \
+         head AS (\
+         INSERT INTO audit_chain_head (chain_key, seq, hash) \
+         SELECT DISTINCT ON (chain_key) chain_key, chain_seq, hash FROM link \
+         ORDER BY chain_key, chain_seq DESC \
+         ON CONFLICT (chain_key) DO UPDATE SET seq = excluded.seq, hash = excluded.hash) \
+         SELECT COUNT(*) AS appended FROM event",
+    );
+    sql
+}
 
 /// PostgreSQL: the events, their index, their links and the chains' heads
 /// in one statement (data-modifying CTEs over the links passed as one JSON
@@ -211,7 +248,7 @@ fn append_links_in_one_statement(conn: &mut Conn, links: &[Link<'_>]) -> diesel:
     let mut statement = Sql::prepared("WITH link AS (");
     link_input(&mut statement, links)?;
     statement.push("), ");
-    statement.push(APPEND_FROM_LINK);
+    statement.push(&append_from_link(links));
     statement.execute(conn)?;
     Ok(())
 }
@@ -260,20 +297,26 @@ pub fn append_links_unless_first_access(
          ORDER BY lock_key) wanted), \
          fresh AS (SELECT 1 FROM json_to_recordset(CAST(",
     );
+    // `fresh` and `moved` look each pair and chain up by its key, whatever the
+    // tables' size: written as `NOT EXISTS`, the planner made them anti-joins
+    // reading `first_access` and `audit_chain_head` whole (they are small on a
+    // test bench, and the generic plan guesses 100 input rows), a fixed cost per
+    // group that outweighed its events (BENCHMARKS.md). A scalar subquery is not
+    // made a join.
     statement.text(&json_parameter(&pairs)?).push(
         " AS json)) AS pair (patient_id TEXT, subject TEXT) \
-         WHERE NOT EXISTS (SELECT 1 FROM first_access f \
-         WHERE f.patient_id = pair.patient_id AND f.subject = pair.subject)), \
+         WHERE (SELECT 1 FROM first_access f \
+         WHERE f.patient_id = pair.patient_id AND f.subject = pair.subject) IS NULL), \
          moved AS (SELECT 1 FROM (\
          SELECT DISTINCT ON (chain_key) chain_key, chain_seq, prev_hash FROM input \
          ORDER BY chain_key, chain_seq) first_link \
-         WHERE NOT EXISTS (SELECT 1 FROM audit_chain_head h WHERE h.chain_key = first_link.chain_key \
-         AND h.seq = first_link.chain_seq - 1 AND h.hash = first_link.prev_hash)), \
+         WHERE (SELECT h.seq = first_link.chain_seq - 1 AND h.hash = first_link.prev_hash \
+         FROM audit_chain_head h WHERE h.chain_key = first_link.chain_key) IS NOT TRUE), \
          link AS MATERIALIZED (SELECT input.* FROM (SELECT COUNT(*) AS taken FROM locked) locks, input \
          WHERE locks.taken >= 0 AND NOT EXISTS (SELECT 1 FROM fresh) \
          AND NOT EXISTS (SELECT 1 FROM moved)), ",
     );
-    statement.push(APPEND_FROM_LINK);
+    statement.push(&append_from_link(links));
     let appended = statement.load::<Appended>(conn)?;
     Ok(appended.first().is_some_and(|row| row.appended > 0))
 }

@@ -533,7 +533,27 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, ApiError>,
     {
         if self.syncer.is_none() {
-            return self.write_blocking(work);
+            if !self.is_postgres() {
+                return self.write_blocking(work);
+            }
+            // PostgreSQL: the committer's own connection, one server process kept
+            // warm for its statements, not a pooled one the requests' reads share.
+            let conn = match &mut committer.own {
+                Some(conn) => conn,
+                own => {
+                    let mut conn = dialect::connect(&self.target).map_err(|message| {
+                        tracing::error!(%message, "no database connection");
+                        ApiError::internal("database unavailable")
+                    })?;
+                    dialect::prepare_connection(&mut conn)?;
+                    own.insert(conn)
+                }
+            };
+            let result = work(conn);
+            if result.is_err() {
+                committer.own = None;
+            }
+            return result;
         }
         let conn = match &mut committer.own {
             Some(conn) => conn,

@@ -1346,6 +1346,83 @@ fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
     assert!(both.iter().all(|id| ids.contains(id)), "{ids:?} {bundle}");
 }
 
+/// An event naming several resources keeps each in the trace's general search
+/// index (one entity has its own column): the append writes those rows in the
+/// event's own statement, and only when a group has some (PostgreSQL leaves the
+/// tables a group does not write out of its statement), so a deposit of two
+/// documents is found by either, beside reads found by their one document.
+#[test]
+fn r_pat_4_an_event_naming_several_resources_is_found_by_each() {
+    let (app, patient_id, document_id) = space();
+    let reply = traced(
+        &app,
+        "GET",
+        &format!("DocumentReference/{document_id}"),
+        &As::doctor(),
+        None,
+        "one-document",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": document(&patient_id, "11488-4", "2024-02-01"), "request": { "method": "POST", "url": "DocumentReference" } },
+            { "resource": document(&patient_id, "11506-3", "2024-02-02"), "request": { "method": "POST", "url": "DocumentReference" } }
+        ]
+    });
+    let reply = traced(
+        &app,
+        "POST",
+        "",
+        &As::doctor(),
+        Some(&bundle),
+        "two-documents",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let deposited: Vec<String> = reply.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let location = entry["response"]["location"].as_str().unwrap();
+            location.split('/').nth(1).unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(deposited.len(), 2, "{}", reply.body);
+    let me = As::Patient(patient_id.clone());
+    let found = |document: &str| -> Vec<String> {
+        let (events, total) = trace(
+            &app,
+            &format!("patient={patient_id}&entity=DocumentReference/{document}"),
+            &me,
+        );
+        assert_eq!(total as usize, events.len());
+        let mut ids = traced_request_ids(&events);
+        ids.retain(|id| id == "two-documents" || id == "one-document");
+        ids
+    };
+    for document in &deposited {
+        assert_eq!(found(document), ["two-documents"], "{document}");
+    }
+    assert_eq!(found(&document_id), ["one-document"]);
+    let (events, _) = trace(&app, &format!("patient={patient_id}"), &me);
+    let deposit: Vec<&Value> = events
+        .iter()
+        .filter(|event| request_id_entity(event) == "two-documents")
+        .collect();
+    assert_eq!(deposit.len(), 1, "one event in the space");
+    let mut named = entities(deposit[0]);
+    named.retain(|entity| entity.starts_with("DocumentReference/"));
+    named.sort();
+    let mut expected: Vec<String> = deposited
+        .iter()
+        .map(|id| format!("DocumentReference/{id}"))
+        .collect();
+    expected.sort();
+    assert_eq!(named, expected);
+    assert!(verify(&app).0, "the chains hold");
+}
+
 /// The entries of a Bundle of one resource type.
 fn entries_of(bundle: &Value, kind: &str) -> Vec<Value> {
     bundle["entry"]
