@@ -524,6 +524,8 @@ impl Db {
 
     /// Runs `work` for a committer thread (see [`CommitterConnection`]) as the only
     /// writer of this process on SQLite; its answers wait for [`Db::when_durable`].
+    /// On PostgreSQL, on the committer's own connection (made again after any
+    /// error: a closed one fails one call, never two).
     pub fn commit_on<T, F>(
         &self,
         committer: &mut CommitterConnection,
