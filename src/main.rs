@@ -105,7 +105,22 @@ fn bound_allocator_retention() {
     }
 }
 
+/// libpq negotiates GSSAPI transport encryption by default (`gssencmode=prefer`):
+/// every connection then initialises Kerberos, and Kerberos's exit handlers abort
+/// a process one of whose threads (a pool filling itself, the trace's committer)
+/// still connects or disconnects while it exits (`k5_mutex_lock: … Assertion`,
+/// seen about once in 50 runs of `audit-verify`). Off unless the operator asks
+/// for it: `PGGSSENCMODE`, or `gssencmode` in the URL, which libpq reads before
+/// its environment.
+fn default_postgres_gss_encryption_off() {
+    if std::env::var_os("PGGSSENCMODE").is_none() {
+        // SAFETY: called once, first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("PGGSSENCMODE", "disable") };
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    default_postgres_gss_encryption_off();
     bound_allocator_retention();
     let sqlite_configured = dmp_fhir_server::store::dialect::configure_sqlite_process();
     let cli = Cli::parse();

@@ -140,6 +140,34 @@ impl Pooled {
         Ok(result)
     }
 
+    /// Checks the connection (`SELECT 1`), unless its last work ended without a
+    /// failed statement less than [`TRUSTED_AFTER_USE`] ago.
+    fn check_unless_trusted(&mut self) -> diesel::QueryResult<()> {
+        use diesel::connection::SimpleConnection;
+        if self
+            .worked_at
+            .is_some_and(|at| at.elapsed() < TRUSTED_AFTER_USE)
+        {
+            return Ok(());
+        }
+        self.conn.batch_execute("SELECT 1")?;
+        self.worked_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Whether the connection is inside a transaction, or its transaction state
+    /// is broken.
+    fn in_transaction(&mut self) -> bool {
+        use diesel::connection::{Connection, TransactionManager};
+        !matches!(
+            <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
+                &mut self.conn
+            )
+            .transaction_depth(),
+            Ok(None)
+        )
+    }
+
     /// The body of [`Pooled::work`], its read of the pause taken.
     fn work_reading<T>(
         &mut self,
@@ -157,9 +185,12 @@ impl Pooled {
 
 /// Where a committer thread (the trace's, the requests' writes') commits: on SQLite
 /// a connection of its own, outside the pool, whose commits do not wait for the
-/// disk; on PostgreSQL the pool's connections, whose commits do.
+/// disk; on PostgreSQL a connection of its own too, checked before each use as a
+/// pooled one is (see [`Db::commit_on`]).
 pub struct CommitterConnection {
     own: Option<Conn>,
+    /// PostgreSQL: the committer's own connection.
+    own_postgres: Option<Pooled>,
     /// See [`dialect::temporaries_in_memory`]: for committers that run fixed
     /// statements only.
     temporaries_in_memory: bool,
@@ -174,6 +205,7 @@ impl Default for CommitterConnection {
     fn default() -> CommitterConnection {
         CommitterConnection {
             own: None,
+            own_postgres: None,
             temporaries_in_memory: false,
             read_before_durable: true,
             leaves_checkpoints: false,
@@ -230,33 +262,15 @@ impl diesel::r2d2::ManageConnection for Manager {
     /// moment ago: the server may have closed it since, but under load every
     /// connection is that recent, and a failure then has it checked next time.
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
-        use diesel::connection::SimpleConnection;
-        if pooled
-            .worked_at
-            .is_some_and(|at| at.elapsed() < TRUSTED_AFTER_USE)
-        {
-            return Ok(());
-        }
         pooled
-            .conn
-            .batch_execute("SELECT 1")
-            .map_err(diesel::r2d2::Error::QueryError)?;
-        pooled.worked_at = Some(Instant::now());
-        Ok(())
+            .check_unless_trusted()
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 
     /// A connection whose work panicked, or that comes back inside a transaction
     /// (or with its transaction state broken), is not reused.
     fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        use diesel::connection::{Connection, TransactionManager};
-        std::thread::panicking()
-            || !matches!(
-                <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
-                    &mut pooled.conn
-                )
-                .transaction_depth(),
-                Ok(None)
-            )
+        std::thread::panicking() || pooled.in_transaction()
     }
 }
 
@@ -524,8 +538,8 @@ impl Db {
 
     /// Runs `work` for a committer thread (see [`CommitterConnection`]) as the only
     /// writer of this process on SQLite; its answers wait for [`Db::when_durable`].
-    /// On PostgreSQL, on the committer's own connection (made again after any
-    /// error: a closed one fails one call, never two).
+    /// On PostgreSQL, on the committer's own connection (see
+    /// [`Db::commit_on_postgres`]).
     pub fn commit_on<T, F>(
         &self,
         committer: &mut CommitterConnection,
@@ -538,24 +552,7 @@ impl Db {
             if !self.is_postgres() {
                 return self.write_blocking(work);
             }
-            // PostgreSQL: the committer's own connection, one server process kept
-            // warm for its statements, not a pooled one the requests' reads share.
-            let conn = match &mut committer.own {
-                Some(conn) => conn,
-                own => {
-                    let mut conn = dialect::connect(&self.target).map_err(|message| {
-                        tracing::error!(%message, "no database connection");
-                        ApiError::internal("database unavailable")
-                    })?;
-                    dialect::prepare_connection(&mut conn)?;
-                    own.insert(conn)
-                }
-            };
-            let result = work(conn);
-            if result.is_err() {
-                committer.own = None;
-            }
-            return result;
+            return self.commit_on_postgres(committer, work);
         }
         let conn = match &mut committer.own {
             Some(conn) => conn,
@@ -580,6 +577,46 @@ impl Db {
             committer.own = None;
         }
         result
+    }
+
+    /// PostgreSQL: `work` on the committer's own connection, one server process
+    /// kept warm for its statements rather than a pooled one the requests' reads
+    /// share (BENCHMARKS.md, tenth section). It is checked before use as a pooled
+    /// one is ([`Pooled::check_unless_trusted`]: after a failed statement or a
+    /// pause, a closed connection is found and replaced before the work), and
+    /// replaced if it was left inside a transaction. If no new connection can be
+    /// made, the work goes to a pooled one.
+    fn commit_on_postgres<T, F>(
+        &self,
+        committer: &mut CommitterConnection,
+        work: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, ApiError>,
+    {
+        if let Some(own) = &mut committer.own_postgres
+            && (own.in_transaction() || own.check_unless_trusted().is_err())
+        {
+            committer.own_postgres = None;
+        }
+        let own = match &mut committer.own_postgres {
+            Some(own) => own,
+            slot => {
+                let made = dialect::connect(&self.target).and_then(|mut conn| {
+                    dialect::prepare_connection(&mut conn)
+                        .map(|()| conn)
+                        .map_err(|error| error.to_string())
+                });
+                match made {
+                    Ok(conn) => slot.insert(Pooled::new(conn, None)),
+                    Err(message) => {
+                        tracing::warn!(%message, "the committer's own connection could not be made; a pooled one is used");
+                        return self.write_blocking(work);
+                    }
+                }
+            }
+        };
+        own.work_reading(work)
     }
 
     /// Calls `answer` once every commit made through [`Db::commit_on`] before this

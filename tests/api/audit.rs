@@ -1348,8 +1348,9 @@ fn r_pat_4_every_trace_parameter_finds_the_events_of_the_space_it_names() {
 
 /// An event naming several resources keeps each in the trace's general search
 /// index (one entity has its own column): the append writes those rows in the
-/// event's own statement, and only when a group has some (PostgreSQL leaves the
-/// tables a group does not write out of its statement), so a deposit of two
+/// event's own statement, and only when some event has them (on PostgreSQL the
+/// statement names only the tables its events write; a write's trace and the
+/// committer's groups share that statement's builder), so a deposit of two
 /// documents is found by either, beside reads found by their one document.
 #[test]
 fn r_pat_4_an_event_naming_several_resources_is_found_by_each() {

@@ -318,6 +318,29 @@ fn closed_database_connections_fail_one_request_each_and_are_replaced() {
     assert_eq!(trace.status, 200, "{}", trace.body);
 }
 
+/// Connections the database closed while the server sat idle (a restart at
+/// night, a proxy's idle timeout) fail no request: a pooled connection unused for
+/// a moment is checked before its next use, and so is the trace committer's own
+/// connection, also when that use is the committer's locking path (a chain it has
+/// not appended to yet, where nothing retries the group on a fresh connection).
+#[test]
+fn connections_closed_while_the_server_is_idle_fail_no_request() {
+    let Some(app) = app_on_postgres() else {
+        return;
+    };
+    let (_, document_id) = app.patient_with_document("1980-05-01");
+    let path = format!("DocumentReference/{document_id}");
+    assert_eq!(app.get(&path, &As::doctor()).status, 200);
+    close_server_connections(&app);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let other = app.create(&As::System, &patient(&nir(), "Durand", "Luc", "1975-03-02"));
+    let reply = app.get(&format!("Patient/{other}"), &As::System);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(app.get(&path, &As::doctor()).status, 200);
+    let (chains_hold, report) = run_command(&["audit-verify", "--database-url", &app.database_url]);
+    assert!(chains_hold, "{report}");
+}
+
 /// Chains begun by two instances at once: generated spaces have no trace yet, and
 /// each space's first access comes through both instances at the same moment. An
 /// appender's statement that locks the chains reads their heads with a snapshot
