@@ -678,32 +678,35 @@ fn r_pat_4_an_access_answered_while_the_database_is_locked_is_in_what_is_read_ne
 /// reads one snapshot: no link appended meanwhile is taken for a removed one.
 #[test]
 fn r_aud_3_the_chains_hold_when_checked_while_the_server_appends() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (app, _, document_id) = space();
     let stop = AtomicBool::new(false);
-    let (reports, reads) = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut reads = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        let path = format!("DocumentReference/{document_id}");
-                        reads += usize::from(app.get(&path, &As::doctor()).status == 200);
+    let reads = AtomicUsize::new(0);
+    let reports = std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let path = format!("DocumentReference/{document_id}");
+                    if app.get(&path, &As::doctor()).status == 200 {
+                        reads.fetch_add(1, Ordering::SeqCst);
                     }
-                    reads
-                })
-            })
-            .collect();
-        let reports: Vec<(bool, String)> = (0..10)
-            .map(|_| run_command(&["audit-verify", "--database-url", &app.database_url]))
-            .collect();
+                }
+            });
+        }
+        // At least ten checks, and as many more as it takes (on a loaded machine)
+        // for the server to append 20 reads' links while they run.
+        let mut reports: Vec<(bool, String)> = Vec::new();
+        while reports.len() < 10 || (reads.load(Ordering::SeqCst) <= 20 && reports.len() < 200) {
+            reports.push(run_command(&[
+                "audit-verify",
+                "--database-url",
+                &app.database_url,
+            ]));
+        }
         stop.store(true, Ordering::SeqCst);
-        let reads: usize = readers
-            .into_iter()
-            .map(|reader| reader.join().unwrap())
-            .sum();
-        (reports, reads)
+        reports
     });
+    let reads = reads.load(Ordering::SeqCst);
     assert!(reads > 20, "the server appended meanwhile: {reads} reads");
     for (holds, report) in reports {
         assert!(holds, "{report}");
