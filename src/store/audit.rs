@@ -163,6 +163,38 @@ const LINK_RECORD: &str = "link (n BIGINT, res_id TEXT, recorded TEXT, chain_key
     space TEXT, participant TEXT, entity_type TEXT, entity_id TEXT, concealed BOOLEAN, withheld BOOLEAN, event_type TEXT, interaction TEXT, \
     outcome TEXT, refs JSON, tokens JSON, patients JSON)";
 
+/// Whether some of an event's generic index entries call for a write.
+type CallsFor = fn(&IndexEntries) -> bool;
+
+/// The generic index's writes of a trace append (see [`append_from_link`]), each
+/// with the entries that call for it.
+const GENERIC_INDEX_WRITES: [(CallsFor, &str); 3] = [
+    (
+        |entries| !entries.references.is_empty(),
+        "referenced AS (\
+         INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
+         SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
+         CROSS JOIN LATERAL json_to_recordset(indexing.refs) AS x (param TEXT, target_type TEXT, \
+         target_id TEXT) WHERE NOT indexing.queued), ",
+    ),
+    (
+        |entries| !entries.tokens.is_empty(),
+        "tokened AS (\
+         INSERT INTO search_token (resource_pk, res_type, param, system, code) \
+         SELECT indexing.pk, 'AuditEvent', x.param, x.system, x.code FROM indexing \
+         CROSS JOIN LATERAL json_to_recordset(indexing.tokens) AS x (param TEXT, system TEXT, \
+         code TEXT) WHERE NOT indexing.queued), ",
+    ),
+    (
+        |entries| !entries.patients.is_empty(),
+        "placed AS (\
+         INSERT INTO resource_compartment (resource_pk, res_type, patient_id) \
+         SELECT indexing.pk, 'AuditEvent', x.value FROM indexing \
+         CROSS JOIN LATERAL json_array_elements_text(indexing.patients) AS x \
+         WHERE NOT indexing.queued), ",
+    ),
+];
+
 /// The writes of a trace append, from a `link` of rows ([`LINK_RECORD`]) defined
 /// before it: the events, their index (or, for an event `queued`, its queue entry),
 /// their links and the chains' heads; it answers how many events it wrote
@@ -175,7 +207,7 @@ fn append_from_link(links: &[Link<'_>]) -> String {
     let queued = links
         .iter()
         .any(|link| !link.event.index.written_with_event());
-    let generic = |entries: fn(&IndexEntries) -> bool| {
+    let generic = |entries: CallsFor| {
         links
             .iter()
             .any(|link| link.event.index.written_with_event() && entries(&link.event.index.generic))
@@ -198,32 +230,10 @@ fn append_from_link(links: &[Link<'_>]) -> String {
          participant, entity_type, entity_id, concealed, withheld, event_type, interaction, outcome \
          FROM indexing WHERE NOT queued), ",
     );
-    if generic(|entries| !entries.references.is_empty()) {
-        sql.push_str(
-            "referenced AS (\
-             INSERT INTO search_reference (resource_pk, res_type, param, target_type, target_id) \
-             SELECT indexing.pk, 'AuditEvent', x.param, x.target_type, x.target_id FROM indexing \
-             CROSS JOIN LATERAL json_to_recordset(indexing.refs) AS x (param TEXT, target_type TEXT, \
-             target_id TEXT) WHERE NOT indexing.queued), ",
-        );
-    }
-    if generic(|entries| !entries.tokens.is_empty()) {
-        sql.push_str(
-            "tokened AS (\
-             INSERT INTO search_token (resource_pk, res_type, param, system, code) \
-             SELECT indexing.pk, 'AuditEvent', x.param, x.system, x.code FROM indexing \
-             CROSS JOIN LATERAL json_to_recordset(indexing.tokens) AS x (param TEXT, system TEXT, \
-             code TEXT) WHERE NOT indexing.queued), ",
-        );
-    }
-    if generic(|entries| !entries.patients.is_empty()) {
-        sql.push_str(
-            "placed AS (\
-             INSERT INTO resource_compartment (resource_pk, res_type, patient_id) \
-             SELECT indexing.pk, 'AuditEvent', x.value FROM indexing \
-             CROSS JOIN LATERAL json_array_elements_text(indexing.patients) AS x \
-             WHERE NOT indexing.queued), ",
-        );
+    for (written, cte) in GENERIC_INDEX_WRITES {
+        if generic(written) {
+            sql.push_str(cte);
+        }
     }
     sql.push_str(
         "chained AS (\

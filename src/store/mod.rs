@@ -140,34 +140,6 @@ impl Pooled {
         Ok(result)
     }
 
-    /// Checks the connection (`SELECT 1`), unless its last work ended without a
-    /// failed statement less than [`TRUSTED_AFTER_USE`] ago.
-    fn check_unless_trusted(&mut self) -> diesel::QueryResult<()> {
-        use diesel::connection::SimpleConnection;
-        if self
-            .worked_at
-            .is_some_and(|at| at.elapsed() < TRUSTED_AFTER_USE)
-        {
-            return Ok(());
-        }
-        self.conn.batch_execute("SELECT 1")?;
-        self.worked_at = Some(Instant::now());
-        Ok(())
-    }
-
-    /// Whether the connection is inside a transaction, or its transaction state
-    /// is broken.
-    fn in_transaction(&mut self) -> bool {
-        use diesel::connection::{Connection, TransactionManager};
-        !matches!(
-            <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
-                &mut self.conn
-            )
-            .transaction_depth(),
-            Ok(None)
-        )
-    }
-
     /// The body of [`Pooled::work`], its read of the pause taken.
     fn work_reading<T>(
         &mut self,
@@ -186,7 +158,7 @@ impl Pooled {
 /// Where a committer thread (the trace's, the requests' writes') commits: on SQLite
 /// a connection of its own, outside the pool, whose commits do not wait for the
 /// disk; on PostgreSQL a connection of its own too, checked before each use as a
-/// pooled one is (see [`Db::commit_on`]).
+/// pooled one is (see [`Db::commit_on_postgres`]).
 pub struct CommitterConnection {
     own: Option<Conn>,
     /// PostgreSQL: the committer's own connection.
@@ -262,15 +234,33 @@ impl diesel::r2d2::ManageConnection for Manager {
     /// moment ago: the server may have closed it since, but under load every
     /// connection is that recent, and a failure then has it checked next time.
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
+        use diesel::connection::SimpleConnection;
+        if pooled
+            .worked_at
+            .is_some_and(|at| at.elapsed() < TRUSTED_AFTER_USE)
+        {
+            return Ok(());
+        }
         pooled
-            .check_unless_trusted()
-            .map_err(diesel::r2d2::Error::QueryError)
+            .conn
+            .batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        pooled.worked_at = Some(Instant::now());
+        Ok(())
     }
 
     /// A connection whose work panicked, or that comes back inside a transaction
     /// (or with its transaction state broken), is not reused.
     fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        std::thread::panicking() || pooled.in_transaction()
+        use diesel::connection::{Connection, TransactionManager};
+        std::thread::panicking()
+            || !matches!(
+                <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
+                    &mut pooled.conn
+                )
+                .transaction_depth(),
+                Ok(None)
+            )
     }
 }
 
@@ -581,11 +571,10 @@ impl Db {
 
     /// PostgreSQL: `work` on the committer's own connection, one server process
     /// kept warm for its statements rather than a pooled one the requests' reads
-    /// share (BENCHMARKS.md, tenth section). It is checked before use as a pooled
-    /// one is ([`Pooled::check_unless_trusted`]: after a failed statement or a
-    /// pause, a closed connection is found and replaced before the work), and
-    /// replaced if it was left inside a transaction. If no new connection can be
-    /// made, the work goes to a pooled one.
+    /// share (BENCHMARKS.md, tenth section). It is made, set up, checked before
+    /// use and dropped when broken by the pool's own [`Manager`] (after a failed
+    /// statement or a pause, a closed connection is found and replaced before the
+    /// work). If no new connection can be made, the work goes to a pooled one.
     fn commit_on_postgres<T, F>(
         &self,
         committer: &mut CommitterConnection,
@@ -594,23 +583,23 @@ impl Db {
     where
         F: FnOnce(&mut Conn) -> Result<T, ApiError>,
     {
+        use diesel::r2d2::ManageConnection;
+        let manager = Manager(self.target.clone(), None);
         if let Some(own) = &mut committer.own_postgres
-            && (own.in_transaction() || own.check_unless_trusted().is_err())
+            && (manager.has_broken(own) || manager.is_valid(own).is_err())
         {
             committer.own_postgres = None;
         }
         let own = match &mut committer.own_postgres {
             Some(own) => own,
             slot => {
-                let made = dialect::connect(&self.target).and_then(|mut conn| {
-                    dialect::prepare_connection(&mut conn)
-                        .map(|()| conn)
-                        .map_err(|error| error.to_string())
-                });
+                let made = manager
+                    .connect()
+                    .and_then(|mut own| ConnectionSetup.on_acquire(&mut own).map(|()| own));
                 match made {
-                    Ok(conn) => slot.insert(Pooled::new(conn, None)),
-                    Err(message) => {
-                        tracing::warn!(%message, "the committer's own connection could not be made; a pooled one is used");
+                    Ok(own) => slot.insert(own),
+                    Err(error) => {
+                        tracing::warn!(%error, "the committer's own connection could not be made; a pooled one is used");
                         return self.write_blocking(work);
                     }
                 }
