@@ -209,8 +209,29 @@ impl LogHold {
     /// Removes the log (every group in it applied and durable, nothing appended
     /// any more).
     pub fn remove(self) -> std::io::Result<()> {
-        std::fs::remove_dir_all(&self.folder)
+        remove_applied(&self.folder)
     }
+}
+
+/// Gives a log folder whose every frame is applied and durable the name of one
+/// the recovery does not read (see [`orphaned_logs`]), and returns it: a process
+/// that exits or is killed while its files go one by one (a server stopped while
+/// its applier removes its log) then leaves a folder the next start removes, not
+/// a log with a file missing, which reads as damage.
+fn hide_applied(folder: &Path) -> std::io::Result<PathBuf> {
+    let name = folder
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hidden = folder.with_file_name(format!(".{name}"));
+    std::fs::rename(folder, &hidden)?;
+    Ok(hidden)
+}
+
+/// Removes a log folder whose every frame is applied and durable, hidden first
+/// ([`hide_applied`]).
+fn remove_applied(folder: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(hide_applied(folder)?)
 }
 
 /// One frame around `payload`, which starts at `start` (bytes appended before it,
@@ -358,7 +379,7 @@ impl OrphanedLog {
 
     /// Removes the log once its frames are applied and durable.
     pub fn remove(self) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(&self.folder) {
+        match remove_applied(&self.folder) {
             // Its instance, stopping, removed it meanwhile.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             removed => removed,
@@ -397,7 +418,8 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
         }
         if name.starts_with('.') {
             // A log being made (locked before it gets its name), or one whose
-            // making a crash cut short: nothing was ever written to it.
+            // making a crash cut short: nothing was ever written to it. Or one
+            // being removed, or whose removal an exit cut short: all applied.
             if File::open(&folder).is_ok_and(|lock| lock.try_lock().is_ok()) {
                 let _ = std::fs::remove_dir_all(&folder);
             }
@@ -589,6 +611,43 @@ mod tests {
         assert!(orphaned_logs(&logs).unwrap().is_empty());
         orphans.into_iter().next().unwrap().remove().unwrap();
         assert!(!folder.exists());
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+
+    /// A server that exits while its applier removes its applied log (a stop, a
+    /// kill) leaves some of its files: not damage, and removed at the next start.
+    #[test]
+    fn a_log_whose_removal_was_cut_short_is_not_damage() {
+        let logs = temp("removal");
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"applied", 0).unwrap();
+        let folder = log.folder().to_owned();
+        let hold = log.hold();
+        drop(log);
+        // The removal's first step, then one file of two removed: the process ends.
+        let hidden = hide_applied(&folder).unwrap();
+        std::fs::remove_file(hidden.join("b.log")).unwrap();
+        drop(hold);
+        assert!(!folder.exists());
+        assert!(
+            orphaned_logs(&logs).unwrap().is_empty(),
+            "no log to recover"
+        );
+        assert!(damaged_logs(&logs).unwrap().is_empty());
+        assert!(!hidden.exists(), "removed by the next start's recovery");
+        // A whole removal leaves nothing, from the running instance's hold or
+        // from a recovery.
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"applied", 0).unwrap();
+        log.hold().remove().unwrap();
+        drop(log);
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"left", 0).unwrap();
+        drop(log);
+        let orphans = orphaned_logs(&logs).unwrap();
+        assert_eq!(orphans.len(), 1);
+        orphans.into_iter().next().unwrap().remove().unwrap();
+        assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0);
         std::fs::remove_dir_all(logs).unwrap();
     }
 
