@@ -209,29 +209,41 @@ impl LogHold {
     /// Removes the log (every group in it applied and durable, nothing appended
     /// any more).
     pub fn remove(self) -> std::io::Result<()> {
-        remove_applied(&self.folder)
+        remove_applied(&self.folder, remove_files)
     }
 }
 
-/// Gives a log folder whose every frame is applied and durable the name of one
-/// the recovery does not read (see [`orphaned_logs`]), and returns it: a process
-/// that exits or is killed while its files go one by one (a server stopped while
-/// its applier removes its log) then leaves a folder the next start removes, not
-/// a log with a file missing, which reads as damage.
-fn hide_applied(folder: &Path) -> std::io::Result<PathBuf> {
-    let name = folder
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let hidden = folder.with_file_name(format!(".{name}"));
+/// The prefix of a log folder being removed, every frame of it applied and durable
+/// (see [`remove_applied`]): never read as a log, removed by whoever finds it
+/// unlocked.
+const APPLIED: &str = ".applied-";
+
+/// How old a folder being made (`.<uuid>`, see [`LogFiles::create`]) must be for
+/// the recovery to take it for one whose making a crash cut short: it is unlocked
+/// between its creation and its lock, and made in milliseconds.
+const MAKING_LEFT_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes a log folder whose every frame is applied and durable: renamed first
+/// (see [`APPLIED`]), the rename synced, then `remove` removes it. A process that
+/// exits or is killed while the files go one by one (a server stopped while its
+/// applier removes its log) then leaves a folder the next start or `audit-verify`
+/// removes, not a log with a file missing, which reads as damage.
+fn remove_applied(
+    folder: &Path,
+    remove: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut name = std::ffi::OsString::from(APPLIED);
+    name.push(folder.file_name().unwrap_or_default());
+    let hidden = folder.with_file_name(name);
     std::fs::rename(folder, &hidden)?;
-    Ok(hidden)
+    if let Some(logs) = hidden.parent() {
+        File::open(logs)?.sync_all()?;
+    }
+    remove(&hidden)
 }
 
-/// Removes a log folder whose every frame is applied and durable, hidden first
-/// ([`hide_applied`]).
-fn remove_applied(folder: &Path) -> std::io::Result<()> {
-    std::fs::remove_dir_all(hide_applied(folder)?)
+fn remove_files(folder: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(folder)
 }
 
 /// One frame around `payload`, which starts at `start` (bytes appended before it,
@@ -379,11 +391,18 @@ impl OrphanedLog {
 
     /// Removes the log once its frames are applied and durable.
     pub fn remove(self) -> std::io::Result<()> {
-        match remove_applied(&self.folder) {
-            // Its instance, stopping, removed it meanwhile.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            removed => removed,
-        }
+        remove_applied(&self.folder, remove_files)
+    }
+}
+
+/// Whether `path` still names the folder `opened` is open on.
+fn same_folder(opened: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = opened.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(named) => Ok(named.dev() == held.dev() && named.ino() == held.ino()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -417,10 +436,20 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
             continue;
         }
         if name.starts_with('.') {
-            // A log being made (locked before it gets its name), or one whose
-            // making a crash cut short: nothing was ever written to it. Or one
-            // being removed, or whose removal an exit cut short: all applied.
-            if File::open(&folder).is_ok_and(|lock| lock.try_lock().is_ok()) {
+            // A log being removed, or whose removal an exit cut short: all applied.
+            // A log being made (locked once its files exist, before it gets its
+            // name), or one whose making a crash cut short: nothing was ever
+            // written to it; left alone while it may still be being made.
+            let left = name.starts_with(APPLIED)
+                || std::fs::metadata(&folder)
+                    .and_then(|made| made.modified())
+                    .is_ok_and(|modified| {
+                        modified.elapsed().is_ok_and(|age| age > MAKING_LEFT_AFTER)
+                    });
+            if let Ok(lock) = File::open(&folder)
+                && left
+                && lock.try_lock().is_ok()
+            {
                 let _ = std::fs::remove_dir_all(&folder);
             }
             continue;
@@ -432,6 +461,12 @@ pub fn orphaned_logs(logs: &Path) -> std::io::Result<Vec<OrphanedLog>> {
         };
         if lock.try_lock().is_err() {
             // A running instance's own.
+            continue;
+        }
+        // Locked once another process had removed it (a stopping instance's
+        // applier, another start, `audit-verify`): gone, not a log with its files
+        // missing.
+        if !same_folder(&lock, &folder)? {
             continue;
         }
         let (mut frames, mut damage) = (Vec::new(), Vec::new());
@@ -624,9 +659,13 @@ mod tests {
         let folder = log.folder().to_owned();
         let hold = log.hold();
         drop(log);
-        // The removal's first step, then one file of two removed: the process ends.
-        let hidden = hide_applied(&folder).unwrap();
-        std::fs::remove_file(hidden.join("b.log")).unwrap();
+        // The removal the hold and the recovery run, cut short after one file of
+        // two: the process ends there.
+        let cut_short = remove_applied(&folder, |removing| {
+            std::fs::remove_file(removing.join("b.log"))?;
+            Err(std::io::Error::other("the process ends"))
+        });
+        assert!(cut_short.is_err());
         drop(hold);
         assert!(!folder.exists());
         assert!(
@@ -634,7 +673,11 @@ mod tests {
             "no log to recover"
         );
         assert!(damaged_logs(&logs).unwrap().is_empty());
-        assert!(!hidden.exists(), "removed by the next start's recovery");
+        assert_eq!(
+            std::fs::read_dir(&logs).unwrap().count(),
+            0,
+            "removed by the next start's recovery"
+        );
         // A whole removal leaves nothing, from the running instance's hold or
         // from a recovery.
         let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
@@ -648,6 +691,34 @@ mod tests {
         assert_eq!(orphans.len(), 1);
         orphans.into_iter().next().unwrap().remove().unwrap();
         assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0);
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+
+    /// A folder being made is unlocked until its files exist: a recovery running
+    /// meanwhile (another start, `audit-verify`) leaves it alone; one a crash left
+    /// long ago is removed. A log locked after another process removed it is not
+    /// taken for one with its files missing.
+    #[test]
+    fn a_log_being_made_or_already_removed_is_left_alone() {
+        let logs = temp("making");
+        let making = logs.join(format!(".{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&making).unwrap();
+        assert!(orphaned_logs(&logs).unwrap().is_empty());
+        assert!(making.exists(), "a folder being made is not removed");
+        let long_ago = std::time::SystemTime::now() - 2 * MAKING_LEFT_AFTER;
+        File::open(&making).unwrap().set_modified(long_ago).unwrap();
+        assert!(orphaned_logs(&logs).unwrap().is_empty());
+        assert!(!making.exists(), "one a crash left is removed");
+        // Opened by the recovery, then removed by another process before the
+        // recovery locks it: no longer the folder its name leads to.
+        let mut log = LogFiles::create(&logs, serving(&logs)).unwrap();
+        log.append(b"applied", 0).unwrap();
+        let folder = log.folder().to_owned();
+        let opened = File::open(&folder).unwrap();
+        assert!(same_folder(&opened, &folder).unwrap());
+        log.hold().remove().unwrap();
+        drop(log);
+        assert!(!same_folder(&opened, &folder).unwrap());
         std::fs::remove_dir_all(logs).unwrap();
     }
 
