@@ -13,6 +13,7 @@ pub mod fhir;
 pub mod generate;
 pub mod http;
 pub mod lifecycle;
+pub mod memory;
 pub mod notify;
 pub mod service;
 pub mod store;

@@ -28,15 +28,44 @@ impl Serialize for Released {
 impl Released {
     /// Stored text the gate has let through. Only `access/` calls this.
     pub(super) fn from_store(text: String) -> Released {
+        crate::memory::handled(text.len());
         Released(
             RawValue::from_string(text)
                 .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("valid")),
         )
     }
 
-    /// A Bundle: every entry's resource is itself a [`Released`].
-    pub fn bundle(bundle: &BundleOut) -> Released {
-        Released::from_store(serde_json::to_string(bundle).expect("a bundle serialises"))
+    /// A Bundle: every entry's resource is itself a [`Released`]. Each entry is
+    /// dropped once written, and the text is sized for all of them at once: an
+    /// answer of many megabytes is held about once while it is written, not twice
+    /// (or three times, while a growing buffer is copied into a larger one).
+    pub fn bundle(mut bundle: BundleOut) -> Released {
+        let entries = std::mem::take(&mut bundle.entry);
+        let mut text = serde_json::to_vec(&bundle).expect("a bundle serialises");
+        if !entries.is_empty() {
+            let size: usize = entries
+                .iter()
+                .map(|entry| {
+                    entry
+                        .resource
+                        .as_ref()
+                        .map_or(0, |resource| resource.text().len())
+                        + 512
+                })
+                .sum();
+            text.reserve_exact(size);
+            // The object's closing brace goes after the entries.
+            text.pop();
+            text.extend_from_slice(br#","entry":["#);
+            for (index, entry) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    text.push(b',');
+                }
+                serde_json::to_writer(&mut text, &entry).expect("an entry serialises");
+            }
+            text.extend_from_slice(b"]}");
+        }
+        Released::from_store(String::from_utf8(text).expect("serde_json writes UTF-8"))
     }
 
     /// A resource the server composes for this answer from data the caller may

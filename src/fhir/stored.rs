@@ -9,8 +9,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, IssueCode};
 
-/// A resource as received: its parsed value (for checks and indexing) and its raw
-/// top-level elements (for storage).
+/// A resource as received: its parsed value (for checks, indexing and storage) and
+/// the client's own text of the top-level elements the value would not write back
+/// byte for byte (a decimal's precision, an escape, spacing). An element the value
+/// writes back as sent (a document's base64 above all) is held once, not twice.
 #[derive(Debug, Clone)]
 pub struct Incoming {
     value: Value,
@@ -38,10 +40,19 @@ impl Incoming {
                 "the body must be a JSON object (a FHIR resource)",
             ));
         }
-        let raw: IndexMap<String, Box<RawValue>> =
-            serde_json::from_slice(body).map_err(|error| {
-                ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
-            })?;
+        // Borrowed from the body: only the elements kept are copied.
+        let sent: IndexMap<String, &RawValue> = serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
+        })?;
+        let raw = sent
+            .into_iter()
+            .filter(|(key, text)| {
+                value
+                    .get(key)
+                    .is_none_or(|parsed| !writes_back_as(parsed, text.get()))
+            })
+            .map(|(key, text)| (key, text.to_owned()))
+            .collect();
         Ok(Incoming {
             value,
             raw,
@@ -51,16 +62,9 @@ impl Incoming {
 
     /// Builds from a value the server made or changed (no raw text to preserve).
     pub fn from_value(value: Value) -> Self {
-        let raw = match &value {
-            Value::Object(map) => map
-                .iter()
-                .map(|(key, item)| (key.clone(), to_raw(item)))
-                .collect(),
-            _ => IndexMap::new(),
-        };
         Incoming {
             value,
-            raw,
+            raw: IndexMap::new(),
             checked_as: None,
         }
     }
@@ -71,14 +75,8 @@ impl Incoming {
         let raw = match &changed {
             Value::Object(map) => map
                 .iter()
-                .map(|(key, item)| {
-                    let kept = self
-                        .raw
-                        .get(key)
-                        .filter(|_| self.value.get(key) == Some(item))
-                        .cloned();
-                    (key.clone(), kept.unwrap_or_else(|| to_raw(item)))
-                })
+                .filter(|(key, item)| self.value.get(key.as_str()) == Some(*item))
+                .filter_map(|(key, _)| self.raw.get(key).map(|text| (key.clone(), text.clone())))
                 .collect(),
             _ => IndexMap::new(),
         };
@@ -121,8 +119,7 @@ impl Incoming {
     pub fn set_id(&mut self, id: &str) {
         self.checked_as = None;
         self.value["id"] = Value::String(id.to_owned());
-        self.raw
-            .insert("id".to_owned(), to_raw(&Value::String(id.to_owned())));
+        self.raw.shift_remove("id");
     }
 
     /// Rewrites reference strings equal to `from` into `to` everywhere (transaction
@@ -135,6 +132,15 @@ impl Incoming {
         }
     }
 
+    /// A top-level element as it is to be written: as the client sent it, when the
+    /// value would not write it back byte for byte.
+    fn element<'a>(&'a self, key: &str, parsed: &'a Value) -> Element<'a> {
+        match self.raw.get(key) {
+            Some(text) => Element::Sent(text),
+            None => Element::Parsed(parsed),
+        }
+    }
+
     /// The text to store: `resourceType`, `id`, `meta` (the client's meta with the
     /// server's `versionId` and `lastUpdated`), then every other element as sent.
     pub fn finish(&self, version: i64, last_updated: &str) -> String {
@@ -144,21 +150,62 @@ impl Incoming {
         };
         meta.insert("versionId".into(), Value::String(version.to_string()));
         meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
-        let mut out: IndexMap<&str, Box<RawValue>> = IndexMap::new();
-        if let Some(kind) = self.raw.get("resourceType") {
-            out.insert("resourceType", kind.clone());
-        }
-        if let Some(id) = self.raw.get("id") {
-            out.insert("id", id.clone());
-        }
-        out.insert("meta", to_raw(&Value::Object(meta)));
-        for (key, item) in &self.raw {
-            if !matches!(key.as_str(), "resourceType" | "id" | "meta") {
-                out.insert(key, item.clone());
+        let meta = Value::Object(meta);
+        // Borrowed, not copied: each element is written once, into the stored text.
+        let empty = Map::new();
+        let members = self.value.as_object().unwrap_or(&empty);
+        let mut out: IndexMap<&str, Element<'_>> = IndexMap::with_capacity(members.len() + 1);
+        for key in ["resourceType", "id"] {
+            if let Some(parsed) = members.get(key) {
+                out.insert(key, self.element(key, parsed));
             }
         }
-        serde_json::to_string(&out).expect("raw values serialise")
+        out.insert("meta", Element::Parsed(&meta));
+        for (key, parsed) in members {
+            if !matches!(key.as_str(), "resourceType" | "id" | "meta") {
+                out.insert(key, self.element(key, parsed));
+            }
+        }
+        let text = serde_json::to_string(&out).expect("raw values serialise");
+        crate::memory::handled(text.len());
+        text
     }
+}
+
+/// A top-level element of a stored resource: the client's text, or the value's.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Element<'a> {
+    Sent(&'a RawValue),
+    Parsed(&'a Value),
+}
+
+/// Whether `parsed`, written compactly, is `text` byte for byte (compared as it is
+/// written: no copy of a large element is made).
+fn writes_back_as(parsed: &Value, text: &str) -> bool {
+    struct Compare<'a> {
+        rest: &'a [u8],
+        same: bool,
+    }
+    impl std::io::Write for Compare<'_> {
+        fn write(&mut self, written: &[u8]) -> std::io::Result<usize> {
+            if self.same {
+                match self.rest.strip_prefix(written) {
+                    Some(rest) => self.rest = rest,
+                    None => self.same = false,
+                }
+            }
+            Ok(written.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut compare = Compare {
+        rest: text.as_bytes(),
+        same: true,
+    };
+    serde_json::to_writer(&mut compare, parsed).is_ok() && compare.same && compare.rest.is_empty()
 }
 
 /// A JSON document read only to check it: no object names a member twice, and no
@@ -271,7 +318,8 @@ pub const AUTHORISATION_EXTENSION: &str =
 /// Appends an extension to a stored resource's text, keeping every other element's
 /// raw text (a caller-specific view: the stored resource is unchanged).
 pub fn with_extension(content: &str, extension: &Value) -> String {
-    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
+    // Borrowed from the stored text: only the answer is a copy of it.
+    let Ok(mut map) = serde_json::from_str::<IndexMap<String, &RawValue>>(content) else {
         return content.to_owned();
     };
     let mut extensions: Vec<Box<RawValue>> = map
@@ -280,10 +328,8 @@ pub fn with_extension(content: &str, extension: &Value) -> String {
         .unwrap_or_default();
     extensions.push(to_raw(extension));
     let text = serde_json::to_string(&extensions).expect("raw values serialise");
-    map.insert(
-        "extension".to_owned(),
-        RawValue::from_string(text).expect("valid JSON"),
-    );
+    let extensions = RawValue::from_string(text).expect("valid JSON");
+    map.insert("extension".to_owned(), &extensions);
     serde_json::to_string(&map).expect("raw values serialise")
 }
 
@@ -323,10 +369,12 @@ pub fn mark_shown_in_part(meta: &mut Value, element: &str, coding: Value) {
 /// Sets a top-level element of a stored resource's text (after `meta`, where FHIR
 /// puts it when it is new), keeping every other element's raw text.
 pub fn with_member(content: &str, name: &str, value: &Value) -> String {
-    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(content) else {
+    // Borrowed from the stored text: only the answer is a copy of it.
+    let Ok(mut map) = serde_json::from_str::<IndexMap<String, &RawValue>>(content) else {
         return content.to_owned();
     };
-    map.insert(name.to_owned(), to_raw(value));
+    let member = to_raw(value);
+    map.insert(name.to_owned(), &member);
     serde_json::to_string(&map).expect("raw values serialise")
 }
 
@@ -380,6 +428,21 @@ mod tests {
         let text = incoming.finish(2, "2024-01-01T00:00:00.000000Z");
         assert!(text.contains("3.50"), "{text}");
         assert!(text.starts_with(r#"{"resourceType":"Patient","id":"p1","meta":{"tag":[{"code":"t"}],"versionId":"2""#), "{text}");
+    }
+
+    /// What the value writes back as sent is held once; what it would write
+    /// otherwise (an escape, spacing, a decimal's zeros) keeps the client's text.
+    #[test]
+    fn only_elements_the_value_would_rewrite_keep_their_own_text() {
+        let body = br#"{"resourceType":"Binary","contentType":"caf\u00e9","x": { "a" : 1.50 },"data":"QUJD"}"#;
+        let incoming = Incoming::parse(body).unwrap();
+        let kept: Vec<&str> = incoming.raw.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["contentType", "x"]);
+        let text = incoming.finish(1, "t");
+        assert_eq!(
+            text,
+            r#"{"resourceType":"Binary","meta":{"versionId":"1","lastUpdated":"t"},"contentType":"caf\u00e9","x":{ "a" : 1.50 },"data":"QUJD"}"#
+        );
     }
 
     #[test]

@@ -227,6 +227,9 @@ pub async fn run(
                 header::HeaderValue::from_static("no-store"),
             );
         }
+        // A large body or answer handled on this worker: what it freed goes back
+        // now, before the next large one arrives here (crate::memory).
+        crate::memory::settle();
         response
     }
     .instrument(span)
@@ -304,6 +307,7 @@ async fn stages(
             )
             .await
             .map_err(untraced)?;
+            crate::memory::handled(body.len());
             (body, Some(share))
         }
         None => (actix_web::web::Bytes::new(), None),

@@ -441,7 +441,7 @@ pub fn transaction(
         .collect();
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(Released::bundle(&bundle)),
+        body: Some(Released::bundle(bundle)),
         version: None,
         last_modified: None,
         location: None,
@@ -502,7 +502,7 @@ pub fn batch(
     }
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(Released::bundle(&bundle)),
+        body: Some(Released::bundle(bundle)),
         version: None,
         last_modified: None,
         location: None,

@@ -162,7 +162,7 @@ pub fn history(
     }
     Ok(FhirResponse {
         status: StatusCode::OK,
-        body: Some(Released::bundle(&bundle)),
+        body: Some(Released::bundle(bundle)),
         version: None,
         last_modified: None,
         location: None,

@@ -246,10 +246,7 @@ pub fn search(
             ..BundleEntry::default()
         });
     }
-    Ok(FhirResponse::body(
-        StatusCode::OK,
-        Released::bundle(&bundle),
-    ))
+    Ok(FhirResponse::body(StatusCode::OK, Released::bundle(bundle)))
 }
 
 /// Records as concerned every Patient the answer tells of (see [`search`]): in the

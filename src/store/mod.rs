@@ -151,6 +151,9 @@ impl Pooled {
         if !self.statement_failed.load(Ordering::Relaxed) {
             self.worked_at = Some(Instant::now());
         }
+        // Large bodies loaded or answered: their copies go back now, not when
+        // this thread next works (crate::memory).
+        crate::memory::settle();
         result
     }
 }
