@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Large bodies, two builds side by side, alternated: twenty POSTs of a 2.8 MB
-# DocumentReference (2 MB of inline data) one after the other, then its GET by id
-# (wrk -t2 -c4, 8 s), then a search page of all twenty (about 56 MB, refused 413 past
-# the answer's bound) and a read of them in a batch of 40; the server's peak RSS
-# (VmHWM) after each phase. SQLite, a fresh store per run.
-# Usage: bench/large-bodies.sh BINARY_A BINARY_B [ROUNDS]
+# DocumentReference (2 MiB of inline data, compact JSON; DATA_MIB=8 for 10.7 MB) one
+# after the other, then its GET by id (wrk -t2 -c4, 8 s), then a search page of all
+# twenty (refused 413 past the answer's bound) and a read of it in a batch of 40;
+# the server's peak RSS (VmHWM) after each phase. SQLite, a fresh store per run.
+# Usage: [DATA_MIB=2] bench/large-bodies.sh BINARY_A BINARY_B [ROUNDS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -25,13 +25,13 @@ measure() {
     patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
         -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    python3 - "$patient" > "$work/doc.json" <<'PY'
+    python3 - "$patient" "${DATA_MIB:-2}" > "$work/doc.json" <<'PY'
 import base64, json, sys
-print(json.dumps({"resourceType": "DocumentReference", "status": "current",
+print(json.dumps(separators=(",", ":"), obj={"resourceType": "DocumentReference", "status": "current",
     "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
     "subject": {"reference": "Patient/" + sys.argv[1]}, "date": "2024-01-02T10:00:00+01:00",
     "content": [{"attachment": {"contentType": "application/pdf",
-                                "data": base64.b64encode(b"%" * (2 * 1024 * 1024)).decode()}}]}))
+                                "data": base64.b64encode(b"%" * (int(sys.argv[2]) * 1024 * 1024)).decode()}}]}))
 PY
     posts=$( { /usr/bin/time -f %e bash -c "for n in \$(seq 1 20); do curl -sf -o /dev/null -X POST '$base/DocumentReference' -H 'Authorization: Bearer $doctor' -H 'Content-Type: application/fhir+json' --data-binary @'$work/doc.json' || exit 1; done" ; } 2>&1 )
     local after_posts; after_posts=$(hwm)

@@ -29,6 +29,12 @@ impl Released {
     /// Stored text the gate has let through. Only `access/` calls this.
     pub(super) fn from_store(text: String) -> Released {
         crate::memory::handled(text.len());
+        Released::derived(text)
+    }
+
+    /// Text made from released bodies (a Bundle of them, a subset of one): not
+    /// counted again as bodies handled (crate::memory).
+    fn derived(text: String) -> Released {
         Released(
             RawValue::from_string(text)
                 .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("valid")),
@@ -43,6 +49,7 @@ impl Released {
         let entries = std::mem::take(&mut bundle.entry);
         let mut text = serde_json::to_vec(&bundle).expect("a bundle serialises");
         if !entries.is_empty() {
+            // `entry` is BundleOut's last member: the others are written above.
             let size: usize = entries
                 .iter()
                 .map(|entry| {
@@ -55,7 +62,8 @@ impl Released {
                 .sum();
             text.reserve_exact(size);
             // The object's closing brace goes after the entries.
-            text.pop();
+            let closing = text.pop();
+            debug_assert_eq!(closing, Some(b'}'));
             text.extend_from_slice(br#","entry":["#);
             for (index, entry) in entries.into_iter().enumerate() {
                 if index > 0 {
@@ -65,7 +73,7 @@ impl Released {
             }
             text.extend_from_slice(b"]}");
         }
-        Released::from_store(String::from_utf8(text).expect("serde_json writes UTF-8"))
+        Released::derived(String::from_utf8(text).expect("serde_json writes UTF-8"))
     }
 
     /// A resource the server composes for this answer from data the caller may
@@ -114,8 +122,8 @@ impl Released {
     /// `_elements`: keeps the named top-level elements (plus the mandatory ones) and
     /// tags the resource SUBSETTED. It only removes: nothing new can enter.
     pub fn subset(self, elements: &[String]) -> Released {
-        let Ok(mut map) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(self.text())
-        else {
+        // Borrowed from the released text: only the subset is a copy of it.
+        let Ok(mut map) = serde_json::from_str::<IndexMap<String, &RawValue>>(self.text()) else {
             return self;
         };
         map.retain(|key, _| {
@@ -134,11 +142,9 @@ impl Released {
                 "display": "subsetted"
             }),
         );
-        map.insert(
-            "meta".to_owned(),
-            RawValue::from_string(meta.to_string()).expect("valid"),
-        );
-        Released::from_store(serde_json::to_string(&map).expect("raw values serialise"))
+        let meta = RawValue::from_string(meta.to_string()).expect("valid");
+        map.insert("meta".to_owned(), &meta);
+        Released::derived(serde_json::to_string(&map).expect("raw values serialise"))
     }
 }
 
@@ -165,6 +171,7 @@ pub struct BundleEntry {
 }
 
 /// A Bundle whose resources are embedded as stored text, never re-serialised.
+/// `entry` stays the last member: [`Released::bundle`] writes it after the others.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleOut {
@@ -198,6 +205,35 @@ impl BundleOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Written entry by entry, a Bundle is the same text serde writes of it whole.
+    #[test]
+    fn a_bundle_written_entry_by_entry_is_the_bundle_serialised() {
+        let make = |entries: usize| {
+            let mut bundle = BundleOut::new("searchset");
+            bundle.total = Some(7);
+            bundle.link.push(BundleLink {
+                relation: "self",
+                url: "https://example.org/Patient?_count=2".to_owned(),
+            });
+            for n in 0..entries {
+                bundle.entry.push(BundleEntry {
+                    full_url: Some(format!("https://example.org/Patient/{n}")),
+                    resource: Some(Released::from_store(format!(
+                        r#"{{"resourceType":"Patient","id":"{n}","x":3.50}}"#
+                    ))),
+                    search: Some(json!({ "mode": "match" })),
+                    ..BundleEntry::default()
+                });
+            }
+            bundle
+        };
+        for entries in [0, 1, 3] {
+            let bundle = make(entries);
+            let whole = serde_json::to_string(&bundle).unwrap();
+            assert_eq!(Released::bundle(bundle).text(), whole, "{entries} entries");
+        }
+    }
 
     #[test]
     fn subset_keeps_named_elements_and_tags() {

@@ -34,6 +34,7 @@ impl Incoming {
         let value: Value = serde_json::from_slice(body).map_err(|error| {
             ApiError::bad_request(IssueCode::Structure, format!("malformed JSON: {error}"))
         })?;
+        crate::memory::handled(body.len());
         if !value.is_object() {
             return Err(ApiError::bad_request(
                 IssueCode::Structure,
@@ -47,9 +48,11 @@ impl Incoming {
         let raw = sent
             .into_iter()
             .filter(|(key, text)| {
-                value
-                    .get(key)
-                    .is_none_or(|parsed| !writes_back_as(parsed, text.get()))
+                // `meta` is always written from the value (the server's own meta).
+                key != "meta"
+                    && value
+                        .get(key)
+                        .is_none_or(|parsed| !writes_back_as(parsed, text.get()))
             })
             .map(|(key, text)| (key, text.to_owned()))
             .collect();
@@ -70,7 +73,9 @@ impl Incoming {
     }
 
     /// Replaces `value` by `changed`, keeping the raw text of every top-level element
-    /// whose value did not change (used by PATCH).
+    /// whose value did not change (used by PATCH). An element the client's text was
+    /// not kept for (the value wrote it back as sent) is written from `changed`: an
+    /// equal value whose object members a patch reordered is stored in its new order.
     pub fn with_changes(&self, changed: Value) -> Self {
         let raw = match &changed {
             Value::Object(map) => map
@@ -183,29 +188,24 @@ enum Element<'a> {
 /// Whether `parsed`, written compactly, is `text` byte for byte (compared as it is
 /// written: no copy of a large element is made).
 fn writes_back_as(parsed: &Value, text: &str) -> bool {
-    struct Compare<'a> {
-        rest: &'a [u8],
-        same: bool,
-    }
+    /// Takes what is written as long as it is the rest of `text`; refuses (and so
+    /// stops the writing of a large element) at the first difference.
+    struct Compare<'a>(&'a [u8]);
     impl std::io::Write for Compare<'_> {
         fn write(&mut self, written: &[u8]) -> std::io::Result<usize> {
-            if self.same {
-                match self.rest.strip_prefix(written) {
-                    Some(rest) => self.rest = rest,
-                    None => self.same = false,
-                }
-            }
+            let rest = self
+                .0
+                .strip_prefix(written)
+                .ok_or_else(|| std::io::Error::other("differs"))?;
+            self.0 = rest;
             Ok(written.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut compare = Compare {
-        rest: text.as_bytes(),
-        same: true,
-    };
-    serde_json::to_writer(&mut compare, parsed).is_ok() && compare.same && compare.rest.is_empty()
+    let mut compare = Compare(text.as_bytes());
+    serde_json::to_writer(&mut compare, parsed).is_ok() && compare.0.is_empty()
 }
 
 /// A JSON document read only to check it: no object names a member twice, and no

@@ -182,7 +182,17 @@ pub async fn run(
             ..Trace::default()
         };
         let touched = TouchedLog::default();
-        let result = stages(state, request, payload, classify, &mut trace, &touched).await;
+        let body_bytes = std::cell::Cell::new(0);
+        let result = stages(
+            state,
+            request,
+            payload,
+            classify,
+            &mut trace,
+            &touched,
+            &body_bytes,
+        )
+        .await;
         let (mut response, outcome, traced) = match result {
             Ok((response, traced)) => {
                 let outcome = Outcome::answered(response.status().as_u16());
@@ -227,9 +237,13 @@ pub async fn run(
                 header::HeaderValue::from_static("no-store"),
             );
         }
-        // A large body or answer handled on this worker: what it freed goes back
-        // now, before the next large one arrives here (crate::memory).
-        crate::memory::settle();
+        // A large body read and parsed here, or a large answer: freed memory goes
+        // back now, before the next large one arrives (crate::memory).
+        let answer_bytes = match actix_web::body::MessageBody::size(response.body()) {
+            actix_web::body::BodySize::Sized(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        crate::memory::settle_request(body_bytes.get(), answer_bytes);
         response
     }
     .instrument(span)
@@ -245,6 +259,7 @@ async fn stages(
     classify: impl FnOnce(actix_web::web::Bytes) -> Result<Call, ApiError>,
     trace: &mut Trace,
     touched: &TouchedLog,
+    body_bytes: &std::cell::Cell<usize>,
 ) -> Result<(HttpResponse, bool), (ApiError, bool)> {
     let untraced = |error: ApiError| (error, false);
     // negotiate: JSON only (406 otherwise).
@@ -307,7 +322,7 @@ async fn stages(
             )
             .await
             .map_err(untraced)?;
-            crate::memory::handled(body.len());
+            body_bytes.set(body.len());
             (body, Some(share))
         }
         None => (actix_web::web::Bytes::new(), None),

@@ -162,8 +162,6 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
         let (works, dones): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.done)).unzip();
         let committed = commit_group(db, &mut conn, works);
-        // Large bodies written: their copies go back now (crate::memory).
-        crate::memory::settle();
         // Answered once durable, while the next group commits.
         db.when_durable(Box::new(move |synced| match synced.and(committed) {
             Ok(results) => {
@@ -177,6 +175,9 @@ fn commit_loop(db: &Db, queue: &mpsc::Receiver<WriteJob>) {
                 }
             }
         }));
+        // Large bodies written: given back now, the group's answers already on
+        // their way (crate::memory).
+        crate::memory::settle();
     }
 }
 

@@ -151,9 +151,6 @@ impl Pooled {
         if !self.statement_failed.load(Ordering::Relaxed) {
             self.worked_at = Some(Instant::now());
         }
-        // Large bodies loaded or answered: their copies go back now, not when
-        // this thread next works (crate::memory).
-        crate::memory::settle();
         result
     }
 }
@@ -407,7 +404,12 @@ impl Db {
                 tracing::error!(%error, "no database connection");
                 ApiError::internal("database unavailable")
             })?;
-            conn.work(work)
+            let result = conn.work(work);
+            drop(conn);
+            // Large bodies loaded or answered here: given back now, the
+            // connection already returned (crate::memory).
+            crate::memory::settle();
+            result
         })
         .await
         .map_err(|_| ApiError::internal("database task failed"))?
@@ -496,7 +498,10 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, ApiError>,
     {
         let mut conn = self.connection()?;
-        conn.work(|conn| self.write_on(conn, work))
+        let result = conn.work(|conn| self.write_on(conn, work));
+        drop(conn);
+        crate::memory::settle();
+        result
     }
 
     /// A connection of its own, outside the pool, for a background worker whose
