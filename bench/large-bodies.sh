@@ -9,22 +9,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 [ $# -ge 2 ] || { echo "usage: $0 BINARY_A BINARY_B [ROUNDS]" >&2; exit 2; }
-command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-work=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
-source "$root/scripts/dev-server.sh"
-dev_issuer "$work/issuer"
-system=$(dev_token --actor system --sub insurer-feed)
-doctor=$(dev_token --actor professional --sub 810000000001 --profession 10)
+source "$here/two-builds.sh"
 hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$server/status"; }
 measure() {
     local label=$1 binary=$2 patient id posts get
     rm -rf "$work"/bench.sqlite*
     start_server "$binary" "$work/bench.sqlite" "$work/server.log"
-    patient=$(curl -sf -X POST "$base/Patient" -H "Authorization: Bearer $system" -H 'Content-Type: application/fhir+json' \
-        -d '{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"285067512345639"}],"name":[{"family":"Bench"}],"generalPractitioner":[{"identifier":{"system":"urn:oid:1.2.250.1.71.4.2.1","value":"810000000001"}}]}' \
-        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    patient=$(bench_patient)
     python3 - "$patient" "${DATA_MIB:-2}" > "$work/doc.json" <<'PY'
 import base64, json, sys
 print(json.dumps(separators=(",", ":"), obj={"resourceType": "DocumentReference", "status": "current",
