@@ -16,6 +16,6 @@ pub mod space_cache;
 pub use authenticate::Authenticator;
 pub use decide::{Verdict, decide};
 pub use egress::{BundleEntry, BundleLink, BundleOut, Released};
-pub use gate::Gate;
+pub use gate::{Gate, PresumedNarrowing};
 pub use matrix::Matrix;
 pub use principal::{ActorKind, Principal, PurposeOfUse};

@@ -37,6 +37,14 @@ impl SpaceCache {
             .map(|(_, facts)| Arc::clone(facts))
     }
 
+    /// The facts of `patient` at the latest version this process cached, with that
+    /// version: not known to be current (see `Gate::presumed_search_narrowing`).
+    pub fn latest(&self, patient: &str) -> Option<(i64, Arc<SpaceFacts>)> {
+        self.lock()
+            .get(patient)
+            .map(|(version, facts)| (*version, Arc::clone(facts)))
+    }
+
     pub fn put(&self, patient: &str, version: i64, facts: Arc<SpaceFacts>) {
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(patient) {
@@ -56,6 +64,8 @@ mod tests {
         cache.put("p1", 3, Arc::new(SpaceFacts::default()));
         assert!(cache.get("p1", 3).is_some());
         assert!(cache.get("p1", 4).is_none());
+        assert_eq!(cache.latest("p1").map(|(version, _)| version), Some(3));
+        assert!(cache.latest("p9").is_none());
         cache.put("p2", 1, Arc::new(SpaceFacts::default()));
         cache.put("p3", 1, Arc::new(SpaceFacts::default()));
         assert!(cache.get("p3", 1).is_some());

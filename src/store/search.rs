@@ -217,6 +217,9 @@ pub struct SearchPage {
     pub total: Option<i64>,
     /// Whether rows beyond this page exist.
     pub has_more: bool,
+    /// The access version of the space named to [`run_with_contents`], as of the
+    /// page's rows; `None` when not asked, or when the page has no row to carry it.
+    pub space_version: Option<i64>,
 }
 
 fn date_condition(sql: &mut Sql, low: &str, high: &str, prefix: Prefix, range: &DateRange) {
@@ -458,18 +461,22 @@ pub fn run(
     request: &SearchRequest,
     narrowing: &Narrowing,
 ) -> diesel::QueryResult<SearchPage> {
-    page(conn, request, narrowing, false)
+    page(conn, request, narrowing, false, None)
 }
 
 /// [`run`], and, when the page has at most [`super::resources::COMPLETED_TOGETHER`]
 /// rows, their small contents in the same statement ([`SearchPage::contents`]):
-/// one round trip fewer for a page whose bodies are all to be released.
+/// one round trip fewer for a page whose bodies are all to be released. With
+/// `space`, the page's rows also carry that space's access version
+/// ([`SearchPage::space_version`]), read in the same statement, so as of the same
+/// snapshot as the rows.
 pub fn run_with_contents(
     conn: &mut Conn,
     request: &SearchRequest,
     narrowing: &Narrowing,
+    space: Option<&str>,
 ) -> diesel::QueryResult<SearchPage> {
-    page(conn, request, narrowing, true)
+    page(conn, request, narrowing, true, space)
 }
 
 fn page(
@@ -477,6 +484,7 @@ fn page(
     request: &SearchRequest,
     narrowing: &Narrowing,
     contents_wanted: bool,
+    space: Option<&str>,
 ) -> diesel::QueryResult<SearchPage> {
     let count_total = |conn: &mut Conn| -> diesel::QueryResult<i64> {
         let mut count = Sql::new("SELECT COUNT(*) AS n");
@@ -493,6 +501,7 @@ fn page(
             contents: Vec::new(),
             total: Some(count_total(conn)?),
             has_more: false,
+            space_version: None,
         });
     }
     let res_type = request.resource.name;
@@ -525,6 +534,17 @@ fn page(
     } else {
         page.push("CAST(NULL AS TEXT) AS content");
     }
+    // A subquery of no row of the page's: evaluated once per statement.
+    match space {
+        Some(space) => {
+            page.push(", COALESCE((SELECT version FROM space_access WHERE patient_id = ")
+                .text(space)
+                .push("), 0) AS space_version");
+        }
+        None => {
+            page.push(", CAST(NULL AS BIGINT) AS space_version");
+        }
+    }
     page.append(from_where(request, narrowing, sort_param));
     page.push(" ORDER BY ");
     for sort in &request.sort {
@@ -551,6 +571,7 @@ fn page(
     .int(request.offset as i64);
     let loaded: Vec<PageRow> = page.kept_while_room().load(conn)?;
     let counted = loaded.first().and_then(|row| row.total);
+    let space_version = loaded.first().and_then(|row| row.space_version);
     let (mut rows, mut contents): (Vec<RowHead>, Vec<Option<String>>) = loaded
         .into_iter()
         .map(|row| (row.head, row.content))
@@ -578,6 +599,7 @@ fn page(
         contents,
         total,
         has_more,
+        space_version,
     })
 }
 
@@ -591,6 +613,8 @@ struct PageRow {
     total: Option<i64>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     content: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    space_version: Option<i64>,
 }
 
 /// Resources that `include.param` of the given rows points at (`_include`).

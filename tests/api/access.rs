@@ -91,6 +91,17 @@ fn sorted(ids: &[&String]) -> Vec<String> {
     ids
 }
 
+/// A doctor outside the space, in bris de glace (R-ACC-4).
+fn stranger_in_emergency() -> As {
+    As::professional(
+        STRANGER,
+        "10",
+        None,
+        Some("bris_de_glace"),
+        Some("urgence vitale"),
+    )
+}
+
 fn doctor(id: &str) -> As {
     As::professional(id, "10", None, None, None)
 }
@@ -645,16 +656,33 @@ fn r_acc_7_masked_documents_are_seen_by_their_author_and_the_general_practitione
 #[test]
 fn r_acc_7_masked_documents_in_an_emergency_only_when_the_patient_allows() {
     let s = space();
-    let emergency = As::professional(
-        STRANGER,
-        "10",
-        None,
-        Some("bris_de_glace"),
-        Some("urgence vitale"),
-    );
+    let emergency = stranger_in_emergency();
     assert_eq!(s.read(&emergency, &s.masked).status, 404);
     s.consent(&emergency_setting(&s.patient, "permit", "MASKED"));
     assert_eq!(s.read(&emergency, &s.masked).status, 200);
+    assert_eq!(s.documents(&emergency).1, 3);
+}
+
+/// A professional's search is first decided on the facts the server cached of the
+/// space at an earlier request, and its page is kept only if it was read at that
+/// version: a consent stored since changes the next search's answer, both ways.
+#[test]
+fn r_acc_2_r_acc_7_a_search_follows_the_consents_stored_since_the_last_one() {
+    let s = space();
+    let emergency = stranger_in_emergency();
+    let (ids, total) = s.documents(&emergency);
+    assert!(!ids.contains(&s.masked));
+    assert_eq!(total, 2);
+    s.consent(&emergency_setting(&s.patient, "permit", "MASKED"));
+    let (ids, total) = s.documents(&emergency);
+    assert!(ids.contains(&s.masked), "{ids:?}");
+    assert_eq!(total, 3);
+    s.consent(&permit_professional(&s.patient, COLLEAGUE));
+    assert_eq!(s.documents(&doctor(COLLEAGUE)).1, 2);
+    s.consent(&block_professional(&s.patient, COLLEAGUE));
+    let search = format!("DocumentReference?patient={}&_total=accurate", s.patient);
+    assert_refused(&s.app.get(&search, &doctor(COLLEAGUE)), 403, "R-ACC-2");
+    // The emergency search still sees what the consent of before lets it see.
     assert_eq!(s.documents(&emergency).1, 3);
 }
 
