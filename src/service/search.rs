@@ -250,32 +250,40 @@ pub fn search(
 
 /// The search's narrowing and its page. A professional's search of one space is
 /// first decided on the facts cached of it, and its page's statement reads the
-/// space's version with the rows; the page stands when the rules, decided again at
-/// that version, give the same narrowing (the usual case: one round trip fewer).
-/// Otherwise, or when nothing could be presumed, the rules are decided on the
-/// version read first and the page is read with what they give.
+/// space's version with the rows; the page stands when it was read at the version
+/// presumed and the rules, decided again at that version, give the same narrowing
+/// (the usual case: one round trip fewer). Otherwise the page is read again with
+/// what the rules give. When nothing could be presumed, or the presumed page's
+/// statement failed, the rules are decided first, as they are without a cache (their
+/// refusal, and the access the trace tells, come before any page).
 fn narrowed_page(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     request: &SearchRequest,
 ) -> Result<(store::Narrowing, store::search::SearchPage), ApiError> {
-    if let Some(presumed) = ctx.gate.presumed_search_narrowing(conn, request) {
-        let page = store::search::run_with_contents(
+    if let Some(presumed) = ctx.gate.presumed_search_narrowing(conn, request)
+        && let Ok(page) = store::search::run_with_contents(
             conn,
             request,
             &presumed.narrowing,
             Some(&presumed.space),
-        )?;
-        if let Some(version) = page.space_version {
-            ctx.gate
-                .knows_space_versions(vec![(presumed.space.clone(), version)]);
-            let narrowing = ctx.gate.search_narrowing(conn, request)?;
-            if version == presumed.version && narrowing == presumed.narrowing {
-                return Ok((narrowing, page));
-            }
-            let page = store::search::run_with_contents(conn, request, &narrowing, None)?;
+        )
+    {
+        // A page without a row (or a count alone) carries no version: it is read
+        // after. Versions only grow, so one equal to the presumed version, read
+        // after the page, is the version the page was read at too.
+        let version = match page.space_version {
+            Some(version) => version,
+            None => store::access::space_version(conn, &presumed.space)?,
+        };
+        ctx.gate
+            .knows_space_versions(vec![(presumed.space.clone(), version)]);
+        let narrowing = ctx.gate.search_narrowing(conn, request)?;
+        if version == presumed.version && narrowing == presumed.narrowing {
             return Ok((narrowing, page));
         }
+        let page = store::search::run_with_contents(conn, request, &narrowing, None)?;
+        return Ok((narrowing, page));
     }
     let narrowing = ctx.gate.search_narrowing(conn, request)?;
     let page = store::search::run_with_contents(conn, request, &narrowing, None)?;

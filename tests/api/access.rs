@@ -679,9 +679,24 @@ fn r_acc_2_r_acc_7_a_search_follows_the_consents_stored_since_the_last_one() {
     assert_eq!(total, 3);
     s.consent(&permit_professional(&s.patient, COLLEAGUE));
     assert_eq!(s.documents(&doctor(COLLEAGUE)).1, 2);
-    s.consent(&block_professional(&s.patient, COLLEAGUE));
-    let search = format!("DocumentReference?patient={}&_total=accurate", s.patient);
-    assert_refused(&s.app.get(&search, &doctor(COLLEAGUE)), 403, "R-ACC-2");
+    // A page of no row, and a count alone, carry no version: read after them.
+    let none_found = format!("DocumentReference?patient={}&date=lt1900-01-01", s.patient);
+    let count = format!("DocumentReference?patient={}&_summary=count", s.patient);
+    assert_eq!(
+        s.app.get(&none_found, &doctor(COLLEAGUE)).json()["total"],
+        0
+    );
+    assert_eq!(s.app.get(&count, &doctor(COLLEAGUE)).json()["total"], 2);
+    // Each search after its own consent: the first search after a consent finds
+    // the facts cached before it.
+    for search in [
+        none_found,
+        count,
+        format!("DocumentReference?patient={}&_total=accurate", s.patient),
+    ] {
+        s.consent(&block_professional(&s.patient, COLLEAGUE));
+        assert_refused(&s.app.get(&search, &doctor(COLLEAGUE)), 403, "R-ACC-2");
+    }
     // The emergency search still sees what the consent of before lets it see.
     assert_eq!(s.documents(&emergency).1, 3);
 }
