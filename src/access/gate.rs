@@ -216,7 +216,13 @@ impl<'a> Gate<'a> {
                     &documents.consents,
                     documents.lifecycle.as_ref(),
                 ));
-                self.cache.put(patient, version, Arc::clone(&facts));
+                // Facts a write's transaction read after writing may never be
+                // committed: the write may roll back, and another instance commit
+                // the same version with other facts. This request keeps them; the
+                // instance's cache, only facts read as committed.
+                if store::dialect::reads_committed_only(conn) {
+                    self.cache.put(patient, version, Arc::clone(&facts));
+                }
                 facts
             }
         };

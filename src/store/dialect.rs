@@ -413,6 +413,48 @@ where
     }
 }
 
+/// Whether `conn` is inside a transaction (a write's, or [`read_snapshot`]'s): what
+/// it reads there may include writes that are not committed yet. Not known counts
+/// as inside.
+pub fn in_transaction(conn: &mut Conn) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = match conn {
+        Conn::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()
+        }
+        Conn::Postgresql(postgres) => {
+            AnsiTransactionManager::transaction_manager_status_mut(postgres).transaction_depth()
+        }
+    };
+    !matches!(depth, Ok(None))
+}
+
+/// Whether everything `conn` reads now is committed: outside a transaction, or in a
+/// PostgreSQL one that has written nothing yet (no transaction id assigned: a
+/// write, a row lock or a savepoint's write would have assigned one). A SQLite
+/// transaction is taken as having written (its group's earlier writes are visible
+/// to its later ones). Not known counts as not committed.
+pub fn reads_committed_only(conn: &mut Conn) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Clean {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        clean: bool,
+    }
+    if !in_transaction(conn) {
+        return true;
+    }
+    match conn {
+        Conn::Sqlite(_) => false,
+        Conn::Postgresql(_) => {
+            super::sql::Sql::prepared("SELECT pg_current_xact_id_if_assigned() IS NULL AS clean")
+                .load::<Clean>(conn)
+                .ok()
+                .and_then(|mut rows| rows.pop())
+                .is_some_and(|row| row.clean)
+        }
+    }
+}
+
 /// Runs `work`'s reads on one snapshot of the database: a read transaction
 /// (SQLite's starts its snapshot at its first read; PostgreSQL's is
 /// `REPEATABLE READ, READ ONLY`), so that what it reads in several statements holds

@@ -578,3 +578,75 @@ fn a_read_one_instance_answers_is_in_the_trace_another_instance_shows_next() {
     let (holds, printed) = run_command(&["audit-verify", "--database-url", &app.database_url]);
     assert!(holds, "{printed}");
 }
+
+/// What a write's transaction reads of a space is not kept for other requests: the
+/// write may roll back, and another instance then commit the same access version with
+/// other facts. Here a transaction that declares a new médecin traitant (R-PAT-3) and
+/// fails is rolled back on one instance; a consent stored through another instance
+/// moves the space to the version the rolled-back one would have had: the first
+/// instance must not let the undeclared médecin traitant in (R-ACC-3).
+#[test]
+fn facts_a_rolled_back_write_read_are_not_kept_for_other_requests() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    const COLLEAGUE: &str = "810000000002";
+    let Some(app) = app_on_postgres() else {
+        return;
+    };
+    let (patient_id, document_id) = app.patient_with_document("1980-05-01");
+    let instance = ServerProcess::start(&app.database_url);
+    let client = agent();
+    let holder = As::Patient(patient_id.clone());
+    let colleague = As::professional(COLLEAGUE, "10", None, None, None);
+    let read = |who: &As| {
+        call(
+            &client,
+            "GET",
+            &format!("{}/DocumentReference/{document_id}", instance.base),
+            who,
+            &[],
+            None,
+        )
+        .0
+    };
+    assert_eq!(read(&colleague), 404);
+    let patch = |operations: serde_json::Value| {
+        json!({
+            "resource": { "resourceType": "Binary", "contentType": "application/json-patch+json",
+                "data": STANDARD.encode(operations.to_string()) },
+            "request": { "method": "PATCH", "url": format!("Patient/{patient_id}") }
+        })
+    };
+    let declare = patch(
+        json!([{ "op": "replace", "path": "/generalPractitioner", "value": [
+        { "identifier": { "system": "urn:oid:1.2.250.1.71.4.2.1", "value": COLLEAGUE } }] }]),
+    );
+    // The holder may not rename themselves: the whole transaction fails.
+    let rename = patch(json!([{ "op": "replace", "path": "/name/0/family", "value": "Autre" }]));
+    let bundle =
+        json!({ "resourceType": "Bundle", "type": "transaction", "entry": [declare, rename] });
+    let (status, _, body) = call(
+        &client,
+        "POST",
+        &format!("{}/", instance.base),
+        &holder,
+        &[],
+        Some(bundle.to_string()),
+    );
+    assert!((400..500).contains(&status), "{status} {body}");
+    // Asked of the other instance (a read here would read the version committed,
+    // and cache its facts in place of those the transaction read).
+    assert_eq!(
+        app.get(&format!("DocumentReference/{document_id}"), &colleague)
+            .status,
+        404,
+        "the declaration was rolled back"
+    );
+    // Through the other instance: the space's next version, with other facts.
+    app.create(
+        &holder,
+        &crate::support::fixtures::permit_professional(&patient_id, "810000000003"),
+    );
+    assert_eq!(read(&colleague), 404, "not the médecin traitant");
+    assert_eq!(read(&As::doctor()), 200);
+}
