@@ -554,7 +554,10 @@ impl<'a> Gate<'a> {
     ) -> Result<(), ApiError> {
         narrowing.document_types = Some(
             match professional::r_acc_6_matrix(self.principal, self.matrix).map_err(refused)? {
-                TypeAccess::AllExcept(types) => TypeFilter::Excluding(types.clone()),
+                TypeAccess::AllExcept { excluded, systems } => TypeFilter::Excluding {
+                    excluded: excluded.clone(),
+                    systems: systems.clone(),
+                },
                 TypeAccess::Only(types) => TypeFilter::Only(types.clone()),
             },
         );

@@ -23,8 +23,13 @@ pub type DocumentType = (String, String);
 /// What a rule lets its profession read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeAccess {
-    /// Every document type except these.
-    AllExcept(Vec<DocumentType>),
+    /// Every document type except `excluded`, among the types of the code systems the
+    /// matrix reads (`systems`): a type of another system, or written another way, is
+    /// one the matrix cannot decide, and is refused.
+    AllExcept {
+        excluded: Vec<DocumentType>,
+        systems: Vec<String>,
+    },
     /// Only these document types.
     Only(Vec<DocumentType>),
 }
@@ -35,8 +40,10 @@ impl TypeAccess {
     pub fn allows(&self, types: &[DocumentType]) -> bool {
         match self {
             // A document whose type cannot be read is refused: the matrix cannot decide.
-            TypeAccess::AllExcept(excluded) => {
-                !types.is_empty() && !types.iter().any(|kind| excluded.contains(kind))
+            TypeAccess::AllExcept { excluded, systems } => {
+                !types.is_empty()
+                    && types.iter().all(|(system, _)| systems.contains(system))
+                    && !types.iter().any(|kind| excluded.contains(kind))
             }
             TypeAccess::Only(listed) => types.iter().any(|kind| listed.contains(kind)),
         }
@@ -109,11 +116,16 @@ impl Matrix {
     /// rule per profession and specialty.
     pub fn parse(text: &str) -> Result<Matrix, String> {
         let file: MatrixFile = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        // The code systems of the types the matrix declares, as it writes them.
+        let mut systems: Vec<String> = Vec::new();
         for token in file.document_types.keys() {
-            if split_type(token).is_none() {
+            let Some((system, _)) = split_type(token) else {
                 return Err(format!(
                     "document type {token:?} is not written system|code"
                 ));
+            };
+            if !systems.contains(&system) {
+                systems.push(system);
             }
         }
         let mut seen = HashSet::new();
@@ -141,7 +153,10 @@ impl Matrix {
                 types.push(split_type(token).expect("checked above"));
             }
             let access = match rule.allow.as_str() {
-                "all-except" => TypeAccess::AllExcept(types),
+                "all-except" => TypeAccess::AllExcept {
+                    excluded: types,
+                    systems: systems.clone(),
+                },
                 "listed" => TypeAccess::Only(types),
                 other => {
                     return Err(format!(
@@ -204,6 +219,22 @@ mod tests {
             assert!(!dentist.allows(&kind(LOINC, code)), "dentist {code}");
         }
         assert!(!dentist.allows(&kind(A05, "EXPPAT_3")));
+        // Another spelling of a system the matrix reads, or another system, is a type
+        // it cannot decide: refused where it opens "all but".
+        for system in [
+            "https://loinc.org",
+            "urn:oid:1.2.250.1.213.1.1.4.12",
+            "http://example.org",
+        ] {
+            assert!(!dentist.allows(&kind(system, "80788-3")), "{system}");
+            assert!(!doctor.allows(&kind(system, "ATTEST-RESID")), "{system}");
+            assert!(!doctor.allows(&kind(system, "11488-4")), "{system}");
+        }
+        let mixed = vec![
+            (LOINC.to_owned(), "11488-4".to_owned()),
+            ("https://loinc.org".to_owned(), "80788-3".to_owned()),
+        ];
+        assert!(!dentist.allows(&mixed));
         assert!(dentist.allows(&kind(LOINC, "11488-4")));
         assert!(
             !matrix

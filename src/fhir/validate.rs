@@ -643,8 +643,11 @@ fn check_document_reference(value: &Value) -> Result<(), ApiError> {
 
 /// The habilitation matrix (R-ACC-6) compares a document's type codings with its own,
 /// exactly: a type is written the one way the matrix reads it. At least one coding;
-/// each with a system and a code, neither padded; LOINC as `http://loinc.org` (not its
-/// OID, not with a trailing slash).
+/// each with a system and a code, neither padded; the system one of JDV_J07's
+/// (DOMAIN-CODES), written as the matrix writes it: LOINC as `http://loinc.org`
+/// (not its OID, not `https`, not with a trailing slash), TRE_A05 by its URL (not its
+/// OID). A type the matrix cannot read would be stored and then read by no
+/// professional the matrix opens "all but…" to.
 fn check_document_type(value: &Value) -> Result<(), ApiError> {
     let codings = values_at(value, "type.coding");
     if codings.is_empty() {
@@ -666,10 +669,12 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
             )
             .at(path));
         }
-        if system == LOINC_OID || (system.ends_with('/') && system.trim_end_matches('/') == LOINC) {
+        if !DOCUMENT_TYPE_SYSTEMS.contains(&system) {
             return Err(ApiError::unprocessable(
                 IssueCode::Value,
-                format!("LOINC is written {LOINC}, not {system}"),
+                format!(
+                    "a document type is a LOINC or TRE_A05 code (JDV_J07), its system written {LOINC} or {TRE_A05}, not {system}"
+                ),
             )
             .at(format!("{path}.system")));
         }
@@ -678,7 +683,10 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
 }
 
 const LOINC: &str = "http://loinc.org";
-const LOINC_OID: &str = "urn:oid:2.16.840.1.113883.6.1";
+const TRE_A05: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
+/// The code systems of DocumentReference.type (JDV_J07-XdsTypeCode-CISIS), as the
+/// habilitation matrix writes them.
+const DOCUMENT_TYPE_SYSTEMS: [&str; 2] = [LOINC, TRE_A05];
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
     require(

@@ -14,8 +14,11 @@ use diesel::QueryableByName;
 /// Which document types a search may return (R-ACC-6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeFilter {
-    /// Any type but these `(system, code)`.
-    Excluding(Vec<(String, String)>),
+    /// Any type but `excluded` `(system, code)`, of the code systems `systems` only.
+    Excluding {
+        excluded: Vec<(String, String)>,
+        systems: Vec<String>,
+    },
     /// Only these.
     Only(Vec<(String, String)>),
 }
@@ -79,10 +82,8 @@ impl Narrowing {
             }
             sql.push(")");
         }
-        let type_probe = |sql: &mut Sql, types: &[(String, String)]| {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND (1 = 0"
-            ));
+        // ` OR (t.system = ? AND t.code = ?)` for each type.
+        let or_types = |sql: &mut Sql, types: &[(String, String)]| {
             for (system, code) in types {
                 sql.push(" OR (t.system = ")
                     .text(system.as_str())
@@ -90,23 +91,28 @@ impl Narrowing {
                     .text(code.as_str())
                     .push(")");
             }
-            sql.push("))");
         };
         match &self.document_types {
-            Some(TypeFilter::Excluding(types)) => {
+            Some(TypeFilter::Excluding { excluded, systems }) => {
                 // A type the matrix can read (a coding with system and code)…
                 sql.push(&format!(
                     " AND EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND t.system IS NOT NULL)"
                 ));
-                // …and none it excludes.
-                if !types.is_empty() {
-                    sql.push(" AND NOT ");
-                    type_probe(sql, types);
-                }
+                // …and none of a system it does not read (a type it cannot decide),
+                // nor one it excludes: one probe.
+                sql.push(&format!(
+                    " AND NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND ((t.system IS NOT NULL AND t.system NOT IN "
+                ));
+                sql.text_list(systems.iter().map(String::as_str)).push(")");
+                or_types(sql, excluded);
+                sql.push("))");
             }
             Some(TypeFilter::Only(types)) => {
-                sql.push(" AND ");
-                type_probe(sql, types);
+                sql.push(&format!(
+                    " AND EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND (1 = 0"
+                ));
+                or_types(sql, types);
+                sql.push("))");
             }
             _ => {}
         }

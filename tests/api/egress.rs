@@ -1044,6 +1044,9 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     for coding in [
         json!({ "system": "urn:oid:2.16.840.1.113883.6.1", "code": "68599-0" }),
         json!({ "system": "http://loinc.org/", "code": "68599-0" }),
+        json!({ "system": "https://loinc.org", "code": "68599-0" }),
+        json!({ "system": "urn:oid:1.2.250.1.213.1.1.4.12", "code": "EXPPAT_3" }),
+        json!({ "system": "http://example.org/types", "code": "68599-0" }),
         json!({ "system": "http://loinc.org", "code": " 68599-0" }),
         json!({ "code": "68599-0" }),
     ] {
@@ -1077,24 +1080,51 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     s.app.execute_sql(&format!(
         "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
     ));
-    assert_refused(
-        &s.app
-            .get(&format!("DocumentReference/{legacy}"), &dentist()),
-        404,
-        "R-ACC-6",
-    );
-    let search = s
+    // Refused by id, and left out of a search whose total stays exact.
+    let hidden_from = |who: &As, id: &str| {
+        assert_refused(
+            &s.app.get(&format!("DocumentReference/{id}"), who),
+            404,
+            "R-ACC-6",
+        );
+        let search = s
+            .app
+            .get(
+                &format!("DocumentReference?patient={}&_total=accurate", s.a),
+                who,
+            )
+            .json();
+        assert!(!entry_ids(&search).contains(&id.to_owned()), "{search}");
+        assert_eq!(
+            search["total"].as_u64().unwrap() as usize,
+            entry_ids(&search).len()
+        );
+    };
+    hidden_from(&dentist(), &legacy);
+    // Nor one stored with its system written another way: the matrix excludes by
+    // system and code, and cannot tell what another spelling names (here an
+    // `https` LOINC, which would pass an exclusion of `http://loinc.org|80788-3`).
+    let respelled = s
         .app
-        .get(
-            &format!("DocumentReference?patient={}&_total=accurate", s.a),
-            &dentist(),
-        )
-        .json();
-    assert!(!entry_ids(&search).contains(&legacy));
-    assert_eq!(
-        search["total"].as_u64().unwrap() as usize,
-        entry_ids(&search).len()
-    );
+        .create(&As::doctor(), &document(&s.a, "11488-4", "2024-09-03"));
+    let read = |who: &As| {
+        s.app
+            .get(&format!("DocumentReference/{respelled}"), who)
+            .status
+    };
+    assert_eq!(read(&dentist()), 200);
+    assert_eq!(read(&doctor(COLLEAGUE)), 200);
+    s.app.execute_sql(&format!(
+        "UPDATE search_token SET system = 'https://loinc.org' WHERE param = 'type' AND resource_pk = (SELECT pk FROM resources WHERE res_id = '{respelled}')"
+    ));
+    s.app.execute_sql(&format!(
+        "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"system\":\"https://loinc.org\",\"code\":\"11488-4\"') WHERE res_id = '{respelled}'"
+    ));
+    for who in [dentist(), doctor(COLLEAGUE)] {
+        hidden_from(&who, &respelled);
+    }
+    // The holder still reads it (the matrix is the professionals').
+    assert_eq!(read(&s.patient_token()), 200);
 }
 
 #[test]
