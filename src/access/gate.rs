@@ -50,10 +50,9 @@ pub struct Gate<'a> {
     /// Set while deciding what a search may name (an item, an entity): those checks
     /// are not accesses of the spaces they look into, and leave no trace there.
     quiet: std::cell::Cell<bool>,
-    /// Set while a search's narrowing is decided on presumed facts (see
-    /// [`Self::presumed_search_narrowing`]); the spaces and versions presumed.
-    presuming: std::cell::Cell<bool>,
-    presumed: RefCell<Vec<(String, i64)>>,
+    /// While a search's narrowing is decided on presumed facts (see
+    /// [`Self::presumed_search_narrowing`]): the spaces and versions presumed.
+    presumed: RefCell<Option<Vec<(String, i64)>>>,
     /// Bytes of bodies this request may still release (bounded work and memory).
     answer_left: std::cell::Cell<usize>,
     answer_limit: usize,
@@ -128,8 +127,7 @@ impl<'a> Gate<'a> {
             entities: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
             quiet: std::cell::Cell::new(false),
-            presuming: std::cell::Cell::new(false),
-            presumed: RefCell::new(Vec::new()),
+            presumed: RefCell::new(None),
             answer_left: std::cell::Cell::new(DEFAULT_MAX_ANSWER_BYTES),
             answer_limit: DEFAULT_MAX_ANSWER_BYTES,
         }
@@ -193,14 +191,12 @@ impl<'a> Gate<'a> {
         // facts under the older version, which the next request misses.
         let known = self.space_versions.borrow_mut().remove(patient);
         if known.is_none()
-            && self.presuming.get()
+            && let Some(presumed) = self.presumed.borrow_mut().as_mut()
             && let Some((version, facts)) = self.cache.latest(patient)
         {
             // Neither kept for the request nor trusted: only a statement that reads
             // the version with the rows it decides confirms them.
-            self.presumed
-                .borrow_mut()
-                .push((patient.to_owned(), version));
+            presumed.push((patient.to_owned(), version));
             return Ok(facts);
         }
         let version = match known {
@@ -432,10 +428,9 @@ impl<'a> Gate<'a> {
         {
             return None;
         }
-        self.presuming.set(true);
+        *self.presumed.borrow_mut() = Some(Vec::new());
         let decided = self.quietly(|| self.search_narrowing(conn, request));
-        self.presuming.set(false);
-        let presumed = std::mem::take(&mut *self.presumed.borrow_mut());
+        let presumed = self.presumed.borrow_mut().take().unwrap_or_default();
         let narrowing = decided.ok()?;
         match (presumed.as_slice(), narrowing.compartment.as_deref()) {
             ([(space, version)], Some([patient])) if space == patient => Some(PresumedNarrowing {

@@ -201,8 +201,7 @@ impl Matrix {
 mod tests {
     use super::*;
 
-    const LOINC: &str = "http://loinc.org";
-    const A05: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
+    use crate::fhir::{LOINC_SYSTEM as LOINC, TRE_A05_SYSTEM as A05};
 
     fn kind(system: &str, code: &str) -> Vec<DocumentType> {
         vec![(system.to_owned(), code.to_owned())]

@@ -24,6 +24,10 @@ pub const FINESS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.2";
 
 /// IdNat_PS, the national professional identifier.
 pub const IDNAT_PS_SYSTEM: &str = "urn:oid:1.2.250.1.71.4.2.1";
+/// LOINC, as DocumentReference types (JDV_J07) and the habilitation matrix write it.
+pub const LOINC_SYSTEM: &str = "http://loinc.org";
+/// TRE_A05-TypeDocComplementaire: the other system of DocumentReference types (JDV_J07).
+pub const TRE_A05_SYSTEM: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
 
 /// Whether `text` holds a control character no FHIR string may contain (U+0000 to
 /// U+001F but tab, line feed and carriage return). Such text matches nothing stored,

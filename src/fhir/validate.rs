@@ -673,7 +673,9 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
             return Err(ApiError::unprocessable(
                 IssueCode::Value,
                 format!(
-                    "a document type is a LOINC or TRE_A05 code (JDV_J07), its system written {LOINC} or {TRE_A05}, not {system}"
+                    "a document type is a LOINC or TRE_A05 code (JDV_J07), its system written {} or {}, not {system}",
+                    super::LOINC_SYSTEM,
+                    super::TRE_A05_SYSTEM
                 ),
             )
             .at(format!("{path}.system")));
@@ -682,11 +684,9 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-const LOINC: &str = "http://loinc.org";
-const TRE_A05: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
 /// The code systems of DocumentReference.type (JDV_J07-XdsTypeCode-CISIS), as the
 /// habilitation matrix writes them.
-const DOCUMENT_TYPE_SYSTEMS: [&str; 2] = [LOINC, TRE_A05];
+const DOCUMENT_TYPE_SYSTEMS: [&str; 2] = [super::LOINC_SYSTEM, super::TRE_A05_SYSTEM];
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
     require(

@@ -33,7 +33,7 @@ const CATEGORIES: [(&str, &str); 11] = [
     ("95", "Gestion"),
 ];
 const CLASS_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.1.4.1";
-const TRE_A05: &str = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire";
+use crate::fhir::TRE_A05_SYSTEM as TRE_A05;
 const TRE_A07: &str = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 /// What the holder may add themselves (TRE_A05 DOCPAT).

@@ -18,7 +18,7 @@ use crate::AppState;
 
 type State = web::Data<AppState>;
 
-const LOINC: &str = "http://loinc.org";
+use crate::fhir::LOINC_SYSTEM as LOINC;
 const UCUM: &str = "http://unitsofmeasure.org";
 /// LOINC body height and body weight (the FHIR vital signs codes).
 const HEIGHT: &str = "8302-2";

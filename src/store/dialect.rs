@@ -416,7 +416,7 @@ where
 /// Whether `conn` is inside a transaction (a write's, or [`read_snapshot`]'s): what
 /// it reads there may include writes that are not committed yet. Not known counts
 /// as inside.
-pub fn in_transaction(conn: &mut Conn) -> bool {
+fn in_transaction(conn: &mut Conn) -> bool {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     let depth = match conn {
         Conn::Sqlite(sqlite) => {
