@@ -1080,13 +1080,29 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     s.app.execute_sql(&format!(
         "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
     ));
-    // Refused by id, and left out of a search whose total stays exact.
+    s.app.execute_sql(&format!(
+        "UPDATE resource_versions SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
+    ));
+    // Refused by id, by version and in its history, left out of an include, and
+    // left out of a search whose total stays exact.
     let hidden_from = |who: &As, id: &str| {
-        assert_refused(
-            &s.app.get(&format!("DocumentReference/{id}"), who),
-            404,
-            "R-ACC-6",
+        for path in [
+            format!("DocumentReference/{id}"),
+            format!("DocumentReference/{id}/_history/1"),
+        ] {
+            assert_refused(&s.app.get(&path, who), 404, "R-ACC-6");
+        }
+        let history = s.app.get(&format!("DocumentReference/{id}/_history"), who);
+        match history.status {
+            404 => assert_refused(&history, 404, "R-ACC-6"),
+            _ => assert!(entry_ids(&history.json()).is_empty(), "{}", history.body),
+        }
+        let included = s.app.get(
+            &format!("Patient?_id={}&_revinclude=DocumentReference:patient", s.a),
+            who,
         );
+        assert_eq!(included.status, 200, "{}", included.body);
+        assert!(!included.body.contains(id), "{}", included.body);
         let search = s
             .app
             .get(
@@ -1119,6 +1135,9 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     ));
     s.app.execute_sql(&format!(
         "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"system\":\"https://loinc.org\",\"code\":\"11488-4\"') WHERE res_id = '{respelled}'"
+    ));
+    s.app.execute_sql(&format!(
+        "UPDATE resource_versions SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"system\":\"https://loinc.org\",\"code\":\"11488-4\"') WHERE res_id = '{respelled}'"
     ));
     for who in [dentist(), doctor(COLLEAGUE)] {
         hidden_from(&who, &respelled);
