@@ -17,8 +17,11 @@ fn get(agent: &ureq::Agent, url: &str, who: &As) -> Value {
         .header("Authorization", &format!("Bearer {}", who.token().unwrap()))
         .call()
         .expect("request");
-    assert_eq!(response.status(), 200, "{url}");
-    serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON")
+    let status = response.status();
+    let body = response.body_mut().read_to_string().expect("body");
+    // The server's OperationOutcome says why, should it refuse.
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).expect("JSON")
 }
 
 /// (statement, plan) of every plan the process logged.
