@@ -153,6 +153,17 @@ pub fn bool_literal(value: bool) -> &'static str {
     if value { "TRUE" } else { "FALSE" }
 }
 
+/// The SQL for the length in bytes of the text column `column`. `LENGTH` counts
+/// characters, reading all of a text to do so: on PostgreSQL a search's page spent
+/// 4 % of its database's CPU there. PostgreSQL's `OCTET_LENGTH` reads the length
+/// its value carries; SQLite's `LENGTH` of a text cast to a BLOB counts its bytes.
+pub fn byte_length(conn: &Conn, column: &str) -> String {
+    match kind(conn) {
+        Kind::Postgres => format!("OCTET_LENGTH({column})"),
+        Kind::Sqlite => format!("LENGTH(CAST({column} AS BLOB))"),
+    }
+}
+
 /// Row lock for a read that a write in the same transaction depends on. SQLite's
 /// writers are serialised already.
 pub fn for_update(conn: &Conn) -> &'static str {

@@ -112,8 +112,8 @@ pub fn complete(conn: &mut Conn, head: RowHead) -> diesel::QueryResult<Option<Re
     Ok(Some(head.with_content(content)))
 }
 
-/// Contents at most this long are fetched together ([`complete_chunk`]); longer ones
-/// one at a time, when their turn comes.
+/// Contents of at most this many bytes are fetched together ([`complete_chunk`]);
+/// longer ones one at a time, when their turn comes.
 const SMALL_CONTENT: i64 = 256 * 1024;
 
 /// The most rows whose small contents are fetched together: by [`complete_chunk`],
@@ -124,10 +124,13 @@ pub const COMPLETED_TOGETHER: usize = 20;
 /// small ([`SMALL_CONTENT`]), else NULL, as `content`. A scalar subquery, which
 /// PostgreSQL evaluates for the rows the statement returns only (after its window
 /// and its limit), so a window over every match does not hold their contents.
-pub fn push_small_content_column(sql: &mut Sql) {
-    sql.push("(SELECT CASE WHEN LENGTH(c.content) <= ")
-        .int(SMALL_CONTENT)
-        .push(" THEN c.content END FROM resources c WHERE c.pk = r.pk) AS content");
+pub fn push_small_content_column(conn: &Conn, sql: &mut Sql) {
+    sql.push(&format!(
+        "(SELECT CASE WHEN {} <= ",
+        super::dialect::byte_length(conn, "c.content")
+    ))
+    .int(SMALL_CONTENT)
+    .push(" THEN c.content END FROM resources c WHERE c.pk = r.pk) AS content");
 }
 
 /// A row of [`complete_chunk`]: with its content, or still to complete (a large
@@ -176,7 +179,10 @@ pub fn complete_chunk(conn: &mut Conn, heads: &[RowHead]) -> diesel::QueryResult
     if heads.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new("SELECT r.pk, r.version_id, CASE WHEN LENGTH(r.content) <= ");
+    let mut sql = Sql::new(&format!(
+        "SELECT r.pk, r.version_id, CASE WHEN {} <= ",
+        super::dialect::byte_length(conn, "r.content")
+    ));
     sql.int(SMALL_CONTENT)
         .push(" THEN r.content END AS content FROM resources r WHERE r.pk IN ");
     let keys = heads.iter().map(|head| head.pk);

@@ -536,7 +536,7 @@ fn page(
         }
     ));
     if with_contents {
-        super::resources::push_small_content_column(&mut page);
+        super::resources::push_small_content_column(conn, &mut page);
     } else {
         page.push("CAST(NULL AS TEXT) AS content");
     }
