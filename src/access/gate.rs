@@ -381,6 +381,11 @@ impl<'a> Gate<'a> {
         self.holder_space(conn, patient, false)
     }
 
+    /// The code systems a document's type is written in: the matrix's (R-ACC-6).
+    pub fn document_type_systems(&self) -> &[String] {
+        self.matrix.type_systems()
+    }
+
     /// R-ACC-10 / TD0.2: for a professional reading a Patient, the status of their
     /// authorisation on that space: `VALIDE`, `INTERDIT` (blocked) or `NON_EXISTE`.
     /// `None` for other callers.

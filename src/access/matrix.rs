@@ -85,6 +85,8 @@ pub struct Matrix {
     pub source: String,
     pub version: String,
     rules: Vec<Rule>,
+    /// The code systems of the types it declares, as it writes them.
+    type_systems: Vec<String>,
 }
 
 fn split_type(token: &str) -> Option<DocumentType> {
@@ -110,6 +112,13 @@ impl Matrix {
             None => Matrix::parse(SHIPPED)
                 .map_err(|error| format!("invalid shipped habilitation matrix: {error}")),
         }
+    }
+
+    /// The code systems of the document types it declares, as it writes them: a
+    /// document's type is written in one of them (`fhir::validate::check`), the one
+    /// way the matrix reads it (R-ACC-6).
+    pub fn type_systems(&self) -> &[String] {
+        &self.type_systems
     }
 
     /// Parses and checks a matrix: known professions, declared document types, one
@@ -175,6 +184,7 @@ impl Matrix {
             source: file.source,
             version: file.version,
             rules,
+            type_systems: systems,
         })
     }
 

@@ -387,19 +387,22 @@ mod tests {
     /// and a check for one type does not stand for another.
     #[test]
     fn a_check_made_ahead_stands_only_for_the_resource_unchanged() {
+        let loinc = [crate::fhir::LOINC_SYSTEM.to_owned()];
         let body = br#"{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"subject":{"reference":"Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|285067512345639"},"content":[{"attachment":{"url":"Binary/b1"}}]}"#;
         let mut incoming = Incoming::parse(body).unwrap();
         assert_eq!(incoming.checked_as(), None);
         // Unresolved, the subject is refused: the pipeline leaves a resource with
         // conditional references to the writer, which checks it once resolved.
-        assert!(crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).is_err());
+        assert!(
+            crate::fhir::validate::check_ahead("DocumentReference", &mut incoming, &loinc).is_err()
+        );
         assert_eq!(incoming.checked_as(), None, "a failed check marks nothing");
         incoming.rewrite_references(&|reference| {
             reference
                 .starts_with("Patient?")
                 .then(|| "Patient/p1".to_owned())
         });
-        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).unwrap();
+        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming, &loinc).unwrap();
         assert_eq!(incoming.checked_as(), Some("DocumentReference"));
         incoming.rewrite_references(&|_| None);
         assert_eq!(
@@ -411,13 +414,13 @@ mod tests {
             (reference == "Patient/p1").then(|| "Patient/p2".to_owned())
         });
         assert_eq!(incoming.checked_as(), None, "a reference rewritten");
-        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming).unwrap();
+        crate::fhir::validate::check_ahead("DocumentReference", &mut incoming, &loinc).unwrap();
         incoming.set_id("d1");
         assert_eq!(incoming.checked_as(), None, "an id set");
         // A mark for another type is no check: a Patient body is still refused.
         let mut patient = Incoming::parse(br#"{"resourceType":"Patient"}"#).unwrap();
-        crate::fhir::validate::check_ahead("Patient", &mut patient).unwrap();
-        assert!(crate::fhir::validate::check("DocumentReference", &patient).is_err());
+        crate::fhir::validate::check_ahead("Patient", &mut patient, &loinc).unwrap();
+        assert!(crate::fhir::validate::check("DocumentReference", &patient, &loinc).is_err());
     }
 
     #[test]

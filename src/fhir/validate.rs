@@ -10,8 +10,14 @@ use super::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SY
 use crate::error::{ApiError, IssueCode};
 
 /// Runs every check on a resource received for `expected_type` (at once if it
-/// passed them already, see [`check_ahead`]).
-pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
+/// passed them already, see [`check_ahead`]). `type_systems`: the code systems a
+/// document's type is written in, those of the habilitation matrix in force
+/// (`access::Matrix::type_systems`).
+pub fn check(
+    expected_type: &str,
+    incoming: &Incoming,
+    type_systems: &[String],
+) -> Result<(), ApiError> {
     if incoming.checked_as() == Some(expected_type) {
         return Ok(());
     }
@@ -96,7 +102,7 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
     check_is_archived(incoming.value(), expected_type)?;
     match expected_type {
         "Patient" => check_patient(incoming.value()),
-        "DocumentReference" => check_document_reference(incoming.value()),
+        "DocumentReference" => check_document_reference(incoming.value(), type_systems),
         "Binary" => {
             require(incoming.value(), "Binary", &["contentType"])?;
             check_media_type(incoming.value(), "Binary.contentType")
@@ -116,8 +122,12 @@ pub fn check(expected_type: &str, incoming: &Incoming) -> Result<(), ApiError> {
 /// writer, and the checks (the profile's typed parse above all) were a tenth of its
 /// time per deposit. The resource is marked checked; the writer checks it again only
 /// if it changed since (a conditional reference resolved, an id set).
-pub fn check_ahead(expected_type: &'static str, incoming: &mut Incoming) -> Result<(), ApiError> {
-    check(expected_type, incoming)?;
+pub fn check_ahead(
+    expected_type: &'static str,
+    incoming: &mut Incoming,
+    type_systems: &[String],
+) -> Result<(), ApiError> {
+    check(expected_type, incoming, type_systems)?;
     incoming.mark_checked(expected_type);
     Ok(())
 }
@@ -604,14 +614,14 @@ fn require_patient_reference(value: &Value, kind: &str, element: &str) -> Result
     }
 }
 
-fn check_document_reference(value: &Value) -> Result<(), ApiError> {
+fn check_document_reference(value: &Value, type_systems: &[String]) -> Result<(), ApiError> {
     require(
         value,
         "DocumentReference",
         &["status", "type", "subject", "content"],
     )?;
     require_patient_reference(value, "DocumentReference", "subject")?;
-    check_document_type(value)?;
+    check_document_type(value, type_systems)?;
     // The visibility codes (R-ACC-7, R-PAT-1, R-PAT-5) are read from securityLabel,
     // as PDSm puts them: in meta.security they would be stored and never applied.
     if values_at(value, "meta.security.system")
@@ -643,12 +653,12 @@ fn check_document_reference(value: &Value) -> Result<(), ApiError> {
 
 /// The habilitation matrix (R-ACC-6) compares a document's type codings with its own,
 /// exactly: a type is written the one way the matrix reads it. At least one coding;
-/// each with a system and a code, neither padded; the system one of JDV_J07's
-/// (DOMAIN-CODES), written as the matrix writes it: LOINC as `http://loinc.org`
-/// (not its OID, not `https`, not with a trailing slash), TRE_A05 by its URL (not its
-/// OID). A type the matrix cannot read would be stored and then read by no
-/// professional the matrix opens "all but…" to.
-fn check_document_type(value: &Value) -> Result<(), ApiError> {
+/// each with a system and a code, neither padded; the system one of those the matrix
+/// in force writes (`type_systems`; the shipped matrix's are JDV_J07's, DOMAIN-CODES:
+/// LOINC as `http://loinc.org`, not its OID, not `https`, not with a trailing slash;
+/// TRE_A05 by its URL, not its OID). A type the matrix cannot read would be stored
+/// and then read by no professional the matrix opens "all but…" to.
+fn check_document_type(value: &Value, type_systems: &[String]) -> Result<(), ApiError> {
     let codings = values_at(value, "type.coding");
     if codings.is_empty() {
         return Err(ApiError::unprocessable(
@@ -669,13 +679,12 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
             )
             .at(path));
         }
-        if !DOCUMENT_TYPE_SYSTEMS.contains(&system) {
+        if !type_systems.iter().any(|known| known == system) {
             return Err(ApiError::unprocessable(
                 IssueCode::Value,
                 format!(
-                    "a document type is a LOINC or TRE_A05 code (JDV_J07), its system written {} or {}, not {system}",
-                    super::LOINC_SYSTEM,
-                    super::TRE_A05_SYSTEM
+                    "a document type is a code of a system the habilitation matrix reads, written as it writes it ({}), not {system}",
+                    type_systems.join(", ")
                 ),
             )
             .at(format!("{path}.system")));
@@ -683,10 +692,6 @@ fn check_document_type(value: &Value) -> Result<(), ApiError> {
     }
     Ok(())
 }
-
-/// The code systems of DocumentReference.type (JDV_J07-XdsTypeCode-CISIS), as the
-/// habilitation matrix writes them.
-const DOCUMENT_TYPE_SYSTEMS: [&str; 2] = [super::LOINC_SYSTEM, super::TRE_A05_SYSTEM];
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
     require(

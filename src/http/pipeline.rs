@@ -362,7 +362,8 @@ async fn stages(
     } = &mut call
         && !service::mhd::has_conditional_references(body.value())
     {
-        crate::fhir::validate::check_ahead(def.name, body).map_err(untraced)?;
+        crate::fhir::validate::check_ahead(def.name, body, state.matrix.type_systems())
+            .map_err(untraced)?;
     }
 
     // The trace is read as of now: every event of a request answered so far is

@@ -362,7 +362,7 @@ pub fn create(
 ) -> Result<FhirResponse, ApiError> {
     let mut incoming = incoming;
     mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
-    validate::check(def.name, &incoming)?;
+    validate::check(def.name, &incoming, ctx.gate.document_type_systems())?;
     if def.name == "DocumentReference" {
         mhd::check_attachments(conn, ctx, incoming.value())?;
     }
@@ -452,7 +452,7 @@ pub fn create_with_id(
     id: &str,
     incoming: Incoming,
 ) -> Result<FhirResponse, ApiError> {
-    validate::check(def.name, &incoming)?;
+    validate::check(def.name, &incoming, ctx.gate.document_type_systems())?;
     insert(conn, ctx, def, id, incoming)
 }
 
@@ -506,7 +506,7 @@ pub fn update(
     }
     let mut incoming = incoming;
     mhd::resolve_conditional_references(conn, ctx, &mut incoming)?;
-    validate::check(def.name, &incoming)?;
+    validate::check(def.name, &incoming, ctx.gate.document_type_systems())?;
     if def.name == "DocumentReference" {
         mhd::check_attachments(conn, ctx, incoming.value())?;
     }
@@ -644,7 +644,7 @@ pub fn patch(
     )?;
     let withdraws = withdrawal(conn, ctx, def, Some(&current), &patched)?;
     let changed = stored.with_changes(patched);
-    validate::check(def.name, &changed)?;
+    validate::check(def.name, &changed, ctx.gate.document_type_systems())?;
     let response = store_version(
         conn,
         ctx,

@@ -1146,6 +1146,79 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     assert_eq!(read(&s.patient_token()), 200);
 }
 
+/// R-ACC-6: the matrix is data, replaceable without a rebuild. A matrix that writes a
+/// type of another code system has documents of that type stored and decided by it
+/// (the write accepts the systems of the matrix in force, not a fixed list), and a
+/// type of a system it does not write refused at write, naming the ones it reads.
+#[test]
+fn r_acc_6_a_replaced_matrix_reads_the_types_of_its_own_systems() {
+    let local = "https://types.example.org/local";
+    let local_type = format!("{local}|LOCAL-1");
+    let mut matrix: Value =
+        serde_json::from_str(include_str!("../../fhir-profiles/habilitation-matrix.json"))
+            .expect("the shipped matrix");
+    matrix["documentTypes"][&local_type] = json!("Compte rendu d'un usage local");
+    for rule in matrix["rules"].as_array_mut().expect("rules") {
+        // Kept from dentists, like the shipped directives anticipées.
+        if rule["profession"] == "40" {
+            rule["types"]
+                .as_array_mut()
+                .expect("types")
+                .push(json!(local_type));
+        }
+    }
+    let path = crate::support::temp_dir("matrix").join("habilitation-matrix.json");
+    std::fs::write(&path, matrix.to_string()).expect("the replaced matrix");
+    let app = TestApp::with(|config| config.habilitation_matrix = Some(path.clone()));
+    let a = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "2012-05-01"),
+    );
+    app.create(&As::Patient(a.clone()), &permit_professional(&a, COLLEAGUE));
+    let typed = |system: &str, code: &str| {
+        let mut body = document(&a, "11488-4", "2024-09-01");
+        body["type"] = json!({ "coding": [{ "system": system, "code": code }] });
+        body
+    };
+    let stored = app.create(&As::doctor(), &typed(local, "LOCAL-1"));
+    let consultation = app.create(&As::doctor(), &document(&a, "11488-4", "2024-09-02"));
+    // A system the matrix does not write: refused, the matrix's systems named.
+    let refused = app.post(
+        "DocumentReference",
+        &As::doctor(),
+        &typed("https://types.example.org/other", "LOCAL-1"),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains(local), "{}", refused.body);
+    // Decided by the matrix: the médecin traitant and another médecin read it, the
+    // dentist, authorised on the space, does not, by read or by search.
+    app.create(&As::Patient(a.clone()), &permit_professional(&a, STRANGER));
+    for who in [As::doctor(), doctor(STRANGER)] {
+        let read = app.get(&format!("DocumentReference/{stored}"), &who);
+        assert_eq!(read.status, 200, "{}", read.body);
+    }
+    assert_refused(
+        &app.get(&format!("DocumentReference/{stored}"), &dentist()),
+        404,
+        "R-ACC-6",
+    );
+    let search = app
+        .get(
+            &format!("DocumentReference?patient={a}&_total=accurate"),
+            &dentist(),
+        )
+        .json();
+    assert_eq!(entry_ids(&search), vec![consultation.clone()], "{search}");
+    assert_eq!(search["total"], 1, "{search}");
+    let search = app
+        .get(
+            &format!("DocumentReference?patient={a}&_total=accurate"),
+            &As::doctor(),
+        )
+        .json();
+    assert_eq!(search["total"], 2, "{search}");
+}
+
 #[test]
 fn r_life_1_one_space_per_person() {
     let s = spaces();
