@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::fhir::{LOINC_SYSTEM, TRE_A05_SYSTEM};
+
 /// The shipped matrix, used when the configuration names none.
 const SHIPPED: &str = include_str!("../../fhir-profiles/habilitation-matrix.json");
 
@@ -89,6 +91,22 @@ pub struct Matrix {
     type_systems: Vec<String>,
 }
 
+/// A code system whatever its spelling: LOINC and TRE_A05 by their URL or their
+/// OID, a URL with `http` or `https`, with or without a trailing slash, in any case.
+fn system_identity(system: &str) -> String {
+    let system = match system {
+        "urn:oid:2.16.840.1.113883.6.1" => LOINC_SYSTEM,
+        "urn:oid:1.2.250.1.213.1.1.4.12" => TRE_A05_SYSTEM,
+        other => other,
+    };
+    let system = system.trim_end_matches('/');
+    system
+        .strip_prefix("https://")
+        .or_else(|| system.strip_prefix("http://"))
+        .unwrap_or(system)
+        .to_ascii_lowercase()
+}
+
 fn split_type(token: &str) -> Option<DocumentType> {
     let (system, code) = token.split_once('|')?;
     (!system.is_empty() && !code.is_empty()).then(|| (system.to_owned(), code.to_owned()))
@@ -135,6 +153,28 @@ impl Matrix {
             };
             if !systems.contains(&system) {
                 systems.push(system);
+            }
+        }
+        // A document's type is written in one of these systems, the one way the
+        // matrix writes it (`fhir::validate`): a system written two ways would let a
+        // type excluded in one spelling be read in the other.
+        for (index, system) in systems.iter().enumerate() {
+            if let Some(other) = systems[..index]
+                .iter()
+                .find(|other| system_identity(other) == system_identity(system))
+            {
+                return Err(format!(
+                    "documentTypes write one code system two ways ({other:?} and {system:?}): each is written one way, so that a type has one spelling to decide"
+                ));
+            }
+        }
+        // JDV_J07's systems, in which the server writes documents itself (a holder's
+        // deposit, a message's attachment saved, TRE_A05): every matrix reads them.
+        for required in [LOINC_SYSTEM, TRE_A05_SYSTEM] {
+            if !systems.iter().any(|system| system == required) {
+                return Err(format!(
+                    "documentTypes declare no type of {required}: JDV_J07's systems (LOINC, TRE_A05), in which the server writes documents itself, are read by every matrix"
+                ));
             }
         }
         let mut seen = HashSet::new();
@@ -264,7 +304,7 @@ mod tests {
     #[test]
     fn a_specialty_rule_wins_over_the_profession_rule() {
         let matrix = Matrix::parse(&format!(
-            r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a"}},"rules":[
+            r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a","{A05}|X":"x"}},"rules":[
             {{"profession":"10","allow":"all-except","types":[]}},
             {{"profession":"10","specialty":"SM03","allow":"listed","types":["{LOINC}|1-1"]}}]}}"#
         ))
@@ -291,12 +331,42 @@ mod tests {
 
     #[test]
     fn malformed_matrices_are_refused_with_the_reason() {
-        let base = |rules: &str| {
+        let with_types = |types: &str, rules: &str| {
             format!(
-                r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a"}},"rules":[{rules}]}}"#
+                r#"{{"title":"t","source":"s","version":"v","documentTypes":{{{types}}},"rules":[{rules}]}}"#
             )
         };
+        let jdv_j07 = format!(r#""{LOINC}|1-1":"a","{A05}|X":"x""#);
+        let base = |rules: &str| with_types(&jdv_j07, rules);
         let cases = [
+            // JDV_J07's systems are read by every matrix: the server writes them.
+            (
+                with_types(&format!(r#""{LOINC}|1-1":"a""#), ""),
+                "declare no type of https://mos.esante.gouv.fr",
+            ),
+            (with_types("", ""), "declare no type of http://loinc.org"),
+            // One spelling per system: else a type excluded one way is read the other.
+            (
+                with_types(
+                    &format!(r#"{jdv_j07},"urn:oid:2.16.840.1.113883.6.1|68599-0":"b""#),
+                    "",
+                ),
+                "two ways",
+            ),
+            (
+                with_types(
+                    &format!(r#"{jdv_j07},"https://loinc.org/|68599-0":"b""#),
+                    "",
+                ),
+                "two ways",
+            ),
+            (
+                with_types(
+                    &format!(r#"{jdv_j07},"urn:oid:1.2.250.1.213.1.1.4.12|EXPPAT_3":"b""#),
+                    "",
+                ),
+                "two ways",
+            ),
             (
                 base(r#"{"profession":"99","allow":"listed","types":[]}"#),
                 "TRE_G15",
@@ -327,5 +397,23 @@ mod tests {
             let error = Matrix::parse(&text).unwrap_err();
             assert!(error.contains(expected), "{expected:?} not in {error:?}");
         }
+    }
+
+    /// A matrix may read a type of another code system (a local one): documents of
+    /// that system are then written (`type_systems`) and decided by it.
+    #[test]
+    fn a_matrix_reads_the_systems_it_declares() {
+        let local = "https://types.example.org/local";
+        let matrix = Matrix::parse(&format!(
+            r#"{{"title":"t","source":"s","version":"v","documentTypes":{{"{LOINC}|1-1":"a","{A05}|X":"x","{local}|L":"l"}},"rules":[
+            {{"profession":"40","allow":"all-except","types":["{local}|L"]}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(matrix.type_systems(), [LOINC, A05, local]);
+        let dentist = matrix.access("40", None).unwrap();
+        assert!(!dentist.allows(&kind(local, "L")));
+        assert!(dentist.allows(&kind(local, "M")));
+        assert!(!dentist.allows(&kind("https://types.example.org/other", "M")));
+        assert_eq!(Matrix::load(None).unwrap().type_systems(), [LOINC, A05]);
     }
 }

@@ -156,7 +156,10 @@ pub fn bool_literal(value: bool) -> &'static str {
 /// The SQL for the length in bytes of the text column `column`. `LENGTH` counts
 /// characters, reading all of a text to do so: on PostgreSQL a search's page spent
 /// 4 % of its database's CPU there. PostgreSQL's `OCTET_LENGTH` reads the length
-/// its value carries; SQLite's `LENGTH` of a text cast to a BLOB counts its bytes.
+/// its value carries, without the text. SQLite's `LENGTH` of a text cast to a BLOB
+/// gives its bytes without counting characters, but still loads the text (as
+/// `LENGTH` of the text did): its `octet_length`, which does not, needs SQLite 3.43,
+/// and the system's may be older.
 pub fn byte_length(conn: &Conn, column: &str) -> String {
     match kind(conn) {
         Kind::Postgres => format!("OCTET_LENGTH({column})"),
