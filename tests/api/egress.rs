@@ -1036,6 +1036,25 @@ fn a_write_is_not_undone_for_the_size_of_its_answer() {
     );
 }
 
+/// Rewrites in place the type coding (LOINC 11488-4) of a stored document to the
+/// system `system` (`None`: no system), as a writer that checked no type would have
+/// stored it: in its index, its current row and its stored versions.
+fn rewrite_type_system(app: &TestApp, id: &str, system: Option<&str>) {
+    let sql_system = system.map_or("NULL".to_owned(), |system| format!("'{system}'"));
+    let coding = match system {
+        Some(system) => format!("\"system\":\"{system}\",\"code\":\"11488-4\""),
+        None => "\"code\":\"11488-4\"".to_owned(),
+    };
+    app.execute_sql(&format!(
+        "UPDATE search_token SET system = {sql_system} WHERE param = 'type' AND resource_pk = (SELECT pk FROM resources WHERE res_id = '{id}')"
+    ));
+    for table in ["resources", "resource_versions"] {
+        app.execute_sql(&format!(
+            "UPDATE {table} SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '{coding}') WHERE res_id = '{id}'"
+        ));
+    }
+}
+
 #[test]
 fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     let s = spaces();
@@ -1074,15 +1093,7 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
             .status,
         200
     );
-    s.app.execute_sql(&format!(
-        "UPDATE search_token SET system = NULL WHERE param = 'type' AND resource_pk = (SELECT pk FROM resources WHERE res_id = '{legacy}')"
-    ));
-    s.app.execute_sql(&format!(
-        "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
-    ));
-    s.app.execute_sql(&format!(
-        "UPDATE resource_versions SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"code\":\"11488-4\"') WHERE res_id = '{legacy}'"
-    ));
+    rewrite_type_system(&s.app, &legacy, None);
     // Refused by id, by version and in its history, left out of an include, and
     // left out of a search whose total stays exact.
     let hidden_from = |who: &As, id: &str| {
@@ -1130,15 +1141,7 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     };
     assert_eq!(read(&dentist()), 200);
     assert_eq!(read(&doctor(COLLEAGUE)), 200);
-    s.app.execute_sql(&format!(
-        "UPDATE search_token SET system = 'https://loinc.org' WHERE param = 'type' AND resource_pk = (SELECT pk FROM resources WHERE res_id = '{respelled}')"
-    ));
-    s.app.execute_sql(&format!(
-        "UPDATE resources SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"system\":\"https://loinc.org\",\"code\":\"11488-4\"') WHERE res_id = '{respelled}'"
-    ));
-    s.app.execute_sql(&format!(
-        "UPDATE resource_versions SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '\"system\":\"https://loinc.org\",\"code\":\"11488-4\"') WHERE res_id = '{respelled}'"
-    ));
+    rewrite_type_system(&s.app, &respelled, Some("https://loinc.org"));
     for who in [dentist(), doctor(COLLEAGUE)] {
         hidden_from(&who, &respelled);
     }
@@ -1197,11 +1200,22 @@ fn r_acc_6_a_replaced_matrix_reads_the_types_of_its_own_systems() {
         let read = app.get(&format!("DocumentReference/{stored}"), &who);
         assert_eq!(read.status, 200, "{}", read.body);
     }
-    assert_refused(
-        &app.get(&format!("DocumentReference/{stored}"), &dentist()),
-        404,
-        "R-ACC-6",
-    );
+    for path in [
+        format!("DocumentReference/{stored}"),
+        format!("DocumentReference/{stored}/_history/1"),
+    ] {
+        assert_refused(&app.get(&path, &dentist()), 404, "R-ACC-6");
+    }
+    let included = |who: &As| {
+        app.get(
+            &format!("Patient?_id={a}&_revinclude=DocumentReference:patient"),
+            who,
+        )
+    };
+    let to_dentist = included(&dentist());
+    assert_eq!(to_dentist.status, 200, "{}", to_dentist.body);
+    assert!(!to_dentist.body.contains(&stored), "{}", to_dentist.body);
+    assert!(included(&As::doctor()).body.contains(&stored));
     let search = app
         .get(
             &format!("DocumentReference?patient={a}&_total=accurate"),
