@@ -24,6 +24,83 @@ pub fn bump_space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryRes
     Ok(())
 }
 
+/// Moves a space's documents version on, in the transaction of a write of one of
+/// its DocumentReferences (a new one, a change, a move into it, a deletion): the
+/// types read of its documents at an earlier value stop standing
+/// ([`document_types`], `Narrowing::types_settled`).
+pub fn bump_documents_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<()> {
+    let mut bump =
+        Sql::new("INSERT INTO space_access (patient_id, version, documents_version) VALUES (");
+    bump.text(patient_id).push(
+        ", 0, 1) ON CONFLICT (patient_id) DO UPDATE SET documents_version = space_access.documents_version + 1",
+    );
+    bump.execute(conn)?;
+    Ok(())
+}
+
+/// The types of a space's live DocumentReferences, at the documents version read
+/// by the same statement (R-ACC-6: what lets a search of the space skip its
+/// per-row type probes while that version holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentTypes {
+    /// The space's documents version these types were read at.
+    pub version: i64,
+    /// Every `(system, code)` of a type coding with a system, over the documents.
+    pub typed: Vec<(String, String)>,
+    /// Whether a document has no type coding with a system.
+    pub untyped: bool,
+}
+
+/// The types of the live DocumentReferences of `patient_id`'s compartment, and the
+/// documents version, in one statement (one snapshot; read apart, a write between
+/// the two would leave types under a version they do not belong to). Driven by the
+/// space's Patient row: `None` when no Patient was ever stored under that id.
+pub fn document_types(
+    conn: &mut Conn,
+    patient_id: &str,
+) -> diesel::QueryResult<Option<DocumentTypes>> {
+    #[derive(QueryableByName)]
+    struct TypeRow {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        version: i64,
+        /// 0: a row of no live document (none in the space, or a deleted one).
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        live: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        system: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        code: Option<String>,
+    }
+    let mut sql = Sql::prepared(&format!(
+        "SELECT DISTINCT COALESCE((SELECT documents_version FROM space_access WHERE patient_id = p.res_id), 0) AS version, \
+         CASE WHEN d.pk IS NULL THEN 0 ELSE 1 END AS live, t.system, t.code \
+         FROM resources p \
+         LEFT JOIN resource_compartment c ON c.res_type = 'DocumentReference' AND c.patient_id = p.res_id \
+         LEFT JOIN resources d ON d.pk = c.resource_pk AND d.deleted = {} \
+         LEFT JOIN search_token t ON t.resource_pk = d.pk AND t.param = 'type' AND t.system IS NOT NULL \
+         WHERE p.res_type = 'Patient' AND p.res_id = ",
+        bool_literal(false)
+    ));
+    sql.text(patient_id);
+    let rows = sql.load::<TypeRow>(conn)?;
+    let Some(version) = rows.first().map(|row| row.version) else {
+        return Ok(None);
+    };
+    let mut types = DocumentTypes {
+        version,
+        typed: Vec::new(),
+        untyped: false,
+    };
+    for row in rows {
+        match (row.live, row.system, row.code) {
+            (0, _, _) => {}
+            (_, Some(system), Some(code)) => types.typed.push((system, code)),
+            (_, _, _) => types.untyped = true,
+        }
+    }
+    Ok(Some(types))
+}
+
 /// The access version of a space (0 before any write to its Patient or Consents).
 pub fn space_version(conn: &mut Conn, patient_id: &str) -> diesel::QueryResult<i64> {
     #[derive(QueryableByName)]

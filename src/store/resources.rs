@@ -641,6 +641,19 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
     for patient in spaces_changed {
         super::access::bump_space_version(conn, patient)?;
     }
+    // Every version of a document, deletions too: the types read of its spaces'
+    // documents stop standing (R-ACC-6's settled types). A space it leaves keeps
+    // types it no longer holds, which only keeps that space's searches probing.
+    let mut documents_changed: Vec<&String> = versions
+        .iter()
+        .filter(|version| version.res_type == "DocumentReference")
+        .flat_map(|version| &version.index.patients)
+        .collect();
+    documents_changed.sort();
+    documents_changed.dedup();
+    for patient in documents_changed {
+        super::access::bump_documents_version(conn, patient)?;
+    }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.
     let indexed: Vec<(i64, &str, &IndexEntries)> = versions

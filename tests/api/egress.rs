@@ -1053,6 +1053,12 @@ fn rewrite_type_system(app: &TestApp, id: &str, system: Option<&str>) {
             "UPDATE {table} SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '{coding}') WHERE res_id = '{id}'"
         ));
     }
+    // As every writer of a space's documents does (README, "Changing stored
+    // documents outside the server"): the types read of the space stop standing.
+    app.execute_sql(&format!(
+        "UPDATE space_access SET documents_version = documents_version + 1 WHERE patient_id IN \
+         (SELECT patient_id FROM resource_compartment WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{id}'))"
+    ));
 }
 
 #[test]
@@ -1153,6 +1159,109 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
 /// type of another code system has documents of that type stored and decided by it
 /// (the write accepts the systems of the matrix in force, not a fixed list), and a
 /// type of a system it does not write refused at write, naming the ones it reads.
+/// A search of a space whose documents all pass the caller's type filter skips its
+/// per-row type probes while the space's documents are unchanged (the server read
+/// their types at one documents version, which the statement checks). Every write
+/// that brings a type kept from the dentist into the space moves that version on:
+/// a new document, one in a transaction, a document moved in, a type changed by
+/// update. Each is then left out of the dentist's page and exact total.
+#[test]
+fn r_acc_6_a_search_of_a_space_whose_types_all_pass_sees_every_write_to_it() {
+    let s = spaces();
+    let c = s.app.create(
+        &As::System,
+        &patient(&nir(), "Petit", "Jeanne", "1980-01-01"),
+    );
+    s.app
+        .create(&As::Patient(c.clone()), &permit_professional(&c, COLLEAGUE));
+    let consultation = s
+        .app
+        .create(&As::doctor(), &document(&c, "11488-4", "2024-03-01"));
+    let searched = |who: &As| -> (Vec<String>, Value) {
+        let bundle = s
+            .app
+            .get(
+                &format!("DocumentReference?patient={c}&_total=accurate"),
+                who,
+            )
+            .json();
+        (entry_ids(&bundle), bundle["total"].clone())
+    };
+    // Each step starts from a space the dentist may read all of, searched once so
+    // that its types are read and kept.
+    let settled = || {
+        assert_eq!(searched(&dentist()), (vec![consultation.clone()], json!(1)));
+    };
+    let kept_from_dentist = |added: &str| {
+        assert_eq!(
+            searched(&dentist()),
+            (vec![consultation.clone()], json!(1)),
+            "{added}"
+        );
+        let (ids, total) = searched(&As::doctor());
+        assert!(ids.contains(&added.to_owned()), "{added}");
+        assert_eq!(total, json!(2), "{added}");
+        let gone = s
+            .app
+            .delete(&format!("DocumentReference/{added}"), &As::doctor());
+        assert!(gone.status < 300, "{}", gone.body);
+    };
+
+    // A new document.
+    settled();
+    let created = s
+        .app
+        .create(&As::doctor(), &document(&c, "68599-0", "2024-03-02"));
+    kept_from_dentist(&created);
+
+    // In a transaction.
+    settled();
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{ "resource": document(&c, "68599-0", "2024-03-03"),
+                    "request": { "method": "POST", "url": "DocumentReference" } }]
+    });
+    let reply = s.app.post("", &As::doctor(), &bundle);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let in_transaction = reply.json()["entry"][0]["response"]["location"]
+        .as_str()
+        .and_then(|location| location.split('/').nth(1))
+        .expect("the document's location")
+        .to_owned();
+    kept_from_dentist(&in_transaction);
+
+    // Moved in from another space of the same médecin traitant.
+    settled();
+    let path = format!("DocumentReference/{}", s.psychiatric);
+    let mut moved = s.app.get(&path, &As::doctor()).json();
+    moved["subject"] = json!({ "reference": format!("Patient/{c}") });
+    let reply = s.app.put(&path, &As::doctor(), &moved);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    kept_from_dentist(&s.psychiatric);
+
+    // A stored document's type changed by update (a PATCH may not change it).
+    let other = s
+        .app
+        .create(&As::doctor(), &document(&c, "11488-4", "2024-03-04"));
+    let both = |ids: Vec<String>| {
+        let mut ids = ids;
+        ids.sort();
+        ids
+    };
+    let mut expected = both(vec![consultation.clone(), other.clone()]);
+    assert_eq!(both(searched(&dentist()).0), expected);
+    let path = format!("DocumentReference/{other}");
+    let mut changed = s.app.get(&path, &As::doctor()).json();
+    changed["type"]["coding"][0]["code"] = json!("68599-0");
+    assert_eq!(s.app.put(&path, &As::doctor(), &changed).status, 200);
+    expected.retain(|id| *id != other);
+    assert_eq!(
+        searched(&dentist()),
+        (expected, json!(1)),
+        "changed by update"
+    );
+}
+
 #[test]
 fn r_acc_6_a_replaced_matrix_reads_the_types_of_its_own_systems() {
     let local = "https://types.example.org/local";

@@ -650,3 +650,51 @@ fn facts_a_rolled_back_write_read_are_not_kept_for_other_requests() {
     assert_eq!(read(&colleague), 404, "not the médecin traitant");
     assert_eq!(read(&As::doctor()), 200);
 }
+
+/// R-ACC-6 across instances: a server keeps the types it read of a space's
+/// documents, and its search of a space whose documents all pass the dentist's
+/// filter skips the per-row type probes. A document of a type kept from dentists,
+/// written through another instance, moves the space's documents version on in the
+/// store: the first server's next search probes again, and the document is neither
+/// in the dentist's page nor in their exact total.
+#[test]
+fn r_acc_6_types_one_instance_read_stop_standing_when_another_writes() {
+    const COLLEAGUE: &str = "810000000002";
+    let Some(app) = app_on_postgres() else {
+        return;
+    };
+    let (patient_id, document_id) = app.patient_with_document("1980-05-01");
+    app.create(
+        &As::Patient(patient_id.clone()),
+        &crate::support::fixtures::permit_professional(&patient_id, COLLEAGUE),
+    );
+    let dentist = As::professional(COLLEAGUE, "40", None, None, None);
+    let searched = |who: &As| {
+        let bundle = app
+            .get(
+                &format!("DocumentReference?patient={patient_id}&_total=accurate"),
+                who,
+            )
+            .json();
+        let ids: Vec<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["resource"]["id"].as_str().map(str::to_owned))
+            .collect();
+        (ids, bundle["total"].clone())
+    };
+    assert_eq!(searched(&dentist), (vec![document_id.clone()], json!(1)));
+    let instance = ServerProcess::start(&app.database_url);
+    let (status, _, body) = call(
+        &agent(),
+        "POST",
+        &format!("{}/DocumentReference", instance.base),
+        &As::doctor(),
+        &[],
+        Some(document(&patient_id, "68599-0", "2024-03-02").to_string()),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(searched(&dentist), (vec![document_id.clone()], json!(1)));
+    assert_eq!(searched(&As::doctor()).1, json!(2));
+}

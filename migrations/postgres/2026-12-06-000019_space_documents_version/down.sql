@@ -1,0 +1,1 @@
+ALTER TABLE space_access DROP COLUMN documents_version;
