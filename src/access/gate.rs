@@ -42,9 +42,6 @@ pub struct Gate<'a> {
     spaces: RefCell<HashMap<String, Arc<SpaceFacts>>>,
     /// Access versions of spaces read with a row (see [`Self::knows_space_versions`]).
     space_versions: RefCell<HashMap<String, i64>>,
-    /// The types of spaces' documents this request decided on (see
-    /// [`Self::settled_types`]).
-    document_types: RefCell<HashMap<String, Arc<store::access::DocumentTypes>>>,
     /// What each resource an event or a search names is to the caller (see
     /// `redacted_event`, [`Self::named_held`]).
     entities: RefCell<HashMap<String, Named>>,
@@ -127,7 +124,6 @@ impl<'a> Gate<'a> {
             now: Utc::now(),
             spaces: RefCell::new(HashMap::new()),
             space_versions: RefCell::new(HashMap::new()),
-            document_types: RefCell::new(HashMap::new()),
             entities: RefCell::new(HashMap::new()),
             touched: TouchedLog::default(),
             quiet: std::cell::Cell::new(false),
@@ -527,8 +523,6 @@ impl<'a> Gate<'a> {
                 }
                 if def.name == "DocumentReference" {
                     self.professional_documents(&mut narrowing, &access)?;
-                    narrowing.types_settled =
-                        self.settled_types(conn, &patient, narrowing.document_types.as_ref())?;
                 }
                 if def.name == "List" {
                     let mut documents = narrowing.clone();
@@ -572,53 +566,6 @@ impl<'a> Gate<'a> {
             narrowing.hidden_labels_author = Some(self.principal.subject.clone());
         }
         Ok(())
-    }
-
-    /// R-ACC-6 for a whole space at once: when every live document of `patient`'s
-    /// space passes `filter`, as read at its current documents version, the search
-    /// statement skips its per-row type probes while that version holds (it reads
-    /// the version itself, and probes every row once it moved on). The gate still
-    /// decides every row it releases.
-    fn settled_types(
-        &self,
-        conn: &mut Conn,
-        patient: &str,
-        filter: Option<&TypeFilter>,
-    ) -> Result<Option<store::search::SettledTypes>, ApiError> {
-        let Some(filter) = filter else {
-            return Ok(None);
-        };
-        let memo = self.document_types.borrow().get(patient).map(Arc::clone);
-        let types = match memo.or_else(|| self.cache.document_types(patient)) {
-            Some(types) => types,
-            None => {
-                let Some(types) = store::access::document_types(conn, patient)? else {
-                    return Ok(None);
-                };
-                let types = Arc::new(types);
-                // As the space's facts: only types read as committed are shared.
-                if store::dialect::reads_committed_only(conn) {
-                    self.cache.put_document_types(patient, Arc::clone(&types));
-                }
-                types
-            }
-        };
-        self.document_types
-            .borrow_mut()
-            .insert(patient.to_owned(), Arc::clone(&types));
-        Ok(filter
-            .passes_every(&types)
-            .then(|| store::search::SettledTypes {
-                patient: patient.to_owned(),
-                documents_version: types.version,
-            }))
-    }
-
-    /// A search statement read `settled`'s space at another documents version than
-    /// its types were read at: they are read again by the next search.
-    pub fn types_moved_on(&self, settled: &store::search::SettledTypes) {
-        self.cache
-            .forget_document_types(&settled.patient, settled.documents_version);
     }
 
     /// R-MHD-5: a List that names DocumentReferences is seen only when one of them

@@ -7,13 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::space::SpaceFacts;
-use crate::store::access::DocumentTypes;
 
-/// A bounded map of space → (access version, facts), and of space → the types of
-/// its documents at a documents version.
+/// A bounded map of space → (access version, facts).
 pub struct SpaceCache {
     entries: Mutex<HashMap<String, (i64, Arc<SpaceFacts>)>>,
-    document_types: Mutex<HashMap<String, Arc<DocumentTypes>>>,
     capacity: usize,
 }
 
@@ -21,40 +18,15 @@ impl SpaceCache {
     pub fn new(capacity: usize) -> SpaceCache {
         SpaceCache {
             entries: Mutex::new(HashMap::new()),
-            document_types: Mutex::new(HashMap::new()),
             capacity,
         }
     }
 
-    /// The types of a space's documents last read, at the documents version they
-    /// carry: not known to be current. A search statement checks that version
-    /// itself (`store::search::SettledTypes`).
-    pub fn document_types(&self, patient: &str) -> Option<Arc<DocumentTypes>> {
-        lock(&self.document_types).get(patient).map(Arc::clone)
-    }
-
-    pub fn put_document_types(&self, patient: &str, types: Arc<DocumentTypes>) {
-        let mut entries = lock(&self.document_types);
-        if entries.len() >= self.capacity && !entries.contains_key(patient) {
-            entries.clear();
-        }
-        entries.insert(patient.to_owned(), types);
-    }
-
-    /// Drops the types read of a space once a statement saw its documents version
-    /// move on: the next search reads them again.
-    pub fn forget_document_types(&self, patient: &str, stale_version: i64) {
-        let mut entries = lock(&self.document_types);
-        if entries
-            .get(patient)
-            .is_some_and(|types| types.version == stale_version)
-        {
-            entries.remove(patient);
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<SpaceFacts>)>> {
-        lock(&self.entries)
+        // The map holds no invariant a panicking holder could break.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The facts of `patient` if cached at exactly `version`.
@@ -80,11 +52,6 @@ impl SpaceCache {
         }
         entries.insert(patient.to_owned(), (version, facts));
     }
-}
-
-fn lock<T>(map: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps hold no invariant a panicking holder could break.
-    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -261,22 +261,6 @@ fn narrowed_page(
     ctx: &Ctx<'_>,
     request: &SearchRequest,
 ) -> Result<(store::Narrowing, store::search::SearchPage), ApiError> {
-    let (narrowing, page) = presumed_or_decided_page(conn, ctx, request)?;
-    // Types read of the space at a documents version the page's statement saw
-    // move on (it probed every row): read again by the next search.
-    if let (Some(settled), Some(read)) = (&narrowing.types_settled, page.documents_version)
-        && read != settled.documents_version
-    {
-        ctx.gate.types_moved_on(settled);
-    }
-    Ok((narrowing, page))
-}
-
-fn presumed_or_decided_page(
-    conn: &mut Conn,
-    ctx: &Ctx<'_>,
-    request: &SearchRequest,
-) -> Result<(store::Narrowing, store::search::SearchPage), ApiError> {
     if let Some(presumed) = ctx.gate.presumed_search_narrowing(conn, request)
         && let Ok(page) = store::search::run_with_contents(
             conn,

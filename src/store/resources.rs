@@ -641,19 +641,6 @@ pub fn write_all(conn: &mut Conn, versions: &[NewVersion<'_>]) -> diesel::QueryR
     for patient in spaces_changed {
         super::access::bump_space_version(conn, patient)?;
     }
-    // Every version of a document, deletions too: the types read of its spaces'
-    // documents stop standing (R-ACC-6's settled types). A space it leaves keeps
-    // types it no longer holds, which only keeps that space's searches probing.
-    let mut documents_changed: Vec<&String> = versions
-        .iter()
-        .filter(|version| version.res_type == "DocumentReference")
-        .flat_map(|version| &version.index.patients)
-        .collect();
-    documents_changed.sort();
-    documents_changed.dedup();
-    for patient in documents_changed {
-        super::access::bump_documents_version(conn, patient)?;
-    }
     // A deletion keeps its compartment (so its owner is told 410, not 404) and
     // nothing else: the service passes compartment-only entries.
     let indexed: Vec<(i64, &str, &IndexEntries)> = versions
@@ -767,12 +754,14 @@ pub(super) fn write_indexes(
                 ],
             )
         }));
-        patients.extend(
-            index
-                .patients
-                .iter()
-                .map(|patient| (pk, res_type, vec![Some(patient.clone())])),
-        );
+        let (doc_system, doc_code) = sole_document_type(res_type, index).unzip();
+        patients.extend(index.patients.iter().map(|patient| {
+            (
+                pk,
+                res_type,
+                vec![Some(patient.clone()), doc_system.clone(), doc_code.clone()],
+            )
+        }));
     }
     insert_rows(
         conn,
@@ -796,10 +785,31 @@ pub(super) fn write_indexes(
     )?;
     insert_rows(
         conn,
-        "resource_compartment (resource_pk, res_type, patient_id)",
+        "resource_compartment (resource_pk, res_type, patient_id, doc_system, doc_code)",
         &patients,
     )?;
     Ok(())
+}
+
+/// A DocumentReference's one type coding with a system, when it has exactly one
+/// (`(system, code)`; codings without a system do not count): what R-ACC-6 decides
+/// it by, kept on its compartment rows so that a search of the space decides it
+/// there (`Narrowing::apply`). `None` for every other resource, and for a document
+/// with none or several, which the search probes in `search_token`.
+pub(super) fn sole_document_type(res_type: &str, index: &IndexEntries) -> Option<(String, String)> {
+    if res_type != "DocumentReference" {
+        return None;
+    }
+    let mut typed = index
+        .tokens
+        .iter()
+        .filter(|entry| entry.param == "type")
+        .filter_map(|entry| Some((entry.system.as_deref()?, entry.code.as_str())));
+    let first = typed.next()?;
+    if typed.any(|other| other != first) {
+        return None;
+    }
+    Some((first.0.to_owned(), first.1.to_owned()))
 }
 
 /// Which versions a history request covers.

@@ -23,36 +23,6 @@ pub enum TypeFilter {
     Only(Vec<(String, String)>),
 }
 
-impl TypeFilter {
-    /// Whether every document of a space whose types are `types` passes this
-    /// filter: each has a type coding with a system, and no coding with a system
-    /// is of a system not read or of an excluded type (`Excluding`), or each coding
-    /// with a system is one of the types read (`Only`). The SQL probes' own test,
-    /// on every document at once: the same exact comparisons.
-    pub fn passes_every(&self, types: &super::access::DocumentTypes) -> bool {
-        if types.untyped {
-            return false;
-        }
-        match self {
-            TypeFilter::Excluding { excluded, systems } => types
-                .typed
-                .iter()
-                .all(|typed| systems.contains(&typed.0) && !excluded.contains(typed)),
-            TypeFilter::Only(read) => types.typed.iter().all(|typed| read.contains(typed)),
-        }
-    }
-}
-
-/// A space whose live documents all pass the search's type filter, as read at one
-/// documents version (`store::access::document_types`): the statement skips the
-/// per-row type probes while the space is still at that version, which it reads
-/// itself, and probes every row otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettledTypes {
-    pub patient: String,
-    pub documents_version: i64,
-}
-
 /// Row predicates the access pipeline adds to every query: they come from the rules,
 /// never from the client.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,9 +31,6 @@ pub struct Narrowing {
     pub compartment: Option<Vec<String>>,
     /// DocumentReference types the caller may read (R-ACC-6).
     pub document_types: Option<TypeFilter>,
-    /// When the compartment is this one space: its documents all pass
-    /// `document_types` as long as its documents version holds.
-    pub types_settled: Option<SettledTypes>,
     /// Rows carrying one of these security-label codes are hidden (R-ACC-7, R-PAT-5)…
     pub hidden_labels: Vec<String>,
     /// …except those this professional deposited (R-ACC-7).
@@ -84,6 +51,64 @@ pub struct Narrowing {
     pub list_documents: Option<Box<Narrowing>>,
 }
 
+/// ` OR (<system> = ? AND <code> = ?)` for each type.
+fn or_types(sql: &mut Sql, system: &str, code: &str, types: &[(String, String)]) {
+    for (type_system, type_code) in types {
+        sql.push(&format!(" OR ({system} = "))
+            .text(type_system.as_str())
+            .push(&format!(" AND {code} = "))
+            .text(type_code.as_str())
+            .push(")");
+    }
+}
+
+/// R-ACC-6 on a document's one typed coding, from its compartment row `member`.
+fn sole_type_passes(sql: &mut Sql, member: &str, filter: &TypeFilter) {
+    let (system, code) = (format!("{member}.doc_system"), format!("{member}.doc_code"));
+    match filter {
+        TypeFilter::Excluding { excluded, systems } => {
+            sql.push(&format!("{system} IN "));
+            sql.text_list(systems.iter().map(String::as_str));
+            sql.push(" AND NOT (1 = 0");
+            or_types(sql, &system, &code, excluded);
+            sql.push(")");
+        }
+        TypeFilter::Only(types) => {
+            sql.push("(1 = 0");
+            or_types(sql, &system, &code, types);
+            sql.push(")");
+        }
+    }
+}
+
+/// R-ACC-6 on every type coding of the document whose row key is `pk`, probed in
+/// `search_token`.
+fn type_probes(sql: &mut Sql, pk: &str, filter: &TypeFilter) {
+    match filter {
+        TypeFilter::Excluding { excluded, systems } => {
+            // A type the matrix can read (a coding with system and code)…
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {pk} AND t.param = 'type' AND t.system IS NOT NULL)"
+            ));
+            // …and none of a system it does not read (a type it cannot decide), nor
+            // one it excludes: one probe.
+            sql.push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {pk} AND t.param = 'type' AND ((t.system IS NOT NULL AND t.system NOT IN "
+            ));
+            sql.text_list(systems.iter().map(String::as_str)).push(")");
+            or_types(sql, "t.system", "t.code", excluded);
+            sql.push("))");
+        }
+        TypeFilter::Only(types) => {
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {pk} AND t.param = 'type' AND (1 = 0"
+            ));
+            or_types(sql, "t.system", "t.code", types);
+            sql.push("))");
+        }
+    }
+}
+
 /// A depositor, as R-ACC-9 recognises one: the same actor and subject, or for a
 /// system, the same organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,81 +124,46 @@ impl Narrowing {
         Narrowing::default()
     }
 
-    /// The settled types, when they stand for this query's rows: documents kept to
-    /// that one space's compartment (the semi-join [`Self::apply`] adds).
-    fn settled_types_for(&self, res_type: &str) -> Option<&SettledTypes> {
-        self.types_settled.as_ref().filter(|settled| {
-            res_type == "DocumentReference"
-                && self.document_types.is_some()
-                && self.compartment.as_deref() == Some(std::slice::from_ref(&settled.patient))
-        })
-    }
-
-    /// Appends the predicates. The compartment is a semi-join on its index; the other
+    /// Appends the predicates. The compartment is a semi-join on its index, which
+    /// also decides a document's type when its row carries it; the other
     /// predicates are correlated `EXISTS` probes on `resource_pk`, so their cost follows
     /// the candidate rows (one space's documents), not every document of a type or
-    /// label in the store.
+    /// label in the store. Each row is decided on its own: what the search costs
+    /// depends on the rows it walks, not on what the others hold.
     fn apply(&self, sql: &mut Sql, alias: &str, res_type: &str) {
+        // A document's type is decided on its compartment row when the search keeps
+        // to compartments (a professional's, always): its one typed coding is
+        // there (`resources::sole_document_type`), read from the index the
+        // semi-join walks anyway; only a document with none or several is probed.
+        let types_on_compartment = self.compartment.is_some() && res_type == "DocumentReference";
         if let Some(patients) = &self.compartment {
+            let member = format!("{alias}_c");
             sql.push(&format!(
-                " AND {alias}.pk IN (SELECT resource_pk FROM resource_compartment WHERE res_type = "
+                " AND {alias}.pk IN (SELECT {member}.resource_pk FROM resource_compartment {member} WHERE {member}.res_type = "
             ));
-            sql.text(res_type).push(" AND patient_id IN ");
+            sql.text(res_type)
+                .push(&format!(" AND {member}.patient_id IN "));
             sql.text_list(patients.iter().map(String::as_str));
+            if types_on_compartment && let Some(filter) = &self.document_types {
+                // A CASE, not `(… AND …) OR (… AND …)`: PostgreSQL's generic plan
+                // took the latter for a selective filter and probed the compartment
+                // once per document, where this keeps its one index-only walk.
+                sql.push(&format!(
+                    " AND CASE WHEN {member}.doc_code IS NOT NULL THEN "
+                ));
+                sole_type_passes(sql, &member, filter);
+                sql.push(" ELSE ");
+                type_probes(sql, &format!("{member}.resource_pk"), filter);
+                sql.push(" END");
+            }
             if res_type == audit_index::AUDIT_EVENT {
                 audit_index::union_events_of_spaces(sql, patients.iter().map(String::as_str));
             }
             sql.push(")");
         }
-        // ` OR (t.system = ? AND t.code = ?)` for each type.
-        let or_types = |sql: &mut Sql, types: &[(String, String)]| {
-            for (system, code) in types {
-                sql.push(" OR (t.system = ")
-                    .text(system.as_str())
-                    .push(" AND t.code = ")
-                    .text(code.as_str())
-                    .push(")");
-            }
-        };
-        if let Some(filter) = &self.document_types {
-            sql.push(" AND (");
-            // Settled types stand only for rows of that one space's compartment,
-            // which the semi-join above keeps to.
-            if let Some(settled) = self.settled_types_for(res_type) {
-                // Uncorrelated: read once per statement; the probes after `OR` run
-                // only when the space's documents changed since their types were read.
-                sql.push(
-                    "COALESCE((SELECT documents_version FROM space_access WHERE patient_id = ",
-                )
-                .text(settled.patient.as_str())
-                .push("), 0) = ")
-                .int(settled.documents_version)
-                .push(" OR ");
-            }
-            match filter {
-                TypeFilter::Excluding { excluded, systems } => {
-                    // A type the matrix can read (a coding with system and code)…
-                    sql.push(&format!(
-                        "(EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND t.system IS NOT NULL)"
-                    ));
-                    // …and none of a system it does not read (a type it cannot
-                    // decide), nor one it excludes: one probe.
-                    sql.push(&format!(
-                        " AND NOT EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND ((t.system IS NOT NULL AND t.system NOT IN "
-                    ));
-                    sql.text_list(systems.iter().map(String::as_str)).push(")");
-                    or_types(sql, excluded);
-                    sql.push(")))");
-                }
-                TypeFilter::Only(types) => {
-                    sql.push(&format!(
-                        "EXISTS (SELECT 1 FROM search_token t WHERE t.resource_pk = {alias}.pk AND t.param = 'type' AND (1 = 0"
-                    ));
-                    or_types(sql, types);
-                    sql.push("))");
-                }
-            }
-            sql.push(")");
+        if !types_on_compartment && let Some(filter) = &self.document_types {
+            sql.push(" AND ");
+            type_probes(sql, &format!("{alias}.pk"), filter);
         }
         if !self.hidden_labels.is_empty() {
             sql.push(&format!(
@@ -285,9 +275,6 @@ pub struct SearchPage {
     /// The access version of the space named to [`run_with_contents`], as of the
     /// page's rows; `None` when not asked, or when the page has no row to carry it.
     pub space_version: Option<i64>,
-    /// With settled types (`Narrowing::types_settled`), the space's documents
-    /// version the page's statement read; `None` otherwise, or with no row.
-    pub documents_version: Option<i64>,
 }
 
 fn date_condition(sql: &mut Sql, low: &str, high: &str, prefix: Prefix, range: &DateRange) {
@@ -570,7 +557,6 @@ fn page(
             total: Some(count_total(conn)?),
             has_more: false,
             space_version: None,
-            documents_version: None,
         });
     }
     let res_type = request.resource.name;
@@ -614,16 +600,6 @@ fn page(
             page.push(", CAST(NULL AS BIGINT) AS space_version");
         }
     }
-    match narrowing.settled_types_for(res_type) {
-        Some(settled) => {
-            page.push(", COALESCE((SELECT documents_version FROM space_access WHERE patient_id = ")
-                .text(settled.patient.as_str())
-                .push("), 0) AS documents_version");
-        }
-        None => {
-            page.push(", CAST(NULL AS BIGINT) AS documents_version");
-        }
-    }
     page.append(from_where(request, narrowing, sort_param));
     page.push(" ORDER BY ");
     for sort in &request.sort {
@@ -651,7 +627,6 @@ fn page(
     let loaded: Vec<PageRow> = page.kept_while_room().load(conn)?;
     let counted = loaded.first().and_then(|row| row.total);
     let space_version = loaded.first().and_then(|row| row.space_version);
-    let documents_version = loaded.first().and_then(|row| row.documents_version);
     let (mut rows, mut contents): (Vec<RowHead>, Vec<Option<String>>) = loaded
         .into_iter()
         .map(|row| (row.head, row.content))
@@ -680,7 +655,6 @@ fn page(
         total,
         has_more,
         space_version,
-        documents_version,
     })
 }
 
@@ -696,8 +670,6 @@ struct PageRow {
     content: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     space_version: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
-    documents_version: Option<i64>,
 }
 
 /// Resources that `include.param` of the given rows points at (`_include`).
@@ -795,48 +767,4 @@ pub fn rev_included(
     sql.push(")");
     sql.push(" ORDER BY r.pk LIMIT ").int(limit as i64);
     sql.load(conn)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TypeFilter;
-    use crate::store::access::DocumentTypes;
-
-    const LOINC: &str = "http://loinc.org";
-    const LOCAL: &str = "https://types.example.org/local";
-
-    fn types(typed: &[(&str, &str)], untyped: bool) -> DocumentTypes {
-        DocumentTypes {
-            version: 7,
-            typed: typed
-                .iter()
-                .map(|(system, code)| (system.to_string(), code.to_string()))
-                .collect(),
-            untyped,
-        }
-    }
-
-    /// R-ACC-6: a space's documents all pass only when each SQL probe would pass
-    /// each of them: a type of a system read and not excluded, never a document
-    /// without a type of a system.
-    #[test]
-    fn every_document_passes_only_as_the_probes_would_decide() {
-        let excluding = TypeFilter::Excluding {
-            excluded: vec![(LOINC.to_owned(), "68599-0".to_owned())],
-            systems: vec![LOINC.to_owned()],
-        };
-        assert!(excluding.passes_every(&types(&[(LOINC, "11488-4")], false)));
-        assert!(excluding.passes_every(&types(&[], false)), "no document");
-        assert!(!excluding.passes_every(&types(&[(LOINC, "11488-4")], true)));
-        assert!(!excluding.passes_every(&types(&[(LOINC, "11488-4"), (LOINC, "68599-0")], false)));
-        // Another system, another spelling of one: a type the filter cannot decide.
-        assert!(!excluding.passes_every(&types(&[(LOCAL, "11488-4")], false)));
-        assert!(!excluding.passes_every(&types(&[("http://loinc.org/", "11488-4")], false)));
-        // Exact comparisons, as SQL's.
-        assert!(excluding.passes_every(&types(&[(LOINC, "68599-0 ")], false)));
-        let only = TypeFilter::Only(vec![(LOINC.to_owned(), "11488-4".to_owned())]);
-        assert!(only.passes_every(&types(&[(LOINC, "11488-4")], false)));
-        assert!(!only.passes_every(&types(&[(LOINC, "11488-4"), (LOINC, "34133-9")], false)));
-        assert!(!only.passes_every(&types(&[(LOINC, "11488-4")], true)));
-    }
 }

@@ -1053,11 +1053,16 @@ fn rewrite_type_system(app: &TestApp, id: &str, system: Option<&str>) {
             "UPDATE {table} SET content = REPLACE(content, '\"system\":\"http://loinc.org\",\"code\":\"11488-4\"', '{coding}') WHERE res_id = '{id}'"
         ));
     }
-    // As every writer of a space's documents does (README, "Changing stored
-    // documents outside the server"): the types read of the space stop standing.
+    // The type its compartment rows carry (`resources::sole_document_type`): none
+    // without a system.
+    let sql_code = if system.is_some() {
+        "'11488-4'"
+    } else {
+        "NULL"
+    };
     app.execute_sql(&format!(
-        "UPDATE space_access SET documents_version = documents_version + 1 WHERE patient_id IN \
-         (SELECT patient_id FROM resource_compartment WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{id}'))"
+        "UPDATE resource_compartment SET doc_system = {sql_system}, doc_code = {sql_code} \
+         WHERE resource_pk = (SELECT pk FROM resources WHERE res_id = '{id}')"
     ));
 }
 
@@ -1159,14 +1164,14 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
 /// type of another code system has documents of that type stored and decided by it
 /// (the write accepts the systems of the matrix in force, not a fixed list), and a
 /// type of a system it does not write refused at write, naming the ones it reads.
-/// A search of a space whose documents all pass the caller's type filter skips its
-/// per-row type probes while the space's documents are unchanged (the server read
-/// their types at one documents version, which the statement checks). Every write
-/// that brings a type kept from the dentist into the space moves that version on:
-/// a new document, one in a transaction, a document moved in, a type changed by
-/// update. Each is then left out of the dentist's page and exact total.
+/// A space's search decides a document's type on its compartment row (its one
+/// coding with a system), or probes its codings when it has none or several. Every
+/// write that brings a type kept from the dentist into a space the dentist reads all
+/// of keeps that row right: a new document, one in a transaction, a document moved
+/// in, a type changed by update, a second coding added. Each is then left out of
+/// the dentist's page and exact total, and counted for the médecin traitant.
 #[test]
-fn r_acc_6_a_search_of_a_space_whose_types_all_pass_sees_every_write_to_it() {
+fn r_acc_6_every_write_into_a_space_is_decided_by_its_type_in_the_search() {
     let s = spaces();
     let c = s.app.create(
         &As::System,
@@ -1187,8 +1192,7 @@ fn r_acc_6_a_search_of_a_space_whose_types_all_pass_sees_every_write_to_it() {
             .json();
         (entry_ids(&bundle), bundle["total"].clone())
     };
-    // Each step starts from a space the dentist may read all of, searched once so
-    // that its types are read and kept.
+    // Each step starts from a space the dentist may read all of.
     let settled = || {
         assert_eq!(searched(&dentist()), (vec![consultation.clone()], json!(1)));
     };
@@ -1257,9 +1261,33 @@ fn r_acc_6_a_search_of_a_space_whose_types_all_pass_sees_every_write_to_it() {
     expected.retain(|id| *id != other);
     assert_eq!(
         searched(&dentist()),
-        (expected, json!(1)),
+        (expected.clone(), json!(1)),
         "changed by update"
     );
+    let gone = s.app.delete(&path, &As::doctor());
+    assert!(gone.status < 300, "{}", gone.body);
+
+    // Two codings with a system, one kept from dentists: probed, and left out
+    // whichever comes first; one coding without a system beside a kept one, alike.
+    for codings in [
+        json!([{ "system": "http://loinc.org", "code": "11488-4" },
+               { "system": "http://loinc.org", "code": "68599-0" }]),
+        json!([{ "system": "http://loinc.org", "code": "68599-0" },
+               { "system": "http://loinc.org", "code": "11488-4" }]),
+        json!([{ "code": "11488-4" }, { "system": "http://loinc.org", "code": "68599-0" }]),
+    ] {
+        settled();
+        let mut body = document(&c, "11488-4", "2024-03-05");
+        body["type"] = json!({ "coding": codings });
+        let reply = s.app.post("DocumentReference", &As::doctor(), &body);
+        if reply.status == 422 {
+            // A coding without a system is refused at write (R-ACC-6's one way).
+            assert!(codings.to_string().contains("{\"code\""), "{}", reply.body);
+            continue;
+        }
+        assert_eq!(reply.status, 201, "{codings}: {}", reply.body);
+        kept_from_dentist(&reply.id());
+    }
 }
 
 #[test]

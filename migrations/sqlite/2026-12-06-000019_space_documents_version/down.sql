@@ -1,1 +1,0 @@
-ALTER TABLE space_access DROP COLUMN documents_version;
