@@ -679,6 +679,22 @@ fn check_document_type(value: &Value, type_systems: &[String]) -> Result<(), Api
             )
             .at(path));
         }
+        // A code the matrix would read as another: a LOINC code in LOINC's own
+        // syntax, any other of visible ASCII only. A zero-width or look-alike
+        // character would make a kept type an unknown one, which "all but…"
+        // professions read.
+        let code_as_written = if system == super::LOINC_SYSTEM {
+            loinc_code_syntax(code)
+        } else {
+            code.chars().all(|c| c.is_ascii_graphic())
+        };
+        if !code_as_written {
+            return Err(ApiError::unprocessable(
+                IssueCode::Value,
+                "a document type's code is written as its code system writes it: LOINC's as digits, a hyphen and a check digit (11488-4), others in visible ASCII characters",
+            )
+            .at(format!("{path}.code")));
+        }
         if !type_systems.iter().any(|known| known == system) {
             return Err(ApiError::unprocessable(
                 IssueCode::Value,
@@ -691,6 +707,17 @@ fn check_document_type(value: &Value, type_systems: &[String]) -> Result<(), Api
         }
     }
     Ok(())
+}
+
+/// LOINC's code syntax: one to seven digits, a hyphen, one check digit.
+fn loinc_code_syntax(code: &str) -> bool {
+    let Some((number, check)) = code.split_once('-') else {
+        return false;
+    };
+    (1..=7).contains(&number.len())
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && check.len() == 1
+        && check.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
@@ -1022,6 +1049,28 @@ pub fn nir_key(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_loinc_code_is_read_in_loinc_syntax_only() {
+        for code in ["11488-4", "8302-2", "1234567-8"] {
+            assert!(super::loinc_code_syntax(code), "{code}");
+        }
+        for code in [
+            "",
+            "11488",
+            "-4",
+            "11488-",
+            "11488-41",
+            "12345678-9",
+            "11488-O",
+            "68599-0\u{200b}",
+            "６８５９９-０",
+            " 11488-4",
+            "11488–4",
+        ] {
+            assert!(!super::loinc_code_syntax(code), "{code:?}");
+        }
+    }
+
     #[test]
     fn large_bytes_are_checked_in_place() {
         let good = "QUJD".repeat(100);

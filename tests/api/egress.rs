@@ -1078,6 +1078,10 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
         json!({ "system": "urn:oid:1.2.250.1.213.1.1.4.12", "code": "EXPPAT_3" }),
         json!({ "system": "http://example.org/types", "code": "68599-0" }),
         json!({ "system": "http://loinc.org", "code": " 68599-0" }),
+        json!({ "system": "http://loinc.org", "code": "68599-0\u{200b}" }),
+        json!({ "system": "http://loinc.org", "code": "６８５９９-０" }),
+        json!({ "system": "http://loinc.org", "code": "68599-O" }),
+        json!({ "system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire", "code": "EXPPAT_\u{ff13}" }),
         json!({ "code": "68599-0" }),
     ] {
         let mut body = document(&s.a, "68599-0", "2024-09-01");
