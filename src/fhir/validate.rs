@@ -691,7 +691,7 @@ fn check_document_type(value: &Value, type_systems: &[String]) -> Result<(), Api
         if !code_as_written {
             return Err(ApiError::unprocessable(
                 IssueCode::Value,
-                "a document type's code is written as its code system writes it: LOINC's as digits, a hyphen and a check digit (11488-4), others in visible ASCII characters",
+                "a document type's code is written as its code system writes it: LOINC's as digits, a hyphen and their check digit (11488-4), others in visible ASCII characters",
             )
             .at(format!("{path}.code")));
         }
@@ -709,15 +709,37 @@ fn check_document_type(value: &Value, type_systems: &[String]) -> Result<(), Api
     Ok(())
 }
 
-/// LOINC's code syntax: one to seven digits, a hyphen, one check digit.
+/// LOINC's code syntax: one to seven digits without a leading zero, a hyphen, and
+/// the check digit LOINC computes from them (mod 10, Luhn's): a padded or mistyped
+/// code is no LOINC code.
 fn loinc_code_syntax(code: &str) -> bool {
     let Some((number, check)) = code.split_once('-') else {
         return false;
     };
-    (1..=7).contains(&number.len())
-        && number.bytes().all(|b| b.is_ascii_digit())
-        && check.len() == 1
-        && check.bytes().all(|b| b.is_ascii_digit())
+    let digits_only = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    if !(1..=7).contains(&number.len())
+        || number.starts_with('0')
+        || check.len() != 1
+        || !digits_only(number)
+        || !digits_only(check)
+    {
+        return false;
+    }
+    let sum: u32 = number
+        .bytes()
+        .chain(check.bytes())
+        .rev()
+        .enumerate()
+        .map(|(position, digit)| {
+            let digit = u32::from(digit - b'0');
+            match position % 2 {
+                0 => digit,
+                _ if digit * 2 > 9 => digit * 2 - 9,
+                _ => digit * 2,
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 fn check_consent(value: &Value) -> Result<(), ApiError> {
@@ -1051,7 +1073,9 @@ pub fn nir_key(body: &str) -> Option<String> {
 mod tests {
     #[test]
     fn a_loinc_code_is_read_in_loinc_syntax_only() {
-        for code in ["11488-4", "8302-2", "1234567-8"] {
+        for code in [
+            "11488-4", "8302-2", "29463-7", "68599-0", "57833-6", "11502-2",
+        ] {
             assert!(super::loinc_code_syntax(code), "{code}");
         }
         for code in [
@@ -1066,6 +1090,9 @@ mod tests {
             "６８５９９-０",
             " 11488-4",
             "11488–4",
+            "068599-0",
+            "68599-1",
+            "11488-3",
         ] {
             assert!(!super::loinc_code_syntax(code), "{code:?}");
         }

@@ -1081,6 +1081,8 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
         json!({ "system": "http://loinc.org", "code": "68599-0\u{200b}" }),
         json!({ "system": "http://loinc.org", "code": "６８５９９-０" }),
         json!({ "system": "http://loinc.org", "code": "68599-O" }),
+        json!({ "system": "http://loinc.org", "code": "068599-0" }),
+        json!({ "system": "http://loinc.org", "code": "68599-1" }),
         json!({ "system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire", "code": "EXPPAT_\u{ff13}" }),
         json!({ "code": "68599-0" }),
     ] {
