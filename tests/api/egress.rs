@@ -1086,10 +1086,13 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
         json!({ "system": "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire", "code": "EXPPAT_\u{ff13}" }),
         json!({ "code": "68599-0" }),
     ] {
+        let stored = s.app.data_rows();
         let mut body = document(&s.a, "68599-0", "2024-09-01");
         body["type"] = json!({ "coding": [coding.clone()] });
         let reply = s.app.post("DocumentReference", &As::doctor(), &body);
         assert_eq!(reply.status, 422, "{coding}: {}", reply.body);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+        assert_eq!(s.app.data_rows(), stored, "{coding}: nothing stored");
     }
     let mut text_only = document(&s.a, "68599-0", "2024-09-01");
     text_only["type"] = json!({ "text": "Synthèse psychiatrique" });
@@ -1166,10 +1169,6 @@ fn r_acc_6_a_type_is_written_the_one_way_the_matrix_reads_it() {
     assert_eq!(read(&s.patient_token()), 200);
 }
 
-/// R-ACC-6: the matrix is data, replaceable without a rebuild. A matrix that writes a
-/// type of another code system has documents of that type stored and decided by it
-/// (the write accepts the systems of the matrix in force, not a fixed list), and a
-/// type of a system it does not write refused at write, naming the ones it reads.
 /// A space's search decides a document's type on its compartment row (its one
 /// coding with a system), or probes its codings when it has none or several. Every
 /// write that brings a type kept from the dentist into a space the dentist reads all
@@ -1188,6 +1187,8 @@ fn r_acc_6_every_write_into_a_space_is_decided_by_its_type_in_the_search() {
     let consultation = s
         .app
         .create(&As::doctor(), &document(&c, "11488-4", "2024-03-01"));
+    // The page with its exact total; the count alone and the pages one by one,
+    // through their `next` links, tell the same.
     let searched = |who: &As| -> (Vec<String>, Value) {
         let bundle = s
             .app
@@ -1196,7 +1197,31 @@ fn r_acc_6_every_write_into_a_space_is_decided_by_its_type_in_the_search() {
                 who,
             )
             .json();
-        (entry_ids(&bundle), bundle["total"].clone())
+        let (ids, total) = (entry_ids(&bundle), bundle["total"].clone());
+        let counted = s
+            .app
+            .get(
+                &format!("DocumentReference?patient={c}&_summary=count"),
+                who,
+            )
+            .json();
+        assert_eq!(counted["total"], total, "{counted}");
+        let mut paged = Vec::new();
+        let mut url = format!("DocumentReference?patient={c}&_count=1&_total=accurate");
+        loop {
+            let page = s.app.get(&url, who).json();
+            assert_eq!(page["total"], total, "{page}");
+            paged.extend(entry_ids(&page));
+            match crate::support::next_link(&page) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let (mut listed, mut shown) = (paged, ids.clone());
+        listed.sort();
+        shown.sort();
+        assert_eq!(listed, shown, "page by page");
+        (ids, total)
     };
     // Each step starts from a space the dentist may read all of.
     let settled = || {
@@ -1296,6 +1321,10 @@ fn r_acc_6_every_write_into_a_space_is_decided_by_its_type_in_the_search() {
     }
 }
 
+/// R-ACC-6: the matrix is data, replaceable without a rebuild. A matrix that writes a
+/// type of another code system has documents of that type stored and decided by it
+/// (the write accepts the systems of the matrix in force, not a fixed list), and a
+/// type of a system it does not write refused at write, naming the ones it reads.
 #[test]
 fn r_acc_6_a_replaced_matrix_reads_the_types_of_its_own_systems() {
     let local = "https://types.example.org/local";
