@@ -796,7 +796,7 @@ pub(super) fn write_indexes(
 /// it by, kept on its compartment rows so that a search of the space decides it
 /// there (`Narrowing::apply`). `None` for every other resource, and for a document
 /// with none or several, which the search probes in `search_token`.
-pub(super) fn sole_document_type(res_type: &str, index: &IndexEntries) -> Option<(String, String)> {
+fn sole_document_type(res_type: &str, index: &IndexEntries) -> Option<(String, String)> {
     if res_type != "DocumentReference" {
         return None;
     }
