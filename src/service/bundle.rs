@@ -324,6 +324,15 @@ pub fn transaction(
             .map_err(|error| entry_error(entry.index, error))?;
     }
     check_submission_sets(&entries)?;
+    // Every turn the entries name, in one order, before the first runs: crossed
+    // with another transaction naming the same ones, neither waits on the other
+    // (see `locks`).
+    let writes: Vec<(&'static ResourceDef, &Operation)> = entries
+        .iter()
+        .filter(|entry| entry.operation.interaction().is_write())
+        .map(|entry| (entry.def, &entry.operation))
+        .collect();
+    super::locks::take_for_transaction(conn, &writes)?;
     // Conditional references to the Patient (MHD ITI-65, R-MHD-1) first: the space
     // of every entry is known before anything is written.
     let mut entries = entries;

@@ -166,19 +166,10 @@ pub fn check_master_identifier(
     id: &str,
     document: &Value,
 ) -> Result<(), ApiError> {
-    let Some(master) = document.get("masterIdentifier") else {
+    let Some((system, value)) = super::locks::master_identifier(document) else {
         return Ok(());
     };
-    let (Some(system), Some(value)) = (
-        master.get("system").and_then(Value::as_str),
-        master.get("value").and_then(Value::as_str),
-    ) else {
-        return Ok(());
-    };
-    store::dialect::lock(
-        conn,
-        &format!("DocumentReference.masterIdentifier={system}|{value}"),
-    )?;
+    store::dialect::lock(conn, &super::locks::document_unique_id(system, value))?;
     if !store::access::live_with_token(
         conn,
         "DocumentReference",

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod history;
+pub mod locks;
 pub mod mhd;
 pub mod operations;
 pub mod read;
@@ -149,6 +150,9 @@ pub fn execute(
     def: &'static ResourceDef,
     operation: Operation,
 ) -> Result<FhirResponse, ApiError> {
+    if operation.interaction().is_write() {
+        locks::take_named(conn, def, &operation)?;
+    }
     match operation {
         Operation::Read { id } => read::read(conn, ctx, def, &id),
         Operation::Vread { id, version } => read::vread(conn, ctx, def, &id, &version),

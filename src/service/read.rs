@@ -32,7 +32,7 @@ pub fn writable_current(
     def: &ResourceDef,
     id: &str,
 ) -> Result<Option<ResourceRow>, ApiError> {
-    store::dialect::lock(conn, &format!("{}/{id}", def.name))?;
+    store::dialect::lock(conn, &super::locks::resource(def.name, id))?;
     let Some(row) = store::resources::current(conn, def.name, id)? else {
         return Ok(None);
     };

@@ -233,25 +233,8 @@ fn one_space_per_person(
     id: &str,
     patient: &Value,
 ) -> Result<(), ApiError> {
-    use crate::fhir::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
-    for identifier in extract::values_at(patient, "identifier") {
-        let (Some(system), Some(value)) = (
-            identifier.get("system").and_then(Value::as_str),
-            identifier.get("value").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        if ![
-            INS_NIR_SYSTEM,
-            INS_NIA_SYSTEM,
-            INS_NIR_TEST_SYSTEM,
-            INS_NIR_DEMO_SYSTEM,
-        ]
-        .contains(&system)
-        {
-            continue;
-        }
-        store::dialect::lock(conn, &format!("Patient?identifier={system}|{value}"))?;
+    for (system, value) in super::locks::ins_identifiers(patient) {
+        store::dialect::lock(conn, &super::locks::person(system, value))?;
         if let Some(other) =
             store::access::patients_with_identifier(conn, system, value, id)?.first()
         {
@@ -409,7 +392,7 @@ pub fn existing_match(
 ) -> Result<Option<FhirResponse>, ApiError> {
     // Conditional creates of the same query take turns, across instances, until
     // the end of the transaction: two never both find nothing and both create.
-    store::dialect::lock(conn, &format!("{}?{query}", def.name))?;
+    store::dialect::lock(conn, &super::locks::query(def.name, query))?;
     let mut matches = conditional_matches(conn, ctx, def, query)?;
     if def.name == "Patient" {
         ctx.gate

@@ -194,6 +194,32 @@ pub fn lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
     }
 }
 
+/// [`lock`] for every key, in the order of the locks' own keys (`hashtext`, which
+/// two names may share), in one round trip: two writers taking the same locks this
+/// way never each hold one the other waits for.
+pub fn lock_all(conn: &mut Conn, keys: &[String]) -> diesel::QueryResult<()> {
+    if keys.is_empty() || matches!(conn, Conn::Sqlite(_)) {
+        return Ok(());
+    }
+    let names = serde_json::to_string(keys)
+        .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+    let mut sql = super::sql::Sql::prepared(
+        "SELECT COUNT(pg_advisory_xact_lock(lock_key)) AS taken FROM (\
+         SELECT DISTINCT hashtext(value) AS lock_key \
+         FROM json_array_elements_text(CAST(",
+    );
+    sql.text(&names)
+        .push(" AS json)) ORDER BY lock_key) wanted");
+    sql.execute(conn)?;
+    Ok(())
+}
+
+/// Whether the connection is PostgreSQL's (writers side by side) rather than
+/// SQLite's (one writer at a time).
+pub fn is_postgres(conn: &Conn) -> bool {
+    matches!(kind(conn), Kind::Postgres)
+}
+
 /// `FOR UPDATE SKIP LOCKED` where the backend has it: instances share out rows
 /// (outbox deliveries, due lifecycle changes) instead of doing them twice.
 pub fn skip_locked(conn: &Conn) -> &'static str {

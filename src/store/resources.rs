@@ -428,6 +428,29 @@ pub fn compartment_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Vec<Strin
         .collect())
 }
 
+/// Patients in whose compartment the current version of `res_type/res_id` lies.
+pub fn compartment_of_current(
+    conn: &mut Conn,
+    res_type: &str,
+    res_id: &str,
+) -> diesel::QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct PatientRow {
+        #[diesel(sql_type = Text)]
+        patient_id: String,
+    }
+    let mut sql = Sql::prepared(
+        "SELECT c.patient_id FROM resources r \
+         JOIN resource_compartment c ON c.resource_pk = r.pk WHERE r.res_type = ",
+    );
+    sql.text(res_type).push(" AND r.res_id = ").text(res_id);
+    Ok(sql
+        .load::<PatientRow>(conn)?
+        .into_iter()
+        .map(|row| row.patient_id)
+        .collect())
+}
+
 /// One version of `res_type/res_id`.
 pub fn version(
     conn: &mut Conn,

@@ -234,3 +234,134 @@ fn a_transaction_conditional_create_reuses_the_match() {
         1
     );
 }
+
+/// Runs `rounds` transactions on each of `threads` threads at once, the even
+/// threads' with `forward`'s entries, the odd threads' in the reverse order, and
+/// returns every answer's status and body.
+fn crossed_transactions(
+    app: &TestApp,
+    who: &As,
+    threads: usize,
+    rounds: usize,
+    forward: impl Fn(usize, usize) -> Vec<Value> + Sync,
+) -> Vec<(u16, String)> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let forward = &forward;
+                scope.spawn(move || {
+                    (0..rounds)
+                        .map(|round| {
+                            let mut entries = forward(thread, round);
+                            if thread % 2 == 1 {
+                                entries.reverse();
+                            }
+                            let bundle = json!({
+                                "resourceType": "Bundle", "type": "transaction", "entry": entries
+                            });
+                            let reply = post_bundle(app, who, &bundle);
+                            (reply.status, reply.body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a writer thread"))
+            .collect()
+    })
+}
+
+/// Writers run side by side on PostgreSQL. Transactions that name the same
+/// resources in opposite orders, many at once, would wait on each other until the
+/// database failed one of them (a 500 for a request that did nothing wrong): each
+/// takes the turns it names in one order first (`service::locks`), so every one
+/// succeeds, and every update is a version of its own.
+#[test]
+fn transactions_naming_the_same_resources_in_opposite_orders_all_succeed() {
+    let app = TestApp::new();
+    let spaces: Vec<String> = ["1980-05-01", "1981-06-02"]
+        .iter()
+        .map(|born| app.create(&As::System, &patient(&nir(), "Martin", "Claire", born)))
+        .collect();
+    let bodies: Vec<Value> = spaces
+        .iter()
+        .map(|id| {
+            let mut body = app.get(&format!("Patient/{id}"), &As::System).json();
+            body.as_object_mut().unwrap().remove("meta");
+            body
+        })
+        .collect();
+    let (threads, rounds) = (6, 8);
+    let answers = crossed_transactions(&app, &As::System, threads, rounds, |thread, round| {
+        bodies
+            .iter()
+            .map(|body| {
+                let mut body = body.clone();
+                body["name"][0]["given"] = json!([format!("T{thread}R{round}")]);
+                json!({ "resource": body, "request": { "method": "PUT", "url": format!("Patient/{}", body["id"].as_str().unwrap()) } })
+            })
+            .collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    for id in &spaces {
+        let stored = app.get(&format!("Patient/{id}"), &As::System).json();
+        assert_eq!(
+            stored["meta"]["versionId"],
+            (1 + threads * rounds).to_string(),
+            "every update of Patient/{id} is a version"
+        );
+    }
+
+    // The médecin traitant's documents of the two spaces, updated the same way.
+    let documents: Vec<Value> = spaces
+        .iter()
+        .map(|space| {
+            let id = app.create(&As::doctor(), &document(space, "11488-4", "2024-01-01"));
+            let mut body = app
+                .get(&format!("DocumentReference/{id}"), &As::doctor())
+                .json();
+            body.as_object_mut().unwrap().remove("meta");
+            body
+        })
+        .collect();
+    let answers = crossed_transactions(&app, &As::doctor(), threads, rounds, |thread, round| {
+        documents
+            .iter()
+            .map(|body| {
+                let mut body = body.clone();
+                body["description"] = json!(format!("T{thread}R{round}"));
+                json!({ "resource": body, "request": { "method": "PUT", "url": format!("DocumentReference/{}", body["id"].as_str().unwrap()) } })
+            })
+            .collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+
+    // New documents carrying the same two uniqueIds (R-MHD-3): each uniqueId is
+    // stored once, and every other transaction is refused for it (409), none failed.
+    let unique_ids = [
+        "1.2.250.1.213.1.4.8.99999.71",
+        "1.2.250.1.213.1.4.8.99999.72",
+    ];
+    let answers = crossed_transactions(&app, &As::doctor(), threads, 2, |_, _| {
+        spaces
+            .iter()
+            .zip(unique_ids)
+            .map(|(space, unique_id)| {
+                let mut body = document(space, "11488-4", "2024-01-02");
+                body["masterIdentifier"] = json!({ "system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{unique_id}") });
+                json!({ "resource": body, "request": { "method": "POST", "url": "DocumentReference" } })
+            })
+            .collect()
+    });
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    for (status, body) in &answers {
+        assert!(*status == 200 || *status == 409, "{status} {body}");
+    }
+    assert_eq!(accepted, 1, "one transaction stores both uniqueIds");
+}

@@ -1,0 +1,182 @@
+//! The turns writers take, named in one place and taken in one order.
+//!
+//! PostgreSQL's writers run side by side. Writers of the same resource, conditional
+//! query, INS or document uniqueId take turns on a transaction-scoped advisory lock
+//! ([`store::dialect::lock`]), and writers of a space's Patient or Consents on its
+//! `space_access` row (its access version). A write that takes two of them in the
+//! order its parts come (a transaction Bundle's entries, a document and the one it
+//! replaces) and another that takes the same two in the other order wait on each
+//! other until PostgreSQL breaks the deadlock by failing one: a 500 for a request
+//! that did nothing wrong. So a write first takes every lock it names, in the order
+//! of the locks' own keys; a transaction Bundle then moves on the versions of the
+//! spaces its Patients and Consents change, in the order of their ids. Each entry
+//! takes the same locks again as it runs (a lock held is taken at once). What a write
+//! learns only as it runs (the match of a conditional patch, a Consent's space after
+//! a patch) is not named in advance. SQLite has one writer at a time: nothing here
+//! runs there.
+
+use serde_json::Value;
+
+use super::Operation;
+use crate::error::ApiError;
+use crate::fhir::definitions::ResourceDef;
+use crate::fhir::extract;
+use crate::store::{self, Conn};
+
+/// The turn of the writers of one resource.
+pub fn resource(name: &str, id: &str) -> String {
+    format!("{name}/{id}")
+}
+
+/// The turn of the conditional creates of one query.
+pub fn query(name: &str, query: &str) -> String {
+    format!("{name}?{query}")
+}
+
+/// The turn of the writers of one person's INS (R-LIFE-1).
+pub fn person(system: &str, value: &str) -> String {
+    format!("Patient?identifier={system}|{value}")
+}
+
+/// The turn of the writers of one document uniqueId (R-MHD-3).
+pub fn document_unique_id(system: &str, value: &str) -> String {
+    format!("DocumentReference.masterIdentifier={system}|{value}")
+}
+
+/// The INS (NIR or NIA) a Patient carries: one space per person (R-LIFE-1).
+pub fn ins_identifiers(patient: &Value) -> Vec<(&str, &str)> {
+    use crate::fhir::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
+    extract::values_at(patient, "identifier")
+        .into_iter()
+        .filter_map(|identifier| {
+            Some((
+                identifier.get("system").and_then(Value::as_str)?,
+                identifier.get("value").and_then(Value::as_str)?,
+            ))
+        })
+        .filter(|(system, _)| {
+            [
+                INS_NIR_SYSTEM,
+                INS_NIA_SYSTEM,
+                INS_NIR_TEST_SYSTEM,
+                INS_NIR_DEMO_SYSTEM,
+            ]
+            .contains(system)
+        })
+        .collect()
+}
+
+/// A document's uniqueId (`masterIdentifier`), when it has a system and a value.
+pub fn master_identifier(document: &Value) -> Option<(&str, &str)> {
+    let master = document.get("masterIdentifier")?;
+    Some((
+        master.get("system").and_then(Value::as_str)?,
+        master.get("value").and_then(Value::as_str)?,
+    ))
+}
+
+/// Every lock a write names before it runs.
+pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<String> {
+    let mut keys = Vec::new();
+    let body = match operation {
+        Operation::Create {
+            body,
+            if_none_exist,
+        } => {
+            if let Some(conditional) = if_none_exist {
+                keys.push(query(def.name, conditional));
+            }
+            Some(body.value())
+        }
+        Operation::Update { id, body, .. } => {
+            keys.push(resource(def.name, id));
+            Some(body.value())
+        }
+        Operation::Patch { id, .. }
+        | Operation::Delete { id, .. }
+        | Operation::Invoke { id, .. } => {
+            keys.push(resource(def.name, id));
+            None
+        }
+        _ => None,
+    };
+    if let Some(body) = body {
+        match def.name {
+            "Patient" => keys.extend(
+                ins_identifiers(body)
+                    .into_iter()
+                    .map(|(system, value)| person(system, value)),
+            ),
+            "DocumentReference" => {
+                keys.extend(
+                    master_identifier(body)
+                        .map(|(system, value)| document_unique_id(system, value)),
+                );
+                keys.extend(
+                    super::mhd::replaced_documents(body)
+                        .iter()
+                        .map(|replaced| resource("DocumentReference", replaced)),
+                );
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// Takes, in one order, the locks of a write that names two or more (one alone
+/// cannot be taken out of order).
+pub fn take_named(
+    conn: &mut Conn,
+    def: &ResourceDef,
+    operation: &Operation,
+) -> Result<(), ApiError> {
+    let keys = named_by(def, operation);
+    if keys.len() > 1 {
+        store::dialect::lock_all(conn, &keys)?;
+    }
+    Ok(())
+}
+
+/// Takes, in one order, every lock a transaction's entries name, then moves on the
+/// access version of every space their Patients and Consents are in or name, in
+/// the order of the spaces' ids. The version moves again as each entry writes.
+pub fn take_for_transaction(
+    conn: &mut Conn,
+    writes: &[(&'static ResourceDef, &Operation)],
+) -> Result<(), ApiError> {
+    if !store::dialect::is_postgres(conn) {
+        return Ok(());
+    }
+    let keys: Vec<String> = writes
+        .iter()
+        .flat_map(|(def, operation)| named_by(def, operation))
+        .collect();
+    store::dialect::lock_all(conn, &keys)?;
+    let mut spaces: Vec<String> = Vec::new();
+    for (def, operation) in writes {
+        if !matches!(def.name, "Patient" | "Consent") {
+            continue;
+        }
+        // A Patient's body names no other space; a new Patient's space is new.
+        if def.name == "Consent"
+            && let Operation::Create { body, .. } | Operation::Update { body, .. } = operation
+        {
+            spaces.extend(extract::compartment(def, body.value()));
+        }
+        if let Some(id) = operation.id() {
+            match def.name {
+                "Patient" => spaces.push(id.to_owned()),
+                _ => spaces.extend(store::resources::compartment_of_current(
+                    conn, def.name, id,
+                )?),
+            }
+        }
+    }
+    spaces.sort();
+    spaces.dedup();
+    for space in &spaces {
+        store::access::bump_space_version(conn, space)?;
+    }
+    Ok(())
+}
