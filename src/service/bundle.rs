@@ -324,15 +324,6 @@ pub fn transaction(
             .map_err(|error| entry_error(entry.index, error))?;
     }
     check_submission_sets(&entries)?;
-    // Every turn the entries name, in one order, before the first runs: crossed
-    // with another transaction naming the same ones, neither waits on the other
-    // (see `locks`).
-    let writes: Vec<(&'static ResourceDef, &Operation)> = entries
-        .iter()
-        .filter(|entry| entry.operation.interaction().is_write())
-        .map(|entry| (entry.def, &entry.operation))
-        .collect();
-    super::locks::take_for_transaction(conn, &writes)?;
     // Conditional references to the Patient (MHD ITI-65, R-MHD-1) first: the space
     // of every entry is known before anything is written.
     let mut entries = entries;
@@ -344,6 +335,7 @@ pub fn transaction(
                 .map_err(|error| entry_error(entry.index, error))?;
         }
     }
+    take_turns(conn, ctx, &entries)?;
     // Give every urn:uuid POST its id (or its existing match), then point every
     // reference at it.
     let mut assigned: HashMap<String, String> = HashMap::new();
@@ -455,6 +447,30 @@ pub fn transaction(
         last_modified: None,
         location: None,
     })
+}
+
+/// Every turn the entries name, in one order, before the first runs: crossed with
+/// another transaction naming the same ones, neither waits on the other (see
+/// `locks`). A conditional patch's match is found first, without its turn; an
+/// entry that finds none, or several, fails as it runs.
+fn take_turns(conn: &mut Conn, ctx: &Ctx<'_>, entries: &[Entry]) -> Result<(), ApiError> {
+    if !crate::store::dialect::is_postgres(conn) {
+        return Ok(());
+    }
+    let writes: Vec<(&'static ResourceDef, &Operation)> = entries
+        .iter()
+        .filter(|entry| entry.operation.interaction().is_write())
+        .map(|entry| (entry.def, &entry.operation))
+        .collect();
+    let mut matched = Vec::new();
+    for entry in entries {
+        if let Operation::ConditionalPatch { params, .. } = &entry.operation
+            && let Ok(id) = write::conditional_match(conn, ctx, entry.def, params)
+        {
+            matched.push((entry.def, id));
+        }
+    }
+    super::locks::take_for_transaction(conn, &writes, &matched)
 }
 
 /// R-MHD-1: an ITI-65 Bundle carries one SubmissionSet (a List coded

@@ -7,13 +7,24 @@
 //! order its parts come (a transaction Bundle's entries, a document and the one it
 //! replaces) and another that takes the same two in the other order wait on each
 //! other until PostgreSQL breaks the deadlock by failing one: a 500 for a request
-//! that did nothing wrong. So a write first takes every lock it names, in the order
-//! of the locks' own keys; a transaction Bundle then moves on the versions of the
-//! spaces its Patients and Consents change, in the order of their ids. Each entry
-//! takes the same locks again as it runs (a lock held is taken at once). What a write
-//! learns only as it runs (the match of a conditional patch, a Consent's space after
-//! a patch) is not named in advance. SQLite has one writer at a time: nothing here
-//! runs there.
+//! that did nothing wrong. So the locks come in levels, and a write takes them level
+//! by level:
+//! 1. [`WRITTEN`]: the resources it writes (by id, or the match of a conditional
+//!    patch) and the queries of its conditional creates;
+//! 2. [`VALUES`]: the INS and document uniqueIds its resources carry;
+//! 3. the access versions of the spaces its Patients and Consents change
+//!    (`space_access` rows, in the order of the spaces' ids).
+//!
+//! A write first takes every lock of the first two levels it names, by level and
+//! then in the order of the locks' own keys, and a transaction Bundle then moves on
+//! the versions of its spaces. Each part takes the same locks again as it runs (a
+//! lock held is taken at once). A lock a write learns of only as it runs is of a
+//! later level than those it took first: a patch learns the INS or uniqueId of its
+//! result after it holds its resource (a single write's resource comes before its
+//! values the same way). What stays out of this order is rare: a resource a part
+//! finds only as it runs (a conditional patch whose match changed after the
+//! transaction resolved it, a Consent's new space after a patch). SQLite has one
+//! writer at a time: nothing here runs there.
 
 use serde_json::Value;
 
@@ -22,6 +33,11 @@ use crate::error::ApiError;
 use crate::fhir::definitions::ResourceDef;
 use crate::fhir::extract;
 use crate::store::{self, Conn};
+
+/// The first level: the resources written, and the queries of conditional creates.
+pub const WRITTEN: u8 = 0;
+/// The second level: the values one resource at most may carry (INS, uniqueId).
+pub const VALUES: u8 = 1;
 
 /// The turn of the writers of one resource.
 pub fn resource(name: &str, id: &str) -> String {
@@ -75,8 +91,8 @@ pub fn master_identifier(document: &Value) -> Option<(&str, &str)> {
     ))
 }
 
-/// Every lock a write names before it runs.
-pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<String> {
+/// Every lock a write names before it runs, with its level.
+pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<(u8, String)> {
     let mut keys = Vec::new();
     let body = match operation {
         Operation::Create {
@@ -84,18 +100,18 @@ pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<String> {
             if_none_exist,
         } => {
             if let Some(conditional) = if_none_exist {
-                keys.push(query(def.name, conditional));
+                keys.push((WRITTEN, query(def.name, conditional)));
             }
             Some(body.value())
         }
         Operation::Update { id, body, .. } => {
-            keys.push(resource(def.name, id));
+            keys.push((WRITTEN, resource(def.name, id)));
             Some(body.value())
         }
         Operation::Patch { id, .. }
         | Operation::Delete { id, .. }
         | Operation::Invoke { id, .. } => {
-            keys.push(resource(def.name, id));
+            keys.push((WRITTEN, resource(def.name, id)));
             None
         }
         _ => None,
@@ -105,17 +121,17 @@ pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<String> {
             "Patient" => keys.extend(
                 ins_identifiers(body)
                     .into_iter()
-                    .map(|(system, value)| person(system, value)),
+                    .map(|(system, value)| (VALUES, person(system, value))),
             ),
             "DocumentReference" => {
                 keys.extend(
                     master_identifier(body)
-                        .map(|(system, value)| document_unique_id(system, value)),
+                        .map(|(system, value)| (VALUES, document_unique_id(system, value))),
                 );
                 keys.extend(
                     super::mhd::replaced_documents(body)
                         .iter()
-                        .map(|replaced| resource("DocumentReference", replaced)),
+                        .map(|replaced| (WRITTEN, resource("DocumentReference", replaced))),
                 );
             }
             _ => {}
@@ -124,7 +140,7 @@ pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<String> {
     keys
 }
 
-/// Takes, in one order, the locks of a write that names two or more (one alone
+/// Takes, level by level, the locks of a write that names two or more (one alone
 /// cannot be taken out of order).
 pub fn take_named(
     conn: &mut Conn,
@@ -138,39 +154,51 @@ pub fn take_named(
     Ok(())
 }
 
-/// Takes, in one order, every lock a transaction's entries name, then moves on the
-/// access version of every space their Patients and Consents are in or name, in
-/// the order of the spaces' ids. The version moves again as each entry writes.
+/// Takes, level by level, every lock a transaction's entries name (and the
+/// resources its conditional patches matched when the transaction resolved them,
+/// `matched`), then moves on the access version of every space its Patients and
+/// Consents are in or name, in the order of the spaces' ids. Call it once the
+/// entries' conditional references are resolved (a Consent's space may be one).
+/// The version moves again as each entry writes.
 pub fn take_for_transaction(
     conn: &mut Conn,
     writes: &[(&'static ResourceDef, &Operation)],
+    matched: &[(&'static ResourceDef, String)],
 ) -> Result<(), ApiError> {
     if !store::dialect::is_postgres(conn) {
         return Ok(());
     }
-    let keys: Vec<String> = writes
+    let mut keys: Vec<(u8, String)> = writes
         .iter()
         .flat_map(|(def, operation)| named_by(def, operation))
         .collect();
+    keys.extend(
+        matched
+            .iter()
+            .map(|(def, id)| (WRITTEN, resource(def.name, id))),
+    );
     store::dialect::lock_all(conn, &keys)?;
     let mut spaces: Vec<String> = Vec::new();
-    for (def, operation) in writes {
-        if !matches!(def.name, "Patient" | "Consent") {
-            continue;
+    let touched = writes
+        .iter()
+        .map(|(def, operation)| (*def, operation.id()))
+        .chain(matched.iter().map(|(def, id)| (*def, Some(id.as_str()))));
+    for (def, id) in touched {
+        match (def.name, id) {
+            ("Patient", Some(id)) => spaces.push(id.to_owned()),
+            ("Consent", Some(id)) => spaces.extend(store::resources::compartment_of_current(
+                conn, def.name, id,
+            )?),
+            _ => {}
         }
-        // A Patient's body names no other space; a new Patient's space is new.
+    }
+    // A Patient's body names no other space (a new Patient's space is new); a
+    // Consent's names the space it goes to.
+    for (def, operation) in writes {
         if def.name == "Consent"
             && let Operation::Create { body, .. } | Operation::Update { body, .. } = operation
         {
             spaces.extend(extract::compartment(def, body.value()));
-        }
-        if let Some(id) = operation.id() {
-            match def.name {
-                "Patient" => spaces.push(id.to_owned()),
-                _ => spaces.extend(store::resources::compartment_of_current(
-                    conn, def.name, id,
-                )?),
-            }
         }
     }
     spaces.sort();

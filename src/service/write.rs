@@ -682,6 +682,18 @@ pub fn conditional_patch(
     patch_document: &PatchDocument,
     if_match: Option<&str>,
 ) -> Result<FhirResponse, ApiError> {
+    let id = conditional_match(conn, ctx, def, params)?;
+    patch(conn, ctx, def, &id, patch_document, if_match)
+}
+
+/// The one resource a conditional PATCH's search matches among those the caller may
+/// see: 404 for none, 412 for several.
+pub fn conditional_match(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    params: &[(String, String)],
+) -> Result<String, ApiError> {
     if params.is_empty() {
         return Err(ApiError::bad_request(
             IssueCode::Invalid,
@@ -750,12 +762,12 @@ pub fn conditional_patch(
             matched.push(row.res_id.clone());
         }
     }
-    match matched.as_slice() {
+    match matched.as_mut_slice() {
         [] => Err(ApiError::not_found(format!(
             "no {} matches the conditional PATCH",
             def.name
         ))),
-        [id] => patch(conn, ctx, def, id, patch_document, if_match),
+        [id] => Ok(std::mem::take(id)),
         _ => Err(ApiError::precondition_failed(format!(
             "the conditional PATCH matches more than one {}",
             def.name

@@ -194,10 +194,11 @@ pub fn lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
     }
 }
 
-/// [`lock`] for every key, in the order of the locks' own keys (`hashtext`, which
-/// two names may share), in one round trip: two writers taking the same locks this
-/// way never each hold one the other waits for.
-pub fn lock_all(conn: &mut Conn, keys: &[String]) -> diesel::QueryResult<()> {
+/// [`lock`] for every key, by level, then in the order of the locks' own keys
+/// (`hashtext`, which two names may share), in one round trip: two writers taking
+/// the same locks this way never each hold one the other waits for, and a lock a
+/// writer takes later, as it runs, is of a level after those it holds.
+pub fn lock_all(conn: &mut Conn, keys: &[(u8, String)]) -> diesel::QueryResult<()> {
     if keys.is_empty() || matches!(conn, Conn::Sqlite(_)) {
         return Ok(());
     }
@@ -205,11 +206,11 @@ pub fn lock_all(conn: &mut Conn, keys: &[String]) -> diesel::QueryResult<()> {
         .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
     let mut sql = super::sql::Sql::prepared(
         "SELECT COUNT(pg_advisory_xact_lock(lock_key)) AS taken FROM (\
-         SELECT DISTINCT hashtext(value) AS lock_key \
-         FROM json_array_elements_text(CAST(",
+         SELECT DISTINCT CAST(value->>0 AS integer) AS level, hashtext(value->>1) AS lock_key \
+         FROM json_array_elements(CAST(",
     );
     sql.text(&names)
-        .push(" AS json)) ORDER BY lock_key) wanted");
+        .push(" AS json)) ORDER BY level, lock_key) wanted");
     sql.execute(conn)?;
     Ok(())
 }

@@ -365,3 +365,121 @@ fn transactions_naming_the_same_resources_in_opposite_orders_all_succeed() {
     }
     assert_eq!(accepted, 1, "one transaction stores both uniqueIds");
 }
+
+/// Runs `rounds` times on each of two threads at once: `first` on the one, `second`
+/// on the other; returns every answer's status and body.
+fn side_by_side(
+    rounds: usize,
+    first: impl Fn() -> crate::support::Reply + Sync,
+    second: impl Fn() -> crate::support::Reply + Sync,
+) -> Vec<(u16, String)> {
+    std::thread::scope(|scope| {
+        let sides: [&(dyn Fn() -> crate::support::Reply + Sync); 2] = [&first, &second];
+        let workers: Vec<_> = sides
+            .into_iter()
+            .map(|side| {
+                scope.spawn(move || {
+                    (0..rounds)
+                        .map(|_| {
+                            let reply = side();
+                            (reply.status, reply.body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a writer thread"))
+            .collect()
+    })
+}
+
+fn json_patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> crate::support::Reply {
+    app.request("PATCH", path)
+        .as_(who)
+        .header("Content-Type", "application/json-patch+json")
+        .send(Some(operations.to_string()))
+}
+
+/// A write's turns come in levels (`service::locks`): a resource before the INS or
+/// uniqueId it carries, whether the write names both at once (a PUT) or learns the
+/// second as it runs (a PATCH). Side by side on one resource, a PUT and a PATCH
+/// both succeed, however their locks' keys sort; so do crossed transactions whose
+/// conditional PATCH finds its match as it runs.
+#[test]
+fn a_put_and_a_patch_of_one_resource_side_by_side_both_succeed() {
+    let app = TestApp::new();
+    let rounds = 12;
+    // The system's PUT of a Patient and the holder's declaration of the médecin
+    // traitant, on several Patients (the keys of a Patient and of its INS sort
+    // either way).
+    for born in ["1980-05-01", "1981-06-02", "1982-07-03", "1983-08-04"] {
+        let id = app.create(&As::System, &patient(&nir(), "Martin", "Claire", born));
+        let mut body = app.get(&format!("Patient/{id}"), &As::System).json();
+        body.as_object_mut().unwrap().remove("meta");
+        let declare = json!([{ "op": "replace", "path": "/generalPractitioner", "value": [
+            { "identifier": { "system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810000000001" } }] }]);
+        let holder = As::Patient(id.clone());
+        let answers = side_by_side(
+            rounds,
+            || app.put(&format!("Patient/{id}"), &As::System, &body),
+            || json_patch(&app, &format!("Patient/{id}"), &holder, &declare),
+        );
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+        }
+    }
+
+    // The médecin traitant's PUT of a document with a uniqueId and their PATCH of it.
+    let space = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1984-09-05"),
+    );
+    let unique_ids = [
+        "urn:oid:1.2.250.1.213.1.4.8.99999.81",
+        "urn:oid:1.2.250.1.213.1.4.8.99999.82",
+    ];
+    let documents: Vec<Value> = unique_ids
+        .iter()
+        .map(|unique_id| {
+            let mut body = document(&space, "11488-4", "2024-01-01");
+            body["masterIdentifier"] = json!({ "system": "urn:ietf:rfc:3986", "value": unique_id });
+            let id = app.create(&As::doctor(), &body);
+            body["id"] = json!(id);
+            body
+        })
+        .collect();
+    let path = format!("DocumentReference/{}", documents[0]["id"].as_str().unwrap());
+    let label = json!([{ "op": "add", "path": "/securityLabel", "value": [
+        { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N" }] }] }]);
+    let answers = side_by_side(
+        rounds,
+        || app.put(&path, &As::doctor(), &documents[0]),
+        || json_patch(&app, &path, &As::doctor(), &label),
+    );
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+
+    // Crossed transactions: a conditional PATCH of one document by its uniqueId and
+    // a PUT of the other.
+    let entries = |patched: usize| {
+        let other = &documents[1 - patched];
+        let operations = STANDARD.encode(label.to_string());
+        json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+            { "resource": { "resourceType": "Binary", "contentType": "application/json-patch+json", "data": operations },
+              "request": { "method": "PATCH", "url": format!("DocumentReference?identifier=urn:ietf:rfc:3986|{}", unique_ids[patched]) } },
+            { "resource": other, "request": { "method": "PUT", "url": format!("DocumentReference/{}", other["id"].as_str().unwrap()) } }
+        ]})
+    };
+    let (forward, backward) = (entries(0), entries(1));
+    let answers = side_by_side(
+        rounds,
+        || post_bundle(&app, &As::doctor(), &forward),
+        || post_bundle(&app, &As::doctor(), &backward),
+    );
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+}
