@@ -6,7 +6,7 @@
 //! not see is 404, so that its existence does not leak.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Months, Utc};
@@ -56,6 +56,11 @@ pub struct Gate<'a> {
     /// Bytes of bodies this request may still release (bounded work and memory).
     answer_left: std::cell::Cell<usize>,
     answer_limit: usize,
+    /// Set for a request that writes: the facts of a space are read under its turn
+    /// (see [`Self::with_space_turns`]).
+    takes_space_turns: bool,
+    /// The spaces whose turn the current transaction holds.
+    space_turns: RefCell<HashSet<String>>,
 }
 
 /// A search's narrowing decided on presumed facts (see
@@ -130,7 +135,53 @@ impl<'a> Gate<'a> {
             presumed: RefCell::new(None),
             answer_left: std::cell::Cell::new(DEFAULT_MAX_ANSWER_BYTES),
             answer_limit: DEFAULT_MAX_ANSWER_BYTES,
+            takes_space_turns: false,
+            space_turns: RefCell::new(HashSet::new()),
         }
+    }
+
+    /// For a request that writes: the facts of each space it decides on are read
+    /// under that space's turn, shared with the other writes into the space and
+    /// kept from a change of its lifecycle (`$close`, `$oppose`, `$activate`,
+    /// `$reopen`, the lifecycle job), which takes the turn alone
+    /// (`service::locks::space`). On PostgreSQL, whose writers run side by side, a
+    /// deposit is then decided either before such a change (which waits for it to
+    /// commit, and then sees it: a deletion takes it too) or after it (and sees the
+    /// new state), never on the state before a change committed meanwhile. SQLite has
+    /// one writer at a time.
+    pub fn with_space_turns(mut self) -> Gate<'a> {
+        self.takes_space_turns = true;
+        self
+    }
+
+    /// A new write transaction of this request (a batch's next entry): the turns of
+    /// the one before ended with it.
+    pub fn begin_transaction(&self) {
+        self.space_turns.borrow_mut().clear();
+    }
+
+    /// [`Self::space_turn`] for each space, in the order given.
+    pub fn take_space_turns(&self, conn: &mut Conn, spaces: &[String]) -> Result<(), ApiError> {
+        for space in spaces {
+            self.space_turn(conn, space)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the space's turn in this write's transaction, once; the facts this
+    /// request read of the space before it are read again.
+    fn space_turn(&self, conn: &mut Conn, patient: &str) -> Result<(), ApiError> {
+        if !self.takes_space_turns
+            || !store::dialect::is_postgres(conn)
+            || self.space_turns.borrow().contains(patient)
+        {
+            return Ok(());
+        }
+        store::dialect::lock_shared(conn, &crate::service::locks::space(patient))?;
+        self.space_turns.borrow_mut().insert(patient.to_owned());
+        self.spaces.borrow_mut().remove(patient);
+        self.space_versions.borrow_mut().remove(patient);
+        Ok(())
     }
 
     /// Bounds the bytes of resource bodies one answer may carry.
@@ -184,6 +235,7 @@ impl<'a> Gate<'a> {
     /// What the rules read of a space: from this request's memo, else from the shared
     /// cache if the space's access version has not moved, else from the store.
     fn space(&self, conn: &mut Conn, patient: &str) -> Result<Arc<SpaceFacts>, ApiError> {
+        self.space_turn(conn, patient)?;
         if let Some(facts) = self.spaces.borrow().get(patient) {
             return Ok(Arc::clone(facts));
         }

@@ -410,10 +410,13 @@ async fn stages(
     let max_bundle_entries = state.config.max_bundle_entries;
     let max_resource_bytes = state.config.max_body_bytes;
     let run_call = move |conn: &mut crate::store::Conn| -> Result<FhirResponse, ApiError> {
-        let gate = Gate::new(&principal, &matrix, &spaces)
+        let mut gate = Gate::new(&principal, &matrix, &spaces)
             .with_touched(gate_touched)
             .with_answer_limit(max_answer_bytes)
             .at(now);
+        if writes {
+            gate = gate.with_space_turns();
+        }
         let ctx = Ctx {
             gate: &gate,
             base_url: &context_base,

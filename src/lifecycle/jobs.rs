@@ -44,7 +44,14 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
         let opened = db.write_blocking(|conn| {
             dialect::write_transaction(conn, |conn| {
                 let due = stored::due_activations(conn, &notified_before, BATCH)?;
+                let mut opened = 0;
                 for patient in &due {
+                    // A space whose turn is taken (a write deciding on it, a
+                    // change of its lifecycle) waits for the next run: the job
+                    // holding many never waits on one.
+                    if !dialect::try_lock(conn, &crate::service::locks::space(patient))? {
+                        continue;
+                    }
                     let Some(mut row) = stored::get(conn, patient)? else {
                         continue;
                     };
@@ -55,8 +62,9 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
                         row.welcomed_at = Some(stamp.clone());
                     }
                     stored::put(conn, &row)?;
+                    opened += 1;
                 }
-                Ok(due.len())
+                Ok(opened)
             })
         })?;
         report.opened += opened;
@@ -72,16 +80,20 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
         let (purged, removed) = db.write_blocking(|conn| {
             dialect::write_transaction(conn, |conn| {
                 let due = stored::due_purges(conn, &closed_before, BATCH)?;
-                let mut removed = 0;
+                let (mut purged, mut removed) = (0, 0);
                 for patient in &due {
+                    if !dialect::try_lock(conn, &crate::service::locks::space(patient))? {
+                        continue;
+                    }
                     let Some(mut row) = stored::get(conn, patient)? else {
                         continue;
                     };
                     removed += stored::purge_space(conn, patient)?;
                     row.purged_at = Some(stamp.clone());
                     stored::put(conn, &row)?;
+                    purged += 1;
                 }
-                Ok((due.len(), removed))
+                Ok((purged, removed))
             })
         })?;
         report.purged += purged;

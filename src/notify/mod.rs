@@ -334,8 +334,26 @@ pub fn queue_group<'a>(
             _ => {}
         }
     }
+    // A space a later write of the same group closed or opposed (SQLite commits
+    // concurrent writes together, their notices at the group's end) is told
+    // nothing of the writes before: a deletion purged what they wrote (R-LIFE-3),
+    // and nothing more reaches a closed or opposed space.
+    let mut spaces: Vec<&str> = pending
+        .iter()
+        .map(|(notice, _, _)| notice.patient.as_str())
+        .collect();
+    spaces.sort_unstable();
+    spaces.dedup();
+    let mut shut = HashSet::new();
+    for space in spaces {
+        let state = store::lifecycle::get(conn, space)?.map(|row| row.state);
+        if matches!(state.as_deref(), Some("closed" | "opposed")) {
+            shut.insert(space.to_owned());
+        }
+    }
     let told: Vec<(&Notice, &str)> = pending
         .iter()
+        .filter(|(notice, _, _)| !shut.contains(&notice.patient))
         .map(|(notice, now, _)| (notice, *now))
         .collect();
     send_all(conn, &told)?;

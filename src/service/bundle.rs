@@ -470,7 +470,11 @@ fn take_turns(conn: &mut Conn, ctx: &Ctx<'_>, entries: &[Entry]) -> Result<(), A
             matched.push((entry.def, id));
         }
     }
-    super::locks::take_for_transaction(conn, &writes, &matched)
+    let spaces = super::locks::take_for_transaction(conn, &writes, &matched)?;
+    // A space's turn comes before its version's row (a change of its lifecycle
+    // takes the turn, then the row).
+    ctx.gate.take_space_turns(conn, &spaces)?;
+    super::locks::bump_in_order(conn, &spaces)
 }
 
 /// R-MHD-1: an ITI-65 Bundle carries one SubmissionSet (a List coded
@@ -514,6 +518,7 @@ pub fn batch(
             let def = entry.def;
             let operation = entry.operation;
             if operation.interaction().is_write() {
+                ctx.gate.begin_transaction();
                 dialect::write_transaction(conn, |conn| execute(conn, ctx, def, operation))
             } else {
                 execute(conn, ctx, def, operation)

@@ -12,12 +12,14 @@
 //! 1. [`WRITTEN`]: the resources it writes (by id, or the match of a conditional
 //!    patch) and the queries of its conditional creates;
 //! 2. [`VALUES`]: the INS and document uniqueIds its resources carry;
-//! 3. the access versions of the spaces its Patients and Consents change
+//! 3. the turns of the spaces it decides on ([`space`], shared; a change of a
+//!    space's lifecycle takes that turn alone, and first);
+//! 4. the access versions of the spaces its Patients and Consents change
 //!    (`space_access` rows, in the order of the spaces' ids).
 //!
 //! A write first takes every lock of the first two levels it names, by level and
-//! then in the order of the locks' own keys, and a transaction Bundle then moves on
-//! the versions of its spaces. Each part takes the same locks again as it runs (a
+//! then in the order of the locks' own keys, and a transaction Bundle then takes the
+//! turns of its Patients' and Consents' spaces and moves their versions on. Each part takes the same locks again as it runs (a
 //! lock held is taken at once). A lock a write learns of only as it runs is of a
 //! later level than those it took first: a patch learns the INS or uniqueId of its
 //! result after it holds its resource (a single write's resource comes before its
@@ -38,6 +40,12 @@ use crate::store::{self, Conn};
 pub const WRITTEN: u8 = 0;
 /// The second level: the values one resource at most may carry (INS, uniqueId).
 pub const VALUES: u8 = 1;
+
+/// A space's turn: taken shared by every write deciding on the space's facts, alone
+/// by a change of its lifecycle (see `access::Gate::with_space_turns`).
+pub fn space(patient: &str) -> String {
+    format!("space/{patient}")
+}
 
 /// The turn of the writers of one resource.
 pub fn resource(name: &str, id: &str) -> String {
@@ -156,18 +164,15 @@ pub fn take_named(
 
 /// Takes, level by level, every lock a transaction's entries name (and the
 /// resources its conditional patches matched when the transaction resolved them,
-/// `matched`), then moves on the access version of every space its Patients and
-/// Consents are in or name, in the order of the spaces' ids. Call it once the
-/// entries' conditional references are resolved (a Consent's space may be one).
-/// The version moves again as each entry writes.
+/// `matched`), then returns, in order, the spaces its Patients and Consents are in
+/// or name: the caller takes their turns, then moves their access versions on
+/// ([`bump_in_order`]). Call it once the entries' conditional references are
+/// resolved (a Consent's space may be one).
 pub fn take_for_transaction(
     conn: &mut Conn,
     writes: &[(&'static ResourceDef, &Operation)],
     matched: &[(&'static ResourceDef, String)],
-) -> Result<(), ApiError> {
-    if !store::dialect::is_postgres(conn) {
-        return Ok(());
-    }
+) -> Result<Vec<String>, ApiError> {
     let mut keys: Vec<(u8, String)> = writes
         .iter()
         .flat_map(|(def, operation)| named_by(def, operation))
@@ -203,7 +208,13 @@ pub fn take_for_transaction(
     }
     spaces.sort();
     spaces.dedup();
-    for space in &spaces {
+    Ok(spaces)
+}
+
+/// Moves on the access version of each space, in the order given (the spaces'
+/// ids): the version moves again as each entry writes.
+pub fn bump_in_order(conn: &mut Conn, spaces: &[String]) -> Result<(), ApiError> {
+    for space in spaces {
         store::access::bump_space_version(conn, space)?;
     }
     Ok(())

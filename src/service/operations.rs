@@ -73,6 +73,9 @@ fn lifecycle(
     action: &str,
     params: &[(String, String)],
 ) -> Result<FhirResponse, ApiError> {
+    // The space's turn alone: the writes deciding on its state wait, and a change
+    // of it waits for those already decided (see `Gate::with_space_turns`).
+    store::dialect::lock(conn, &super::locks::space(id))?;
     let patient = store::resources::current(conn, "Patient", id)?
         .filter(|row| !row.deleted)
         .ok_or_else(|| ApiError::not_found(format!("Patient/{id} is not known")))?;

@@ -194,6 +194,45 @@ pub fn lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
     }
 }
 
+/// [`lock`] if no other transaction holds it, without waiting: whether it was taken.
+/// SQLite's writers are serialised already (always taken).
+pub fn try_lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<bool> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::{Bool, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = Bool)]
+        taken: bool,
+    }
+    match conn {
+        Conn::Postgresql(pg) => Ok(diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS taken",
+        )
+        .bind::<Text, _>(key)
+        .load::<Taken>(pg)?
+        .pop()
+        .is_some_and(|row| row.taken)),
+        Conn::Sqlite(_) => Ok(true),
+    }
+}
+
+/// [`lock`] shared with the other writers that take it shared, and kept from the one
+/// that takes it alone ([`lock`]) until the transaction ends. SQLite's writers are
+/// serialised already.
+pub fn lock_shared(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::Text;
+    match conn {
+        Conn::Postgresql(pg) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock_shared(hashtext($1))")
+                .bind::<Text, _>(key)
+                .execute(pg)?;
+            Ok(())
+        }
+        Conn::Sqlite(_) => Ok(()),
+    }
+}
+
 /// [`lock`] for every key, by level, then in the order of the locks' own keys
 /// (`hashtext`, which two names may share), in one round trip: two writers taking
 /// the same locks this way never each hold one the other waits for, and a lock a

@@ -726,3 +726,153 @@ fn r_life_3_the_feed_neither_changes_moves_nor_reads_a_closed_spaces_data() {
         format!("Patient/{closed}")
     );
 }
+
+/// The médecin traitant's deposit of a document into `space`, to run at once with
+/// other requests.
+fn deposit<'a>(app: &'a TestApp, space: &str) -> Box<dyn Fn() -> Reply + Send + Sync + 'a> {
+    let space = space.to_owned();
+    Box::new(move || {
+        app.post(
+            "DocumentReference",
+            &As::doctor(),
+            &document(&space, "11488-4", "2024-01-01"),
+        )
+    })
+}
+
+/// Runs `actions` at once, each on a thread of its own; their answers in order.
+fn at_once(actions: Vec<Box<dyn Fn() -> Reply + Send + Sync + '_>>) -> Vec<Reply> {
+    let barrier = std::sync::Barrier::new(actions.len());
+    let barrier = &barrier;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = actions
+            .iter()
+            .map(|action| {
+                scope.spawn(move || {
+                    barrier.wait();
+                    action()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a client thread"))
+            .collect()
+    })
+}
+
+/// A change of a space's lifecycle takes the space's turn alone; every write into
+/// the space decides on it under the turn, shared (`Gate::with_space_turns`). So a
+/// deletion (`$close` with `delete`) and the médecin traitant's deposits at once
+/// leave no document behind, an opposition of an active space never leaves one in
+/// the opposed space,
+/// and the person opening their space twice at once is welcomed once (R-LIFE-2,
+/// R-LIFE-3, R-MSG-2). PostgreSQL's writers run side by side; SQLite's one at a
+/// time.
+#[test]
+fn r_life_a_change_of_lifecycle_and_deposits_at_once_leave_nothing_past_it() {
+    let app = app();
+    for round in 0..4 {
+        let (space, _) = new_space(&app, "1975-02-03");
+        let holder = As::Patient(space.clone());
+        assert_eq!(operation(&app, &space, "activate", &holder).status, 200);
+        app.create(&As::doctor(), &document(&space, "11488-4", "2024-01-01"));
+        let mut actions = vec![Box::new(|| {
+            app.post(
+                &format!("Patient/{space}/$close"),
+                &holder,
+                &json!({ "resourceType": "Parameters", "parameter": [{ "name": "delete", "valueBoolean": true }] }),
+            )
+        }) as Box<dyn Fn() -> Reply + Send + Sync>];
+        actions.extend((0..6).map(|_| deposit(&app, &space)));
+        let answers = at_once(actions);
+        assert_eq!(answers[0].status, 200, "{}", answers[0].body);
+        for answer in &answers[1..] {
+            assert!(
+                answer.status == 201 || (400..500).contains(&answer.status),
+                "round {round}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+        assert_eq!(
+            data_of(&app, &space),
+            0,
+            "round {round}: a deposit outlived the deletion"
+        );
+    }
+    for round in 0..4 {
+        let (space, _) = new_space(&app, "1975-02-03");
+        let holder = As::Patient(space.clone());
+        // An active space that was never used may be opposed; one holding a
+        // document is closed instead (409).
+        assert_eq!(operation(&app, &space, "activate", &holder).status, 200);
+        let mut actions = vec![Box::new(|| operation(&app, &space, "oppose", &holder))
+            as Box<dyn Fn() -> Reply + Send + Sync>];
+        actions.extend((0..6).map(|_| deposit(&app, &space)));
+        let answers = at_once(actions);
+        for answer in &answers {
+            assert!(
+                answer.status < 500,
+                "round {round}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+        if answers[0].status == 200 {
+            assert_eq!(state(&app, &space), "opposed");
+            assert_eq!(
+                app.stored_rows(&format!(
+                    "resource_compartment WHERE patient_id = '{space}' AND res_type = 'DocumentReference'"
+                )),
+                0,
+                "round {round}: a document in an opposed space"
+            );
+        }
+    }
+    for round in 0..4 {
+        let (space, _) = new_space(&app, "1975-02-03");
+        let holder = As::Patient(space.clone());
+        let answers = at_once(
+            (0..4)
+                .map(|_| {
+                    Box::new(|| operation(&app, &space, "activate", &holder))
+                        as Box<dyn Fn() -> Reply + Send + Sync>
+                })
+                .collect(),
+        );
+        for answer in &answers {
+            assert_eq!(answer.status, 200, "round {round}: {}", answer.body);
+        }
+        assert_eq!(service_topics(&app, &space), ["welcome"], "round {round}");
+    }
+    // The holder's transactions changing a Consent, at once with their `$close`: a
+    // transaction takes its spaces' turns before their versions' rows, as the
+    // operation does.
+    for round in 0..4 {
+        let (space, _) = new_space(&app, "1975-02-03");
+        let holder = As::Patient(space.clone());
+        assert_eq!(operation(&app, &space, "activate", &holder).status, 200);
+        let mut consent = crate::support::fixtures::consent(&space, "Practitioner/pr-810000000007");
+        let id = app.create(&holder, &consent);
+        consent["id"] = json!(id);
+        let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+            { "resource": consent, "request": { "method": "PUT", "url": format!("Consent/{id}") } }
+        ]});
+        let mut actions = vec![Box::new(|| operation(&app, &space, "close", &holder))
+            as Box<dyn Fn() -> Reply + Send + Sync>];
+        actions.extend((0..3).map(|_| {
+            Box::new(|| app.post("", &holder, &bundle)) as Box<dyn Fn() -> Reply + Send + Sync>
+        }));
+        let answers = at_once(actions);
+        assert_eq!(answers[0].status, 200, "{}", answers[0].body);
+        for answer in &answers[1..] {
+            assert!(
+                answer.status < 500,
+                "round {round}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+}
