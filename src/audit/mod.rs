@@ -735,12 +735,20 @@ pub fn persist_after_known_tips(
         })
         .collect();
     let links = chain::link(events, &mut tips);
-    let appended = crate::store::audit::append_links_unless_first_access(
+    match crate::store::audit::append_links_unless_first_access(
         conn,
         &links,
         &group_accesses(group),
-    )?;
-    Ok(appended.then_some(tips))
+    ) {
+        Ok(appended) => Ok(appended.then_some(tips)),
+        // A chain another transaction moved: the expected way this statement fails
+        // (nothing of it is stored), not an error to log; the locking path follows.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Whether the group's events are stored: after a statement whose answer was lost

@@ -32,8 +32,11 @@ pub struct Report {
 /// code or refresh token is removed.
 const EXPIRED_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
-/// Spaces handled per transaction.
+/// Spaces opened per transaction.
 const BATCH: i64 = 200;
+
+/// Spaces purged per transaction (see the purge's loop).
+const PURGES_PER_TRANSACTION: i64 = 1;
 
 /// Runs the job once at `now`.
 pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
@@ -79,7 +82,10 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
     loop {
         let (purged, removed) = db.write_blocking(|conn| {
             dialect::write_transaction(conn, |conn| {
-                let due = stored::due_purges(conn, &closed_before, BATCH)?;
+                // One space per transaction: a purge takes its space's trace chain's
+                // turn, and holding several (in no order) would cross the trace's
+                // committer, which takes them in order.
+                let due = stored::due_purges(conn, &closed_before, PURGES_PER_TRANSACTION)?;
                 let (mut purged, mut removed) = (0, 0);
                 for patient in &due {
                     if !dialect::try_lock(conn, &crate::service::locks::space(patient))? {
@@ -98,7 +104,7 @@ pub fn run_once(db: &Db, now: DateTime<Utc>) -> Result<Report, ApiError> {
         })?;
         report.purged += purged;
         report.resources_removed += removed;
-        if purged < BATCH as usize {
+        if purged < PURGES_PER_TRANSACTION as usize {
             break;
         }
     }

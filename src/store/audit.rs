@@ -88,6 +88,12 @@ impl HeadRow {
     }
 }
 
+/// The name of a chain's turn, as its appenders take it (`hashtext('audit-chain/' ||
+/// chain)` in [`lock_heads_on_postgres`]); a chain is a space's.
+pub fn chain_turn(chain: &str) -> String {
+    format!("audit-chain/{chain}")
+}
+
 /// PostgreSQL: every chain's transaction-scoped advisory lock and its head, in one
 /// round trip for the whole group. The locks are taken in the order of their own
 /// keys (`hashtext`, which two chains may share), the same order in every

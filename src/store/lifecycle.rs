@@ -132,6 +132,10 @@ pub fn due_purges(
 /// outlive the purge, R-AUD-3), with their versions, index and outbox rows. Returns
 /// the number of resources removed.
 pub fn purge_space(conn: &mut Conn, patient: &str) -> diesel::QueryResult<usize> {
+    // The space's trace chain's turn first, as its appenders take it before they
+    // record a first access: an appender holding it would otherwise wait for the
+    // first accesses this deletes, while this waits for it to trace the deletion.
+    super::dialect::lock(conn, &super::audit::chain_turn(patient))?;
     let in_space = |sql: &mut Sql| {
         sql.push(
             "SELECT c.resource_pk FROM resource_compartment c WHERE c.res_type NOT IN ('Patient', 'AuditEvent') AND c.patient_id = ",
