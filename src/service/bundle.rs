@@ -335,7 +335,7 @@ pub fn transaction(
                 .map_err(|error| entry_error(entry.index, error))?;
         }
     }
-    take_turns(conn, ctx, &entries)?;
+    let matches = take_turns(conn, ctx, &entries)?;
     // Give every urn:uuid POST its id (or its existing match), then point every
     // reference at it.
     let mut assigned: HashMap<String, String> = HashMap::new();
@@ -424,6 +424,11 @@ pub fn transaction(
             let id = planned_ids.get(&index).cloned().unwrap_or_default();
             write::create_with_id(conn, ctx, entry.def, &id, body)
                 .map_err(|error| entry_error(index, error))?
+        } else if let (Some(matches), Operation::ConditionalPatch { .. }) =
+            (&matches, &entry.operation)
+        {
+            patch_the_match_taken(conn, ctx, entry, matches.get(&index))
+                .map_err(|error| entry_error(index, error))?
         } else {
             execute(conn, ctx, entry.def, entry.operation)
                 .map_err(|error| entry_error(index, error))?
@@ -452,10 +457,15 @@ pub fn transaction(
 /// Every turn the entries name, in one order, before the first runs: crossed with
 /// another transaction naming the same ones, neither waits on the other (see
 /// `locks`). A conditional patch's match is found first, without its turn; an
-/// entry that finds none, or several, fails as it runs.
-fn take_turns(conn: &mut Conn, ctx: &Ctx<'_>, entries: &[Entry]) -> Result<(), ApiError> {
+/// entry that finds none, or several, fails as it runs. Returns, on PostgreSQL, the
+/// match found for each conditional patch (by entry index).
+fn take_turns(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    entries: &[Entry],
+) -> Result<Option<HashMap<usize, String>>, ApiError> {
     if !crate::store::dialect::is_postgres(conn) {
-        return Ok(());
+        return Ok(None);
     }
     let writes: Vec<(&'static ResourceDef, &Operation)> = entries
         .iter()
@@ -463,18 +473,49 @@ fn take_turns(conn: &mut Conn, ctx: &Ctx<'_>, entries: &[Entry]) -> Result<(), A
         .map(|entry| (entry.def, &entry.operation))
         .collect();
     let mut matched = Vec::new();
+    let mut matches = HashMap::new();
     for entry in entries {
         if let Operation::ConditionalPatch { params, .. } = &entry.operation
             && let Ok(id) = write::conditional_match(conn, ctx, entry.def, params)
         {
-            matched.push((entry.def, id));
+            matched.push((entry.def, id.clone()));
+            matches.insert(entry.index, id);
         }
     }
     let spaces = super::locks::take_for_transaction(conn, &writes, &matched)?;
     // A space's turn comes before its version's row (a change of its lifecycle
     // takes the turn, then the row).
     ctx.gate.take_space_turns(conn, &spaces)?;
-    super::locks::bump_in_order(conn, &spaces)
+    super::locks::bump_in_order(conn, &spaces)?;
+    Ok(Some(matches))
+}
+
+/// A transaction's conditional patch, on PostgreSQL: the match found when the
+/// transaction took its turns is patched; a match that changed since (another
+/// writer committed meanwhile) would be locked out of order, so the transaction is
+/// refused (409) rather than made to wait on a writer that may wait on it.
+fn patch_the_match_taken(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    entry: Entry,
+    taken: Option<&String>,
+) -> Result<FhirResponse, ApiError> {
+    let Operation::ConditionalPatch {
+        params,
+        patch,
+        if_match,
+    } = entry.operation
+    else {
+        return execute(conn, ctx, entry.def, entry.operation);
+    };
+    let id = write::conditional_match(conn, ctx, entry.def, &params)?;
+    if taken != Some(&id) {
+        return Err(ApiError::conflict(format!(
+            "the conditional PATCH matches another {} than when the transaction began: send it again",
+            entry.def.name
+        )));
+    }
+    write::patch(conn, ctx, entry.def, &id, &patch, if_match.as_deref())
 }
 
 /// R-MHD-1: an ITI-65 Bundle carries one SubmissionSet (a List coded

@@ -23,10 +23,9 @@
 //! lock held is taken at once). A lock a write learns of only as it runs is of a
 //! later level than those it took first: a patch learns the INS or uniqueId of its
 //! result after it holds its resource (a single write's resource comes before its
-//! values the same way). What stays out of this order is rare: a resource a part
-//! finds only as it runs (a conditional patch whose match changed after the
-//! transaction resolved it, a Consent's new space after a patch). SQLite has one
-//! writer at a time: nothing here runs there.
+//! values the same way). A transaction's conditional patch whose match changed after
+//! the transaction took its turns is refused (409) rather than locked out of order.
+//! SQLite has one writer at a time: nothing here runs there.
 
 use serde_json::Value;
 

@@ -120,8 +120,9 @@ fn lifecycle(
                 row.state = State::Closed.code().to_owned();
                 row.closed_at = Some(stamp.clone());
             }
-            // A deletion request: the law allows three months; the archive goes now.
-            if flag(params, "delete")? && row.purged_at.is_none() {
+            // A deletion request: the law allows three months; the archive goes now
+            // (again, after a reopening: what came since goes too).
+            if flag(params, "delete")? {
                 store::lifecycle::purge_space(conn, id)?;
                 row.purged_at = Some(stamp.clone());
             }
@@ -129,6 +130,8 @@ fn lifecycle(
         ("reopen", State::Closed) => {
             opens = true;
             row.closed_at = None;
+            // A later closure is purged in its turn, ten years on or on request.
+            row.purged_at = None;
         }
         ("reopen", _) => {
             return Err(conflict("R-LIFE-3", "only a closed space is reopened"));

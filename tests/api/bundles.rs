@@ -483,3 +483,62 @@ fn a_put_and_a_patch_of_one_resource_side_by_side_both_succeed() {
         assert_eq!(*status, 200, "{body}");
     }
 }
+
+/// A transaction's conditional PATCH is resolved before the transaction takes its
+/// turns; when another writer moves the match meanwhile, the transaction is refused
+/// (409) rather than made to take the new match's turn out of order, which could
+/// wait on a writer waiting on it (a 500 for both). Transactions moving which of
+/// three documents is `current` run beside transactions patching the `current` one
+/// by a conditional PATCH: every answer is a decision, none a failure.
+#[test]
+fn a_transactions_conditional_patch_whose_match_moves_is_refused_not_failed() {
+    let app = TestApp::new();
+    let space = app.create(
+        &As::System,
+        &patient(&nir(), "Martin", "Claire", "1980-05-01"),
+    );
+    let documents: Vec<String> = (0..3)
+        .map(|_| app.create(&As::doctor(), &document(&space, "11488-4", "2024-01-01")))
+        .collect();
+    let status = |value: &str| json!([{ "op": "replace", "path": "/status", "value": value }]);
+    let patch_entry = |url: String, operations: &Value| {
+        json!({ "resource": { "resourceType": "Binary", "contentType": "application/json-patch+json",
+                              "data": STANDARD.encode(operations.to_string()) },
+                "request": { "method": "PATCH", "url": url } })
+    };
+    for document in &documents[1..] {
+        let reply = json_patch(
+            &app,
+            &format!("DocumentReference/{document}"),
+            &As::doctor(),
+            &status("superseded"),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let label = json!([{ "op": "add", "path": "/securityLabel", "value": [
+        { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N" }] }] }]);
+    // Half the threads move `current` on (their entries reversed every other
+    // thread), the other half patch the `current` one conditionally.
+    let answers = crossed_transactions(&app, &As::doctor(), 8, 12, |thread, round| {
+        if thread % 4 < 2 {
+            let n = thread + round;
+            let (from, to) = (&documents[n % 3], &documents[(n + 1) % 3]);
+            vec![
+                patch_entry(format!("DocumentReference/{from}"), &status("superseded")),
+                patch_entry(format!("DocumentReference/{to}"), &status("current")),
+            ]
+        } else {
+            vec![
+                patch_entry(
+                    format!("DocumentReference?patient={space}&status=current"),
+                    &label,
+                ),
+                patch_entry(format!("DocumentReference/{}", documents[2]), &label),
+                patch_entry(format!("DocumentReference/{}", documents[0]), &label),
+            ]
+        }
+    });
+    for (status, body) in &answers {
+        assert!(*status < 500, "{status} {body}");
+    }
+}

@@ -270,6 +270,22 @@ fn r_life_3_deletion_purges_at_once_and_retention_after_ten_years() {
         .json()["total"],
         0
     );
+    // Deleted again: what came since the reopening goes too, and it stays gone
+    // after the next reopening.
+    let since = app.create(&As::doctor(), &document(&deleted, "11488-4", "2024-02-01"));
+    let again = app.post(
+        &format!("Patient/{deleted}/$close?delete=true"),
+        &me,
+        &json!({ "resourceType": "Parameters" }),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(data_of(&app, &deleted), 0, "the second deletion purges too");
+    assert_eq!(operation(&app, &deleted, "reopen", &me).status, 200);
+    assert_eq!(
+        app.get(&format!("DocumentReference/{since}"), &As::doctor())
+            .status,
+        404
+    );
     // A closed space is kept ten years, then purged by the lifecycle job.
     let (kept, _) = new_space(&app, "1975-02-03");
     app.create(&As::doctor(), &document(&kept, "11488-4", "2024-01-01"));
