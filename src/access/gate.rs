@@ -422,15 +422,21 @@ impl<'a> Gate<'a> {
 
     /// R-LIFE-5 for operations on a space, which the holder may run whatever its state.
     pub fn check_holder_operation(&self, conn: &mut Conn, patient: &str) -> Result<(), ApiError> {
-        let own = self.principal.own_patient().unwrap_or_default();
-        if own != patient {
+        self.check_own_space(patient)?;
+        self.touched.patient(patient);
+        self.holder_space(conn, patient, false)
+    }
+
+    /// The first half of [`Self::check_holder_operation`], without the store: the
+    /// space is the caller's own (their Patient, or the one they represent).
+    pub fn check_own_space(&self, patient: &str) -> Result<(), ApiError> {
+        if self.principal.own_patient() != Some(patient) {
             return Err(hidden(
                 &format!("Patient/{patient}"),
                 &Verdict::deny(OWN_SPACE, "outside the caller's own space"),
             ));
         }
-        self.touched.patient(patient);
-        self.holder_space(conn, patient, false)
+        Ok(())
     }
 
     /// The code systems a document's type is written in: the matrix's (R-ACC-6).

@@ -74,7 +74,9 @@ fn lifecycle(
     params: &[(String, String)],
 ) -> Result<FhirResponse, ApiError> {
     // The space's turn alone: the writes deciding on its state wait, and a change
-    // of it waits for those already decided (see `Gate::with_space_turns`).
+    // of it waits for those already decided (see `Gate::with_space_turns`). A
+    // caller of another space is refused before it takes the turn.
+    ctx.gate.check_own_space(id)?;
     store::dialect::lock(conn, &super::locks::space(id))?;
     let patient = store::resources::current(conn, "Patient", id)?
         .filter(|row| !row.deleted)
