@@ -464,14 +464,15 @@ fn take_turns(
     ctx: &Ctx<'_>,
     entries: &[Entry],
 ) -> Result<Option<HashMap<usize, String>>, ApiError> {
-    if !crate::store::dialect::is_postgres(conn) {
-        return Ok(None);
-    }
     let writes: Vec<(&'static ResourceDef, &Operation)> = entries
         .iter()
         .filter(|entry| entry.operation.interaction().is_write())
         .map(|entry| (entry.def, &entry.operation))
         .collect();
+    super::locks::check_transaction_bounds(&writes)?;
+    if !crate::store::dialect::is_postgres(conn) {
+        return Ok(None);
+    }
     let mut matched = Vec::new();
     let mut matches = HashMap::new();
     for entry in entries {

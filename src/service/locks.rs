@@ -35,6 +35,15 @@ use crate::fhir::definitions::ResourceDef;
 use crate::fhir::extract;
 use crate::store::{self, Conn};
 
+/// The most turns one resource's write may name (a document replaces a few others,
+/// a person has an INS or two): each is a lock PostgreSQL holds in its shared lock
+/// table until the transaction ends, taken before the write's checks.
+pub const MAX_TURNS_PER_WRITE: usize = 64;
+
+/// The most turns a transaction may name, all its entries together (500 entries
+/// name about three each).
+pub const MAX_TURNS_PER_TRANSACTION: usize = 2_048;
+
 /// The first level: the resources written, and the queries of conditional creates.
 pub const WRITTEN: u8 = 0;
 /// The second level: the values one resource at most may carry (INS, uniqueId).
@@ -155,10 +164,40 @@ pub fn take_named(
     operation: &Operation,
 ) -> Result<(), ApiError> {
     let keys = named_by(def, operation);
+    bounded(&keys, MAX_TURNS_PER_WRITE, "a write")?;
     if keys.len() > 1 {
         store::dialect::lock_all(conn, &keys)?;
     }
     Ok(())
+}
+
+/// Refuses a write naming more distinct turns than `most` (bounded work, and
+/// PostgreSQL's shared lock table, which every session draws on).
+fn bounded(keys: &[(u8, String)], most: usize, what: &str) -> Result<(), ApiError> {
+    let distinct: std::collections::HashSet<&(u8, String)> = keys.iter().collect();
+    if distinct.len() > most {
+        return Err(ApiError::unprocessable(
+            crate::error::IssueCode::TooCostly,
+            format!(
+                "{what} names more than {most} resources and identifiers to write (relatesTo, identifier, entries): send fewer at once"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a transaction whose entries name more turns than a write, or all
+/// together than a transaction, may (on every backend: the same answer everywhere).
+pub fn check_transaction_bounds(
+    writes: &[(&'static ResourceDef, &Operation)],
+) -> Result<(), ApiError> {
+    let mut keys = Vec::new();
+    for (def, operation) in writes {
+        let named = named_by(def, operation);
+        bounded(&named, MAX_TURNS_PER_WRITE, "a write")?;
+        keys.extend(named);
+    }
+    bounded(&keys, MAX_TURNS_PER_TRANSACTION, "a transaction")
 }
 
 /// Takes, level by level, every lock a transaction's entries name (and the

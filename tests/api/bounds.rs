@@ -340,3 +340,42 @@ fn included_rows_and_history_scans_are_bounded() {
     assert!(history["total"].is_null(), "{history}");
     assert!(crate::support::next_link(&history).is_some(), "{history}");
 }
+
+/// The turns a write takes before its checks (`service::locks`) are bounded: each is
+/// a lock in PostgreSQL's shared lock table until the transaction ends. A document
+/// replacing more than 64 others, and a transaction naming more than 2,048
+/// resources and identifiers, are refused before anything is locked or stored, the
+/// same way on both backends.
+#[test]
+fn the_turns_a_write_names_are_bounded() {
+    let (app, patient_id) = with_patient();
+    let before = app.data_rows();
+    let replacing = |count: usize, prefix: &str| {
+        let mut body = document(&patient_id, "11488-4", "2024-01-01");
+        body["relatesTo"] = Value::Array(
+            (0..count)
+                .map(|n| json!({ "code": "replaces", "target": { "reference": format!("DocumentReference/{prefix}-{n}") } }))
+                .collect(),
+        );
+        body
+    };
+    let reply = app.post("DocumentReference", &As::doctor(), &replacing(65, "gone"));
+    assert_too_costly(&reply, 422);
+    assert!(reply.body.contains("more than 64"), "{}", reply.body);
+    // Within the bound, the write goes on to its checks (an unknown target: 422).
+    let reply = app.post("DocumentReference", &As::doctor(), &replacing(3, "gone"));
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("relatesTo"), "{}", reply.body);
+    let entries: Vec<Value> = (0..500)
+        .map(|n| {
+            let mut body = replacing(4, &format!("gone-{n}"));
+            body["id"] = json!(format!("bounded-{n}"));
+            json!({ "resource": body, "request": { "method": "PUT", "url": format!("DocumentReference/bounded-{n}") } })
+        })
+        .collect();
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
+    let reply = app.post("", &As::doctor(), &bundle);
+    assert_too_costly(&reply, 422);
+    assert!(reply.body.contains("more than 2048"), "{}", reply.body);
+    assert_eq!(app.data_rows(), before, "nothing stored");
+}
