@@ -104,3 +104,13 @@ pub fn is_simplified_publish(document: &serde_json::Value) -> bool {
         .into_iter()
         .any(|profile| profile.as_str() == Some(PDSM_SIMPLIFIED_PUBLISH))
 }
+
+/// A document's uniqueId (`masterIdentifier`), when it has a system and a value
+/// (R-MHD-3).
+pub fn master_identifier(document: &serde_json::Value) -> Option<(&str, &str)> {
+    let master = document.get("masterIdentifier")?;
+    Some((
+        master.get("system")?.as_str()?,
+        master.get("value")?.as_str()?,
+    ))
+}

@@ -17,6 +17,28 @@ pub const INS_NIA_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.9";
 /// Test and demo INS-NIR systems.
 pub const INS_NIR_TEST_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.10";
 pub const INS_NIR_DEMO_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.11";
+/// The systems of an INS (NIR, NIA, and the test and demonstration NIRs).
+pub const INS_SYSTEMS: [&str; 4] = [
+    INS_NIR_SYSTEM,
+    INS_NIA_SYSTEM,
+    INS_NIR_TEST_SYSTEM,
+    INS_NIR_DEMO_SYSTEM,
+];
+
+/// The INS (system, value) a Patient carries: one space per person (R-LIFE-1).
+pub fn ins_identifiers(patient: &serde_json::Value) -> Vec<(&str, &str)> {
+    use serde_json::Value;
+    extract::values_at(patient, "identifier")
+        .into_iter()
+        .filter_map(|identifier| {
+            Some((
+                identifier.get("system").and_then(Value::as_str)?,
+                identifier.get("value").and_then(Value::as_str)?,
+            ))
+        })
+        .filter(|(system, _)| INS_SYSTEMS.contains(system))
+        .collect()
+}
 /// Legacy computed INS-C system.
 pub const INS_C_SYSTEM: &str = "urn:oid:1.2.250.1.213.1.4.2";
 /// FINESS (organisation) identifier system.

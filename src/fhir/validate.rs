@@ -6,7 +6,6 @@ use serde_json::Value;
 use super::extract::{parse_reference, values_at};
 use super::stored::Incoming;
 use super::{FINESS_SYSTEM, IDNAT_PS_SYSTEM};
-use super::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
 use crate::error::{ApiError, IssueCode};
 
 /// Runs every check on a resource received for `expected_type` (at once if it
@@ -1019,15 +1018,9 @@ fn check_clinical_invariants(kind: &str, value: &Value) -> Result<(), ApiError> 
 /// INS identifiers (FR Core Patient INS): a 15-character NIR whose last two digits
 /// are the key `97 - (first 13 digits mod 97)`, Corsica's 2A / 2B counted as 19 / 18.
 fn check_patient(value: &Value) -> Result<(), ApiError> {
-    let ins_systems = [
-        INS_NIR_SYSTEM,
-        INS_NIA_SYSTEM,
-        INS_NIR_TEST_SYSTEM,
-        INS_NIR_DEMO_SYSTEM,
-    ];
     for (index, identifier) in values_at(value, "identifier").into_iter().enumerate() {
         let system = identifier.get("system").and_then(Value::as_str);
-        if !system.is_some_and(|system| ins_systems.contains(&system)) {
+        if !system.is_some_and(|system| super::INS_SYSTEMS.contains(&system)) {
             continue;
         }
         let number = identifier

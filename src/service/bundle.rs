@@ -469,7 +469,7 @@ fn take_turns(
         .filter(|entry| entry.operation.interaction().is_write())
         .map(|entry| (entry.def, &entry.operation))
         .collect();
-    super::locks::check_transaction_bounds(&writes)?;
+    let named = super::locks::named_by_transaction(&writes)?;
     if !crate::store::dialect::is_postgres(conn) {
         return Ok(None);
     }
@@ -483,7 +483,7 @@ fn take_turns(
             matches.insert(entry.index, id);
         }
     }
-    let spaces = super::locks::take_for_transaction(conn, &writes, &matched)?;
+    let spaces = super::locks::take_for_transaction(conn, &writes, named, &matched)?;
     // A space's turn comes before its version's row (a change of its lifecycle
     // takes the turn, then the row).
     ctx.gate.take_space_turns(conn, &spaces)?;

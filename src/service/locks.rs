@@ -27,8 +27,6 @@
 //! the transaction took its turns is refused (409) rather than locked out of order.
 //! SQLite has one writer at a time: nothing here runs there.
 
-use serde_json::Value;
-
 use super::Operation;
 use crate::error::ApiError;
 use crate::fhir::definitions::ResourceDef;
@@ -75,38 +73,6 @@ pub fn document_unique_id(system: &str, value: &str) -> String {
     format!("DocumentReference.masterIdentifier={system}|{value}")
 }
 
-/// The INS (NIR or NIA) a Patient carries: one space per person (R-LIFE-1).
-pub fn ins_identifiers(patient: &Value) -> Vec<(&str, &str)> {
-    use crate::fhir::{INS_NIA_SYSTEM, INS_NIR_DEMO_SYSTEM, INS_NIR_SYSTEM, INS_NIR_TEST_SYSTEM};
-    extract::values_at(patient, "identifier")
-        .into_iter()
-        .filter_map(|identifier| {
-            Some((
-                identifier.get("system").and_then(Value::as_str)?,
-                identifier.get("value").and_then(Value::as_str)?,
-            ))
-        })
-        .filter(|(system, _)| {
-            [
-                INS_NIR_SYSTEM,
-                INS_NIA_SYSTEM,
-                INS_NIR_TEST_SYSTEM,
-                INS_NIR_DEMO_SYSTEM,
-            ]
-            .contains(system)
-        })
-        .collect()
-}
-
-/// A document's uniqueId (`masterIdentifier`), when it has a system and a value.
-pub fn master_identifier(document: &Value) -> Option<(&str, &str)> {
-    let master = document.get("masterIdentifier")?;
-    Some((
-        master.get("system").and_then(Value::as_str)?,
-        master.get("value").and_then(Value::as_str)?,
-    ))
-}
-
 /// Every lock a write names before it runs, with its level.
 pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<(u8, String)> {
     let mut keys = Vec::new();
@@ -135,13 +101,13 @@ pub fn named_by(def: &ResourceDef, operation: &Operation) -> Vec<(u8, String)> {
     if let Some(body) = body {
         match def.name {
             "Patient" => keys.extend(
-                ins_identifiers(body)
+                crate::fhir::ins_identifiers(body)
                     .into_iter()
                     .map(|(system, value)| (VALUES, person(system, value))),
             ),
             "DocumentReference" => {
                 keys.extend(
-                    master_identifier(body)
+                    crate::fhir::mhd::master_identifier(body)
                         .map(|(system, value)| (VALUES, document_unique_id(system, value))),
                 );
                 keys.extend(
@@ -186,35 +152,34 @@ fn bounded(keys: &[(u8, String)], most: usize, what: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Refuses a transaction whose entries name more turns than a write, or all
-/// together than a transaction, may (on every backend: the same answer everywhere).
-pub fn check_transaction_bounds(
+/// Every turn a transaction's entries name, refused past the bounds of a write or
+/// of a transaction (on every backend: the same answer everywhere).
+pub fn named_by_transaction(
     writes: &[(&'static ResourceDef, &Operation)],
-) -> Result<(), ApiError> {
+) -> Result<Vec<(u8, String)>, ApiError> {
     let mut keys = Vec::new();
     for (def, operation) in writes {
         let named = named_by(def, operation);
         bounded(&named, MAX_TURNS_PER_WRITE, "a write")?;
         keys.extend(named);
     }
-    bounded(&keys, MAX_TURNS_PER_TRANSACTION, "a transaction")
+    bounded(&keys, MAX_TURNS_PER_TRANSACTION, "a transaction")?;
+    Ok(keys)
 }
 
-/// Takes, level by level, every lock a transaction's entries name (and the
-/// resources its conditional patches matched when the transaction resolved them,
-/// `matched`), then returns, in order, the spaces its Patients and Consents are in
+/// Takes, level by level, every lock a transaction's entries name (`named`, from
+/// [`named_by_transaction`], and the resources its conditional patches matched when
+/// the transaction resolved them, `matched`), then returns, in order, the spaces its Patients and Consents are in
 /// or name: the caller takes their turns, then moves their access versions on
 /// ([`bump_in_order`]). Call it once the entries' conditional references are
 /// resolved (a Consent's space may be one).
 pub fn take_for_transaction(
     conn: &mut Conn,
     writes: &[(&'static ResourceDef, &Operation)],
+    named: Vec<(u8, String)>,
     matched: &[(&'static ResourceDef, String)],
 ) -> Result<Vec<String>, ApiError> {
-    let mut keys: Vec<(u8, String)> = writes
-        .iter()
-        .flat_map(|(def, operation)| named_by(def, operation))
-        .collect();
+    let mut keys = named;
     keys.extend(
         matched
             .iter()

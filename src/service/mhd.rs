@@ -166,7 +166,7 @@ pub fn check_master_identifier(
     id: &str,
     document: &Value,
 ) -> Result<(), ApiError> {
-    let Some((system, value)) = super::locks::master_identifier(document) else {
+    let Some((system, value)) = crate::fhir::mhd::master_identifier(document) else {
         return Ok(());
     };
     store::dialect::lock(conn, &super::locks::document_unique_id(system, value))?;

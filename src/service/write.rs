@@ -233,7 +233,7 @@ fn one_space_per_person(
     id: &str,
     patient: &Value,
 ) -> Result<(), ApiError> {
-    for (system, value) in super::locks::ins_identifiers(patient) {
+    for (system, value) in crate::fhir::ins_identifiers(patient) {
         store::dialect::lock(conn, &super::locks::person(system, value))?;
         if let Some(other) =
             store::access::patients_with_identifier(conn, system, value, id)?.first()

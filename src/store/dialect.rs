@@ -181,22 +181,13 @@ pub fn for_update(conn: &Conn) -> &'static str {
 /// advisory lock; SQLite's writers are serialised already (one writer lock per
 /// process, one writer per database file).
 pub fn lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
-    use diesel::RunQueryDsl;
-    use diesel::sql_types::Text;
-    match conn {
-        Conn::Postgresql(pg) => {
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind::<Text, _>(key)
-                .execute(pg)?;
-            Ok(())
-        }
-        Conn::Sqlite(_) => Ok(()),
-    }
+    advisory(conn, "COUNT(pg_advisory_xact_lock(hashtext($1))) >= 0", key).map(|_| ())
 }
 
-/// [`lock`] if no other transaction holds it, without waiting: whether it was taken.
-/// SQLite's writers are serialised already (always taken).
-pub fn try_lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<bool> {
+/// Takes `key`'s transaction-scoped advisory lock on PostgreSQL, `taken` being the
+/// SQL that takes it (on `hashtext($1)`) and tells whether it was taken (always, but
+/// for a `try`); nothing on SQLite, whose writers are serialised already.
+fn advisory(conn: &mut Conn, taken: &str, key: &str) -> diesel::QueryResult<bool> {
     use diesel::RunQueryDsl;
     use diesel::sql_types::{Bool, Text};
     #[derive(diesel::QueryableByName)]
@@ -205,32 +196,31 @@ pub fn try_lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<bool> {
         taken: bool,
     }
     match conn {
-        Conn::Postgresql(pg) => Ok(diesel::sql_query(
-            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS taken",
-        )
-        .bind::<Text, _>(key)
-        .load::<Taken>(pg)?
-        .pop()
-        .is_some_and(|row| row.taken)),
+        Conn::Postgresql(pg) => Ok(diesel::sql_query(format!("SELECT {taken} AS taken"))
+            .bind::<Text, _>(key)
+            .load::<Taken>(pg)?
+            .pop()
+            .is_some_and(|row| row.taken)),
         Conn::Sqlite(_) => Ok(true),
     }
+}
+
+/// [`lock`] if no other transaction holds it, without waiting: whether it was taken.
+/// SQLite's writers are serialised already (always taken).
+pub fn try_lock(conn: &mut Conn, key: &str) -> diesel::QueryResult<bool> {
+    advisory(conn, "pg_try_advisory_xact_lock(hashtext($1))", key)
 }
 
 /// [`lock`] shared with the other writers that take it shared, and kept from the one
 /// that takes it alone ([`lock`]) until the transaction ends. SQLite's writers are
 /// serialised already.
 pub fn lock_shared(conn: &mut Conn, key: &str) -> diesel::QueryResult<()> {
-    use diesel::RunQueryDsl;
-    use diesel::sql_types::Text;
-    match conn {
-        Conn::Postgresql(pg) => {
-            diesel::sql_query("SELECT pg_advisory_xact_lock_shared(hashtext($1))")
-                .bind::<Text, _>(key)
-                .execute(pg)?;
-            Ok(())
-        }
-        Conn::Sqlite(_) => Ok(()),
-    }
+    advisory(
+        conn,
+        "COUNT(pg_advisory_xact_lock_shared(hashtext($1))) >= 0",
+        key,
+    )
+    .map(|_| ())
 }
 
 /// [`lock`] for every key, by level, then in the order of the locks' own keys

@@ -412,13 +412,15 @@ pub fn current_with_space_versions(
     Ok(found)
 }
 
+/// A space named by a compartment row.
+#[derive(QueryableByName)]
+struct PatientRow {
+    #[diesel(sql_type = Text)]
+    patient_id: String,
+}
+
 /// Patients in whose compartment the current version of a resource lies.
 pub fn compartment_of(conn: &mut Conn, pk: i64) -> diesel::QueryResult<Vec<String>> {
-    #[derive(QueryableByName)]
-    struct PatientRow {
-        #[diesel(sql_type = Text)]
-        patient_id: String,
-    }
     let mut sql = Sql::prepared("SELECT patient_id FROM resource_compartment WHERE resource_pk = ");
     sql.int(pk);
     Ok(sql
@@ -434,11 +436,6 @@ pub fn compartment_of_current(
     res_type: &str,
     res_id: &str,
 ) -> diesel::QueryResult<Vec<String>> {
-    #[derive(QueryableByName)]
-    struct PatientRow {
-        #[diesel(sql_type = Text)]
-        patient_id: String,
-    }
     let mut sql = Sql::prepared(
         "SELECT c.patient_id FROM resources r \
          JOIN resource_compartment c ON c.resource_pk = r.pk WHERE r.res_type = ",

@@ -245,32 +245,24 @@ fn crossed_transactions(
     rounds: usize,
     forward: impl Fn(usize, usize) -> Vec<Value> + Sync,
 ) -> Vec<(u16, String)> {
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|thread| {
-                let forward = &forward;
-                scope.spawn(move || {
-                    (0..rounds)
-                        .map(|round| {
-                            let mut entries = forward(thread, round);
-                            if thread % 2 == 1 {
-                                entries.reverse();
-                            }
-                            let bundle = json!({
-                                "resourceType": "Bundle", "type": "transaction", "entry": entries
-                            });
-                            let reply = post_bundle(app, who, &bundle);
-                            (reply.status, reply.body)
-                        })
-                        .collect::<Vec<_>>()
-                })
+    crate::support::on_threads(threads, |thread| {
+        (0..rounds)
+            .map(|round| {
+                let mut entries = forward(thread, round);
+                if thread % 2 == 1 {
+                    entries.reverse();
+                }
+                let bundle = json!({
+                    "resourceType": "Bundle", "type": "transaction", "entry": entries
+                });
+                let reply = post_bundle(app, who, &bundle);
+                (reply.status, reply.body)
             })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("a writer thread"))
-            .collect()
+            .collect::<Vec<_>>()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Writers run side by side on PostgreSQL. Transactions that name the same
@@ -373,33 +365,17 @@ fn side_by_side(
     first: impl Fn() -> crate::support::Reply + Sync,
     second: impl Fn() -> crate::support::Reply + Sync,
 ) -> Vec<(u16, String)> {
-    std::thread::scope(|scope| {
-        let sides: [&(dyn Fn() -> crate::support::Reply + Sync); 2] = [&first, &second];
-        let workers: Vec<_> = sides
-            .into_iter()
-            .map(|side| {
-                scope.spawn(move || {
-                    (0..rounds)
-                        .map(|_| {
-                            let reply = side();
-                            (reply.status, reply.body)
-                        })
-                        .collect::<Vec<_>>()
-                })
+    crate::support::on_threads(2, |side| {
+        (0..rounds)
+            .map(|_| {
+                let reply = if side == 0 { first() } else { second() };
+                (reply.status, reply.body)
             })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("a writer thread"))
-            .collect()
+            .collect::<Vec<_>>()
     })
-}
-
-fn json_patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> crate::support::Reply {
-    app.request("PATCH", path)
-        .as_(who)
-        .header("Content-Type", "application/json-patch+json")
-        .send(Some(operations.to_string()))
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A write's turns come in levels (`service::locks`): a resource before the INS or
@@ -424,7 +400,7 @@ fn a_put_and_a_patch_of_one_resource_side_by_side_both_succeed() {
         let answers = side_by_side(
             rounds,
             || app.put(&format!("Patient/{id}"), &As::System, &body),
-            || json_patch(&app, &format!("Patient/{id}"), &holder, &declare),
+            || app.json_patch(&format!("Patient/{id}"), &holder, &declare),
         );
         for (status, body) in &answers {
             assert_eq!(*status, 200, "{body}");
@@ -456,7 +432,7 @@ fn a_put_and_a_patch_of_one_resource_side_by_side_both_succeed() {
     let answers = side_by_side(
         rounds,
         || app.put(&path, &As::doctor(), &documents[0]),
-        || json_patch(&app, &path, &As::doctor(), &label),
+        || app.json_patch(&path, &As::doctor(), &label),
     );
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}");
@@ -507,8 +483,7 @@ fn a_transactions_conditional_patch_whose_match_moves_is_refused_not_failed() {
                 "request": { "method": "PATCH", "url": url } })
     };
     for document in &documents[1..] {
-        let reply = json_patch(
-            &app,
+        let reply = app.json_patch(
             &format!("DocumentReference/{document}"),
             &As::doctor(),
             &status("superseded"),

@@ -1,7 +1,7 @@
 //! read, vread, create, update, conditional create, If-Match, JSON Patch, logical
 //! delete, Binary (SPEC §3).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::fixtures::{INS, document, nir, patient};
 use crate::support::{As, TestApp};
@@ -182,13 +182,6 @@ fn conditional_create_returns_the_existing_match() {
     assert_eq!(app.data_rows(), 2);
 }
 
-fn patch(app: &TestApp, path: &str, who: &As, operations: &Value) -> crate::support::Reply {
-    app.request("PATCH", path)
-        .as_(who)
-        .header("Content-Type", "application/json-patch+json")
-        .send(Some(operations.to_string()))
-}
-
 #[test]
 fn json_patch_changes_status_and_security_label_only() {
     let (app, patient_id) = with_patient();
@@ -198,8 +191,7 @@ fn json_patch_changes_status_and_security_label_only() {
     );
     let path = format!("DocumentReference/{id}");
     let label = json!([{ "coding": [{ "system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument", "code": "MASQUE_PS" }] }]);
-    let reply = patch(
-        &app,
+    let reply = app.json_patch(
         &path,
         &As::doctor(),
         &json!([
@@ -222,15 +214,13 @@ fn json_patch_changes_status_and_security_label_only() {
         .json();
     assert_eq!(masked["total"], 1, "the patched label is indexed");
     assert_eq!(patched["meta"]["versionId"], "2");
-    let refused = patch(
-        &app,
+    let refused = app.json_patch(
         &path,
         &As::doctor(),
         &json!([{ "op": "replace", "path": "/date", "value": "2020-01-01" }]),
     );
     assert_eq!(refused.status, 422, "{}", refused.body);
-    let failing_test = patch(
-        &app,
+    let failing_test = app.json_patch(
         &path,
         &As::doctor(),
         &json!([{ "op": "test", "path": "/status", "value": "current" }]),

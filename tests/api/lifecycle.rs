@@ -758,23 +758,7 @@ fn deposit<'a>(app: &'a TestApp, space: &str) -> Box<dyn Fn() -> Reply + Send + 
 
 /// Runs `actions` at once, each on a thread of its own; their answers in order.
 fn at_once(actions: Vec<Box<dyn Fn() -> Reply + Send + Sync + '_>>) -> Vec<Reply> {
-    let barrier = std::sync::Barrier::new(actions.len());
-    let barrier = &barrier;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = actions
-            .iter()
-            .map(|action| {
-                scope.spawn(move || {
-                    barrier.wait();
-                    action()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().expect("a client thread"))
-            .collect()
-    })
+    crate::support::on_threads(actions.len(), |n| actions[n]())
 }
 
 /// A change of a space's lifecycle takes the space's turn alone; every write into

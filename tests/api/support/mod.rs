@@ -491,6 +491,14 @@ impl TestApp {
             .send(Some(body.to_string()))
     }
 
+    /// A JSON Patch (`application/json-patch+json`) of `path`.
+    pub fn json_patch(&self, path: &str, who: &As, operations: &Value) -> Reply {
+        self.request("PATCH", path)
+            .as_(who)
+            .header("Content-Type", "application/json-patch+json")
+            .send(Some(operations.to_string()))
+    }
+
     pub fn put(&self, path: &str, who: &As, body: &Value) -> Reply {
         self.request("PUT", path)
             .as_(who)
@@ -793,6 +801,27 @@ pub fn assert_refused(reply: &Reply, status: u16, rule: &str) {
 
 /// Waits (without a time assertion) until `ready` gives a value, for at most 20 s:
 /// for what the server does in the background (deliveries, the lifecycle job).
+/// Runs `work` on `threads` threads released together, each given its number;
+/// their results in thread order.
+pub fn on_threads<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(threads);
+    let (barrier, work) = (&barrier, &work);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                scope.spawn(move || {
+                    barrier.wait();
+                    work(thread)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a client thread"))
+            .collect()
+    })
+}
+
 pub fn eventually<T>(mut ready: impl FnMut() -> Option<T>) -> T {
     let start = std::time::Instant::now();
     loop {
