@@ -7,7 +7,7 @@
 
 use super::principal::{ActorKind, Principal};
 use crate::fhir::definitions::Interaction::{self, *};
-use crate::fhir::definitions::{PROFILE_INTERACTIONS, is_medical_profile};
+use crate::fhir::definitions::{PROFILE_INTERACTIONS, ResourceDef, is_medical_profile};
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,53 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
     }
 }
 
-/// Decides whether the principal may attempt `interaction` on `resource_type`.
+/// Decides whether the principal may attempt `interaction` on `resource_type`. An
+/// operation (`$name`) is decided by [`decide_operation`], on what it performs.
 pub fn decide(principal: &Principal, resource_type: &str, interaction: Interaction) -> Verdict {
+    let table = decide_by_table(principal, resource_type, interaction);
+    if !table.allowed {
+        return table;
+    }
+    if interaction == Operation {
+        return Verdict::deny(
+            "R-ACC-13",
+            format!("an operation on {resource_type} is decided on what it performs"),
+        );
+    }
+    match super::rules::scopes::r_acc_13_scopes(principal, resource_type, interaction) {
+        Some(refusal) => refusal,
+        None => table,
+    }
+}
+
+/// Decides whether the principal may run `$name` on an instance of `def`: the actor
+/// table for operations on that type, then the caller's scopes for every interaction
+/// the operation performs (R-ACC-13: it reads and writes other types than its own,
+/// and answers with a body). An operation the type does not declare is left to its
+/// answer (404), which performs nothing.
+pub fn decide_operation(principal: &Principal, def: &ResourceDef, name: &str) -> Verdict {
+    let table = decide_by_table(principal, def.name, Operation);
+    if !table.allowed {
+        return table;
+    }
+    let Some(operation) = def.operation(name) else {
+        return table;
+    };
+    operation
+        .performs
+        .iter()
+        .find_map(|(resource_type, interaction)| {
+            super::rules::scopes::r_acc_13_scopes(principal, resource_type, *interaction)
+        })
+        .unwrap_or(table)
+}
+
+/// The actor table alone (SPEC §2, §3, R-ACC-12).
+fn decide_by_table(
+    principal: &Principal,
+    resource_type: &str,
+    interaction: Interaction,
+) -> Verdict {
     if let ActorKind::Other(kind) = &principal.actor {
         return Verdict::deny(
             ACTOR_TABLE,
@@ -157,10 +202,7 @@ pub fn decide(principal: &Principal, resource_type: &str, interaction: Interacti
         );
     }
     if allowed_interactions(&principal.actor, resource_type).contains(&interaction) {
-        match super::rules::scopes::r_acc_13_scopes(principal, resource_type, interaction) {
-            Some(refusal) => refusal,
-            None => Verdict::allow(ACTOR_TABLE),
-        }
+        Verdict::allow(ACTOR_TABLE)
     } else {
         Verdict::deny(
             ACTOR_TABLE,

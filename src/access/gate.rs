@@ -1256,12 +1256,20 @@ impl<'a> Gate<'a> {
 
     /// The answer to a write: the version written, released when the caller may read
     /// it or deposited the resource (R-ACC-9's author), else no body (the answer
-    /// still names the version). The same for a conditional create's match.
+    /// still names the version). The same for a conditional create's match. Never
+    /// beyond the caller's scopes (R-ACC-13): a token that may create a type but not
+    /// read it gets no body, since what a write stores may hold more than was sent
+    /// (an operation composes it from data the scopes do not read).
     pub fn release_written(
         &self,
         conn: &mut Conn,
         stored: &Stored<'_>,
     ) -> Result<Option<Released>, ApiError> {
+        if !cfg!(feature = "bench-rules-off")
+            && scopes::r_acc_13_reads(self.principal, stored.res_type).is_some()
+        {
+            return Ok(None);
+        }
         let released = match self.release(conn, stored) {
             Err(error) if error.rule.is_some() || error.status.as_u16() == 404 => {
                 let depositor = store::resources::author_of(conn, stored.pk)?;

@@ -108,7 +108,16 @@ pub struct OperationDef {
     pub name: &'static str,
     /// The OperationDefinition's id (served at `OperationDefinition/{id}`).
     pub definition: &'static str,
+    /// Every interaction the operation performs, on whichever type, its answer
+    /// included (the resource it returns is read): a caller's SMART scopes must
+    /// grant each (R-ACC-13), since the operation reads and writes through no other
+    /// interaction the scopes would be checked on.
+    pub performs: &'static [(&'static str, Interaction)],
 }
+
+/// What a lifecycle operation does: it changes the holder's space and answers with
+/// its Patient (or, `$oppose`, a proof naming the person).
+const LIFECYCLE_PERFORMS: &[(&str, Interaction)] = &[("Patient", Read), ("Patient", Update)];
 
 impl ResourceDef {
     pub fn supports(&self, interaction: Interaction) -> bool {
@@ -240,18 +249,22 @@ static PATIENT: ResourceDef = ResourceDef {
         OperationDef {
             name: "activate",
             definition: "Patient-activate",
+            performs: LIFECYCLE_PERFORMS,
         },
         OperationDef {
             name: "oppose",
             definition: "Patient-oppose",
+            performs: LIFECYCLE_PERFORMS,
         },
         OperationDef {
             name: "close",
             definition: "Patient-close",
+            performs: LIFECYCLE_PERFORMS,
         },
         OperationDef {
             name: "reopen",
             definition: "Patient-reopen",
+            performs: LIFECYCLE_PERFORMS,
         },
     ],
     log: false,
@@ -757,6 +770,8 @@ static COMMUNICATION: ResourceDef = ResourceDef {
     operations: &[OperationDef {
         name: "save-attachment",
         definition: "Communication-save-attachment",
+        // It reads the message and creates a document of its attachment.
+        performs: &[("Communication", Read), ("DocumentReference", Create)],
     }],
     log: false,
 };

@@ -16,12 +16,27 @@ pub struct Readable {
 /// Elements of the narrative after which a new paragraph starts.
 const BREAKS: [&[u8]; 6] = [b"paragraph", b"br", b"item", b"tr", b"caption", b"content"];
 
+/// The deepest nesting of elements read: a CDA's narrative nests a few levels
+/// (sections in components, lists in tables); a file nested deeper is not read as
+/// one, so that the work and memory of a reading stay in proportion to the file.
+pub const MAX_DEPTH: usize = 256;
+
+/// Where the reader stands: the open elements, and how many of them are sections
+/// and narrative texts (counted, so that no event walks the path).
+#[derive(Default)]
+struct Position {
+    path: Vec<Vec<u8>>,
+    sections: usize,
+    texts: usize,
+}
+
 /// The readable parts of a CDA, or `None` when the bytes are not one (not XML,
-/// or no `ClinicalDocument`).
+/// no `ClinicalDocument`, or nested deeper than [`MAX_DEPTH`]). Its work is linear
+/// in the bytes.
 pub fn read(bytes: &[u8]) -> Option<Readable> {
     let mut reader = Reader::from_reader(bytes);
     let mut readable = Readable::default();
-    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut at = Position::default();
     let mut buffer = Vec::new();
     let mut is_cda = false;
     // The text read since the last element boundary (references split it).
@@ -29,35 +44,37 @@ pub fn read(bytes: &[u8]) -> Option<Readable> {
     loop {
         let event = reader.read_event_into(&mut buffer).ok()?;
         if !matches!(event, Event::Text(_) | Event::GeneralRef(_)) && !run.is_empty() {
-            place(&mut readable, &path, std::mem::take(&mut run));
+            place(&mut readable, &at, std::mem::take(&mut run));
         }
         match event {
             Event::Start(start) => {
+                if at.path.len() == MAX_DEPTH {
+                    return None;
+                }
                 let name = start.local_name().as_ref().to_vec();
-                if path.is_empty() {
+                if at.path.is_empty() {
                     is_cda = name == b"ClinicalDocument";
                 }
                 if name == b"section" {
                     readable.sections.push((String::new(), Vec::new()));
+                    at.sections += 1;
                 }
-                if BREAKS.contains(&name.as_slice())
-                    && path.iter().any(|element| element == b"text")
-                    && let Some((_, paragraphs)) = readable.sections.last_mut()
-                {
-                    paragraphs.push(String::new());
+                if BREAKS.contains(&name.as_slice()) && at.texts > 0 {
+                    new_paragraph(&mut readable);
                 }
-                path.push(name);
-            }
-            Event::Empty(empty) => {
-                if BREAKS.contains(&empty.local_name().as_ref())
-                    && let Some((_, paragraphs)) = readable.sections.last_mut()
-                {
-                    paragraphs.push(String::new());
+                if name == b"text" {
+                    at.texts += 1;
                 }
+                at.path.push(name);
             }
-            Event::End(_) => {
-                path.pop();
+            Event::Empty(empty) if BREAKS.contains(&empty.local_name().as_ref()) => {
+                new_paragraph(&mut readable);
             }
+            Event::End(_) => match at.path.pop().as_deref() {
+                Some(b"section") => at.sections -= 1,
+                Some(b"text") => at.texts -= 1,
+                _ => {}
+            },
             Event::Text(text) => run.push_str(&text.decode().ok()?),
             Event::GeneralRef(reference) => {
                 let name = reference.decode().ok()?;
@@ -87,23 +104,33 @@ pub fn read(bytes: &[u8]) -> Option<Readable> {
     is_cda.then_some(readable)
 }
 
-/// Puts a run of text where the path says: the document's title, a section's
+/// Starts a paragraph in the current section's narrative, unless its last one is
+/// still empty (a run of breaks is one).
+fn new_paragraph(readable: &mut Readable) {
+    if let Some((_, paragraphs)) = readable.sections.last_mut()
+        && paragraphs.last().is_none_or(|last| !last.is_empty())
+    {
+        paragraphs.push(String::new());
+    }
+}
+
+/// Puts a run of text where the reader stands: the document's title, a section's
 /// title, or the narrative's current paragraph.
-fn place(readable: &mut Readable, path: &[Vec<u8>], text: String) {
+fn place(readable: &mut Readable, at: &Position, text: String) {
     // XML's layout is not the text's: runs of spaces and line breaks are one space.
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         return;
     }
-    let parent = path.last().map(Vec::as_slice);
-    let in_section = path.iter().any(|element| element == b"section");
-    if !in_section && parent == Some(b"title") && path.len() == 2 {
+    let parent = at.path.last().map(Vec::as_slice);
+    let in_section = at.sections > 0;
+    if !in_section && parent == Some(b"title") && at.path.len() == 2 {
         readable.title = text;
     } else if in_section && parent == Some(b"title") {
         if let Some((title, _)) = readable.sections.last_mut() {
             *title = text;
         }
-    } else if path.iter().any(|element| element == b"text")
+    } else if at.texts > 0
         && let Some((_, paragraphs)) = readable.sections.last_mut()
     {
         match paragraphs.last_mut() {
@@ -148,5 +175,34 @@ mod tests {
         );
         assert_eq!(read(b"<html><title>x</title></html>"), None);
         assert_eq!(read(b"not xml <<<"), None);
+    }
+
+    /// Nested breaks cost each event its own work, not a walk of what is open: a
+    /// file nested up to the bound is read, one nested deeper is not a CDA.
+    #[test]
+    fn nesting_is_bounded_and_each_element_costs_the_same() {
+        let nested = |depth: usize| {
+            let mut cda = String::from("<ClinicalDocument><section><text>");
+            cda.push_str(&"<br>".repeat(depth));
+            cda.push_str("fin");
+            cda.push_str(&"</br>".repeat(depth));
+            cda.push_str("</text></section></ClinicalDocument>");
+            cda
+        };
+        let readable = read(nested(MAX_DEPTH - 3).as_bytes()).expect("within the bound");
+        assert_eq!(
+            readable.sections,
+            vec![(String::new(), vec!["fin".to_owned()])]
+        );
+        assert_eq!(read(nested(MAX_DEPTH - 2).as_bytes()), None);
+        // Two hundred thousand breaks side by side: one paragraph each that holds
+        // text, and no more.
+        let mut wide = String::from("<ClinicalDocument><section><text>");
+        for n in 0..200_000 {
+            wide.push_str(if n % 2 == 0 { "<br/>" } else { "<br/>x" });
+        }
+        wide.push_str("</text></section></ClinicalDocument>");
+        let readable = read(wide.as_bytes()).expect("a CDA");
+        assert_eq!(readable.sections[0].1.len(), 100_000);
     }
 }

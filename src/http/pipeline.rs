@@ -341,8 +341,11 @@ async fn stages(
     // decide: coarse rules; default deny (403 naming the rule).
     let authorize = {
         let principal = principal.clone();
-        move |def: &ResourceDef, interaction: Interaction| -> Result<(), ApiError> {
-            let verdict = access::decide(&principal, def.name, interaction);
+        move |def: &ResourceDef, operation: &Operation| -> Result<(), ApiError> {
+            let verdict = match operation {
+                Operation::Invoke { name, .. } => access::decide_operation(&principal, def, name),
+                other => access::decide(&principal, def.name, other.interaction()),
+            };
             tracing::debug!(rule = verdict.rule, allowed = verdict.allowed, "decided");
             if verdict.allowed {
                 Ok(())
@@ -352,7 +355,7 @@ async fn stages(
         }
     };
     if let Call::Resource { def, operation } = &call {
-        authorize(def, operation.interaction()).map_err(untraced)?;
+        authorize(def, operation).map_err(untraced)?;
     }
     // A resource created or replaced is checked here, not on the writer's turn;
     // one with conditional references only once they are resolved, there.

@@ -724,7 +724,12 @@ pub async fn reading(state: State, request: HttpRequest, path: web::Path<String>
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(readable) = super::cda::read(&bytes) else {
+    // Up to the body bound's bytes of XML: read off the HTTP worker.
+    let readable = actix_web::rt::task::spawn_blocking(move || super::cda::read(&bytes))
+        .await
+        .ok()
+        .flatten();
+    let Some(readable) = readable else {
         return see_other(&format!("/espace/documents/{id}"));
     };
     let html = render(&CdaPage {

@@ -316,12 +316,11 @@ pub fn transaction(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     entries: Vec<Entry>,
-    authorize: &dyn Fn(&ResourceDef, Interaction) -> Result<(), ApiError>,
+    authorize: &dyn Fn(&ResourceDef, &Operation) -> Result<(), ApiError>,
 ) -> Result<FhirResponse, ApiError> {
     let count = entries.len();
     for entry in &entries {
-        authorize(entry.def, entry.operation.interaction())
-            .map_err(|error| entry_error(entry.index, error))?;
+        authorize(entry.def, &entry.operation).map_err(|error| entry_error(entry.index, error))?;
     }
     check_submission_sets(&entries)?;
     // Conditional references to the Patient (MHD ITI-65, R-MHD-1) first: the space
@@ -550,13 +549,13 @@ pub fn batch(
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     entries: Vec<Result<Entry, ApiError>>,
-    authorize: &dyn Fn(&ResourceDef, Interaction) -> Result<(), ApiError>,
+    authorize: &dyn Fn(&ResourceDef, &Operation) -> Result<(), ApiError>,
 ) -> Result<FhirResponse, ApiError> {
     let mut bundle = BundleOut::new("batch-response");
     for entry in entries {
         ctx.gate.touched.begin_entry();
         let result = entry.and_then(|entry| {
-            authorize(entry.def, entry.operation.interaction())?;
+            authorize(entry.def, &entry.operation)?;
             let def = entry.def;
             let operation = entry.operation;
             if operation.interaction().is_write() {

@@ -48,6 +48,24 @@ fn store_version(
         interaction,
         existing,
     } = plan;
+    // R-PAT-2, R-MHD-3: a document replacing a masked one keeps that masking unless
+    // its depositor may lift it (the holder, or the professional who masked it), as
+    // an update of the masked one would: replacing is no way around a masking.
+    let kept_masking = if def.name == "DocumentReference"
+        && interaction == Interaction::Create
+        && !is_masked(incoming.value())
+    {
+        masking_kept_by_replacement(conn, ctx, def, incoming.value())?
+    } else {
+        None
+    };
+    let masked_copy;
+    let incoming = if kept_masking.is_some() {
+        masked_copy = with_masking(incoming);
+        &masked_copy
+    } else {
+        incoming
+    };
     let index = extract::index(def, incoming.value());
     // A resource of a patient's space must point at an existing, live Patient.
     if def.name != "Patient" {
@@ -112,7 +130,10 @@ fn store_version(
         // The patient's masking prevails: a holder writing a masked version makes the
         // masking theirs, even over one a professional made first.
         let holder_masks = masked_after && principal.own_patient().is_some();
-        if masked_before != masked_after || holder_masks {
+        if let Some((actor, subject)) = &kept_masking {
+            // The masking is still its author's: the depositor does not lift it later.
+            store::resources::record_masking(conn, pk, Some((actor, subject)))?;
+        } else if masked_before != masked_after || holder_masks {
             let masker = masked_after.then(|| (principal.actor.code(), principal.subject.as_str()));
             store::resources::record_masking(conn, pk, masker)?;
         }
@@ -290,6 +311,59 @@ fn notified_at(patient: &Value) -> Option<String> {
         .and_then(|extension| extension.get("valueDateTime").and_then(Value::as_str))
         .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
         .map(|time| fhir_instant(time.with_timezone(&Utc)))
+}
+
+/// Who masked a document the new one replaces, when the caller may not lift that
+/// masking (R-PAT-2: only the holder, or the professional who masked it): the
+/// replacement keeps it. A replaced document the caller may not change is left to
+/// [`supersede`], which refuses the replacement as it would without this.
+fn masking_kept_by_replacement(
+    conn: &mut Conn,
+    ctx: &Ctx<'_>,
+    def: &'static ResourceDef,
+    document: &Value,
+) -> Result<Option<(String, String)>, ApiError> {
+    let principal = ctx.gate.principal;
+    if principal.own_patient().is_some() {
+        return Ok(None);
+    }
+    for replaced in mhd::replaced_documents(document) {
+        let row = match writable_current(conn, ctx, def, &replaced) {
+            Ok(Some(row)) if !row.deleted => row,
+            Ok(_) => continue,
+            Err(error) if error.status.is_client_error() => continue,
+            Err(error) => return Err(error),
+        };
+        let masked =
+            serde_json::from_str::<Value>(&row.content).is_ok_and(|value| is_masked(&value));
+        if !masked {
+            continue;
+        }
+        // A masking of no record (stored before masking was recorded) is the
+        // holder's: no professional lifts it.
+        let masker = store::resources::masked_by(conn, row.pk)?
+            .unwrap_or_else(|| ("patient".to_owned(), String::new()));
+        if masker.0 != principal.actor.code() || masker.1 != principal.subject {
+            return Ok(Some(masker));
+        }
+    }
+    Ok(None)
+}
+
+/// `incoming` with MASQUE_PS added to its security labels.
+fn with_masking(incoming: &Incoming) -> Incoming {
+    let mut changed = incoming.value().clone();
+    let label = serde_json::json!({
+        "coding": [{ "system": crate::fhir::mhd::TRE_A07_SYSTEM, "code": MASQUE_PS }]
+    });
+    let object = changed.as_object_mut().expect("a resource is an object");
+    match object.get_mut("securityLabel") {
+        Some(Value::Array(labels)) => labels.push(label),
+        _ => {
+            object.insert("securityLabel".into(), Value::Array(vec![label]));
+        }
+    }
+    incoming.with_changes(changed)
 }
 
 /// Whether a document carries MASQUE_PS (R-ACC-7).

@@ -1094,6 +1094,97 @@ fn r_acc_13_scopes_narrow_a_professional_and_a_system() {
     );
 }
 
+/// An operation reads and writes other types than its own and answers with a body:
+/// each of these is under the caller's scopes, as if it were asked for alone.
+#[test]
+fn r_acc_13_an_operation_needs_a_scope_for_everything_it_reads_writes_and_answers() {
+    use crate::support::fixtures::message_from;
+    let s = space();
+    let mut message = message_from(&s.patient, DOCTOR_IDNAT, "2024-12-05T09:00:00Z");
+    message["payload"] = json!([
+        { "contentAttachment": { "contentType": "application/pdf", "data": "U0VDUkVU", "title": "Ordonnance" } }
+    ]);
+    let message = s.app.create(&As::doctor(), &message);
+    let save = format!("Communication/{message}/$save-attachment");
+    let parameters = json!({ "resourceType": "Parameters" });
+    let mut claims = crate::support::base_claims("patient", "app-user");
+    claims["patient"] = json!(s.patient);
+    // Saving an attachment reads the message and creates a document: an app that
+    // may change messages, or only create documents, does neither.
+    for scope in [
+        "patient/Communication.u",
+        "patient/Communication.cruds",
+        "patient/DocumentReference.cruds",
+        "patient/Communication.u patient/DocumentReference.c",
+    ] {
+        let before = s.app.data_rows();
+        let reply = s
+            .app
+            .post(&save, &scoped(claims.clone(), scope), &parameters);
+        assert_refused(&reply, 403, "R-ACC-13");
+        assert!(!reply.body.contains("U0VDUkVU"), "{scope}: {}", reply.body);
+        assert_eq!(s.app.data_rows(), before, "{scope}: nothing stored");
+    }
+    // Granted both, it saves the document; the answer carries the document only
+    // to an app that may read documents (it holds the message's attachment).
+    let saves = scoped(
+        claims.clone(),
+        "patient/Communication.r patient/DocumentReference.c",
+    );
+    let reply = s.app.post(&save, &saves, &parameters);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(reply.body.is_empty(), "no body: {}", reply.body);
+    let location = reply.header("location").expect("a Location");
+    let saved = location
+        .split_once("DocumentReference/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("the document's Location");
+    let saved = s
+        .app
+        .get(&format!("DocumentReference/{saved}"), &s.as_patient());
+    assert_eq!(saved.json()["content"][0]["attachment"]["data"], "U0VDUkVU");
+    let reads_too = scoped(
+        claims.clone(),
+        "patient/Communication.r patient/DocumentReference.cr",
+    );
+    let reply = s.app.post(&save, &reads_too, &parameters);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.json()["content"][0]["attachment"]["data"], "U0VDUkVU");
+    // A plain create under a scope that does not read its type: stored, no body.
+    let creates = scoped(claims.clone(), "patient/DocumentReference.c");
+    let reply = s.app.post(
+        "DocumentReference",
+        &creates,
+        &document(&s.patient, "11488-4", "2024-09-01"),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(reply.body.is_empty(), "no body: {}", reply.body);
+    // The opposition answers with a proof naming the person: an app that may only
+    // change the Patient neither opposes nor gets it; one that reads it too does.
+    let changes = scoped(claims.clone(), "patient/Patient.u");
+    for operation in ["$oppose", "$close", "$activate"] {
+        let reply = s.app.post(
+            &format!("Patient/{}/{operation}", s.patient),
+            &changes,
+            &parameters,
+        );
+        assert_refused(&reply, 403, "R-ACC-13");
+        assert!(
+            !reply.body.contains("Binary"),
+            "{operation}: {}",
+            reply.body
+        );
+    }
+    let holder = scoped(claims, "patient/Patient.ru");
+    let reply = s.app.post(
+        &format!("Patient/{}/$activate", s.patient),
+        &holder,
+        &parameters,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["id"], s.patient.as_str());
+}
+
 // ---------------------------------------------------------------- R-MSG-5
 
 #[test]

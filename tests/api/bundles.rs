@@ -223,8 +223,17 @@ fn a_transaction_conditional_create_reuses_the_match() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let response = reply.json();
     assert_eq!(response["entry"][0]["response"]["status"], "200 OK");
+    // The feed may create documents, not read them: the médecin traitant reads it.
+    let location = response["entry"][1]["response"]["location"]
+        .as_str()
+        .expect("the document's location");
+    let document_id = location
+        .split_once("DocumentReference/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("DocumentReference/id");
     assert_eq!(
-        response["entry"][1]["resource"]["subject"]["reference"],
+        app.get(&format!("DocumentReference/{document_id}"), &As::doctor())
+            .json()["subject"]["reference"],
         format!("Patient/{existing}")
     );
     // One Patient (the match, not a copy) and the document.

@@ -118,10 +118,17 @@ fn r_acc_12_the_system_reads_no_document_through_a_conditional_create() {
     ] {
         let reply = post_if_none_exist(&s.app, &As::System, &feed, &query);
         assert_eq!(reply.status, 201, "{query}: {}", reply.body);
-        let created = reply.json();
-        assert_eq!(created["type"]["coding"][0]["code"], "11502-2", "{query}");
+        // The feed may create documents, not read them (no body): the médecin
+        // traitant reads what was created.
+        assert!(reply.body.is_empty(), "{query}: {}", reply.body);
+        let created = reply.id();
+        let stored = s
+            .app
+            .get(&format!("DocumentReference/{created}"), &As::doctor())
+            .json();
+        assert_eq!(stored["type"]["coding"][0]["code"], "11502-2", "{query}");
         for hidden in [&s.masked, &s.psychiatric, &s.consultation] {
-            assert_ne!(created["id"], json!(hidden), "{query}");
+            assert_ne!(&created, hidden, "{query}");
         }
     }
     // The same inside a transaction.
@@ -1607,6 +1614,89 @@ fn r_pat_2_deleting_and_writing_again_does_not_unmask() {
     assert_eq!(s.app.delete(&path, &As::doctor()).status, 204);
     unmasked.as_object_mut().unwrap().remove("meta");
     assert_refused(&s.app.put(&path, &As::doctor(), &unmasked), 403, "R-PAT-2");
+}
+
+/// R-PAT-2, R-MHD-3: a replacement is no way around a masking. The author of a
+/// document the patient masked, who may not lift the masking by an update, deposits
+/// a replacement without the label: the replacement stays masked, and its masking is
+/// still the patient's. A professional who masked a document themselves lifts it by
+/// a replacement, as by an update.
+#[test]
+fn r_pat_2_replacing_a_masked_document_keeps_the_patients_masking() {
+    let s = spaces();
+    s.app
+        .create(&s.patient_token(), &permit_professional(&s.a, COLLEAGUE));
+    let replacement = |replaced: &str, date: &str| {
+        let mut body = document(&s.a, "11488-4", date);
+        body["relatesTo"] = json!([{ "code": "replaces", "target": { "reference": format!("DocumentReference/{replaced}") } }]);
+        body
+    };
+    assert_eq!(
+        s.app
+            .get(&format!("DocumentReference/{}", s.consultation), &dentist())
+            .status,
+        200,
+        "the dentist reads the report before it is masked"
+    );
+    let path = format!("DocumentReference/{}", s.consultation);
+    assert_eq!(
+        patch(&s.app, &path, &s.patient_token(), &mask_patch()).status,
+        200
+    );
+    let reply = s.app.post(
+        "DocumentReference",
+        &As::doctor(),
+        &replacement(&s.consultation, "2024-02-01"),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let kept = reply.id();
+    assert!(
+        reply.body.contains("MASQUE_PS"),
+        "the replacement carries the masking: {}",
+        reply.body
+    );
+    let kept_path = format!("DocumentReference/{kept}");
+    assert_eq!(s.app.get(&kept_path, &dentist()).status, 404);
+    let found = s
+        .app
+        .get(&format!("DocumentReference?patient={}", s.a), &dentist());
+    assert!(!found.body.contains(&kept), "{}", found.body);
+    // Its masking is the patient's: the author may not lift it; the patient does.
+    assert_refused(
+        &patch(
+            &s.app,
+            &kept_path,
+            &As::doctor(),
+            &json!([{ "op": "remove", "path": "/securityLabel" }]),
+        ),
+        403,
+        "R-PAT-2",
+    );
+    assert_eq!(
+        patch(
+            &s.app,
+            &kept_path,
+            &s.patient_token(),
+            &json!([{ "op": "remove", "path": "/securityLabel" }])
+        )
+        .status,
+        200
+    );
+    assert_eq!(s.app.get(&kept_path, &dentist()).status, 200);
+    // The médecin traitant masked `masked` at its deposit: their replacement lifts it.
+    let reply = s.app.post(
+        "DocumentReference",
+        &As::doctor(),
+        &replacement(&s.masked, "2024-02-02"),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(!reply.body.contains("MASQUE_PS"), "{}", reply.body);
+    assert_eq!(
+        s.app
+            .get(&format!("DocumentReference/{}", reply.id()), &dentist())
+            .status,
+        200
+    );
 }
 
 #[test]

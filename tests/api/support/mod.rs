@@ -286,7 +286,17 @@ impl Reply {
             .to_owned()
     }
 
+    /// The id of the resource the answer is about: its body's, or, when the caller
+    /// may not read it back (a write under a scope that does not read its type),
+    /// the one its `Location` names (`…/Type/id/_history/n`).
     pub fn id(&self) -> String {
+        if self.body.is_empty()
+            && let Some(location) = self.header("location")
+        {
+            let mut parts = location.rsplit('/');
+            let (_, _, id) = (parts.next(), parts.next(), parts.next());
+            return id.expect("a Location naming a version").to_owned();
+        }
         self.json()["id"].as_str().expect("id").to_owned()
     }
 }
