@@ -7,7 +7,7 @@
 
 use super::principal::{ActorKind, Principal};
 use crate::fhir::definitions::Interaction::{self, *};
-use crate::fhir::definitions::{PROFILE_INTERACTIONS, ResourceDef, is_medical_profile};
+use crate::fhir::definitions::{PROFILE_INTERACTIONS, is_medical_profile};
 
 /// A decision and the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +148,8 @@ fn allowed_interactions(actor: &ActorKind, resource_type: &str) -> &'static [Int
     }
 }
 
-/// Decides whether the principal may attempt `interaction` on `resource_type`. An
-/// operation (`$name`) is decided by [`decide_operation`], on what it performs.
+/// Decides whether the principal may attempt `interaction` on `resource_type`, and
+/// nothing more. A request is decided by [`decide_request`], on what it performs.
 pub fn decide(principal: &Principal, resource_type: &str, interaction: Interaction) -> Verdict {
     let table = decide_by_table(principal, resource_type, interaction);
     if !table.allowed {
@@ -167,21 +167,24 @@ pub fn decide(principal: &Principal, resource_type: &str, interaction: Interacti
     }
 }
 
-/// Decides whether the principal may run `$name` on an instance of `def`: the actor
-/// table for operations on that type, then the caller's scopes for every interaction
-/// the operation performs (R-ACC-13: it reads and writes other types than its own,
-/// and answers with a body). An operation the type does not declare is left to its
-/// answer (404), which performs nothing.
-pub fn decide_operation(principal: &Principal, def: &ResourceDef, name: &str) -> Verdict {
-    let table = decide_by_table(principal, def.name, Operation);
+/// Decides a request: the actor table for `interaction` on `resource_type`, then the
+/// caller's scopes for every interaction the request performs (`performs`, on
+/// whichever type; R-ACC-13). A request performs more than its own interaction: a
+/// patch reads what it changes, a conditional create searches, a document that
+/// replaces another changes it, an operation reads and writes other types and
+/// answers with a body. An operation the type does not declare performs nothing:
+/// its answer is a 404.
+pub fn decide_request(
+    principal: &Principal,
+    resource_type: &str,
+    interaction: Interaction,
+    performs: &[(&str, Interaction)],
+) -> Verdict {
+    let table = decide_by_table(principal, resource_type, interaction);
     if !table.allowed {
         return table;
     }
-    let Some(operation) = def.operation(name) else {
-        return table;
-    };
-    operation
-        .performs
+    performs
         .iter()
         .find_map(|(resource_type, interaction)| {
             super::rules::scopes::r_acc_13_scopes(principal, resource_type, *interaction)

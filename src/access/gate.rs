@@ -2207,6 +2207,22 @@ impl<'a> Gate<'a> {
                         "a professional's message names them as its sender (sender.identifier, IdNat_PS)",
                     ));
                 }
+                // Beside their IdNat_PS, the sender refers to no one of the holder's
+                // side: the portal would show the message as the holder's own.
+                let holder_side = message
+                    .pointer("/sender/reference")
+                    .and_then(Value::as_str)
+                    .is_some_and(|reference| {
+                        reference.starts_with("Patient/")
+                            || reference.starts_with("RelatedPerson/")
+                            || reference.contains("/Patient/")
+                            || reference.contains("/RelatedPerson/")
+                    });
+                if holder_side {
+                    return Err(refusal(
+                        "a professional's message is not sent by a Patient or RelatedPerson (sender.reference)",
+                    ));
+                }
                 Ok(())
             }
             ActorKind::Patient | ActorKind::Representative => {

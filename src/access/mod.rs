@@ -14,7 +14,7 @@ pub mod space;
 pub mod space_cache;
 
 pub use authenticate::Authenticator;
-pub use decide::{Verdict, decide, decide_operation};
+pub use decide::{Verdict, decide, decide_request};
 pub use egress::{BundleEntry, BundleLink, BundleOut, Released};
 pub use gate::{Gate, PresumedNarrowing};
 pub use matrix::Matrix;

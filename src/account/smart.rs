@@ -503,8 +503,13 @@ impl Accounts {
                     "the code_verifier does not match the code_challenge",
                 ));
             }
+            // Presented twice at once: the other presentation spent it between the
+            // read and this write, and it is revoked as if presented after.
             if stored::use_oauth_code(conn, &hash, &instant(now))? != 1 {
-                return Ok(invalid("the code was used already"));
+                stored::revoke_grant(conn, &grant.id, &instant(now))?;
+                return Ok(invalid(
+                    "the code was used already: the authorisation is revoked",
+                ));
             }
             let refresh = self.refresh_for(conn, &grant, now)?;
             Ok(Ok(self.app_token(&account, &grant, refresh)))
@@ -567,8 +572,12 @@ impl Accounts {
                     )));
                 }
             };
+            // Presented twice at once: as above.
             if stored::use_refresh(conn, &hash, &instant(now))? != 1 {
-                return Ok(invalid("the refresh token was used already"));
+                stored::revoke_grant(conn, &grant.id, &instant(now))?;
+                return Ok(invalid(
+                    "the refresh token was used already: the authorisation is revoked",
+                ));
             }
             let next = self.refresh_for(conn, &grant, now)?;
             Ok(Ok(self.app_token_with(&account, &grant, &scopes, next)))

@@ -342,10 +342,12 @@ async fn stages(
     let authorize = {
         let principal = principal.clone();
         move |def: &ResourceDef, operation: &Operation| -> Result<(), ApiError> {
-            let verdict = match operation {
-                Operation::Invoke { name, .. } => access::decide_operation(&principal, def, name),
-                other => access::decide(&principal, def.name, other.interaction()),
-            };
+            let verdict = access::decide_request(
+                &principal,
+                def.name,
+                operation.interaction(),
+                &operation.performs(def),
+            );
             tracing::debug!(rule = verdict.rule, allowed = verdict.allowed, "decided");
             if verdict.allowed {
                 Ok(())

@@ -287,11 +287,14 @@ pub(super) fn entries(bundle: &Value) -> Vec<&Value> {
 /// does not), the service by its own identifier, the holder as « Vous ».
 pub(super) fn sender_of(message: &Value, patient: &str) -> String {
     let sender = &message["sender"];
-    if sender["reference"].as_str() == Some(format!("Patient/{patient}").as_str()) {
-        return "Vous".to_owned();
-    }
     let system = sender.pointer("/identifier/system").and_then(Value::as_str);
     let value = sender.pointer("/identifier/value").and_then(Value::as_str);
+    // The identifier first: it is what the server checked of a professional's.
+    if system.is_none()
+        && sender["reference"].as_str() == Some(format!("Patient/{patient}").as_str())
+    {
+        return "Vous".to_owned();
+    }
     match (system, value) {
         (Some(IDNAT_PS), Some(id)) => match sender["display"].as_str() {
             Some(name) => format!("{name} (professionnel de santé, identifiant {id})"),
@@ -711,6 +714,10 @@ struct CdaPage<'a> {
     sections: Vec<(String, Vec<String>)>,
 }
 
+/// The CDA readings the portal makes at once (each holds the document's bytes and
+/// what it shows of them).
+static CDA_READINGS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// `GET /espace/documents/{id}/lecture`: a CDA document read as text (its title,
 /// its sections' titles and narrative).
 pub async fn reading(state: State, request: HttpRequest, path: web::Path<String>) -> HttpResponse {
@@ -720,11 +727,15 @@ pub async fn reading(state: State, request: HttpRequest, path: web::Path<String>
         Ok(found) => found,
         Err(response) => return response,
     };
+    // Up to the body bound's bytes of XML, fetched and read two at a time (so that
+    // readings at once hold a bounded share of memory), off the HTTP worker.
+    let Ok(_reading) = CDA_READINGS.acquire().await else {
+        return see_other(&format!("/espace/documents/{id}"));
+    };
     let (_, bytes) = match document_bytes(&fhir, &id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    // Up to the body bound's bytes of XML: read off the HTTP worker.
     let readable = actix_web::rt::task::spawn_blocking(move || super::cda::read(&bytes))
         .await
         .ok()

@@ -103,6 +103,43 @@ impl Operation {
         }
     }
 
+    /// Every interaction the operation performs, on whichever type, for the
+    /// caller's scopes (R-ACC-13): its own, and what it reads, searches and changes
+    /// besides. A patch reads the resource it changes (its `test` and `from`, and
+    /// its errors, tell of it); a conditional create or patch searches; a document
+    /// that replaces others changes them (R-MHD-3); an operation declares its own.
+    pub fn performs(&self, def: &ResourceDef) -> Vec<(&'static str, Interaction)> {
+        let own = (def.name, self.interaction());
+        match self {
+            Operation::Create {
+                body,
+                if_none_exist,
+            } => {
+                let mut performed = vec![own];
+                if if_none_exist.is_some() {
+                    performed.push((def.name, Interaction::SearchType));
+                }
+                if def.name == "DocumentReference"
+                    && !mhd::replaced_documents(body.value()).is_empty()
+                {
+                    performed.push(("DocumentReference", Interaction::Update));
+                }
+                performed
+            }
+            Operation::Patch { .. } => vec![own, (def.name, Interaction::Read)],
+            Operation::ConditionalPatch { .. } => vec![
+                own,
+                (def.name, Interaction::Read),
+                (def.name, Interaction::SearchType),
+            ],
+            Operation::Invoke { name, .. } => def
+                .operation(name)
+                .map(|operation| operation.performs.to_vec())
+                .unwrap_or_default(),
+            _ => vec![own],
+        }
+    }
+
     /// The resource id the operation names, if any.
     pub fn id(&self) -> Option<&str> {
         match self {

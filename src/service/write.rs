@@ -51,16 +51,15 @@ fn store_version(
     // R-PAT-2, R-MHD-3: a document replacing a masked one keeps that masking unless
     // its depositor may lift it (the holder, or the professional who masked it), as
     // an update of the masked one would: replacing is no way around a masking.
-    let kept_masking = if def.name == "DocumentReference"
-        && interaction == Interaction::Create
-        && !is_masked(incoming.value())
-    {
+    // A replacement that carries MASQUE_PS itself keeps the masking's author too:
+    // its depositor does not become the masker who may lift it.
+    let kept_masking = if def.name == "DocumentReference" && interaction == Interaction::Create {
         masking_kept_by_replacement(conn, ctx, def, incoming.value())?
     } else {
         None
     };
     let masked_copy;
-    let incoming = if kept_masking.is_some() {
+    let incoming = if kept_masking.is_some() && !is_masked(incoming.value()) {
         masked_copy = with_masking(incoming);
         &masked_copy
     } else {

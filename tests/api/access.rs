@@ -1159,6 +1159,43 @@ fn r_acc_13_an_operation_needs_a_scope_for_everything_it_reads_writes_and_answer
     );
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert!(reply.body.is_empty(), "no body: {}", reply.body);
+    // A patch reads what it changes (its `test`, its `from` and its errors tell of
+    // it), a conditional create searches, a replacement changes the document it
+    // replaces: each needs the scope of what it performs, before anything is read.
+    let changes_documents = scoped(claims.clone(), "patient/DocumentReference.u");
+    for operations in [
+        json!([{ "op": "copy", "from": "/content/0/attachment/data", "path": "/status" }]),
+        json!([{ "op": "test", "path": "/status", "value": "current" }]),
+    ] {
+        let reply = s.app.json_patch(
+            &format!("DocumentReference/{}", s.consultation),
+            &changes_documents,
+            &operations,
+        );
+        assert_refused(&reply, 403, "R-ACC-13");
+        assert!(!reply.body.contains("JVBERi0xLjQK"), "{}", reply.body);
+    }
+    let creates_documents = scoped(claims.clone(), "patient/DocumentReference.c");
+    let conditional = s
+        .app
+        .request("POST", "DocumentReference")
+        .as_(&creates_documents)
+        .fhir()
+        .header("If-None-Exist", &format!("_id={}", s.consultation))
+        .send(Some(
+            document(&s.patient, "11488-4", "2024-09-01").to_string(),
+        ));
+    assert_refused(&conditional, 403, "R-ACC-13");
+    let mut replacing = document(&s.patient, "11488-4", "2024-09-02");
+    replacing["relatesTo"] = json!([{ "code": "replaces", "target": { "reference": format!("DocumentReference/{}", s.consultation) } }]);
+    let before = s.app.data_rows();
+    assert_refused(
+        &s.app
+            .post("DocumentReference", &creates_documents, &replacing),
+        403,
+        "R-ACC-13",
+    );
+    assert_eq!(s.app.data_rows(), before, "nothing replaced");
     // The opposition answers with a proof naming the person: an app that may only
     // change the Patient neither opposes nor gets it; one that reads it too does.
     let changes = scoped(claims.clone(), "patient/Patient.u");

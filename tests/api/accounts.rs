@@ -1335,8 +1335,10 @@ fn r_act_4_an_app_of_the_catalogue_gets_the_scopes_the_holder_ticks_and_no_more(
     );
 }
 
-#[test]
-fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
+/// A holder's app authorised through the pages for `launch/patient offline_access
+/// patient/Patient.rs`, and the code exchanged: the harness, the holder's Patient id,
+/// their signed-in browser and the token answer.
+fn app_with_refresh() -> (Harness, String, Browser, Value) {
     let h = with_app();
     let known = nir();
     let mine = holder(&h.app, &known, None);
@@ -1386,6 +1388,63 @@ fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
             ("code_verifier", VERIFIER),
         ],
     );
+    (h, mine, browser, issued)
+}
+
+/// A refresh token presented twice revokes its authorisation, also when the two
+/// presentations come at once (each read it unspent before either spent it).
+#[test]
+fn r_act_4_a_refresh_token_presented_twice_at_once_revokes_the_authorisation() {
+    let (h, _, _, issued) = app_with_refresh();
+    let refresh = issued["refresh_token"].as_str().unwrap().to_owned();
+    let answers = crate::support::on_threads(6, |_| {
+        token_request(
+            &h,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("client_id", "carnet"),
+            ],
+        )
+    });
+    let granted: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, answer)| answer)
+        .collect();
+    assert!(granted.len() <= 1, "{answers:?}");
+    for (status, answer) in &answers {
+        if *status != 200 {
+            assert_eq!(answer["error"], "invalid_grant", "{answer}");
+            assert!(
+                answer["error_description"]
+                    .as_str()
+                    .is_some_and(|text| text.contains("revoked")),
+                "{answer}"
+            );
+        }
+    }
+    // Whoever won holds nothing: the authorisation has ended.
+    for answer in granted {
+        let next = answer["refresh_token"].as_str().unwrap();
+        let (status, ended) = token_request(
+            &h,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", next),
+                ("client_id", "carnet"),
+            ],
+        );
+        assert_eq!(
+            (status, ended["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+}
+
+#[test]
+fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
+    let (h, mine, mut browser, issued) = app_with_refresh();
     let first_refresh = issued["refresh_token"].as_str().unwrap().to_owned();
     let (status, refreshed) = token_request(
         &h,

@@ -118,9 +118,7 @@ fn r_acc_12_the_system_reads_no_document_through_a_conditional_create() {
     ] {
         let reply = post_if_none_exist(&s.app, &As::System, &feed, &query);
         assert_eq!(reply.status, 201, "{query}: {}", reply.body);
-        // The feed may create documents, not read them (no body): the médecin
-        // traitant reads what was created.
-        assert!(reply.body.is_empty(), "{query}: {}", reply.body);
+        // What was created is a new document: the médecin traitant reads it.
         let created = reply.id();
         let stored = s
             .app
@@ -173,10 +171,11 @@ fn r_acc_9_the_system_deposits_idempotently_among_its_own_documents() {
 #[test]
 fn r_acc_12_a_json_patch_test_tells_the_system_nothing() {
     let s = spaces();
-    // A feed allowed to change documents: the rules, not its scopes, stop it.
+    // A feed allowed to read and change documents (a patch reads what it changes):
+    // the rules, not its scopes, stop it.
     let feed = {
         let mut claims = base_claims("system", "insurer-feed");
-        claims["scope"] = json!("system/DocumentReference.cud");
+        claims["scope"] = json!("system/DocumentReference.cruds");
         As::Token(sign(&keys().rsa, &claims))
     };
     let path = format!("DocumentReference/{}", s.psychiatric);
@@ -1683,6 +1682,28 @@ fn r_pat_2_replacing_a_masked_document_keeps_the_patients_masking() {
         200
     );
     assert_eq!(s.app.get(&kept_path, &dentist()).status, 200);
+    // A replacement that carries a masking of its own keeps the patient's as theirs:
+    // its depositor does not become the one who may lift it.
+    assert_eq!(
+        patch(&s.app, &kept_path, &s.patient_token(), &mask_patch()).status,
+        200
+    );
+    let mut labelled = replacement(&kept, "2024-02-03");
+    labelled["securityLabel"] = json!([{ "coding": [{ "system": "urn:x", "code": "MASQUE_PS" }] }]);
+    let reply = s.app.post("DocumentReference", &As::doctor(), &labelled);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let labelled_path = format!("DocumentReference/{}", reply.id());
+    assert_refused(
+        &patch(
+            &s.app,
+            &labelled_path,
+            &As::doctor(),
+            &json!([{ "op": "remove", "path": "/securityLabel" }]),
+        ),
+        403,
+        "R-PAT-2",
+    );
+    assert_eq!(s.app.get(&labelled_path, &dentist()).status, 404);
     // The médecin traitant masked `masked` at its deposit: their replacement lifts it.
     let reply = s.app.post(
         "DocumentReference",

@@ -243,6 +243,20 @@ fn r_msg_5_a_professional_writes_only_as_themselves() {
         403,
         "R-MSG-5",
     );
+    // Their own IdNat_PS beside a reference to the holder: the portal would show
+    // the message as the holder's own (« Vous »).
+    for reference in [
+        format!("Patient/{patient_id}"),
+        "RelatedPerson/parent".to_owned(),
+    ] {
+        let mut posing = message_from(&patient_id, DOCTOR_IDNAT, "2024-12-03T09:00:00Z");
+        posing["sender"]["reference"] = json!(reference);
+        assert_refused(
+            &app.post("Communication", &As::doctor(), &posing),
+            403,
+            "R-MSG-5",
+        );
+    }
     assert_eq!(app.data_rows(), before);
     // In their own name: stored, and the sender reads it back.
     let own = app.create(

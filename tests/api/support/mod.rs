@@ -172,8 +172,9 @@ impl As {
             As::Token(token) => return Some(token.clone()),
             As::System => {
                 let mut claims = base_claims("system", "insurer-feed");
+                // Its conditional creates search (`s`), among its own deposits.
                 claims["scope"] =
-                    json!("system/Patient.cruds system/DocumentReference.c system/Binary.c");
+                    json!("system/Patient.cruds system/DocumentReference.cs system/Binary.c");
                 claims
             }
             As::Professional {
