@@ -106,10 +106,16 @@ impl Operation {
     /// Every interaction the operation performs, on whichever type, for the
     /// caller's scopes (R-ACC-13): its own, and what it reads, searches and changes
     /// besides. A patch reads the resource it changes (its `test` and `from`, and
-    /// its errors, tell of it); a conditional create or patch searches; a document
-    /// that replaces others changes them (R-MHD-3); an operation declares its own.
+    /// its errors, tell of it); a conditional create or patch searches, and so does
+    /// a conditional reference in a body; a document that replaces others changes
+    /// them (R-MHD-3); an operation declares its own.
     pub fn performs(&self, def: &ResourceDef) -> Vec<(&'static str, Interaction)> {
         let own = (def.name, self.interaction());
+        // A body's conditional references (`Patient?identifier=…`) are searches.
+        let searches_patients = |body: &Incoming| {
+            mhd::has_conditional_references(body.value())
+                .then_some(("Patient", Interaction::SearchType))
+        };
         match self {
             Operation::Create {
                 body,
@@ -124,6 +130,12 @@ impl Operation {
                 {
                     performed.push(("DocumentReference", Interaction::Update));
                 }
+                performed.extend(searches_patients(body));
+                performed
+            }
+            Operation::Update { body, .. } => {
+                let mut performed = vec![own];
+                performed.extend(searches_patients(body));
                 performed
             }
             Operation::Patch { .. } => vec![own, (def.name, Interaction::Read)],

@@ -1061,8 +1061,25 @@ fn r_acc_13_scopes_narrow_a_professional_and_a_system() {
     let s = space();
     let mut claims = crate::support::base_claims("professional", DOCTOR_IDNAT);
     claims["profession"] = json!("10");
-    let reader = scoped(claims, "user/DocumentReference.r");
+    let reader = scoped(claims.clone(), "user/DocumentReference.r");
     assert_eq!(s.read(&reader, &s.consultation).status, 200);
+    // A conditional reference is a search of Patients: a token that may deposit
+    // documents but not search people learns nothing of who has a space.
+    let mut by_ins = document(&s.patient, "11488-4", "2024-09-03");
+    by_ins["subject"] = json!({ "reference": format!("Patient?identifier={INS}|{}", s.nir) });
+    let depositor = scoped(claims.clone(), "user/DocumentReference.c");
+    assert_refused(
+        &s.app.post("DocumentReference", &depositor, &by_ins),
+        403,
+        "R-ACC-13",
+    );
+    let finds_people = scoped(claims, "user/DocumentReference.c user/Patient.s");
+    assert_eq!(
+        s.app
+            .post("DocumentReference", &finds_people, &by_ins)
+            .status,
+        201
+    );
     assert_refused(
         &s.app
             .get(&format!("DocumentReference?patient={}", s.patient), &reader),
