@@ -155,16 +155,19 @@ pub fn decide(principal: &Principal, resource_type: &str, interaction: Interacti
     if !table.allowed {
         return table;
     }
+    // The table allows it; an operation's scopes are those of what it performs.
     if interaction == Operation {
         return Verdict::deny(
             "R-ACC-13",
             format!("an operation on {resource_type} is decided on what it performs"),
         );
     }
-    match super::rules::scopes::r_acc_13_scopes(principal, resource_type, interaction) {
-        Some(refusal) => refusal,
-        None => table,
-    }
+    decide_request(
+        principal,
+        resource_type,
+        interaction,
+        &[(resource_type, interaction)],
+    )
 }
 
 /// Decides a request: the actor table for `interaction` on `resource_type`, then the

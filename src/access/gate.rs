@@ -2212,12 +2212,8 @@ impl<'a> Gate<'a> {
                 let holder_side = message
                     .pointer("/sender/reference")
                     .and_then(Value::as_str)
-                    .is_some_and(|reference| {
-                        reference.starts_with("Patient/")
-                            || reference.starts_with("RelatedPerson/")
-                            || reference.contains("/Patient/")
-                            || reference.contains("/RelatedPerson/")
-                    });
+                    .and_then(crate::fhir::extract::parse_reference)
+                    .is_some_and(|(kind, _)| kind == "Patient" || kind == "RelatedPerson");
                 if holder_side {
                     return Err(refusal(
                         "a professional's message is not sent by a Patient or RelatedPerson (sender.reference)",

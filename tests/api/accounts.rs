@@ -1335,6 +1335,18 @@ fn r_act_4_an_app_of_the_catalogue_gets_the_scopes_the_holder_ticks_and_no_more(
     );
 }
 
+/// The carnet app's refresh: the token endpoint's status and answer.
+fn refreshed_by_carnet(h: &Harness, refresh_token: &str) -> (u16, Value) {
+    token_request(
+        h,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", "carnet"),
+        ],
+    )
+}
+
 /// A holder's app authorised through the pages for `launch/patient offline_access
 /// patient/Patient.rs`, and the code exchanged: the harness, the holder's Patient id,
 /// their signed-in browser and the token answer.
@@ -1397,16 +1409,7 @@ fn app_with_refresh() -> (Harness, String, Browser, Value) {
 fn r_act_4_a_refresh_token_presented_twice_at_once_revokes_the_authorisation() {
     let (h, _, _, issued) = app_with_refresh();
     let refresh = issued["refresh_token"].as_str().unwrap().to_owned();
-    let answers = crate::support::on_threads(6, |_| {
-        token_request(
-            &h,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", "carnet"),
-            ],
-        )
-    });
+    let answers = crate::support::on_threads(6, |_| refreshed_by_carnet(&h, &refresh));
     let granted: Vec<&Value> = answers
         .iter()
         .filter(|(status, _)| *status == 200)
@@ -1427,14 +1430,7 @@ fn r_act_4_a_refresh_token_presented_twice_at_once_revokes_the_authorisation() {
     // Whoever won holds nothing: the authorisation has ended.
     for answer in granted {
         let next = answer["refresh_token"].as_str().unwrap();
-        let (status, ended) = token_request(
-            &h,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", next),
-                ("client_id", "carnet"),
-            ],
-        );
+        let (status, ended) = refreshed_by_carnet(&h, next);
         assert_eq!(
             (status, ended["error"].as_str()),
             (400, Some("invalid_grant"))
@@ -1446,14 +1442,7 @@ fn r_act_4_a_refresh_token_presented_twice_at_once_revokes_the_authorisation() {
 fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
     let (h, mine, mut browser, issued) = app_with_refresh();
     let first_refresh = issued["refresh_token"].as_str().unwrap().to_owned();
-    let (status, refreshed) = token_request(
-        &h,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &first_refresh),
-            ("client_id", "carnet"),
-        ],
-    );
+    let (status, refreshed) = refreshed_by_carnet(&h, &first_refresh);
     assert_eq!(status, 200, "{refreshed}");
     let second_refresh = refreshed["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(second_refresh, first_refresh);
@@ -1538,14 +1527,7 @@ fn r_act_4_refresh_tokens_change_at_each_use_and_the_holder_revokes_the_app() {
     );
     assert_eq!(h.app.get(&format!("Patient/{mine}"), &token).status, 401);
     // Still unspent, yet the authorisation it stood on has ended.
-    let (status, ended) = token_request(
-        &h,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &latest_refresh),
-            ("client_id", "carnet"),
-        ],
-    );
+    let (status, ended) = refreshed_by_carnet(&h, &latest_refresh);
     assert_eq!(
         (status, ended["error"].as_str()),
         (400, Some("invalid_grant"))
